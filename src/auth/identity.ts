@@ -1,0 +1,28 @@
+// TenantIdentity: who a verified client is; schema naming from the tenant id and identifier quoting.
+
+export interface TenantIdentity {
+  /** Verified tenant id (matched tenancy.tenantPattern). */
+  readonly tenantId: string;
+  /** Schema name (unquoted) derived from tenancy.schemaTemplate. */
+  readonly schema: string;
+  /** Token subject, for audit; undefined when the token carries no sub. */
+  readonly actor: string | undefined;
+  /** Token expiry, seconds since the epoch. */
+  readonly expiresAt: number;
+}
+
+export function schemaForTenant(tenantId: string, template: string): string {
+  return template.split('{tenant}').join(tenantId);
+}
+
+/** Quotes a name as a PostgreSQL identifier, always, so case and special characters survive exactly. */
+export function quoteIdent(name: string): string {
+  if (name.includes('\0')) throw new Error('identifier contains NUL');
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** Quotes a string as a PostgreSQL literal (standard_conforming_strings on: only quotes double). */
+export function quoteLiteral(value: string): string {
+  if (value.includes('\0')) throw new Error('literal contains NUL');
+  return value.includes('\\') ? ` E'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'` : `'${value.replace(/'/g, "''")}'`;
+}

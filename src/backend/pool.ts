@@ -1,0 +1,222 @@
+// The backend pool: idle list, active set, waiters queue, size limit; checkout and release of ServerConns.
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { ProxyError } from '../protocol/errors.js';
+import { TERMINATE } from '../protocol/static.js';
+import { connectServer, type UpstreamTarget } from './connect.js';
+import { ServerConn, ServerState, type ServerOwner } from './server-conn.js';
+
+interface Waiter {
+  resolve(server: ServerConn): void;
+  reject(err: ProxyError): void;
+  timer: NodeJS.Timeout;
+}
+
+export interface PoolStats {
+  idle: number;
+  active: number;
+  resetting: number;
+  connecting: number;
+  waiting: number;
+}
+
+export interface PoolOptions {
+  size: number;
+  minIdle: number;
+  queueTimeoutMs: number;
+  idleTimeoutMs: number;
+  maxLifetimeMs: number;
+}
+
+export function poolOptions(config: Config): PoolOptions {
+  const u = config.upstream;
+  return {
+    size: u.poolSize,
+    minIdle: Math.min(u.minIdle, u.poolSize),
+    queueTimeoutMs: u.queueTimeoutMs,
+    idleTimeoutMs: u.idleTimeoutMs,
+    maxLifetimeMs: u.maxLifetimeMs,
+  };
+}
+
+export class Pool implements ServerOwner {
+  /** Most recently used last, so checkout takes the warmest server. */
+  private readonly idle: ServerConn[] = [];
+  /** Servers pinned to a client or being reset: everything open that is not idle. */
+  private readonly busy = new Set<ServerConn>();
+  private readonly waiters: Waiter[] = [];
+  private connecting = 0;
+  private closed = false;
+  /** ParameterStatus values of the first server, reported to clients at login. */
+  private defaults: Map<string, string> | null = null;
+
+  constructor(
+    private readonly target: UpstreamTarget,
+    private options: PoolOptions,
+    private readonly log: Logger,
+  ) {}
+
+  stats(): PoolStats {
+    let resetting = 0;
+    for (const s of this.busy) if (s.state === ServerState.Resetting) resetting++;
+    return {
+      idle: this.idle.length,
+      active: this.busy.size - resetting,
+      resetting,
+      connecting: this.connecting,
+      waiting: this.waiters.length,
+    };
+  }
+
+  get upstream(): UpstreamTarget {
+    return this.target;
+  }
+
+  /** Applies new sizes and timeouts (SIGHUP); excess idle servers are closed by the janitor. */
+  reconfigure(options: PoolOptions): void {
+    this.options = options;
+    this.fillWaiters();
+  }
+
+  /** The upstream's ParameterStatus set, connecting one server if none has been seen yet. */
+  async parameterDefaults(): Promise<ReadonlyMap<string, string>> {
+    if (this.defaults !== null) return this.defaults;
+    const server = await this.acquire();
+    this.giveBack(server);
+    return this.defaults ?? new Map();
+  }
+
+  /** The hot path: a clean idle server right now, or null. Never jumps ahead of queued waiters. */
+  tryAcquire(): ServerConn | null {
+    if (this.closed || this.waiters.length > 0) return null;
+    const server = this.idle.pop();
+    if (server === undefined) return null;
+    this.busy.add(server);
+    return server;
+  }
+
+  /** Checks out a clean idle server, connecting a new one while under the size limit, else waits in FIFO order. */
+  acquire(): Promise<ServerConn> {
+    if (this.closed) return Promise.reject(ProxyError.shuttingDown());
+    const server = this.tryAcquire();
+    if (server !== null) return Promise.resolve(server);
+    return new Promise<ServerConn>((resolve, reject) => {
+      const waiter: Waiter = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          const at = this.waiters.indexOf(waiter);
+          if (at >= 0) this.waiters.splice(at, 1);
+          reject(ProxyError.poolTimeout(this.options.queueTimeoutMs));
+        }, this.options.queueTimeoutMs),
+      };
+      waiter.timer.unref();
+      this.waiters.push(waiter);
+      this.fillWaiters();
+    });
+  }
+
+  /** Returns a server that was checked out but never pinned (its client went away while waiting). */
+  giveBack(server: ServerConn): void {
+    this.busy.delete(server);
+    if (server.state === ServerState.Idle) this.makeIdle(server);
+  }
+
+  onResetDone(server: ServerConn): void {
+    this.busy.delete(server);
+    if (this.closed || Date.now() >= server.retireAt) {
+      server.terminate(TERMINATE, this.closed ? 'pool closed' : 'max lifetime reached');
+      return;
+    }
+    this.makeIdle(server);
+  }
+
+  onClosed(server: ServerConn, reason: string): void {
+    this.busy.delete(server);
+    const at = this.idle.indexOf(server);
+    if (at >= 0) this.idle.splice(at, 1);
+    this.log.debug({ server: server.id, pid: server.pid, reason }, 'server closed');
+    this.fillWaiters();
+  }
+
+  /** Janitor pass: idle timeout, max lifetime, min idle. */
+  maintain(now = Date.now()): void {
+    for (let i = this.idle.length - 1; i >= 0; i--) {
+      const server = this.idle[i]!;
+      const overSize = this.total() > this.options.size;
+      const stale = now - server.lastUsedAt > this.options.idleTimeoutMs && this.idle.length > this.options.minIdle;
+      if (overSize || stale || now >= server.retireAt) {
+        this.idle.splice(i, 1);
+        server.terminate(TERMINATE, overSize ? 'pool shrunk' : stale ? 'idle timeout' : 'max lifetime reached');
+      }
+    }
+    while (!this.closed && this.idle.length + this.connecting < this.options.minIdle && this.total() < this.options.size) {
+      this.connectOne();
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const waiter of this.waiters.splice(0)) {
+      clearTimeout(waiter.timer);
+      waiter.reject(ProxyError.shuttingDown());
+    }
+    for (const server of this.idle.splice(0)) server.terminate(TERMINATE, 'pool closed');
+  }
+
+  /** Closes everything, busy servers included (used after the drain timeout). */
+  destroy(): void {
+    this.close();
+    for (const server of [...this.busy]) server.close('pool destroyed');
+  }
+
+  private total(): number {
+    return this.idle.length + this.busy.size + this.connecting;
+  }
+
+  private makeIdle(server: ServerConn): void {
+    const waiter = this.waiters.shift();
+    if (waiter !== undefined) {
+      clearTimeout(waiter.timer);
+      this.busy.add(server);
+      waiter.resolve(server);
+      return;
+    }
+    server.lastUsedAt = Date.now();
+    this.idle.push(server);
+  }
+
+  /** Starts connections for waiters while the pool has room. */
+  private fillWaiters(): void {
+    while (!this.closed && this.waiters.length > this.connecting && this.total() < this.options.size) {
+      this.connectOne();
+    }
+  }
+
+  private connectOne(): void {
+    this.connecting++;
+    connectServer(this.target).then(
+      (connected) => {
+        this.connecting--;
+        const server = new ServerConn(connected, this, this.options.maxLifetimeMs);
+        this.defaults ??= new Map(connected.params);
+        if (this.closed) {
+          server.terminate(TERMINATE, 'pool closed');
+          return;
+        }
+        this.log.debug({ server: server.id, pid: server.pid }, 'server connected');
+        this.makeIdle(server);
+      },
+      (err: Error) => {
+        this.connecting--;
+        this.log.warn({ err: err.message }, 'upstream connection failed');
+        // Fail one waiter per failed attempt so clients learn fast when the upstream is down.
+        const waiter = this.waiters.shift();
+        if (waiter !== undefined) {
+          clearTimeout(waiter.timer);
+          waiter.reject(ProxyError.upstreamUnavailable(err.message));
+        }
+      },
+    );
+  }
+}

@@ -1,0 +1,275 @@
+// One upstream connection: its state machine, the pass-through of its frames to the pinned client, injected statements.
+import type net from 'node:net';
+import { BackendCode, TxStatus } from '../protocol/codes.js';
+import { ProxyError } from '../protocol/errors.js';
+import { Framer } from '../protocol/framer.js';
+import { readErrorFields, readParameterStatus } from '../protocol/messages.js';
+import type { ConnectedServer } from './connect.js';
+
+export const ServerState = {
+  Idle: 'idle',
+  Active: 'active',
+  Resetting: 'resetting',
+  Closed: 'closed',
+} as const;
+export type ServerState = (typeof ServerState)[keyof typeof ServerState];
+
+const EDGES: Record<ServerState, readonly ServerState[]> = {
+  idle: ['active', 'closed'],
+  active: ['resetting', 'closed'],
+  resetting: ['idle', 'closed'],
+  closed: [],
+};
+
+/** What a pinned client session offers its server; implemented by ClientSession. */
+export interface ServerClient {
+  /** Writes bytes to the client; false means the client's socket buffer is full. */
+  sendToClient(buf: Buffer): boolean;
+  /** A ReadyForQuery, ParameterStatus or ErrorResponse frame from the server, for the session to judge and forward. */
+  onServerControl(code: number, buf: Buffer, start: number, end: number): void;
+  /** The server failed underneath the client (died, or an injected statement failed). */
+  onServerLost(err: ProxyError): void;
+  /** The server's socket can take more data again. */
+  resumeFromServer(): void;
+  /** The client's socket is full: stop reading from the server until it drains. */
+  readonly clientSocket: net.Socket;
+}
+
+/** Pool-side hooks a server reports to. */
+export interface ServerOwner {
+  onResetDone(server: ServerConn): void;
+  onClosed(server: ServerConn, reason: string): void;
+}
+
+export interface InjectedReplies {
+  /** ReadyForQuery frames still to swallow. */
+  pending: number;
+  /** First error seen among the injected statements. */
+  error: string | null;
+}
+
+let nextServerId = 1;
+
+export class ServerConn {
+  readonly id = nextServerId++;
+  readonly pid: number;
+  readonly secret: number;
+  readonly createdAt = Date.now();
+  lastUsedAt = Date.now();
+  /** Lifetime after which the janitor retires this server; staggered per server so the pool does not reconnect at once. */
+  readonly retireAt: number;
+  state: ServerState = ServerState.Idle;
+  /** Reported (GUC_REPORT) settings as the server last announced them. */
+  readonly reported: Map<string, string>;
+  /** Unreported settings the proxy SET since the last reset. */
+  readonly applied = new Map<string, string>();
+  client: ServerClient | null = null;
+  /** Schema pinned for the current client, checked against PostgreSQL 18's search_path reports. */
+  pinnedSchema: string | null = null;
+
+  private readonly socket: net.Socket;
+  private readonly framer = new Framer(1 << 30, true);
+  private readonly injected: InjectedReplies = { pending: 0, error: null };
+  private corked = false;
+  private waitingForClientDrain = false;
+
+  constructor(
+    connected: ConnectedServer,
+    private readonly owner: ServerOwner,
+    maxLifetimeMs: number,
+  ) {
+    this.socket = connected.socket;
+    this.pid = connected.pid;
+    this.secret = connected.secret;
+    this.reported = connected.params;
+    this.retireAt = this.createdAt + maxLifetimeMs * (0.85 + Math.random() * 0.15);
+    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.socket.on('error', (err) => this.close(`socket error: ${err.message}`));
+    this.socket.on('close', () => this.close('server closed the connection'));
+    this.socket.on('drain', () => this.client?.resumeFromServer());
+  }
+
+  /** Pins a client: `injected` (pin statements, `replies` ReadyForQuerys) go out first in the same write as its frames. */
+  pin(client: ServerClient, injected: Buffer | null, replies: number): void {
+    this.transition(ServerState.Active);
+    this.client = client;
+    this.lastUsedAt = Date.now();
+    if (injected !== null) {
+      this.injected.pending = replies;
+      this.injected.error = null;
+      this.send(injected);
+    }
+  }
+
+  /** Forwards client bytes; returns false when the server's socket buffer is full (caller pauses the client). */
+  send(buf: Buffer): boolean {
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(uncorkServer, this);
+    }
+    return this.socket.write(buf);
+  }
+
+  /** Unpins and cleans the session state before the pool may hand this server to anyone else. */
+  reset(resetSql: Buffer, replies: number): void {
+    this.client = null;
+    this.pinnedSchema = null;
+    this.applied.clear();
+    this.transition(ServerState.Resetting);
+    this.waitingForClientDrain = false;
+    this.socket.resume();
+    this.injected.pending = replies;
+    this.injected.error = null;
+    this.send(resetSql);
+  }
+
+  pauseReading(): void {
+    this.socket.pause();
+  }
+
+  resumeReading(): void {
+    this.socket.resume();
+  }
+
+  close(reason: string): void {
+    if (this.state === ServerState.Closed) return;
+    const client = this.client;
+    this.state = ServerState.Closed;
+    this.client = null;
+    this.socket.destroy();
+    client?.onServerLost(ProxyError.serverLost(reason));
+    this.owner.onClosed(this, reason);
+  }
+
+  /** Graceful close for idle servers: Terminate, then the socket ends. */
+  terminate(terminateFrame: Buffer, reason: string): void {
+    if (this.state === ServerState.Closed) return;
+    this.socket.end(terminateFrame);
+    this.close(reason);
+  }
+
+  private onData(chunk: Buffer): void {
+    const framer = this.framer;
+    framer.push(chunk);
+    let runBuf: Buffer | null = null;
+    let runStart = 0;
+    let runEnd = 0;
+    try {
+      while (framer.next()) {
+        const code = framer.code;
+        const client = this.client;
+        if (this.injected.pending > 0 || client === null) {
+          if (runBuf !== null) {
+            this.forward(runBuf, runStart, runEnd);
+            runBuf = null;
+          }
+          this.onInjectedReply(code, framer.buffer, framer.start, framer.end);
+          continue;
+        }
+        if (code === BackendCode.ReadyForQuery || code === BackendCode.ParameterStatus || code === BackendCode.ErrorResponse) {
+          if (runBuf !== null) {
+            this.forward(runBuf, runStart, runEnd);
+            runBuf = null;
+          }
+          if (code === BackendCode.ParameterStatus) this.recordParameter(framer.buffer, framer.start, framer.end);
+          client.onServerControl(code, framer.buffer, framer.start, framer.end);
+          continue;
+        }
+        // Coalesce contiguous pass-through frames of one chunk into a single write.
+        if (runBuf === framer.buffer && runEnd === framer.start) {
+          runEnd = framer.end;
+        } else {
+          if (runBuf !== null) this.forward(runBuf, runStart, runEnd);
+          runBuf = framer.buffer;
+          runStart = framer.start;
+          runEnd = framer.end;
+        }
+      }
+      if (runBuf !== null) this.forward(runBuf, runStart, runEnd);
+    } catch (err) {
+      this.close(`bad message from server: ${(err as Error).message}`);
+    }
+  }
+
+  private forward(buf: Buffer, start: number, end: number): void {
+    const client = this.client;
+    if (client === null) return;
+    if (!client.sendToClient(buf.subarray(start, end)) && !this.waitingForClientDrain) {
+      // The client cannot keep up: stop reading from the server until the client drains.
+      this.waitingForClientDrain = true;
+      this.socket.pause();
+      client.clientSocket.once('drain', () => {
+        this.waitingForClientDrain = false;
+        if (this.state !== ServerState.Closed) this.socket.resume();
+      });
+    }
+  }
+
+  /** Replies to statements the proxy injected (pin, reset) never reach a client. */
+  private onInjectedReply(code: number, buf: Buffer, start: number, end: number): void {
+    switch (code) {
+      case BackendCode.ParameterStatus:
+        this.recordParameter(buf, start, end);
+        return;
+      case BackendCode.ErrorResponse: {
+        const fields = readErrorFields(buf, start, end);
+        if (this.injected.pending === 0) {
+          // Outside any statement: the server is going away (e.g. terminated while idle).
+          this.close(`server error while idle: ${fields.code} ${fields.message}`);
+          return;
+        }
+        this.injected.error ??= `${fields.code} ${fields.message}`;
+        return;
+      }
+      case BackendCode.ReadyForQuery: {
+        if (this.injected.pending === 0) {
+          this.close('unexpected ReadyForQuery');
+          return;
+        }
+        this.injected.pending--;
+        if (this.injected.pending > 0) return;
+        const status = buf[start + 5];
+        if (this.injected.error !== null) {
+          this.close(`injected statement failed: ${this.injected.error}`);
+        } else if (this.state === ServerState.Resetting) {
+          if (status !== TxStatus.Idle) this.close('reset left a transaction open');
+          else {
+            this.transition(ServerState.Idle);
+            this.owner.onResetDone(this);
+          }
+        }
+        return;
+      }
+      case BackendCode.NoticeResponse:
+      case BackendCode.CommandComplete:
+      case BackendCode.EmptyQueryResponse:
+      case BackendCode.NotificationResponse:
+        return;
+      default:
+        if (this.injected.pending === 0) this.close(`unexpected message ${code} while idle`);
+    }
+  }
+
+  private recordParameter(buf: Buffer, start: number, end: number): void {
+    const [name, value] = readParameterStatus(buf, start, end);
+    this.reported.set(name, value);
+  }
+
+  private transition(next: ServerState): void {
+    if (!EDGES[this.state].includes(next)) {
+      throw new Error(`server ${this.id}: illegal transition ${this.state} → ${next}`);
+    }
+    this.state = next;
+  }
+
+  /** @internal */
+  uncork(): void {
+    this.corked = false;
+    this.socket.uncork();
+  }
+}
+
+function uncorkServer(server: ServerConn): void {
+  server.uncork();
+}

@@ -1,0 +1,96 @@
+// `pg-tenant-proxy demo`: throwaway PostgreSQL, two provisioned tenants, the proxy on 127.0.0.1:6432, psql lines.
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { signDevToken } from '../auth/sign-token.js';
+import { loadConfig } from '../config/load.js';
+import { startPgCluster } from '../dev/pg-cluster.js';
+import { createLogger, startProxy } from '../main.js';
+import { createTenantSchema, prepareProxyRole, revokePublicDefaults } from '../tenants/provision.js';
+
+const DEMO_CONFIG = fileURLToPath(new URL('../../config/demo.yaml', import.meta.url));
+const DATABASE = 'pgtp_demo';
+const PROXY_ROLE = 'pgtp_proxy';
+
+const TENANTS: Record<string, Array<[number, string, string]>> = {
+  acme: [
+    [1, 'Road runner traps', 'open'],
+    [2, 'Giant magnet', 'shipped'],
+  ],
+  globex: [
+    [1, 'Hammock district survey', 'open'],
+    [2, 'Doomsday device', 'cancelled'],
+    [3, 'Monorail maintenance', 'open'],
+  ],
+};
+
+export async function runDemo(): Promise<void> {
+  process.stderr.write('starting a throwaway PostgreSQL cluster…\n');
+  const cluster = await startPgCluster();
+  const stopCluster = async (): Promise<void> => {
+    await cluster.stop().catch(() => undefined);
+  };
+  try {
+    const proxyPassword = randomBytes(18).toString('base64url');
+    await provision(cluster.superuserUrl, proxyPassword);
+
+    const upstream = new URL(cluster.superuserUrl);
+    upstream.username = PROXY_ROLE;
+    upstream.password = proxyPassword;
+    upstream.pathname = `/${DATABASE}`;
+    const config = loadConfig(DEMO_CONFIG, {
+      ...process.env,
+      PGTP_UPSTREAM_URL: upstream.toString(),
+      PGTP_AUTH_JWT_SECRET: process.env.PGTP_AUTH_JWT_SECRET ?? randomBytes(32).toString('hex'),
+    });
+    const proxy = await startProxy(config, createLogger(config));
+
+    const lines = ['', 'pg-tenant-proxy demo is running. Connect as a tenant (each token is valid for 8 hours):', ''];
+    for (const tenant of Object.keys(TENANTS)) {
+      const token = await signDevToken(config, { tenant, sub: `demo-user@${tenant}`, ttlSeconds: 8 * 3600 });
+      lines.push(`  # tenant ${tenant}`);
+      lines.push(`  psql "postgresql://app:${token}@${proxy.host}:${proxy.port}/${DATABASE}?sslmode=disable"`);
+      lines.push('');
+    }
+    lines.push('Try:  SELECT * FROM orders;   SHOW search_path;');
+    lines.push('Press Ctrl-C to stop the proxy and remove the temporary cluster.', '');
+    process.stdout.write(lines.join('\n') + '\n');
+
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+    });
+    process.stderr.write('stopping…\n');
+    await proxy.close(2000);
+  } finally {
+    await stopCluster();
+  }
+  process.exit(0);
+}
+
+async function provision(superuserUrl: string, proxyPassword: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: superuserUrl });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${DATABASE}`);
+  } finally {
+    await admin.end();
+  }
+  const dbUrl = new URL(superuserUrl);
+  dbUrl.pathname = `/${DATABASE}`;
+  const db = new pg.Client({ connectionString: dbUrl.toString() });
+  await db.connect();
+  try {
+    await prepareProxyRole(db, { role: PROXY_ROLE, password: proxyPassword });
+    await revokePublicDefaults(db, DATABASE, PROXY_ROLE);
+    for (const [tenant, rows] of Object.entries(TENANTS)) {
+      const schema = `tenant_${tenant}`;
+      await createTenantSchema(db, { schema, grantTo: PROXY_ROLE });
+      await db.query(`CREATE TABLE ${schema}.orders (id int PRIMARY KEY, item text NOT NULL, status text NOT NULL)`);
+      await db.query(`GRANT ALL ON ${schema}.orders TO ${PROXY_ROLE}`);
+      for (const row of rows) await db.query(`INSERT INTO ${schema}.orders VALUES ($1, $2, $3)`, row);
+    }
+  } finally {
+    await db.end();
+  }
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env node
+// Command line: argv → start | demo | token | check-config | version.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from '../config/load.js';
+
+const USAGE = `usage: pg-tenant-proxy <command> [options]
+
+commands:
+  start --config FILE                     run the proxy (SIGTERM drains, SIGHUP reloads)
+  demo                                    throwaway PostgreSQL + two tenants + proxy on 127.0.0.1:6432
+  token --tenant ID [--sub S] [--ttl 1h] --config FILE
+                                          sign a development token with the configured key
+  check-config --config FILE              validate a config and exit
+  version                                 print the version
+
+Every config key can also come from the environment: auth.jwt.secret → PGTP_AUTH_JWT_SECRET.
+`;
+
+/** Exit status for configuration and usage errors, distinct from runtime failures (1). */
+const EXIT_CONFIG = 2;
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'start': {
+      const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } } });
+      const { runProxy } = await import('../main.js');
+      await runProxy(values.config);
+      return;
+    }
+    case 'demo': {
+      parseArgs({ args: rest, options: {} });
+      const { runDemo } = await import('./demo.js');
+      await runDemo();
+      return;
+    }
+    case 'token': {
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          config: { type: 'string', short: 'c' },
+          tenant: { type: 'string', short: 't' },
+          sub: { type: 'string' },
+          ttl: { type: 'string', default: '1h' },
+        },
+      });
+      if (values.tenant === undefined) throw new UsageError('token needs --tenant ID');
+      const { parseDuration, signDevToken } = await import('../auth/sign-token.js');
+      let ttlSeconds: number;
+      try {
+        ttlSeconds = parseDuration(values.ttl);
+      } catch (err) {
+        throw new UsageError(`--ttl: ${(err as Error).message}`);
+      }
+      const config = loadConfig(values.config);
+      const token = await signDevToken(config, { tenant: values.tenant, sub: values.sub, ttlSeconds });
+      process.stdout.write(token + '\n');
+      return;
+    }
+    case 'check-config': {
+      const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } } });
+      const config = loadConfig(values.config);
+      const { createTenantTokenVerifier } = await import('../auth/tenant-token.js');
+      const { loadSecureContext } = await import('../net/tls.js');
+      (await createTenantTokenVerifier(config)).close();
+      loadSecureContext(config.tls);
+      process.stdout.write('config ok\n');
+      return;
+    }
+    case 'version':
+    case '--version': {
+      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+      process.stdout.write(`pg-tenant-proxy ${pkg.version}\n`);
+      return;
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+      process.stdout.write(USAGE);
+      return;
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+class UsageError extends Error {}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`pg-tenant-proxy: invalid configuration: ${err.message}\n`);
+    process.exit(EXIT_CONFIG);
+  }
+  if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    process.stderr.write(`pg-tenant-proxy: ${(err as Error).message}\n\n${USAGE}`);
+    process.exit(EXIT_CONFIG);
+  }
+  process.stderr.write(`pg-tenant-proxy: ${(err as Error).message ?? String(err)}\n`);
+  process.exit(1);
+});

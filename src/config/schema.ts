@@ -1,0 +1,137 @@
+// Typed configuration: every key, its default and its validation live here, so a bad config fails at startup.
+import { z } from 'zod';
+
+const port = z.number().int().min(0).max(65535);
+const positiveMs = z.number().int().positive();
+
+const listenSchema = z.strictObject({
+  host: z.string().min(1).default('127.0.0.1'),
+  port: port.default(6432),
+  /** Client connections beyond this get 53300 at startup. */
+  maxClients: z.number().int().positive().default(10000),
+  /** A client must finish TLS, startup and authentication within this time. */
+  handshakeTimeoutMs: positiveMs.default(10000),
+  /** Largest client message accepted after startup (PostgreSQL's own cap is 1 GB). */
+  maxMessageBytes: z.number().int().min(1024).max(1 << 30).default(256 * 1024 * 1024),
+  /** Startup parameters that are accepted and dropped instead of refused (like PgBouncer's ignore_startup_parameters). */
+  ignoreStartupParameters: z.array(z.string().min(1)).default([]),
+});
+
+const upstreamTlsSchema = z.strictObject({
+  mode: z.enum(['disable', 'prefer', 'require', 'verify-ca', 'verify-full']).default('disable'),
+  ca: z.string().min(1).optional(),
+  cert: z.string().min(1).optional(),
+  key: z.string().min(1).optional(),
+});
+
+const upstreamSchema = z.strictObject({
+  /** postgres://user:password@host:port/database of the proxy's login role. */
+  url: z.string().refine(isPostgresUrl, 'must be a postgres:// or postgresql:// URL'),
+  /** Overrides the password in url (keeps secrets out of the file: PGTP_UPSTREAM_PASSWORD). */
+  password: z.string().optional(),
+  poolSize: z.number().int().min(1).max(10000).default(20),
+  /** Backends kept open even when idle. */
+  minIdle: z.number().int().min(0).default(0),
+  connectTimeoutMs: positiveMs.default(5000),
+  idleTimeoutMs: positiveMs.default(600_000),
+  maxLifetimeMs: positiveMs.default(3_600_000),
+  /** How long a client waits for a backend before it gets 53300. */
+  queueTimeoutMs: positiveMs.default(30_000),
+  tls: upstreamTlsSchema.default({ mode: 'disable' }),
+});
+
+const jwtSchema = z
+  .strictObject({
+    secret: z.string().min(1).optional(),
+    publicKeyFile: z.string().min(1).optional(),
+    jwksFile: z.string().min(1).optional(),
+    jwksUrl: z.url().optional(),
+    /** Private key used only by `pg-tenant-proxy token` to mint development tokens. */
+    privateKeyFile: z.string().min(1).optional(),
+    issuer: z.string().min(1).optional(),
+    audience: z.string().min(1).optional(),
+    tenantClaim: z.string().min(1).default('tenant_id'),
+    /** Narrows the algorithms derived from the key; can never widen them. */
+    algorithms: z.array(z.string().min(1)).optional(),
+    clockToleranceSec: z.number().int().min(0).max(3600).default(30),
+    /** Tokens whose lifetime (exp - iat, or exp - now) exceeds this are refused; 0 disables the check. */
+    maxTokenAgeSec: z.number().int().min(0).default(0),
+  })
+  .refine(
+    (j) => [j.secret, j.publicKeyFile, j.jwksFile, j.jwksUrl].filter((v) => v !== undefined).length === 1,
+    { message: 'exactly one of secret, publicKeyFile, jwksFile, jwksUrl must be set' },
+  )
+  .refine((j) => j.secret === undefined || j.secret.length >= 32, {
+    message: 'secret must be at least 32 characters (HS256 needs 256 bits of key)',
+    path: ['secret'],
+  });
+
+const tenancySchema = z.strictObject({
+  /** `{tenant}` is replaced by the verified tenant id; the result is always quoted as an identifier. */
+  schemaTemplate: z
+    .string()
+    .refine((t) => t.includes('{tenant}'), 'must contain {tenant}')
+    .default('tenant_{tenant}'),
+  tenantPattern: z
+    .string()
+    .refine(isAnchoredRegex, 'must be a valid regular expression anchored with ^ and $')
+    .default('^[a-z0-9_]{1,48}$'),
+  /** How long a schema-exists lookup is trusted. */
+  schemaCacheTtlMs: z.number().int().min(0).default(30_000),
+});
+
+const tlsSchema = z
+  .strictObject({
+    mode: z.enum(['disable', 'allow', 'require']).default('allow'),
+    cert: z.string().min(1).optional(),
+    key: z.string().min(1).optional(),
+  })
+  .refine((t) => (t.cert === undefined) === (t.key === undefined), {
+    message: 'cert and key must be set together',
+  })
+  .refine((t) => t.mode !== 'require' || t.cert !== undefined, {
+    message: 'mode require needs cert and key',
+    path: ['mode'],
+  });
+
+const metricsSchema = z.strictObject({
+  host: z.string().min(1).default('127.0.0.1'),
+  /** 0 turns the metrics/health server off. */
+  port: port.default(0),
+});
+
+const logSchema = z.strictObject({
+  level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export const configSchema = z.strictObject({
+  listen: listenSchema.default(listenSchema.parse({})),
+  upstream: upstreamSchema,
+  auth: z.strictObject({ jwt: jwtSchema }),
+  tenancy: tenancySchema.default(tenancySchema.parse({})),
+  tls: tlsSchema.default(tlsSchema.parse({})),
+  metrics: metricsSchema.default(metricsSchema.parse({})),
+  log: logSchema.default(logSchema.parse({})),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+function isPostgresUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return url.protocol === 'postgres:' || url.protocol === 'postgresql:';
+  } catch {
+    return false;
+  }
+}
+
+function isAnchoredRegex(value: string): boolean {
+  if (!value.startsWith('^') || !value.endsWith('$')) return false;
+  try {
+    new RegExp(value);
+    return true;
+  } catch {
+    return false;
+  }
+}

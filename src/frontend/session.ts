@@ -1,0 +1,696 @@
+// One client connection: startup → auth → idle ↔ waiting ↔ active (pinned to a server) → closed.
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Logger } from 'pino';
+import { AuthFailure, type TenantTokenVerifier } from '../auth/tenant-token.js';
+import type { TenantIdentity } from '../auth/identity.js';
+import type { Pool } from '../backend/pool.js';
+import { planPin, planReset } from '../backend/pin.js';
+import type { ServerClient, ServerConn } from '../backend/server-conn.js';
+import { sendCancel } from '../backend/connect.js';
+import type { Config } from '../config/schema.js';
+import { BackendCode, FrontendCode, RequestCode, SqlState, TxStatus } from '../protocol/codes.js';
+import { ProxyError } from '../protocol/errors.js';
+import { Framer } from '../protocol/framer.js';
+import {
+  encodeBackendKeyData,
+  encodeParameterStatus,
+  encodeUnnamedParse,
+  parseIsNamed,
+  readCString,
+  readErrorFields,
+  readParameterStatus,
+  readStartupParams,
+} from '../protocol/messages.js';
+import {
+  AUTHENTICATION_CLEARTEXT,
+  AUTHENTICATION_OK,
+  GSSENC_REFUSE,
+  READY_FOR_QUERY_IDLE,
+  SSL_ACCEPT,
+  SSL_REFUSE,
+} from '../protocol/static.js';
+import type { TenantRegistry } from '../tenants/registry.js';
+import type { CancelRegistry } from './cancel.js';
+import { interpretStartup, SESSION_PARAMETERS, type ClientStartup } from './startup.js';
+
+export const SessionState = {
+  Startup: 'startup',
+  Password: 'password',
+  Authenticating: 'authenticating',
+  Idle: 'idle',
+  Waiting: 'waiting',
+  Active: 'active',
+  Closed: 'closed',
+} as const;
+export type SessionState = (typeof SessionState)[keyof typeof SessionState];
+
+const MAX_STARTUP_BYTES = 10_000;
+/** The password message carries the token; JWTs with many claims outgrow the startup cap. */
+const MAX_PASSWORD_BYTES = 64 * 1024;
+/** Text that PostgreSQL's grammar rejects at Parse time; stands in for a refused statement on a pinned server. */
+const REFUSAL_SENTINEL = 'pg_tenant_proxy_refused_statement';
+const REFUSAL_PARSE = encodeUnnamedParse(REFUSAL_SENTINEL);
+const TRACKED_SETTINGS = new Set(SESSION_PARAMETERS.values());
+
+export interface SessionDeps {
+  config: Config;
+  pool: Pool;
+  verifier: TenantTokenVerifier;
+  registry: TenantRegistry;
+  cancels: CancelRegistry;
+  log: Logger;
+  secureContext(): tls.SecureContext | null;
+  onClosed(session: ClientSession): void;
+}
+
+/** A refusal standing in the server's stream: its syntax error is replaced by `error` when it comes back. */
+interface PendingRefusal {
+  error: ProxyError;
+  /** Index of the Sync/Query segment it was sent in; once that segment's ReadyForQuery passed, it was skipped. */
+  segment: number;
+}
+
+export class ClientSession implements ServerClient {
+  state: SessionState = SessionState.Startup;
+  clientSocket: net.Socket;
+  identity: TenantIdentity | null = null;
+
+  private readonly framer = new Framer(MAX_STARTUP_BYTES, false);
+  private readonly log: Logger;
+  private startup: ClientStartup | null = null;
+  /** Canonical values of the client's settings, re-applied on every pin. */
+  private settings = new Map<string, string>();
+  private server: ServerConn | null = null;
+  /** Frames held while authentication or checkout is in progress (the socket is paused meanwhile). */
+  private queued: Buffer[] = [];
+  private key: { pid: number; secret: number } | null = null;
+  private handshakeTimer: NodeJS.Timeout | null;
+  private isTls = false;
+  private corked = false;
+  private pausedForServer = false;
+
+  /** ReadyForQuery replies the pinned server still owes (one per forwarded Query, Sync and FunctionCall). */
+  private pendingReady = 0;
+  /** Extended-protocol messages forwarded since the last Sync: the server must stay pinned until the Sync. */
+  private unsynced = false;
+  /** After a local refusal: drop messages until Sync, as PostgreSQL does after an error. */
+  private skipping = false;
+  private txStatus: number = TxStatus.Idle;
+  private refusals: PendingRefusal[] = [];
+  private segmentsSent = 0;
+  private segmentsDone = 0;
+  /** The server forwarded a FATAL error: its disconnect needs no second error for the client. */
+  private serverSentFatal = false;
+
+  constructor(
+    socket: net.Socket,
+    private readonly deps: SessionDeps,
+  ) {
+    this.clientSocket = socket;
+    this.log = deps.log.child({ client: `${socket.remoteAddress}:${socket.remotePort}` });
+    socket.setNoDelay(true);
+    this.attach(socket);
+    this.handshakeTimer = setTimeout(() => this.fail(ProxyError.handshakeTimeout(deps.config.listen.handshakeTimeoutMs)), deps.config.listen.handshakeTimeoutMs);
+    this.handshakeTimer.unref();
+  }
+
+  // ── ServerClient ────────────────────────────────────────────────────────────
+
+  sendToClient(buf: Buffer): boolean {
+    if (this.state === SessionState.Closed) return true;
+    if (!this.corked) {
+      this.corked = true;
+      this.clientSocket.cork();
+      process.nextTick(uncorkClient, this);
+    }
+    return this.clientSocket.write(buf);
+  }
+
+  onServerControl(code: number, buf: Buffer, start: number, end: number): void {
+    switch (code) {
+      case BackendCode.ReadyForQuery:
+        this.onServerReady(buf, start, end);
+        return;
+      case BackendCode.ParameterStatus:
+        this.onServerParameter(buf, start, end);
+        return;
+      case BackendCode.ErrorResponse:
+        this.onServerError(buf, start, end);
+        return;
+    }
+  }
+
+  onServerLost(err: ProxyError): void {
+    this.server = null;
+    if (this.state === SessionState.Closed) return;
+    if (this.serverSentFatal) this.close('server sent FATAL');
+    else this.fail(err);
+  }
+
+  resumeFromServer(): void {
+    if (this.pausedForServer) {
+      this.pausedForServer = false;
+      if (this.state === SessionState.Active) this.clientSocket.resume();
+    }
+  }
+
+  cancelCurrent(): void {
+    const server = this.server;
+    if (server === null || this.state !== SessionState.Active) return;
+    sendCancel(this.deps.pool.upstream, server.pid, server.secret).catch((err: Error) =>
+      this.log.warn({ err: err.message }, 'cancel request to upstream failed'),
+    );
+  }
+
+  /** @internal */
+  uncork(): void {
+    this.corked = false;
+    this.clientSocket.uncork();
+  }
+
+  // ── Incoming client bytes ───────────────────────────────────────────────────
+
+  private attach(socket: net.Socket): void {
+    socket.on('data', this.onData);
+    socket.on('error', (err) => this.close(`client socket error: ${err.message}`));
+    socket.on('close', () => this.close('client disconnected'));
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    if (this.state === SessionState.Closed) return;
+    const framer = this.framer;
+    framer.push(chunk);
+    try {
+      if (this.state === SessionState.Active) {
+        this.forwardActive();
+        return;
+      }
+      while ((this.state as SessionState) !== SessionState.Closed && framer.next()) {
+        this.dispatch(framer.buffer, framer.start, framer.end);
+        // A checkout served from the idle list pins at once; from then on frames stream straight through.
+        if ((this.state as SessionState) === SessionState.Active) {
+          this.forwardActive();
+          return;
+        }
+      }
+    } catch (err) {
+      this.failUnexpected(err);
+    }
+  };
+
+  /** Pass-through while pinned: counts what the server owes and forwards runs of frames in one write. */
+  private forwardActive(): void {
+    const framer = this.framer;
+    let runBuf: Buffer | null = null;
+    let runStart = 0;
+    let runEnd = 0;
+    while (framer.next()) {
+      const { buffer, start, end, code } = framer;
+      const replacement = this.accountActive(code, buffer, start);
+      if (this.state !== SessionState.Active) {
+        if (runBuf !== null) this.sendToServer(runBuf.subarray(runStart, runEnd));
+        // The session closed or the frame ended the pin (Terminate): nothing further goes to this server.
+        if (this.state !== SessionState.Closed) this.drainAfterActive();
+        return;
+      }
+      if (replacement !== null) {
+        if (runBuf !== null) this.sendToServer(runBuf.subarray(runStart, runEnd));
+        runBuf = null;
+        this.sendToServer(replacement);
+      } else if (runBuf === buffer && runEnd === start) {
+        runEnd = end;
+      } else {
+        if (runBuf !== null) this.sendToServer(runBuf.subarray(runStart, runEnd));
+        runBuf = buffer;
+        runStart = start;
+        runEnd = end;
+      }
+    }
+    if (runBuf !== null) this.sendToServer(runBuf.subarray(runStart, runEnd));
+  }
+
+  /** Frames left in the framer after the pin ended within one chunk go through the idle dispatcher. */
+  private drainAfterActive(): void {
+    while (this.state !== SessionState.Closed && this.state !== SessionState.Active && this.framer.next()) {
+      this.dispatch(this.framer.buffer, this.framer.start, this.framer.end);
+    }
+    if (this.state === SessionState.Active) this.forwardActive();
+  }
+
+  /**
+   * Updates pin bookkeeping for one client frame headed to the server. Returns a replacement frame to send instead,
+   * or null to forward the frame as is.
+   */
+  private accountActive(code: number, buf: Buffer, start: number): Buffer | null {
+    switch (code) {
+      case FrontendCode.Query:
+      case FrontendCode.FunctionCall:
+        this.pendingReady++;
+        this.segmentsSent++;
+        return null;
+      case FrontendCode.Sync:
+        this.pendingReady++;
+        this.segmentsSent++;
+        this.unsynced = false;
+        return null;
+      case FrontendCode.Parse:
+        this.unsynced = true;
+        if (parseIsNamed(buf, start)) return this.refuseOnServer(ProxyError.namedStatementsUnsupported());
+        return null;
+      case FrontendCode.Bind:
+      case FrontendCode.Describe:
+      case FrontendCode.Execute:
+      case FrontendCode.Close:
+      case FrontendCode.Flush:
+        this.unsynced = true;
+        return null;
+      case FrontendCode.CopyData:
+      case FrontendCode.CopyDone:
+      case FrontendCode.CopyFail:
+        return null;
+      case FrontendCode.Terminate:
+        this.close('client terminated');
+        return null;
+      default:
+        throw ProxyError.protocolViolation(`unexpected message type ${code} from client`);
+    }
+  }
+
+  /**
+   * Refuses a statement on a pinned server by sending a Parse that fails, so the server discards the rest of the
+   * batch and aborts an open transaction exactly as for a real error; its error is swapped for ours on the way back.
+   */
+  private refuseOnServer(error: ProxyError): Buffer {
+    this.refusals.push({ error, segment: this.segmentsSent });
+    return REFUSAL_PARSE;
+  }
+
+  private dispatch(buf: Buffer, start: number, end: number): void {
+    switch (this.state) {
+      case SessionState.Startup:
+        this.onStartupFrame(buf, start, end);
+        return;
+      case SessionState.Password:
+        this.onPasswordFrame(buf, start, end);
+        return;
+      case SessionState.Authenticating:
+      case SessionState.Waiting:
+        this.queued.push(buf.subarray(start, end));
+        return;
+      case SessionState.Idle:
+        this.onIdleFrame(buf, start, end);
+        return;
+      case SessionState.Active:
+      case SessionState.Closed:
+        throw new Error(`dispatch in state ${this.state}`);
+      default: {
+        const never: never = this.state;
+        throw new Error(`unknown state ${String(never)}`);
+      }
+    }
+  }
+
+  // ── Startup and authentication ──────────────────────────────────────────────
+
+  private onStartupFrame(buf: Buffer, start: number, end: number): void {
+    const length = end - start;
+    const request = buf.readUInt32BE(start + 4);
+    switch (request) {
+      case RequestCode.SSLRequest:
+        if (length !== 8 || this.isTls) throw ProxyError.protocolViolation('invalid SSLRequest');
+        this.onSslRequest();
+        return;
+      case RequestCode.GSSENCRequest:
+        if (length !== 8) throw ProxyError.protocolViolation('invalid GSSENCRequest');
+        this.clientSocket.write(GSSENC_REFUSE);
+        return;
+      case RequestCode.CancelRequest:
+        if (length !== 16) throw ProxyError.protocolViolation('invalid CancelRequest');
+        this.deps.cancels.cancel(buf.readInt32BE(start + 8), buf.readInt32BE(start + 12));
+        this.close('cancel request');
+        return;
+      case RequestCode.ProtocolV3:
+        this.onStartupMessage(buf, start, end);
+        return;
+      default:
+        throw new ProxyError(
+          SqlState.PROTOCOL_VIOLATION,
+          `unsupported frontend protocol ${request >>> 16}.${request & 0xffff}: server supports 3.0`,
+          'FATAL',
+        );
+    }
+  }
+
+  private onSslRequest(): void {
+    const context = this.deps.secureContext();
+    if (context === null || this.deps.config.tls.mode === 'disable') {
+      this.clientSocket.write(SSL_REFUSE);
+      return;
+    }
+    // Bytes pipelined behind SSLRequest would be read as if they came over TLS (CVE-2021-23214): refuse them.
+    if (this.framer.buffered !== 0) throw ProxyError.protocolViolation('data received after SSLRequest before TLS handshake');
+    const raw = this.clientSocket;
+    raw.removeAllListeners('data');
+    raw.write(SSL_ACCEPT);
+    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context });
+    this.isTls = true;
+    this.clientSocket = secure;
+    raw.on('error', () => undefined);
+    this.attach(secure);
+  }
+
+  private onStartupMessage(buf: Buffer, start: number, end: number): void {
+    const config = this.deps.config;
+    if (!this.isTls && !this.plaintextAllowed()) throw ProxyError.tlsRequired();
+    const startup = interpretStartup(readStartupParams(buf, start, end), config.listen.ignoreStartupParameters);
+    if (startup.database !== this.deps.pool.upstream.database) {
+      throw new ProxyError(SqlState.INVALID_CATALOG_NAME, `database "${startup.database}" does not exist`, 'FATAL');
+    }
+    this.startup = startup;
+    this.framer.setTyped(true, MAX_PASSWORD_BYTES);
+    if (startup.token !== undefined) {
+      this.authenticate(startup.token);
+    } else {
+      this.state = SessionState.Password;
+      this.clientSocket.write(AUTHENTICATION_CLEARTEXT);
+    }
+  }
+
+  /** Tokens travel as cleartext passwords: without TLS only loopback clients may send them, unless TLS is off. */
+  private plaintextAllowed(): boolean {
+    const mode = this.deps.config.tls.mode;
+    if (mode === 'disable') return true;
+    if (mode === 'require') return false;
+    const address = this.clientSocket.remoteAddress ?? '';
+    return address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1' || address.startsWith('127.');
+  }
+
+  private onPasswordFrame(buf: Buffer, start: number, end: number): void {
+    if (buf[start] !== FrontendCode.PasswordMessage) {
+      throw ProxyError.protocolViolation(`expected password message, got message type ${buf[start]}`);
+    }
+    const [token, after] = readCString(buf, start + 5, end);
+    if (after !== end) throw ProxyError.protocolViolation('malformed password message');
+    this.authenticate(token);
+  }
+
+  private authenticate(token: string): void {
+    this.state = SessionState.Authenticating;
+    this.clientSocket.pause();
+    this.completeLogin(token).catch((err: unknown): void => {
+      if (err instanceof AuthFailure) {
+        this.log.info({ reason: err.reason }, 'authentication failed');
+        this.fail(ProxyError.authFailed(err.sqlstate, err.message));
+      } else {
+        this.failUnexpected(err);
+      }
+    });
+  }
+
+  private async completeLogin(token: string): Promise<void> {
+    if (token === '') throw new AuthFailure('malformed', 'empty password: the tenant token is the password', SqlState.INVALID_PASSWORD);
+    const identity = await this.deps.verifier.verify(token);
+    if (this.state !== SessionState.Authenticating) return;
+    if (!(await this.deps.registry.schemaExists(identity.schema))) {
+      throw new AuthFailure('bad_tenant', `tenant "${identity.tenantId}" is not provisioned`, SqlState.INVALID_AUTHORIZATION_SPECIFICATION);
+    }
+    const settings = await this.deps.registry.canonicalSettings(this.startup!.settings);
+    const defaults = await this.deps.pool.parameterDefaults();
+    if (this.state !== SessionState.Authenticating) return;
+
+    this.identity = identity;
+    this.settings = settings;
+    this.framer.setTyped(true, this.deps.config.listen.maxMessageBytes);
+    this.key = this.deps.cancels.issue(this);
+    if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = null;
+
+    const reply: Buffer[] = [AUTHENTICATION_OK];
+    for (const [name, value] of this.reportedParameters(defaults)) reply.push(encodeParameterStatus(name, value));
+    reply.push(encodeBackendKeyData(this.key.pid, this.key.secret), READY_FOR_QUERY_IDLE);
+    this.sendToClient(Buffer.concat(reply));
+    this.state = SessionState.Idle;
+    this.log.info({ tenant: identity.tenantId, actor: identity.actor }, 'client authenticated');
+    this.replayQueued();
+  }
+
+  /** What PostgreSQL would report at login: the upstream's values, overridden by this client's own. */
+  private reportedParameters(defaults: ReadonlyMap<string, string>): Map<string, string> {
+    const out = new Map(defaults);
+    for (const [name, value] of this.settings) if (out.has(name) || name === 'application_name') out.set(name, value);
+    if (!this.settings.has('application_name')) out.set('application_name', '');
+    out.set('session_authorization', this.startup!.user);
+    out.set('is_superuser', 'off');
+    if (out.has('search_path')) out.set('search_path', `"${this.identity!.schema}"`);
+    return out;
+  }
+
+  // ── Idle: no server pinned ──────────────────────────────────────────────────
+
+  private onIdleFrame(buf: Buffer, start: number, end: number): void {
+    const code = buf[start]!;
+    if (this.skipping) {
+      if (code === FrontendCode.Sync) {
+        this.skipping = false;
+        this.sendToClient(READY_FOR_QUERY_IDLE);
+      } else if (code === FrontendCode.Terminate) {
+        this.close('client terminated');
+      }
+      return;
+    }
+    switch (code) {
+      case FrontendCode.Terminate:
+        this.close('client terminated');
+        return;
+      case FrontendCode.Sync:
+        this.sendToClient(READY_FOR_QUERY_IDLE);
+        return;
+      case FrontendCode.Flush:
+      case FrontendCode.CopyData:
+      case FrontendCode.CopyDone:
+      case FrontendCode.CopyFail:
+        // Nothing is pending and no COPY is running: PostgreSQL ignores these too.
+        return;
+      case FrontendCode.Parse:
+        if (parseIsNamed(buf, start)) {
+          this.refuseLocally(ProxyError.namedStatementsUnsupported(), code);
+          return;
+        }
+        this.checkout(buf.subarray(start, end));
+        return;
+      case FrontendCode.Query:
+      case FrontendCode.Bind:
+      case FrontendCode.Describe:
+      case FrontendCode.Execute:
+      case FrontendCode.Close:
+      case FrontendCode.FunctionCall:
+        this.checkout(buf.subarray(start, end));
+        return;
+      default:
+        throw ProxyError.protocolViolation(`unexpected message type ${code} from client`);
+    }
+  }
+
+  /** An ERROR with no server involved: simple protocol gets ReadyForQuery, extended skips to the next Sync. */
+  private refuseLocally(error: ProxyError, code: number): void {
+    this.sendToClient(error.encode());
+    if (code === FrontendCode.Query) this.sendToClient(READY_FOR_QUERY_IDLE);
+    else this.skipping = true;
+  }
+
+  private checkout(first: Buffer): void {
+    this.state = SessionState.Waiting;
+    this.queued.push(first);
+    const idle = this.deps.pool.tryAcquire();
+    if (idle !== null) {
+      this.onCheckedOut(idle);
+      return;
+    }
+    this.clientSocket.pause();
+    this.deps.pool.acquire().then(
+      (server) => this.onCheckedOut(server),
+      (err: unknown) => this.onCheckoutFailed(ProxyError.internal(err)),
+    );
+  }
+
+  private onCheckedOut(server: ServerConn): void {
+    if (this.state !== SessionState.Waiting) {
+      this.deps.pool.giveBack(server);
+      return;
+    }
+    const pin = planPin(server, this.identity!.schema, this.settings);
+    this.server = server;
+    this.state = SessionState.Active;
+    this.serverSentFatal = false;
+    server.pin(this, pin.frame, pin.replies);
+    const queued = this.queued;
+    this.queued = [];
+    for (const frame of queued) {
+      const replacement = this.accountActive(frame[0]!, frame, 0);
+      if (this.state !== SessionState.Active) break;
+      this.sendToServer(replacement ?? frame);
+    }
+    if (this.state === SessionState.Active && !this.pausedForServer) {
+      this.clientSocket.resume();
+      // Frames still in the framer from the chunk that triggered checkout.
+      if (this.framer.buffered > 0) this.forwardActive();
+    }
+  }
+
+  /** No server: the queued statements fail with the reason, the session survives and can retry. */
+  private onCheckoutFailed(err: ProxyError): void {
+    if (this.state !== SessionState.Waiting) return;
+    if (err.fatal) {
+      this.fail(err);
+      return;
+    }
+    this.state = SessionState.Idle;
+    const queued = this.queued;
+    this.queued = [];
+    const first = queued[0]!;
+    this.refuseLocally(err, first[0]!);
+    // Everything after the failed statement is judged as if the client had just sent it.
+    for (const frame of queued.slice(1)) {
+      if (this.state !== SessionState.Idle) {
+        this.queued.push(frame);
+        continue;
+      }
+      this.onIdleFrame(frame, 0, frame.length);
+    }
+    this.resumeReading();
+  }
+
+  private replayQueued(): void {
+    const queued = this.queued;
+    this.queued = [];
+    for (const frame of queued) {
+      if (this.state === SessionState.Idle) this.onIdleFrame(frame, 0, frame.length);
+      else this.queued.push(frame);
+    }
+    this.resumeReading();
+  }
+
+  private resumeReading(): void {
+    if (this.state === SessionState.Closed) return;
+    this.clientSocket.resume();
+    // Frames that arrived in the same chunk as the one that paused us are still in the framer.
+    if (this.framer.buffered > 0) this.onData(Buffer.alloc(0));
+  }
+
+  // ── Active: pinned to a server ──────────────────────────────────────────────
+
+  private sendToServer(buf: Buffer): void {
+    if (this.server !== null && !this.server.send(buf) && !this.pausedForServer) {
+      this.pausedForServer = true;
+      this.clientSocket.pause();
+    }
+  }
+
+  private onServerReady(buf: Buffer, start: number, end: number): void {
+    if (this.pendingReady === 0) {
+      this.server?.close('unsolicited ReadyForQuery');
+      return;
+    }
+    this.pendingReady--;
+    this.segmentsDone++;
+    while (this.refusals.length > 0 && this.refusals[0]!.segment < this.segmentsDone) this.refusals.shift();
+    this.txStatus = buf[start + 5]!;
+    this.sendToClient(buf.subarray(start, end));
+    if (this.pendingReady === 0 && !this.unsynced && this.txStatus === TxStatus.Idle) this.releaseServer();
+  }
+
+  private onServerParameter(buf: Buffer, start: number, end: number): void {
+    const [name, value] = readParameterStatus(buf, start, end);
+    const server = this.server;
+    // PostgreSQL 18 reports search_path: any value but the pinned schema means the pin no longer holds.
+    if (name === 'search_path' && server !== null && server.pinnedSchema !== null && !isSchemaPath(value, server.pinnedSchema)) {
+      this.log.warn({ tenant: this.identity?.tenantId }, 'search_path changed away from the pinned schema');
+      this.server = null;
+      this.fail(new ProxyError(SqlState.INSUFFICIENT_PRIVILEGE, 'search_path was changed away from the tenant schema', 'FATAL'));
+      server.close('search_path changed away from the pinned schema');
+      return;
+    }
+    // A client's own SET of a tracked setting follows it to its next server, as it would on a dedicated connection.
+    if (TRACKED_SETTINGS.has(name)) this.settings.set(name, value);
+    this.sendToClient(buf.subarray(start, end));
+  }
+
+  private onServerError(buf: Buffer, start: number, end: number): void {
+    const fields = readErrorFields(buf, start, end);
+    const refusal = this.refusals[0];
+    if (refusal !== undefined && refusal.segment === this.segmentsDone && fields.message.includes(REFUSAL_SENTINEL)) {
+      this.refusals.shift();
+      this.sendToClient(refusal.error.encode());
+      return;
+    }
+    if (fields.severity === 'FATAL' || fields.severity === 'PANIC') this.serverSentFatal = true;
+    this.sendToClient(buf.subarray(start, end));
+  }
+
+  private releaseServer(): void {
+    const server = this.server;
+    this.server = null;
+    this.state = SessionState.Idle;
+    this.refusals = [];
+    if (this.pausedForServer) {
+      this.pausedForServer = false;
+      this.clientSocket.resume();
+    }
+    if (server === null) return;
+    const reset = planReset(false);
+    server.reset(reset.frame, reset.replies);
+  }
+
+  // ── Failure and close ───────────────────────────────────────────────────────
+
+  private failUnexpected(err: unknown): void {
+    if (!(err instanceof ProxyError)) this.log.error({ err }, 'unexpected error in client session');
+    this.fail(ProxyError.internal(err));
+  }
+
+  /** Sends the error; FATAL ones end the session. */
+  fail(err: ProxyError): void {
+    if (this.state === SessionState.Closed) return;
+    this.sendToClient(err.encode());
+    if (err.fatal) this.close(err.message);
+  }
+
+  close(reason: string): void {
+    if (this.state === SessionState.Closed) return;
+    this.state = SessionState.Closed;
+    if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
+    if (this.key !== null) this.deps.cancels.revoke(this.key.pid, this.key.secret);
+    const server = this.server;
+    this.server = null;
+    if (server !== null) this.abandonServer(server);
+    this.clientSocket.end();
+    // end() waits for the peer; a client that never reads must not hold the socket open.
+    setTimeout(() => this.clientSocket.destroy(), 5000).unref();
+    this.log.debug({ reason }, 'client session closed');
+    this.deps.onClosed(this);
+  }
+
+  /**
+   * The client left while pinned. A server between statements is rolled back and reset; one mid-statement, in COPY
+   * or holding unsynced messages cannot be proven clean and is closed.
+   */
+  private abandonServer(server: ServerConn): void {
+    if (this.pendingReady === 0 && !this.unsynced) {
+      const reset = planReset(this.txStatus !== TxStatus.Idle);
+      server.reset(reset.frame, reset.replies);
+    } else {
+      server.close('client left mid-statement');
+    }
+  }
+}
+
+function uncorkClient(session: ClientSession): void {
+  session.uncork();
+}
+
+/** Whether a reported search_path names exactly the one pinned schema (PostgreSQL quotes it only when needed). */
+function isSchemaPath(value: string, schema: string): boolean {
+  const trimmed = value.trim();
+  return trimmed === schema || trimmed === `"${schema.replace(/"/g, '""')}"`;
+}

@@ -1,0 +1,119 @@
+// StartupMessage parameters: which are honoured per client, which are refused, and where the tenant token may hide.
+import { SqlState } from '../protocol/codes.js';
+import { ProxyError } from '../protocol/errors.js';
+
+/** Settings a client may choose at startup; applied on every pin where the backend differs. Keys are lower case. */
+export const SESSION_PARAMETERS: ReadonlyMap<string, string> = new Map([
+  ['client_encoding', 'client_encoding'],
+  ['datestyle', 'DateStyle'],
+  ['timezone', 'TimeZone'],
+  ['intervalstyle', 'IntervalStyle'],
+  ['extra_float_digits', 'extra_float_digits'],
+  ['standard_conforming_strings', 'standard_conforming_strings'],
+  ['application_name', 'application_name'],
+  ['statement_timeout', 'statement_timeout'],
+  ['lock_timeout', 'lock_timeout'],
+  ['idle_in_transaction_session_timeout', 'idle_in_transaction_session_timeout'],
+]);
+
+/** Settings that would undo the tenant pin; refusing them is the fix for PgBouncer's CVE-2025-12819 class. */
+const FORBIDDEN = new Set(['search_path', 'role', 'session_authorization', 'replication', 'default_transaction_read_only']);
+
+export const TOKEN_PARAMETER = 'tenant_token';
+
+export interface ClientStartup {
+  user: string;
+  database: string;
+  /** Token given as a startup parameter (or inside options); undefined means ask for a password. */
+  token: string | undefined;
+  /** Canonical GUC name → value, for the settings in SESSION_PARAMETERS. */
+  settings: Map<string, string>;
+}
+
+export function interpretStartup(raw: ReadonlyMap<string, string>, ignored: readonly string[]): ClientStartup {
+  const ignoredSet = new Set(ignored.map((name) => name.toLowerCase()));
+  const user = raw.get('user');
+  if (user === undefined || user === '') {
+    throw new ProxyError(SqlState.INVALID_AUTHORIZATION_SPECIFICATION, 'no user name specified in startup packet', 'FATAL');
+  }
+  const startup: ClientStartup = { user, database: raw.get('database') || user, token: undefined, settings: new Map() };
+
+  const accept = (name: string, value: string): void => {
+    const lower = name.toLowerCase();
+    if (lower === TOKEN_PARAMETER) {
+      if (startup.token !== undefined) throw ProxyError.protocolViolation('tenant_token given more than once');
+      startup.token = value;
+      return;
+    }
+    if (FORBIDDEN.has(lower)) throw ProxyError.forbiddenStartupParameter(lower);
+    const canonical = SESSION_PARAMETERS.get(lower);
+    if (canonical !== undefined) {
+      if (value.includes('\0')) throw ProxyError.protocolViolation(`invalid value for ${canonical}`);
+      startup.settings.set(canonical, value);
+      return;
+    }
+    if (ignoredSet.has(lower)) return;
+    throw ProxyError.unsupportedStartupParameter(name);
+  };
+
+  for (const [name, value] of raw) {
+    if (name === 'user' || name === 'database') continue;
+    if (name === 'options') {
+      for (const [optName, optValue] of parseOptions(value)) accept(optName, optValue);
+      continue;
+    }
+    // Protocol extensions (_pq_.*) are not negotiated by this proxy; PostgreSQL would answer NegotiateProtocolVersion.
+    if (name.startsWith('_pq_.')) throw ProxyError.unsupportedStartupParameter(name);
+    accept(name, value);
+  }
+  return startup;
+}
+
+/**
+ * Splits the startup `options` string the way PostgreSQL does (whitespace separated, backslash escapes) and accepts
+ * only `-c name=value`, `-cname=value` and `--name=value`; any other backend switch is refused.
+ */
+export function parseOptions(options: string): Array<[string, string]> {
+  const words: string[] = [];
+  let current = '';
+  let inWord = false;
+  for (let i = 0; i < options.length; i++) {
+    const ch = options[i]!;
+    if (ch === '\\' && i + 1 < options.length) {
+      current += options[++i];
+      inWord = true;
+    } else if (ch === ' ' || ch === '\t' || ch === '\n' || ch === '\r') {
+      if (inWord) words.push(current);
+      current = '';
+      inWord = false;
+    } else {
+      current += ch;
+      inWord = true;
+    }
+  }
+  if (inWord) words.push(current);
+
+  const settings: Array<[string, string]> = [];
+  for (let i = 0; i < words.length; i++) {
+    const word = words[i]!;
+    let assignment: string | undefined;
+    if (word === '-c') assignment = words[++i];
+    else if (word.startsWith('-c')) assignment = word.slice(2);
+    else if (word.startsWith('--')) assignment = word.slice(2);
+    if (assignment === undefined) throw unsupportedOption(word);
+    const eq = assignment.indexOf('=');
+    if (eq <= 0) throw unsupportedOption(word);
+    settings.push([assignment.slice(0, eq).replace(/-/g, '_'), assignment.slice(eq + 1)]);
+  }
+  return settings;
+}
+
+function unsupportedOption(word: string): ProxyError {
+  return new ProxyError(
+    SqlState.FEATURE_NOT_SUPPORTED,
+    `unsupported option in startup packet: ${word.slice(0, 2)}`,
+    'FATAL',
+    undefined,
+    'only -c name=value settings are accepted in options',
+  );
+}

@@ -1,0 +1,119 @@
+// ProxyError: every condition a client can see, with its SQLSTATE; the only place ErrorResponse bytes are made.
+import { BackendCode, SqlState } from './codes.js';
+import { Writer } from './writer.js';
+
+export type Severity = 'ERROR' | 'FATAL';
+
+export class ProxyError extends Error {
+  constructor(
+    readonly sqlstate: string,
+    message: string,
+    readonly severity: Severity = 'ERROR',
+    readonly detail?: string,
+    readonly hint?: string,
+  ) {
+    super(message);
+    this.name = 'ProxyError';
+  }
+
+  get fatal(): boolean {
+    return this.severity === 'FATAL';
+  }
+
+  static protocolViolation(message: string): ProxyError {
+    return new ProxyError(SqlState.PROTOCOL_VIOLATION, message, 'FATAL');
+  }
+
+  static tlsRequired(): ProxyError {
+    return new ProxyError(
+      SqlState.INVALID_AUTHORIZATION_SPECIFICATION,
+      'SSL/TLS is required: connect with sslmode=require',
+      'FATAL',
+    );
+  }
+
+  static authFailed(sqlstate: string, message: string): ProxyError {
+    return new ProxyError(sqlstate, message, 'FATAL');
+  }
+
+  static handshakeTimeout(ms: number): ProxyError {
+    return new ProxyError(SqlState.PROTOCOL_VIOLATION, `startup and authentication did not finish within ${ms} ms`, 'FATAL');
+  }
+
+  static tooManyClients(limit: number): ProxyError {
+    return new ProxyError(SqlState.TOO_MANY_CONNECTIONS, `too many client connections (limit ${limit})`, 'FATAL');
+  }
+
+  static poolTimeout(ms: number): ProxyError {
+    return new ProxyError(
+      SqlState.TOO_MANY_CONNECTIONS,
+      `no server connection became available within ${ms} ms`,
+      'ERROR',
+      undefined,
+      'the pool is exhausted; raise upstream.poolSize or upstream.queueTimeoutMs, or shorten transactions',
+    );
+  }
+
+  static upstreamUnavailable(reason: string): ProxyError {
+    return new ProxyError(
+      SqlState.SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+      `cannot connect to the upstream server: ${reason}`,
+      'ERROR',
+    );
+  }
+
+  static serverLost(reason: string): ProxyError {
+    return new ProxyError(SqlState.CONNECTION_FAILURE, `server connection lost: ${reason}`, 'FATAL');
+  }
+
+  static shuttingDown(): ProxyError {
+    return new ProxyError(SqlState.ADMIN_SHUTDOWN, 'the proxy is shutting down', 'FATAL');
+  }
+
+  static forbiddenStartupParameter(name: string): ProxyError {
+    return new ProxyError(
+      SqlState.INSUFFICIENT_PRIVILEGE,
+      `startup parameter "${name}" cannot be set through pg-tenant-proxy`,
+      'FATAL',
+      'the tenant schema and role come only from the verified tenant token',
+    );
+  }
+
+  static unsupportedStartupParameter(name: string): ProxyError {
+    return new ProxyError(
+      SqlState.FEATURE_NOT_SUPPORTED,
+      `unsupported startup parameter: ${name}`,
+      'FATAL',
+      undefined,
+      'add it to listen.ignoreStartupParameters to have it accepted and dropped',
+    );
+  }
+
+  static namedStatementsUnsupported(): ProxyError {
+    return new ProxyError(
+      SqlState.FEATURE_NOT_SUPPORTED,
+      'named prepared statements are not supported in transaction pooling mode yet',
+      'ERROR',
+      undefined,
+      'use unnamed statements (node-postgres without name:, postgres.js prepare:false, pgbench -M extended, JDBC prepareThreshold=0)',
+    );
+  }
+
+  static internal(err: unknown): ProxyError {
+    if (err instanceof ProxyError) return err;
+    return new ProxyError(SqlState.INTERNAL_ERROR, 'internal error in pg-tenant-proxy', 'FATAL');
+  }
+
+  /** Encodes as an ErrorResponse: S, V, C, M (+ D, H) fields. */
+  encode(): Buffer {
+    const w = new Writer(128).begin(BackendCode.ErrorResponse);
+    w.int8(0x53).cstring(this.severity); // 'S'
+    w.int8(0x56).cstring(this.severity); // 'V'
+    w.int8(0x43).cstring(this.sqlstate); // 'C'
+    w.int8(0x4d).cstring(this.message); // 'M'
+    if (this.detail !== undefined) w.int8(0x44).cstring(this.detail); // 'D'
+    if (this.hint !== undefined) w.int8(0x48).cstring(this.hint); // 'H'
+    w.int8(0);
+    return w.end().flush();
+  }
+}

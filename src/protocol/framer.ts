@@ -1,0 +1,113 @@
+// Streaming framer: Buffer chunks in, whole frames out as views into the chunk, assembled once at exact size when split.
+import { ProxyError } from './errors.js';
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * After next() returns true the current frame is buffer[start, end) including its header; `code` is its type byte
+ * (0 for untyped startup-phase frames). The view is valid until the next push(): callers that keep it must not
+ * expect the bytes to change, since Node hands every 'data' event a fresh Buffer and split frames get their own.
+ */
+export class Framer {
+  code = 0;
+  buffer: Buffer = EMPTY;
+  start = 0;
+  end = 0;
+
+  private chunk: Buffer = EMPTY;
+  private pos = 0;
+  private readonly header = Buffer.alloc(5);
+  private headerFilled = 0;
+  private assembling: Buffer | null = null;
+  private filled = 0;
+
+  constructor(
+    private maxLength: number,
+    /** Startup-phase frames carry no type byte. */
+    private typed: boolean,
+  ) {}
+
+  /** Switches between untyped (startup) and typed framing; only valid on a frame boundary. */
+  setTyped(typed: boolean, maxLength: number): void {
+    this.typed = typed;
+    this.maxLength = maxLength;
+  }
+
+  push(chunk: Buffer): void {
+    this.chunk = chunk;
+    this.pos = 0;
+  }
+
+  /** Bytes received but not yet returned as part of a frame. */
+  get buffered(): number {
+    return this.chunk.length - this.pos + this.headerFilled + (this.assembling === null ? 0 : this.filled);
+  }
+
+  next(): boolean {
+    if (this.assembling !== null) return this.continueAssembly();
+    const headerSize = this.typed ? 5 : 4;
+    if (this.headerFilled > 0) {
+      const take = Math.min(headerSize - this.headerFilled, this.chunk.length - this.pos);
+      this.chunk.copy(this.header, this.headerFilled, this.pos, this.pos + take);
+      this.headerFilled += take;
+      this.pos += take;
+      if (this.headerFilled < headerSize) return false;
+      const total = this.frameLength(this.header, 0);
+      this.headerFilled = 0;
+      this.assembling = Buffer.allocUnsafe(total);
+      this.header.copy(this.assembling, 0, 0, headerSize);
+      this.filled = headerSize;
+      return this.continueAssembly();
+    }
+    const available = this.chunk.length - this.pos;
+    if (available === 0) return false;
+    if (available < headerSize) {
+      this.chunk.copy(this.header, 0, this.pos);
+      this.headerFilled = available;
+      this.pos = this.chunk.length;
+      return false;
+    }
+    const total = this.frameLength(this.chunk, this.pos);
+    if (available >= total) {
+      this.setCurrent(this.chunk, this.pos, this.pos + total);
+      this.pos += total;
+      return true;
+    }
+    this.assembling = Buffer.allocUnsafe(total);
+    this.chunk.copy(this.assembling, 0, this.pos);
+    this.filled = available;
+    this.pos = this.chunk.length;
+    return false;
+  }
+
+  private continueAssembly(): boolean {
+    const target = this.assembling!;
+    const take = Math.min(target.length - this.filled, this.chunk.length - this.pos);
+    this.chunk.copy(target, this.filled, this.pos, this.pos + take);
+    this.filled += take;
+    this.pos += take;
+    if (this.filled < target.length) return false;
+    this.assembling = null;
+    this.filled = 0;
+    this.setCurrent(target, 0, target.length);
+    return true;
+  }
+
+  /** Whole frame size in bytes (type byte included); throws on lengths that cannot be valid. */
+  private frameLength(buf: Buffer, at: number): number {
+    const len = this.typed ? buf.readUInt32BE(at + 1) : buf.readUInt32BE(at);
+    const min = this.typed ? 4 : 8;
+    if (len < min) throw ProxyError.protocolViolation(`invalid message length ${len}`);
+    if (len > this.maxLength) {
+      throw ProxyError.protocolViolation(`message length ${len} exceeds the limit of ${this.maxLength} bytes`);
+    }
+    return this.typed ? len + 1 : len;
+  }
+
+  private setCurrent(buffer: Buffer, start: number, end: number): void {
+    this.buffer = buffer;
+    this.start = start;
+    this.end = end;
+    this.code = this.typed ? buffer[start]! : 0;
+  }
+}

@@ -1,0 +1,20 @@
+// Prebuilt constant frames, built once.
+import { AuthRequest, BackendCode, FrontendCode, TxStatus } from './codes.js';
+import { Writer } from './writer.js';
+
+function readyForQuery(status: number): Buffer {
+  return new Writer(6).begin(BackendCode.ReadyForQuery).int8(status).end().flush();
+}
+
+function authentication(kind: number): Buffer {
+  return new Writer(9).begin(BackendCode.Authentication).int32(kind).end().flush();
+}
+
+export const READY_FOR_QUERY_IDLE = readyForQuery(TxStatus.Idle);
+export const AUTHENTICATION_OK = authentication(AuthRequest.Ok);
+export const AUTHENTICATION_CLEARTEXT = authentication(AuthRequest.CleartextPassword);
+export const SSL_ACCEPT = Buffer.from('S');
+export const SSL_REFUSE = Buffer.from('N');
+export const GSSENC_REFUSE = Buffer.from('N');
+export const TERMINATE = new Writer(5).begin(FrontendCode.Terminate).end().flush();
+export const SYNC = new Writer(5).begin(FrontendCode.Sync).end().flush();

@@ -1,0 +1,61 @@
+// Provisioning SQL for the proxy's login role, tenant schemas and database defaults (demo, tests, tenant CLI).
+
+import { quoteIdent, quoteLiteral } from '../auth/identity.js';
+
+/** Anything that runs SQL like pg.Client / pg.PoolClient. */
+export interface SqlRunner {
+  query(text: string, values?: unknown[]): Promise<{ rows: unknown[] }>;
+}
+
+/**
+ * Creates or updates the role the proxy logs in as. Its default search_path is empty so a backend the proxy
+ * failed to pin resolves no unqualified name: the client's statement errors instead of reading some schema.
+ */
+export async function prepareProxyRole(client: SqlRunner, opts: { role: string; password: string }): Promise<void> {
+  const role = quoteIdent(opts.role);
+  // The server hashes the cleartext below with this setting; md5 would make the proxy's SCRAM login fail.
+  await client.query(`SET password_encryption = 'scram-sha-256'`);
+  const { rows } = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [opts.role]);
+  const verb = rows.length > 0 ? 'ALTER' : 'CREATE';
+  await client.query(
+    `${verb} ROLE ${role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD ${quoteLiteral(opts.password)}`,
+  );
+  await client.query(`ALTER ROLE ${role} SET search_path = ''`);
+}
+
+/**
+ * Creates the tenant's schema (kept as is if it exists, owner included) and lets grantTo use everything in it,
+ * including tables created later by the current role or by ownerRole (which must already exist).
+ */
+export async function createTenantSchema(
+  client: SqlRunner,
+  opts: { schema: string; ownerRole?: string; grantTo: string },
+): Promise<void> {
+  const schema = quoteIdent(opts.schema);
+  const grantee = quoteIdent(opts.grantTo);
+  const owner = opts.ownerRole === undefined ? undefined : quoteIdent(opts.ownerRole);
+  await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}${owner ? ` AUTHORIZATION ${owner}` : ''}`);
+  await client.query(`GRANT USAGE, CREATE ON SCHEMA ${schema} TO ${grantee}`);
+  await client.query(`GRANT ALL ON ALL TABLES IN SCHEMA ${schema} TO ${grantee}`);
+  await client.query(`GRANT ALL ON ALL SEQUENCES IN SCHEMA ${schema} TO ${grantee}`);
+  // Default privileges are per creating role: cover whoever runs this and the schema's owner.
+  for (const forRole of owner ? ['', ` FOR ROLE ${owner}`] : ['']) {
+    await client.query(`ALTER DEFAULT PRIVILEGES${forRole} IN SCHEMA ${schema} GRANT ALL ON TABLES TO ${grantee}`);
+    await client.query(`ALTER DEFAULT PRIVILEGES${forRole} IN SCHEMA ${schema} GRANT ALL ON SEQUENCES TO ${grantee}`);
+  }
+}
+
+/**
+ * Closes the defaults every role gets through PUBLIC: nobody but proxyRole (and superusers) may connect to the
+ * database, nobody gets TEMP (temp schemas are a way around the search_path pin), nobody creates in public.
+ * Must run while connected to that database, since schema privileges are per database.
+ */
+export async function revokePublicDefaults(client: SqlRunner, database: string, proxyRole: string): Promise<void> {
+  const { rows } = await client.query('SELECT current_database() AS db');
+  const current = (rows[0] as { db?: string } | undefined)?.db;
+  if (current !== database) throw new Error(`revokePublicDefaults: connected to ${current}, not ${database}`);
+  const db = quoteIdent(database);
+  await client.query('REVOKE CREATE ON SCHEMA public FROM PUBLIC');
+  await client.query(`REVOKE ALL ON DATABASE ${db} FROM PUBLIC`);
+  await client.query(`GRANT CONNECT ON DATABASE ${db} TO ${quoteIdent(proxyRole)}`);
+}

@@ -1,0 +1,110 @@
+// Tenant lookups against the upstream over a small control pool: schema existence and canonical setting values.
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import type { UpstreamTarget } from '../backend/connect.js';
+import { SqlState } from '../protocol/codes.js';
+import { ProxyError } from '../protocol/errors.js';
+
+export interface TenantRegistry {
+  /** Whether the tenant's schema exists (cached for schemaCacheTtlMs; misses are re-checked sooner). */
+  schemaExists(schema: string): Promise<boolean>;
+  /** Validates client settings and returns them as PostgreSQL spells them (DateStyle ISO → "ISO, MDY"). */
+  canonicalSettings(settings: ReadonlyMap<string, string>): Promise<Map<string, string>>;
+  close(): Promise<void>;
+}
+
+const NEGATIVE_TTL_MS = 2000;
+const MAX_CACHE = 10_000;
+
+export function createTenantRegistry(target: UpstreamTarget, schemaCacheTtlMs: number, log: Logger): TenantRegistry {
+  const control = new pg.Pool({
+    host: target.host,
+    port: target.port,
+    user: target.user,
+    password: target.password,
+    database: target.database,
+    max: 2,
+    idleTimeoutMillis: 30_000,
+    connectionTimeoutMillis: target.connectTimeoutMs,
+    application_name: 'pg-tenant-proxy control',
+    ssl: controlSsl(target),
+  });
+  control.on('error', (err) => log.warn({ err: err.message }, 'control connection error'));
+
+  const schemas = new Map<string, { exists: boolean; until: number }>();
+  const canonical = new Map<string, string>();
+
+  return {
+    async schemaExists(schema) {
+      const now = Date.now();
+      const cached = schemas.get(schema);
+      if (cached !== undefined && cached.until > now) return cached.exists;
+      let exists: boolean;
+      try {
+        const result = await control.query('SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1', [schema]);
+        exists = result.rowCount === 1;
+      } catch (err) {
+        throw ProxyError.upstreamUnavailable((err as Error).message);
+      }
+      if (schemas.size >= MAX_CACHE) schemas.clear();
+      schemas.set(schema, { exists, until: now + (exists ? schemaCacheTtlMs : Math.min(NEGATIVE_TTL_MS, schemaCacheTtlMs)) });
+      return exists;
+    },
+
+    async canonicalSettings(settings) {
+      const out = new Map<string, string>();
+      const unknown: Array<[string, string]> = [];
+      for (const [name, value] of settings) {
+        const hit = canonical.get(`${name}=${value}`);
+        if (hit === undefined) unknown.push([name, value]);
+        else out.set(name, hit);
+      }
+      if (unknown.length === 0) return out;
+      let client: pg.PoolClient;
+      try {
+        client = await control.connect();
+      } catch (err) {
+        throw ProxyError.upstreamUnavailable((err as Error).message);
+      }
+      try {
+        // SET LOCAL inside a rolled-back transaction: validates and canonicalises without changing the control session.
+        await client.query('BEGIN');
+        for (const [name, value] of unknown) {
+          let result: pg.QueryResult;
+          try {
+            result = await client.query('SELECT pg_catalog.set_config($1, $2, true) AS v', [name, value]);
+          } catch (err) {
+            const e = err as { code?: string; message: string };
+            throw new ProxyError(e.code ?? SqlState.INVALID_PARAMETER_VALUE, e.message, 'FATAL');
+          }
+          const value2 = String(result.rows[0]?.v ?? value);
+          if (canonical.size >= MAX_CACHE) canonical.clear();
+          canonical.set(`${name}=${value}`, value2);
+          out.set(name, value2);
+        }
+      } finally {
+        await client.query('ROLLBACK').catch(() => undefined);
+        client.release();
+      }
+      return out;
+    },
+
+    async close() {
+      await control.end();
+    },
+  };
+}
+
+function controlSsl(target: UpstreamTarget): pg.PoolConfig['ssl'] {
+  const mode = target.tls.mode;
+  if (mode === 'disable') return false;
+  const verify = mode === 'verify-ca' || mode === 'verify-full';
+  return {
+    rejectUnauthorized: verify,
+    ca: target.tls.ca === undefined ? undefined : readFileSync(target.tls.ca, 'utf8'),
+    cert: target.tls.cert === undefined ? undefined : readFileSync(target.tls.cert, 'utf8'),
+    key: target.tls.key === undefined ? undefined : readFileSync(target.tls.key, 'utf8'),
+    checkServerIdentity: mode === 'verify-full' ? undefined : () => undefined,
+  };
+}

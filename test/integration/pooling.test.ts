@@ -1,0 +1,101 @@
+import pg from 'pg';
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import { startTestProxy, sqlstateOf, type TestProxy } from '../support/proxy.js';
+
+let tp: TestProxy;
+afterEach(async () => {
+  await tp?.close();
+});
+
+describe('transaction pooling with search_path pin and reset', () => {
+  it('runs each tenant in its own schema on one shared server', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const a = await tp.connect('a');
+    const b = await tp.connect('b');
+    for (let round = 0; round < 5; round++) {
+      const ra = await a.query('SELECT current_schema() AS s, count(*)::int AS n, pg_backend_pid() AS pid FROM items');
+      const rb = await b.query('SELECT current_schema() AS s, count(*)::int AS n, pg_backend_pid() AS pid FROM items');
+      expect(ra.rows[0]).toMatchObject({ s: 'tenant_a', n: 2 });
+      expect(rb.rows[0]).toMatchObject({ s: 'tenant_b', n: 3 });
+      // Pool of one: both tenants really share the server.
+      expect(ra.rows[0].pid).toBe(rb.rows[0].pid);
+    }
+    expect((await a.query('SHOW search_path')).rows[0].search_path).toBe('tenant_a');
+    expect((await b.query('SHOW search_path')).rows[0].search_path).toBe('tenant_b');
+  });
+
+  it('interleaved transactions wait for the pinned server and never see each other', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const a = await tp.connect('a');
+    const b = await tp.connect('b');
+    await a.query('BEGIN');
+    await a.query("INSERT INTO items VALUES (100, 'a-tx')");
+    // b must wait: the only server is pinned to a's open transaction.
+    const bResult = b.query('SELECT array_agg(name ORDER BY id) AS names FROM items');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect((await a.query('SELECT count(*)::int AS n FROM items')).rows[0].n).toBe(3);
+    await a.query('ROLLBACK');
+    expect((await bResult).rows[0].names).toEqual(['b-one', 'b-two', 'b-three']);
+    expect((await a.query('SELECT count(*)::int AS n FROM items')).rows[0].n).toBe(2);
+  });
+
+  it('resets the server before another client gets it', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const a = await tp.connect('a');
+    await a.query("SET statement_timeout = '1234ms'");
+    await a.query("SELECT set_config('app.secret', 'from-a', false)");
+    await a.query('CREATE TEMP TABLE leak (x int)');
+    await a.query('SELECT pg_advisory_lock(42)');
+    // Another tenant's client lands on the same server and sees none of it.
+    const b = await tp.connect('b');
+    const state = await b.query(
+      `SELECT current_setting('statement_timeout') AS timeout,
+              current_setting('app.secret', true) AS secret,
+              (SELECT count(*)::int FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) AS locks,
+              pg_my_temp_schema() = 0 AS no_temp`,
+    );
+    expect(state.rows[0]).toEqual({ timeout: '0', secret: null, locks: 0, no_temp: true });
+  });
+
+  it('shows the default search_path on the server once a tenant is done with it', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const a = await tp.connect('a');
+    const pid = (await a.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+    // The pooled server, seen from pg_stat_activity, ran DISCARD ALL after a's statement.
+    const su = new pg.Client({ connectionString: inject('pg').superuserUrl });
+    await su.connect();
+    try {
+      let last = '';
+      for (let i = 0; i < 50 && last !== 'DISCARD ALL'; i++) {
+        last = (await su.query('SELECT query FROM pg_stat_activity WHERE pid = $1', [pid])).rows[0]?.query;
+        if (last !== 'DISCARD ALL') await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(last).toBe('DISCARD ALL');
+    } finally {
+      await su.end();
+    }
+  });
+
+  it('keeps a tenant out of another schema it names only by search_path tricks after reset', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const a = await tp.connect('a');
+    // Without the guard (issue 3) a tenant can still SET its path inside its own transaction,
+    // but the change dies with the pin: the next transaction is back in its own schema.
+    await a.query('SET search_path TO tenant_b');
+    expect((await a.query('SELECT current_schema() AS s')).rows[0].s).toBe('tenant_a');
+  });
+
+  it('refuses named prepared statements clearly in transaction mode', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const a = await tp.connect('a');
+    expect(await sqlstateOf(() => a.query({ name: 'q1', text: 'SELECT 1' }))).toBe('0A000');
+    // The session survives and the unnamed protocol keeps working.
+    expect((await a.query('SELECT $1::int AS v', [7])).rows[0].v).toBe(7);
+    await a.query('BEGIN');
+    expect(await sqlstateOf(() => a.query({ name: 'q2', text: 'SELECT 1' }))).toBe('0A000');
+    // Inside a transaction the refusal aborts it on both sides, as a real error would.
+    expect(await sqlstateOf(() => a.query('SELECT 1'))).toBe('25P02');
+    await a.query('ROLLBACK');
+    expect((await a.query('SELECT 2 AS v')).rows[0].v).toBe(2);
+  });
+});

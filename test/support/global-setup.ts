@@ -1,0 +1,27 @@
+// vitest globalSetup: one PostgreSQL (DATABASE_URL or a temp cluster) with the fixture, provided to tests as 'pg'.
+
+import type { TestProject } from 'vitest/node';
+import { startPgCluster, type PgCluster } from '../../src/dev/pg-cluster.js';
+import { createFixture } from './postgres.js';
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const started = performance.now();
+  const databaseUrl = process.env['DATABASE_URL'];
+  let cluster: PgCluster | undefined;
+  try {
+    if (databaseUrl) {
+      project.provide('pg', await createFixture(databaseUrl, { dataDir: null, logFile: null }));
+    } else {
+      cluster = await startPgCluster();
+      project.provide('pg', await createFixture(cluster.superuserUrl, cluster));
+    }
+  } catch (err) {
+    await cluster?.stop();
+    throw err;
+  }
+  const where = cluster ? `temp cluster on port ${cluster.port}` : 'DATABASE_URL';
+  console.log(`[pg] fixture ready on ${where} in ${Math.round(performance.now() - started)} ms`);
+  return async () => {
+    await cluster?.stop();
+  };
+}
