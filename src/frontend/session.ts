@@ -680,6 +680,8 @@ export class ClientSession implements ServerClient {
       const reset = planReset(this.txStatus !== TxStatus.Idle);
       server.reset(reset.frame, reset.replies);
     } else {
+      // PostgreSQL notices a vanished client only when it next writes: cancel first so the statement stops now.
+      sendCancel(this.deps.pool.upstream, server.pid, server.secret).catch(() => undefined);
       server.close('client left mid-statement');
     }
   }

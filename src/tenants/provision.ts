@@ -47,15 +47,23 @@ export async function createTenantSchema(
 
 /**
  * Closes the defaults every role gets through PUBLIC: nobody but proxyRole (and superusers) may connect to the
- * database, nobody gets TEMP (temp schemas are a way around the search_path pin), nobody creates in public.
- * Must run while connected to that database, since schema privileges are per database.
+ * database and nobody creates in public. TEMP is withheld too unless allowTemp: a temp table shadows tenant tables
+ * (pg_temp is searched first) and outlives the transaction, so only grant it when the proxy's reset drops temp
+ * objects (DISCARD ALL) before a backend changes hands. Must run connected to that database: schema privileges
+ * are per database.
  */
-export async function revokePublicDefaults(client: SqlRunner, database: string, proxyRole: string): Promise<void> {
+export async function revokePublicDefaults(
+  client: SqlRunner,
+  database: string,
+  proxyRole: string,
+  opts: { allowTemp?: boolean } = {},
+): Promise<void> {
   const { rows } = await client.query('SELECT current_database() AS db');
   const current = (rows[0] as { db?: string } | undefined)?.db;
   if (current !== database) throw new Error(`revokePublicDefaults: connected to ${current}, not ${database}`);
   const db = quoteIdent(database);
   await client.query('REVOKE CREATE ON SCHEMA public FROM PUBLIC');
   await client.query(`REVOKE ALL ON DATABASE ${db} FROM PUBLIC`);
-  await client.query(`GRANT CONNECT ON DATABASE ${db} TO ${quoteIdent(proxyRole)}`);
+  const privileges = opts.allowTemp ? 'CONNECT, TEMPORARY' : 'CONNECT';
+  await client.query(`GRANT ${privileges} ON DATABASE ${db} TO ${quoteIdent(proxyRole)}`);
 }

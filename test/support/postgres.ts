@@ -75,7 +75,8 @@ export async function createFixture(
   const db = new pg.Client({ connectionString: withDatabase(superuserUrl, TEST_DATABASE) });
   await db.connect();
   try {
-    await revokePublicDefaults(db, TEST_DATABASE, PROXY_ROLE);
+    // TEMP granted because the proxy resets with DISCARD ALL and the pooling tests check that temp tables don't survive it.
+    await revokePublicDefaults(db, TEST_DATABASE, PROXY_ROLE, { allowTemp: true });
     for (const schema of TENANT_SCHEMAS) {
       const { rows, seqStart } = TENANT_ROWS[schema];
       // Schema first: the tables then reach the proxy role through default privileges, as later ones would.

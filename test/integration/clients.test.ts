@@ -1,0 +1,111 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import postgres from 'postgres';
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import { adminClient } from '../support/postgres.js';
+import { startTestProxy, type TestProxy } from '../support/proxy.js';
+
+const run = promisify(execFile);
+
+let tp: TestProxy;
+afterEach(async () => {
+  await tp?.close();
+});
+
+function libpqEnv(token: string): NodeJS.ProcessEnv {
+  return { ...process.env, PGHOST: '127.0.0.1', PGPORT: String(tp.port), PGUSER: 'app', PGDATABASE: inject('pg').database, PGPASSWORD: token, PGSSLMODE: 'disable' };
+}
+
+describe('real clients through the proxy', () => {
+  it('psql runs in its tenant schema with the token as password', async () => {
+    tp = await startTestProxy();
+    const { stdout } = await run('psql', ['-X', '-At', '-v', 'ON_ERROR_STOP=1', '-c', 'SELECT current_schema()', '-c', 'SELECT name FROM items ORDER BY id'], {
+      env: libpqEnv(await tp.token('b')),
+    });
+    expect(stdout.trim().split('\n')).toEqual(['tenant_b', 'b-one', 'b-two', 'b-three']);
+  });
+
+  it('psql sends application_name and the proxy reports it back', async () => {
+    tp = await startTestProxy();
+    const { stdout } = await run('psql', ['-X', '-At', '-c', 'SHOW application_name'], {
+      env: { ...libpqEnv(await tp.token('a')), PGAPPNAME: 'billing-worker' },
+    });
+    expect(stdout.trim()).toBe('billing-worker');
+  });
+
+  it('pgbench runs the TPC-B-like script in simple and extended protocol, each tenant in its own tables', async () => {
+    const admin = await adminClient();
+    try {
+      for (const schema of ['tenant_a', 'tenant_b']) {
+        await admin.query(`DROP TABLE IF EXISTS ${schema}.pgbench_accounts, ${schema}.pgbench_branches, ${schema}.pgbench_tellers, ${schema}.pgbench_history`);
+      }
+    } finally {
+      await admin.end();
+    }
+    tp = await startTestProxy({ upstream: { poolSize: 2 } });
+    for (const tenant of ['a', 'b']) {
+      // pgbench -i creates its tables unqualified: they land in the tenant's schema.
+      await run('pgbench', ['-i', '-s', '1', '-q', '--no-vacuum'], { env: libpqEnv(await tp.token(tenant)) });
+    }
+    for (const mode of ['simple', 'extended']) {
+      const { stdout } = await run('pgbench', ['-n', '-c', '4', '-j', '2', '-t', '50', '-M', mode], { env: libpqEnv(await tp.token('a')) });
+      expect(stdout).toMatch(/number of transactions actually processed: 200\/200/);
+      expect(stdout).toMatch(/number of failed transactions: 0/);
+    }
+    const check = await adminClient();
+    try {
+      const a = await check.query('SELECT count(*)::int AS n FROM tenant_a.pgbench_history');
+      const b = await check.query('SELECT count(*)::int AS n FROM tenant_b.pgbench_history');
+      expect(a.rows[0].n).toBe(400);
+      expect(b.rows[0].n).toBe(0);
+    } finally {
+      await check.end();
+    }
+  }, 120_000);
+
+  it('postgres.js (unprepared) runs queries, transactions and parameters', async () => {
+    tp = await startTestProxy();
+    const sql = postgres({
+      host: '127.0.0.1',
+      port: tp.port,
+      user: 'app',
+      database: inject('pg').database,
+      password: await tp.token('a'),
+      prepare: false,
+      max: 3,
+      onnotice: () => undefined,
+    });
+    try {
+      const rows = await sql`SELECT name FROM items WHERE id = ${2}`;
+      expect(rows[0]?.name).toBe('a-two');
+      const inTx = await sql.begin(async (tx) => {
+        await tx`INSERT INTO items VALUES (50, 'tx-row')`;
+        return tx`SELECT count(*)::int AS n FROM items`;
+      });
+      expect(inTx[0]?.n).toBe(3);
+      await sql`DELETE FROM items WHERE id = 50`;
+      const parallel = await Promise.all([1, 2, 1, 2].map((id) => sql`SELECT name FROM items WHERE id = ${id}`));
+      expect(parallel.map((r) => r[0]?.name)).toEqual(['a-one', 'a-two', 'a-one', 'a-two']);
+    } finally {
+      await sql.end();
+    }
+  });
+
+  it('honours startup settings per client on a shared server and reports them', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const tokyo = await tp.connect('a', { options: '-c TimeZone=Asia/Tokyo -c DateStyle=German -c extra_float_digits=0' });
+    const utc = await tp.connect('b', { options: '-c TimeZone=UTC' });
+    for (let i = 0; i < 3; i++) {
+      const t = await tokyo.query("SELECT current_setting('TimeZone') AS tz, current_setting('DateStyle') AS ds, current_setting('extra_float_digits') AS efd");
+      const u = await utc.query("SELECT current_setting('TimeZone') AS tz, current_setting('DateStyle') AS ds, current_setting('extra_float_digits') AS efd");
+      expect(t.rows[0]).toEqual({ tz: 'Asia/Tokyo', ds: 'German, DMY', efd: '0' });
+      expect(u.rows[0]).toEqual({ tz: 'UTC', ds: 'ISO, MDY', efd: '1' });
+    }
+  });
+
+  it('refuses an invalid setting value at login', async () => {
+    tp = await startTestProxy();
+    const { sqlstateOf } = await import('../support/proxy.js');
+    expect(await sqlstateOf(() => tp.connect('a', { options: '-c TimeZone=Mars/Olympus' }))).toBe('22023');
+  });
+});
