@@ -402,6 +402,8 @@ export class ClientSession implements ServerClient {
       if (err instanceof AuthFailure) {
         this.log.info({ reason: err.reason }, 'authentication failed');
         this.fail(ProxyError.authFailed(err.sqlstate, err.message));
+      } else if (err instanceof ProxyError) {
+        this.fail(err.asFatal());
       } else {
         this.failUnexpected(err);
       }

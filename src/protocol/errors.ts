@@ -20,6 +20,11 @@ export class ProxyError extends Error {
     return this.severity === 'FATAL';
   }
 
+  /** The same error, ending the session (used where no session exists yet to keep, as during login). */
+  asFatal(): ProxyError {
+    return this.fatal ? this : new ProxyError(this.sqlstate, this.message, 'FATAL', this.detail, this.hint);
+  }
+
   static protocolViolation(message: string): ProxyError {
     return new ProxyError(SqlState.PROTOCOL_VIOLATION, message, 'FATAL');
   }

@@ -45,6 +45,7 @@ describe('transaction pooling with search_path pin and reset', () => {
     await a.query("SET statement_timeout = '1234ms'");
     await a.query("SELECT set_config('app.secret', 'from-a', false)");
     await a.query('LISTEN tenant_a_events');
+    await a.query('CREATE TEMP TABLE leak (x int)');
     await a.query('SELECT pg_advisory_lock(42)');
     // Another tenant's client lands on the same server and sees none of it.
     const b = await tp.connect('b');
@@ -52,10 +53,11 @@ describe('transaction pooling with search_path pin and reset', () => {
       `SELECT current_setting('statement_timeout') AS timeout,
               current_setting('app.secret', true) AS secret,
               (SELECT count(*)::int FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) AS locks,
-              (SELECT count(*)::int FROM pg_listening_channels()) AS channels`,
+              (SELECT count(*)::int FROM pg_listening_channels()) AS channels,
+              (SELECT count(*)::int FROM pg_class WHERE relname = 'leak' AND relpersistence = 't') AS temps`,
     );
     // A custom setting, once defined, survives RESET as an empty placeholder: the value is what must not leak.
-    expect(state.rows[0]).toMatchObject({ timeout: '0', locks: 0, channels: 0 });
+    expect(state.rows[0]).toMatchObject({ timeout: '0', locks: 0, channels: 0, temps: 0 });
     expect(['', null]).toContain(state.rows[0].secret);
   });
 
