@@ -1,0 +1,137 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { stringify } from 'yaml';
+import { afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { TEST_SECRET } from '../support/proxy.js';
+
+const run = promisify(execFile);
+// The CLI runs as users run it: the compiled build, in its own process.
+const DIST_CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+
+let dir: string;
+let child: ChildProcess | null = null;
+
+beforeAll(async () => {
+  // `npm test` runs after `npm ci`, whose prepare step builds dist/; build again so the CLI matches the source.
+  await run('npm', ['run', 'build', '--silent'], { cwd: fileURLToPath(new URL('../..', import.meta.url)) });
+  dir = mkdtempSync(join(tmpdir(), 'pgtp-cli-'));
+}, 120_000);
+
+afterEach(() => {
+  child?.kill('SIGKILL');
+  child = null;
+});
+
+function writeConfig(name: string, config: unknown): string {
+  const file = join(dir, name);
+  writeFileSync(file, stringify(config));
+  return file;
+}
+
+function baseConfig(secret = TEST_SECRET): Record<string, unknown> {
+  return {
+    listen: { host: '127.0.0.1', port: 0 },
+    upstream: { url: inject('pg').upstreamUrl, poolSize: 2 },
+    auth: { jwt: { secret } },
+    log: { level: 'info' },
+  };
+}
+
+async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [DIST_CLI, ...args], { env: { ...process.env, ...env } }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+/** Starts `pg-tenant-proxy start` and resolves with the port from its "listening" log line. */
+function startCli(config: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    child = spawn(process.execPath, [DIST_CLI, 'start', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let buffered = '';
+    child.stderr!.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const match = /"port":(\d+),"msg":"listening"/.exec(buffered);
+      if (match) resolve(Number(match[1]));
+    });
+    child.on('exit', (code) => reject(new Error(`exited with ${code}: ${buffered}`)));
+  });
+}
+
+describe('the pg-tenant-proxy command', () => {
+  it('exits 2 naming the key when the config is bad', async () => {
+    const bad = writeConfig('bad.yaml', { ...baseConfig(), upstream: { url: 'mysql://x', poolSize: 2 } });
+    const r = await cli(['check-config', '--config', bad]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('upstream.url');
+    const short = writeConfig('short.yaml', baseConfig('too-short'));
+    const r2 = await cli(['start', '--config', short]);
+    expect(r2.code).toBe(2);
+    expect(r2.stderr).toContain('auth.jwt.secret');
+    const r3 = await cli(['check-config', '--config', join(dir, 'missing.yaml')]);
+    expect(r3.code).toBe(2);
+    expect((await cli(['frobnicate'])).code).toBe(2);
+  });
+
+  it('takes every key from the environment', async () => {
+    const file = writeConfig('env.yaml', baseConfig());
+    const r = await cli(['check-config', '--config', file], { PGTP_UPSTREAM_POOL_SIZE: 'many' });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('upstream.poolSize');
+    const ok = await cli(['check-config', '--config', file], { PGTP_UPSTREAM_POOL_SIZE: '7', PGTP_TLS_MODE: 'disable' });
+    expect(ok.code).toBe(0);
+  });
+
+  it('mints a token that the proxy accepts, serves, reloads on SIGHUP and drains on SIGTERM', async () => {
+    const file = writeConfig('live.yaml', baseConfig());
+    const minted = await cli(['token', '--tenant', 'a', '--sub', 'alice', '--ttl', '10m', '--config', file]);
+    expect(minted.code).toBe(0);
+    const token = minted.stdout.trim();
+    const port = await startCli(file);
+    const connect = async (password: string): Promise<pg.Client> => {
+      const c = new pg.Client({ host: '127.0.0.1', port, user: 'app', database: inject('pg').database, password });
+      c.on('error', () => undefined);
+      await c.connect();
+      return c;
+    };
+    const client = await connect(token);
+    expect((await client.query('SELECT current_schema() AS s')).rows[0].s).toBe('tenant_a');
+
+    // Rotate the signing secret: the open session survives, old tokens stop working, new ones work.
+    const rotated = `${TEST_SECRET}-rotated`;
+    writeConfig('live.yaml', baseConfig(rotated));
+    child!.kill('SIGHUP');
+    await new Promise((r) => setTimeout(r, 500));
+    expect((await client.query('SELECT 1 AS one')).rows[0].one).toBe(1);
+    await expect(connect(token)).rejects.toMatchObject({ code: '28P01' });
+    const fresh = (await cli(['token', '--tenant', 'a', '--config', file])).stdout.trim();
+    const second = await connect(fresh);
+    await second.end();
+
+    // A bad config on SIGHUP is rejected and the old one kept.
+    writeConfig('live.yaml', baseConfig('short'));
+    child!.kill('SIGHUP');
+    await new Promise((r) => setTimeout(r, 300));
+    const third = await connect(fresh);
+    await third.end();
+
+    await client.end();
+    const exit = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)));
+    child!.kill('SIGTERM');
+    expect(await exit).toBe(0);
+    child = null;
+  });
+
+  it('refuses to mint a token for an invalid tenant id', async () => {
+    const file = writeConfig('mint.yaml', baseConfig());
+    const r = await cli(['token', '--tenant', 'Bad-Tenant', '--config', file]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('tenantPattern');
+  });
+});
