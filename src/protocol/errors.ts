@@ -5,6 +5,9 @@ import { Writer } from './writer.js';
 export type Severity = 'ERROR' | 'FATAL';
 
 export class ProxyError extends Error {
+  /** 1-based character position in the statement (syntax errors), sent as the P field. */
+  position: number | undefined;
+
   constructor(
     readonly sqlstate: string,
     message: string,
@@ -118,6 +121,7 @@ export class ProxyError extends Error {
     w.int8(0x4d).cstring(this.message); // 'M'
     if (this.detail !== undefined) w.int8(0x44).cstring(this.detail); // 'D'
     if (this.hint !== undefined) w.int8(0x48).cstring(this.hint); // 'H'
+    if (this.position !== undefined) w.int8(0x50).cstring(String(this.position)); // 'P'
     w.int8(0);
     return w.end().flush();
   }

@@ -1,0 +1,905 @@
+#!/usr/bin/env node
+// bench/run.mjs: pgbench side by side against PostgreSQL directly, PgBouncer and pg-tenant-proxy, interleaved.
+//
+// `npm run bench` builds dist/ and runs this. Knobs (environment):
+//   BENCH_QUICK=1            3 s × 1 repetition (smoke test of the whole pipeline)
+//   BENCH_DURATION=12        seconds per pgbench run          BENCH_REPS=3   repetitions (interleaved)
+//   BENCH_LATENCY_DURATION=5 seconds of the one-client latency run
+//   BENCH_SCALE=10           pgbench scale factor per tenant schema
+//   BENCH_WORKLOADS=a,b      only these workload ids (see WORKLOADS)   BENCH_TARGETS=direct,proxy  only these targets
+//   BENCH_PROXY_TENANTS=2    1 puts every proxy client on tenant t1 instead of splitting t1/t2
+//   BENCH_JOBS=1             pgbench -j per process (each run is two processes of N/2 clients: 2 threads in all)
+//   BENCH_SHARED_BUFFERS=512MB  so both tenant schemas fit in shared_buffers for every target alike
+//   BENCH_OUT=bench/results/latest.json
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { startPgCluster } from '../dist/dev/pg-cluster.js';
+import { createTenantSchema, prepareProxyRole, revokePublicDefaults } from '../dist/tenants/provision.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const CLI = join(ROOT, 'dist', 'cli', 'main.js');
+const env = process.env;
+const QUICK = env.BENCH_QUICK === '1';
+const DURATION = positiveInt('BENCH_DURATION', QUICK ? 3 : 12);
+const REPS = positiveInt('BENCH_REPS', QUICK ? 1 : 3);
+const LATENCY_DURATION = positiveInt('BENCH_LATENCY_DURATION', QUICK ? 3 : 5);
+const WARMUP_DURATION = QUICK ? 2 : 5;
+const SCALE = positiveInt('BENCH_SCALE', 10);
+const JOBS = positiveInt('BENCH_JOBS', 1);
+const PROXY_TENANTS = positiveInt('BENCH_PROXY_TENANTS', 2);
+const SHARED_BUFFERS = env.BENCH_SHARED_BUFFERS ?? '512MB';
+const OUT = join(ROOT, env.BENCH_OUT ?? 'bench/results/latest.json');
+const POOL_SIZE = 20;
+const DATABASE = 'bench';
+const PROXY_ROLE = 'bench_proxy';
+const DIRECT_ROLE = 'bench_direct';
+const TENANTS = ['t1', 't2'];
+const HOST = '127.0.0.1';
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/** The matrix. `targets` limits a workload to some targets; every run is N/2 + N/2 clients in two processes. */
+const WORKLOADS = [
+  { id: 'S-16-simple', label: '-S, 16 clients, simple', args: ['-S', '-M', 'simple'], clients: 16 },
+  { id: 'S-64-simple', label: '-S, 64 clients, simple', args: ['-S', '-M', 'simple'], clients: 64 },
+  { id: 'S-16-extended', label: '-S, 16 clients, extended', args: ['-S', '-M', 'extended'], clients: 16 },
+  { id: 'S-64-extended', label: '-S, 64 clients, extended', args: ['-S', '-M', 'extended'], clients: 64 },
+  { id: 'tpcb-16-simple', label: 'TPC-B-like, 16 clients, simple', args: ['-M', 'simple'], clients: 16 },
+  // PgBouncer 1.18 has no prepared-statement support in transaction mode; it is run anyway to record what happens.
+  { id: 'S-16-prepared', label: '-S, 16 clients, prepared', args: ['-S', '-M', 'prepared'], clients: 16 },
+  { id: 'latency-1', label: '-S, 1 client, simple (latency)', args: ['-S', '-M', 'simple'], clients: 1, duration: LATENCY_DURATION },
+];
+const TARGET_IDS = ['direct', 'pgbouncer', 'proxy'];
+
+// ---------------------------------------------------------------------------------------------------------------
+// Cleanup: everything started is registered here and torn down on exit, Ctrl-C, SIGTERM and errors.
+
+const children = new Set(); // live ChildProcess objects
+const cleanups = []; // async functions, run in reverse order
+let cleaningUp = null;
+let interrupted = null; // the signal that stopped us: nothing after it is measured or written
+
+class Interrupted extends Error {}
+
+function checkInterrupted() {
+  if (interrupted) throw new Interrupted(`interrupted by ${interrupted}`);
+}
+
+function cleanup() {
+  cleaningUp ??= (async () => {
+    for (const child of children) killTree(child, 'SIGKILL'); // pgbench runs still going
+    for (const fn of cleanups.reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        log(`cleanup: ${err.message}`);
+      }
+    }
+  })();
+  return cleaningUp;
+}
+
+process.on('exit', () => {
+  for (const child of children) killTree(child, 'SIGKILL');
+});
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    if (interrupted) return;
+    interrupted = signal;
+    log(`\n${signal}: stopping everything…`);
+    cleanup().finally(() => process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1)));
+  });
+}
+
+function killTree(child, signal) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(-child.pid, signal); // detached: its own process group
+  } catch {
+    try {
+      child.kill(signal);
+    } catch {
+      // gone
+    }
+  }
+}
+
+/** Spawns a child in its own process group so a terminal Ctrl-C reaches only us; we stop it in order. */
+function spawnTracked(file, args, opts = {}) {
+  const child = spawn(file, args, { ...opts, detached: true });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  child.once('error', () => children.delete(child));
+  return child;
+}
+
+async function stopChild(child, name, signal = 'SIGTERM', graceMs = 5000) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  killTree(child, signal);
+  const timer = new Promise((resolve) => setTimeout(() => resolve('timeout'), graceMs));
+  if ((await Promise.race([exited, timer])) === 'timeout') {
+    log(`${name} did not stop within ${graceMs} ms; killing it`);
+    killTree(child, 'SIGKILL');
+    await exited;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+async function main() {
+  const started = Date.now();
+  const targetFilter = listEnv('BENCH_TARGETS', TARGET_IDS);
+  const workloadFilter = listEnv('BENCH_WORKLOADS', WORKLOADS.map((w) => w.id));
+  const workloads = WORKLOADS.filter((w) => workloadFilter.includes(w.id));
+  const notes = [];
+
+  const work = mkdtempSync(join(tmpdir(), 'pgtp-bench-'));
+  const pgUser = postgresIds();
+  chownSync(work, pgUser.uid, pgUser.gid);
+  cleanups.push(async () => rmSync(work, { recursive: true, force: true }));
+
+  let pgbouncerBin = null;
+  if (targetFilter.includes('pgbouncer')) {
+    pgbouncerBin = ensurePgBouncer();
+    if (!pgbouncerBin) notes.push('PgBouncer is not installed and could not be installed: its column is n/a.');
+  }
+
+  log('starting a throwaway PostgreSQL cluster…');
+  const cluster = await startPgCluster({ log: (line) => log(`  ${line}`) });
+  cleanups.push(() => cluster.stop());
+  const superUrl = new URL(cluster.superuserUrl);
+  const superPassword = decodeURIComponent(superUrl.password);
+
+  const proxyPassword = randomBytes(18).toString('base64url');
+  const directPassword = randomBytes(18).toString('base64url');
+  await provision(cluster, proxyPassword, directPassword);
+  const pgVersion = await scalar(cluster.superuserUrl, 'SHOW server_version');
+  const postmasterPid = Number(readFileSync(join(cluster.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+
+  const targets = {};
+  if (targetFilter.includes('direct')) {
+    targets.direct = {
+      name: 'direct',
+      port: cluster.port,
+      pid: null,
+      clients: [{ user: DIRECT_ROLE, password: directPassword }],
+    };
+  }
+
+  let pgbouncerVersion = null;
+  if (pgbouncerBin) {
+    const bouncer = await startPgBouncer(pgbouncerBin, work, pgUser, cluster.port, directPassword);
+    pgbouncerVersion = bouncer.version;
+    targets.pgbouncer = {
+      name: 'pgbouncer',
+      port: bouncer.port,
+      pid: bouncer.pid,
+      child: bouncer.child,
+      clients: [{ user: DIRECT_ROLE, password: directPassword }],
+      logFile: bouncer.logFile,
+    };
+  }
+
+  let proxyInfo = null;
+  if (targetFilter.includes('proxy')) {
+    proxyInfo = await startTenantProxy(work, cluster.port, proxyPassword);
+    const tenants = TENANTS.slice(0, Math.min(PROXY_TENANTS, TENANTS.length));
+    targets.proxy = {
+      name: 'proxy',
+      port: proxyInfo.port,
+      pid: proxyInfo.child.pid,
+      child: proxyInfo.child,
+      clients: tenants.map((t) => ({ user: 'app', password: proxyInfo.tokens[t], tenant: t })),
+      logFile: proxyInfo.logFile,
+    };
+  }
+  const targetList = TARGET_IDS.filter((id) => targets[id]);
+
+  const ctx = { postmasterPid };
+  log(`warm-up: ${WARMUP_DURATION} s of -S at 16 clients per target (not recorded)`);
+  for (const id of targetList) {
+    checkInterrupted();
+    const run = await runPgbench(ctx, targets[id], { id: 'warmup', args: ['-S', '-M', 'simple'], clients: 16 }, WARMUP_DURATION);
+    checkInterrupted();
+    if (run.status === 'fails') log(`  warm-up against ${id} failed: ${run.firstError}`);
+  }
+
+  // results[workload][target] = [run, run, …]
+  const results = Object.fromEntries(workloads.map((w) => [w.id, Object.fromEntries(targetList.map((t) => [t, []]))]));
+  const total = REPS * workloads.length * targetList.length;
+  let done = 0;
+  for (let rep = 1; rep <= REPS; rep++) {
+    for (const w of workloads) {
+      for (const id of targetList) {
+        const target = targets[id];
+        checkInterrupted();
+        assertAlive(target);
+        const run = await runPgbench(ctx, target, w, w.duration ?? DURATION);
+        checkInterrupted();
+        assertAlive(target);
+        run.rep = rep;
+        results[w.id][id].push(run);
+        done++;
+        log(`[${done}/${total}] rep ${rep} ${w.id.padEnd(15)} ${id.padEnd(9)} ${describeRun(run)}`);
+      }
+    }
+  }
+
+  checkInterrupted();
+  const elapsedSec = Math.round((Date.now() - started) / 1000);
+  const summary = summarize(workloads, targetList, results);
+  const proxyLog = targets.proxy ? summarizeLog(targets.proxy.logFile, 'pino') : null;
+  const bouncerLog = targets.pgbouncer ? summarizeLog(targets.pgbouncer.logFile, 'pgbouncer') : null;
+
+  const command = commandLine();
+  const header = [
+    `pg-tenant-proxy bench — ${new Date(started).toISOString()}`,
+    '',
+    `command: \`${command}\``,
+    `machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${Math.round(totalmem() / 2 ** 30)} GiB; node ${process.version}; PostgreSQL ${pgVersion}; ${pgbouncerVersion ?? 'PgBouncer n/a'}; ${pgbenchVersion()}`,
+    `runs: ${REPS} interleaved repetition(s) × ${DURATION} s (latency row ${LATENCY_DURATION} s); pgbench scale ${SCALE} per tenant schema; each run = 2 pgbench processes of N/2 clients (-j ${JOBS} each, -n); medians over repetitions`,
+    `targets: direct = PostgreSQL as ${DIRECT_ROLE} (search_path tenant_t1); pgbouncer = transaction mode, default_pool_size ${POOL_SIZE}, same role; proxy = pg-tenant-proxy, poolSize ${POOL_SIZE}, clients split over tenant(s) ${(targets.proxy?.clients ?? []).map((c) => c.tenant).join(', ') || '-'}`,
+    `elapsed: ${formatDuration(elapsedSec)}`,
+  ];
+  const table = renderTable(workloads, targetList, summary);
+  const latency = renderLatency(workloads, targetList, summary);
+  const errors = renderErrors(workloads, targetList, results, proxyLog, bouncerLog);
+  const text = [...header, '', table, '', ...(latency ? [latency, ''] : []), ...notes.map((n) => `note: ${n}`), errors].join('\n');
+  process.stdout.write(`\n${text}\n`);
+
+  mkdirSync(dirname(OUT), { recursive: true });
+  const json = {
+    command,
+    startedAt: new Date(started).toISOString(),
+    elapsedSec,
+    settings: { quick: QUICK, durationSec: DURATION, reps: REPS, latencyDurationSec: LATENCY_DURATION, warmupSec: WARMUP_DURATION, scale: SCALE, jobsPerProcess: JOBS, poolSize: POOL_SIZE, proxyTenants: targets.proxy?.clients.map((c) => c.tenant) ?? [], sharedBuffers: SHARED_BUFFERS, clkTck: CLK_TCK },
+    versions: { node: process.version, postgres: pgVersion, pgbouncer: pgbouncerVersion, pgbench: pgbenchVersion() },
+    machine: { cpus: cpus().length, model: cpus()[0]?.model ?? null, memGiB: Math.round(totalmem() / 2 ** 30) },
+    notes,
+    workloads: workloads.map((w) => ({ id: w.id, label: w.label, clients: w.clients, args: w.args, median: summary[w.id], runs: results[w.id] })),
+    proxyLog,
+    pgbouncerLog: bouncerLog,
+    markdown: text,
+  };
+  writeFileSync(OUT, JSON.stringify(json, null, 2) + '\n');
+  log(`\nwrote ${relative(process.cwd(), OUT) || OUT}`);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Setup
+
+async function provision(cluster, proxyPassword, directPassword) {
+  const admin = new pg.Client({ connectionString: cluster.superuserUrl });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${DATABASE}`);
+    await admin.query(`ALTER SYSTEM SET shared_buffers = '${SHARED_BUFFERS.replace(/'/g, '')}'`);
+  } finally {
+    await admin.end();
+  }
+  log(`restarting PostgreSQL with shared_buffers = ${SHARED_BUFFERS}…`);
+  await cluster.restart();
+
+  const dbUrl = new URL(cluster.superuserUrl);
+  dbUrl.pathname = `/${DATABASE}`;
+  const db = new pg.Client({ connectionString: dbUrl.toString() });
+  await db.connect();
+  try {
+    await prepareProxyRole(db, { role: PROXY_ROLE, password: proxyPassword });
+    await revokePublicDefaults(db, DATABASE, PROXY_ROLE);
+    await db.query(`CREATE ROLE ${DIRECT_ROLE} LOGIN PASSWORD '${directPassword}'`); // password_encryption is scram here
+    await db.query(`ALTER ROLE ${DIRECT_ROLE} SET search_path = tenant_t1`);
+    await db.query(`GRANT CONNECT ON DATABASE ${DATABASE} TO ${DIRECT_ROLE}`);
+    for (const t of TENANTS) {
+      const schema = `tenant_${t}`;
+      await createTenantSchema(db, { schema, grantTo: PROXY_ROLE });
+      await db.query(`GRANT USAGE ON SCHEMA ${schema} TO ${DIRECT_ROLE}`);
+    }
+  } finally {
+    await db.end();
+  }
+
+  const superPassword = decodeURIComponent(new URL(cluster.superuserUrl).password);
+  for (const t of TENANTS) {
+    log(`pgbench -i -s ${SCALE} in tenant_${t}…`);
+    const { code, stderr } = await exec('pgbench', ['-i', '-s', String(SCALE), '--no-vacuum', '-q', '-h', HOST, '-p', String(cluster.port), '-U', 'postgres', DATABASE], {
+      env: pgEnv({ PGPASSWORD: superPassword, PGOPTIONS: `-c search_path=tenant_${t}` }),
+    });
+    if (code !== 0) throw new Error(`pgbench -i for tenant_${t} failed:\n${stderr}`);
+  }
+
+  const db2 = new pg.Client({ connectionString: dbUrl.toString() });
+  await db2.connect();
+  try {
+    for (const t of TENANTS) {
+      const n = await db2.query(`SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = $1 AND tablename LIKE 'pgbench_%'`, [`tenant_${t}`]);
+      if (n.rows[0].n !== 4) throw new Error(`tenant_${t} has ${n.rows[0].n} pgbench tables, expected 4 (did PGOPTIONS reach pgbench -i?)`);
+      await db2.query(`GRANT ALL ON ALL TABLES IN SCHEMA tenant_${t} TO ${PROXY_ROLE}, ${DIRECT_ROLE}`);
+    }
+    log('VACUUM ANALYZE…');
+    await db2.query('VACUUM ANALYZE');
+    try {
+      await db2.query('CREATE EXTENSION IF NOT EXISTS pg_prewarm');
+      await db2.query(
+        `SELECT pg_prewarm(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname LIKE 'tenant_%' AND c.relkind IN ('r', 'i')`,
+      );
+    } catch (err) {
+      log(`pg_prewarm unavailable (${err.message}); the warm-up run loads the tables instead`);
+    }
+  } finally {
+    await db2.end();
+  }
+}
+
+/** Finds pgbouncer, installing it with apt-get when missing; null (after a clear message) when that fails. */
+function ensurePgBouncer() {
+  const find = () => ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer', '/usr/local/bin/pgbouncer'].find((p) => existsSync(p)) ?? null;
+  let bin = find();
+  if (bin) return bin;
+  log('PgBouncer not found; installing it: apt-get update && apt-get install -y pgbouncer …');
+  const aptEnv = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const update = spawnSync('apt-get', ['update'], { stdio: ['ignore', 'ignore', 'pipe'], env: aptEnv, encoding: 'utf8' });
+  const install = update.status === 0
+    ? spawnSync('apt-get', ['install', '-y', '--no-install-recommends', 'pgbouncer'], { stdio: ['ignore', 'ignore', 'pipe'], env: aptEnv, encoding: 'utf8' })
+    : update;
+  bin = find();
+  if (bin) {
+    // The Debian package may start its own service; stop it: we run our own instance.
+    spawnSync('service', ['pgbouncer', 'stop'], { stdio: 'ignore' });
+    return bin;
+  }
+  const why = (install.stderr || install.error?.message || `exit status ${install.status}`).trim().split('\n').slice(-3).join(' | ');
+  log('');
+  log('**************************************************************************************');
+  log(`* Could not install PgBouncer: ${why}`);
+  log('* Install it by hand (apt-get update && apt-get install -y pgbouncer) and re-run.');
+  log('* Continuing without it: the PgBouncer column will read n/a.');
+  log('**************************************************************************************');
+  log('');
+  return null;
+}
+
+async function startPgBouncer(bin, work, owner, pgPort, directPassword) {
+  const dir = join(work, 'pgbouncer');
+  mkdirSync(dir, { mode: 0o700 });
+  const port = await freePort();
+  const ini = join(dir, 'pgbouncer.ini');
+  const userlist = join(dir, 'userlist.txt');
+  const logFile = join(dir, 'pgbouncer.log');
+  const pidFile = join(dir, 'pgbouncer.pid');
+  writeFileSync(userlist, `"${DIRECT_ROLE}" "${directPassword}"\n`, { mode: 0o600 });
+  writeFileSync(ini, [
+    '[databases]',
+    `${DATABASE} = host=${HOST} port=${pgPort} dbname=${DATABASE}`,
+    '',
+    '[pgbouncer]',
+    `listen_addr = ${HOST}`,
+    `listen_port = ${port}`,
+    'unix_socket_dir =',
+    'auth_type = plain',
+    `auth_file = ${userlist}`,
+    'pool_mode = transaction',
+    `default_pool_size = ${POOL_SIZE}`,
+    'min_pool_size = 0',
+    'reserve_pool_size = 0',
+    'max_client_conn = 2000',
+    `logfile = ${logFile}`,
+    `pidfile = ${pidFile}`,
+    'log_connections = 0',
+    'log_disconnections = 0',
+    'log_pooler_errors = 1',
+    'server_tls_sslmode = disable',
+    'client_tls_sslmode = disable',
+    '',
+  ].join('\n'));
+  for (const p of [dir, ini, userlist]) chownSync(p, owner.uid, owner.gid);
+  writeFileSync(logFile, '');
+  chownSync(logFile, owner.uid, owner.gid);
+
+  const version = (spawnSync(bin, ['--version'], { encoding: 'utf8' }).stdout ?? '').split('\n')[0].trim() || 'PgBouncer ?';
+  log(`starting ${version} on ${HOST}:${port} (transaction mode, pool ${POOL_SIZE})…`);
+  // Exec'd directly as the postgres user (PgBouncer refuses root), so child.pid is PgBouncer itself.
+  const out = openSync(join(dir, 'stdout.log'), 'a');
+  const child = spawnTracked(bin, [ini], { uid: owner.uid, gid: owner.gid, stdio: ['ignore', out, out], cwd: dir });
+  closeSync(out);
+  cleanups.push(() => stopChild(child, 'PgBouncer', 'SIGTERM', 3000));
+  await waitForPort(port, 10_000, child, () => `${readTail(logFile)}\n${readTail(join(dir, 'stdout.log'))}`);
+  return { port, pid: child.pid, child, logFile, version };
+}
+
+async function startTenantProxy(work, pgPort, proxyPassword) {
+  const port = await freePort();
+  const secret = randomBytes(32).toString('hex');
+  const configFile = join(work, 'proxy.yaml');
+  const logFile = join(work, 'proxy.log');
+  writeFileSync(configFile, [
+    '# generated by bench/run.mjs',
+    'listen:',
+    `  host: ${HOST}`,
+    `  port: ${port}`,
+    '  maxClients: 10000',
+    'upstream:',
+    `  url: postgres://${PROXY_ROLE}@${HOST}:${pgPort}/${DATABASE}`,
+    `  poolSize: ${POOL_SIZE}`,
+    'auth:',
+    '  jwt:',
+    `    secret: ${secret}`,
+    'tenancy:',
+    '  schemaTemplate: tenant_{tenant}',
+    'tls:',
+    '  mode: allow',
+    'log:',
+    '  level: warn',
+    '',
+  ].join('\n'), { mode: 0o600 });
+  const proxyEnv = { ...process.env, PGTP_UPSTREAM_PASSWORD: proxyPassword };
+  for (const key of Object.keys(proxyEnv)) if (key.startsWith('PGTP_') && key !== 'PGTP_UPSTREAM_PASSWORD') delete proxyEnv[key];
+
+  const tokens = {};
+  for (const t of TENANTS) {
+    tokens[t] = execFileSync(process.execPath, [CLI, 'token', '--tenant', t, '--sub', `bench@${t}`, '--ttl', '24h', '--config', configFile], {
+      env: proxyEnv,
+      encoding: 'utf8',
+    }).trim();
+  }
+
+  log(`starting pg-tenant-proxy on ${HOST}:${port} (poolSize ${POOL_SIZE}, log.level warn)…`);
+  const out = openSync(logFile, 'a');
+  const child = spawnTracked(process.execPath, [CLI, 'start', '--config', configFile], { env: proxyEnv, stdio: ['ignore', out, out], cwd: ROOT });
+  closeSync(out);
+  cleanups.push(() => stopChild(child, 'pg-tenant-proxy', 'SIGTERM', 5000));
+  await waitForPort(port, 15_000, child, () => readTail(logFile));
+  return { port, child, tokens, logFile };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// One measurement: two pgbench processes of N/2 clients (one per tenant for the proxy), pooler and PostgreSQL CPU.
+
+async function runPgbench(ctx, target, workload, duration) {
+  const n = workload.clients;
+  const split = n === 1 ? [1] : [Math.ceil(n / 2), Math.floor(n / 2)];
+  const pgBefore = await postgresCpuTicks(ctx.postmasterPid);
+  const poolerBefore = target.pid ? procCpuTicks(target.pid) : null;
+  const machineBefore = machineTicks();
+  const t0 = process.hrtime.bigint();
+  const procs = await Promise.all(split.map((clients, i) => {
+    const creds = target.clients[i % target.clients.length];
+    const args = ['-h', HOST, '-p', String(target.port), '-U', creds.user, '-n', '-c', String(clients), '-j', String(Math.min(JOBS, clients)), '-T', String(duration), ...workload.args, DATABASE];
+    return exec('pgbench', args, { env: pgEnv({ PGPASSWORD: creds.password }), timeoutMs: (duration + 60) * 1000 }).then((r) => ({ ...r, clients, tenant: creds.tenant, parsed: parsePgbench(r.stdout, r.stderr) }));
+  }));
+  const wallSec = Number(process.hrtime.bigint() - t0) / 1e9;
+  const poolerAfter = target.pid ? procCpuTicks(target.pid) : null;
+  const machineAfter = machineTicks();
+  await new Promise((r) => setTimeout(r, 100)); // let the run's direct backends exit and be reaped
+  const pgAfter = await postgresCpuTicks(ctx.postmasterPid);
+
+  const tx = sum(procs.map((p) => p.parsed.transactions ?? 0));
+  const tps = sum(procs.map((p) => p.parsed.tps ?? 0));
+  const latencyMs = tx > 0 ? sum(procs.map((p) => (p.parsed.latencyMs ?? 0) * (p.parsed.transactions ?? 0))) / tx : null;
+  const aborted = sum(procs.map((p) => p.parsed.abortedClients));
+  const failedTx = sum(procs.map((p) => p.parsed.failedTransactions ?? 0));
+  const errorLines = procs.flatMap((p) => p.parsed.errors);
+  const timedOut = procs.some((p) => p.timedOut);
+  const anyBadExit = procs.some((p) => p.code !== 0);
+  let status = 'ok';
+  if (timedOut || tx === 0 || procs.some((p) => p.code === 1 || p.code === null)) status = 'fails';
+  else if (anyBadExit || aborted > 0 || failedTx > 0 || errorLines.length > 0) status = 'partial';
+  const firstError = timedOut ? `pgbench did not finish within ${duration + 60} s (killed)` : errorLines[0] ?? (anyBadExit ? `pgbench exit status ${procs.map((p) => p.code ?? 'killed').join('/')}` : null);
+
+  const usPerTick = 1e6 / CLK_TCK;
+  const poolerCpuUs = poolerBefore !== null && poolerAfter !== null ? (poolerAfter - poolerBefore) * usPerTick : null;
+  const pgCpuUs = (pgAfter - pgBefore) * usPerTick;
+  const machineBusy = machineAfter.total > machineBefore.total
+    ? 1 - (machineAfter.idle - machineBefore.idle) / (machineAfter.total - machineBefore.total)
+    : null;
+  return {
+    status,
+    tps: round(tps, 1),
+    transactions: tx,
+    latencyMs: latencyMs === null ? null : round(latencyMs, 4),
+    poolerCpuUsPerTx: poolerCpuUs !== null && tx > 0 ? round(poolerCpuUs / tx, 2) : null,
+    pgCpuUsPerTx: tx > 0 ? round(pgCpuUs / tx, 2) : null,
+    machineBusy: machineBusy === null ? null : round(machineBusy, 3),
+    wallSec: round(wallSec, 2),
+    abortedClients: aborted,
+    failedTransactions: failedTx,
+    firstError,
+    errorCount: errorLines.length,
+    errorSamples: [...new Set(errorLines)].slice(0, 5),
+    processes: procs.map((p) => ({ clients: p.clients, tenant: p.tenant ?? null, exitCode: p.code, tps: p.parsed.tps, transactions: p.parsed.transactions })),
+  };
+}
+
+function parsePgbench(stdout, stderr) {
+  const num = (re) => {
+    const m = stdout.match(re);
+    return m ? Number(m[1]) : null;
+  };
+  const errors = stderr.split('\n').map((l) => l.trim())
+    .filter((l) => /error|FATAL|PANIC/i.test(l) && !/Run was aborted; the above results are incomplete/.test(l));
+  const abortedClients = errors.filter((l) => /client \d+ .*aborted|aborted in command/.test(l)).length;
+  return {
+    tps: num(/^tps = ([\d.]+) \(without initial connection time\)/m),
+    transactions: num(/^number of transactions actually processed: (\d+)/m),
+    failedTransactions: num(/^number of failed transactions: (\d+)/m),
+    latencyMs: num(/^latency average = ([\d.]+) ms/m),
+    abortedClients,
+    errors,
+  };
+}
+
+function describeRun(run) {
+  const parts = [`${Math.round(run.tps)} tps`];
+  if (run.latencyMs !== null) parts.push(`lat ${run.latencyMs.toFixed(3)} ms`);
+  if (run.poolerCpuUsPerTx !== null) parts.push(`pooler ${run.poolerCpuUsPerTx.toFixed(1)} µs/tx`);
+  if (run.pgCpuUsPerTx !== null) parts.push(`pg ${run.pgCpuUsPerTx.toFixed(1)} µs/tx`);
+  if (run.machineBusy !== null) parts.push(`cpu ${(run.machineBusy * 100).toFixed(0)}%`);
+  if (run.status !== 'ok') parts.push(`${run.status.toUpperCase()}: ${run.firstError ?? ''}${run.abortedClients ? ` (${run.abortedClients} client(s) aborted)` : ''}`);
+  return parts.join(', ');
+}
+
+function assertAlive(target) {
+  if (!target.child) return;
+  if (target.child.exitCode !== null || target.child.signalCode !== null) {
+    throw new Error(`${target.name} exited (code ${target.child.exitCode}, signal ${target.child.signalCode}); log tail:\n${readTail(target.logFile)}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// CPU accounting from /proc
+
+function readStat(pid) {
+  const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
+  return { ppid: Number(f[1]), utime: Number(f[11]), stime: Number(f[12]), cutime: Number(f[13]), cstime: Number(f[14]) };
+}
+
+function procCpuTicks(pid) {
+  try {
+    const s = readStat(pid);
+    return s.utime + s.stime;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * All server processes' CPU: the postmaster's own time, its reaped children's (cutime/cstime) and every live
+ * child's. A backend exiting between the two reads would be lost or counted twice, so read until two snapshots
+ * 25 ms apart agree on the set of children and the reaped total (backends of a finished direct run take a few ms
+ * to go).
+ */
+async function postgresCpuTicks(postmasterPid) {
+  const snapshot = () => {
+    const pm = readStat(postmasterPid);
+    const kids = new Map();
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const s = readStat(entry);
+        if (s.ppid === postmasterPid) kids.set(entry, s.utime + s.stime);
+      } catch {
+        // exited meanwhile
+      }
+    }
+    return { reaped: pm.cutime + pm.cstime, total: pm.utime + pm.stime + pm.cutime + pm.cstime + sum([...kids.values()]), pids: [...kids.keys()].sort().join(',') };
+  };
+  let prev = snapshot();
+  for (let i = 0; i < 80; i++) {
+    await new Promise((r) => setTimeout(r, 25));
+    const next = snapshot();
+    if (next.pids === prev.pids && next.reaped === prev.reaped) return next.total;
+    prev = next;
+  }
+  return prev.total;
+}
+
+function machineTicks() {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0];
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0); // guest time is already inside user
+  return { total, idle: f[3] + f[4] };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Summary and output
+
+function summarize(workloads, targetList, results) {
+  const out = {};
+  for (const w of workloads) {
+    out[w.id] = {};
+    for (const t of targetList) {
+      const runs = results[w.id][t];
+      const ok = runs.filter((r) => r.status !== 'fails');
+      const statuses = [...new Set(runs.map((r) => r.status))];
+      out[w.id][t] = {
+        status: ok.length === 0 ? 'fails' : statuses.includes('partial') || statuses.includes('fails') ? 'partial' : 'ok',
+        okRuns: ok.length,
+        runs: runs.length,
+        tps: median(ok.map((r) => r.tps)),
+        latencyMs: median(ok.map((r) => r.latencyMs).filter((v) => v !== null)),
+        poolerCpuUsPerTx: median(ok.map((r) => r.poolerCpuUsPerTx).filter((v) => v !== null)),
+        pgCpuUsPerTx: median(ok.map((r) => r.pgCpuUsPerTx).filter((v) => v !== null)),
+        machineBusy: median(ok.map((r) => r.machineBusy).filter((v) => v !== null)),
+        firstError: runs.find((r) => r.firstError)?.firstError ?? null,
+        abortedClients: median(ok.map((r) => r.abortedClients)) ?? 0,
+      };
+    }
+    const d = out[w.id].direct?.tps;
+    for (const t of targetList) {
+      const s = out[w.id][t];
+      s.ratioToDirect = d && s.tps !== null && t !== 'direct' ? round(s.tps / d, 3) : null;
+    }
+    const b = out[w.id].pgbouncer;
+    const p = out[w.id].proxy;
+    if (p) p.ratioToPgBouncer = b?.tps && p.tps !== null ? round(p.tps / b.tps, 3) : null;
+  }
+  return out;
+}
+
+function renderTable(workloads, targetList, summary) {
+  const has = (t) => targetList.includes(t);
+  const rows = [
+    '| workload | direct TPS | PgBouncer TPS (× direct) | proxy TPS (× direct) | proxy / PgBouncer | pooler CPU µs/tx (PgBouncer / proxy) | PostgreSQL CPU µs/tx (direct / PgBouncer / proxy) |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const w of workloads) {
+    const s = summary[w.id];
+    const cell = (t) => {
+      if (!has(t)) return 'n/a';
+      const x = s[t];
+      if (x.status === 'fails') return `fails: ${clip(x.firstError ?? '?')}`;
+      if (x.abortedClients > 0) {
+        // TPS of the clients that survived is not comparable: say what happened instead of a ratio.
+        return `${fmtInt(x.tps)} ⚠ ${x.abortedClients}/${w.clients} clients aborted: ${clip(x.firstError ?? '?')}`;
+      }
+      let text = fmtInt(x.tps);
+      if (t !== 'direct' && x.ratioToDirect !== null) text += ` (${x.ratioToDirect.toFixed(2)})`;
+      if (x.status === 'partial') text += ` ⚠ errors: ${clip(x.firstError ?? '?')}`;
+      return text;
+    };
+    const comparable = (t) => has(t) && s[t].status !== 'fails' && !(s[t].abortedClients > 0);
+    const ratio = comparable('proxy') && comparable('pgbouncer') && s.proxy.ratioToPgBouncer !== null ? s.proxy.ratioToPgBouncer.toFixed(2) : 'n/a';
+    const cpu = (t) => (has(t) && s[t].status !== 'fails' && s[t].poolerCpuUsPerTx !== null ? s[t].poolerCpuUsPerTx.toFixed(1) : 'n/a');
+    const pgCpu = (t) => (has(t) && s[t].status !== 'fails' && s[t].pgCpuUsPerTx !== null ? s[t].pgCpuUsPerTx.toFixed(1) : 'n/a');
+    rows.push(`| ${w.label} | ${cell('direct')} | ${cell('pgbouncer')} | ${cell('proxy')} | ${ratio} | ${cpu('pgbouncer')} / ${cpu('proxy')} | ${pgCpu('direct')} / ${pgCpu('pgbouncer')} / ${pgCpu('proxy')} |`);
+  }
+  return rows.join('\n');
+}
+
+function renderLatency(workloads, targetList, summary) {
+  const w = workloads.find((x) => x.id === 'latency-1');
+  if (!w) return null;
+  const s = summary[w.id];
+  const base = s.direct?.latencyMs ?? null;
+  const rows = [
+    `One client (pgbench -S -c 1 -M simple, ${LATENCY_DURATION} s), median of average latency:`,
+    '',
+    '| target | avg latency (µs) | overhead vs direct (µs) | pooler CPU µs/tx |',
+    '| --- | ---: | ---: | ---: |',
+  ];
+  for (const t of targetList) {
+    const x = s[t];
+    if (x.status === 'fails' || x.latencyMs === null) {
+      rows.push(`| ${t} | fails: ${clip(x.firstError ?? '?')} | n/a | n/a |`);
+      continue;
+    }
+    const us = x.latencyMs * 1000;
+    const over = t === 'direct' || base === null ? '—' : `+${(us - base * 1000).toFixed(0)}`;
+    rows.push(`| ${t} | ${us.toFixed(0)} | ${over} | ${x.poolerCpuUsPerTx === null ? '—' : x.poolerCpuUsPerTx.toFixed(1)} |`);
+  }
+  return rows.join('\n');
+}
+
+function renderErrors(workloads, targetList, results, proxyLog, bouncerLog) {
+  const lines = [];
+  for (const w of workloads) {
+    for (const t of targetList) {
+      for (const r of results[w.id][t]) {
+        if (r.status === 'ok') continue;
+        lines.push(`- ${w.id} / ${t} / rep ${r.rep}: ${r.status}; ${r.transactions} tx; ${r.abortedClients} client(s) aborted; ${r.errorCount} error line(s); first: ${r.firstError}`);
+        for (const sample of r.errorSamples.slice(1, 3)) lines.push(`    also: ${sample}`);
+      }
+    }
+  }
+  const out = ['', 'Errors and warnings:', ''];
+  out.push(...(lines.length ? lines : ['- pgbench: none']));
+  for (const [name, summary] of [['pg-tenant-proxy log (warn and above)', proxyLog], ['PgBouncer log (WARNING/ERROR)', bouncerLog]]) {
+    if (!summary) continue;
+    if (summary.count === 0) {
+      out.push(`- ${name}: none`);
+      continue;
+    }
+    out.push(`- ${name}: ${summary.count} line(s)`);
+    for (const m of summary.messages.slice(0, 10)) out.push(`    ${m.count} × ${m.message}`);
+  }
+  return out.join('\n');
+}
+
+/** Warn-and-above lines of the proxy's pino log or PgBouncer's log, grouped by message. */
+function summarizeLog(file, kind) {
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return { count: 0, messages: [], samples: [] };
+  }
+  const picked = [];
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    if (kind === 'pino') {
+      try {
+        const rec = JSON.parse(line);
+        if ((rec.level ?? 0) >= 40) {
+          const detail = rec.err ? `: ${typeof rec.err === 'string' ? rec.err : rec.err.message ?? JSON.stringify(rec.err)}` : '';
+          picked.push({ key: `[${pinoLevel(rec.level)}] ${rec.msg ?? ''}${detail}`, line });
+        }
+      } catch {
+        picked.push({ key: `[non-JSON] ${line.slice(0, 300)}`, line });
+      }
+    } else if (/\b(WARNING|ERROR|FATAL|LOG .*error)\b/.test(line)) {
+      picked.push({ key: line.replace(/^\S+ \S+ \S+ \[\d+\] /, '').replace(/[CS]-0x[0-9a-f]+: /, '').slice(0, 300), line });
+    }
+  }
+  const counts = new Map();
+  for (const p of picked) counts.set(p.key, (counts.get(p.key) ?? 0) + 1);
+  return {
+    count: picked.length,
+    messages: [...counts].sort((a, b) => b[1] - a[1]).map(([message, count]) => ({ message, count })),
+    samples: picked.slice(0, 20).map((p) => p.line),
+  };
+}
+
+function pinoLevel(n) {
+  return { 40: 'warn', 50: 'error', 60: 'fatal' }[n] ?? String(n);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Small helpers
+
+function exec(file, args, { env: childEnv, timeoutMs } = {}) {
+  return new Promise((resolve) => {
+    const child = spawnTracked(file, args, { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+    const timer = timeoutMs ? setTimeout(() => { timedOut = true; killTree(child, 'SIGKILL'); }, timeoutMs) : null;
+    child.once('error', (err) => {
+      if (timer) clearTimeout(timer);
+      resolve({ code: null, stdout, stderr: `${stderr}\nerror: ${err.message}`, timedOut });
+    });
+    child.once('close', (code) => {
+      if (timer) clearTimeout(timer);
+      resolve({ code, stdout, stderr, timedOut });
+    });
+  });
+}
+
+/** libpq environment for a client run: nothing inherited that could change what is measured. */
+function pgEnv(extra) {
+  const out = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PG')) out[k] = v;
+  return { ...out, PGSSLMODE: 'disable', PGAPPNAME: 'pgtp-bench', ...extra };
+}
+
+async function scalar(url, sql) {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    const r = await c.query(sql);
+    return Object.values(r.rows[0])[0];
+  } finally {
+    await c.end();
+  }
+}
+
+function postgresIds() {
+  try {
+    return {
+      uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim()),
+      gid: Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim()),
+    };
+  } catch {
+    throw new Error("bench needs a 'postgres' OS user (PostgreSQL and PgBouncer refuse to run as root)");
+  }
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, HOST, () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port, timeoutMs, child, tail) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`process exited before listening on ${port} (code ${child.exitCode}, signal ${child.signalCode}):\n${tail()}`);
+    }
+    const ok = await new Promise((resolve) => {
+      const s = createConnection({ host: HOST, port });
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listening on ${HOST}:${port} after ${timeoutMs} ms:\n${tail()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function readTail(file, lines = 30) {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+let pgbenchVersionCache;
+function pgbenchVersion() {
+  pgbenchVersionCache ??= (spawnSync('pgbench', ['--version'], { encoding: 'utf8' }).stdout ?? '').trim() || 'pgbench ?';
+  return pgbenchVersionCache;
+}
+
+function commandLine() {
+  const knobs = Object.keys(env).filter((k) => k.startsWith('BENCH_')).sort().map((k) => `${k}=${env[k]}`);
+  return [...knobs, 'npm run bench'].join(' ');
+}
+
+function positiveInt(name, fallback) {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got "${raw}"`);
+  return n;
+}
+
+function listEnv(name, all) {
+  const raw = env[name];
+  if (!raw) return all;
+  const wanted = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  const unknown = wanted.filter((x) => !all.includes(x));
+  if (unknown.length) throw new Error(`${name}: unknown ${unknown.join(', ')} (known: ${all.join(', ')})`);
+  return wanted;
+}
+
+function median(values) {
+  const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return null;
+  const mid = v.length >> 1;
+  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+}
+
+const sum = (xs) => xs.reduce((a, b) => a + (b ?? 0), 0);
+const round = (x, digits) => Math.round(x * 10 ** digits) / 10 ** digits;
+const fmtInt = (x) => (x === null ? 'n/a' : Math.round(x).toLocaleString('en-US'));
+const clip = (s, n = 140) => (s.length > n ? `${s.slice(0, n - 1)}…` : s).replace(/\|/g, '\\|');
+const log = (line) => process.stderr.write(`${line}\n`);
+const formatDuration = (sec) => `${Math.floor(sec / 60)} min ${sec % 60} s`;
+
+main().then(
+  () => cleanup().then(() => process.exit(0)),
+  (err) => {
+    if (err instanceof Interrupted || interrupted) return; // the signal handler cleans up and exits
+    log(`\nbench failed: ${err.stack ?? err}`);
+    cleanup().finally(() => process.exit(1));
+  },
+);

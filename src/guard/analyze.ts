@@ -1,0 +1,597 @@
+// Walks libpg-query's parse tree of a statement and records, independent of any tenant, what it reaches for.
+import { parsePlPgSQLSync, parseSync } from 'libpg-query';
+import { SqlState } from '../protocol/codes.js';
+import { parseQualifiedName } from './qualified-name.js';
+
+/** Bounded rule names: they become metric labels and audit fields. */
+export type GuardRule =
+  | 'schema'
+  | 'cross_database'
+  | 'session_state'
+  | 'dynamic_sql'
+  | 'file_access'
+  | 'server_admin'
+  | 'denied_function'
+  | 'language'
+  | 'unsupported'
+  | 'syntax'
+  | 'too_large'
+  | 'protocol';
+
+export interface Denial {
+  rule: GuardRule;
+  sqlstate: string;
+  message: string;
+  /** 1-based character position for syntax errors. */
+  position?: number;
+}
+
+/** What a statement reaches for. Tenant-independent, so one analysis serves every tenant. */
+export interface Analysis {
+  /** A refusal that holds whoever sends the statement. */
+  denial: Denial | null;
+  /** Schemas the statement names, each with the first name that named it (for the message). */
+  schemas: ReadonlyMap<string, string>;
+  /** True when a rule looked at a literal: such analyses must not be shared between texts that differ in literals. */
+  literalDependent: boolean;
+}
+
+/** Settings that hold the tenant pin; changing them in any way is refused. */
+const GUARDED_SETTINGS = new Set(['search_path', 'role', 'session_authorization']);
+
+/** Statements no tenant may run: server, database and role administration, and other tenants' channels. */
+const DENIED_STATEMENTS: Record<string, [GuardRule, string]> = {
+  AlterSystemStmt: ['server_admin', 'ALTER SYSTEM'],
+  LoadStmt: ['server_admin', 'LOAD'],
+  CheckPointStmt: ['server_admin', 'CHECKPOINT'],
+  CreateExtensionStmt: ['server_admin', 'CREATE EXTENSION'],
+  AlterExtensionStmt: ['server_admin', 'ALTER EXTENSION'],
+  AlterExtensionContentsStmt: ['server_admin', 'ALTER EXTENSION'],
+  CreatedbStmt: ['server_admin', 'CREATE DATABASE'],
+  DropdbStmt: ['server_admin', 'DROP DATABASE'],
+  AlterDatabaseStmt: ['server_admin', 'ALTER DATABASE'],
+  AlterDatabaseSetStmt: ['session_state', 'ALTER DATABASE ... SET'],
+  AlterDatabaseRefreshCollStmt: ['server_admin', 'ALTER DATABASE'],
+  CreateRoleStmt: ['server_admin', 'CREATE ROLE'],
+  AlterRoleStmt: ['server_admin', 'ALTER ROLE'],
+  AlterRoleSetStmt: ['session_state', 'ALTER ROLE ... SET'],
+  DropRoleStmt: ['server_admin', 'DROP ROLE'],
+  GrantRoleStmt: ['server_admin', 'GRANT role'],
+  ReassignOwnedStmt: ['server_admin', 'REASSIGN OWNED'],
+  DropOwnedStmt: ['server_admin', 'DROP OWNED'],
+  AlterOwnerStmt: ['server_admin', 'ALTER ... OWNER TO'],
+  AlterDefaultPrivilegesStmt: ['server_admin', 'ALTER DEFAULT PRIVILEGES'],
+  CreateTableSpaceStmt: ['server_admin', 'CREATE TABLESPACE'],
+  DropTableSpaceStmt: ['server_admin', 'DROP TABLESPACE'],
+  AlterTableSpaceOptionsStmt: ['server_admin', 'ALTER TABLESPACE'],
+  AlterTableMoveAllStmt: ['server_admin', 'ALTER TABLE ALL IN TABLESPACE'],
+  CreateFdwStmt: ['server_admin', 'CREATE FOREIGN DATA WRAPPER'],
+  AlterFdwStmt: ['server_admin', 'ALTER FOREIGN DATA WRAPPER'],
+  CreateForeignServerStmt: ['server_admin', 'CREATE SERVER'],
+  AlterForeignServerStmt: ['server_admin', 'ALTER SERVER'],
+  CreateUserMappingStmt: ['server_admin', 'CREATE USER MAPPING'],
+  AlterUserMappingStmt: ['server_admin', 'ALTER USER MAPPING'],
+  DropUserMappingStmt: ['server_admin', 'DROP USER MAPPING'],
+  CreateForeignTableStmt: ['server_admin', 'CREATE FOREIGN TABLE'],
+  ImportForeignSchemaStmt: ['server_admin', 'IMPORT FOREIGN SCHEMA'],
+  CreatePublicationStmt: ['server_admin', 'CREATE PUBLICATION'],
+  AlterPublicationStmt: ['server_admin', 'ALTER PUBLICATION'],
+  CreateSubscriptionStmt: ['server_admin', 'CREATE SUBSCRIPTION'],
+  AlterSubscriptionStmt: ['server_admin', 'ALTER SUBSCRIPTION'],
+  DropSubscriptionStmt: ['server_admin', 'DROP SUBSCRIPTION'],
+  CreateEventTrigStmt: ['server_admin', 'CREATE EVENT TRIGGER'],
+  AlterEventTrigStmt: ['server_admin', 'ALTER EVENT TRIGGER'],
+  CreatePLangStmt: ['server_admin', 'CREATE LANGUAGE'],
+  CreateAmStmt: ['server_admin', 'CREATE ACCESS METHOD'],
+  SecLabelStmt: ['server_admin', 'SECURITY LABEL'],
+  CreateSchemaStmt: ['schema', 'CREATE SCHEMA'],
+  DiscardStmt: ['session_state', 'DISCARD'],
+  NotifyStmt: ['unsupported', 'NOTIFY (channels are shared by every tenant in the database)'],
+};
+
+/** Functions that reach files, other sessions, the server, database-wide objects or run SQL the guard cannot see. */
+const DENIED_FUNCTIONS = new Map<string, GuardRule>([
+  ...[
+    'pg_read_file', 'pg_read_binary_file', 'pg_ls_dir', 'pg_stat_file', 'pg_ls_logdir', 'pg_ls_waldir', 'pg_ls_tmpdir',
+    'pg_ls_archive_statusdir', 'pg_ls_logicalsnapdir', 'pg_ls_logicalmapdir', 'pg_ls_replslotdir', 'pg_file_write',
+    'pg_file_rename', 'pg_file_unlink', 'pg_file_sync', 'pg_logdir_ls', 'pg_current_logfile',
+    'lo_import', 'lo_export', 'lo_create', 'lo_creat', 'lo_open', 'lo_unlink', 'lo_get', 'lo_put', 'lo_from_bytea',
+    'loread', 'lowrite', 'lo_truncate', 'lo_truncate64', 'lo_lseek', 'lo_lseek64', 'lo_tell', 'lo_tell64', 'lo_close',
+  ].map((name) => [name, 'file_access' as GuardRule] as const),
+  ...[
+    'pg_terminate_backend', 'pg_cancel_backend', 'pg_signal_backend', 'pg_reload_conf', 'pg_rotate_logfile',
+    'pg_promote', 'pg_switch_wal', 'pg_create_restore_point', 'pg_backup_start', 'pg_backup_stop', 'pg_start_backup',
+    'pg_stop_backup', 'pg_log_backend_memory_contexts', 'pg_stat_get_activity', 'pg_stat_get_backend_activity',
+    'pg_stat_get_backend_pid', 'pg_stat_get_backend_userid', 'pg_stat_get_backend_client_addr',
+    'pg_advisory_lock', 'pg_advisory_lock_shared', 'pg_try_advisory_lock', 'pg_try_advisory_lock_shared',
+    'pg_advisory_unlock', 'pg_advisory_unlock_shared', 'pg_advisory_unlock_all', 'pg_notify',
+    'pg_create_physical_replication_slot', 'pg_create_logical_replication_slot', 'pg_drop_replication_slot',
+    'pg_import_system_collations',
+  ].map((name) => [name, 'server_admin' as GuardRule] as const),
+  ...[
+    'query_to_xml', 'query_to_xmlschema', 'query_to_xml_and_xmlschema', 'cursor_to_xml', 'cursor_to_xmlschema',
+    'table_to_xml', 'table_to_xmlschema', 'table_to_xml_and_xmlschema', 'schema_to_xml', 'schema_to_xmlschema',
+    'schema_to_xml_and_xmlschema', 'database_to_xml', 'database_to_xmlschema', 'database_to_xml_and_xmlschema',
+  ].map((name) => [name, 'dynamic_sql' as GuardRule] as const),
+]);
+
+const DENIED_FUNCTION_PREFIXES: Array<[string, GuardRule]> = [
+  ['dblink', 'server_admin'],
+  ['postgres_fdw', 'server_admin'],
+  ['pg_stat_reset', 'server_admin'],
+  ['pg_replication_', 'server_admin'],
+  ['pg_logical_', 'server_admin'],
+];
+
+/** Relations that show other sessions, hence other tenants, when every backend logs in as the same role. */
+const DENIED_RELATIONS = new Set(['pg_stat_activity', 'pg_stat_statements', 'pg_stat_statements_info', 'pg_locks']);
+
+/** Functions resolving a relation/sequence name from a string at run time; their literal arguments are judged. */
+const NAME_ARGUMENT_FUNCTIONS = new Set([
+  'nextval', 'currval', 'setval', 'pg_get_serial_sequence', 'to_regclass', 'to_regproc', 'to_regprocedure', 'to_regoper',
+  'to_regoperator', 'to_regtype', 'to_regtypemod', 'to_regcollation', 'has_table_privilege', 'has_sequence_privilege',
+  'has_column_privilege', 'has_function_privilege', 'has_type_privilege', 'pg_relation_size', 'pg_total_relation_size',
+  'pg_table_size', 'pg_indexes_size', 'pg_relation_filenode', 'pg_relation_filepath', 'pg_get_viewdef',
+  'pg_get_indexdef', 'pg_get_triggerdef', 'pg_get_constraintdef', 'pg_get_functiondef', 'pg_get_function_arguments',
+  'obj_description', 'col_description', 'pg_describe_object', 'pg_column_size', 'pg_partition_tree',
+  'pg_partition_root', 'pg_partition_ancestors',
+]);
+/** Functions whose argument is a schema name. */
+const SCHEMA_ARGUMENT_FUNCTIONS = new Set(['to_regnamespace', 'has_schema_privilege']);
+/** reg* types: casting a string to them resolves a name. */
+const NAME_TYPES = new Set(['regclass', 'regproc', 'regprocedure', 'regoper', 'regoperator', 'regtype', 'regcollation', 'regconfig', 'regdictionary']);
+
+/** Fields holding a qualified name as a list of String nodes. */
+const QUALIFIED_NAME_FIELDS = new Set([
+  'funcname', 'names', 'name', 'collname', 'objname', 'defnames', 'typeName', 'opclass', 'opfamilyname', 'opclassname',
+  'conversion_name', 'domainname', 'opname',
+]);
+/** Statement fields holding objects as (lists of) qualified names rather than RangeVars. */
+const OBJECT_FIELDS: Record<string, string> = {
+  DropStmt: 'objects',
+  CommentStmt: 'object',
+  AlterObjectSchemaStmt: 'object',
+  RenameStmt: 'object',
+  AlterObjectDependsStmt: 'object',
+  GrantStmt: 'objects',
+};
+
+const TRUSTED_LANGUAGES = new Set(['sql', 'plpgsql']);
+const MAX_DEPTH = 4;
+
+type Json = Record<string, unknown>;
+
+/** Analyses one SQL text (all its statements). Never throws: parse failures become a syntax denial. */
+export function analyzeSql(text: string, extraDeniedFunctions: ReadonlySet<string> = new Set()): Analysis {
+  const analyzer = new Analyzer(extraDeniedFunctions);
+  analyzer.sql(text, 0);
+  return analyzer.result();
+}
+
+class Analyzer {
+  private denial: Denial | null = null;
+  private readonly schemas = new Map<string, string>();
+  private literalDependent = false;
+
+  constructor(private readonly extraDeniedFunctions: ReadonlySet<string>) {}
+
+  result(): Analysis {
+    return { denial: this.denial, schemas: this.schemas, literalDependent: this.literalDependent };
+  }
+
+  sql(text: string, depth: number): void {
+    if (depth > MAX_DEPTH) {
+      this.deny('dynamic_sql', 'statements nested deeper than the guard inspects');
+      return;
+    }
+    let tree: { stmts?: Array<{ stmt: Json; stmt_location?: number; stmt_len?: number }> };
+    try {
+      tree = parseSync(text) as typeof tree;
+    } catch (err) {
+      const details = (err as { sqlDetails?: { message: string; cursorPosition: number } }).sqlDetails;
+      if (depth === 0) {
+        this.denial = {
+          rule: 'syntax',
+          sqlstate: SqlState.SYNTAX_ERROR,
+          message: details?.message ?? (err as Error).message,
+          position: details === undefined ? undefined : details.cursorPosition + 1,
+        };
+      } else {
+        this.deny('dynamic_sql', `a nested statement the guard cannot parse: ${details?.message ?? (err as Error).message}`);
+      }
+      return;
+    }
+    const bytes = Buffer.from(text);
+    for (const entry of tree.stmts ?? []) {
+      const start = entry.stmt_location ?? 0;
+      const end = entry.stmt_len === undefined || entry.stmt_len === 0 ? bytes.length : start + entry.stmt_len;
+      this.walk(entry.stmt, depth, () => bytes.toString('utf8', start, end));
+    }
+  }
+
+  private deny(rule: GuardRule, what: string, sqlstate: string = SqlState.INSUFFICIENT_PRIVILEGE): void {
+    this.denial ??= { rule, sqlstate, message: `${what} is not allowed through pg-tenant-proxy` };
+  }
+
+  private reference(schema: string, name: string): void {
+    if (!this.schemas.has(schema)) this.schemas.set(schema, name);
+  }
+
+  /** Records the schema of a qualified name given as parts; three parts name another database. */
+  private qualified(parts: string[]): void {
+    if (parts.length === 2) this.reference(parts[0]!, parts.join('.'));
+    else if (parts.length > 2) this.deny('cross_database', `the cross-database name ${parts.join('.')}`);
+  }
+
+  private walk(value: unknown, depth: number, statementText: () => string): void {
+    if (Array.isArray(value)) {
+      for (const item of value) this.walk(item, depth, statementText);
+      return;
+    }
+    if (value === null || typeof value !== 'object') return;
+    const node = value as Json;
+    for (const key in node) {
+      const child = node[key];
+      if (key === 'DefElem' && (child as Json | null)?.defname === 'set') {
+        // CREATE/ALTER FUNCTION ... SET x: a function-level setting, judged by its values, not as a session SET.
+        this.functionSetting((child as Json).arg as Json | undefined);
+        continue;
+      }
+      if (key.charCodeAt(0) >= 65 && key.charCodeAt(0) <= 90 && child !== null && typeof child === 'object' && !Array.isArray(child)) {
+        this.visit(key, child as Json, depth, statementText);
+      } else if (QUALIFIED_NAME_FIELDS.has(key) && Array.isArray(child)) {
+        const parts = stringList(child);
+        if (parts !== null) this.qualified(parts);
+      } else if (key === 'relname' && typeof child === 'string') {
+        this.rangeVar(node);
+      }
+      this.walk(child, depth, statementText);
+    }
+  }
+
+  private visit(type: string, node: Json, depth: number, statementText: () => string): void {
+    const denied = DENIED_STATEMENTS[type];
+    if (denied !== undefined) {
+      this.deny(denied[0], denied[1]);
+      return;
+    }
+    switch (type) {
+      case 'ColumnRef': {
+        const fields = node.fields as unknown[] | undefined;
+        if (fields !== undefined && fields.length >= 3) {
+          const parts = fields.map((f) => stringValue(f) ?? '*');
+          this.qualified(parts.slice(0, parts.length - 1));
+        }
+        return;
+      }
+      case 'FuncCall':
+        this.funcCall(node);
+        return;
+      case 'TypeCast':
+        this.typeCast(node);
+        return;
+      case 'VariableSetStmt':
+        this.variableSet(node);
+        return;
+      case 'CopyStmt':
+        if (node.filename !== undefined || node.is_program === true) this.deny('file_access', 'COPY to or from a server file or program');
+        return;
+      case 'ListenStmt':
+        this.deny('unsupported', 'LISTEN in transaction pooling mode (notifications would reach a pooled connection, not you)', SqlState.FEATURE_NOT_SUPPORTED);
+        return;
+      case 'DoStmt':
+        this.doStmt(node, depth);
+        return;
+      case 'CreateFunctionStmt':
+        this.createFunction(node, depth, statementText);
+        return;
+      case 'AlterTableCmd':
+        if (node.subtype === 'AT_ChangeOwner') this.deny('server_admin', 'ALTER TABLE ... OWNER TO');
+        return;
+      case 'ReindexStmt':
+        this.reindex(node);
+        return;
+      case 'DefElem':
+        // CREATE SEQUENCE ... OWNED BY schema.table.column
+        if (node.defname === 'owned_by') {
+          const parts = stringList(listItems(node.arg) ?? []);
+          if (parts !== null && parts.length >= 3) this.qualified(parts.slice(0, parts.length - 1));
+        }
+        return;
+      case 'AlterObjectSchemaStmt':
+        if (typeof node.newschema === 'string') this.reference(node.newschema, node.newschema);
+        this.objects(node, type);
+        return;
+      case 'RenameStmt':
+        if (node.renameType === 'OBJECT_SCHEMA') this.deny('schema', 'ALTER SCHEMA ... RENAME');
+        this.objects(node, type);
+        return;
+      case 'DropStmt':
+        if (node.removeType === 'OBJECT_SCHEMA') this.deny('schema', 'DROP SCHEMA');
+        this.objects(node, type);
+        return;
+      case 'CommentStmt':
+      case 'GrantStmt':
+      case 'AlterObjectDependsStmt':
+        this.objects(node, type);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private rangeVar(node: Json): void {
+    const relname = node.relname as string;
+    if (typeof node.catalogname === 'string') {
+      this.deny('cross_database', `the cross-database name ${node.catalogname}.${String(node.schemaname)}.${relname}`);
+      return;
+    }
+    const schema = node.schemaname as string | undefined;
+    if (schema !== undefined) this.reference(schema, `${schema}.${relname}`);
+    if ((schema === undefined || schema === 'pg_catalog' || schema === 'public') && DENIED_RELATIONS.has(relname)) {
+      this.deny('server_admin', `reading ${relname} (it shows other tenants' sessions)`);
+    }
+  }
+
+  /** Objects named by lists of strings (DROP TABLE a.b, GRANT ... ON SCHEMA s, COMMENT ON ...). */
+  private objects(node: Json, type: string): void {
+    const field = OBJECT_FIELDS[type];
+    if (field === undefined) return;
+    const value = node[field];
+    const objects = Array.isArray(value) ? value : value === undefined ? [] : [value];
+    const objtype = (node.removeType ?? node.objtype ?? node.objectType ?? node.renameType) as string | undefined;
+    for (const object of objects) {
+      const single = stringValue(object);
+      if (single !== undefined) {
+        // A bare string object is a schema (GRANT ON SCHEMA s, COMMENT ON SCHEMA s) or another unqualified object.
+        if (objtype === 'OBJECT_SCHEMA' || node.targtype === 'ACL_TARGET_ALL_IN_SCHEMA') this.reference(single, single);
+        continue;
+      }
+      const parts = stringList(listItems(object) ?? []);
+      if (parts !== null) this.qualified(parts);
+    }
+  }
+
+  private reindex(node: Json): void {
+    const kind = node.kind as string | undefined;
+    if (kind === 'REINDEX_OBJECT_SCHEMA' && typeof node.name === 'string') this.reference(node.name, node.name);
+    else if (kind === 'REINDEX_OBJECT_DATABASE' || kind === 'REINDEX_OBJECT_SYSTEM') this.deny('server_admin', 'REINDEX DATABASE/SYSTEM');
+  }
+
+  private funcCall(node: Json): void {
+    const parts = stringList((node.funcname as unknown[]) ?? []) ?? [];
+    const name = parts[parts.length - 1] ?? '';
+    if (parts.length > 1 && parts[parts.length - 2] !== 'pg_catalog') return;
+    const rule =
+      DENIED_FUNCTIONS.get(name) ??
+      DENIED_FUNCTION_PREFIXES.find(([prefix]) => name.startsWith(prefix))?.[1] ??
+      (this.extraDeniedFunctions.has(name) ? 'denied_function' : undefined);
+    if (rule !== undefined) {
+      this.deny(rule, `the function ${name}()`);
+      return;
+    }
+    const args = (node.args as unknown[] | undefined) ?? [];
+    if (name === 'set_config') {
+      this.literalDependent = true;
+      const setting = constantString(args[0]);
+      if (setting === undefined || GUARDED_SETTINGS.has(setting.toLowerCase())) {
+        this.deny('session_state', setting === undefined ? 'set_config() with a computed setting name' : `set_config('${setting}', ...)`);
+      }
+      return;
+    }
+    if (NAME_ARGUMENT_FUNCTIONS.has(name) || SCHEMA_ARGUMENT_FUNCTIONS.has(name)) {
+      this.literalDependent = true;
+      const schemaArgs = name === 'has_schema_privilege' ? [args[args.length - 2]] : name === 'to_regnamespace' ? [args[0]] : [];
+      for (const arg of args) {
+        if (isParam(arg)) {
+          this.deny('schema', `${name}() with a name passed as a parameter`);
+          return;
+        }
+        const text = constantString(arg);
+        if (text === undefined) continue;
+        if (schemaArgs.includes(arg)) {
+          const parts = parseQualifiedName(text);
+          if (parts !== null && parts.length === 1) this.reference(parts[0]!, parts[0]!);
+          continue;
+        }
+        if (SCHEMA_ARGUMENT_FUNCTIONS.has(name)) continue;
+        const parts = parseQualifiedName(text);
+        if (parts !== null) this.qualified(parts);
+      }
+    }
+  }
+
+  private typeCast(node: Json): void {
+    const typeName = node.typeName as Json | undefined;
+    const parts = stringList((typeName?.names as unknown[]) ?? []) ?? [];
+    const type = parts[parts.length - 1];
+    if (type === undefined || (parts.length > 1 && parts[0] !== 'pg_catalog')) return;
+    const isNameType = NAME_TYPES.has(type);
+    if (!isNameType && type !== 'regnamespace') return;
+    this.literalDependent = true;
+    if (isParam(node.arg)) {
+      this.deny('schema', `a parameter cast to ${type}`);
+      return;
+    }
+    const text = constantString(node.arg);
+    if (text === undefined) return;
+    const name = parseQualifiedName(text);
+    if (name === null) return;
+    if (type === 'regnamespace') this.reference(name[0]!, name[0]!);
+    else this.qualified(name);
+  }
+
+  private variableSet(node: Json): void {
+    const name = typeof node.name === 'string' ? node.name.toLowerCase() : '';
+    if (node.kind === 'VAR_RESET_ALL') {
+      this.deny('session_state', 'RESET ALL');
+    } else if (GUARDED_SETTINGS.has(name)) {
+      this.deny('session_state', `changing ${name}`);
+    }
+  }
+
+  private doStmt(node: Json, depth: number): void {
+    this.literalDependent = true;
+    let language = 'plpgsql';
+    let body: string | undefined;
+    for (const arg of (node.args as unknown[]) ?? []) {
+      const def = (arg as Json).DefElem as Json | undefined;
+      if (def?.defname === 'language') language = (stringValue(def.arg) ?? '').toLowerCase();
+      if (def?.defname === 'as') body = stringValue(def.arg);
+    }
+    if (language !== 'plpgsql') {
+      this.deny('language', `a DO block in language ${language}`);
+      return;
+    }
+    const tag = dollarTag(body ?? '');
+    this.plpgsql(`CREATE FUNCTION pg_tenant_proxy_do() RETURNS void LANGUAGE plpgsql AS ${tag}${body ?? ''}${tag}`, depth);
+  }
+
+  private createFunction(node: Json, depth: number, statementText: () => string): void {
+    this.literalDependent = true;
+    let language: string | undefined;
+    let body: string[] | undefined;
+    for (const option of (node.options as unknown[]) ?? []) {
+      const def = (option as Json).DefElem as Json | undefined;
+      if (def?.defname === 'language') language = (stringValue(def.arg) ?? '').toLowerCase();
+      if (def?.defname === 'as') body = stringList(listItems(def.arg) ?? []) ?? undefined;
+    }
+    language ??= 'sql';
+    if (!TRUSTED_LANGUAGES.has(language)) {
+      this.deny('language', `a function in language ${language}`);
+      return;
+    }
+    if (body === undefined) return; // BEGIN ATOMIC bodies are part of the tree and walked with it
+    if (body.length !== 1) {
+      this.deny('language', 'a function body given as object file and symbol');
+      return;
+    }
+    if (language === 'sql') this.sql(body[0]!, depth + 1);
+    else this.plpgsql(statementText(), depth);
+  }
+
+  /** CREATE/ALTER FUNCTION ... SET search_path = ...: allowed only when every schema listed is allowed. */
+  private functionSetting(arg: Json | undefined): void {
+    const set = arg?.VariableSetStmt as Json | undefined;
+    if (set === undefined) return;
+    const name = typeof set.name === 'string' ? set.name.toLowerCase() : '';
+    if (name === 'role' || name === 'session_authorization') {
+      this.deny('session_state', `a function-level ${name}`);
+      return;
+    }
+    if (name !== 'search_path' || set.kind !== 'VAR_SET_VALUE') return;
+    this.literalDependent = true;
+    for (const value of (set.args as unknown[]) ?? []) {
+      const schema = constantString(value);
+      if (schema !== undefined && schema !== '') this.reference(schema, schema);
+    }
+  }
+
+  /** PL/pgSQL: dynamic EXECUTE is refused; every embedded SQL expression is analysed like a statement. */
+  private plpgsql(createFunctionText: string, depth: number): void {
+    if (depth + 1 > MAX_DEPTH) {
+      this.deny('dynamic_sql', 'functions nested deeper than the guard inspects');
+      return;
+    }
+    let tree: unknown;
+    try {
+      tree = parsePlPgSQLSync(createFunctionText);
+    } catch (err) {
+      this.deny('dynamic_sql', `a PL/pgSQL body the guard cannot parse (${(err as Error).message})`);
+      return;
+    }
+    this.plpgsqlWalk(tree, depth + 1);
+  }
+
+  private plpgsqlWalk(value: unknown, depth: number): void {
+    if (Array.isArray(value)) {
+      for (const item of value) this.plpgsqlWalk(item, depth);
+      return;
+    }
+    if (value === null || typeof value !== 'object') return;
+    const node = value as Json;
+    for (const key in node) {
+      const child = node[key];
+      if (key === 'PLpgSQL_stmt_dynexecute' || key === 'PLpgSQL_stmt_dynfors' || key === 'dynquery') {
+        this.deny('dynamic_sql', 'EXECUTE of dynamic SQL in PL/pgSQL');
+        return;
+      }
+      if (key === 'PLpgSQL_expr') {
+        const expr = child as { query?: string; parseMode?: number };
+        const sql = expressionAsStatement(expr.query ?? '', expr.parseMode ?? 0);
+        if (sql === null) this.deny('dynamic_sql', 'a PL/pgSQL expression the guard cannot read');
+        else this.sql(sql, depth);
+        continue;
+      }
+      if (key === 'PLpgSQL_type' && typeof (child as Json).typname === 'string') {
+        const parts = parseQualifiedName(((child as Json).typname as string).replace(/%.*$/, ''));
+        if (parts !== null) this.qualified(parts.length === 3 ? parts.slice(0, 2) : parts);
+      }
+      this.plpgsqlWalk(child, depth);
+    }
+  }
+}
+
+/** Turns a PL/pgSQL expression into a statement PostgreSQL's grammar accepts, per its raw parse mode. */
+function expressionAsStatement(query: string, parseMode: number): string | null {
+  switch (parseMode) {
+    case 0: // RAW_PARSE_DEFAULT: a whole statement
+      return query;
+    case 1: // RAW_PARSE_TYPE_NAME
+      return `SELECT NULL::${query}`;
+    case 2: // RAW_PARSE_PLPGSQL_EXPR
+      return `SELECT ${query}`;
+    case 3:
+    case 4:
+    case 5: {
+      // RAW_PARSE_PLPGSQL_ASSIGNn: "target := expr"; the target is a variable, the expression is what reaches out.
+      const at = query.search(/:=|=/);
+      if (at < 0) return null;
+      return `SELECT ${query.slice(at + (query[at] === ':' ? 2 : 1))}`;
+    }
+    default:
+      return null;
+  }
+}
+
+function dollarTag(body: string): string {
+  let tag = '$pgtp$';
+  for (let n = 0; body.includes(tag); n++) tag = `$pgtp${n}$`;
+  return tag;
+}
+
+function stringValue(node: unknown): string | undefined {
+  const s = (node as Json | undefined)?.String as Json | undefined;
+  return typeof s?.sval === 'string' ? s.sval : undefined;
+}
+
+/** A list of String nodes as strings, or null if any element is something else. */
+function stringList(list: unknown[]): string[] | null {
+  const out: string[] = [];
+  for (const item of list) {
+    const value = stringValue(item);
+    if (value === undefined) return null;
+    out.push(value);
+  }
+  return out.length === 0 ? null : out;
+}
+
+function listItems(node: unknown): unknown[] | undefined {
+  const list = (node as Json | undefined)?.List as Json | undefined;
+  return Array.isArray(list?.items) ? (list.items as unknown[]) : undefined;
+}
+
+function constantString(node: unknown): string | undefined {
+  const constant = (node as Json | undefined)?.A_Const as Json | undefined;
+  const sval = constant?.sval as Json | undefined;
+  if (typeof sval?.sval === 'string') return sval.sval;
+  // A typed literal such as text 'x' arrives as a cast of a constant.
+  const cast = (node as Json | undefined)?.TypeCast as Json | undefined;
+  return cast === undefined ? undefined : constantString(cast.arg);
+}
+
+function isParam(node: unknown): boolean {
+  if ((node as Json | undefined)?.ParamRef !== undefined) return true;
+  const cast = (node as Json | undefined)?.TypeCast as Json | undefined;
+  return cast !== undefined && isParam(cast.arg);
+}

@@ -1,0 +1,115 @@
+// Allow/deny for statement text and a tenant: cached analyses (exact text, then normalized text) judged per schema.
+import { loadModule, normalizeSync } from 'libpg-query';
+import { SqlState } from '../protocol/codes.js';
+import { ProxyError } from '../protocol/errors.js';
+import { analyzeSql, type Analysis, type GuardRule } from './analyze.js';
+import { Lru } from './lru.js';
+
+export interface GuardPolicy {
+  /** Schemas every tenant may name besides its own (pg_catalog is always allowed). */
+  sharedSchemas: readonly string[];
+  /** Extra function names refused for everyone (lower case, unqualified or pg_catalog). */
+  deniedFunctions: readonly string[];
+  /** Statements longer than this are refused rather than parsed. */
+  maxStatementBytes: number;
+  /** Entries per cache (exact text, normalized text). */
+  cacheSize: number;
+  /** false turns off the cross-schema name rules only; session identity and escape-hatch rules always apply. */
+  checkNames: boolean;
+}
+
+export interface Refusal {
+  error: ProxyError;
+  rule: GuardRule;
+}
+
+export interface GuardStats {
+  exactHits: number;
+  normalizedHits: number;
+  misses: number;
+}
+
+export interface SqlGuard {
+  /** null when the statement may run for a tenant whose schema is `schema`. */
+  check(text: string, schema: string): Refusal | null;
+  readonly stats: GuardStats;
+}
+
+/** libpg-query's WASM module must be loaded once before the first synchronous parse. */
+let parserReady: Promise<void> | null = null;
+export function loadParser(): Promise<void> {
+  parserReady ??= loadModule();
+  return parserReady;
+}
+
+// Catalog views show names, not data; what they reveal is documented (README, security model).
+const ALWAYS_ALLOWED = ['pg_catalog', 'information_schema'];
+
+export function createSqlGuard(policy: GuardPolicy): SqlGuard {
+  const exact = new Lru<string, Analysis>(policy.cacheSize);
+  const normalized = new Lru<string, Analysis>(policy.cacheSize);
+  const shared = new Set([...ALWAYS_ALLOWED, ...policy.sharedSchemas]);
+  const deniedFunctions = new Set(policy.deniedFunctions.map((f) => f.toLowerCase()));
+  const stats: GuardStats = { exactHits: 0, normalizedHits: 0, misses: 0 };
+  /** Texts larger than this are analysed but not kept, so the cache's memory stays bounded. */
+  const maxCachedText = 16 * 1024;
+
+  const analyze = (text: string): Analysis => {
+    const hit = exact.get(text);
+    if (hit !== undefined) {
+      stats.exactHits++;
+      return hit;
+    }
+    let key: string | null = null;
+    try {
+      key = normalizeSync(text);
+    } catch {
+      // Unparsable: the full analysis below reports the syntax error.
+    }
+    const shareable = key === null ? undefined : normalized.get(key);
+    if (shareable !== undefined) {
+      stats.normalizedHits++;
+      if (text.length <= maxCachedText) exact.set(text, shareable);
+      return shareable;
+    }
+    stats.misses++;
+    const analysis = analyzeSql(text, deniedFunctions);
+    if (text.length <= maxCachedText) exact.set(text, analysis);
+    // Only analyses that never looked at a literal may serve texts that differ from this one in literals.
+    if (key !== null && !analysis.literalDependent && key.length <= maxCachedText) normalized.set(key, analysis);
+    return analysis;
+  };
+
+  return {
+    stats,
+    check(text, schema) {
+      if (Buffer.byteLength(text) > policy.maxStatementBytes) {
+        return {
+          rule: 'too_large',
+          error: new ProxyError('54000', `statement of ${Buffer.byteLength(text)} bytes exceeds the guard's limit of ${policy.maxStatementBytes} bytes`),
+        };
+      }
+      const analysis = analyze(text);
+      const denial = analysis.denial;
+      if (denial !== null) {
+        const error = new ProxyError(denial.sqlstate, denial.message);
+        error.position = denial.position;
+        return { rule: denial.rule, error };
+      }
+      if (!policy.checkNames) return null;
+      for (const [named, example] of analysis.schemas) {
+        if (named === schema || shared.has(named)) continue;
+        return {
+          rule: 'schema',
+          error: new ProxyError(
+            SqlState.INSUFFICIENT_PRIVILEGE,
+            `"${example}" is outside the tenant's schema`,
+            'ERROR',
+            `only schema "${schema}"${shared.size > ALWAYS_ALLOWED.length ? ` and ${[...shared].filter((s) => !ALWAYS_ALLOWED.includes(s)).map((s) => `"${s}"`).join(', ')}` : ''} may be named`,
+          ),
+        };
+      }
+      return null;
+    },
+  };
+}

@@ -1,0 +1,232 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createSqlGuard, loadParser, type SqlGuard } from '../../src/guard/sql-guard.js';
+
+let guard: SqlGuard;
+beforeAll(async () => {
+  await loadParser();
+  guard = createSqlGuard({ sharedSchemas: ['shared'], deniedFunctions: ['risky_fn'], maxStatementBytes: 100_000, cacheSize: 1000, checkNames: true });
+});
+
+const verdict = (sql: string, schema = 'tenant_a'): string => {
+  const refusal = guard.check(sql, schema);
+  return refusal === null ? 'allow' : `${refusal.rule}:${refusal.error.sqlstate}`;
+};
+
+const ALLOWED = [
+  'SELECT * FROM items WHERE id = 1',
+  'SELECT * FROM tenant_a.items',
+  'SELECT * FROM "tenant_a"."items"',
+  'SELECT * FROM U&"tenant\\005fa".items',
+  'SELECT tenant_a.items.name FROM tenant_a.items',
+  'SELECT count(*) FROM pg_catalog.pg_class',
+  'SELECT * FROM information_schema.tables',
+  'SELECT * FROM shared.countries',
+  'SELECT 1::pg_catalog.int4, now(), pg_catalog.lower(\'X\')',
+  'INSERT INTO items VALUES (1, \'x\') RETURNING *',
+  'WITH x AS (SELECT 1) SELECT * FROM x',
+  'BEGIN; UPDATE items SET name = \'y\' WHERE id = 2; COMMIT',
+  'SET statement_timeout = \'5s\'',
+  'SET LOCAL lock_timeout = 1000',
+  'RESET statement_timeout',
+  "SELECT set_config('app.user_id', '42', true)",
+  "SELECT nextval('seq'), nextval('tenant_a.seq'), 'items'::regclass",
+  'CREATE TABLE t2 (id int REFERENCES items(id))',
+  'CREATE INDEX ON tenant_a.items (name)',
+  'ALTER TABLE items ADD COLUMN note text',
+  'DROP TABLE IF EXISTS tenant_a.t2',
+  "COPY items FROM STDIN",
+  'COPY (SELECT * FROM items) TO STDOUT',
+  "DO $$ BEGIN PERFORM 1; UPDATE items SET name = name; END $$",
+  "CREATE FUNCTION f(x int) RETURNS int LANGUAGE sql AS 'SELECT x + 1'",
+  "CREATE FUNCTION g() RETURNS int LANGUAGE plpgsql AS $$ DECLARE n int; BEGIN n := (SELECT count(*) FROM items); RETURN n; END $$",
+  "CREATE FUNCTION h() RETURNS int LANGUAGE sql SET search_path = tenant_a, pg_catalog AS 'SELECT 1'",
+  'SELECT c.oid::regclass FROM pg_class c',
+  'EXPLAIN SELECT * FROM items',
+  'PREPARE p AS SELECT * FROM items; EXECUTE p',
+  'SHOW search_path',
+  'SELECT pg_advisory_xact_lock(1)',
+  'LOCK TABLE items IN SHARE MODE',
+  'TRUNCATE items',
+  "SELECT has_schema_privilege('tenant_a', 'USAGE')",
+];
+
+const DENIED: Array<[string, string]> = [
+  ['SELECT * FROM tenant_b.items', 'schema:42501'],
+  ['SELECT * FROM "tenant_b".items', 'schema:42501'],
+  ['SELECT * FROM "Tenant_A".items', 'schema:42501'],
+  ['SELECT * FROM U&"tenant\\005fb".items', 'schema:42501'],
+  ['SELECT * FROM items JOIN tenant_b.items b ON true', 'schema:42501'],
+  ['SELECT * FROM items WHERE id IN (SELECT id FROM tenant_b.items)', 'schema:42501'],
+  ['SELECT (SELECT max(id) FROM tenant_b.items)', 'schema:42501'],
+  ['SELECT * FROM items, LATERAL (SELECT * FROM tenant_b.items) x', 'schema:42501'],
+  ['WITH x AS (SELECT * FROM tenant_b.items) SELECT * FROM x', 'schema:42501'],
+  ['INSERT INTO tenant_b.items VALUES (9, \'x\')', 'schema:42501'],
+  ['INSERT INTO items SELECT * FROM tenant_b.items', 'schema:42501'],
+  ['UPDATE tenant_b.items SET name = \'x\'', 'schema:42501'],
+  ['UPDATE items SET name = b.name FROM tenant_b.items b', 'schema:42501'],
+  ['DELETE FROM items USING tenant_b.items b WHERE true', 'schema:42501'],
+  ['DELETE FROM tenant_b.items', 'schema:42501'],
+  ['INSERT INTO items VALUES (1) RETURNING (SELECT name FROM tenant_b.items LIMIT 1)', 'schema:42501'],
+  ['MERGE INTO items USING tenant_b.items s ON true WHEN MATCHED THEN DO NOTHING', 'schema:42501'],
+  ['SELECT tenant_b.items.name FROM items', 'schema:42501'],
+  ['SELECT tenant_b.f()', 'schema:42501'],
+  ['CALL tenant_b.p()', 'schema:42501'],
+  ['SELECT 1::tenant_b.mytype', 'schema:42501'],
+  ['SELECT CAST(1 AS tenant_b.mytype)', 'schema:42501'],
+  ['SELECT 1 OPERATOR(tenant_b.+) 2', 'schema:42501'],
+  ['SELECT name COLLATE tenant_b.c FROM items', 'schema:42501'],
+  ["SELECT nextval('tenant_b.seq')", 'schema:42501'],
+  ["SELECT nextval('\"tenant_b\".seq')", 'schema:42501'],
+  ["SELECT 'tenant_b.items'::regclass", 'schema:42501'],
+  ["SELECT 'tenant_b.items'::pg_catalog.regclass", 'schema:42501'],
+  ["SELECT to_regclass('tenant_b.items')", 'schema:42501'],
+  ["SELECT pg_relation_size('tenant_b.items')", 'schema:42501'],
+  ['SELECT $1::regclass', 'schema:42501'],
+  ['SELECT nextval($1)', 'schema:42501'],
+  ["SELECT 'tenant_b'::regnamespace", 'schema:42501'],
+  ["SELECT has_schema_privilege('tenant_b', 'USAGE')", 'schema:42501'],
+  ['SELECT * FROM pg_temp.x', 'schema:42501'],
+  ['SELECT * FROM pg_temp_3.x', 'schema:42501'],
+  ['SELECT * FROM pg_toast.pg_toast_1234', 'schema:42501'],
+  ['SELECT * FROM public.t', 'schema:42501'],
+  ['SELECT * FROM otherdb.tenant_a.items', 'cross_database:42501'],
+  ['CREATE TABLE tenant_b.t (id int)', 'schema:42501'],
+  ['CREATE TABLE t (LIKE tenant_b.items)', 'schema:42501'],
+  ['CREATE TABLE t (id int REFERENCES tenant_b.items(id))', 'schema:42501'],
+  ['CREATE TABLE t PARTITION OF tenant_b.items DEFAULT', 'schema:42501'],
+  ['CREATE VIEW v AS SELECT * FROM tenant_b.items', 'schema:42501'],
+  ['CREATE INDEX ON tenant_b.items (name)', 'schema:42501'],
+  ['ALTER TABLE tenant_b.items ADD COLUMN x int', 'schema:42501'],
+  ['ALTER TABLE items SET SCHEMA tenant_b', 'schema:42501'],
+  ['DROP TABLE tenant_b.items', 'schema:42501'],
+  ['DROP FUNCTION tenant_b.f()', 'schema:42501'],
+  ['COMMENT ON TABLE tenant_b.items IS \'x\'', 'schema:42501'],
+  ['GRANT SELECT ON tenant_b.items TO PUBLIC', 'schema:42501'],
+  ['GRANT USAGE ON SCHEMA tenant_b TO PUBLIC', 'schema:42501'],
+  ['GRANT SELECT ON ALL TABLES IN SCHEMA tenant_b TO PUBLIC', 'schema:42501'],
+  ['CREATE SEQUENCE s OWNED BY tenant_b.items.id', 'schema:42501'],
+  ['CREATE TRIGGER t BEFORE INSERT ON items FOR EACH ROW EXECUTE FUNCTION tenant_b.f()', 'schema:42501'],
+  ['SELECT * INTO tenant_b.copy FROM items', 'schema:42501'],
+  ['COPY tenant_b.items TO STDOUT', 'schema:42501'],
+  ['COPY (SELECT * FROM tenant_b.items) TO STDOUT', 'schema:42501'],
+  ['TRUNCATE tenant_b.items', 'schema:42501'],
+  ['LOCK TABLE tenant_b.items', 'schema:42501'],
+  ['VACUUM tenant_b.items', 'schema:42501'],
+  ['REINDEX SCHEMA tenant_b', 'schema:42501'],
+  ['EXPLAIN ANALYZE SELECT * FROM tenant_b.items', 'schema:42501'],
+  ['PREPARE p AS SELECT * FROM tenant_b.items', 'schema:42501'],
+  ['DECLARE c CURSOR FOR SELECT * FROM tenant_b.items', 'schema:42501'],
+  ['SELECT 1; SELECT * FROM tenant_b.items', 'schema:42501'],
+  ['SET search_path TO tenant_b', 'session_state:42501'],
+  ['SET search_path = DEFAULT', 'session_state:42501'],
+  ['SET LOCAL search_path TO tenant_b', 'session_state:42501'],
+  ["SET SCHEMA 'tenant_b'", 'session_state:42501'],
+  ['RESET search_path', 'session_state:42501'],
+  ['RESET ALL', 'session_state:42501'],
+  ['SET ROLE postgres', 'session_state:42501'],
+  ['RESET ROLE', 'session_state:42501'],
+  ['SET SESSION AUTHORIZATION postgres', 'session_state:42501'],
+  ['DISCARD ALL', 'session_state:42501'],
+  ["SELECT set_config('search_path', 'tenant_b', false)", 'session_state:42501'],
+  ["SELECT pg_catalog.set_config('SEARCH_PATH', 'tenant_b', false)", 'session_state:42501'],
+  ["SELECT set_config('role', 'postgres', false)", 'session_state:42501'],
+  ['SELECT set_config($1, $2, false)', 'session_state:42501'],
+  ['ALTER ROLE CURRENT_USER SET search_path = tenant_b', 'session_state:42501'],
+  ['ALTER DATABASE x SET search_path = tenant_b', 'session_state:42501'],
+  ["CREATE FUNCTION f() RETURNS int LANGUAGE sql SET search_path = tenant_b AS 'SELECT 1'", 'schema:42501'],
+  ['ALTER FUNCTION f() SET search_path = tenant_b', 'schema:42501'],
+  ['ALTER FUNCTION f() SET role = postgres', 'session_state:42501'],
+  ["DO $$ BEGIN EXECUTE 'SELECT * FROM tenant_b.items'; END $$", 'dynamic_sql:42501'],
+  ["DO $$ DECLARE r record; BEGIN FOR r IN EXECUTE 'SELECT 1' LOOP END LOOP; END $$", 'dynamic_sql:42501'],
+  ['DO $$ BEGIN PERFORM * FROM tenant_b.items; END $$', 'schema:42501'],
+  ['DO $$ DECLARE n int; BEGIN n := (SELECT count(*) FROM tenant_b.items); END $$', 'schema:42501'],
+  ["DO $$ BEGIN SET search_path TO tenant_b; END $$", 'session_state:42501'],
+  ["DO $$ BEGIN PERFORM set_config('search_path', 'tenant_b', true); END $$", 'session_state:42501'],
+  ["DO LANGUAGE plperlu $$ system('id') $$", 'language:42501'],
+  ["CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'x'; RETURN 1; END $$", 'dynamic_sql:42501'],
+  ["CREATE FUNCTION f() RETURNS SETOF record LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY EXECUTE 'x'; END $$", 'dynamic_sql:42501'],
+  ["CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT count(*)::int FROM tenant_b.items'", 'schema:42501'],
+  ["CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT count(*)::int FROM tenant_b.items; END", 'schema:42501'],
+  ["CREATE FUNCTION f() RETURNS int LANGUAGE c AS 'libc', 'system'", 'language:42501'],
+  ["CREATE FUNCTION f() RETURNS int LANGUAGE internal AS 'int4in'", 'language:42501'],
+  ["CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN PERFORM 1 FROM tenant_b.items; END $$", 'schema:42501'],
+  ["COPY items TO '/tmp/x'", 'file_access:42501'],
+  ["COPY items FROM PROGRAM 'id'", 'file_access:42501'],
+  ["SELECT pg_read_file('/etc/passwd')", 'file_access:42501'],
+  ["SELECT lo_import('/etc/passwd')", 'file_access:42501'],
+  ['SELECT lo_get(1234)', 'file_access:42501'],
+  ['SELECT pg_terminate_backend(1)', 'server_admin:42501'],
+  ['SELECT pg_catalog.pg_cancel_backend(1)', 'server_admin:42501'],
+  ['SELECT pg_reload_conf()', 'server_admin:42501'],
+  ['SELECT pg_advisory_lock(1)', 'server_admin:42501'],
+  ["SELECT dblink_connect('x')", 'server_admin:42501'],
+  ["SELECT query_to_xml('SELECT * FROM tenant_b.items', true, true, '')", 'dynamic_sql:42501'],
+  ["SELECT table_to_xml('items', true, true, '')", 'dynamic_sql:42501'],
+  ['SELECT * FROM pg_stat_activity', 'server_admin:42501'],
+  ['SELECT query FROM pg_catalog.pg_stat_activity', 'server_admin:42501'],
+  ['SELECT * FROM pg_stat_get_activity(NULL)', 'server_admin:42501'],
+  ["SELECT pg_notify('c', 'x')", 'server_admin:42501'],
+  ['NOTIFY c', 'unsupported:42501'],
+  ['LISTEN c', 'unsupported:0A000'],
+  ['LOAD \'plpgsql\'', 'server_admin:42501'],
+  ['ALTER SYSTEM SET work_mem = 1', 'server_admin:42501'],
+  ['CREATE EXTENSION dblink', 'server_admin:42501'],
+  ['CREATE SCHEMA tenant_c', 'schema:42501'],
+  ['DROP SCHEMA tenant_a CASCADE', 'schema:42501'],
+  ['ALTER SCHEMA tenant_a RENAME TO x', 'schema:42501'],
+  ['CREATE ROLE x', 'server_admin:42501'],
+  ['GRANT postgres TO CURRENT_USER', 'server_admin:42501'],
+  ['ALTER TABLE items OWNER TO postgres', 'server_admin:42501'],
+  ['ALTER DEFAULT PRIVILEGES GRANT ALL ON TABLES TO PUBLIC', 'server_admin:42501'],
+  ['CHECKPOINT', 'server_admin:42501'],
+  ['SELECT risky_fn()', 'denied_function:42501'],
+  ['SELEC 1', 'syntax:42601'],
+  ["SELECT 'unterminated", 'syntax:42601'],
+];
+
+describe('sql guard', () => {
+  it.each(ALLOWED)('allows %s', (sql) => {
+    expect(verdict(sql)).toBe('allow');
+  });
+
+  it.each(DENIED)('refuses %s', (sql, expected) => {
+    expect(verdict(sql)).toBe(expected);
+  });
+
+  it('judges the same text per tenant from one cached analysis', () => {
+    expect(verdict('SELECT * FROM tenant_b.items', 'tenant_b')).toBe('allow');
+    expect(verdict('SELECT * FROM tenant_b.items', 'tenant_a')).toBe('schema:42501');
+  });
+
+  it('shares verdicts across literals but never for literal-dependent rules', () => {
+    guard = createSqlGuard({ sharedSchemas: [], deniedFunctions: [], maxStatementBytes: 100_000, cacheSize: 100, checkNames: true });
+    expect(verdict('SELECT * FROM items WHERE id = 4242')).toBe('allow');
+    expect(verdict('SELECT * FROM items WHERE id = 4343')).toBe('allow');
+    expect(verdict('SELECT * FROM items WHERE id = 4343')).toBe('allow');
+    expect(guard.stats).toEqual({ misses: 1, normalizedHits: 1, exactHits: 1 });
+    expect(verdict("SELECT nextval('tenant_a.seq')")).toBe('allow');
+    expect(verdict("SELECT nextval('tenant_b.seq')")).toBe('schema:42501');
+    expect(verdict("SELECT set_config('app.x', '1', false)")).toBe('allow');
+    expect(verdict("SELECT set_config('search_path', '1', false)")).toBe('session_state:42501');
+    expect(verdict("DO $$ BEGIN PERFORM 1; END $$")).toBe('allow');
+    expect(verdict("DO $$ BEGIN EXECUTE 'x'; END $$")).toBe('dynamic_sql:42501');
+  });
+
+  it('reports the parser position of syntax errors', () => {
+    const refusal = guard.check('SELECT * FROM WHERE', 'tenant_a');
+    expect(refusal?.error.sqlstate).toBe('42601');
+    expect(refusal?.error.position).toBe(15);
+  });
+
+  it('refuses oversized statements without parsing them', () => {
+    const small = createSqlGuard({ sharedSchemas: [], deniedFunctions: [], maxStatementBytes: 100, cacheSize: 10, checkNames: true });
+    expect(small.check(`SELECT '${'x'.repeat(200)}'`, 'tenant_a')?.rule).toBe('too_large');
+  });
+
+  it('with name checks off still refuses identity changes and dynamic SQL', () => {
+    const lax = createSqlGuard({ sharedSchemas: [], deniedFunctions: [], maxStatementBytes: 100_000, cacheSize: 10, checkNames: false });
+    expect(lax.check('SELECT * FROM tenant_b.items', 'tenant_a')).toBeNull();
+    expect(lax.check('SET ROLE tenant_b', 'tenant_a')?.rule).toBe('session_state');
+    expect(lax.check("DO $$ BEGIN EXECUTE 'x'; END $$", 'tenant_a')?.rule).toBe('dynamic_sql');
+  });
+});
