@@ -238,6 +238,7 @@ async function main() {
   const bouncerLog = targets.pgbouncer ? summarizeLog(targets.pgbouncer.logFile, 'pgbouncer') : null;
 
   const command = commandLine();
+  const build = buildInfo();
   const header = [
     `pg-tenant-proxy bench — ${new Date(started).toISOString()}`,
     '',
@@ -245,12 +246,17 @@ async function main() {
     `machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${Math.round(totalmem() / 2 ** 30)} GiB; node ${process.version}; PostgreSQL ${pgVersion}; ${pgbouncerVersion ?? 'PgBouncer n/a'}; ${pgbenchVersion()}`,
     `runs: ${REPS} interleaved repetition(s) × ${DURATION} s (latency row ${LATENCY_DURATION} s); pgbench scale ${SCALE} per tenant schema; each run = 2 pgbench processes of N/2 clients (-j ${JOBS} each, -n); medians over repetitions`,
     `targets: direct = PostgreSQL as ${DIRECT_ROLE} (search_path tenant_t1); pgbouncer = transaction mode, default_pool_size ${POOL_SIZE}, same role; proxy = pg-tenant-proxy, poolSize ${POOL_SIZE}, clients split over tenant(s) ${(targets.proxy?.clients ?? []).map((c) => c.tenant).join(', ') || '-'}`,
+    `proxy build: ${build}`,
     `elapsed: ${formatDuration(elapsedSec)}`,
   ];
   const table = renderTable(workloads, targetList, summary);
+  const loads = workloads.flatMap((w) => targetList.flatMap((t) => results[w.id][t].map((r) => r.otherLoad))).filter((v) => v !== null).sort((a, b) => a - b);
+  const noise = loads.length
+    ? `other processes on the machine (not PostgreSQL, the pooler, pgbench or this script) used a median ${(median(loads) * 100).toFixed(1)}% and at most ${(loads[loads.length - 1] * 100).toFixed(1)}% of the CPU during the runs${loads[loads.length - 1] >= 0.05 ? ' — some runs were disturbed: compare with care' : ''}`
+    : null;
   const latency = renderLatency(workloads, targetList, summary);
   const errors = renderErrors(workloads, targetList, results, proxyLog, bouncerLog);
-  const text = [...header, '', table, '', ...(latency ? [latency, ''] : []), ...notes.map((n) => `note: ${n}`), errors].join('\n');
+  const text = [...header, ...(noise ? [`noise: ${noise}`] : []), '', table, '', ...(latency ? [latency, ''] : []), ...notes.map((n) => `note: ${n}`), errors].join('\n');
   process.stdout.write(`\n${text}\n`);
 
   mkdirSync(dirname(OUT), { recursive: true });
@@ -259,6 +265,7 @@ async function main() {
     startedAt: new Date(started).toISOString(),
     elapsedSec,
     settings: { quick: QUICK, durationSec: DURATION, reps: REPS, latencyDurationSec: LATENCY_DURATION, warmupSec: WARMUP_DURATION, scale: SCALE, jobsPerProcess: JOBS, poolSize: POOL_SIZE, proxyTenants: targets.proxy?.clients.map((c) => c.tenant) ?? [], sharedBuffers: SHARED_BUFFERS, clkTck: CLK_TCK },
+    proxyBuild: build,
     versions: { node: process.version, postgres: pgVersion, pgbouncer: pgbouncerVersion, pgbench: pgbenchVersion() },
     machine: { cpus: cpus().length, model: cpus()[0]?.model ?? null, memGiB: Math.round(totalmem() / 2 ** 30) },
     notes,
@@ -468,6 +475,7 @@ async function runPgbench(ctx, target, workload, duration) {
   const pgBefore = await postgresCpuTicks(ctx.postmasterPid);
   const poolerBefore = target.pid ? procCpuTicks(target.pid) : null;
   const machineBefore = machineTicks();
+  const selfBefore = selfTicks();
   const t0 = process.hrtime.bigint();
   const procs = await Promise.all(split.map((clients, i) => {
     const creds = target.clients[i % target.clients.length];
@@ -477,6 +485,7 @@ async function runPgbench(ctx, target, workload, duration) {
   const wallSec = Number(process.hrtime.bigint() - t0) / 1e9;
   const poolerAfter = target.pid ? procCpuTicks(target.pid) : null;
   const machineAfter = machineTicks();
+  const selfAfter = selfTicks(); // pgbench runs are reaped by now: their CPU is in our cutime/cstime
   await new Promise((r) => setTimeout(r, 100)); // let the run's direct backends exit and be reaped
   const pgAfter = await postgresCpuTicks(ctx.postmasterPid);
 
@@ -489,16 +498,20 @@ async function runPgbench(ctx, target, workload, duration) {
   const timedOut = procs.some((p) => p.timedOut);
   const anyBadExit = procs.some((p) => p.code !== 0);
   let status = 'ok';
-  if (timedOut || tx === 0 || procs.some((p) => p.code === 1 || p.code === null)) status = 'fails';
+  if (timedOut || tx === 0 || aborted >= n || procs.some((p) => p.code === 1 || p.code === null)) status = 'fails';
   else if (anyBadExit || aborted > 0 || failedTx > 0 || errorLines.length > 0) status = 'partial';
   const firstError = timedOut ? `pgbench did not finish within ${duration + 60} s (killed)` : errorLines[0] ?? (anyBadExit ? `pgbench exit status ${procs.map((p) => p.code ?? 'killed').join('/')}` : null);
 
   const usPerTick = 1e6 / CLK_TCK;
   const poolerCpuUs = poolerBefore !== null && poolerAfter !== null ? (poolerAfter - poolerBefore) * usPerTick : null;
   const pgCpuUs = (pgAfter - pgBefore) * usPerTick;
-  const machineBusy = machineAfter.total > machineBefore.total
-    ? 1 - (machineAfter.idle - machineBefore.idle) / (machineAfter.total - machineBefore.total)
-    : null;
+  const machineTotal = machineAfter.total - machineBefore.total;
+  const machineBusy = machineTotal > 0 ? 1 - (machineAfter.idle - machineBefore.idle) / machineTotal : null;
+  // CPU that neither PostgreSQL, the pooler, pgbench nor this script used: other work on the box (noise).
+  const oursTicks = (pgAfter - pgBefore) + (poolerAfter !== null && poolerBefore !== null ? poolerAfter - poolerBefore : 0) + (selfAfter - selfBefore);
+  const busyTicks = machineAfter.task - machineBefore.task;
+  const otherLoad = machineTotal > 0 ? Math.max(0, (busyTicks - oursTicks) / machineTotal) : null;
+  const pgbenchCpuUs = (selfAfter - selfBefore) * usPerTick;
   return {
     status,
     tps: round(tps, 1),
@@ -507,6 +520,8 @@ async function runPgbench(ctx, target, workload, duration) {
     poolerCpuUsPerTx: poolerCpuUs !== null && tx > 0 ? round(poolerCpuUs / tx, 2) : null,
     pgCpuUsPerTx: tx > 0 ? round(pgCpuUs / tx, 2) : null,
     machineBusy: machineBusy === null ? null : round(machineBusy, 3),
+    otherLoad: otherLoad === null ? null : round(otherLoad, 3),
+    clientCpuUsPerTx: tx > 0 ? round(pgbenchCpuUs / tx, 2) : null,
     wallSec: round(wallSec, 2),
     abortedClients: aborted,
     failedTransactions: failedTx,
@@ -541,6 +556,7 @@ function describeRun(run) {
   if (run.poolerCpuUsPerTx !== null) parts.push(`pooler ${run.poolerCpuUsPerTx.toFixed(1)} µs/tx`);
   if (run.pgCpuUsPerTx !== null) parts.push(`pg ${run.pgCpuUsPerTx.toFixed(1)} µs/tx`);
   if (run.machineBusy !== null) parts.push(`cpu ${(run.machineBusy * 100).toFixed(0)}%`);
+  if (run.otherLoad !== null && run.otherLoad >= 0.03) parts.push(`OTHER LOAD ${(run.otherLoad * 100).toFixed(0)}%`);
   if (run.status !== 'ok') parts.push(`${run.status.toUpperCase()}: ${run.firstError ?? ''}${run.abortedClients ? ` (${run.abortedClients} client(s) aborted)` : ''}`);
   return parts.join(', ');
 }
@@ -601,11 +617,18 @@ async function postgresCpuTicks(postmasterPid) {
   return prev.total;
 }
 
+/** This process plus its reaped children (the finished pgbench runs). */
+function selfTicks() {
+  const s = readStat('self');
+  return s.utime + s.stime + s.cutime + s.cstime;
+}
+
 function machineTicks() {
   const line = readFileSync('/proc/stat', 'utf8').split('\n')[0];
   const f = line.trim().split(/\s+/).slice(1).map(Number);
   const total = f.slice(0, 8).reduce((a, b) => a + b, 0); // guest time is already inside user
-  return { total, idle: f[3] + f[4] };
+  // task = user + nice + system: what processes are charged for (irq/softirq time belongs to no process)
+  return { total, idle: f[3] + f[4], task: f[0] + f[1] + f[2] };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -628,6 +651,8 @@ function summarize(workloads, targetList, results) {
         poolerCpuUsPerTx: median(ok.map((r) => r.poolerCpuUsPerTx).filter((v) => v !== null)),
         pgCpuUsPerTx: median(ok.map((r) => r.pgCpuUsPerTx).filter((v) => v !== null)),
         machineBusy: median(ok.map((r) => r.machineBusy).filter((v) => v !== null)),
+        otherLoad: median(runs.map((r) => r.otherLoad).filter((v) => v !== null)),
+        clientCpuUsPerTx: median(ok.map((r) => r.clientCpuUsPerTx).filter((v) => v !== null)),
         firstError: runs.find((r) => r.firstError)?.firstError ?? null,
         abortedClients: median(ok.map((r) => r.abortedClients)) ?? 0,
       };
@@ -857,6 +882,15 @@ let pgbenchVersionCache;
 function pgbenchVersion() {
   pgbenchVersionCache ??= (spawnSync('pgbench', ['--version'], { encoding: 'utf8' }).stdout ?? '').trim() || 'pgbench ?';
   return pgbenchVersionCache;
+}
+
+/** Which code was measured: commit, and whether src/ differed from it (read-only git; no index refresh). */
+function buildInfo() {
+  const git = (args) => spawnSync('git', ['--no-optional-locks', ...args], { cwd: ROOT, encoding: 'utf8' });
+  const head = git(['rev-parse', '--short', 'HEAD']);
+  if (head.status !== 0) return 'unknown (not a git checkout)';
+  const dirty = (git(['status', '--porcelain', '--', 'src']).stdout ?? '').split('\n').filter((l) => l.trim() !== '');
+  return `dist/ built from commit ${head.stdout.trim()}${dirty.length ? ` plus uncommitted changes in src/ (${dirty.length} path(s): ${dirty.slice(0, 4).map((l) => l.slice(3)).join(', ')}${dirty.length > 4 ? ', …' : ''})` : ''}`;
 }
 
 function commandLine() {

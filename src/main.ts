@@ -7,6 +7,7 @@ import { loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { CancelRegistry } from './frontend/cancel.js';
 import { ClientSession, SessionState } from './frontend/session.js';
+import { createSqlGuard, loadParser, type SqlGuard } from './guard/sql-guard.js';
 import { listen, type Listener } from './net/listener.js';
 import { loadSecureContext } from './net/tls.js';
 import { ProxyError } from './protocol/errors.js';
@@ -31,8 +32,14 @@ export function createLogger(config: Config): Logger {
   return pino({ level: config.log.level, base: { service: 'pg-tenant-proxy' } }, pino.destination({ fd: 2, sync: false }));
 }
 
+function guardFor(config: Config): SqlGuard {
+  return createSqlGuard({ ...config.policy, sharedSchemas: config.tenancy.sharedSchemas });
+}
+
 export async function startProxy(initial: Config, log: Logger = createLogger(initial)): Promise<Proxy> {
   let config = initial;
+  await loadParser();
+  let guard = guardFor(config);
   let verifier: TenantTokenVerifier = await createTenantTokenVerifier(config);
   let secureContext = loadSecureContext(config.tls);
   const target = upstreamTarget(config);
@@ -60,6 +67,9 @@ export async function startProxy(initial: Config, log: Logger = createLogger(ini
           return verifier;
         },
         registry,
+        get guard() {
+          return guard;
+        },
         cancels,
         log,
         secureContext: () => secureContext,
@@ -84,6 +94,7 @@ export async function startProxy(initial: Config, log: Logger = createLogger(ini
       const previous = verifier;
       config = next;
       verifier = nextVerifier;
+      guard = guardFor(next);
       secureContext = nextContext;
       pool.reconfigure(poolOptions(next));
       previous.close();

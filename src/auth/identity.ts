@@ -5,12 +5,17 @@ export interface TenantIdentity {
   readonly tenantId: string;
   /** Schema name (unquoted) derived from tenancy.schemaTemplate. */
   readonly schema: string;
+  /** Tenant database role the proxy SETs on pin (tenancy.roles), or null. */
+  readonly role: string | null;
   /** Token subject, for audit; undefined when the token carries no sub. */
   readonly actor: string | undefined;
   /** Token expiry, seconds since the epoch. */
   readonly expiresAt: number;
+  /** The token carries policy.bypassClaim = true: the SQL guard is skipped (and every statement audited). */
+  readonly guardBypass: boolean;
 }
 
+/** Applies a `{tenant}` template (schema or role name). */
 export function schemaForTenant(tenantId: string, template: string): string {
   return template.split('{tenant}').join(tenantId);
 }

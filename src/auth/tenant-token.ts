@@ -157,8 +157,10 @@ export async function createTenantTokenVerifier(config: Config): Promise<TenantT
       return {
         tenantId,
         schema: schemaForTenant(tenantId, config.tenancy.schemaTemplate),
+        role: config.tenancy.roles ? schemaForTenant(tenantId, config.tenancy.roleTemplate) : null,
         actor: typeof payload.sub === 'string' ? payload.sub : undefined,
         expiresAt: payload.exp as number,
+        guardBypass: config.policy.bypassClaim !== undefined && payload[config.policy.bypassClaim] === true,
       };
     },
     close(): void {

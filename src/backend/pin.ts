@@ -24,8 +24,14 @@ export interface PinPlan {
  * Builds the pin for a client on a server fresh from reset. search_path is always set: the reset restored the
  * login role's empty default, so a pin that failed would leave unqualified names unresolvable instead of leaking.
  */
-export function planPin(server: ServerConn, schema: string, settings: ReadonlyMap<string, string>): PinPlan {
+export function planPin(
+  server: ServerConn,
+  schema: string,
+  role: string | null,
+  settings: ReadonlyMap<string, string>,
+): PinPlan {
   let sql = `SET search_path TO ${quoteIdent(schema)}`;
+  if (role !== null) sql += `; SET ROLE ${quoteIdent(role)}`;
   for (const [name, value] of settings) {
     const current = REPORTED.has(name) ? server.reported.get(name) : server.applied.get(name);
     if (current === value) continue;

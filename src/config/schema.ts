@@ -78,6 +78,27 @@ const tenancySchema = z.strictObject({
     .default('^[a-z0-9_]{1,48}$'),
   /** How long a schema-exists lookup is trusted. */
   schemaCacheTtlMs: z.number().int().min(0).default(30_000),
+  /** Schemas every tenant may name besides its own (pg_catalog and information_schema always may be). */
+  sharedSchemas: z.array(z.string().min(1)).default([]),
+  /** Pin with SET ROLE to a per-tenant NOLOGIN role owning the schema: the database's own line of isolation. */
+  roles: z.boolean().default(false),
+  roleTemplate: z
+    .string()
+    .refine((t) => t.includes('{tenant}'), 'must contain {tenant}')
+    .default('tenant_{tenant}'),
+});
+
+const policySchema = z.strictObject({
+  /** Cross-schema name checks; false leaves names to the database roles (session-identity and escape-hatch rules stay on). */
+  checkNames: z.boolean().default(true),
+  /** Extra functions refused for every tenant. */
+  deniedFunctions: z.array(z.string().min(1)).default([]),
+  /** Statements longer than this are refused (54000) rather than parsed. */
+  maxStatementBytes: z.number().int().min(1024).default(1024 * 1024),
+  /** Entries in each verdict cache (exact text and normalized text). */
+  cacheSize: z.number().int().min(0).default(10_000),
+  /** Token claim that, when true, skips the guard for support tooling; off unless set, and audited. */
+  bypassClaim: z.string().min(1).optional(),
 });
 
 const tlsSchema = z
@@ -109,6 +130,7 @@ export const configSchema = z.strictObject({
   upstream: upstreamSchema,
   auth: z.strictObject({ jwt: jwtSchema }),
   tenancy: tenancySchema.default(tenancySchema.parse({})),
+  policy: policySchema.default(policySchema.parse({})),
   tls: tlsSchema.default(tlsSchema.parse({})),
   metrics: metricsSchema.default(metricsSchema.parse({})),
   log: logSchema.default(logSchema.parse({})),

@@ -15,8 +15,10 @@ import { Framer } from '../protocol/framer.js';
 import {
   encodeBackendKeyData,
   encodeParameterStatus,
+  encodeQuery,
   encodeUnnamedParse,
   parseIsNamed,
+  queryText,
   readCString,
   readErrorFields,
   readParameterStatus,
@@ -30,6 +32,7 @@ import {
   SSL_ACCEPT,
   SSL_REFUSE,
 } from '../protocol/static.js';
+import type { SqlGuard } from '../guard/sql-guard.js';
 import type { TenantRegistry } from '../tenants/registry.js';
 import type { CancelRegistry } from './cancel.js';
 import { interpretStartup, SESSION_PARAMETERS, type ClientStartup } from './startup.js';
@@ -51,6 +54,7 @@ const MAX_PASSWORD_BYTES = 64 * 1024;
 /** Text that PostgreSQL's grammar rejects at Parse time; stands in for a refused statement on a pinned server. */
 const REFUSAL_SENTINEL = 'pg_tenant_proxy_refused_statement';
 const REFUSAL_PARSE = encodeUnnamedParse(REFUSAL_SENTINEL);
+const REFUSAL_QUERY = encodeQuery(REFUSAL_SENTINEL);
 const TRACKED_SETTINGS = new Set(SESSION_PARAMETERS.values());
 
 export interface SessionDeps {
@@ -58,6 +62,7 @@ export interface SessionDeps {
   pool: Pool;
   verifier: TenantTokenVerifier;
   registry: TenantRegistry;
+  guard: SqlGuard;
   cancels: CancelRegistry;
   log: Logger;
   secureContext(): tls.SecureContext | null;
@@ -207,7 +212,7 @@ export class ClientSession implements ServerClient {
     let runEnd = 0;
     while (framer.next()) {
       const { buffer, start, end, code } = framer;
-      const replacement = this.accountActive(code, buffer, start);
+      const replacement = this.accountActive(code, buffer, start, end);
       if (this.state !== SessionState.Active) {
         if (runBuf !== null) this.sendToServer(runBuf.subarray(runStart, runEnd));
         // The session closed or the frame ended the pin (Terminate): nothing further goes to this server.
@@ -242,22 +247,32 @@ export class ClientSession implements ServerClient {
    * Updates pin bookkeeping for one client frame headed to the server. Returns a replacement frame to send instead,
    * or null to forward the frame as is.
    */
-  private accountActive(code: number, buf: Buffer, start: number): Buffer | null {
+  private accountActive(code: number, buf: Buffer, start: number, end: number): Buffer | null {
     switch (code) {
-      case FrontendCode.Query:
-      case FrontendCode.FunctionCall:
+      case FrontendCode.Query: {
+        const refusal = this.judge(code, buf, start, end);
+        const replacement = refusal === null ? null : this.refuseOnServer(refusal, REFUSAL_QUERY);
         this.pendingReady++;
         this.segmentsSent++;
-        return null;
+        return replacement;
+      }
+      case FrontendCode.FunctionCall: {
+        // A call by function OID skips the parser entirely: refused, answered like a failed Query.
+        const replacement = this.refuseOnServer(ProxyError.functionCallRefused(), REFUSAL_QUERY);
+        this.pendingReady++;
+        this.segmentsSent++;
+        return replacement;
+      }
       case FrontendCode.Sync:
         this.pendingReady++;
         this.segmentsSent++;
         this.unsynced = false;
         return null;
-      case FrontendCode.Parse:
+      case FrontendCode.Parse: {
         this.unsynced = true;
-        if (parseIsNamed(buf, start)) return this.refuseOnServer(ProxyError.namedStatementsUnsupported());
-        return null;
+        const refusal = this.judge(code, buf, start, end);
+        return refusal === null ? null : this.refuseOnServer(refusal, REFUSAL_PARSE);
+      }
       case FrontendCode.Bind:
       case FrontendCode.Describe:
       case FrontendCode.Execute:
@@ -278,12 +293,23 @@ export class ClientSession implements ServerClient {
   }
 
   /**
-   * Refuses a statement on a pinned server by sending a Parse that fails, so the server discards the rest of the
-   * batch and aborts an open transaction exactly as for a real error; its error is swapped for ours on the way back.
+   * Refuses a statement on a pinned server by sending one that fails to parse, so the server discards the rest of
+   * the batch and aborts an open transaction exactly as for a real error; its error is swapped for ours on return.
    */
-  private refuseOnServer(error: ProxyError): Buffer {
+  private refuseOnServer(error: ProxyError, sentinel: Buffer): Buffer {
     this.refusals.push({ error, segment: this.segmentsSent });
-    return REFUSAL_PARSE;
+    return sentinel;
+  }
+
+  /** The guard's verdict on a Query or Parse; null lets it through. */
+  private judge(code: number, buf: Buffer, start: number, end: number): ProxyError | null {
+    if (code === FrontendCode.Parse && parseIsNamed(buf, start)) return ProxyError.namedStatementsUnsupported();
+    const identity = this.identity!;
+    if (identity.guardBypass) return null;
+    const refusal = this.deps.guard.check(queryText(buf, start, end), identity.schema);
+    if (refusal === null) return null;
+    this.log.info({ tenant: identity.tenantId, actor: identity.actor, rule: refusal.rule, sqlstate: refusal.error.sqlstate }, 'statement refused');
+    return refusal.error;
   }
 
   private dispatch(buf: Buffer, start: number, end: number): void {
@@ -414,7 +440,7 @@ export class ClientSession implements ServerClient {
     if (token === '') throw new AuthFailure('malformed', 'empty password: the tenant token is the password', SqlState.INVALID_PASSWORD);
     const identity = await this.deps.verifier.verify(token);
     if (this.state !== SessionState.Authenticating) return;
-    if (!(await this.deps.registry.schemaExists(identity.schema))) {
+    if (!(await this.deps.registry.tenantExists(identity.schema, identity.role))) {
       throw new AuthFailure('bad_tenant', `tenant "${identity.tenantId}" is not provisioned`, SqlState.INVALID_AUTHORIZATION_SPECIFICATION);
     }
     const settings = await this.deps.registry.canonicalSettings(this.startup!.settings);
@@ -474,19 +500,21 @@ export class ClientSession implements ServerClient {
       case FrontendCode.CopyFail:
         // Nothing is pending and no COPY is running: PostgreSQL ignores these too.
         return;
-      case FrontendCode.Parse:
-        if (parseIsNamed(buf, start)) {
-          this.refuseLocally(ProxyError.namedStatementsUnsupported(), code);
-          return;
-        }
-        this.checkout(buf.subarray(start, end));
-        return;
       case FrontendCode.Query:
+      case FrontendCode.Parse: {
+        // Refused before any server is involved: nothing of a refused statement ever reaches PostgreSQL.
+        const refusal = this.judge(code, buf, start, end);
+        if (refusal !== null) this.refuseLocally(refusal, code);
+        else this.checkout(buf.subarray(start, end));
+        return;
+      }
+      case FrontendCode.FunctionCall:
+        this.refuseLocally(ProxyError.functionCallRefused(), FrontendCode.Query);
+        return;
       case FrontendCode.Bind:
       case FrontendCode.Describe:
       case FrontendCode.Execute:
       case FrontendCode.Close:
-      case FrontendCode.FunctionCall:
         this.checkout(buf.subarray(start, end));
         return;
       default:
@@ -521,7 +549,7 @@ export class ClientSession implements ServerClient {
       this.deps.pool.giveBack(server);
       return;
     }
-    const pin = planPin(server, this.identity!.schema, this.settings);
+    const pin = planPin(server, this.identity!.schema, this.identity!.role, this.settings);
     this.server = server;
     this.state = SessionState.Active;
     this.serverSentFatal = false;
@@ -529,7 +557,7 @@ export class ClientSession implements ServerClient {
     const queued = this.queued;
     this.queued = [];
     for (const frame of queued) {
-      const replacement = this.accountActive(frame[0]!, frame, 0);
+      const replacement = this.accountActive(frame[0]!, frame, 0, frame.length);
       if (this.state !== SessionState.Active) break;
       this.sendToServer(replacement ?? frame);
     }

@@ -107,6 +107,16 @@ export class ProxyError extends Error {
     );
   }
 
+  static functionCallRefused(): ProxyError {
+    return new ProxyError(
+      SqlState.INSUFFICIENT_PRIVILEGE,
+      'the FunctionCall protocol message is not allowed through pg-tenant-proxy',
+      'ERROR',
+      undefined,
+      'call the function in a SELECT statement instead',
+    );
+  }
+
   static internal(err: unknown): ProxyError {
     if (err instanceof ProxyError) return err;
     return new ProxyError(SqlState.INTERNAL_ERROR, 'internal error in pg-tenant-proxy', 'FATAL');

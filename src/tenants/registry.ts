@@ -7,8 +7,8 @@ import { SqlState } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
 
 export interface TenantRegistry {
-  /** Whether the tenant's schema exists (cached for schemaCacheTtlMs; misses are re-checked sooner). */
-  schemaExists(schema: string): Promise<boolean>;
+  /** Whether the tenant's schema (and role, when roles are on) exist (cached; misses are re-checked sooner). */
+  tenantExists(schema: string, role: string | null): Promise<boolean>;
   /** Validates client settings and returns them as PostgreSQL spells them (DateStyle ISO → "ISO, MDY"). */
   canonicalSettings(settings: ReadonlyMap<string, string>): Promise<Map<string, string>>;
   close(): Promise<void>;
@@ -36,19 +36,24 @@ export function createTenantRegistry(target: UpstreamTarget, schemaCacheTtlMs: n
   const canonical = new Map<string, string>();
 
   return {
-    async schemaExists(schema) {
+    async tenantExists(schema, role) {
       const now = Date.now();
-      const cached = schemas.get(schema);
+      const key = `${schema}\0${role ?? ''}`;
+      const cached = schemas.get(key);
       if (cached !== undefined && cached.until > now) return cached.exists;
       let exists: boolean;
       try {
-        const result = await control.query('SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1', [schema]);
+        const result = await control.query(
+          `SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1
+             AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $2))`,
+          [schema, role],
+        );
         exists = result.rowCount === 1;
       } catch (err) {
         throw ProxyError.upstreamUnavailable((err as Error).message);
       }
       if (schemas.size >= MAX_CACHE) schemas.clear();
-      schemas.set(schema, { exists, until: now + (exists ? schemaCacheTtlMs : Math.min(NEGATIVE_TTL_MS, schemaCacheTtlMs)) });
+      schemas.set(key, { exists, until: now + (exists ? schemaCacheTtlMs : Math.min(NEGATIVE_TTL_MS, schemaCacheTtlMs)) });
       return exists;
     },
 

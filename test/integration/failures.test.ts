@@ -44,12 +44,18 @@ describe('failures on the client side', () => {
     raw.query('SELECT pg_sleep(30)');
     await waitFor(() => tp.proxy.pool.stats().active === 1, 'the statement to start');
     raw.close();
-    const b = await tp.connect('b');
     // The abandoned statement is cancelled, not left running for 30 s on a server nobody reads.
-    await waitFor(async () => {
-      const r = await b.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'");
-      return r.rows[0].n === 0;
-    }, 'the abandoned statement to be cancelled');
+    const admin = await adminClient();
+    try {
+      await waitFor(async () => {
+        const r = await admin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'");
+        return r.rows[0].n === 0;
+      }, 'the abandoned statement to be cancelled');
+    } finally {
+      await admin.end();
+    }
+    const b = await tp.connect('b');
+    expect((await b.query('SELECT 1 AS one')).rows[0].one).toBe(1);
   });
 });
 

@@ -44,20 +44,22 @@ describe('transaction pooling with search_path pin and reset', () => {
     const a = await tp.connect('a');
     await a.query("SET statement_timeout = '1234ms'");
     await a.query("SELECT set_config('app.secret', 'from-a', false)");
-    await a.query('LISTEN tenant_a_events');
     await a.query('CREATE TEMP TABLE leak (x int)');
-    await a.query('SELECT pg_advisory_lock(42)');
+    await a.query('PREPARE leaked_plan AS SELECT 1');
+    await a.query('BEGIN');
+    await a.query('DECLARE held CURSOR WITH HOLD FOR SELECT 1');
+    await a.query('COMMIT');
     // Another tenant's client lands on the same server and sees none of it.
     const b = await tp.connect('b');
     const state = await b.query(
       `SELECT current_setting('statement_timeout') AS timeout,
               current_setting('app.secret', true) AS secret,
-              (SELECT count(*)::int FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) AS locks,
-              (SELECT count(*)::int FROM pg_listening_channels()) AS channels,
+              (SELECT count(*)::int FROM pg_prepared_statements) AS plans,
+              (SELECT count(*)::int FROM pg_cursors) AS cursors,
               (SELECT count(*)::int FROM pg_class WHERE relname = 'leak' AND relpersistence = 't') AS temps`,
     );
     // A custom setting, once defined, survives RESET as an empty placeholder: the value is what must not leak.
-    expect(state.rows[0]).toMatchObject({ timeout: '0', locks: 0, channels: 0, temps: 0 });
+    expect(state.rows[0]).toMatchObject({ timeout: '0', plans: 0, cursors: 0, temps: 0 });
     expect(['', null]).toContain(state.rows[0].secret);
   });
 
@@ -80,13 +82,17 @@ describe('transaction pooling with search_path pin and reset', () => {
     }
   });
 
-  it('keeps a tenant out of another schema it names only by search_path tricks after reset', async () => {
+  it('refuses search_path changes outside and inside a transaction, keeping both sides in step', async () => {
     tp = await startTestProxy({ upstream: { poolSize: 1 } });
     const a = await tp.connect('a');
-    // Without the guard (issue 3) a tenant can still SET its path inside its own transaction,
-    // but the change dies with the pin: the next transaction is back in its own schema.
-    await a.query('SET search_path TO tenant_b');
+    expect(await sqlstateOf(() => a.query('SET search_path TO tenant_b'))).toBe('42501');
     expect((await a.query('SELECT current_schema() AS s')).rows[0].s).toBe('tenant_a');
+    await a.query('BEGIN');
+    expect(await sqlstateOf(() => a.query('SET search_path TO tenant_b'))).toBe('42501');
+    // The refusal aborted the transaction on the server too, as any error would.
+    expect(await sqlstateOf(() => a.query('SELECT 1'))).toBe('25P02');
+    await a.query('ROLLBACK');
+    expect((await a.query('SELECT count(*)::int AS n FROM items')).rows[0].n).toBe(2);
   });
 
   it('refuses named prepared statements clearly in transaction mode', async () => {

@@ -33,8 +33,9 @@ describe.skipIf(binDir === null)('on PostgreSQL 18', () => {
   });
 
   it('closes the server and fails the client when search_path is changed away from the pin', async () => {
-    tp = await startTestProxy({ upstream: { poolSize: 1 } }, cluster.upstreamUrl);
-    const a = await tp.connect('a');
+    // The guard refuses SET search_path for everyone; a support token that bypasses it shows the second check.
+    tp = await startTestProxy({ upstream: { poolSize: 1 }, policy: { bypassClaim: 'pgtp_support' } }, cluster.upstreamUrl);
+    const a = await tp.connect('a', { password: await tp.token('a', { extraClaims: { pgtp_support: true } }) });
     await a.query('BEGIN');
     const pid = (await a.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
     expect(await sqlstateOf(() => a.query('SET search_path TO tenant_b'))).toBe('42501');

@@ -28,6 +28,7 @@ export function testConfig(overrides: Overrides = {}, upstreamUrl = inject('pg')
     upstream: { url: upstreamUrl, poolSize: 2, ...overrides.upstream },
     auth: { jwt: { secret: TEST_SECRET, ...(overrides.auth?.jwt as object | undefined) } },
     tenancy: { ...overrides.tenancy },
+    policy: { ...overrides.policy },
     tls: { mode: 'allow', ...overrides.tls },
     log: { level: process.env.PGTP_TEST_LOG ?? 'silent' },
   };

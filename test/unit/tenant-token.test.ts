@@ -121,7 +121,14 @@ describe('valid tokens', () => {
   it('HS256 with the shared secret', async () => {
     const payload = claims();
     const identity = await verifyWith(secretConfig(), await sign(secretBytes(SECRET), 'HS256', payload));
-    expect(identity).toEqual({ tenantId: 'acme', schema: 'tenant_acme', actor: 'user-1', expiresAt: payload.exp });
+    expect(identity).toEqual({
+      tenantId: 'acme',
+      schema: 'tenant_acme',
+      role: null,
+      actor: 'user-1',
+      expiresAt: payload.exp,
+      guardBypass: false,
+    });
   });
 
   it('RS256 and PS256 with an RSA public key file', async () => {
