@@ -67,3 +67,29 @@ export async function revokePublicDefaults(
   const privileges = opts.allowTemp ? 'CONNECT, TEMPORARY' : 'CONNECT';
   await client.query(`GRANT ${privileges} ON DATABASE ${db} TO ${quoteIdent(proxyRole)}`);
 }
+
+/**
+ * Provisions one tenant. Without a role the schema is used through the proxy's login role. With a role (the
+ * database's own line of isolation) the schema belongs to a NOLOGIN tenant role that the proxy may SET ROLE to:
+ * the login role is NOINHERIT and owns no tenant data, so outside a pin it can read nothing of any tenant, and a
+ * pinned session can read only what its tenant role owns.
+ */
+export async function provisionTenant(
+  client: SqlRunner,
+  opts: { schema: string; role: string | null; proxyRole: string },
+): Promise<void> {
+  if (opts.role === null) {
+    await createTenantSchema(client, { schema: opts.schema, grantTo: opts.proxyRole });
+    return;
+  }
+  const role = quoteIdent(opts.role);
+  const proxy = quoteIdent(opts.proxyRole);
+  const schema = quoteIdent(opts.schema);
+  const { rows } = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [opts.role]);
+  if (rows.length === 0) await client.query(`CREATE ROLE ${role} NOLOGIN NOINHERIT`);
+  await client.query(`ALTER ROLE ${proxy} NOINHERIT`);
+  await client.query(`GRANT ${role} TO ${proxy}`);
+  await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema} AUTHORIZATION ${role}`);
+  await client.query(`ALTER SCHEMA ${schema} OWNER TO ${role}`);
+  await client.query(`REVOKE ALL ON SCHEMA ${schema} FROM PUBLIC`);
+}

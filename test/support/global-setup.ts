@@ -2,19 +2,17 @@
 
 import type { TestProject } from 'vitest/node';
 import { startPgCluster, type PgCluster } from '../../src/dev/pg-cluster.js';
-import { createFixture } from './postgres.js';
+import { createFixture, createRolesFixture } from './postgres.js';
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const started = performance.now();
   const databaseUrl = process.env['DATABASE_URL'];
   let cluster: PgCluster | undefined;
   try {
-    if (databaseUrl) {
-      project.provide('pg', await createFixture(databaseUrl, { dataDir: null, logFile: null }));
-    } else {
-      cluster = await startPgCluster();
-      project.provide('pg', await createFixture(cluster.superuserUrl, cluster));
-    }
+    if (!databaseUrl) cluster = await startPgCluster();
+    const superuserUrl = databaseUrl ?? cluster!.superuserUrl;
+    project.provide('pg', await createFixture(superuserUrl, cluster ?? { dataDir: null, logFile: null }));
+    project.provide('pgRoles', await createRolesFixture(superuserUrl));
   } catch (err) {
     await cluster?.stop();
     throw err;

@@ -5,7 +5,7 @@ import { readFileSync, statSync } from 'node:fs';
 import pg from 'pg';
 import { inject, type TestContext } from 'vitest';
 import { startPgCluster } from '../../src/dev/pg-cluster.js';
-import { createTenantSchema, prepareProxyRole, revokePublicDefaults } from '../../src/tenants/provision.js';
+import { createTenantSchema, prepareProxyRole, provisionTenant, revokePublicDefaults } from '../../src/tenants/provision.js';
 
 export interface PgFixture {
   /** Superuser URL of the server, as given or generated (its database is usually `postgres`). */
@@ -30,9 +30,17 @@ export interface PrivatePgFixture extends PgFixture {
   stop(): Promise<void>;
 }
 
+/** The same tenants provisioned with tenancy.roles: NOLOGIN tenant roles own their schemas. */
+export interface RolesFixture {
+  database: string;
+  proxyRole: string;
+  upstreamUrl: string;
+}
+
 declare module 'vitest' {
   export interface ProvidedContext {
     pg: PgFixture;
+    pgRoles: RolesFixture;
   }
 }
 
@@ -102,6 +110,48 @@ export async function createFixture(
     port,
     dataDir: files.dataDir,
     logFile: files.logFile,
+  };
+}
+
+export const ROLES_DATABASE = 'pgtp_roles';
+export const ROLES_PROXY_ROLE = 'pgtp_roles_proxy';
+
+/**
+ * A second database on the same server where tenant_a/tenant_b belong to NOLOGIN roles tenant_a/tenant_b and the
+ * proxy's login role owns nothing: what `tenancy.roles: true` expects.
+ */
+export async function createRolesFixture(superuserUrl: string): Promise<RolesFixture> {
+  const proxyPassword = randomBytes(18).toString('base64url');
+  const server = new pg.Client({ connectionString: superuserUrl });
+  await server.connect();
+  try {
+    await server.query(`DROP DATABASE IF EXISTS ${ROLES_DATABASE} WITH (FORCE)`);
+    await server.query(`CREATE DATABASE ${ROLES_DATABASE}`);
+    await prepareProxyRole(server, { role: ROLES_PROXY_ROLE, password: proxyPassword });
+  } finally {
+    await server.end();
+  }
+  const db = new pg.Client({ connectionString: withDatabase(superuserUrl, ROLES_DATABASE) });
+  await db.connect();
+  try {
+    await revokePublicDefaults(db, ROLES_DATABASE, ROLES_PROXY_ROLE);
+    for (const schema of TENANT_SCHEMAS) {
+      const { rows, seqStart } = TENANT_ROWS[schema];
+      await provisionTenant(db, { schema, role: schema, proxyRole: ROLES_PROXY_ROLE });
+      await db.query(`CREATE TABLE ${schema}.items (id int PRIMARY KEY, name text)`);
+      await db.query(`CREATE SEQUENCE ${schema}.seq START ${seqStart}`);
+      for (const [id, name] of rows) await db.query(`INSERT INTO ${schema}.items VALUES ($1, $2)`, [id, name]);
+      await db.query(`ALTER TABLE ${schema}.items OWNER TO ${schema}`);
+      await db.query(`ALTER SEQUENCE ${schema}.seq OWNER TO ${schema}`);
+    }
+  } finally {
+    await db.end();
+  }
+  const u = new URL(superuserUrl);
+  return {
+    database: ROLES_DATABASE,
+    proxyRole: ROLES_PROXY_ROLE,
+    upstreamUrl: `postgres://${ROLES_PROXY_ROLE}:${encodeURIComponent(proxyPassword)}@${u.hostname}:${u.port || 5432}/${ROLES_DATABASE}`,
   };
 }
 
