@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, configKeys, envNameFor, loadConfig, validateConfig } from '../../src/config/load.js';
+
+const minimal = { upstream: { url: 'postgres://p@127.0.0.1:5432/app' }, auth: { jwt: { secret: 'x'.repeat(32) } } };
+
+function keyOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    return err instanceof ConfigError ? err.key : 'not a ConfigError';
+  }
+  return undefined;
+}
+
+describe('config', () => {
+  it('loads the shipped example and demo configs', () => {
+    expect(loadConfig('config/proxy.example.yaml', {}).upstream.poolSize).toBe(20);
+    expect(loadConfig('config/demo.yaml', {}).listen.port).toBe(6432);
+  });
+
+  it('fills defaults and freezes the result', () => {
+    const config = validateConfig(minimal);
+    expect(config.tenancy.schemaTemplate).toBe('tenant_{tenant}');
+    expect(config.tls.mode).toBe('allow');
+    expect(Object.isFrozen(config.upstream)).toBe(true);
+  });
+
+  it('names the key of every problem', () => {
+    expect(keyOf(() => validateConfig({ ...minimal, upstream: { url: 'http://x' } }))).toBe('upstream.url');
+    expect(keyOf(() => validateConfig({ ...minimal, auth: { jwt: { secret: 'short' } } }))).toBe('auth.jwt.secret');
+    expect(keyOf(() => validateConfig({ ...minimal, auth: { jwt: {} } }))).toBe('auth.jwt');
+    expect(keyOf(() => validateConfig({ ...minimal, tenancy: { tenantPattern: '[a-z]+' } }))).toBe('tenancy.tenantPattern');
+    expect(keyOf(() => validateConfig({ ...minimal, tenancy: { schemaTemplate: 'fixed' } }))).toBe('tenancy.schemaTemplate');
+    expect(keyOf(() => validateConfig({ ...minimal, listen: { prot: 1 } }))).toBe('listen');
+    expect(keyOf(() => validateConfig({ ...minimal, tls: { mode: 'require' } }))).toBe('tls.mode');
+  });
+
+  it('maps every key to an environment variable and applies it', () => {
+    const names = configKeys().map((k) => envNameFor(k.key));
+    for (const required of [
+      'PGTP_LISTEN_HOST', 'PGTP_LISTEN_PORT', 'PGTP_UPSTREAM_URL', 'PGTP_UPSTREAM_POOL_SIZE', 'PGTP_AUTH_JWT_SECRET',
+      'PGTP_AUTH_JWT_PUBLIC_KEY_FILE', 'PGTP_AUTH_JWT_JWKS_FILE', 'PGTP_AUTH_JWT_JWKS_URL', 'PGTP_AUTH_JWT_ISSUER',
+      'PGTP_AUTH_JWT_AUDIENCE', 'PGTP_AUTH_JWT_TENANT_CLAIM', 'PGTP_TENANCY_SCHEMA_TEMPLATE', 'PGTP_TENANCY_TENANT_PATTERN',
+      'PGTP_TLS_CERT', 'PGTP_TLS_KEY', 'PGTP_TLS_MODE', 'PGTP_METRICS_PORT',
+    ]) {
+      expect(names).toContain(required);
+    }
+    const config = loadConfig(undefined, {
+      PGTP_UPSTREAM_URL: 'postgres://p@db:5432/app',
+      PGTP_AUTH_JWT_SECRET: 'y'.repeat(40),
+      PGTP_UPSTREAM_POOL_SIZE: '7',
+      PGTP_TENANCY_SHARED_SCHEMAS: 'ref, lookup',
+      PGTP_TENANCY_ROLES: 'true',
+    });
+    expect(config.upstream.poolSize).toBe(7);
+    expect(config.tenancy.sharedSchemas).toEqual(['ref', 'lookup']);
+    expect(config.tenancy.roles).toBe(true);
+  });
+});
