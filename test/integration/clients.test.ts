@@ -108,4 +108,32 @@ describe('real clients through the proxy', () => {
     const { sqlstateOf } = await import('../support/proxy.js');
     expect(await sqlstateOf(() => tp.connect('a', { options: '-c TimeZone=Mars/Olympus' }))).toBe('22023');
   });
+
+  it('psql \\copy moves rows in and out through COPY FROM STDIN / TO STDOUT', async () => {
+    tp = await startTestProxy();
+    const env = libpqEnv(await tp.token('a'));
+    const rows = Array.from({ length: 5000 }, (_, i) => `${1000 + i}\tcopied-${i}`).join('\n') + '\n';
+    const load = execFile('psql', ['-X', '-v', 'ON_ERROR_STOP=1', '-c', '\\copy items FROM STDIN'], { env });
+    load.stdin!.end(rows);
+    await new Promise<void>((resolve, reject) => load.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`psql exited ${code}`)))));
+    const { stdout } = await run('psql', ['-X', '-At', '-c', "\\copy (SELECT name FROM items WHERE id >= 1000 ORDER BY id) TO STDOUT"], { env });
+    expect(stdout.trim().split('\n').length).toBe(5000);
+    const admin = await adminClient();
+    try {
+      expect((await admin.query('SELECT count(*)::int AS n FROM tenant_b.items WHERE id >= 1000')).rows[0].n).toBe(0);
+      await admin.query('DELETE FROM tenant_a.items WHERE id >= 1000');
+    } finally {
+      await admin.end();
+    }
+  });
+
+  it("carries a client's own SET of a reported setting to its next server", async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const a = await tp.connect('a');
+    const b = await tp.connect('b');
+    await a.query("SET TimeZone = 'Pacific/Auckland'");
+    // b uses the shared server in between and must not see a's zone.
+    expect((await b.query('SHOW TimeZone')).rows[0].TimeZone).not.toBe('Pacific/Auckland');
+    expect((await a.query('SHOW TimeZone')).rows[0].TimeZone).toBe('Pacific/Auckland');
+  });
 });
