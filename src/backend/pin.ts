@@ -42,13 +42,27 @@ export function planPin(
   return { frame: encodeQuery(sql), replies: 1 };
 }
 
-const DISCARD_ALL = encodeQuery('DISCARD ALL');
-const ROLLBACK_THEN_DISCARD = Buffer.concat([encodeQuery('ROLLBACK'), DISCARD_ALL]);
+/**
+ * Everything DISCARD ALL resets except the proxy's own prepared statements (and cached plans, which hold nothing
+ * of a session): open cursors, role and session authorization, every SET, LISTEN, advisory locks, temp tables and
+ * sequence state (currval/lastval). The unnamed statement dies with any simple Query.
+ */
+const RESET_SESSION =
+  'CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES';
+const RESET = encodeQuery(RESET_SESSION);
+const RESET_WITH_DEALLOCATE = encodeQuery(`${RESET_SESSION}; DEALLOCATE ALL`);
+const ROLLBACK = encodeQuery('ROLLBACK');
 
 /**
- * DISCARD ALL resets search_path, role, every SET, prepared statements, portals, temp tables, LISTEN and advisory
- * locks, so nothing of one client's session can reach the next. A transaction left open is rolled back first.
+ * The reset run before a server may serve anyone else, after a ROLLBACK when a transaction was left open. SQL-level
+ * PREPARE/DEALLOCATE by the client also drops every prepared statement, the proxy's included.
  */
-export function planReset(inTransaction: boolean): PinPlan {
-  return inTransaction ? { frame: ROLLBACK_THEN_DISCARD, replies: 2 } : { frame: DISCARD_ALL, replies: 1 };
+export function planReset(server: ServerConn, inTransaction: boolean): PinPlan {
+  let frame = RESET;
+  if (server.sqlPrepared) {
+    frame = RESET_WITH_DEALLOCATE;
+    server.statements.clear();
+    server.sqlPrepared = false;
+  }
+  return inTransaction ? { frame: Buffer.concat([ROLLBACK, frame]), replies: 2 } : { frame, replies: 1 };
 }

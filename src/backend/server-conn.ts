@@ -4,6 +4,7 @@ import { BackendCode, TxStatus } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
 import { Framer } from '../protocol/framer.js';
 import { readErrorFields, readParameterStatus } from '../protocol/messages.js';
+import { PARSE_COMPLETE } from '../protocol/static.js';
 import type { ConnectedServer } from './connect.js';
 
 export const ServerState = {
@@ -29,6 +30,8 @@ export interface ServerClient {
   onServerControl(code: number, buf: Buffer, start: number, end: number): void;
   /** The server failed underneath the client (died, or an injected statement failed). */
   onServerLost(err: ProxyError): void;
+  /** A ParseComplete/CloseComplete: 0 forward it, 1 swallow it, 2 send ParseComplete instead (see frontend/prepared). */
+  onCompletion(isParse: boolean): number;
   /** The server's socket can take more data again. */
   resumeFromServer(): void;
   /** The client's socket is full: stop reading from the server until it drains. */
@@ -66,6 +69,10 @@ export class ServerConn {
   client: ServerClient | null = null;
   /** Schema pinned for the current client, checked against PostgreSQL 18's search_path reports. */
   pinnedSchema: string | null = null;
+  /** Prepared statements the proxy created here: (tenant schema, text, types) → server name; oldest first. */
+  readonly statements = new Map<string, string>();
+  /** A client ran SQL-level PREPARE/DEALLOCATE here: the reset must deallocate everything. */
+  sqlPrepared = false;
 
   private readonly socket: net.Socket;
   private readonly framer = new Framer(1 << 30, true);
@@ -119,8 +126,8 @@ export class ServerConn {
     this.transition(ServerState.Resetting);
     this.waitingForClientDrain = false;
     this.socket.resume();
-    this.injected.pending = replies;
-    this.injected.error = null;
+    // += : a pin still in flight (client gone before its replies came) owes its own ReadyForQuery first.
+    this.injected.pending += replies;
     this.send(resetSql);
   }
 
@@ -167,7 +174,17 @@ export class ServerConn {
           this.onInjectedReply(code, framer.buffer, framer.start, framer.end);
           continue;
         }
-        if (code === BackendCode.ReadyForQuery || code === BackendCode.ParameterStatus || code === BackendCode.ErrorResponse) {
+        if (code === BackendCode.ParseComplete || code === BackendCode.CloseComplete) {
+          const action = client.onCompletion(code === BackendCode.ParseComplete);
+          if (action !== 0) {
+            if (runBuf !== null) {
+              this.forward(runBuf, runStart, runEnd);
+              runBuf = null;
+            }
+            if (action === 2) client.sendToClient(PARSE_COMPLETE);
+            continue;
+          }
+        } else if (code === BackendCode.ReadyForQuery || code === BackendCode.ParameterStatus || code === BackendCode.ErrorResponse) {
           if (runBuf !== null) {
             this.forward(runBuf, runStart, runEnd);
             runBuf = null;

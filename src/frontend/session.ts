@@ -17,7 +17,6 @@ import {
   encodeParameterStatus,
   encodeQuery,
   encodeUnnamedParse,
-  parseIsNamed,
   queryText,
   readCString,
   readErrorFields,
@@ -32,9 +31,10 @@ import {
   SSL_ACCEPT,
   SSL_REFUSE,
 } from '../protocol/static.js';
-import type { SqlGuard } from '../guard/sql-guard.js';
+import { isRefusal, type SqlGuard } from '../guard/sql-guard.js';
 import type { TenantRegistry } from '../tenants/registry.js';
 import type { CancelRegistry } from './cancel.js';
+import { PreparedStatements } from './prepared.js';
 import { interpretStartup, SESSION_PARAMETERS, type ClientStartup } from './startup.js';
 
 export const SessionState = {
@@ -87,6 +87,8 @@ export class ClientSession implements ServerClient {
   /** Canonical values of the client's settings, re-applied on every pin. */
   private settings = new Map<string, string>();
   private server: ServerConn | null = null;
+  /** The client's named prepared statements, mapped onto whichever server it is pinned to. */
+  private prepared: PreparedStatements | null = null;
   /** Frames held while authentication or checkout is in progress (the socket is paused meanwhile). */
   private queued: Buffer[] = [];
   private key: { pid: number; secret: number } | null = null;
@@ -151,6 +153,10 @@ export class ClientSession implements ServerClient {
     if (this.state === SessionState.Closed) return;
     if (this.serverSentFatal) this.close('server sent FATAL');
     else this.fail(err);
+  }
+
+  onCompletion(isParse: boolean): number {
+    return this.prepared!.onCompletion(isParse, this.segmentsDone);
   }
 
   resumeFromServer(): void {
@@ -252,31 +258,35 @@ export class ClientSession implements ServerClient {
       case FrontendCode.Query: {
         const refusal = this.judge(code, buf, start, end);
         const replacement = refusal === null ? null : this.refuseOnServer(refusal, REFUSAL_QUERY);
-        this.pendingReady++;
-        this.segmentsSent++;
+        this.endSegment();
         return replacement;
       }
       case FrontendCode.FunctionCall: {
         // A call by function OID skips the parser entirely: refused, answered like a failed Query.
         const replacement = this.refuseOnServer(ProxyError.functionCallRefused(), REFUSAL_QUERY);
-        this.pendingReady++;
-        this.segmentsSent++;
+        this.endSegment();
         return replacement;
       }
       case FrontendCode.Sync:
-        this.pendingReady++;
-        this.segmentsSent++;
+        this.endSegment();
         this.unsynced = false;
         return null;
       case FrontendCode.Parse: {
         this.unsynced = true;
         const refusal = this.judge(code, buf, start, end);
-        return refusal === null ? null : this.refuseOnServer(refusal, REFUSAL_PARSE);
+        if (refusal !== null) return this.refuseOnServer(refusal, REFUSAL_PARSE);
+        return this.viaPrepared(this.prepared!.parse(buf, start, end, this.server!));
       }
       case FrontendCode.Bind:
+        this.unsynced = true;
+        return this.viaPrepared(this.prepared!.bind(buf, start, end, this.server!));
       case FrontendCode.Describe:
-      case FrontendCode.Execute:
+        this.unsynced = true;
+        return this.viaPrepared(this.prepared!.describe(buf, start, end, this.server!));
       case FrontendCode.Close:
+        this.unsynced = true;
+        return this.prepared!.close(buf, start, end);
+      case FrontendCode.Execute:
       case FrontendCode.Flush:
         this.unsynced = true;
         return null;
@@ -292,6 +302,17 @@ export class ClientSession implements ServerClient {
     }
   }
 
+  /** A Sync, Query or FunctionCall was forwarded: the server owes one more ReadyForQuery. */
+  private endSegment(): void {
+    this.pendingReady++;
+    this.segmentsSent++;
+    this.prepared!.segmentSent(this.segmentsSent);
+  }
+
+  private viaPrepared(result: Buffer | null | ProxyError): Buffer | null {
+    return result instanceof ProxyError ? this.refuseOnServer(result, REFUSAL_PARSE) : result;
+  }
+
   /**
    * Refuses a statement on a pinned server by sending one that fails to parse, so the server discards the rest of
    * the batch and aborts an open transaction exactly as for a real error; its error is swapped for ours on return.
@@ -303,13 +324,19 @@ export class ClientSession implements ServerClient {
 
   /** The guard's verdict on a Query or Parse; null lets it through. */
   private judge(code: number, buf: Buffer, start: number, end: number): ProxyError | null {
-    if (code === FrontendCode.Parse && parseIsNamed(buf, start)) return ProxyError.namedStatementsUnsupported();
     const identity = this.identity!;
     if (identity.guardBypass) return null;
-    const refusal = this.deps.guard.check(queryText(buf, start, end), identity.schema);
-    if (refusal === null) return null;
-    this.log.info({ tenant: identity.tenantId, actor: identity.actor, rule: refusal.rule, sqlstate: refusal.error.sqlstate }, 'statement refused');
-    return refusal.error;
+    const verdict = this.deps.guard.check(queryText(buf, start, end), identity.schema);
+    if (isRefusal(verdict)) {
+      this.log.info({ tenant: identity.tenantId, actor: identity.actor, rule: verdict.rule, sqlstate: verdict.error.sqlstate }, 'statement refused');
+      return verdict.error;
+    }
+    if (verdict.touchesPrepared && this.server !== null) {
+      // SQL-level PREPARE/DEALLOCATE changes what the server holds: stop trusting the proxy's cache of it.
+      this.server.sqlPrepared = true;
+      this.server.statements.clear();
+    }
+    return null;
   }
 
   private dispatch(buf: Buffer, start: number, end: number): void {
@@ -448,6 +475,7 @@ export class ClientSession implements ServerClient {
     if (this.state !== SessionState.Authenticating) return;
 
     this.identity = identity;
+    this.prepared = new PreparedStatements(identity.schema);
     this.settings = settings;
     this.framer.setTyped(true, this.deps.config.listen.maxMessageBytes);
     this.key = this.deps.cancels.issue(this);
@@ -624,6 +652,7 @@ export class ClientSession implements ServerClient {
     }
     this.pendingReady--;
     this.segmentsDone++;
+    this.prepared!.segmentDone(this.segmentsDone - 1);
     while (this.refusals.length > 0 && this.refusals[0]!.segment < this.segmentsDone) this.refusals.shift();
     this.txStatus = buf[start + 5]!;
     this.sendToClient(buf.subarray(start, end));
@@ -668,7 +697,7 @@ export class ClientSession implements ServerClient {
       this.clientSocket.resume();
     }
     if (server === null) return;
-    const reset = planReset(false);
+    const reset = planReset(server, false);
     server.reset(reset.frame, reset.replies);
   }
 
@@ -707,7 +736,7 @@ export class ClientSession implements ServerClient {
    */
   private abandonServer(server: ServerConn): void {
     if (this.pendingReady === 0 && !this.unsynced) {
-      const reset = planReset(this.txStatus !== TxStatus.Idle);
+      const reset = planReset(server, this.txStatus !== TxStatus.Idle);
       server.reset(reset.frame, reset.replies);
     } else {
       // PostgreSQL notices a vanished client only when it next writes: cancel first so the statement stops now.

@@ -34,7 +34,12 @@ export interface Analysis {
   schemas: ReadonlyMap<string, string>;
   /** True when a rule looked at a literal: such analyses must not be shared between texts that differ in literals. */
   literalDependent: boolean;
+  /** SQL-level PREPARE or DEALLOCATE: the server's prepared statements change under the proxy's statement cache. */
+  touchesPrepared: boolean;
 }
+
+/** Prefix of the names the proxy gives prepared statements on servers; clients may not name them in SQL. */
+export const SERVER_STATEMENT_PREFIX = 'pgtp_s';
 
 /** Settings that hold the tenant pin; changing them in any way is refused. */
 const GUARDED_SETTINGS = new Set(['search_path', 'role', 'session_authorization']);
@@ -172,11 +177,12 @@ class Analyzer {
   private denial: Denial | null = null;
   private readonly schemas = new Map<string, string>();
   private literalDependent = false;
+  private touchesPrepared = false;
 
   constructor(private readonly extraDeniedFunctions: ReadonlySet<string>) {}
 
   result(): Analysis {
-    return { denial: this.denial, schemas: this.schemas, literalDependent: this.literalDependent };
+    return { denial: this.denial, schemas: this.schemas, literalDependent: this.literalDependent, touchesPrepared: this.touchesPrepared };
   }
 
   sql(text: string, depth: number): void {
@@ -285,6 +291,15 @@ class Analyzer {
       case 'CreateFunctionStmt':
         this.createFunction(node, depth, statementText);
         return;
+      case 'PrepareStmt':
+      case 'ExecuteStmt':
+      case 'DeallocateStmt': {
+        if (type !== 'ExecuteStmt') this.touchesPrepared = true;
+        // Server-side statements the proxy prepared belong to whichever tenant and client the proxy gave them to.
+        const name = typeof node.name === 'string' ? node.name : '';
+        if (name.startsWith(SERVER_STATEMENT_PREFIX)) this.deny('session_state', `the prepared statement name ${name}`);
+        return;
+      }
       case 'AlterTableCmd':
         if (node.subtype === 'AT_ChangeOwner') this.deny('server_admin', 'ALTER TABLE ... OWNER TO');
         return;

@@ -23,6 +23,8 @@ export interface Refusal {
   rule: GuardRule;
 }
 
+export type { Analysis };
+
 export interface GuardStats {
   exactHits: number;
   normalizedHits: number;
@@ -30,8 +32,8 @@ export interface GuardStats {
 }
 
 export interface SqlGuard {
-  /** null when the statement may run for a tenant whose schema is `schema`. */
-  check(text: string, schema: string): Refusal | null;
+  /** The cached analysis when the statement may run for a tenant whose schema is `schema`, else the refusal. */
+  check(text: string, schema: string): Refusal | Analysis;
   readonly stats: GuardStats;
 }
 
@@ -96,7 +98,7 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
         error.position = denial.position;
         return { rule: denial.rule, error };
       }
-      if (!policy.checkNames) return null;
+      if (!policy.checkNames) return analysis;
       for (const [named, example] of analysis.schemas) {
         if (named === schema || shared.has(named)) continue;
         return {
@@ -109,7 +111,11 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
           ),
         };
       }
-      return null;
+      return analysis;
     },
   };
+}
+
+export function isRefusal(verdict: Refusal | Analysis): verdict is Refusal {
+  return (verdict as Refusal).error !== undefined;
 }

@@ -97,16 +97,6 @@ export class ProxyError extends Error {
     );
   }
 
-  static namedStatementsUnsupported(): ProxyError {
-    return new ProxyError(
-      SqlState.FEATURE_NOT_SUPPORTED,
-      'named prepared statements are not supported in transaction pooling mode yet',
-      'ERROR',
-      undefined,
-      'use unnamed statements (node-postgres without name:, postgres.js prepare:false, pgbench -M extended, JDBC prepareThreshold=0)',
-    );
-  }
-
   static functionCallRefused(): ProxyError {
     return new ProxyError(
       SqlState.INSUFFICIENT_PRIVILEGE,

@@ -11,6 +11,7 @@ function authentication(kind: number): Buffer {
 }
 
 export const READY_FOR_QUERY_IDLE = readyForQuery(TxStatus.Idle);
+export const PARSE_COMPLETE = new Writer(5).begin(BackendCode.ParseComplete).end().flush();
 export const AUTHENTICATION_OK = authentication(AuthRequest.Ok);
 export const AUTHENTICATION_CLEARTEXT = authentication(AuthRequest.CleartextPassword);
 export const SSL_ACCEPT = Buffer.from('S');

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createSqlGuard, loadParser, type SqlGuard } from '../../src/guard/sql-guard.js';
+import { createSqlGuard, isRefusal, loadParser, type SqlGuard } from '../../src/guard/sql-guard.js';
 
 let guard: SqlGuard;
 beforeAll(async () => {
@@ -8,8 +8,8 @@ beforeAll(async () => {
 });
 
 const verdict = (sql: string, schema = 'tenant_a'): string => {
-  const refusal = guard.check(sql, schema);
-  return refusal === null ? 'allow' : `${refusal.rule}:${refusal.error.sqlstate}`;
+  const verdict = guard.check(sql, schema);
+  return isRefusal(verdict) ? `${verdict.rule}:${verdict.error.sqlstate}` : 'allow';
 };
 
 const ALLOWED = [
@@ -180,6 +180,8 @@ const DENIED: Array<[string, string]> = [
   ['ALTER DEFAULT PRIVILEGES GRANT ALL ON TABLES TO PUBLIC', 'server_admin:42501'],
   ['CHECKPOINT', 'server_admin:42501'],
   ['SELECT risky_fn()', 'denied_function:42501'],
+  ['EXECUTE pgtp_s1', 'session_state:42501'],
+  ['DEALLOCATE pgtp_s1', 'session_state:42501'],
   ['SELEC 1', 'syntax:42601'],
   ["SELECT 'unterminated", 'syntax:42601'],
 ];
@@ -214,19 +216,24 @@ describe('sql guard', () => {
 
   it('reports the parser position of syntax errors', () => {
     const refusal = guard.check('SELECT * FROM WHERE', 'tenant_a');
-    expect(refusal?.error.sqlstate).toBe('42601');
-    expect(refusal?.error.position).toBe(15);
+    expect(isRefusal(refusal) && refusal.error.sqlstate).toBe('42601');
+    expect(isRefusal(refusal) && refusal.error.position).toBe(15);
   });
 
   it('refuses oversized statements without parsing them', () => {
     const small = createSqlGuard({ sharedSchemas: [], deniedFunctions: [], maxStatementBytes: 100, cacheSize: 10, checkNames: true });
-    expect(small.check(`SELECT '${'x'.repeat(200)}'`, 'tenant_a')?.rule).toBe('too_large');
+    const big = small.check(`SELECT '${'x'.repeat(200)}'`, 'tenant_a');
+    expect(isRefusal(big) && big.rule).toBe('too_large');
   });
 
   it('with name checks off still refuses identity changes and dynamic SQL', () => {
     const lax = createSqlGuard({ sharedSchemas: [], deniedFunctions: [], maxStatementBytes: 100_000, cacheSize: 10, checkNames: false });
-    expect(lax.check('SELECT * FROM tenant_b.items', 'tenant_a')).toBeNull();
-    expect(lax.check('SET ROLE tenant_b', 'tenant_a')?.rule).toBe('session_state');
-    expect(lax.check("DO $$ BEGIN EXECUTE 'x'; END $$", 'tenant_a')?.rule).toBe('dynamic_sql');
+    const rule = (sql: string): string | null => {
+      const v = lax.check(sql, 'tenant_a');
+      return isRefusal(v) ? v.rule : null;
+    };
+    expect(rule('SELECT * FROM tenant_b.items')).toBeNull();
+    expect(rule('SET ROLE tenant_b')).toBe('session_state');
+    expect(rule("DO $$ BEGIN EXECUTE 'x'; END $$")).toBe('dynamic_sql');
   });
 });

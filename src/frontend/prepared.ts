@@ -1,0 +1,205 @@
+// Named prepared statements in transaction mode: the client's names, mapped onto statements cached per server.
+import { SERVER_STATEMENT_PREFIX } from '../guard/analyze.js';
+import { SqlState } from '../protocol/codes.js';
+import { ProxyError } from '../protocol/errors.js';
+import { readCString } from '../protocol/messages.js';
+import { Writer } from '../protocol/writer.js';
+import type { ServerConn } from '../backend/server-conn.js';
+
+/** What the session does with a ParseComplete/CloseComplete from the server. */
+export const Completion = { Pass: 0, Swallow: 1, AsParseComplete: 2 } as const;
+export type Completion = (typeof Completion)[keyof typeof Completion];
+
+interface ClientStatement {
+  /** Tenant schema + the Parse body after the name (query text and parameter types): the server-side cache key. */
+  key: string;
+  /** The Parse body after the name, to re-prepare on a server that lacks it. */
+  body: Buffer;
+}
+
+/** A ParseComplete/CloseComplete the session must treat specially, identified by its ordinal within its segment. */
+interface Expected {
+  segment: number;
+  kind: 'parse' | 'close';
+  ordinal: number;
+  action: Completion;
+  /** For Parses of server statements: the server entry to drop if the Parse never completes. */
+  serverKey?: string;
+  server?: ServerConn;
+  clientName?: string;
+}
+
+/** A statement name no server ever holds: Close/Describe aimed at it answer without touching anything real. */
+const NO_SUCH_STATEMENT = `${SERVER_STATEMENT_PREFIX}none`;
+/** Closing a portal that does not exist is answered with CloseComplete: a stand-in for a Parse already done. */
+const CLOSE_NOTHING = new Writer(32).begin(0x43).int8(0x50).cstring(NO_SUCH_STATEMENT).end().flush(); // Close 'P'
+const CLOSE_NOTHING_STATEMENT = new Writer(32).begin(0x43).int8(0x53).cstring(NO_SUCH_STATEMENT).end().flush(); // Close 'S'
+
+/** Statements kept per server before the least recently used is closed. */
+const SERVER_STATEMENT_LIMIT = 500;
+let nextStatementId = 1;
+
+/**
+ * Each client's named statements live here, not on any server. On whatever server the client is pinned to, a
+ * statement is prepared under a proxy-chosen name shared by every client of the same tenant with the same text and
+ * parameter types, and Bind/Describe/Close are rewritten to it. Responses are kept exactly as PostgreSQL would send
+ * them: a Parse the server already holds is replaced by a Close of nothing whose CloseComplete becomes a
+ * ParseComplete, and the ParseComplete of a Parse the proxy injects is swallowed.
+ */
+export class PreparedStatements {
+  private readonly statements = new Map<string, ClientStatement>();
+  private expected: Expected[] = [];
+  private sendSegment = 0;
+  private parsesSent = 0;
+  private closesSent = 0;
+  private parsesSeen = 0;
+  private closesSeen = 0;
+
+  constructor(private readonly schema: string) {}
+
+  /** The session forwarded a Sync, Query or FunctionCall: a new segment starts. */
+  segmentSent(next: number): void {
+    this.sendSegment = next;
+    this.parsesSent = 0;
+    this.closesSent = 0;
+  }
+
+  /** ReadyForQuery ended segment `done`: whatever it still expected was skipped after an error. */
+  segmentDone(done: number): void {
+    this.parsesSeen = 0;
+    this.closesSeen = 0;
+    if (this.expected.length === 0) return;
+    const kept: Expected[] = [];
+    for (const e of this.expected) {
+      if (e.segment > done) {
+        kept.push(e);
+        continue;
+      }
+      // A Parse that never completed did not create its statement, on the server or for the client.
+      if (e.serverKey !== undefined && e.server !== undefined) e.server.statements.delete(e.serverKey);
+      if (e.clientName !== undefined && this.statements.get(e.clientName)?.key === e.serverKey) {
+        this.statements.delete(e.clientName);
+      }
+    }
+    this.expected = kept;
+  }
+
+  /** Classifies one ParseComplete/CloseComplete of the segment being received. */
+  onCompletion(isParse: boolean, segment: number): Completion {
+    const ordinal = isParse ? this.parsesSeen++ : this.closesSeen++;
+    if (this.expected.length === 0) return Completion.Pass;
+    const kind = isParse ? 'parse' : 'close';
+    const at = this.expected.findIndex((e) => e.segment === segment && e.kind === kind && e.ordinal === ordinal);
+    if (at < 0) return Completion.Pass;
+    const [e] = this.expected.splice(at, 1);
+    return e!.action;
+  }
+
+  /** Any Parse: unnamed ones are only counted. Returns the frame(s) to send, or an error to refuse with. */
+  parse(frame: Buffer, start: number, end: number, server: ServerConn): Buffer | null | ProxyError {
+    if (frame[start + 5] === 0) {
+      this.parsesSent++;
+      return null;
+    }
+    const [name, afterName] = readCString(frame, start + 5, end);
+    if (this.statements.has(name)) {
+      return new ProxyError(SqlState.DUPLICATE_PREPARED_STATEMENT, `prepared statement "${name}" already exists`);
+    }
+    const body = Buffer.from(frame.subarray(afterName, end));
+    const statement: ClientStatement = { key: `${this.schema}\0${body.toString('latin1')}`, body };
+    this.statements.set(name, statement);
+    if (server.statements.has(statement.key)) {
+      touch(server, statement.key);
+      this.expect('close', this.closesSent++, Completion.AsParseComplete);
+      return CLOSE_NOTHING;
+    }
+    return this.prepareOn(server, statement, Completion.Pass, name);
+  }
+
+  /** Bind naming a statement: make sure the server holds it, then point the Bind at the server's name. */
+  bind(frame: Buffer, start: number, end: number, server: ServerConn): Buffer | null | ProxyError {
+    const [portal, afterPortal] = readCString(frame, start + 5, end);
+    if (frame[afterPortal] === 0) return null;
+    const [name, afterName] = readCString(frame, afterPortal, end);
+    const ensured = this.ensure(name, server);
+    if (ensured instanceof ProxyError) return ensured;
+    const rewritten = new Writer(end - start + 16).begin(0x42).cstring(portal).cstring(ensured.serverName);
+    rewritten.bytes(frame.subarray(afterName, end));
+    return concat(ensured.prefix, rewritten.end().flush());
+  }
+
+  /** Describe of a statement: same as Bind; portals pass untouched. */
+  describe(frame: Buffer, start: number, end: number, server: ServerConn): Buffer | null | ProxyError {
+    if (frame[start + 5] !== 0x53 || frame[start + 6] === 0) return null; // 'S' with a name
+    const [name] = readCString(frame, start + 6, end);
+    const ensured = this.ensure(name, server);
+    if (ensured instanceof ProxyError) return ensured;
+    const rewritten = new Writer(32).begin(0x44).int8(0x53).cstring(ensured.serverName).end().flush();
+    return concat(ensured.prefix, rewritten);
+  }
+
+  /** Close of a statement forgets the client's name; the server keeps its copy for the next client of the tenant. */
+  close(frame: Buffer, start: number, end: number): Buffer | null {
+    this.closesSent++;
+    if (frame[start + 5] !== 0x53 || frame[start + 6] === 0) return null;
+    this.statements.delete(readCString(frame, start + 6, end)[0]);
+    return CLOSE_NOTHING_STATEMENT;
+  }
+
+  /** SQL-level DEALLOCATE ALL from the client (simple protocol): forget every client name. */
+  forgetAll(): void {
+    this.statements.clear();
+  }
+
+  private ensure(name: string, server: ServerConn): { serverName: string; prefix: Buffer | null } | ProxyError {
+    const statement = this.statements.get(name);
+    if (statement === undefined) {
+      return new ProxyError(SqlState.INVALID_SQL_STATEMENT_NAME, `prepared statement "${name}" does not exist`);
+    }
+    const existing = server.statements.get(statement.key);
+    if (existing !== undefined) {
+      touch(server, statement.key);
+      return { serverName: existing, prefix: null };
+    }
+    const prefix = this.prepareOn(server, statement, Completion.Swallow, undefined);
+    return { serverName: server.statements.get(statement.key)!, prefix };
+  }
+
+  /** A Parse of the statement under a new server name, preceded by the Close of an evicted one when full. */
+  private prepareOn(server: ServerConn, statement: ClientStatement, action: Completion, clientName: string | undefined): Buffer {
+    let evict: Buffer | null = null;
+    if (server.statements.size >= SERVER_STATEMENT_LIMIT) {
+      const [oldestKey, oldestName] = server.statements.entries().next().value as [string, string];
+      server.statements.delete(oldestKey);
+      evict = new Writer(32).begin(0x43).int8(0x53).cstring(oldestName).end().flush();
+      this.expect('close', this.closesSent++, Completion.Swallow);
+    }
+    const serverName = `${SERVER_STATEMENT_PREFIX}${nextStatementId++}`;
+    server.statements.set(statement.key, serverName);
+    const parse = new Writer(statement.body.length + 32).begin(0x50).cstring(serverName).bytes(statement.body).end().flush();
+    this.expected.push({
+      segment: this.sendSegment,
+      kind: 'parse',
+      ordinal: this.parsesSent++,
+      action,
+      serverKey: statement.key,
+      server,
+      clientName,
+    });
+    return concat(evict, parse);
+  }
+
+  private expect(kind: 'parse' | 'close', ordinal: number, action: Completion): void {
+    this.expected.push({ segment: this.sendSegment, kind, ordinal, action });
+  }
+}
+
+function touch(server: ServerConn, key: string): void {
+  const name = server.statements.get(key)!;
+  server.statements.delete(key);
+  server.statements.set(key, name);
+}
+
+function concat(prefix: Buffer | null, frame: Buffer): Buffer {
+  return prefix === null ? frame : Buffer.concat([prefix, frame]);
+}

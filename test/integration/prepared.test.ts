@@ -1,0 +1,186 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import postgres from 'postgres';
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import { Writer } from '../../src/protocol/writer.js';
+import { provisionTenant } from '../../src/tenants/provision.js';
+import { adminClient } from '../support/postgres.js';
+import { RawClient } from '../support/raw-client.js';
+import { sqlstateOf, startTestProxy, type TestProxy } from '../support/proxy.js';
+
+const run = promisify(execFile);
+let tp: TestProxy;
+afterEach(async () => {
+  await tp?.close();
+});
+
+describe('named prepared statements in transaction mode', () => {
+  it('runs the same statement name for two tenants on one shared server, each in its own schema', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const a = await tp.connect('a');
+    const b = await tp.connect('b');
+    const q = { name: 'count_items', text: 'SELECT current_schema() AS s, count(*)::int AS n FROM items WHERE id > $1' };
+    for (let i = 0; i < 4; i++) {
+      expect((await a.query({ ...q, values: [0] })).rows[0]).toEqual({ s: 'tenant_a', n: 2 });
+      expect((await b.query({ ...q, values: [0] })).rows[0]).toEqual({ s: 'tenant_b', n: 3 });
+    }
+    // Inside a transaction too, interleaved with unnamed statements.
+    await a.query('BEGIN');
+    expect((await a.query({ ...q, values: [1] })).rows[0].n).toBe(1);
+    expect((await a.query('SELECT $1::int AS v', [5])).rows[0].v).toBe(5);
+    expect((await a.query({ ...q, values: [1] })).rows[0].n).toBe(1);
+    await a.query('COMMIT');
+  });
+
+  it('survives a server that lost the statement (terminated) by preparing it again', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const a = await tp.connect('a');
+    const q = { name: 'by_id', text: 'SELECT name, pg_backend_pid() AS pid FROM items WHERE id = $1' };
+    const first = (await a.query({ ...q, values: [1] })).rows[0];
+    expect(first.name).toBe('a-one');
+    const admin = await adminClient();
+    try {
+      await admin.query('SELECT pg_terminate_backend($1)', [first.pid]);
+    } finally {
+      await admin.end();
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    const second = (await a.query({ ...q, values: [2] })).rows[0];
+    expect(second.name).toBe('a-two');
+    expect(second.pid).not.toBe(first.pid);
+  });
+
+  it('forgets a statement whose Parse failed, so its name can be prepared again', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const a = await tp.connect('a');
+    expect(await sqlstateOf(() => a.query({ name: 'broken', text: 'SELECT * FROM no_such_table' }))).toBe('42P01');
+    // The failed Parse created nothing: the same name can be prepared with another text.
+    const fixed = await a.query({ name: 'broken', text: 'SELECT 1 AS one' }).catch((e: { code?: string }) => e);
+    expect((fixed as { code?: string }).code).toBeUndefined();
+  });
+
+  it('keeps statement names per client: another client, even of another tenant, cannot reach them', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const login = async (tenant: string): Promise<RawClient> => {
+      const raw = await RawClient.connect(tp.port);
+      raw.startup({ user: 'app', database: inject('pg').database, tenant_token: await tp.token(tenant) });
+      await raw.waitFor('Z');
+      raw.messages.length = 0;
+      return raw;
+    };
+    const parse = (name: string, sql: string) => new Writer().begin(0x50).cstring(name).cstring(sql).int16(0).end().flush();
+    const bind = (stmt: string) => new Writer().begin(0x42).cstring('').cstring(stmt).int16(0).int16(0).int16(0).end().flush();
+    const describe = (stmt: string) => new Writer().begin(0x44).int8(0x53).cstring(stmt).end().flush();
+    const close = (stmt: string) => new Writer().begin(0x43).int8(0x53).cstring(stmt).end().flush();
+    const execute = new Writer().begin(0x45).cstring('').int32(0).end().flush();
+    const sync = new Writer().begin(0x53).end().flush();
+    const codes = (raw: RawClient) => raw.messages.map((m) => m.code).join('');
+    const settle = async (raw: RawClient, readyCount: number) => {
+      for (let i = 0; i < 100 && raw.messages.filter((m) => m.code === 'Z').length < readyCount; i++) await new Promise((r) => setTimeout(r, 20));
+    };
+
+    const a = await login('a');
+    a.write(Buffer.concat([parse('s1', 'SELECT current_schema()'), sync]));
+    await settle(a, 1);
+    expect(codes(a)).toBe('1Z');
+    a.messages.length = 0;
+    // Duplicate name: 42P05, and the rest of the batch is skipped until Sync.
+    a.write(Buffer.concat([parse('s1', 'SELECT 2'), bind('s1'), execute, sync]));
+    await settle(a, 1);
+    expect(codes(a)).toBe('EZ');
+    expect(await a.errorCode()).toBe('42P05');
+    a.messages.length = 0;
+    a.write(Buffer.concat([describe('s1'), bind('s1'), execute, sync]));
+    await settle(a, 1);
+    expect(codes(a)).toBe('tT2DCZ');
+    a.messages.length = 0;
+
+    // Tenant b shares the only server: neither a's name nor the proxy's server-side name resolves for it.
+    const b = await login('b');
+    for (const name of ['s1', 'pgtp_s1', 'pgtp_s2', 'pgtp_snone']) {
+      b.messages.length = 0;
+      b.write(Buffer.concat([bind(name), execute, sync]));
+      await settle(b, 1);
+      expect(codes(b), name).toBe('EZ');
+      expect(await b.errorCode()).toBe('26000');
+    }
+    // Closing the name ends it for a; preparing it again works.
+    a.write(Buffer.concat([close('s1'), bind('s1'), sync]));
+    await settle(a, 1);
+    expect(codes(a)).toBe('3EZ');
+    a.messages.length = 0;
+    a.write(Buffer.concat([parse('s1', 'SELECT 41 + 1'), bind('s1'), execute, sync]));
+    await settle(a, 1);
+    expect(codes(a)).toBe('12DCZ');
+    a.close();
+    b.close();
+  });
+
+  it('runs pgbench -M prepared with two tenants sharing the pool', async () => {
+    // Tenants of their own: other test files run pgbench in tenant_a/tenant_b at the same time.
+    const tenants = ['pgb1', 'pgb2'];
+    const admin = await adminClient();
+    try {
+      for (const tenant of tenants) {
+        await admin.query(`DROP SCHEMA IF EXISTS tenant_${tenant} CASCADE`);
+        await provisionTenant(admin, { schema: `tenant_${tenant}`, role: null, proxyRole: inject('pg').proxyRole });
+      }
+    } finally {
+      await admin.end();
+    }
+    // pgbench prepares synchronously (PQprepare) on a client's first command, blocking its whole thread: with fewer
+    // servers than clients that thread can wait on servers held by its own idle-in-transaction clients, as behind
+    // any transaction pooler. Enough servers for every client keeps the test about prepared statements.
+    tp = await startTestProxy({ upstream: { poolSize: 6 } });
+    const env = async (tenant: string): Promise<NodeJS.ProcessEnv> => ({
+      ...process.env,
+      PGHOST: '127.0.0.1',
+      PGPORT: String(tp.port),
+      PGUSER: 'app',
+      PGDATABASE: inject('pg').database,
+      PGPASSWORD: await tp.token(tenant),
+    });
+    for (const tenant of tenants) await run('pgbench', ['-i', '-s', '1', '-q', '--no-vacuum'], { env: await env(tenant) });
+    const [ra, rb] = await Promise.all(
+      tenants.map(async (tenant) => run('pgbench', ['-n', '-c', '3', '-j', '1', '-t', '100', '-M', 'prepared'], { env: await env(tenant) })),
+    );
+    for (const r of [ra!, rb!]) {
+      expect(r.stdout).toMatch(/number of transactions actually processed: 300\/300/);
+      expect(r.stdout).toMatch(/number of failed transactions: 0/);
+    }
+    const check = await adminClient();
+    try {
+      for (const tenant of tenants) {
+        expect((await check.query(`SELECT count(*)::int AS n FROM tenant_${tenant}.pgbench_history`)).rows[0].n).toBe(300);
+      }
+    } finally {
+      await check.end();
+    }
+  }, 120_000);
+
+  it('runs postgres.js with its default prepared statements', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 2 } });
+    const connect = async (tenant: string) =>
+      postgres({ host: '127.0.0.1', port: tp.port, user: 'app', database: inject('pg').database, password: await tp.token(tenant), max: 4, onnotice: () => undefined });
+    const a = await connect('a');
+    const b = await connect('b');
+    try {
+      for (let i = 0; i < 5; i++) {
+        const [ra, rb] = await Promise.all([
+          a`SELECT current_schema() AS s, count(*)::int AS n FROM items WHERE id >= ${1}`,
+          b`SELECT current_schema() AS s, count(*)::int AS n FROM items WHERE id >= ${1}`,
+        ]);
+        expect(ra[0]).toEqual({ s: 'tenant_a', n: 2 });
+        expect(rb[0]).toEqual({ s: 'tenant_b', n: 3 });
+      }
+      const inTx = await a.begin(async (tx) => {
+        await tx`SELECT name FROM items WHERE id = ${1}`;
+        return tx`SELECT name FROM items WHERE id = ${2}`;
+      });
+      expect(inTx[0]?.name).toBe('a-two');
+    } finally {
+      await a.end();
+      await b.end();
+    }
+  });
+});
