@@ -488,7 +488,7 @@ export class ClientSession implements ServerClient {
     this.sendToClient(Buffer.concat(reply));
     this.state = SessionState.Idle;
     this.log.info({ tenant: identity.tenantId, actor: identity.actor }, 'client authenticated');
-    this.replayQueued();
+    this.guarded(() => this.replayQueued());
   }
 
   /** What PostgreSQL would report at login: the upstream's values, overridden by this client's own. */
@@ -567,8 +567,8 @@ export class ClientSession implements ServerClient {
     }
     this.clientSocket.pause();
     this.deps.pool.acquire().then(
-      (server) => this.onCheckedOut(server),
-      (err: unknown) => this.onCheckoutFailed(ProxyError.internal(err)),
+      (server) => this.guarded(() => this.onCheckedOut(server)),
+      (err: unknown) => this.guarded(() => this.onCheckoutFailed(ProxyError.internal(err))),
     );
   }
 
@@ -617,6 +617,15 @@ export class ClientSession implements ServerClient {
       this.onIdleFrame(frame, 0, frame.length);
     }
     this.resumeReading();
+  }
+
+  /** Async continuations replay queued frames, which may be malformed: failures end this session, nothing else. */
+  private guarded(step: () => void): void {
+    try {
+      step();
+    } catch (err) {
+      this.failUnexpected(err);
+    }
   }
 
   private replayQueued(): void {

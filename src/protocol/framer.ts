@@ -2,6 +2,8 @@
 import { ProxyError } from './errors.js';
 
 const EMPTY = Buffer.alloc(0);
+/** Split frames up to this size are assembled in one buffer of exact size; larger ones grow only as bytes arrive. */
+const PREALLOCATE_LIMIT = 1 << 20;
 
 /**
  * After next() returns true the current frame is buffer[start, end) including its header; `code` is its type byte
@@ -20,6 +22,9 @@ export class Framer {
   private headerFilled = 0;
   private assembling: Buffer | null = null;
   private filled = 0;
+  /** A large split frame: its chunks so far (a header alone must never make us allocate what it claims). */
+  private pieces: Buffer[] | null = null;
+  private piecesTotal = 0;
 
   constructor(
     private maxLength: number,
@@ -40,10 +45,11 @@ export class Framer {
 
   /** Bytes received but not yet returned as part of a frame. */
   get buffered(): number {
-    return this.chunk.length - this.pos + this.headerFilled + (this.assembling === null ? 0 : this.filled);
+    return this.chunk.length - this.pos + this.headerFilled + (this.assembling === null && this.pieces === null ? 0 : this.filled);
   }
 
   next(): boolean {
+    if (this.pieces !== null) return this.continuePieces();
     if (this.assembling !== null) return this.continueAssembly();
     const headerSize = this.typed ? 5 : 4;
     if (this.headerFilled > 0) {
@@ -54,10 +60,8 @@ export class Framer {
       if (this.headerFilled < headerSize) return false;
       const total = this.frameLength(this.header, 0);
       this.headerFilled = 0;
-      this.assembling = Buffer.allocUnsafe(total);
-      this.header.copy(this.assembling, 0, 0, headerSize);
-      this.filled = headerSize;
-      return this.continueAssembly();
+      this.startAssembly(Buffer.from(this.header.subarray(0, headerSize)), total);
+      return this.next();
     }
     const available = this.chunk.length - this.pos;
     if (available === 0) return false;
@@ -73,11 +77,34 @@ export class Framer {
       this.pos += total;
       return true;
     }
-    this.assembling = Buffer.allocUnsafe(total);
-    this.chunk.copy(this.assembling, 0, this.pos);
-    this.filled = available;
+    this.startAssembly(this.chunk.subarray(this.pos), total);
     this.pos = this.chunk.length;
     return false;
+  }
+
+  private startAssembly(first: Buffer, total: number): void {
+    if (total > PREALLOCATE_LIMIT) {
+      this.pieces = [Buffer.from(first)];
+      this.piecesTotal = total;
+      this.filled = first.length;
+    } else {
+      this.assembling = Buffer.allocUnsafe(total);
+      first.copy(this.assembling, 0);
+      this.filled = first.length;
+    }
+  }
+
+  private continuePieces(): boolean {
+    const take = Math.min(this.piecesTotal - this.filled, this.chunk.length - this.pos);
+    if (take > 0) this.pieces!.push(this.chunk.subarray(this.pos, this.pos + take));
+    this.filled += take;
+    this.pos += take;
+    if (this.filled < this.piecesTotal) return false;
+    const whole = Buffer.concat(this.pieces!, this.piecesTotal);
+    this.pieces = null;
+    this.filled = 0;
+    this.setCurrent(whole, 0, whole.length);
+    return true;
   }
 
   private continueAssembly(): boolean {

@@ -87,3 +87,23 @@ describe('Framer', () => {
     expect(framer.buffered).toBe(3);
   });
 });
+
+describe('Framer with large frames', () => {
+  it('assembles a frame above the preallocation limit from many chunks without trusting the header up front', () => {
+    const body = Buffer.alloc(3 * 1024 * 1024, 7);
+    const frame = Buffer.concat([Buffer.from([0x64, 0, 0, 0, 0]), body]);
+    frame.writeUInt32BE(body.length + 4, 1);
+    const framer = new Framer(1 << 30, true);
+    const before = process.memoryUsage().arrayBuffers;
+    framer.push(frame.subarray(0, 5));
+    expect(framer.next()).toBe(false);
+    // Only the five header bytes arrived: nothing near 3 MB may have been allocated for them.
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(1024 * 1024);
+    let out: Buffer | null = null;
+    for (let at = 5; at < frame.length; at += 65536) {
+      framer.push(frame.subarray(at, at + 65536));
+      if (framer.next()) out = Buffer.from(framer.buffer.subarray(framer.start, framer.end));
+    }
+    expect(out?.equals(frame)).toBe(true);
+  });
+});
