@@ -33,7 +33,12 @@ export function createLogger(config: Config): Logger {
 }
 
 function guardFor(config: Config): SqlGuard {
-  return createSqlGuard({ ...config.policy, sharedSchemas: config.tenancy.sharedSchemas });
+  return createSqlGuard({
+    ...config.policy,
+    sharedSchemas: config.tenancy.sharedSchemas,
+    schemaTemplate: config.tenancy.schemaTemplate,
+    tenantPattern: config.tenancy.tenantPattern,
+  });
 }
 
 export async function startProxy(initial: Config, log: Logger = createLogger(initial)): Promise<Proxy> {

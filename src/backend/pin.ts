@@ -1,5 +1,6 @@
 // The statements the proxy injects: SET search_path (+ client settings) on pin, the reset before a server is reused.
 import { quoteIdent, quoteLiteral } from '../auth/identity.js';
+import { SERVER_STATEMENT_PREFIX } from '../guard/analyze.js';
 import { encodeQuery } from '../protocol/messages.js';
 import type { ServerConn } from './server-conn.js';
 
@@ -44,13 +45,21 @@ export function planPin(
 
 /**
  * Everything DISCARD ALL resets except the proxy's own prepared statements (and cached plans, which hold nothing
- * of a session): open cursors, role and session authorization, every SET, LISTEN, advisory locks, temp tables and
- * sequence state (currval/lastval). The unnamed statement dies with any simple Query.
+ * of a session): every SET, open cursors, role and session authorization, LISTEN, temp tables, sequence state
+ * (currval/lastval) and advisory locks; the unnamed statement dies with any simple Query. RESET ALL goes first so a
+ * planted statement_timeout cannot fail the reset, then local timeouts keep a lock (DISCARD TEMP waiting on another
+ * session) from stalling it forever. The closing SELECT counts prepared statements so the server can prove that
+ * nothing but the proxy's own remain: a PREPARE run inside a function is invisible to the guard, not to this.
  */
 const RESET_SESSION =
-  'CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES';
-const RESET = encodeQuery(RESET_SESSION);
-const RESET_WITH_DEALLOCATE = encodeQuery(`${RESET_SESSION}; DEALLOCATE ALL`);
+  "RESET ALL; SET LOCAL lock_timeout = '2s'; SET LOCAL statement_timeout = '10s'; CLOSE ALL; " +
+  'SET SESSION AUTHORIZATION DEFAULT; UNLISTEN *; DISCARD TEMP; DISCARD SEQUENCES';
+const PROVE_CLEAN =
+  'SELECT pg_catalog.pg_advisory_unlock_all(), ' +
+  `count(*) FILTER (WHERE name !~ '^${SERVER_STATEMENT_PREFIX}[0-9]+$'), count(*) FILTER (WHERE name ~ '^${SERVER_STATEMENT_PREFIX}[0-9]+$') ` +
+  'FROM pg_catalog.pg_prepared_statements';
+const RESET = encodeQuery(`${RESET_SESSION}; ${PROVE_CLEAN}`);
+const RESET_WITH_DEALLOCATE = encodeQuery(`${RESET_SESSION}; DEALLOCATE ALL; ${PROVE_CLEAN}`);
 const ROLLBACK = encodeQuery('ROLLBACK');
 
 /**

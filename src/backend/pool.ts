@@ -6,6 +6,9 @@ import { TERMINATE } from '../protocol/static.js';
 import { connectServer, type UpstreamTarget } from './connect.js';
 import { ServerConn, ServerState, type ServerOwner } from './server-conn.js';
 
+/** The reset carries its own lock and statement timeouts; this backstop closes a server whose reset still hangs. */
+const RESET_DEADLINE_MS = 15_000;
+
 interface Waiter {
   resolve(server: ServerConn): void;
   reject(err: ProxyError): void;
@@ -139,8 +142,13 @@ export class Pool implements ServerOwner {
     this.fillWaiters();
   }
 
-  /** Janitor pass: idle timeout, max lifetime, min idle. */
+  /** Janitor pass: idle timeout, max lifetime, min idle, and resets that never finish. */
   maintain(now = Date.now()): void {
+    for (const server of this.busy) {
+      if (server.state === ServerState.Resetting && now - server.resetStartedAt > RESET_DEADLINE_MS) {
+        server.close('reset did not finish in time');
+      }
+    }
     for (let i = this.idle.length - 1; i >= 0; i--) {
       const server = this.idle[i]!;
       const overSize = this.total() > this.options.size;

@@ -26,7 +26,7 @@ const EDGES: Record<ServerState, readonly ServerState[]> = {
 export interface ServerClient {
   /** Writes bytes to the client; false means the client's socket buffer is full. */
   sendToClient(buf: Buffer): boolean;
-  /** A ReadyForQuery, ParameterStatus or ErrorResponse frame from the server, for the session to judge and forward. */
+  /** A ReadyForQuery, ParameterStatus, ErrorResponse or CopyInResponse from the server, for the session to judge and forward. */
   onServerControl(code: number, buf: Buffer, start: number, end: number): void;
   /** The server failed underneath the client (died, or an injected statement failed). */
   onServerLost(err: ProxyError): void;
@@ -73,6 +73,14 @@ export class ServerConn {
   readonly statements = new Map<string, string>();
   /** A client ran SQL-level PREPARE/DEALLOCATE here: the reset must deallocate everything. */
   sqlPrepared = false;
+  /** When the current reset started (the janitor closes servers whose reset never ends). */
+  resetStartedAt = 0;
+  /** Cancel requests for this server still on their way to PostgreSQL: it must not serve anyone new meanwhile. */
+  cancelsInFlight = 0;
+  /** The reset's proof that only the proxy's own prepared statements remain: [foreign, ours], from its last row. */
+  private statementCounts: [string, string] | null = null;
+  /** The reset finished but a cancel is still in flight: become idle once it lands. */
+  private resetDone = false;
 
   private readonly socket: net.Socket;
   private readonly framer = new Framer(1 << 30, true);
@@ -128,6 +136,8 @@ export class ServerConn {
     this.socket.resume();
     // += : a pin still in flight (client gone before its replies came) owes its own ReadyForQuery first.
     this.injected.pending += replies;
+    this.resetStartedAt = Date.now();
+    this.statementCounts = null;
     this.send(resetSql);
   }
 
@@ -184,7 +194,12 @@ export class ServerConn {
             if (action === 2) client.sendToClient(PARSE_COMPLETE);
             continue;
           }
-        } else if (code === BackendCode.ReadyForQuery || code === BackendCode.ParameterStatus || code === BackendCode.ErrorResponse) {
+        } else if (
+          code === BackendCode.ReadyForQuery ||
+          code === BackendCode.ParameterStatus ||
+          code === BackendCode.ErrorResponse ||
+          code === BackendCode.CopyInResponse
+        ) {
           if (runBuf !== null) {
             this.forward(runBuf, runStart, runEnd);
             runBuf = null;
@@ -217,8 +232,10 @@ export class ServerConn {
       this.waitingForClientDrain = true;
       this.socket.pause();
       client.clientSocket.once('drain', () => {
+        // Only for the client that filled up: by now the server may serve someone else, with its own backpressure.
+        if (this.client !== client) return;
         this.waitingForClientDrain = false;
-        if (this.state !== ServerState.Closed) this.socket.resume();
+        this.socket.resume();
       });
     }
   }
@@ -250,14 +267,20 @@ export class ServerConn {
         if (this.injected.error !== null) {
           this.close(`injected statement failed: ${this.injected.error}`);
         } else if (this.state === ServerState.Resetting) {
+          const counts = this.statementCounts;
           if (status !== TxStatus.Idle) this.close('reset left a transaction open');
-          else {
-            this.transition(ServerState.Idle);
-            this.owner.onResetDone(this);
+          else if (counts === null || counts[0] !== '0' || Number(counts[1]) !== this.statements.size) {
+            this.close('reset found prepared statements the proxy did not make');
+          } else {
+            this.resetDone = true;
+            this.finishReset();
           }
         }
         return;
       }
+      case BackendCode.DataRow:
+        if (this.state === ServerState.Resetting) this.statementCounts = lastTwoColumns(buf, start, end);
+        return;
       case BackendCode.NoticeResponse:
       case BackendCode.CommandComplete:
       case BackendCode.EmptyQueryResponse:
@@ -266,6 +289,24 @@ export class ServerConn {
       default:
         if (this.injected.pending === 0) this.close(`unexpected message ${code} while idle`);
     }
+  }
+
+  /** A cancel for this server was sent (or failed): it may serve others again once none are in flight. */
+  cancelSettled(): void {
+    this.cancelsInFlight--;
+    this.finishReset();
+  }
+
+  /**
+   * Idle only when the reset is done and no cancel is in flight: PostgreSQL signals the backend before it closes the
+   * cancel connection, so the signal lands on the reset (failing it: the server is closed) or on an idle backend
+   * (ignored) — never on the next client's statement.
+   */
+  private finishReset(): void {
+    if (!this.resetDone || this.cancelsInFlight > 0 || this.state !== ServerState.Resetting) return;
+    this.resetDone = false;
+    this.transition(ServerState.Idle);
+    this.owner.onResetDone(this);
   }
 
   private recordParameter(buf: Buffer, start: number, end: number): void {
@@ -285,6 +326,21 @@ export class ServerConn {
     this.corked = false;
     this.socket.uncork();
   }
+}
+
+/** The text of a DataRow's last two columns. */
+function lastTwoColumns(buf: Buffer, start: number, end: number): [string, string] | null {
+  const count = buf.readInt16BE(start + 5);
+  const values: string[] = [];
+  let at = start + 7;
+  for (let i = 0; i < count; i++) {
+    const len = buf.readInt32BE(at);
+    at += 4;
+    values.push(len < 0 ? '' : buf.toString('utf8', at, at + len));
+    if (len > 0) at += len;
+    if (at > end) return null;
+  }
+  return values.length >= 2 ? [values[values.length - 2]!, values[values.length - 1]!] : null;
 }
 
 function uncorkServer(server: ServerConn): void {

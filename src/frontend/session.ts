@@ -56,6 +56,8 @@ const REFUSAL_SENTINEL = 'pg_tenant_proxy_refused_statement';
 const REFUSAL_PARSE = encodeUnnamedParse(REFUSAL_SENTINEL);
 const REFUSAL_QUERY = encodeQuery(REFUSAL_SENTINEL);
 const TRACKED_SETTINGS = new Set(SESSION_PARAMETERS.values());
+/** How long statements a departed client left running may finish before their server is cancelled and closed. */
+const ABANDON_DRAIN_MS = 10_000;
 
 export interface SessionDeps {
   config: Config;
@@ -109,6 +111,11 @@ export class ClientSession implements ServerClient {
   private segmentsDone = 0;
   /** The server forwarded a FATAL error: its disconnect needs no second error for the client. */
   private serverSentFatal = false;
+  /** The server is in COPY FROM STDIN (CopyInResponse seen, client's CopyDone/CopyFail not yet). */
+  private copyIn = false;
+  /** Syncs forwarded since the last Execute/Query: PostgreSQL ignores them if that Execute starts COPY FROM STDIN. */
+  private syncsSinceExecute = 0;
+  private abandonTimer: NodeJS.Timeout | null = null;
 
   constructor(
     socket: net.Socket,
@@ -145,7 +152,22 @@ export class ClientSession implements ServerClient {
       case BackendCode.ErrorResponse:
         this.onServerError(buf, start, end);
         return;
+      case BackendCode.CopyInResponse:
+        this.onCopyIn(buf, start, end);
+        return;
     }
+  }
+
+  /** COPY FROM STDIN began: Syncs pipelined behind the Execute that started it will never be answered. */
+  private onCopyIn(buf: Buffer, start: number, end: number): void {
+    this.copyIn = true;
+    if (this.syncsSinceExecute > 0) {
+      this.pendingReady -= this.syncsSinceExecute;
+      this.segmentsSent -= this.syncsSinceExecute;
+      this.prepared!.segmentSent(this.segmentsSent);
+      this.syncsSinceExecute = 0;
+    }
+    this.sendToClient(buf.subarray(start, end));
   }
 
   onServerLost(err: ProxyError): void {
@@ -168,10 +190,17 @@ export class ClientSession implements ServerClient {
 
   cancelCurrent(): void {
     const server = this.server;
-    if (server === null || this.state !== SessionState.Active) return;
-    sendCancel(this.deps.pool.upstream, server.pid, server.secret).catch((err: Error) =>
-      this.log.warn({ err: err.message }, 'cancel request to upstream failed'),
-    );
+    // Nothing running means nothing to cancel; PostgreSQL ignores a cancel for an idle backend too.
+    if (server === null || this.state !== SessionState.Active || this.pendingReady === 0) return;
+    this.cancelServer(server);
+  }
+
+  /** Sends a cancel; the server is held back from other clients until PostgreSQL has received it. */
+  private cancelServer(server: ServerConn): void {
+    server.cancelsInFlight++;
+    sendCancel(this.deps.pool.upstream, server.pid, server.secret)
+      .catch((err: Error) => this.log.warn({ err: err.message }, 'cancel request to upstream failed'))
+      .finally(() => server.cancelSettled());
   }
 
   /** @internal */
@@ -218,6 +247,11 @@ export class ClientSession implements ServerClient {
     let runEnd = 0;
     while (framer.next()) {
       const { buffer, start, end, code } = framer;
+      if (code === FrontendCode.Terminate && runBuf !== null) {
+        // What the client sent before Terminate still reaches the server (a pipelined COMMIT must commit).
+        this.sendToServer(runBuf.subarray(runStart, runEnd));
+        runBuf = null;
+      }
       const replacement = this.accountActive(code, buffer, start, end);
       if (this.state !== SessionState.Active) {
         if (runBuf !== null) this.sendToServer(runBuf.subarray(runStart, runEnd));
@@ -256,20 +290,26 @@ export class ClientSession implements ServerClient {
   private accountActive(code: number, buf: Buffer, start: number, end: number): Buffer | null {
     switch (code) {
       case FrontendCode.Query: {
+        this.refuseInsideBatch(code);
         const refusal = this.judge(code, buf, start, end);
         const replacement = refusal === null ? null : this.refuseOnServer(refusal, REFUSAL_QUERY);
+        this.syncsSinceExecute = 0;
         this.endSegment();
         return replacement;
       }
       case FrontendCode.FunctionCall: {
+        this.refuseInsideBatch(code);
         // A call by function OID skips the parser entirely: refused, answered like a failed Query.
         const replacement = this.refuseOnServer(ProxyError.functionCallRefused(), REFUSAL_QUERY);
         this.endSegment();
         return replacement;
       }
       case FrontendCode.Sync:
-        this.endSegment();
         this.unsynced = false;
+        // PostgreSQL ignores Sync during COPY FROM STDIN: no ReadyForQuery will answer it.
+        if (this.copyIn) return null;
+        this.syncsSinceExecute++;
+        this.endSegment();
         return null;
       case FrontendCode.Parse: {
         this.unsynced = true;
@@ -287,12 +327,17 @@ export class ClientSession implements ServerClient {
         this.unsynced = true;
         return this.prepared!.close(buf, start, end);
       case FrontendCode.Execute:
+        this.syncsSinceExecute = 0;
+        this.unsynced = true;
+        return null;
       case FrontendCode.Flush:
         this.unsynced = true;
         return null;
       case FrontendCode.CopyData:
+        return null;
       case FrontendCode.CopyDone:
       case FrontendCode.CopyFail:
+        this.copyIn = false;
         return null;
       case FrontendCode.Terminate:
         this.close('client terminated');
@@ -300,6 +345,16 @@ export class ClientSession implements ServerClient {
       default:
         throw ProxyError.protocolViolation(`unexpected message type ${code} from client`);
     }
+  }
+
+  /**
+   * PostgreSQL skips a Query or FunctionCall that follows an error inside an extended-protocol batch, so whether it
+   * will be answered cannot be known when it is sent; no driver does this, so it is refused rather than guessed.
+   */
+  private refuseInsideBatch(code: number): void {
+    if (!this.unsynced) return;
+    const what = code === FrontendCode.Query ? 'Query' : 'FunctionCall';
+    throw ProxyError.protocolViolation(`${what} message inside an unfinished extended-query batch: send Sync first`);
   }
 
   /** A Sync, Query or FunctionCall was forwarded: the server owes one more ReadyForQuery. */
@@ -664,6 +719,14 @@ export class ClientSession implements ServerClient {
     this.prepared!.segmentDone(this.segmentsDone - 1);
     while (this.refusals.length > 0 && this.refusals[0]!.segment < this.segmentsDone) this.refusals.shift();
     this.txStatus = buf[start + 5]!;
+    if (this.state === SessionState.Closed) {
+      // The client left; its last statements have now run.
+      if (this.pendingReady === 0 && this.server !== null) {
+        if (this.abandonTimer !== null) clearTimeout(this.abandonTimer);
+        this.abandonServer(this.server);
+      }
+      return;
+    }
     this.sendToClient(buf.subarray(start, end));
     if (this.pendingReady === 0 && !this.unsynced && this.txStatus === TxStatus.Idle) this.releaseServer();
   }
@@ -729,9 +792,7 @@ export class ClientSession implements ServerClient {
     this.state = SessionState.Closed;
     if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
     if (this.key !== null) this.deps.cancels.revoke(this.key.pid, this.key.secret);
-    const server = this.server;
-    this.server = null;
-    if (server !== null) this.abandonServer(server);
+    if (this.server !== null) this.abandonServer(this.server);
     this.clientSocket.end();
     // end() waits for the peer; a client that never reads must not hold the socket open.
     setTimeout(() => this.clientSocket.destroy(), 5000).unref();
@@ -740,18 +801,34 @@ export class ClientSession implements ServerClient {
   }
 
   /**
-   * The client left while pinned. A server between statements is rolled back and reset; one mid-statement, in COPY
-   * or holding unsynced messages cannot be proven clean and is closed.
+   * The client left while pinned. Statements it already sent still run, as they would on a direct connection
+   * (a COMMIT pipelined with Terminate commits); their results are dropped and the server is then rolled back and
+   * reset. A server in COPY FROM STDIN or holding an unsynced extended-protocol batch, or one whose statements
+   * outlast ABANDON_DRAIN_MS, is cancelled and closed: PostgreSQL would abort those too.
    */
   private abandonServer(server: ServerConn): void {
     if (this.pendingReady === 0 && !this.unsynced) {
+      this.server = null;
       const reset = planReset(server, this.txStatus !== TxStatus.Idle);
       server.reset(reset.frame, reset.replies);
-    } else {
-      // PostgreSQL notices a vanished client only when it next writes: cancel first so the statement stops now.
-      sendCancel(this.deps.pool.upstream, server.pid, server.secret).catch(() => undefined);
-      server.close('client left mid-statement');
+      return;
     }
+    if (this.unsynced || this.copyIn) {
+      this.discardServer(server, 'client left mid-statement');
+      return;
+    }
+    // Keep this.server: onServerReady finishes the abandon when the last ReadyForQuery arrives.
+    this.abandonTimer = setTimeout(() => {
+      if (this.server === server) this.discardServer(server, 'abandoned statements ran too long');
+    }, ABANDON_DRAIN_MS);
+    this.abandonTimer.unref();
+  }
+
+  private discardServer(server: ServerConn, reason: string): void {
+    this.server = null;
+    // PostgreSQL notices a vanished client only when it next writes: cancel first so the statement stops now.
+    this.cancelServer(server);
+    server.close(reason);
   }
 }
 

@@ -1,5 +1,6 @@
 // StartupMessage parameters: which are honoured per client, which are refused, and where the tenant token may hide.
 import { SqlState } from '../protocol/codes.js';
+import { normalizeEncodingName, UNSAFE_CLIENT_ENCODINGS } from '../guard/analyze.js';
 import { ProxyError } from '../protocol/errors.js';
 
 /** Settings a client may choose at startup; applied on every pin where the backend differs. Keys are lower case. */
@@ -49,6 +50,7 @@ export function interpretStartup(raw: ReadonlyMap<string, string>, ignored: read
     const canonical = SESSION_PARAMETERS.get(lower);
     if (canonical !== undefined) {
       if (value.includes('\0')) throw ProxyError.protocolViolation(`invalid value for ${canonical}`);
+      refuseUnreadableLexing(canonical, value);
       startup.settings.set(canonical, value);
       return;
     }
@@ -106,6 +108,19 @@ export function parseOptions(options: string): Array<[string, string]> {
     settings.push([assignment.slice(0, eq).replace(/-/g, '_'), assignment.slice(eq + 1)]);
   }
   return settings;
+}
+
+/**
+ * The guard reads SQL as UTF-8 with standard_conforming_strings on; a client that made the server read it any other
+ * way (SJIS trail bytes that look like a backslash, backslash escapes in plain strings) could hide statements.
+ */
+function refuseUnreadableLexing(name: string, value: string): void {
+  if (name === 'client_encoding' && UNSAFE_CLIENT_ENCODINGS.has(normalizeEncodingName(value))) {
+    throw new ProxyError(SqlState.FEATURE_NOT_SUPPORTED, `client_encoding ${value} is not supported by pg-tenant-proxy`, 'FATAL', undefined, 'use UTF8');
+  }
+  if (name === 'standard_conforming_strings' && !['on', 'true', 'yes', '1'].includes(value.toLowerCase())) {
+    throw new ProxyError(SqlState.FEATURE_NOT_SUPPORTED, 'standard_conforming_strings must be on through pg-tenant-proxy', 'FATAL');
+  }
 }
 
 function unsupportedOption(word: string): ProxyError {

@@ -41,8 +41,21 @@ export interface Analysis {
 /** Prefix of the names the proxy gives prepared statements on servers; clients may not name them in SQL. */
 export const SERVER_STATEMENT_PREFIX = 'pgtp_s';
 
-/** Settings that hold the tenant pin; changing them in any way is refused. */
-const GUARDED_SETTINGS = new Set(['search_path', 'role', 'session_authorization']);
+/**
+ * Settings that hold the tenant pin, or that change how the server's lexer reads strings (the guard parses with
+ * standard_conforming_strings on and must read every statement exactly as the server does): never changed.
+ */
+const GUARDED_SETTINGS = new Set(['search_path', 'role', 'session_authorization', 'standard_conforming_strings', 'backslash_quote']);
+/**
+ * Client encodings in which a multibyte character can end in a byte that looks like a quote or backslash (PostgreSQL
+ * refuses them as server encodings for that reason); the guard, reading UTF-8, would see different SQL.
+ */
+export const UNSAFE_CLIENT_ENCODINGS = new Set(['SJIS', 'SHIFTJIS', 'MSKANJI', 'BIG5', 'GBK', 'CP936', 'UHC', 'CP949', 'GB18030', 'JOHAB', 'SHIFTJIS2004', 'SJIS2004', 'WIN932', 'WIN936', 'WIN949', 'WIN950', 'CP932', 'CP950']);
+
+/** Encoding names as PostgreSQL matches them: case and punctuation do not count. */
+export function normalizeEncodingName(name: string): string {
+  return name.toUpperCase().replace(/[^A-Z0-9]/g, '');
+}
 
 /** Statements no tenant may run: server, database and role administration, and other tenants' channels. */
 const DENIED_STATEMENTS: Record<string, [GuardRule, string]> = {
@@ -90,6 +103,14 @@ const DENIED_STATEMENTS: Record<string, [GuardRule, string]> = {
   CreateAmStmt: ['server_admin', 'CREATE ACCESS METHOD'],
   SecLabelStmt: ['server_admin', 'SECURITY LABEL'],
   CreateSchemaStmt: ['schema', 'CREATE SCHEMA'],
+  // These name functions outside any call the guard could judge (an aggregate whose step is set_config, an
+  // operator over a function that reads other sessions): refused rather than analysed.
+  CreateCastStmt: ['server_admin', 'CREATE CAST'],
+  CreateOpClassStmt: ['server_admin', 'CREATE OPERATOR CLASS'],
+  CreateOpFamilyStmt: ['server_admin', 'CREATE OPERATOR FAMILY'],
+  AlterOpFamilyStmt: ['server_admin', 'ALTER OPERATOR FAMILY'],
+  CreateTransformStmt: ['server_admin', 'CREATE TRANSFORM'],
+  CreateConversionStmt: ['server_admin', 'CREATE CONVERSION'],
   DiscardStmt: ['session_state', 'DISCARD'],
   NotifyStmt: ['unsupported', 'NOTIFY (channels are shared by every tenant in the database)'],
 };
@@ -111,12 +132,14 @@ const DENIED_FUNCTIONS = new Map<string, GuardRule>([
     'pg_advisory_lock', 'pg_advisory_lock_shared', 'pg_try_advisory_lock', 'pg_try_advisory_lock_shared',
     'pg_advisory_unlock', 'pg_advisory_unlock_shared', 'pg_advisory_unlock_all', 'pg_notify',
     'pg_create_physical_replication_slot', 'pg_create_logical_replication_slot', 'pg_drop_replication_slot',
-    'pg_import_system_collations',
+    'pg_import_system_collations', 'pg_stat_get_backend_idset',
   ].map((name) => [name, 'server_admin' as GuardRule] as const),
   ...[
     'query_to_xml', 'query_to_xmlschema', 'query_to_xml_and_xmlschema', 'cursor_to_xml', 'cursor_to_xmlschema',
     'table_to_xml', 'table_to_xmlschema', 'table_to_xml_and_xmlschema', 'schema_to_xml', 'schema_to_xmlschema',
     'schema_to_xml_and_xmlschema', 'database_to_xml', 'database_to_xmlschema', 'database_to_xml_and_xmlschema',
+    // These run the SQL text they are given.
+    'ts_stat', 'ts_rewrite',
   ].map((name) => [name, 'dynamic_sql' as GuardRule] as const),
 ]);
 
@@ -124,12 +147,17 @@ const DENIED_FUNCTION_PREFIXES: Array<[string, GuardRule]> = [
   ['dblink', 'server_admin'],
   ['postgres_fdw', 'server_admin'],
   ['pg_stat_reset', 'server_admin'],
+  ['pg_stat_get_backend_', 'server_admin'],
   ['pg_replication_', 'server_admin'],
   ['pg_logical_', 'server_admin'],
 ];
 
 /** Relations that show other sessions, hence other tenants, when every backend logs in as the same role. */
-const DENIED_RELATIONS = new Set(['pg_stat_activity', 'pg_stat_statements', 'pg_stat_statements_info', 'pg_locks']);
+const DENIED_RELATIONS = new Set([
+  'pg_stat_activity', 'pg_stat_statements', 'pg_stat_statements_info', 'pg_locks',
+  // Data, not just names, of every table and sequence; and the statements the proxy prepared for other tenants.
+  'pg_stats', 'pg_stats_ext', 'pg_stats_ext_exprs', 'pg_sequences', 'pg_prepared_statements',
+]);
 
 /** Functions resolving a relation/sequence name from a string at run time; their literal arguments are judged. */
 const NAME_ARGUMENT_FUNCTIONS = new Set([
@@ -139,10 +167,12 @@ const NAME_ARGUMENT_FUNCTIONS = new Set([
   'pg_table_size', 'pg_indexes_size', 'pg_relation_filenode', 'pg_relation_filepath', 'pg_get_viewdef',
   'pg_get_indexdef', 'pg_get_triggerdef', 'pg_get_constraintdef', 'pg_get_functiondef', 'pg_get_function_arguments',
   'obj_description', 'col_description', 'pg_describe_object', 'pg_column_size', 'pg_partition_tree',
-  'pg_partition_root', 'pg_partition_ancestors',
+  'pg_partition_root', 'pg_partition_ancestors', 'pg_sequence_last_value', 'pg_sequence_parameters',
+  // The reg* types' own conversion functions: regclass('s.t') is a cast written as a call.
+  'regclass', 'regproc', 'regprocedure', 'regoper', 'regoperator', 'regtype', 'regcollation', 'regconfig', 'regdictionary',
 ]);
 /** Functions whose argument is a schema name. */
-const SCHEMA_ARGUMENT_FUNCTIONS = new Set(['to_regnamespace', 'has_schema_privilege']);
+const SCHEMA_ARGUMENT_FUNCTIONS = new Set(['to_regnamespace', 'has_schema_privilege', 'regnamespace']);
 /** reg* types: casting a string to them resolves a name. */
 const NAME_TYPES = new Set(['regclass', 'regproc', 'regprocedure', 'regoper', 'regoperator', 'regtype', 'regcollation', 'regconfig', 'regdictionary']);
 
@@ -167,8 +197,12 @@ const MAX_DEPTH = 4;
 type Json = Record<string, unknown>;
 
 /** Analyses one SQL text (all its statements). Never throws: parse failures become a syntax denial. */
-export function analyzeSql(text: string, extraDeniedFunctions: ReadonlySet<string> = new Set()): Analysis {
-  const analyzer = new Analyzer(extraDeniedFunctions);
+export function analyzeSql(
+  text: string,
+  extraDeniedFunctions: ReadonlySet<string> = new Set(),
+  tenantSchemaShape: RegExp | null = null,
+): Analysis {
+  const analyzer = new Analyzer(extraDeniedFunctions, tenantSchemaShape);
   analyzer.sql(text, 0);
   return analyzer.result();
 }
@@ -179,7 +213,11 @@ class Analyzer {
   private literalDependent = false;
   private touchesPrepared = false;
 
-  constructor(private readonly extraDeniedFunctions: ReadonlySet<string>) {}
+  constructor(
+    private readonly extraDeniedFunctions: ReadonlySet<string>,
+    /** Matches any tenant's schema name (from tenancy.schemaTemplate), to spot tenant names inside strings. */
+    private readonly tenantSchemaShape: RegExp | null,
+  ) {}
 
   result(): Analysis {
     return { denial: this.denial, schemas: this.schemas, literalDependent: this.literalDependent, touchesPrepared: this.touchesPrepared };
@@ -300,6 +338,17 @@ class Analyzer {
         if (name.startsWith(SERVER_STATEMENT_PREFIX)) this.deny('session_state', `the prepared statement name ${name}`);
         return;
       }
+      case 'DefineStmt':
+        if (node.kind === 'OBJECT_AGGREGATE' || node.kind === 'OBJECT_OPERATOR' || node.kind === 'OBJECT_TSPARSER' || node.kind === 'OBJECT_TSTEMPLATE') {
+          this.deny('server_admin', `CREATE ${String(node.kind).slice(7).replace('TS', 'TEXT SEARCH ')}`);
+        }
+        return;
+      case 'AlterOperatorStmt':
+        this.deny('server_admin', 'ALTER OPERATOR');
+        return;
+      case 'A_Const':
+        this.stringConstant(node);
+        return;
       case 'AlterTableCmd':
         if (node.subtype === 'AT_ChangeOwner') this.deny('server_admin', 'ALTER TABLE ... OWNER TO');
         return;
@@ -391,12 +440,17 @@ class Analyzer {
       const setting = constantString(args[0]);
       if (setting === undefined || GUARDED_SETTINGS.has(setting.toLowerCase())) {
         this.deny('session_state', setting === undefined ? 'set_config() with a computed setting name' : `set_config('${setting}', ...)`);
+      } else if (setting.toLowerCase() === 'client_encoding') {
+        const value = constantString(args[1]);
+        if (value === undefined || UNSAFE_CLIENT_ENCODINGS.has(normalizeEncodingName(value))) {
+          this.deny('session_state', 'set_config(\'client_encoding\', ...) to an encoding the guard cannot read');
+        }
       }
       return;
     }
     if (NAME_ARGUMENT_FUNCTIONS.has(name) || SCHEMA_ARGUMENT_FUNCTIONS.has(name)) {
       this.literalDependent = true;
-      const schemaArgs = name === 'has_schema_privilege' ? [args[args.length - 2]] : name === 'to_regnamespace' ? [args[0]] : [];
+      const schemaArgs = name === 'has_schema_privilege' ? [args[args.length - 2]] : SCHEMA_ARGUMENT_FUNCTIONS.has(name) ? [args[0]] : [];
       for (const arg of args) {
         if (isParam(arg)) {
           this.deny('schema', `${name}() with a name passed as a parameter`);
@@ -442,7 +496,28 @@ class Analyzer {
       this.deny('session_state', 'RESET ALL');
     } else if (GUARDED_SETTINGS.has(name)) {
       this.deny('session_state', `changing ${name}`);
+    } else if (name === 'client_encoding') {
+      this.literalDependent = true;
+      for (const arg of (node.args as unknown[]) ?? []) {
+        const value = constantString(arg);
+        if (value !== undefined && UNSAFE_CLIENT_ENCODINGS.has(normalizeEncodingName(value))) {
+          this.deny('session_state', `client_encoding ${value}`);
+        }
+      }
     }
+  }
+
+  /**
+   * A string literal shaped like another tenant's qualified name ('tenant_b.seq') is judged as a name wherever it
+   * appears, because a reg* column, parameter or default can turn it into one at run time unseen by the parser.
+   */
+  private stringConstant(node: Json): void {
+    const text = (node.sval as Json | undefined)?.sval;
+    if (typeof text !== 'string' || this.tenantSchemaShape === null || text.length > 200 || !text.includes('.')) return;
+    const parts = parseQualifiedName(text);
+    if (parts === null || parts.length < 2 || !this.tenantSchemaShape.test(parts[parts.length - 2]!)) return;
+    this.literalDependent = true;
+    this.qualified(parts.length > 3 ? parts : parts.slice(parts.length - 2));
   }
 
   private doStmt(node: Json, depth: number): void {
@@ -559,10 +634,11 @@ function expressionAsStatement(query: string, parseMode: number): string | null 
     case 3:
     case 4:
     case 5: {
-      // RAW_PARSE_PLPGSQL_ASSIGNn: "target := expr"; the target is a variable, the expression is what reaches out.
+      // RAW_PARSE_PLPGSQL_ASSIGNn: "target := expr". The target can hold expressions too (arr[(SELECT …)] := 1), so
+      // both sides are read; a split in the wrong place fails to parse, which refuses the body.
       const at = query.search(/:=|=/);
       if (at < 0) return null;
-      return `SELECT ${query.slice(at + (query[at] === ':' ? 2 : 1))}`;
+      return `SELECT ${query.slice(0, at)}, ${query.slice(at + (query[at] === ':' ? 2 : 1))}`;
     }
     default:
       return null;

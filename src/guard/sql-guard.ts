@@ -16,6 +16,16 @@ export interface GuardPolicy {
   cacheSize: number;
   /** false turns off the cross-schema name rules only; session identity and escape-hatch rules always apply. */
   checkNames: boolean;
+  /** tenancy.schemaTemplate and tenancy.tenantPattern: what any tenant's schema name looks like. */
+  schemaTemplate?: string;
+  tenantPattern?: string;
+}
+
+/** A regular expression matching every schema the template can produce, e.g. ^tenant_[a-z0-9_]{1,48}$. */
+export function tenantSchemaShape(template: string, tenantPattern: string): RegExp {
+  const tenant = tenantPattern.replace(/^\^/, '').replace(/\$$/, '');
+  const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`^${template.split('{tenant}').map(escape).join(`(?:${tenant})`)}$`);
 }
 
 export interface Refusal {
@@ -52,6 +62,10 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
   const normalized = new Lru<string, Analysis>(policy.cacheSize);
   const shared = new Set([...ALWAYS_ALLOWED, ...policy.sharedSchemas]);
   const deniedFunctions = new Set(policy.deniedFunctions.map((f) => f.toLowerCase()));
+  const shape =
+    policy.schemaTemplate === undefined || policy.tenantPattern === undefined
+      ? null
+      : tenantSchemaShape(policy.schemaTemplate, policy.tenantPattern);
   const stats: GuardStats = { exactHits: 0, normalizedHits: 0, misses: 0 };
   /** Texts larger than this are analysed but not kept, so the cache's memory stays bounded. */
   const maxCachedText = 16 * 1024;
@@ -75,7 +89,7 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
       return shareable;
     }
     stats.misses++;
-    const analysis = analyzeSql(text, deniedFunctions);
+    const analysis = analyzeSql(text, deniedFunctions, shape);
     if (text.length <= maxCachedText) exact.set(text, analysis);
     // Only analyses that never looked at a literal may serve texts that differ from this one in literals.
     if (key !== null && !analysis.literalDependent && key.length <= maxCachedText) normalized.set(key, analysis);

@@ -4,7 +4,15 @@ import { createSqlGuard, isRefusal, loadParser, type SqlGuard } from '../../src/
 let guard: SqlGuard;
 beforeAll(async () => {
   await loadParser();
-  guard = createSqlGuard({ sharedSchemas: ['shared'], deniedFunctions: ['risky_fn'], maxStatementBytes: 100_000, cacheSize: 1000, checkNames: true });
+  guard = createSqlGuard({
+    sharedSchemas: ['shared'],
+    deniedFunctions: ['risky_fn'],
+    maxStatementBytes: 100_000,
+    cacheSize: 1000,
+    checkNames: true,
+    schemaTemplate: 'tenant_{tenant}',
+    tenantPattern: '^[a-z0-9_]{1,48}$',
+  });
 });
 
 const verdict = (sql: string, schema = 'tenant_a'): string => {
@@ -45,6 +53,8 @@ const ALLOWED = [
   'PREPARE p AS SELECT * FROM items; EXECUTE p',
   'SHOW search_path',
   'SELECT pg_advisory_xact_lock(1)',
+  "SET client_encoding = 'UTF8'",
+  "INSERT INTO items VALUES (7, 'tenant_a.seq'), (8, 'john.doe')",
   'LOCK TABLE items IN SHARE MODE',
   'TRUNCATE items',
   "SELECT has_schema_privilege('tenant_a', 'USAGE')",
@@ -182,6 +192,22 @@ const DENIED: Array<[string, string]> = [
   ['SELECT risky_fn()', 'denied_function:42501'],
   ['EXECUTE pgtp_s1', 'session_state:42501'],
   ['DEALLOCATE pgtp_s1', 'session_state:42501'],
+  ["CREATE AGGREGATE agg(text, boolean) (SFUNC = pg_catalog.set_config, STYPE = text, INITCOND = 'role')", 'server_admin:42501'],
+  ['CREATE OPERATOR ### (RIGHTARG = int, FUNCTION = pg_stat_get_backend_activity)', 'server_admin:42501'],
+  ["DO $$ DECLARE arr int[]; BEGIN arr[(SELECT length(set_config('role','tenant_b',true)))] := 1; END $$", 'session_state:42501'],
+  ['SET standard_conforming_strings = off', 'session_state:42501'],
+  ["SELECT set_config('standard_conforming_strings', 'off', false)", 'session_state:42501'],
+  ["SET client_encoding = 'SJIS'", 'session_state:42501'],
+  ["SET NAMES 'big5'", 'session_state:42501'],
+  ["SELECT set_config('client_encoding', 'GBK', false)", 'session_state:42501'],
+  ["SELECT word FROM ts_stat('SELECT name::tsvector FROM tenant_b.items')", 'dynamic_sql:42501'],
+  ["SELECT nextval(regclass('tenant_b.seq'))", 'schema:42501'],
+  ["SELECT pg_sequence_last_value('tenant_b.seq')", 'schema:42501'],
+  ["INSERT INTO refs VALUES ('tenant_b.seq')", 'schema:42501'],
+  ["CREATE FUNCTION d(r regclass DEFAULT 'tenant_b.seq') RETURNS bigint LANGUAGE sql AS 'SELECT nextval(r)'", 'schema:42501'],
+  ['SELECT * FROM pg_stats', 'server_admin:42501'],
+  ['SELECT last_value FROM pg_sequences', 'server_admin:42501'],
+  ['SELECT * FROM pg_prepared_statements', 'server_admin:42501'],
   ['SELEC 1', 'syntax:42601'],
   ["SELECT 'unterminated", 'syntax:42601'],
 ];
