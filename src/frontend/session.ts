@@ -116,6 +116,7 @@ export class ClientSession implements ServerClient {
   /** Syncs forwarded since the last Execute/Query: PostgreSQL ignores them if that Execute starts COPY FROM STDIN. */
   private syncsSinceExecute = 0;
   private abandonTimer: NodeJS.Timeout | null = null;
+  private terminated = false;
 
   constructor(
     socket: net.Socket,
@@ -340,7 +341,7 @@ export class ClientSession implements ServerClient {
         this.copyIn = false;
         return null;
       case FrontendCode.Terminate:
-        this.close('client terminated');
+        this.close('client terminated', true);
         return null;
       default:
         throw ProxyError.protocolViolation(`unexpected message type ${code} from client`);
@@ -787,9 +788,11 @@ export class ClientSession implements ServerClient {
     if (err.fatal) this.close(err.message);
   }
 
-  close(reason: string): void {
+  /** `terminated`: the client said goodbye (Terminate), so what it sent before still runs to completion. */
+  close(reason: string, terminated = false): void {
     if (this.state === SessionState.Closed) return;
     this.state = SessionState.Closed;
+    this.terminated = terminated;
     if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
     if (this.key !== null) this.deps.cancels.revoke(this.key.pid, this.key.secret);
     if (this.server !== null) this.abandonServer(this.server);
@@ -801,10 +804,10 @@ export class ClientSession implements ServerClient {
   }
 
   /**
-   * The client left while pinned. Statements it already sent still run, as they would on a direct connection
-   * (a COMMIT pipelined with Terminate commits); their results are dropped and the server is then rolled back and
-   * reset. A server in COPY FROM STDIN or holding an unsynced extended-protocol batch, or one whose statements
-   * outlast ABANDON_DRAIN_MS, is cancelled and closed: PostgreSQL would abort those too.
+   * The client left while pinned. After a Terminate, statements it already sent still run, as on a direct
+   * connection (a COMMIT pipelined with Terminate commits); their results are dropped and the server is then rolled
+   * back and reset. A client that vanished mid-statement, a server in COPY FROM STDIN or holding an unsynced
+   * extended-protocol batch, or statements outlasting ABANDON_DRAIN_MS: cancelled and closed.
    */
   private abandonServer(server: ServerConn): void {
     if (this.pendingReady === 0 && !this.unsynced) {
@@ -813,7 +816,7 @@ export class ClientSession implements ServerClient {
       server.reset(reset.frame, reset.replies);
       return;
     }
-    if (this.unsynced || this.copyIn) {
+    if (this.unsynced || this.copyIn || !this.terminated) {
       this.discardServer(server, 'client left mid-statement');
       return;
     }
