@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { startPgCluster } from '../dist/dev/pg-cluster.js';
@@ -34,7 +34,11 @@ const SCALE = positiveInt('BENCH_SCALE', 10);
 const JOBS = positiveInt('BENCH_JOBS', 1);
 const PROXY_TENANTS = positiveInt('BENCH_PROXY_TENANTS', 2);
 const SHARED_BUFFERS = env.BENCH_SHARED_BUFFERS ?? '512MB';
-const OUT = join(ROOT, env.BENCH_OUT ?? 'bench/results/latest.json');
+const OUT = resolve(ROOT, env.BENCH_OUT ?? 'bench/results/latest.json');
+const QUIET_WAIT = nonNegativeInt('BENCH_QUIET_WAIT', 60);
+const RETRY_DISTURBED = env.BENCH_RETRY_DISTURBED !== '0';
+/** Share of the machine's CPU taken by other processes above which a run counts as disturbed. */
+const DISTURBED = 0.1;
 const POOL_SIZE = 20;
 const DATABASE = 'bench';
 const PROXY_ROLE = 'bench_proxy';
@@ -220,9 +224,19 @@ async function main() {
         const target = targets[id];
         checkInterrupted();
         assertAlive(target);
-        const run = await runPgbench(ctx, target, w, w.duration ?? DURATION);
+        await waitQuiet();
+        let run = await runPgbench(ctx, target, w, w.duration ?? DURATION);
         checkInterrupted();
         assertAlive(target);
+        if (RETRY_DISTURBED && run.status !== 'fails' && run.otherLoad !== null && run.otherLoad > DISTURBED) {
+          log(`  (${w.id} ${id}: other processes took ${(run.otherLoad * 100).toFixed(0)}% of the CPU; running it again)`);
+          await waitQuiet();
+          const again = await runPgbench(ctx, target, w, w.duration ?? DURATION);
+          checkInterrupted();
+          assertAlive(target);
+          again.disturbedAttempt = run; // kept in the JSON
+          run = again;
+        }
         run.rep = rep;
         results[w.id][id].push(run);
         done++;
@@ -246,11 +260,13 @@ async function main() {
     `machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${Math.round(totalmem() / 2 ** 30)} GiB; node ${process.version}; PostgreSQL ${pgVersion}; ${pgbouncerVersion ?? 'PgBouncer n/a'}; ${pgbenchVersion()}`,
     `runs: ${REPS} interleaved repetition(s) × ${DURATION} s (latency row ${LATENCY_DURATION} s); pgbench scale ${SCALE} per tenant schema; each run = 2 pgbench processes of N/2 clients (-j ${JOBS} each, -n); medians over repetitions`,
     `targets: direct = PostgreSQL as ${DIRECT_ROLE} (search_path tenant_t1); pgbouncer = transaction mode, default_pool_size ${POOL_SIZE}, same role; proxy = pg-tenant-proxy, poolSize ${POOL_SIZE}, clients split over tenant(s) ${(targets.proxy?.clients ?? []).map((c) => c.tenant).join(', ') || '-'}`,
+    `noise control: waits up to ${QUIET_WAIT} s before each run for other work to fall below ${DISTURBED * 100}% of the CPU; ${RETRY_DISTURBED ? `a run disturbed by more than ${DISTURBED * 100}% is run once more and the second result kept` : 'disturbed runs are kept as they are'}`,
     `proxy build: ${build}`,
     `elapsed: ${formatDuration(elapsedSec)}`,
   ];
   const table = renderTable(workloads, targetList, summary);
-  const loads = workloads.flatMap((w) => targetList.flatMap((t) => results[w.id][t].map((r) => r.otherLoad))).filter((v) => v !== null).sort((a, b) => a - b);
+  // Failed runs last a fraction of a second: too short to say anything about the machine.
+  const loads = workloads.flatMap((w) => targetList.flatMap((t) => results[w.id][t].filter((r) => r.status !== 'fails').map((r) => r.otherLoad))).filter((v) => v !== null).sort((a, b) => a - b);
   const noise = loads.length
     ? `other processes on the machine (not PostgreSQL, the pooler, pgbench or this script) used a median ${(median(loads) * 100).toFixed(1)}% and at most ${(loads[loads.length - 1] * 100).toFixed(1)}% of the CPU during the runs${loads[loads.length - 1] >= 0.05 ? ' — some runs were disturbed: compare with care' : ''}`
     : null;
@@ -264,7 +280,7 @@ async function main() {
     command,
     startedAt: new Date(started).toISOString(),
     elapsedSec,
-    settings: { quick: QUICK, durationSec: DURATION, reps: REPS, latencyDurationSec: LATENCY_DURATION, warmupSec: WARMUP_DURATION, scale: SCALE, jobsPerProcess: JOBS, poolSize: POOL_SIZE, proxyTenants: targets.proxy?.clients.map((c) => c.tenant) ?? [], sharedBuffers: SHARED_BUFFERS, clkTck: CLK_TCK },
+    settings: { quietWaitSec: QUIET_WAIT, retryDisturbed: RETRY_DISTURBED, disturbedThreshold: DISTURBED, quick: QUICK, durationSec: DURATION, reps: REPS, latencyDurationSec: LATENCY_DURATION, warmupSec: WARMUP_DURATION, scale: SCALE, jobsPerProcess: JOBS, poolSize: POOL_SIZE, proxyTenants: targets.proxy?.clients.map((c) => c.tenant) ?? [], sharedBuffers: SHARED_BUFFERS, clkTck: CLK_TCK },
     proxyBuild: build,
     versions: { node: process.version, postgres: pgVersion, pgbouncer: pgbouncerVersion, pgbench: pgbenchVersion() },
     machine: { cpus: cpus().length, model: cpus()[0]?.model ?? null, memGiB: Math.round(totalmem() / 2 ** 30) },
@@ -617,6 +633,30 @@ async function postgresCpuTicks(postmasterPid) {
   return prev.total;
 }
 
+/**
+ * Between runs our own processes are idle, so the machine's busy time is other people's work (a test suite, a
+ * build). Wait up to BENCH_QUIET_WAIT seconds for it to drop below 10% so it does not land in a measurement.
+ */
+async function waitQuiet() {
+  if (QUIET_WAIT === 0) return;
+  const deadline = Date.now() + QUIET_WAIT * 1000;
+  let said = false;
+  for (;;) {
+    const a = machineTicks();
+    await new Promise((r) => setTimeout(r, 500));
+    const b = machineTicks();
+    const busy = b.total > a.total ? (b.task - a.task) / (b.total - a.total) : 0;
+    if (busy < DISTURBED) return;
+    if (Date.now() > deadline) {
+      log(`  (machine still ${(busy * 100).toFixed(0)}% busy with other work after ${QUIET_WAIT} s; measuring anyway)`);
+      return;
+    }
+    if (!said) log(`  (machine ${(busy * 100).toFixed(0)}% busy with other work; waiting up to ${QUIET_WAIT} s for it to quiet down)`);
+    said = true;
+    checkInterrupted();
+  }
+}
+
 /** This process plus its reaped children (the finished pgbench runs). */
 function selfTicks() {
   const s = readStat('self');
@@ -654,7 +694,8 @@ function summarize(workloads, targetList, results) {
         otherLoad: median(runs.map((r) => r.otherLoad).filter((v) => v !== null)),
         clientCpuUsPerTx: median(ok.map((r) => r.clientCpuUsPerTx).filter((v) => v !== null)),
         firstError: runs.find((r) => r.firstError)?.firstError ?? null,
-        abortedClients: median(ok.map((r) => r.abortedClients)) ?? 0,
+        abortedClients: Math.max(0, ...ok.map((r) => r.abortedClients)),
+        abortedClientsMin: Math.min(...ok.map((r) => r.abortedClients), Infinity),
       };
     }
     const d = out[w.id].direct?.tps;
@@ -683,7 +724,8 @@ function renderTable(workloads, targetList, summary) {
       if (x.status === 'fails') return `fails: ${clip(x.firstError ?? '?')}`;
       if (x.abortedClients > 0) {
         // TPS of the clients that survived is not comparable: say what happened instead of a ratio.
-        return `${fmtInt(x.tps)} ⚠ ${x.abortedClients}/${w.clients} clients aborted: ${clip(x.firstError ?? '?')}`;
+        const range = x.abortedClientsMin < x.abortedClients ? `${x.abortedClientsMin}–${x.abortedClients}` : String(x.abortedClients);
+        return `${fmtInt(x.tps)} ⚠ ${range}/${w.clients} clients aborted: ${clip(x.firstError ?? '?')}`;
       }
       let text = fmtInt(x.tps);
       if (t !== 'direct' && x.ratioToDirect !== null) text += ` (${x.ratioToDirect.toFixed(2)})`;
@@ -903,6 +945,14 @@ function positiveInt(name, fallback) {
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
   if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got "${raw}"`);
+  return n;
+}
+
+function nonNegativeInt(name, fallback) {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got "${raw}"`);
   return n;
 }
 

@@ -4,10 +4,13 @@ import type { Config } from '../config/schema.js';
 import { ProxyError } from '../protocol/errors.js';
 import { TERMINATE } from '../protocol/static.js';
 import { connectServer, type UpstreamTarget } from './connect.js';
+import { planReset } from './pin.js';
 import { ServerConn, ServerState, type ServerOwner } from './server-conn.js';
 
 /** The reset carries its own lock and statement timeouts; this backstop closes a server whose reset still hangs. */
 const RESET_DEADLINE_MS = 15_000;
+/** A parked server waits this long for its client's next transaction before it is reset for everyone. */
+const PARK_MS = 1000;
 
 interface Waiter {
   resolve(server: ServerConn): void;
@@ -17,6 +20,7 @@ interface Waiter {
 
 export interface PoolStats {
   idle: number;
+  parked: number;
   active: number;
   resetting: number;
   connecting: number;
@@ -45,8 +49,10 @@ export function poolOptions(config: Config): PoolOptions {
 export class Pool implements ServerOwner {
   /** Most recently used last, so checkout takes the warmest server. */
   private readonly idle: ServerConn[] = [];
-  /** Servers pinned to a client or being reset: everything open that is not idle. */
+  /** Servers pinned to a client or being reset: everything open that is neither idle nor parked. */
   private readonly busy = new Set<ServerConn>();
+  /** Unpinned servers still holding one client's session, oldest first, with the client they belong to. */
+  private readonly parked = new Map<ServerConn, object>();
   private readonly waiters: Waiter[] = [];
   private connecting = 0;
   private closed = false;
@@ -64,6 +70,7 @@ export class Pool implements ServerOwner {
     for (const s of this.busy) if (s.state === ServerState.Resetting) resetting++;
     return {
       idle: this.idle.length,
+      parked: this.parked.size,
       active: this.busy.size - resetting,
       resetting,
       connecting: this.connecting,
@@ -87,6 +94,42 @@ export class Pool implements ServerOwner {
     const server = await this.acquire();
     this.giveBack(server);
     return this.defaults ?? new Map();
+  }
+
+  /**
+   * A client's transaction ended: its server keeps the client's session (search_path, settings, statements) for the
+   * client's next transaction, which then needs no pin and the server no reset. Anyone else gets it only after a
+   * reset: at once when clients are waiting, else after PARK_MS or when its client leaves.
+   */
+  park(server: ServerConn, owner: object): void {
+    this.busy.delete(server);
+    server.park();
+    if (this.closed || this.waiters.length > 0) {
+      this.resetParked(server);
+      return;
+    }
+    this.parked.set(server, owner);
+  }
+
+  /** The parked server back for the client that left it, or false when it was reset or lost meanwhile. */
+  reclaim(server: ServerConn, owner: object): boolean {
+    if (this.parked.get(server) !== owner) return false;
+    this.parked.delete(server);
+    this.busy.add(server);
+    return true;
+  }
+
+  /** The client a server is parked for has gone: reset it for everyone. */
+  release(server: ServerConn, owner: object): void {
+    if (this.parked.get(server) !== owner) return;
+    this.parked.delete(server);
+    this.resetParked(server);
+  }
+
+  private resetParked(server: ServerConn): void {
+    this.busy.add(server);
+    const plan = planReset(server, false);
+    server.reset(plan.frame, plan.replies);
   }
 
   /** The hot path: a clean idle server right now, or null. Never jumps ahead of queued waiters. */
@@ -136,6 +179,7 @@ export class Pool implements ServerOwner {
 
   onClosed(server: ServerConn, reason: string): void {
     this.busy.delete(server);
+    this.parked.delete(server);
     const at = this.idle.indexOf(server);
     if (at >= 0) this.idle.splice(at, 1);
     this.log.debug({ server: server.id, pid: server.pid, reason }, 'server closed');
@@ -147,6 +191,12 @@ export class Pool implements ServerOwner {
     for (const server of this.busy) {
       if (server.state === ServerState.Resetting && now - server.resetStartedAt > RESET_DEADLINE_MS) {
         server.close('reset did not finish in time');
+      }
+    }
+    for (const [server] of this.parked) {
+      if (now - server.lastUsedAt > PARK_MS) {
+        this.parked.delete(server);
+        this.resetParked(server);
       }
     }
     for (let i = this.idle.length - 1; i >= 0; i--) {
@@ -170,6 +220,8 @@ export class Pool implements ServerOwner {
       waiter.reject(ProxyError.shuttingDown());
     }
     for (const server of this.idle.splice(0)) server.terminate(TERMINATE, 'pool closed');
+    for (const [server] of this.parked) server.terminate(TERMINATE, 'pool closed');
+    this.parked.clear();
   }
 
   /** Closes everything, busy servers included (used after the drain timeout). */
@@ -179,7 +231,7 @@ export class Pool implements ServerOwner {
   }
 
   private total(): number {
-    return this.idle.length + this.busy.size + this.connecting;
+    return this.idle.length + this.parked.size + this.busy.size + this.connecting;
   }
 
   private makeIdle(server: ServerConn): void {
@@ -194,9 +246,17 @@ export class Pool implements ServerOwner {
     this.idle.push(server);
   }
 
-  /** Starts connections for waiters while the pool has room. */
+  /** Finds servers for waiters: parked ones are reset for them first, then new connections while there is room. */
   private fillWaiters(): void {
-    while (!this.closed && this.waiters.length > this.connecting && this.total() < this.options.size) {
+    let resetting = 0;
+    for (const server of this.busy) if (server.state === ServerState.Resetting) resetting++;
+    for (const [server] of this.parked) {
+      if (this.waiters.length <= this.connecting + resetting) break;
+      this.parked.delete(server);
+      this.resetParked(server);
+      resetting++;
+    }
+    while (!this.closed && this.waiters.length > this.connecting + resetting && this.total() < this.options.size) {
       this.connectOne();
     }
   }

@@ -10,6 +10,8 @@ import type { ConnectedServer } from './connect.js';
 export const ServerState = {
   Idle: 'idle',
   Active: 'active',
+  /** Unpinned but not reset: it still holds its last client's session and may only go back to that client. */
+  Parked: 'parked',
   Resetting: 'resetting',
   Closed: 'closed',
 } as const;
@@ -17,7 +19,8 @@ export type ServerState = (typeof ServerState)[keyof typeof ServerState];
 
 const EDGES: Record<ServerState, readonly ServerState[]> = {
   idle: ['active', 'closed'],
-  active: ['resetting', 'closed'],
+  active: ['parked', 'resetting', 'closed'],
+  parked: ['active', 'resetting', 'closed'],
   resetting: ['idle', 'closed'],
   closed: [],
 };
@@ -124,6 +127,15 @@ export class ServerConn {
       process.nextTick(uncorkServer, this);
     }
     return this.socket.write(buf);
+  }
+
+  /** Unpins without resetting: the client's session stays here for that client's next transaction. */
+  park(): void {
+    this.transition(ServerState.Parked);
+    this.client = null;
+    this.lastUsedAt = Date.now();
+    this.waitingForClientDrain = false;
+    this.socket.resume();
   }
 
   /** Unpins and cleans the session state before the pool may hand this server to anyone else. */

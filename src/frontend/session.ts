@@ -89,6 +89,8 @@ export class ClientSession implements ServerClient {
   /** Canonical values of the client's settings, re-applied on every pin. */
   private settings = new Map<string, string>();
   private server: ServerConn | null = null;
+  /** The server this client's last transaction ran on, parked with its session for the next one. */
+  private parkedServer: ServerConn | null = null;
   /** The client's named prepared statements, mapped onto whichever server it is pinned to. */
   private prepared: PreparedStatements | null = null;
   /** Frames held while authentication or checkout is in progress (the socket is paused meanwhile). */
@@ -616,6 +618,13 @@ export class ClientSession implements ServerClient {
   private checkout(first: Buffer): void {
     this.state = SessionState.Waiting;
     this.queued.push(first);
+    const parked = this.parkedServer;
+    this.parkedServer = null;
+    if (parked !== null && this.deps.pool.reclaim(parked, this)) {
+      // Still holding this client's session from its last transaction: no pin needed.
+      this.onCheckedOut(parked, false);
+      return;
+    }
     const idle = this.deps.pool.tryAcquire();
     if (idle !== null) {
       this.onCheckedOut(idle);
@@ -628,16 +637,20 @@ export class ClientSession implements ServerClient {
     );
   }
 
-  private onCheckedOut(server: ServerConn): void {
+  private onCheckedOut(server: ServerConn, needsPin = true): void {
     if (this.state !== SessionState.Waiting) {
       this.deps.pool.giveBack(server);
       return;
     }
-    const pin = planPin(server, this.identity!.schema, this.identity!.role, this.settings);
     this.server = server;
     this.state = SessionState.Active;
     this.serverSentFatal = false;
-    server.pin(this, pin.frame, pin.replies);
+    if (needsPin) {
+      const pin = planPin(server, this.identity!.schema, this.identity!.role, this.settings);
+      server.pin(this, pin.frame, pin.replies);
+    } else {
+      server.pin(this, null, 0);
+    }
     const queued = this.queued;
     this.queued = [];
     for (const frame of queued) {
@@ -770,8 +783,8 @@ export class ClientSession implements ServerClient {
       this.clientSocket.resume();
     }
     if (server === null) return;
-    const reset = planReset(server, false);
-    server.reset(reset.frame, reset.replies);
+    this.parkedServer = server;
+    this.deps.pool.park(server, this);
   }
 
   // ── Failure and close ───────────────────────────────────────────────────────
@@ -795,6 +808,8 @@ export class ClientSession implements ServerClient {
     this.terminated = terminated;
     if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
     if (this.key !== null) this.deps.cancels.revoke(this.key.pid, this.key.secret);
+    if (this.parkedServer !== null) this.deps.pool.release(this.parkedServer, this);
+    this.parkedServer = null;
     if (this.server !== null) this.abandonServer(this.server);
     this.clientSocket.end();
     // end() waits for the peer; a client that never reads must not hold the socket open.

@@ -33,7 +33,7 @@ async function loginCode(password: string): Promise<string> {
 }
 
 function expectNoBackendTouched(): void {
-  expect(tp.proxy.pool.stats()).toEqual({ idle: 0, active: 0, resetting: 0, connecting: 0, waiting: 0 });
+  expect(tp.proxy.pool.stats()).toEqual({ idle: 0, parked: 0, active: 0, resetting: 0, connecting: 0, waiting: 0 });
 }
 
 describe('tenant token authentication', () => {

@@ -33,7 +33,7 @@ describe('failures on the client side', () => {
     expect(r.rows[0]).toEqual({ n: 0, t: '0' });
     // Rolled back and reused, not closed: still exactly one server.
     const stats = tp.proxy.pool.stats();
-    expect(stats.idle + stats.active + stats.resetting).toBe(1);
+    expect(stats.idle + stats.parked + stats.active + stats.resetting).toBe(1);
   });
 
   it('closes a server whose client vanished mid-statement instead of reusing it', async () => {

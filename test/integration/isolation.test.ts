@@ -1069,15 +1069,16 @@ describe.each(MODES)('isolation: $title', (mode) => {
       judge(pctx, 'named statement iso_named_a', ANY, await runSql(a, { name: 'iso_named_a', text: "SELECT name FROM items WHERE name <> 'iso-marker-a'" }));
 
       const { client: b } = await connect(pctx, 'b');
-      // The PREPARE run inside iso_prep() is invisible to the guard: the reset finds a prepared statement the proxy
-      // did not make and closes that server rather than hand it on, so b lands on a fresh one.
-      expect((await b.query('SELECT pg_backend_pid() AS pid')).rows[0].pid, 'the server a dirtied was replaced').not.toBe(pidA);
+      // The PREPARE run inside iso_prep() is invisible to the guard. Either the reset deallocated everything (a's
+      // top-level PREPARE asked for that) or it found a statement the proxy did not make and closed the server; in
+      // both cases nothing of a's reaches b, which the checks below assert whichever server b got.
+      void pidA;
       const sees = async (sql: string): Promise<Outcome> => runSql(b, sql);
       expect.soft(await sees("SELECT string_agg(name, ',' ORDER BY id) AS names FROM items"), "b's own rows, not a's temp table").toEqual({
         ok: true,
         results: [[{ names: 'b-one,b-two,b-three' }]],
       });
-      expect.soft(await sees("SELECT count(*)::int AS n FROM pg_class WHERE relname = 'items' AND relpersistence = 't'")).toEqual({ ok: true, results: [[{ n: 0 }]] });
+      expect.soft(await sees("SELECT count(*)::int AS n FROM pg_class WHERE relname = 'items' AND relpersistence = 't' AND relnamespace = pg_my_temp_schema()")).toEqual({ ok: true, results: [[{ n: 0 }]] });
       expect.soft(summary(await sees('EXECUTE iso_plan')), 'EXECUTE iso_plan').toBe('refused 26000 by PostgreSQL');
       // The reset must drop every prepared statement a left, however it was created: a statement b can EXECUTE by
       // name is a's SQL running in b's session.
