@@ -89,6 +89,8 @@ const tenancySchema = z.strictObject({
 });
 
 const policySchema = z.strictObject({
+  /** false disables every SQL check (for measuring the guard's cost only; never in production). */
+  guard: z.boolean().default(true),
   /** Cross-schema name checks; false leaves names to the database roles (session-identity and escape-hatch rules stay on). */
   checkNames: z.boolean().default(true),
   /** Extra functions refused for every tenant. */

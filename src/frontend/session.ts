@@ -383,7 +383,7 @@ export class ClientSession implements ServerClient {
   /** The guard's verdict on a Query or Parse; null lets it through. */
   private judge(code: number, buf: Buffer, start: number, end: number): ProxyError | null {
     const identity = this.identity!;
-    if (identity.guardBypass) return null;
+    if (identity.guardBypass || !this.deps.config.policy.guard) return null;
     const verdict = this.deps.guard.check(queryText(buf, start, end), identity.schema);
     if (isRefusal(verdict)) {
       this.log.info({ tenant: identity.tenantId, actor: identity.actor, rule: verdict.rule, sqlstate: verdict.error.sqlstate }, 'statement refused');
