@@ -6,7 +6,7 @@ import { AuthFailure, type TenantTokenVerifier } from '../auth/tenant-token.js';
 import type { TenantIdentity } from '../auth/identity.js';
 import type { Pool } from '../backend/pool.js';
 import { planPin, planReset } from '../backend/pin.js';
-import type { ServerClient, ServerConn } from '../backend/server-conn.js';
+import { ServerState, type ServerClient, type ServerConn } from '../backend/server-conn.js';
 import { sendCancel } from '../backend/connect.js';
 import type { Config } from '../config/schema.js';
 import { BackendCode, FrontendCode, RequestCode, SqlState, TxStatus } from '../protocol/codes.js';
@@ -631,6 +631,10 @@ export class ClientSession implements ServerClient {
       return;
     }
     this.clientSocket.pause();
+    this.waitForServer();
+  }
+
+  private waitForServer(): void {
     this.deps.pool.acquire().then(
       (server) => this.guarded(() => this.onCheckedOut(server)),
       (err: unknown) => this.guarded(() => this.onCheckoutFailed(ProxyError.internal(err))),
@@ -640,6 +644,11 @@ export class ClientSession implements ServerClient {
   private onCheckedOut(server: ServerConn, needsPin = true): void {
     if (this.state !== SessionState.Waiting) {
       this.deps.pool.giveBack(server);
+      return;
+    }
+    if (server.state === ServerState.Closed) {
+      // It died between being handed over and now: wait for another.
+      this.waitForServer();
       return;
     }
     this.server = server;

@@ -18,6 +18,21 @@ async function waitFor(check: () => boolean | Promise<boolean>, what: string, ti
   }
 }
 
+/** Sends a CancelRequest to the proxy and waits until it hangs up. */
+function cancelRequest(pid: number, secret: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const socket = net.connect(tp.port, '127.0.0.1', () => {
+      const b = Buffer.alloc(16);
+      b.writeInt32BE(16, 0);
+      b.writeInt32BE(80877102, 4);
+      b.writeInt32BE(pid, 8);
+      b.writeInt32BE(secret, 12);
+      socket.end(b);
+    });
+    socket.on('close', () => resolve());
+  });
+}
+
 describe('failures on the client side', () => {
   it('rolls back the transaction of a client killed mid-transaction and reuses the server clean', async () => {
     tp = await startTestProxy({ upstream: { poolSize: 1 } });
@@ -100,18 +115,8 @@ describe('failures on the server side', () => {
     const otherSleep = other.query('SELECT pg_sleep(0.5) AS done');
     await new Promise((r) => setTimeout(r, 150));
     // A CancelRequest with the proxy-issued key, on a new connection, as libpq sends it.
-    const key = (slow as unknown as { processID: number; secretKey: number });
-    await new Promise<void>((resolve) => {
-      const s = net.connect(tp.port, '127.0.0.1', () => {
-        const b = Buffer.alloc(16);
-        b.writeInt32BE(16, 0);
-        b.writeInt32BE(80877102, 4);
-        b.writeInt32BE(key.processID, 8);
-        b.writeInt32BE(key.secretKey, 12);
-        s.end(b);
-      });
-      s.on('close', () => resolve());
-    });
+    const key = slow as unknown as { processID: number; secretKey: number };
+    await cancelRequest(key.processID, key.secretKey);
     expect(await sqlstateOf(() => sleeping)).toBe('57014');
     expect((await otherSleep).rows[0]).toBeDefined();
   });
@@ -121,14 +126,7 @@ describe('failures on the server side', () => {
     const client = await tp.connect('a');
     const query = client.query('SELECT pg_sleep(0.3) AS slept');
     const key = client as unknown as { processID: number; secretKey: number };
-    const s = net.connect(tp.port, '127.0.0.1', () => {
-      const b = Buffer.alloc(16);
-      b.writeInt32BE(16, 0);
-      b.writeInt32BE(80877102, 4);
-      b.writeInt32BE(key.processID, 8);
-      b.writeInt32BE(key.secretKey ^ 1, 12);
-      s.end(b);
-    });
+    await cancelRequest(key.processID, key.secretKey ^ 1);
     expect((await query).rows.length).toBe(1);
   });
 });
