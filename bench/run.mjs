@@ -1,15 +1,18 @@
 #!/usr/bin/env node
-// bench/run.mjs: pgbench side by side against PostgreSQL directly, PgBouncer and pg-tenant-proxy, interleaved.
+// bench/run.mjs: pgbench side by side against PostgreSQL directly, PgBouncer and pg-tenant-proxy (with and without its
+// SQL guard), interleaved; then the micro-benchmarks of bench/micro.mjs.
 //
 // `npm run bench` builds dist/ and runs this. Knobs (environment):
 //   BENCH_QUICK=1            3 s × 1 repetition (smoke test of the whole pipeline)
 //   BENCH_DURATION=12        seconds per pgbench run          BENCH_REPS=3   repetitions (interleaved)
 //   BENCH_LATENCY_DURATION=5 seconds of the one-client latency run
 //   BENCH_SCALE=10           pgbench scale factor per tenant schema
-//   BENCH_WORKLOADS=a,b      only these workload ids (see WORKLOADS)   BENCH_TARGETS=direct,proxy  only these targets
+//   BENCH_WORKLOADS=a,b      only these workload ids (see WORKLOADS)
+//   BENCH_TARGETS=direct,proxy  only these targets (direct,pgbouncer,proxy,proxy-noguard)
 //   BENCH_PROXY_TENANTS=2    1 puts every proxy client on tenant t1 instead of splitting t1/t2
 //   BENCH_JOBS=1             pgbench -j per process (each run is two processes of N/2 clients: 2 threads in all)
 //   BENCH_SHARED_BUFFERS=512MB  so both tenant schemas fit in shared_buffers for every target alike
+//   BENCH_MICRO=0            skip the micro-benchmarks (bench/micro.mjs) after the matrix
 //   BENCH_OUT=bench/results/latest.json
 import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -37,6 +40,7 @@ const SHARED_BUFFERS = env.BENCH_SHARED_BUFFERS ?? '512MB';
 const OUT = resolve(ROOT, env.BENCH_OUT ?? 'bench/results/latest.json');
 const QUIET_WAIT = nonNegativeInt('BENCH_QUIET_WAIT', 60);
 const RETRY_DISTURBED = env.BENCH_RETRY_DISTURBED !== '0';
+const MICRO = env.BENCH_MICRO !== '0';
 /** Share of the machine's CPU taken by other processes above which a run counts as disturbed. */
 const DISTURBED = 0.1;
 const POOL_SIZE = 20;
@@ -58,7 +62,9 @@ const WORKLOADS = [
   { id: 'S-16-prepared', label: '-S, 16 clients, prepared', args: ['-S', '-M', 'prepared'], clients: 16 },
   { id: 'latency-1', label: '-S, 1 client, simple (latency)', args: ['-S', '-M', 'simple'], clients: 1, duration: LATENCY_DURATION },
 ];
-const TARGET_IDS = ['direct', 'pgbouncer', 'proxy'];
+/** proxy-noguard: a second proxy process, identical but for `policy.guard: false`, to measure what the guard costs. */
+const TARGET_IDS = ['direct', 'pgbouncer', 'proxy', 'proxy-noguard'];
+const PROXY_IDS = ['proxy', 'proxy-noguard'];
 
 // ---------------------------------------------------------------------------------------------------------------
 // Cleanup: everything started is registered here and torn down on exit, Ctrl-C, SIGTERM and errors.
@@ -190,12 +196,12 @@ async function main() {
     };
   }
 
-  let proxyInfo = null;
-  if (targetFilter.includes('proxy')) {
-    proxyInfo = await startTenantProxy(work, cluster.port, proxyPassword);
+  for (const id of PROXY_IDS) {
+    if (!targetFilter.includes(id)) continue;
+    const proxyInfo = await startTenantProxy(work, cluster.port, proxyPassword, { name: id, guard: id !== 'proxy-noguard' });
     const tenants = TENANTS.slice(0, Math.min(PROXY_TENANTS, TENANTS.length));
-    targets.proxy = {
-      name: 'proxy',
+    targets[id] = {
+      name: id,
       port: proxyInfo.port,
       pid: proxyInfo.child.pid,
       child: proxyInfo.child,
@@ -204,6 +210,7 @@ async function main() {
     };
   }
   const targetList = TARGET_IDS.filter((id) => targets[id]);
+  const proxyTenants = (targets.proxy ?? targets['proxy-noguard'])?.clients.map((c) => c.tenant) ?? [];
 
   const ctx = { postmasterPid };
   log(`warm-up: ${WARMUP_DURATION} s of -S at 16 clients per target (not recorded)`);
@@ -219,8 +226,10 @@ async function main() {
   const total = REPS * workloads.length * targetList.length;
   let done = 0;
   for (let rep = 1; rep <= REPS; rep++) {
+    // The two proxies swap places every other repetition so neither always runs right after the other.
+    const order = rep % 2 === 1 ? targetList : swapProxies(targetList);
     for (const w of workloads) {
-      for (const id of targetList) {
+      for (const id of order) {
         const target = targets[id];
         checkInterrupted();
         assertAlive(target);
@@ -240,16 +249,30 @@ async function main() {
         run.rep = rep;
         results[w.id][id].push(run);
         done++;
-        log(`[${done}/${total}] rep ${rep} ${w.id.padEnd(15)} ${id.padEnd(9)} ${describeRun(run)}`);
+        log(`[${done}/${total}] rep ${rep} ${w.id.padEnd(15)} ${id.padEnd(13)} ${describeRun(run)}`);
       }
     }
   }
 
   checkInterrupted();
-  const elapsedSec = Math.round((Date.now() - started) / 1000);
+  const matrixSec = Math.round((Date.now() - started) / 1000);
   const summary = summarize(workloads, targetList, results);
   const proxyLog = targets.proxy ? summarizeLog(targets.proxy.logFile, 'pino') : null;
+  const noguardLog = targets['proxy-noguard'] ? summarizeLog(targets['proxy-noguard'].logFile, 'pino') : null;
   const bouncerLog = targets.pgbouncer ? summarizeLog(targets.pgbouncer.logFile, 'pgbouncer') : null;
+
+  // Micro-benchmarks on a machine left to them: PostgreSQL, PgBouncer and the proxies are stopped first.
+  let micro = null;
+  if (MICRO) {
+    log('stopping PostgreSQL and the poolers; micro-benchmarks (bench/micro.mjs)…');
+    await cleanup();
+    checkInterrupted();
+    await waitQuiet();
+    micro = await runMicro();
+    checkInterrupted();
+    if (micro.error) log(`  micro-benchmarks failed: ${micro.error}`);
+  }
+  const elapsedSec = Math.round((Date.now() - started) / 1000);
 
   const command = commandLine();
   const build = buildInfo();
@@ -259,10 +282,10 @@ async function main() {
     `command: \`${command}\``,
     `machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${Math.round(totalmem() / 2 ** 30)} GiB; node ${process.version}; PostgreSQL ${pgVersion}; ${pgbouncerVersion ?? 'PgBouncer n/a'}; ${pgbenchVersion()}`,
     `runs: ${REPS} interleaved repetition(s) × ${DURATION} s (latency row ${LATENCY_DURATION} s); pgbench scale ${SCALE} per tenant schema; each run = 2 pgbench processes of N/2 clients (-j ${JOBS} each, -n); medians over repetitions`,
-    `targets: direct = PostgreSQL as ${DIRECT_ROLE} (search_path tenant_t1); pgbouncer = transaction mode, default_pool_size ${POOL_SIZE}, same role; proxy = pg-tenant-proxy, poolSize ${POOL_SIZE}, clients split over tenant(s) ${(targets.proxy?.clients ?? []).map((c) => c.tenant).join(', ') || '-'}`,
+    `targets: direct = PostgreSQL as ${DIRECT_ROLE} (search_path tenant_t1); pgbouncer = transaction mode, default_pool_size ${POOL_SIZE}, same role; proxy = pg-tenant-proxy, poolSize ${POOL_SIZE}, clients split over tenant(s) ${proxyTenants.join(', ') || '-'}; proxy-noguard = a second proxy process, same config plus policy.guard: false (no SQL checks); the two proxies swap places in every other repetition`,
     `noise control: waits up to ${QUIET_WAIT} s before each run for other work to fall below ${DISTURBED * 100}% of the CPU; ${RETRY_DISTURBED ? `a run disturbed by more than ${DISTURBED * 100}% is run once more and the second result kept` : 'disturbed runs are kept as they are'}`,
     `proxy build: ${build}`,
-    `elapsed: ${formatDuration(elapsedSec)}`,
+    `elapsed: ${formatDuration(elapsedSec)}${micro ? ` (pgbench matrix ${formatDuration(matrixSec)}, micro-benchmarks ${formatDuration(elapsedSec - matrixSec)})` : ''}`,
   ];
   const table = renderTable(workloads, targetList, summary);
   // Failed runs last a fraction of a second: too short to say anything about the machine.
@@ -271,8 +294,9 @@ async function main() {
     ? `other processes on the machine (not PostgreSQL, the pooler, pgbench or this script) used a median ${(median(loads) * 100).toFixed(1)}% and at most ${(loads[loads.length - 1] * 100).toFixed(1)}% of the CPU during the runs${loads[loads.length - 1] >= 0.05 ? ' — some runs were disturbed: compare with care' : ''}`
     : null;
   const latency = renderLatency(workloads, targetList, summary);
-  const errors = renderErrors(workloads, targetList, results, proxyLog, bouncerLog);
-  const text = [...header, ...(noise ? [`noise: ${noise}`] : []), '', table, '', ...(latency ? [latency, ''] : []), ...notes.map((n) => `note: ${n}`), errors].join('\n');
+  const errors = renderErrors(workloads, targetList, results, proxyLog, noguardLog, bouncerLog, micro);
+  const microText = micro ? (micro.markdown ?? `Micro-benchmarks failed: ${micro.error}`) : null;
+  const text = [...header, ...(noise ? [`noise: ${noise}`] : []), '', table, '', ...(latency ? [latency, ''] : []), ...(microText ? [microText, ''] : []), ...notes.map((n) => `note: ${n}`), errors].join('\n');
   process.stdout.write(`\n${text}\n`);
 
   mkdirSync(dirname(OUT), { recursive: true });
@@ -280,13 +304,16 @@ async function main() {
     command,
     startedAt: new Date(started).toISOString(),
     elapsedSec,
-    settings: { quietWaitSec: QUIET_WAIT, retryDisturbed: RETRY_DISTURBED, disturbedThreshold: DISTURBED, quick: QUICK, durationSec: DURATION, reps: REPS, latencyDurationSec: LATENCY_DURATION, warmupSec: WARMUP_DURATION, scale: SCALE, jobsPerProcess: JOBS, poolSize: POOL_SIZE, proxyTenants: targets.proxy?.clients.map((c) => c.tenant) ?? [], sharedBuffers: SHARED_BUFFERS, clkTck: CLK_TCK },
+    matrixSec,
+    settings: { quietWaitSec: QUIET_WAIT, retryDisturbed: RETRY_DISTURBED, disturbedThreshold: DISTURBED, quick: QUICK, durationSec: DURATION, reps: REPS, latencyDurationSec: LATENCY_DURATION, warmupSec: WARMUP_DURATION, scale: SCALE, jobsPerProcess: JOBS, poolSize: POOL_SIZE, targets: targetList, proxyTenants, sharedBuffers: SHARED_BUFFERS, clkTck: CLK_TCK, micro: MICRO },
     proxyBuild: build,
     versions: { node: process.version, postgres: pgVersion, pgbouncer: pgbouncerVersion, pgbench: pgbenchVersion() },
     machine: { cpus: cpus().length, model: cpus()[0]?.model ?? null, memGiB: Math.round(totalmem() / 2 ** 30) },
     notes,
-    workloads: workloads.map((w) => ({ id: w.id, label: w.label, clients: w.clients, args: w.args, median: summary[w.id], runs: results[w.id] })),
+    workloads: workloads.map((w) => ({ id: w.id, label: w.label, clients: w.clients, args: w.args, median: summary[w.id], guardCost: summary[w.id].proxy?.guardCost ?? null, runs: results[w.id] })),
+    micro,
     proxyLog,
+    proxyNoguardLog: noguardLog,
     pgbouncerLog: bouncerLog,
     markdown: text,
   };
@@ -437,11 +464,11 @@ async function startPgBouncer(bin, work, owner, pgPort, directPassword) {
   return { port, pid: child.pid, child, logFile, version };
 }
 
-async function startTenantProxy(work, pgPort, proxyPassword) {
+async function startTenantProxy(work, pgPort, proxyPassword, { name, guard }) {
   const port = await freePort();
   const secret = randomBytes(32).toString('hex');
-  const configFile = join(work, 'proxy.yaml');
-  const logFile = join(work, 'proxy.log');
+  const configFile = join(work, `${name}.yaml`);
+  const logFile = join(work, `${name}.log`);
   writeFileSync(configFile, [
     '# generated by bench/run.mjs',
     'listen:',
@@ -456,6 +483,7 @@ async function startTenantProxy(work, pgPort, proxyPassword) {
     `    secret: ${secret}`,
     'tenancy:',
     '  schemaTemplate: tenant_{tenant}',
+    ...(guard ? [] : ['policy:', '  guard: false # proxy-noguard: every SQL check off, to measure what the guard costs']),
     'tls:',
     '  mode: allow',
     'log:',
@@ -473,11 +501,11 @@ async function startTenantProxy(work, pgPort, proxyPassword) {
     }).trim();
   }
 
-  log(`starting pg-tenant-proxy on ${HOST}:${port} (poolSize ${POOL_SIZE}, log.level warn)…`);
+  log(`starting pg-tenant-proxy as ${name} on ${HOST}:${port} (poolSize ${POOL_SIZE}, log.level warn${guard ? '' : ', policy.guard false'})…`);
   const out = openSync(logFile, 'a');
   const child = spawnTracked(process.execPath, [CLI, 'start', '--config', configFile], { env: proxyEnv, stdio: ['ignore', out, out], cwd: ROOT });
   closeSync(out);
-  cleanups.push(() => stopChild(child, 'pg-tenant-proxy', 'SIGTERM', 5000));
+  cleanups.push(() => stopChild(child, `pg-tenant-proxy (${name})`, 'SIGTERM', 5000));
   await waitForPort(port, 15_000, child, () => readTail(logFile));
   return { port, child, tokens, logFile };
 }
@@ -704,17 +732,53 @@ function summarize(workloads, targetList, results) {
       s.ratioToDirect = d && s.tps !== null && t !== 'direct' ? round(s.tps / d, 3) : null;
     }
     const b = out[w.id].pgbouncer;
+    for (const id of PROXY_IDS) {
+      const p = out[w.id][id];
+      if (p) p.ratioToPgBouncer = b?.tps && p.tps !== null ? round(p.tps / b.tps, 3) : null;
+    }
+    // guard cost = 1 − proxy TPS / proxy-noguard TPS: the share of throughput the SQL checks take.
     const p = out[w.id].proxy;
-    if (p) p.ratioToPgBouncer = b?.tps && p.tps !== null ? round(p.tps / b.tps, 3) : null;
+    const ng = out[w.id]['proxy-noguard'];
+    if (p) p.guardCost = ng?.tps && p.tps !== null && comparableSummary(p) && comparableSummary(ng) ? round(1 - p.tps / ng.tps, 4) : null;
   }
   return out;
+}
+
+/** A summary whose TPS can be compared: not failed, no client aborted. */
+function comparableSummary(x) {
+  return x.status !== 'fails' && !(x.abortedClients > 0);
+}
+
+/** The target order with proxy and proxy-noguard swapped (when both run). */
+function swapProxies(list) {
+  const a = list.indexOf('proxy');
+  const b = list.indexOf('proxy-noguard');
+  if (a < 0 || b < 0) return list;
+  const out = [...list];
+  [out[a], out[b]] = [out[b], out[a]];
+  return out;
+}
+
+/** bench/micro.mjs in its own process; { error } instead of throwing, so a failure never loses the matrix. */
+async function runMicro() {
+  const { code, stdout, stderr, timedOut } = await exec(process.execPath, [join(ROOT, 'bench', 'micro.mjs'), '--json'], {
+    env: { ...process.env, BENCH_QUICK: QUICK ? '1' : '0' },
+    timeoutMs: 600_000,
+  });
+  if (timedOut) return { error: 'bench/micro.mjs did not finish within 600 s (killed)' };
+  if (code !== 0) return { error: `bench/micro.mjs exit status ${code}: ${clip(stderr.trim().split('\n').slice(-3).join(' | ') || '(no output)', 400)}` };
+  try {
+    return JSON.parse(stdout.trim().split('\n').pop());
+  } catch (err) {
+    return { error: `bench/micro.mjs printed no JSON: ${err.message}` };
+  }
 }
 
 function renderTable(workloads, targetList, summary) {
   const has = (t) => targetList.includes(t);
   const rows = [
-    '| workload | direct TPS | PgBouncer TPS (× direct) | proxy TPS (× direct) | proxy / PgBouncer | pooler CPU µs/tx (PgBouncer / proxy) | PostgreSQL CPU µs/tx (direct / PgBouncer / proxy) |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| workload | direct TPS | PgBouncer TPS (× direct) | proxy TPS (× direct) | proxy-noguard TPS (× direct) | proxy / PgBouncer | proxy-noguard / PgBouncer | guard cost | pooler CPU µs/tx (PgBouncer / proxy / proxy-noguard) | PostgreSQL CPU µs/tx (direct / PgBouncer / proxy / proxy-noguard) |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const w of workloads) {
     const s = summary[w.id];
@@ -732,11 +796,12 @@ function renderTable(workloads, targetList, summary) {
       if (x.status === 'partial') text += ` ⚠ errors: ${clip(x.firstError ?? '?')}`;
       return text;
     };
-    const comparable = (t) => has(t) && s[t].status !== 'fails' && !(s[t].abortedClients > 0);
-    const ratio = comparable('proxy') && comparable('pgbouncer') && s.proxy.ratioToPgBouncer !== null ? s.proxy.ratioToPgBouncer.toFixed(2) : 'n/a';
+    const comparable = (t) => has(t) && comparableSummary(s[t]);
+    const ratio = (t) => (comparable(t) && comparable('pgbouncer') && s[t].ratioToPgBouncer !== null ? s[t].ratioToPgBouncer.toFixed(2) : 'n/a');
+    const guardCost = has('proxy') && s.proxy.guardCost !== null && s.proxy.guardCost !== undefined ? fmtPct(s.proxy.guardCost) : 'n/a';
     const cpu = (t) => (has(t) && s[t].status !== 'fails' && s[t].poolerCpuUsPerTx !== null ? s[t].poolerCpuUsPerTx.toFixed(1) : 'n/a');
     const pgCpu = (t) => (has(t) && s[t].status !== 'fails' && s[t].pgCpuUsPerTx !== null ? s[t].pgCpuUsPerTx.toFixed(1) : 'n/a');
-    rows.push(`| ${w.label} | ${cell('direct')} | ${cell('pgbouncer')} | ${cell('proxy')} | ${ratio} | ${cpu('pgbouncer')} / ${cpu('proxy')} | ${pgCpu('direct')} / ${pgCpu('pgbouncer')} / ${pgCpu('proxy')} |`);
+    rows.push(`| ${w.label} | ${cell('direct')} | ${cell('pgbouncer')} | ${cell('proxy')} | ${cell('proxy-noguard')} | ${ratio('proxy')} | ${ratio('proxy-noguard')} | ${guardCost} | ${cpu('pgbouncer')} / ${cpu('proxy')} / ${cpu('proxy-noguard')} | ${pgCpu('direct')} / ${pgCpu('pgbouncer')} / ${pgCpu('proxy')} / ${pgCpu('proxy-noguard')} |`);
   }
   return rows.join('\n');
 }
@@ -765,7 +830,7 @@ function renderLatency(workloads, targetList, summary) {
   return rows.join('\n');
 }
 
-function renderErrors(workloads, targetList, results, proxyLog, bouncerLog) {
+function renderErrors(workloads, targetList, results, proxyLog, noguardLog, bouncerLog, micro) {
   const lines = [];
   for (const w of workloads) {
     for (const t of targetList) {
@@ -778,7 +843,8 @@ function renderErrors(workloads, targetList, results, proxyLog, bouncerLog) {
   }
   const out = ['', 'Errors and warnings:', ''];
   out.push(...(lines.length ? lines : ['- pgbench: none']));
-  for (const [name, summary] of [['pg-tenant-proxy log (warn and above)', proxyLog], ['PgBouncer log (WARNING/ERROR)', bouncerLog]]) {
+  if (micro?.error) out.push(`- micro-benchmarks: ${micro.error}`);
+  for (const [name, summary] of [['pg-tenant-proxy log (warn and above)', proxyLog], ['pg-tenant-proxy proxy-noguard log (warn and above)', noguardLog], ['PgBouncer log (WARNING/ERROR)', bouncerLog]]) {
     if (!summary) continue;
     if (summary.count === 0) {
       out.push(`- ${name}: none`);
@@ -975,6 +1041,7 @@ function median(values) {
 const sum = (xs) => xs.reduce((a, b) => a + (b ?? 0), 0);
 const round = (x, digits) => Math.round(x * 10 ** digits) / 10 ** digits;
 const fmtInt = (x) => (x === null ? 'n/a' : Math.round(x).toLocaleString('en-US'));
+const fmtPct = (x) => `${x < 0 ? '−' : ''}${Math.abs(x * 100).toFixed(1)}%`;
 const clip = (s, n = 140) => (s.length > n ? `${s.slice(0, n - 1)}…` : s).replace(/\|/g, '\\|');
 const log = (line) => process.stderr.write(`${line}\n`);
 const formatDuration = (sec) => `${Math.floor(sec / 60)} min ${sec % 60} s`;

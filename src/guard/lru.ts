@@ -1,31 +1,42 @@
-// A small LRU map on top of Map's insertion order: get() refreshes, set() evicts the oldest beyond the cap.
+// A bounded cache with least-recently-used eviction, approximated by two generations of Maps.
 
+/**
+ * Entries live in `young` or `old`; a hit in `old` moves the entry to `young`; when `young` holds half the
+ * capacity it becomes `old` and the previous `old` is dropped whole. Every operation is O(1) with no Map deletes:
+ * a Map that is constantly deleted from and re-inserted into keeps tombstones that made eviction scans slow.
+ */
 export class Lru<K, V> {
-  private readonly map = new Map<K, V>();
+  private young = new Map<K, V>();
+  private old = new Map<K, V>();
+  private readonly half: number;
 
-  constructor(private readonly capacity: number) {}
+  constructor(capacity: number) {
+    this.half = Math.max(0, Math.ceil(capacity / 2));
+  }
 
   get size(): number {
-    return this.map.size;
+    return this.young.size + this.old.size;
   }
 
   get(key: K): V | undefined {
-    const value = this.map.get(key);
-    if (value !== undefined) {
-      this.map.delete(key);
-      this.map.set(key, value);
-    }
-    return value;
+    const hit = this.young.get(key);
+    if (hit !== undefined) return hit;
+    const aging = this.old.get(key);
+    if (aging !== undefined) this.set(key, aging);
+    return aging;
   }
 
   set(key: K, value: V): void {
-    if (this.capacity <= 0) return;
-    this.map.delete(key);
-    this.map.set(key, value);
-    if (this.map.size > this.capacity) this.map.delete(this.map.keys().next().value as K);
+    if (this.half === 0) return;
+    this.young.set(key, value);
+    if (this.young.size >= this.half) {
+      this.old = this.young;
+      this.young = new Map();
+    }
   }
 
   clear(): void {
-    this.map.clear();
+    this.young.clear();
+    this.old.clear();
   }
 }

@@ -1,0 +1,21 @@
+import { describe, expect, it } from 'vitest';
+import { Lru } from '../../src/guard/lru.js';
+
+describe('Lru', () => {
+  it('keeps recently used entries and stays within its capacity', () => {
+    const lru = new Lru<number, number>(100);
+    for (let i = 0; i < 1000; i++) {
+      lru.set(i, i);
+      expect(lru.get(0)).toBe(0); // used all along: never evicted
+      expect(lru.size).toBeLessThanOrEqual(100);
+    }
+    expect(lru.get(999)).toBe(999);
+    expect(lru.get(500)).toBeUndefined();
+  });
+
+  it('stores nothing with capacity 0', () => {
+    const lru = new Lru<string, number>(0);
+    lru.set('a', 1);
+    expect(lru.get('a')).toBeUndefined();
+  });
+});
