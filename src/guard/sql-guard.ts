@@ -3,6 +3,7 @@ import { loadModule, normalizeSync } from 'libpg-query';
 import { SqlState } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
 import { analyzeSql, type Analysis, type GuardRule } from './analyze.js';
+import { literalKey } from './literal-key.js';
 import { Lru } from './lru.js';
 
 export interface GuardPolicy {
@@ -76,11 +77,16 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
       stats.exactHits++;
       return hit;
     }
-    let key: string | null = null;
-    try {
-      key = normalizeSync(text);
-    } catch {
-      // Unparsable: the full analysis below reports the syntax error.
+    let key: string | null = literalKey(text);
+    if (key === null) {
+      try {
+        key = normalizeSync(text);
+      } catch {
+        // Unparsable: the full analysis below reports the syntax error.
+      }
+    } else {
+      // The cheap key and the parser's normalised text live in different key spaces.
+      key = `\u0001${key}`;
     }
     const shareable = key === null ? undefined : normalized.get(key);
     if (shareable !== undefined) {
