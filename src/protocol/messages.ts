@@ -28,16 +28,6 @@ export function readStartupParams(buf: Buffer, start: number, end: number): Map<
   }
 }
 
-/** The statement name of a Parse frame (empty for the unnamed statement). */
-export function parseStatementName(frame: Buffer, start: number, end: number): string {
-  return readCString(frame, start + 5, end)[0];
-}
-
-/** True when a Parse frame names a statement; avoids decoding the name on the hot path. */
-export function parseIsNamed(frame: Buffer, start: number): boolean {
-  return frame[start + 5] !== 0;
-}
-
 /** The query text of a Query or Parse frame. */
 export function queryText(frame: Buffer, start: number, end: number): string {
   if (frame[start] === FrontendCode.Query) return readCString(frame, start + 5, end)[0];
