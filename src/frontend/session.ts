@@ -31,7 +31,7 @@ import {
   SSL_ACCEPT,
   SSL_REFUSE,
 } from '../protocol/static.js';
-import { isRefusal, type SqlGuard } from '../guard/sql-guard.js';
+import { isRefusal, type Analysis, type SqlGuard } from '../guard/sql-guard.js';
 import type { TenantRegistry } from '../tenants/registry.js';
 import type { CancelRegistry } from './cancel.js';
 import { PreparedStatements } from './prepared.js';
@@ -95,6 +95,8 @@ export class ClientSession implements ServerClient {
   private prepared: PreparedStatements | null = null;
   /** Frames held while authentication or checkout is in progress (the socket is paused meanwhile). */
   private queued: Buffer[] = [];
+  /** The queued frame the guard approved while idle, with its analysis (see judge). */
+  private approvedFrame: { frame: Buffer; analysis: Analysis | null } | null = null;
   private key: { pid: number; secret: number } | null = null;
   private handshakeTimer: NodeJS.Timeout | null;
   private isTls = false;
@@ -380,21 +382,40 @@ export class ClientSession implements ServerClient {
     return sentinel;
   }
 
-  /** The guard's verdict on a Query or Parse; null lets it through. */
+  /**
+   * The guard's verdict on a Query or Parse; null lets it through. The frame that triggered a checkout was judged
+   * while idle, so its replay onto the pinned server reuses that verdict instead of judging twice.
+   */
   private judge(code: number, buf: Buffer, start: number, end: number): ProxyError | null {
+    const approved = this.approvedFrame;
+    if (approved !== null) {
+      this.approvedFrame = null;
+      if (approved.frame === buf && start === 0) {
+        this.trackSqlPrepared(approved.analysis);
+        return null;
+      }
+    }
+    const verdict = this.verdict(code, buf, start, end);
+    if (verdict instanceof ProxyError) return verdict;
+    this.trackSqlPrepared(verdict);
+    return null;
+  }
+
+  /** A refusal, or the analysis of a statement that may run (null when this session is not guarded). */
+  private verdict(code: number, buf: Buffer, start: number, end: number): ProxyError | Analysis | null {
     const identity = this.identity!;
     if (identity.guardBypass || !this.deps.config.policy.guard) return null;
     const verdict = this.deps.guard.check(queryText(buf, start, end), identity.schema);
-    if (isRefusal(verdict)) {
-      this.log.info({ tenant: identity.tenantId, actor: identity.actor, rule: verdict.rule, sqlstate: verdict.error.sqlstate }, 'statement refused');
-      return verdict.error;
-    }
-    if (verdict.touchesPrepared && this.server !== null) {
-      // SQL-level PREPARE/DEALLOCATE changes what the server holds: stop trusting the proxy's cache of it.
-      this.server.sqlPrepared = true;
-      this.server.statements.clear();
-    }
-    return null;
+    if (!isRefusal(verdict)) return verdict;
+    this.log.info({ tenant: identity.tenantId, actor: identity.actor, rule: verdict.rule, sqlstate: verdict.error.sqlstate }, 'statement refused');
+    return verdict.error;
+  }
+
+  private trackSqlPrepared(analysis: Analysis | null): void {
+    if (analysis === null || !analysis.touchesPrepared || this.server === null) return;
+    // SQL-level PREPARE/DEALLOCATE changes what the server holds: stop trusting the proxy's cache of it.
+    this.server.sqlPrepared = true;
+    this.server.statements.clear();
   }
 
   private dispatch(buf: Buffer, start: number, end: number): void {
@@ -589,9 +610,14 @@ export class ClientSession implements ServerClient {
       case FrontendCode.Query:
       case FrontendCode.Parse: {
         // Refused before any server is involved: nothing of a refused statement ever reaches PostgreSQL.
-        const refusal = this.judge(code, buf, start, end);
-        if (refusal !== null) this.refuseLocally(refusal, code);
-        else this.checkout(buf.subarray(start, end));
+        const verdict = this.verdict(code, buf, start, end);
+        if (verdict instanceof ProxyError) {
+          this.refuseLocally(verdict, code);
+          return;
+        }
+        const frame = buf.subarray(start, end);
+        this.approvedFrame = { frame, analysis: verdict };
+        this.checkout(frame);
         return;
       }
       case FrontendCode.FunctionCall:
@@ -682,6 +708,7 @@ export class ClientSession implements ServerClient {
       return;
     }
     this.state = SessionState.Idle;
+    this.approvedFrame = null;
     const queued = this.queued;
     this.queued = [];
     const first = queued[0]!;

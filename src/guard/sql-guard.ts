@@ -105,11 +105,15 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
   return {
     stats,
     check(text, schema) {
-      if (Buffer.byteLength(text) > policy.maxStatementBytes) {
-        return {
-          rule: 'too_large',
-          error: new ProxyError('54000', `statement of ${Buffer.byteLength(text)} bytes exceeds the guard's limit of ${policy.maxStatementBytes} bytes`),
-        };
+      // A UTF-16 unit is at most 3 UTF-8 bytes: only long texts need their byte length counted.
+      if (text.length * 3 > policy.maxStatementBytes) {
+        const bytes = Buffer.byteLength(text);
+        if (bytes > policy.maxStatementBytes) {
+          return {
+            rule: 'too_large',
+            error: new ProxyError('54000', `statement of ${bytes} bytes exceeds the guard's limit of ${policy.maxStatementBytes} bytes`),
+          };
+        }
       }
       const analysis = analyze(text);
       const denial = analysis.denial;
