@@ -1,5 +1,7 @@
 // Wires the proxy together: config → logger, pool, verifier, registry, listener; signals for drain and reload.
 import pino, { type Logger } from 'pino';
+import { buildStatus, type StatusSnapshot } from './admin/status.js';
+import { AuditLog } from './audit/audit-log.js';
 import { createTenantTokenVerifier, type TenantTokenVerifier } from './auth/tenant-token.js';
 import { upstreamTarget } from './backend/connect.js';
 import { Pool, poolOptions } from './backend/pool.js';
@@ -8,6 +10,8 @@ import type { Config } from './config/schema.js';
 import { CancelRegistry } from './frontend/cancel.js';
 import { ClientSession, SessionState } from './frontend/session.js';
 import { createSqlGuard, loadParser, type SqlGuard } from './guard/sql-guard.js';
+import { startOpsServer, type OpsServer, type Readiness } from './metrics/http.js';
+import { ProxyMetrics, UNAUTHENTICATED } from './metrics/metrics.js';
 import { listen, type Listener } from './net/listener.js';
 import { loadSecureContext } from './net/tls.js';
 import { ProxyError } from './protocol/errors.js';
@@ -19,6 +23,10 @@ export interface Proxy {
   readonly pool: Pool;
   /** Open client sessions (for status views and tests). */
   readonly sessions: ReadonlySet<ClientSession>;
+  readonly metrics: ProxyMetrics;
+  /** The port of /metrics, /healthz, /readyz, /admin/status, or null when metrics.enabled is false. */
+  readonly metricsPort: number | null;
+  status(): StatusSnapshot;
   /** Applies a new config: keys, TLS, pool sizes; the listen address and upstream stay as started. */
   reload(config: Config): Promise<void>;
   /** Stops accepting, lets pinned clients finish up to drainTimeoutMs, then closes everything. */
@@ -26,6 +34,9 @@ export interface Proxy {
 }
 
 const JANITOR_INTERVAL_MS = 1000;
+/** /readyz asks the upstream at most this often; probes within the interval share the last answer. */
+const READINESS_CACHE_MS = 1000;
+const READINESS_TIMEOUT_MS = 2000;
 
 export function createLogger(config: Config): Logger {
   // Operational logs go to stderr so stdout can carry nothing but what a user asked for.
@@ -48,7 +59,11 @@ export async function startProxy(initial: Config, log: Logger = createLogger(ini
   let verifier: TenantTokenVerifier = await createTenantTokenVerifier(config);
   let secureContext = loadSecureContext(config.tls);
   const target = upstreamTarget(config);
-  const pool = new Pool(target, poolOptions(config), log.child({ component: 'pool' }));
+  const startedAt = Date.now();
+  const metrics = new ProxyMetrics(config.metrics.maxTenantLabels);
+  // Opening the audit file first: an unwritable destination stops the start before anything listens.
+  const audit = new AuditLog(config, log.child({ component: 'audit' }));
+  const pool = new Pool(target, poolOptions(config), log.child({ component: 'pool' }), metrics);
   const registry: TenantRegistry = createTenantRegistry(target, config.tenancy.schemaCacheTtlMs, log.child({ component: 'registry' }));
   const cancels = new CancelRegistry();
   const sessions = new Set<ClientSession>();
@@ -77,6 +92,8 @@ export async function startProxy(initial: Config, log: Logger = createLogger(ini
         },
         cancels,
         log,
+        audit,
+        metrics,
         secureContext: () => secureContext,
         onClosed: (s) => sessions.delete(s),
       });
@@ -85,13 +102,77 @@ export async function startProxy(initial: Config, log: Logger = createLogger(ini
     log,
   );
 
+  const poolStats = () => ({ ...pool.stats(), size: config.upstream.poolSize });
+  metrics.attach({
+    poolStats,
+    clientCounts() {
+      const counts = new Map<string, { tenant: string; state: string; count: number }>();
+      for (const session of sessions) {
+        const tenant = session.identity === null ? UNAUTHENTICATED : session.meter.label;
+        const key = `${tenant}\0${session.state}`;
+        const row = counts.get(key);
+        if (row === undefined) counts.set(key, { tenant, state: session.state, count: 1 });
+        else row.count++;
+      }
+      return counts.values();
+    },
+    auditState: () => audit.state,
+  });
+  const status = (): StatusSnapshot =>
+    buildStatus(
+      poolStats(),
+      [...sessions].map((s) => ({
+        session: s.id,
+        tenant: s.identity?.tenantId ?? null,
+        state: s.state,
+        client: `${s.clientSocket.remoteAddress}:${s.clientSocket.remotePort}`,
+        connected_at: new Date(s.connectedAt).toISOString(),
+        application_name: s.applicationName,
+      })),
+      { enabled: config.audit.enabled, failing: audit.state?.failing ?? false, dropped: audit.state?.dropped ?? 0, last_error: audit.state?.lastError ?? null },
+      startedAt,
+    );
   let closing: Promise<void> | null = null;
+  let lastReadiness: { at: number; result: Promise<Readiness> } | null = null;
+  const readiness = (): Promise<Readiness> => {
+    if (lastReadiness !== null && Date.now() - lastReadiness.at < READINESS_CACHE_MS) return lastReadiness.result;
+    const result = registry.ping(READINESS_TIMEOUT_MS).then(
+      () => ({ ok: true }),
+      (err: unknown) => ({ ok: false, detail: (err as Error).message }),
+    ).then((upstream): Readiness => {
+      const listening = closing === null;
+      const auditOk = !(audit.blockingError() !== null);
+      return {
+        ready: listening && upstream.ok && auditOk,
+        checks: {
+          listener: listening ? { ok: true } : { ok: false, detail: 'shutting down' },
+          upstream,
+          config: { ok: true },
+          audit: auditOk ? { ok: true } : { ok: false, detail: `audit destination failing: ${audit.state?.lastError ?? ''}` },
+        },
+      };
+    });
+    lastReadiness = { at: Date.now(), result };
+    return result;
+  };
+  let ops: OpsServer | null = null;
+  if (config.metrics.enabled) {
+    ops = await startOpsServer(
+      config.metrics.host,
+      config.metrics.port,
+      { metrics, readiness, status, adminToken: () => config.metrics.adminToken },
+      log.child({ component: 'metrics' }),
+    );
+  }
 
   return {
     host: listener.address.address,
     port: listener.address.port,
     pool,
     sessions,
+    metrics,
+    metricsPort: ops?.port ?? null,
+    status,
     async reload(next) {
       // Build everything first: a bad key or certificate leaves the running config untouched.
       const nextVerifier = await createTenantTokenVerifier(next);
@@ -102,6 +183,7 @@ export async function startProxy(initial: Config, log: Logger = createLogger(ini
       guard = guardFor(next);
       secureContext = nextContext;
       pool.reconfigure(poolOptions(next));
+      audit.reconfigure(next);
       previous.close();
       log.info('configuration reloaded');
     },
@@ -117,6 +199,8 @@ export async function startProxy(initial: Config, log: Logger = createLogger(ini
         pool.destroy();
         verifier.close();
         await registry.close().catch(() => undefined);
+        await audit.close();
+        await ops?.close();
       })();
       return closing;
     },

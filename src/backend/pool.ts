@@ -27,6 +27,15 @@ export interface PoolStats {
   waiting: number;
 }
 
+/** What the pool reports for metrics. */
+export interface PoolEvents {
+  backendConnected(ok: boolean): void;
+  backendReset(): void;
+  waitedForBackend(seconds: number): void;
+}
+
+const NO_EVENTS: PoolEvents = { backendConnected() {}, backendReset() {}, waitedForBackend() {} };
+
 export interface PoolOptions {
   size: number;
   minIdle: number;
@@ -63,6 +72,7 @@ export class Pool implements ServerOwner {
     private readonly target: UpstreamTarget,
     private options: PoolOptions,
     private readonly log: Logger,
+    private readonly events: PoolEvents = NO_EVENTS,
   ) {}
 
   stats(): PoolStats {
@@ -127,8 +137,14 @@ export class Pool implements ServerOwner {
   }
 
   private resetParked(server: ServerConn): void {
+    this.resetServer(server, false);
+  }
+
+  /** Clears a server of its last client's session; onResetDone makes it idle again. */
+  resetServer(server: ServerConn, rollback: boolean): void {
     this.busy.add(server);
-    const plan = planReset(server, false);
+    this.events.backendReset();
+    const plan = planReset(server, rollback);
     server.reset(plan.frame, plan.replies);
   }
 
@@ -146,9 +162,13 @@ export class Pool implements ServerOwner {
     if (this.closed) return Promise.reject(ProxyError.shuttingDown());
     const server = this.tryAcquire();
     if (server !== null) return Promise.resolve(server);
+    const since = performance.now();
     return new Promise<ServerConn>((resolve, reject) => {
       const waiter: Waiter = {
-        resolve,
+        resolve: (server) => {
+          this.events.waitedForBackend((performance.now() - since) / 1000);
+          resolve(server);
+        },
         reject,
         timer: setTimeout(() => {
           const at = this.waiters.indexOf(waiter);
@@ -266,6 +286,7 @@ export class Pool implements ServerOwner {
     connectServer(this.target).then(
       (connected) => {
         this.connecting--;
+        this.events.backendConnected(true);
         const server = new ServerConn(connected, this, this.options.maxLifetimeMs);
         this.defaults ??= new Map(connected.params);
         if (this.closed) {
@@ -277,6 +298,7 @@ export class Pool implements ServerOwner {
       },
       (err: Error) => {
         this.connecting--;
+        this.events.backendConnected(false);
         this.log.warn({ err: err.message }, 'upstream connection failed');
         // Fail one waiter per failed attempt so clients learn fast when the upstream is down.
         const waiter = this.waiters.shift();

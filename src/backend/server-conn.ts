@@ -29,7 +29,10 @@ const EDGES: Record<ServerState, readonly ServerState[]> = {
 export interface ServerClient {
   /** Writes bytes to the client; false means the client's socket buffer is full. */
   sendToClient(buf: Buffer): boolean;
-  /** A ReadyForQuery, ParameterStatus, ErrorResponse or CopyInResponse from the server, for the session to judge and forward. */
+  /**
+   * A ReadyForQuery, ParameterStatus, ErrorResponse, CopyInResponse or statement completion (CommandComplete,
+   * EmptyQueryResponse, PortalSuspended) from the server, for the session to account and forward.
+   */
   onServerControl(code: number, buf: Buffer, start: number, end: number): void;
   /** The server failed underneath the client (died, or an injected statement failed). */
   onServerLost(err: ProxyError): void;
@@ -210,7 +213,10 @@ export class ServerConn {
           code === BackendCode.ReadyForQuery ||
           code === BackendCode.ParameterStatus ||
           code === BackendCode.ErrorResponse ||
-          code === BackendCode.CopyInResponse
+          code === BackendCode.CopyInResponse ||
+          code === BackendCode.CommandComplete ||
+          code === BackendCode.EmptyQueryResponse ||
+          code === BackendCode.PortalSuspended
         ) {
           if (runBuf !== null) {
             this.forward(runBuf, runStart, runEnd);

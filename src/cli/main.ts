@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Command line: argv → start | demo | token | check-config | version.
+// Command line: argv → start | demo | token | check-config | status | version.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/load.js';
@@ -12,6 +12,8 @@ commands:
   token --tenant ID [--sub S] [--ttl 1h] --config FILE
                                           sign a development token with the configured key
   check-config --config FILE              validate a config and exit
+  status --config FILE [--json]           pools, clients per tenant, waiting clients of a running proxy
+                                          (reads /admin/status on metrics.host:metrics.port with metrics.adminToken)
   version                                 print the version
 
 Every config key can also come from the environment: auth.jwt.secret → PGTP_AUTH_JWT_SECRET.
@@ -66,6 +68,15 @@ async function main(argv: string[]): Promise<void> {
       (await createTenantTokenVerifier(config)).close();
       loadSecureContext(config.tls);
       process.stdout.write('config ok\n');
+      return;
+    }
+    case 'status': {
+      const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean', default: false } } });
+      const config = loadConfig(values.config);
+      const { fetchStatus } = await import('./status.js');
+      const { renderStatus } = await import('../admin/status.js');
+      const status = await fetchStatus(config);
+      process.stdout.write(values.json ? `${JSON.stringify(status, null, 2)}\n` : renderStatus(status));
       return;
     }
     case 'version':

@@ -118,9 +118,27 @@ const tlsSchema = z
   });
 
 const metricsSchema = z.strictObject({
+  /** Serves /metrics, /healthz, /readyz and /admin/status over HTTP. */
+  enabled: z.boolean().default(false),
   host: z.string().min(1).default('127.0.0.1'),
-  /** 0 turns the metrics/health server off. */
-  port: port.default(0),
+  /** 0 picks a free port (tests). */
+  port: port.default(9930),
+  /** Tenants beyond this many distinct ones share the label value "other", so series stay bounded. */
+  maxTenantLabels: z.number().int().min(1).max(100_000).default(100),
+  /** Bearer token for /admin/status (and `pg-tenant-proxy status`); unset turns the admin view off. */
+  adminToken: z.string().min(16).optional(),
+});
+
+const auditSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  /** Append audit events to this file; unset writes them to stdout (operational logs go to stderr). */
+  file: z.string().min(1).optional(),
+  /** One event per completed statement; false keeps connection and refusal events only. */
+  statements: z.boolean().default(true),
+  /** normalized: the parser's text with literals as $n; none: fingerprint only; full: the text as sent (holds literals). */
+  logStatementText: z.enum(['normalized', 'none', 'full']).default('normalized'),
+  /** What happens to new statements while the audit destination fails: block (refused, 58030) or continue. */
+  onFailure: z.enum(['block', 'continue']).default('block'),
 });
 
 const logSchema = z.strictObject({
@@ -135,6 +153,7 @@ export const configSchema = z.strictObject({
   policy: policySchema.default(policySchema.parse({})),
   tls: tlsSchema.default(tlsSchema.parse({})),
   metrics: metricsSchema.default(metricsSchema.parse({})),
+  audit: auditSchema.default(auditSchema.parse({})),
   log: logSchema.default(logSchema.parse({})),
 });
 

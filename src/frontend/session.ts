@@ -1,11 +1,12 @@
 // One client connection: startup → auth → idle ↔ waiting ↔ active (pinned to a server) → closed.
+import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { AuthFailure, type TenantTokenVerifier } from '../auth/tenant-token.js';
 import type { TenantIdentity } from '../auth/identity.js';
 import type { Pool } from '../backend/pool.js';
-import { planPin, planReset } from '../backend/pin.js';
+import { planPin } from '../backend/pin.js';
 import { ServerState, type ServerClient, type ServerConn } from '../backend/server-conn.js';
 import { sendCancel } from '../backend/connect.js';
 import type { Config } from '../config/schema.js';
@@ -31,10 +32,13 @@ import {
   SSL_ACCEPT,
   SSL_REFUSE,
 } from '../protocol/static.js';
-import { isRefusal, type Analysis, type SqlGuard } from '../guard/sql-guard.js';
+import type { AuditLog, ConnectionAudit } from '../audit/audit-log.js';
+import { isRefusal, type SqlGuard } from '../guard/sql-guard.js';
+import { UNAUTHENTICATED, type ProxyMetrics, type TenantMeter } from '../metrics/metrics.js';
 import type { TenantRegistry } from '../tenants/registry.js';
 import type { CancelRegistry } from './cancel.js';
 import { PreparedStatements } from './prepared.js';
+import { StatementTracker, type RunningStatement, type StatementSource } from './statement-tracker.js';
 import { interpretStartup, SESSION_PARAMETERS, type ClientStartup } from './startup.js';
 
 export const SessionState = {
@@ -67,6 +71,8 @@ export interface SessionDeps {
   guard: SqlGuard;
   cancels: CancelRegistry;
   log: Logger;
+  audit: AuditLog;
+  metrics: ProxyMetrics;
   secureContext(): tls.SecureContext | null;
   onClosed(session: ClientSession): void;
 }
@@ -82,6 +88,11 @@ export class ClientSession implements ServerClient {
   state: SessionState = SessionState.Startup;
   clientSocket: net.Socket;
   identity: TenantIdentity | null = null;
+  /** Names this connection in the audit trail and the admin view. */
+  readonly id = randomUUID();
+  readonly connectedAt = Date.now();
+  /** Bytes and statements are counted under this tenant label (UNAUTHENTICATED until login). */
+  meter: TenantMeter;
 
   private readonly framer = new Framer(MAX_STARTUP_BYTES, false);
   private readonly log: Logger;
@@ -95,8 +106,12 @@ export class ClientSession implements ServerClient {
   private prepared: PreparedStatements | null = null;
   /** Frames held while authentication or checkout is in progress (the socket is paused meanwhile). */
   private queued: Buffer[] = [];
-  /** The queued frame the guard approved while idle, with its analysis (see judge). */
-  private approvedFrame: { frame: Buffer; analysis: Analysis | null } | null = null;
+  /** The queued frame the guard approved while idle, with what it is (see judge). */
+  private approvedFrame: { frame: Buffer; source: StatementSource | null } | null = null;
+  private readonly audit: ConnectionAudit;
+  /** Statements sent and not yet completed, for their audit events; null when statements are not audited. */
+  private tracker: StatementTracker | null = null;
+  private statementsCompleted = 0;
   private key: { pid: number; secret: number } | null = null;
   private handshakeTimer: NodeJS.Timeout | null;
   private isTls = false;
@@ -128,16 +143,23 @@ export class ClientSession implements ServerClient {
   ) {
     this.clientSocket = socket;
     this.log = deps.log.child({ client: `${socket.remoteAddress}:${socket.remotePort}` });
+    this.meter = deps.metrics.tenant(UNAUTHENTICATED);
+    this.audit = deps.audit.connection({ session: this.id, client_addr: socket.remoteAddress, client_port: socket.remotePort });
     socket.setNoDelay(true);
     this.attach(socket);
     this.handshakeTimer = setTimeout(() => this.fail(ProxyError.handshakeTimeout(deps.config.listen.handshakeTimeoutMs)), deps.config.listen.handshakeTimeoutMs);
     this.handshakeTimer.unref();
   }
 
+  get applicationName(): string | null {
+    return this.settings.get('application_name') ?? null;
+  }
+
   // ── ServerClient ────────────────────────────────────────────────────────────
 
   sendToClient(buf: Buffer): boolean {
     if (this.state === SessionState.Closed) return true;
+    this.meter.bytesOut += buf.length;
     if (!this.corked) {
       this.corked = true;
       this.clientSocket.cork();
@@ -160,7 +182,62 @@ export class ClientSession implements ServerClient {
       case BackendCode.CopyInResponse:
         this.onCopyIn(buf, start, end);
         return;
+      case BackendCode.CommandComplete:
+      case BackendCode.EmptyQueryResponse:
+      case BackendCode.PortalSuspended:
+        this.onStatementDone(code === BackendCode.CommandComplete ? readCString(buf, start + 5, end)[0] : null, null);
+        this.sendToClient(buf.subarray(start, end));
+        return;
     }
+  }
+
+  /** A statement completed (tag or error): its audit event and its counts. */
+  private onStatementDone(tag: string | null, sqlstate: string | null): void {
+    const tracker = this.tracker;
+    if (tracker === null) return;
+    const entry = tracker.completed(this.segmentsDone);
+    if (entry === undefined) return;
+    const now = performance.now();
+    const seconds = (now - entry.startedAt) / 1000;
+    entry.startedAt = now;
+    const { command, rows } = splitCommandTag(tag);
+    this.report(entry, command, rows, sqlstate, seconds);
+  }
+
+  private report(entry: RunningStatement, command: string | null, rows: number | null, sqlstate: string | null, seconds: number): void {
+    this.statementsCompleted++;
+    const outcome = sqlstate === null ? 'ok' : 'error';
+    this.meter.statement(command ?? (sqlstate === null ? 'EMPTY' : 'ERROR'), outcome, seconds);
+    const analysis = entry.source.analysis;
+    this.audit.statement({
+      command,
+      fingerprint: analysis?.fingerprint ?? null,
+      ...this.statementText(entry.source),
+      outcome,
+      sqlstate,
+      duration_ms: Math.round(seconds * 1e6) / 1000,
+      rows,
+      backend_pid: this.server?.pid ?? null,
+    });
+  }
+
+  private statementText(source: StatementSource): { statement?: string | null } {
+    switch (this.audit.textMode) {
+      case 'none':
+        return {};
+      case 'full':
+        return { statement: source.text };
+      case 'normalized':
+        return { statement: source.analysis?.normalized ?? null };
+    }
+  }
+
+  /** Statements that will never complete on the server (it was lost or discarded) are recorded with `sqlstate`. */
+  private reportUnfinished(sqlstate: string): void {
+    const tracker = this.tracker;
+    if (tracker === null) return;
+    const now = performance.now();
+    for (const entry of tracker.unfinished()) this.report(entry, null, null, sqlstate, (now - entry.startedAt) / 1000);
   }
 
   /** COPY FROM STDIN began: Syncs pipelined behind the Execute that started it will never be answered. */
@@ -176,6 +253,7 @@ export class ClientSession implements ServerClient {
   }
 
   onServerLost(err: ProxyError): void {
+    this.reportUnfinished(SqlState.CONNECTION_FAILURE);
     this.server = null;
     if (this.state === SessionState.Closed) return;
     if (this.serverSentFatal) this.close('server sent FATAL');
@@ -224,6 +302,7 @@ export class ClientSession implements ServerClient {
 
   private readonly onData = (chunk: Buffer): void => {
     if (this.state === SessionState.Closed) return;
+    this.meter.bytesIn += chunk.length;
     const framer = this.framer;
     framer.push(chunk);
     try {
@@ -296,8 +375,10 @@ export class ClientSession implements ServerClient {
     switch (code) {
       case FrontendCode.Query: {
         this.refuseInsideBatch(code);
-        const refusal = this.judge(code, buf, start, end);
-        const replacement = refusal === null ? null : this.refuseOnServer(refusal, REFUSAL_QUERY);
+        const verdict = this.judge(code, buf, start, end);
+        let replacement: Buffer | null = null;
+        if (verdict instanceof ProxyError) replacement = this.refuseOnServer(verdict, REFUSAL_QUERY);
+        else this.tracker?.query(verdict ?? NO_SOURCE, this.segmentsSent);
         this.syncsSinceExecute = 0;
         this.endSegment();
         return replacement;
@@ -318,22 +399,29 @@ export class ClientSession implements ServerClient {
         return null;
       case FrontendCode.Parse: {
         this.unsynced = true;
-        const refusal = this.judge(code, buf, start, end);
-        if (refusal !== null) return this.refuseOnServer(refusal, REFUSAL_PARSE);
+        const verdict = this.judge(code, buf, start, end);
+        if (verdict instanceof ProxyError) return this.refuseOnServer(verdict, REFUSAL_PARSE);
+        this.tracker?.parsed(readCString(buf, start + 5, end)[0], verdict ?? NO_SOURCE);
         return this.viaPrepared(this.prepared!.parse(buf, start, end, this.server!));
       }
       case FrontendCode.Bind:
         this.unsynced = true;
+        if (this.tracker !== null) {
+          const [portal, afterPortal] = readCString(buf, start + 5, end);
+          this.tracker.bound(portal, readCString(buf, afterPortal, end)[0]);
+        }
         return this.viaPrepared(this.prepared!.bind(buf, start, end, this.server!));
       case FrontendCode.Describe:
         this.unsynced = true;
         return this.viaPrepared(this.prepared!.describe(buf, start, end, this.server!));
       case FrontendCode.Close:
         this.unsynced = true;
+        this.tracker?.closed(buf[start + 5] === 0x53 ? 'S' : 'P', readCString(buf, start + 6, end)[0]);
         return this.prepared!.close(buf, start, end);
       case FrontendCode.Execute:
         this.syncsSinceExecute = 0;
         this.unsynced = true;
+        this.tracker?.executed(readCString(buf, start + 5, end)[0], this.segmentsSent);
         return null;
       case FrontendCode.Flush:
         this.unsynced = true;
@@ -383,36 +471,52 @@ export class ClientSession implements ServerClient {
   }
 
   /**
-   * The guard's verdict on a Query or Parse; null lets it through. The frame that triggered a checkout was judged
-   * while idle, so its replay onto the pinned server reuses that verdict instead of judging twice.
+   * The guard's verdict on a Query or Parse: a refusal, or what the statement is (null when neither the guard nor the
+   * audit needs to know). The frame that triggered a checkout was judged while idle, so its replay onto the pinned
+   * server reuses that verdict instead of judging twice.
    */
-  private judge(code: number, buf: Buffer, start: number, end: number): ProxyError | null {
+  private judge(code: number, buf: Buffer, start: number, end: number): ProxyError | StatementSource | null {
     const approved = this.approvedFrame;
     if (approved !== null) {
       this.approvedFrame = null;
       if (approved.frame === buf && start === 0) {
-        this.trackSqlPrepared(approved.analysis);
-        return null;
+        this.trackSqlPrepared(approved.source);
+        return approved.source;
       }
     }
     const verdict = this.verdict(code, buf, start, end);
-    if (verdict instanceof ProxyError) return verdict;
-    this.trackSqlPrepared(verdict);
-    return null;
+    if (!(verdict instanceof ProxyError)) this.trackSqlPrepared(verdict);
+    return verdict;
   }
 
-  /** A refusal, or the analysis of a statement that may run (null when this session is not guarded). */
-  private verdict(code: number, buf: Buffer, start: number, end: number): ProxyError | Analysis | null {
+  private verdict(code: number, buf: Buffer, start: number, end: number): ProxyError | StatementSource | null {
+    const blocked = this.deps.audit.blockingError();
+    if (blocked !== null) {
+      this.meter.refusal('audit_unavailable');
+      return blocked;
+    }
     const identity = this.identity!;
-    if (identity.guardBypass || !this.deps.config.policy.guard) return null;
-    const verdict = this.deps.guard.check(queryText(buf, start, end), identity.schema);
-    if (!isRefusal(verdict)) return verdict;
-    this.log.info({ tenant: identity.tenantId, actor: identity.actor, rule: verdict.rule, sqlstate: verdict.error.sqlstate }, 'statement refused');
+    const guarded = !identity.guardBypass && this.deps.config.policy.guard;
+    if (!guarded && this.tracker === null) return null;
+    const text = queryText(buf, start, end);
+    const keepText = this.audit.textMode === 'full' ? text : null;
+    if (!guarded) return { analysis: this.deps.guard.describe(text), text: keepText };
+    const verdict = this.deps.guard.check(text, identity.schema);
+    if (!isRefusal(verdict)) return { analysis: verdict, text: keepText };
+    this.meter.refusal(verdict.rule);
+    this.audit.refusal({
+      rule: verdict.rule,
+      sqlstate: verdict.error.sqlstate,
+      message: verdict.error.message,
+      fingerprint: verdict.analysis?.fingerprint ?? null,
+      ...this.statementText({ analysis: verdict.analysis ?? null, text: keepText }),
+    });
+    this.log.debug({ tenant: identity.tenantId, rule: verdict.rule, sqlstate: verdict.error.sqlstate }, 'statement refused');
     return verdict.error;
   }
 
-  private trackSqlPrepared(analysis: Analysis | null): void {
-    if (analysis === null || !analysis.touchesPrepared || this.server === null) return;
+  private trackSqlPrepared(source: StatementSource | null): void {
+    if (source === null || source.analysis?.touchesPrepared !== true || this.server === null) return;
     // SQL-level PREPARE/DEALLOCATE changes what the server holds: stop trusting the proxy's cache of it.
     this.server.sqlPrepared = true;
     this.server.statements.clear();
@@ -533,7 +637,8 @@ export class ClientSession implements ServerClient {
     this.completeLogin(token).catch((err: unknown): void => {
       if (err instanceof AuthFailure) {
         this.log.info({ reason: err.reason }, 'authentication failed');
-        this.fail(ProxyError.authFailed(err.sqlstate, err.message));
+        this.deps.metrics.authOutcome('failed', err.reason);
+        this.fail(ProxyError.authFailed(err.sqlstate, err.message), err.reason);
       } else if (err instanceof ProxyError) {
         this.fail(err.asFatal());
       } else {
@@ -566,6 +671,16 @@ export class ClientSession implements ServerClient {
     reply.push(encodeBackendKeyData(this.key.pid, this.key.secret), READY_FOR_QUERY_IDLE);
     this.sendToClient(Buffer.concat(reply));
     this.state = SessionState.Idle;
+    this.meter = this.deps.metrics.tenant(identity.tenantId);
+    this.deps.metrics.authOutcome('ok', identity.guardBypass ? 'guard_bypass' : 'token');
+    if (this.deps.audit.statementsEnabled) this.tracker = new StatementTracker();
+    this.audit.authenticated({
+      tenant: identity.tenantId,
+      schema: identity.schema,
+      actor: identity.actor ?? null,
+      application_name: this.applicationName,
+      guard_bypass: identity.guardBypass,
+    });
     this.log.info({ tenant: identity.tenantId, actor: identity.actor }, 'client authenticated');
     this.guarded(() => this.replayQueued());
   }
@@ -616,7 +731,7 @@ export class ClientSession implements ServerClient {
           return;
         }
         const frame = buf.subarray(start, end);
-        this.approvedFrame = { frame, analysis: verdict };
+        this.approvedFrame = { frame, source: verdict };
         this.checkout(frame);
         return;
       }
@@ -769,6 +884,7 @@ export class ClientSession implements ServerClient {
     this.prepared!.segmentDone(this.segmentsDone - 1);
     while (this.refusals.length > 0 && this.refusals[0]!.segment < this.segmentsDone) this.refusals.shift();
     this.txStatus = buf[start + 5]!;
+    this.tracker?.segmentsFinished(this.segmentsDone, this.txStatus !== TxStatus.Idle);
     if (this.state === SessionState.Closed) {
       // The client left; its last statements have now run.
       if (this.pendingReady === 0 && this.server !== null) {
@@ -802,9 +918,12 @@ export class ClientSession implements ServerClient {
     const refusal = this.refusals[0];
     if (refusal !== undefined && refusal.segment === this.segmentsDone && fields.message.includes(REFUSAL_SENTINEL)) {
       this.refusals.shift();
+      // The rest of the segment is skipped by the server: none of it ran.
+      this.tracker?.dropSegment(this.segmentsDone);
       this.sendToClient(refusal.error.encode());
       return;
     }
+    this.onStatementDone(null, fields.code);
     if (fields.severity === 'FATAL' || fields.severity === 'PANIC') this.serverSentFatal = true;
     this.sendToClient(buf.subarray(start, end));
   }
@@ -830,9 +949,10 @@ export class ClientSession implements ServerClient {
     this.fail(ProxyError.internal(err));
   }
 
-  /** Sends the error; FATAL ones end the session. */
-  fail(err: ProxyError): void {
+  /** Sends the error; FATAL ones end the session (before login: a refused connection, with `reason` for the audit). */
+  fail(err: ProxyError, reason = 'startup_refused'): void {
     if (this.state === SessionState.Closed) return;
+    if (err.fatal && this.identity === null) this.audit.refused(`${reason}: ${err.message}`, err.sqlstate);
     this.sendToClient(err.encode());
     if (err.fatal) this.close(err.message);
   }
@@ -851,6 +971,7 @@ export class ClientSession implements ServerClient {
     // end() waits for the peer; a client that never reads must not hold the socket open.
     setTimeout(() => this.clientSocket.destroy(), 5000).unref();
     this.log.debug({ reason }, 'client session closed');
+    this.audit.closed(reason, Date.now() - this.connectedAt, this.statementsCompleted, this.txStatus !== TxStatus.Idle || this.pendingReady > 0);
     this.deps.onClosed(this);
   }
 
@@ -863,8 +984,7 @@ export class ClientSession implements ServerClient {
   private abandonServer(server: ServerConn): void {
     if (this.pendingReady === 0 && !this.unsynced) {
       this.server = null;
-      const reset = planReset(server, this.txStatus !== TxStatus.Idle);
-      server.reset(reset.frame, reset.replies);
+      this.deps.pool.resetServer(server, this.txStatus !== TxStatus.Idle);
       return;
     }
     if (this.unsynced || this.copyIn || !this.terminated) {
@@ -879,11 +999,23 @@ export class ClientSession implements ServerClient {
   }
 
   private discardServer(server: ServerConn, reason: string): void {
+    this.reportUnfinished(SqlState.QUERY_CANCELED);
     this.server = null;
     // PostgreSQL notices a vanished client only when it next writes: cancel first so the statement stops now.
     this.cancelServer(server);
     server.close(reason);
   }
+}
+
+const NO_SOURCE: StatementSource = { analysis: null, text: null };
+
+/** "INSERT 0 3" → INSERT, 3; "CREATE TABLE" → CREATE TABLE, null: the command without its counts, and the row count. */
+function splitCommandTag(tag: string | null): { command: string | null; rows: number | null } {
+  if (tag === null) return { command: null, rows: null };
+  const match = /^(.*?)((?: \d+)+)$/.exec(tag);
+  if (match === null) return { command: tag, rows: null };
+  const counts = match[2]!.trim().split(' ');
+  return { command: match[1]!, rows: Number(counts[counts.length - 1]) };
 }
 
 function uncorkClient(session: ClientSession): void {

@@ -1,4 +1,5 @@
 // Allow/deny for statement text and a tenant: cached analyses (exact text, then normalized text) judged per schema.
+import { createHash } from 'node:crypto';
 import { loadModule, normalizeSync } from 'libpg-query';
 import { SqlState } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
@@ -32,9 +33,17 @@ export function tenantSchemaShape(template: string, tenantPattern: string): RegE
 export interface Refusal {
   error: ProxyError;
   rule: GuardRule;
+  /** What the refused statement is, for the audit (absent for statements refused unparsed, as too large). */
+  analysis?: StatementAnalysis;
 }
 
-export type { Analysis };
+/** An analysis as cached: also what the audit log records of the statement, with its literals abstracted. */
+export interface StatementAnalysis extends Analysis {
+  /** The parser's normalised text (literals replaced by $n); null when the text does not parse. */
+  normalized: string | null;
+  /** First 16 hex digits of the SHA-256 of `normalized`: equal for statements that differ only in literals. */
+  fingerprint: string | null;
+}
 
 export interface GuardStats {
   exactHits: number;
@@ -44,7 +53,9 @@ export interface GuardStats {
 
 export interface SqlGuard {
   /** The cached analysis when the statement may run for a tenant whose schema is `schema`, else the refusal. */
-  check(text: string, schema: string): Refusal | Analysis;
+  check(text: string, schema: string): Refusal | StatementAnalysis;
+  /** The cached analysis without judging it (for auditing sessions the guard does not check). */
+  describe(text: string): StatementAnalysis;
   readonly stats: GuardStats;
 }
 
@@ -59,8 +70,8 @@ export function loadParser(): Promise<void> {
 const ALWAYS_ALLOWED = ['pg_catalog', 'information_schema'];
 
 export function createSqlGuard(policy: GuardPolicy): SqlGuard {
-  const exact = new Lru<string, Analysis>(policy.cacheSize);
-  const normalized = new Lru<string, Analysis>(policy.cacheSize);
+  const exact = new Lru<string, StatementAnalysis>(policy.cacheSize);
+  const normalized = new Lru<string, StatementAnalysis>(policy.cacheSize);
   const shared = new Set([...ALWAYS_ALLOWED, ...policy.sharedSchemas]);
   const deniedFunctions = new Set(policy.deniedFunctions.map((f) => f.toLowerCase()));
   const shape =
@@ -71,7 +82,7 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
   /** Texts larger than this are analysed but not kept, so the cache's memory stays bounded. */
   const maxCachedText = 16 * 1024;
 
-  const analyze = (text: string): Analysis => {
+  const analyze = (text: string): StatementAnalysis => {
     const hit = exact.get(text);
     if (hit !== undefined) {
       stats.exactHits++;
@@ -95,7 +106,7 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
       return shareable;
     }
     stats.misses++;
-    const analysis = analyzeSql(text, deniedFunctions, shape);
+    const analysis = withFingerprint(analyzeSql(text, deniedFunctions, shape), text);
     if (text.length <= maxCachedText) exact.set(text, analysis);
     // Only analyses that never looked at a literal may serve texts that differ from this one in literals.
     if (key !== null && !analysis.literalDependent && key.length <= maxCachedText) normalized.set(key, analysis);
@@ -104,6 +115,7 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
 
   return {
     stats,
+    describe: analyze,
     check(text, schema) {
       // A UTF-16 unit is at most 3 UTF-8 bytes: only long texts need their byte length counted.
       if (text.length * 3 > policy.maxStatementBytes) {
@@ -120,13 +132,14 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
       if (denial !== null) {
         const error = new ProxyError(denial.sqlstate, denial.message);
         error.position = denial.position;
-        return { rule: denial.rule, error };
+        return { rule: denial.rule, error, analysis };
       }
       if (!policy.checkNames) return analysis;
       for (const [named, example] of analysis.schemas) {
         if (named === schema || shared.has(named)) continue;
         return {
           rule: 'schema',
+          analysis,
           error: new ProxyError(
             SqlState.INSUFFICIENT_PRIVILEGE,
             `"${example}" is outside the tenant's schema`,
@@ -138,6 +151,19 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
       return analysis;
     },
   };
+}
+
+function withFingerprint(analysis: Analysis, text: string): StatementAnalysis {
+  let normalizedText: string | null = null;
+  if (analysis.denial?.rule !== 'syntax') {
+    try {
+      normalizedText = normalizeSync(text);
+    } catch {
+      // Parsed for the analysis but not normalisable: recorded without a text rather than with its literals.
+    }
+  }
+  const fingerprint = normalizedText === null ? null : createHash('sha256').update(normalizedText).digest('hex').slice(0, 16);
+  return { ...analysis, normalized: normalizedText, fingerprint };
 }
 
 export function isRefusal(verdict: Refusal | Analysis): verdict is Refusal {

@@ -11,6 +11,8 @@ export interface TenantRegistry {
   tenantExists(schema: string, role: string | null): Promise<boolean>;
   /** Validates client settings and returns them as PostgreSQL spells them (DateStyle ISO → "ISO, MDY"). */
   canonicalSettings(settings: ReadonlyMap<string, string>): Promise<Map<string, string>>;
+  /** Resolves when the upstream answers a query within timeoutMs (readiness). */
+  ping(timeoutMs: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -93,6 +95,18 @@ export function createTenantRegistry(target: UpstreamTarget, schemaCacheTtlMs: n
         client.release();
       }
       return out;
+    },
+
+    async ping(timeoutMs) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      });
+      try {
+        await Promise.race([control.query('SELECT 1'), timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
     },
 
     async close() {

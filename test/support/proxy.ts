@@ -1,4 +1,7 @@
 // Starts a proxy on port 0 against the test cluster and mints tokens for it.
+import { randomUUID } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import pino from 'pino';
 import { inject } from 'vitest';
@@ -30,6 +33,9 @@ export function testConfig(overrides: Overrides = {}, upstreamUrl = inject('pg')
     tenancy: { ...overrides.tenancy },
     policy: { ...overrides.policy },
     tls: { mode: 'allow', ...overrides.tls },
+    // Audit events go to a throwaway file unless a test asks otherwise: stdout is the test runner's.
+    audit: { file: join(tmpdir(), `pgtp-audit-${process.pid}-${randomUUID()}.log`), ...overrides.audit },
+    metrics: { ...overrides.metrics },
     log: { level: process.env.PGTP_TEST_LOG ?? 'silent' },
   };
   return validateConfig(raw);

@@ -1,0 +1,143 @@
+// The audit trail: one JSON line per connection event, completed statement and guard refusal (field names in README).
+import pino, { type Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { ProxyError } from '../protocol/errors.js';
+import { AuditSink, type SinkState } from './sink.js';
+
+export type StatementTextMode = Config['audit']['logStatementText'];
+
+/** What every event of one client connection carries, bound once per connection. */
+export interface ConnectionFields {
+  session: string;
+  client_addr: string | undefined;
+  client_port: number | undefined;
+}
+
+export interface TenantFields {
+  tenant: string;
+  schema: string;
+  actor: string | null;
+  application_name: string | null;
+  guard_bypass: boolean;
+}
+
+export interface StatementEvent {
+  command: string | null;
+  fingerprint: string | null;
+  statement?: string | null;
+  outcome: 'ok' | 'error';
+  sqlstate: string | null;
+  duration_ms: number;
+  rows: number | null;
+  backend_pid: number | null;
+}
+
+export interface RefusalEvent {
+  rule: string;
+  sqlstate: string;
+  message: string;
+  fingerprint: string | null;
+  statement?: string | null;
+}
+
+/** The audit log of one connection: a pino child carrying the connection's (and, once known, the tenant's) fields. */
+export class ConnectionAudit {
+  constructor(
+    private logger: Logger | null,
+    readonly textMode: StatementTextMode,
+  ) {}
+
+  authenticated(fields: TenantFields): void {
+    if (this.logger === null) return;
+    this.logger = this.logger.child(fields);
+    this.logger.info({ event: 'connection_authenticated' });
+  }
+
+  refused(reason: string, sqlstate: string): void {
+    this.logger?.info({ event: 'connection_refused', outcome: 'refused', reason, sqlstate });
+  }
+
+  closed(reason: string, durationMs: number, statements: number, inTransaction: boolean): void {
+    this.logger?.info({ event: 'connection_closed', reason, duration_ms: durationMs, statements, in_transaction: inTransaction });
+  }
+
+  statement(event: StatementEvent): void {
+    this.logger?.info({ event: 'statement', ...event });
+  }
+
+  refusal(event: RefusalEvent): void {
+    this.logger?.info({ event: 'guard_refusal', outcome: 'refused', ...event });
+  }
+}
+
+/**
+ * Owns the destination. Operational logs never go here (they are on stderr, without `"log":"audit"`), so a SIEM can
+ * take this stream whole.
+ */
+export class AuditLog {
+  private readonly sink: AuditSink | null;
+  private readonly root: Logger | null;
+  private blockOnFailure: boolean;
+  private textMode: StatementTextMode;
+  statementsEnabled: boolean;
+
+  constructor(config: Config, opsLog: Logger) {
+    const audit = config.audit;
+    this.blockOnFailure = audit.onFailure === 'block';
+    this.textMode = audit.logStatementText;
+    this.statementsEnabled = audit.enabled && audit.statements;
+    if (!audit.enabled) {
+      this.sink = null;
+      this.root = null;
+      return;
+    }
+    this.sink = new AuditSink(audit.file);
+    this.sink.onFailing((failing) => {
+      if (failing) opsLog.error({ err: this.sink?.state.lastError, onFailure: this.blockOnFailure ? 'block' : 'continue' }, 'audit destination failing');
+      else opsLog.warn('audit destination recovered');
+    });
+    this.root = pino(
+      {
+        base: { log: 'audit' },
+        timestamp: pino.stdTimeFunctions.isoTime,
+        formatters: { level: () => ({}) },
+      },
+      this.sink,
+    );
+  }
+
+  /** A SIGHUP may change the text mode and the failure policy; the destination stays as started. */
+  reconfigure(config: Config): void {
+    this.blockOnFailure = config.audit.onFailure === 'block';
+    this.textMode = config.audit.logStatementText;
+    this.statementsEnabled = this.root !== null && config.audit.statements;
+  }
+
+  get state(): SinkState | null {
+    return this.sink?.state ?? null;
+  }
+
+  /** Non-null while statements must be refused because the trail cannot be written (audit.onFailure: block). */
+  blockingError(): ProxyError | null {
+    if (this.sink === null || !this.blockOnFailure || !this.sink.state.failing) return null;
+    return new ProxyError(
+      '58030',
+      'the audit log cannot be written, so statements are refused (audit.onFailure = block)',
+      'ERROR',
+      'retry later; the proxy resumes as soon as the audit destination accepts writes again',
+    );
+  }
+
+  connection(fields: ConnectionFields): ConnectionAudit {
+    const logger = this.root?.child(fields) ?? null;
+    logger?.info({ event: 'connection_accepted' });
+    return new ConnectionAudit(logger, this.textMode);
+  }
+
+  /** Writes out everything queued (SIGTERM): nothing written before shutdown is lost. */
+  async close(): Promise<void> {
+    if (this.sink === null) return;
+    await this.sink.flush();
+    this.sink.close();
+  }
+}

@@ -1,0 +1,238 @@
+// Prometheus metrics (prom-client, own registry, prefix pgtp_). Hot-path counts are plain numbers, read at scrape time.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues } from 'prom-client';
+import type { PoolStats } from '../backend/pool.js';
+
+const PREFIX = 'pgtp_';
+/** The label of sessions that have not authenticated yet. */
+export const UNAUTHENTICATED = '-';
+/** The label shared by tenants past metrics.maxTenantLabels. */
+export const OTHER_TENANTS = 'other';
+
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/** Per tenant label: running totals bumped by sessions, turned into counter increments when scraped. */
+export class TenantMeter {
+  bytesIn = 0;
+  bytesOut = 0;
+  private reportedIn = 0;
+  private reportedOut = 0;
+  private readonly statementCounters = new Map<string, Counter.Internal>();
+  readonly duration: Histogram.Internal<'tenant'>;
+
+  constructor(
+    readonly label: string,
+    private readonly metrics: ProxyMetrics,
+  ) {
+    this.duration = metrics.statementDuration.labels(label);
+  }
+
+  statement(command: string, outcome: string, seconds: number): void {
+    const key = `${command}\0${outcome}`;
+    let counter = this.statementCounters.get(key);
+    if (counter === undefined) {
+      counter = this.metrics.statements.labels(this.label, command, outcome);
+      this.statementCounters.set(key, counter);
+    }
+    counter.inc();
+    this.duration.observe(seconds);
+  }
+
+  refusal(rule: string): void {
+    this.metrics.refusals.inc({ tenant: this.label, rule });
+  }
+
+  /** @internal scrape time */
+  flushBytes(): void {
+    if (this.bytesIn > this.reportedIn) this.metrics.bytesIn.inc({ tenant: this.label }, this.bytesIn - this.reportedIn);
+    if (this.bytesOut > this.reportedOut) this.metrics.bytesOut.inc({ tenant: this.label }, this.bytesOut - this.reportedOut);
+    this.reportedIn = this.bytesIn;
+    this.reportedOut = this.bytesOut;
+  }
+}
+
+/** What the metrics need to read from the running proxy at scrape time. */
+export interface MetricsSource {
+  poolStats(): PoolStats & { size: number };
+  /** Client sessions by tenant label and state. */
+  clientCounts(): Iterable<{ tenant: string; state: string; count: number }>;
+  auditState(): { failing: boolean; dropped: number } | null;
+}
+
+export class ProxyMetrics {
+  readonly registry = new Registry();
+  private readonly tenants = new Map<string, TenantMeter>();
+  private source: MetricsSource | null = null;
+  private auditDroppedReported = 0;
+  private ownLabels = 0;
+
+  readonly statements: Counter<'tenant' | 'command' | 'outcome'>;
+  readonly statementDuration: Histogram<'tenant'>;
+  readonly refusals: Counter<'tenant' | 'rule'>;
+  readonly bytesIn: Counter<'tenant'>;
+  readonly bytesOut: Counter<'tenant'>;
+  private readonly auth: Counter<'outcome' | 'reason'>;
+  private readonly backendConnects: Counter<'outcome'>;
+  private readonly backendResets: Counter;
+  private readonly poolWait: Histogram;
+
+  constructor(private readonly maxTenantLabels: number) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+    this.statements = new Counter({
+      name: `${PREFIX}statements_total`,
+      help: 'Statements completed, by tenant, command tag and outcome (ok, error)',
+      labelNames: ['tenant', 'command', 'outcome'],
+      registers,
+    });
+    this.statementDuration = new Histogram({
+      name: `${PREFIX}statement_duration_seconds`,
+      help: 'Time from sending a statement to the server until its completion, by tenant',
+      labelNames: ['tenant'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.refusals = new Counter({
+      name: `${PREFIX}guard_refusals_total`,
+      help: 'Statements refused by the SQL guard (or while the audit log was failing), by tenant and rule',
+      labelNames: ['tenant', 'rule'],
+      registers,
+    });
+    const flushAll = (): void => {
+      for (const meter of new Set(this.tenants.values())) meter.flushBytes();
+    };
+    this.bytesIn = new Counter({
+      name: `${PREFIX}client_received_bytes_total`,
+      help: 'Bytes received from clients, by tenant',
+      labelNames: ['tenant'],
+      registers,
+      collect: flushAll,
+    });
+    this.bytesOut = new Counter({
+      name: `${PREFIX}client_sent_bytes_total`,
+      help: 'Bytes sent to clients, by tenant',
+      labelNames: ['tenant'],
+      registers,
+      collect: flushAll,
+    });
+    this.auth = new Counter({
+      name: `${PREFIX}auth_total`,
+      help: 'Client authentication attempts by outcome (ok, failed) and reason',
+      labelNames: ['outcome', 'reason'],
+      registers,
+    });
+    this.backendConnects = new Counter({
+      name: `${PREFIX}backend_connects_total`,
+      help: 'Connections opened to the upstream, by outcome (ok, failed)',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.backendResets = new Counter({
+      name: `${PREFIX}backend_resets_total`,
+      help: 'Backends reset before serving another client',
+      registers,
+    });
+    this.poolWait = new Histogram({
+      name: `${PREFIX}pool_wait_seconds`,
+      help: 'Time clients waited for a backend when none was idle',
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    const metrics = this;
+    new Gauge({
+      name: `${PREFIX}client_connections`,
+      help: 'Client connections by tenant and state (startup, password, authenticating, idle, waiting, active)',
+      labelNames: ['tenant', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { tenant, state, count } of metrics.source?.clientCounts() ?? []) this.inc({ tenant, state }, count);
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}pool_servers`,
+      help: 'Backend connections by state (idle, parked, active, resetting, connecting)',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const stats = metrics.source?.poolStats();
+        if (stats === undefined) return;
+        for (const state of ['idle', 'parked', 'active', 'resetting', 'connecting'] as const) this.set({ state }, stats[state]);
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}pool_size`,
+      help: 'Configured maximum of backend connections (upstream.poolSize)',
+      registers,
+      collect() {
+        const stats = metrics.source?.poolStats();
+        if (stats !== undefined) this.set(stats.size);
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}pool_waiting_clients`,
+      help: 'Clients waiting for a backend',
+      registers,
+      collect() {
+        const stats = metrics.source?.poolStats();
+        if (stats !== undefined) this.set(stats.waiting);
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}audit_failing`,
+      help: '1 while the audit destination fails to accept writes',
+      registers,
+      collect() {
+        this.set(metrics.source?.auditState()?.failing ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: `${PREFIX}audit_dropped_events_total`,
+      help: 'Audit events dropped because the destination stayed down past the in-memory bound',
+      registers,
+      collect() {
+        const dropped = metrics.source?.auditState()?.dropped ?? 0;
+        if (dropped > metrics.auditDroppedReported) this.inc(dropped - metrics.auditDroppedReported);
+        metrics.auditDroppedReported = dropped;
+      },
+    });
+  }
+
+  attach(source: MetricsSource): void {
+    this.source = source;
+  }
+
+  /** The meter for a tenant, or the shared "other" meter once maxTenantLabels tenants have their own. */
+  tenant(tenantId: string): TenantMeter {
+    let meter = this.tenants.get(tenantId);
+    if (meter !== undefined) return meter;
+    if (this.ownLabels < this.maxTenantLabels || tenantId === UNAUTHENTICATED) {
+      meter = new TenantMeter(tenantId, this);
+      if (tenantId !== UNAUTHENTICATED) this.ownLabels++;
+    } else {
+      meter = this.tenants.get(OTHER_TENANTS) ?? new TenantMeter(OTHER_TENANTS, this);
+      this.tenants.set(OTHER_TENANTS, meter);
+    }
+    this.tenants.set(tenantId, meter);
+    return meter;
+  }
+
+  authOutcome(outcome: 'ok' | 'failed', reason: string): void {
+    this.auth.inc({ outcome, reason } satisfies LabelValues<'outcome' | 'reason'>);
+  }
+
+  backendConnected(ok: boolean): void {
+    this.backendConnects.inc({ outcome: ok ? 'ok' : 'failed' });
+  }
+
+  backendReset(): void {
+    this.backendResets.inc();
+  }
+
+  waitedForBackend(seconds: number): void {
+    this.poolWait.observe(seconds);
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
