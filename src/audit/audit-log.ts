@@ -98,9 +98,10 @@ export class AuditLog {
     });
     this.root = pino(
       {
-        base: { log: 'audit' },
+        // The level formatter's fields open every line: the stream marker instead of a level nobody filters on.
+        base: null,
         timestamp: pino.stdTimeFunctions.isoTime,
-        formatters: { level: () => ({}) },
+        formatters: { level: () => ({ log: 'audit' }) },
       },
       this.sink,
     );

@@ -38,6 +38,9 @@ export async function listen(
   log.info({ host: address.address, port: address.port }, 'listening');
   return {
     address,
-    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    // close() stops accepting at once; its callback would wait for every open client, which the drain handles.
+    stop: async () => {
+      server.close();
+    },
   };
 }

@@ -1,5 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +27,15 @@ afterEach(() => {
   child?.kill('SIGKILL');
   child = null;
 });
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
 
 function writeConfig(name: string, config: unknown): string {
   const file = join(dir, name);
@@ -126,6 +136,52 @@ describe('the pg-tenant-proxy command', () => {
     child!.kill('SIGTERM');
     expect(await exit).toBe(0);
     child = null;
+  });
+
+  it('writes every audit event of the run to the file before exiting on SIGTERM, and shows status', async () => {
+    const auditFile = join(dir, 'audit.log');
+    const metricsPort = await freePort();
+    const adminToken = 'cli-admin-token-0123456789';
+    const file = writeConfig('audited.yaml', {
+      ...baseConfig(),
+      audit: { file: auditFile },
+      metrics: { enabled: true, port: metricsPort, adminToken },
+    });
+    const port = await startCli(file);
+    const token = (await cli(['token', '--tenant', 'b', '--sub', 'bob', '--config', file])).stdout.trim();
+    const clients = await Promise.all(
+      [0, 1].map(async () => {
+        const c = new pg.Client({ host: '127.0.0.1', port, user: 'app', database: inject('pg').database, password: token, application_name: 'audited' });
+        c.on('error', () => undefined);
+        await c.connect();
+        return c;
+      }),
+    );
+    const perClient = 150;
+    await Promise.all(clients.map(async (c) => {
+      for (let i = 0; i < perClient; i++) await c.query('SELECT id FROM items WHERE id = $1', [i % 3]);
+    }));
+
+    const shown = await cli(['status', '--config', file]);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toMatch(/TENANTS\n.*tenant\s+clients[\s\S]*\nb\s+2\s/);
+    expect(shown.stdout).toContain('audited');
+    const json = JSON.parse((await cli(['status', '--config', file, '--json'])).stdout) as { tenants: Array<{ tenant: string; clients: number }> };
+    expect(json.tenants).toEqual([expect.objectContaining({ tenant: 'b', clients: 2 })]);
+    const wrongToken = writeConfig('wrong-token.yaml', { ...baseConfig(), metrics: { enabled: true, port: metricsPort, adminToken: 'not-the-admin-token-000' } });
+    const denied = await cli(['status', '--config', wrongToken]);
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toContain('401');
+
+    // The clients stay connected: their close events are written during the drain.
+    const exit = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)));
+    child!.kill('SIGTERM');
+    expect(await exit).toBe(0);
+    child = null;
+    const events = readFileSync(auditFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { event: string; tenant?: string; outcome?: string });
+    expect(events.filter((e) => e.event === 'statement' && e.tenant === 'b' && e.outcome === 'ok')).toHaveLength(2 * perClient);
+    expect(events.filter((e) => e.event === 'connection_closed' && e.tenant === 'b')).toHaveLength(2);
+    await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
   });
 
   it('refuses to mint a token for an invalid tenant id', async () => {
