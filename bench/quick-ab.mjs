@@ -1,5 +1,6 @@
 // Quick A/B of one proxy build: a throwaway cluster, two tenants, an in-process proxy (pool 20), two pgbench -S
-// processes of 8 clients for 8 s. GUARD=off sets policy.guard: false; MODE=simple|extended|prepared.
+// processes of 8 clients for 8 s. GUARD=off sets policy.guard: false; MODE=simple|extended|prepared;
+// AUDIT=statements|connections|off (default statements, to a temporary file).
 // Run after `npm run build`: node bench/quick-ab.mjs; add --cpu-prof to profile the proxy.
 import pg from 'pg';
 import pino from 'pino';
@@ -18,7 +19,7 @@ await prepareProxyRole(db, { role: 'px', password: 'pw' });
 await revokePublicDefaults(db, 'prof', 'px');
 for (const t of ['t1', 't2']) await provisionTenant(db, { schema: `tenant_${t}`, role: null, proxyRole: 'px' });
 await db.end();
-const config = validateConfig({ listen: { port: 0 }, upstream: { url: `postgres://px:pw@127.0.0.1:${cluster.port}/prof`, poolSize: 20 }, auth: { jwt: { secret: 'x'.repeat(40) } }, log: { level: 'warn' }, policy: { guard: process.env.GUARD !== 'off' } });
+const config = validateConfig({ listen: { port: 0 }, upstream: { url: `postgres://px:pw@127.0.0.1:${cluster.port}/prof`, poolSize: 20 }, auth: { jwt: { secret: 'x'.repeat(40) } }, log: { level: 'warn' }, policy: { guard: process.env.GUARD !== 'off' }, audit: { enabled: process.env.AUDIT !== 'off', statements: (process.env.AUDIT ?? 'statements') === 'statements', file: `${cluster.dataDir}/../audit.log` } });
 const proxy = await startProxy(config, pino({ level: 'warn' }));
 const env = async (t) => ({ ...process.env, PGHOST: '127.0.0.1', PGPORT: String(proxy.port), PGUSER: 'app', PGDATABASE: 'prof', PGPASSWORD: await signDevToken(config, { tenant: t, ttlSeconds: 600 }), PGSSLMODE: 'disable' });
 const { execFile } = await import('node:child_process');

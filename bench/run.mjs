@@ -10,6 +10,8 @@
 //   BENCH_WORKLOADS=a,b      only these workload ids (see WORKLOADS)
 //   BENCH_TARGETS=direct,proxy  only these targets (direct,pgbouncer,proxy,proxy-noguard)
 //   BENCH_PROXY_TENANTS=2    1 puts every proxy client on tenant t1 instead of splitting t1/t2
+//   BENCH_AUDIT=statements   the proxies' audit trail, to a file in the work dir: statements (the default config: one
+//                            event per statement), connections (audit.statements: false) or off (audit.enabled: false)
 //   BENCH_JOBS=1             pgbench -j per process (each run is two processes of N/2 clients: 2 threads in all)
 //   BENCH_SHARED_BUFFERS=512MB  so both tenant schemas fit in shared_buffers for every target alike
 //   BENCH_MICRO=0            skip the micro-benchmarks (bench/micro.mjs) after the matrix
@@ -36,6 +38,8 @@ const WARMUP_DURATION = QUICK ? 2 : 5;
 const SCALE = positiveInt('BENCH_SCALE', 10);
 const JOBS = positiveInt('BENCH_JOBS', 1);
 const PROXY_TENANTS = positiveInt('BENCH_PROXY_TENANTS', 2);
+const AUDIT = env.BENCH_AUDIT ?? 'statements';
+if (!['statements', 'connections', 'off'].includes(AUDIT)) throw new Error(`BENCH_AUDIT must be statements, connections or off, got ${AUDIT}`);
 const SHARED_BUFFERS = env.BENCH_SHARED_BUFFERS ?? '512MB';
 const OUT = resolve(ROOT, env.BENCH_OUT ?? 'bench/results/latest.json');
 const QUIET_WAIT = nonNegativeInt('BENCH_QUIET_WAIT', 60);
@@ -282,7 +286,7 @@ async function main() {
     `command: \`${command}\``,
     `machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${Math.round(totalmem() / 2 ** 30)} GiB; node ${process.version}; PostgreSQL ${pgVersion}; ${pgbouncerVersion ?? 'PgBouncer n/a'}; ${pgbenchVersion()}`,
     `runs: ${REPS} interleaved repetition(s) × ${DURATION} s (latency row ${LATENCY_DURATION} s); pgbench scale ${SCALE} per tenant schema; each run = 2 pgbench processes of N/2 clients (-j ${JOBS} each, -n); medians over repetitions`,
-    `targets: direct = PostgreSQL as ${DIRECT_ROLE} (search_path tenant_t1); pgbouncer = transaction mode, default_pool_size ${POOL_SIZE}, same role; proxy = pg-tenant-proxy, poolSize ${POOL_SIZE}, clients split over tenant(s) ${proxyTenants.join(', ') || '-'}; proxy-noguard = a second proxy process, same config plus policy.guard: false (no SQL checks); the two proxies swap places in every other repetition`,
+    `targets: direct = PostgreSQL as ${DIRECT_ROLE} (search_path tenant_t1); pgbouncer = transaction mode, default_pool_size ${POOL_SIZE}, same role; proxy = pg-tenant-proxy, poolSize ${POOL_SIZE}, clients split over tenant(s) ${proxyTenants.join(', ') || '-'}, audit trail ${AUDIT === 'statements' ? 'of every statement' : AUDIT === 'connections' ? 'of connections only' : 'off'} to a file; proxy-noguard = a second proxy process, same config plus policy.guard: false (no SQL checks); the two proxies swap places in every other repetition`,
     `noise control: waits up to ${QUIET_WAIT} s before each run for other work to fall below ${DISTURBED * 100}% of the CPU; ${RETRY_DISTURBED ? `a run disturbed by more than ${DISTURBED * 100}% is run once more and the second result kept` : 'disturbed runs are kept as they are'}`,
     `proxy build: ${build}`,
     `elapsed: ${formatDuration(elapsedSec)}${micro ? ` (pgbench matrix ${formatDuration(matrixSec)}, micro-benchmarks ${formatDuration(elapsedSec - matrixSec)})` : ''}`,
@@ -486,6 +490,10 @@ async function startTenantProxy(work, pgPort, proxyPassword, { name, guard }) {
     ...(guard ? [] : ['policy:', '  guard: false # proxy-noguard: every SQL check off, to measure what the guard costs']),
     'tls:',
     '  mode: allow',
+    'audit:',
+    `  enabled: ${AUDIT !== 'off'}`,
+    `  statements: ${AUDIT === 'statements'}`,
+    `  file: ${join(work, `${name}-audit.log`)}`,
     'log:',
     '  level: warn',
     '',
