@@ -27,7 +27,15 @@ const { promisify } = await import('node:util');
 for (const t of ['t1', 't2']) await promisify(execFile)('pgbench', ['-i', '-s', '2', '-q', '--no-vacuum'], { env: await env(t) });
 const mode = process.env.MODE ?? 'simple';
 const run = (t) => new Promise(async (res) => { const { execFile } = await import('node:child_process'); execFile('pgbench', ['-n', '-S', '-c', '8', '-j', '1', '-T', '8', '-M', mode], { env: await env(t) }, (e, out) => res(out)); });
+const cpuBefore = process.cpuUsage();
 const outs = await Promise.all([run('t1'), run('t2')]);
-for (const o of outs) console.log(/tps = ([\d.]+)/.exec(o)?.[1], /failed transactions: (\d+)/.exec(o)?.[1]);
+const cpu = process.cpuUsage(cpuBefore);
+let transactions = 0;
+for (const o of outs) {
+  console.log(/tps = ([\d.]+)/.exec(o)?.[1], /failed transactions: (\d+)/.exec(o)?.[1]);
+  transactions += Number(/number of transactions actually processed: (\d+)/.exec(o)?.[1] ?? 0);
+}
+// The whole process (every thread: the audit's file writes run on libuv's pool) per transaction.
+console.log(`proxy CPU ${((cpu.user + cpu.system) / transactions).toFixed(1)} µs/tx (user ${(cpu.user / transactions).toFixed(1)}, system ${(cpu.system / transactions).toFixed(1)}) over ${transactions} transactions`);
 console.log(proxy.pool.stats());
 await proxy.close(0); await cluster.stop(); process.exit(0);

@@ -42,6 +42,7 @@ export async function runDemo(): Promise<void> {
       ...process.env,
       PGTP_UPSTREAM_URL: upstream.toString(),
       PGTP_AUTH_JWT_SECRET: process.env.PGTP_AUTH_JWT_SECRET ?? randomBytes(32).toString('hex'),
+      PGTP_METRICS_ADMIN_TOKEN: process.env.PGTP_METRICS_ADMIN_TOKEN ?? randomBytes(24).toString('base64url'),
     });
     const proxy = await startProxy(config, createLogger(config));
 
@@ -52,7 +53,12 @@ export async function runDemo(): Promise<void> {
       lines.push(`  psql "postgresql://app:${token}@${proxy.host}:${proxy.port}/${DATABASE}?sslmode=disable"`);
       lines.push('');
     }
-    lines.push('Try:  SELECT * FROM orders;   SHOW search_path;');
+    lines.push('Try:  SELECT * FROM orders;   SHOW search_path;   SELECT * FROM tenant_globex.orders;  (refused)');
+    if (proxy.metricsPort !== null) {
+      lines.push('', `Metrics: curl http://127.0.0.1:${proxy.metricsPort}/metrics   Ready: curl http://127.0.0.1:${proxy.metricsPort}/readyz`);
+      lines.push(`Status:  curl -H "Authorization: Bearer ${config.metrics.adminToken}" http://127.0.0.1:${proxy.metricsPort}/admin/status`);
+    }
+    lines.push('The audit trail follows on stdout, one JSON line per event.');
     lines.push('Press Ctrl-C to stop the proxy and remove the temporary cluster.', '');
     process.stdout.write(lines.join('\n') + '\n');
 
