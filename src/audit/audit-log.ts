@@ -57,6 +57,8 @@ export class ConnectionAudit {
   constructor(
     private logger: Logger | null,
     readonly textMode: StatementTextMode,
+    /** audit.statements: one event per completed statement. */
+    readonly recordsStatements: boolean,
   ) {}
 
   authenticated(fields: TenantFields): void {
@@ -74,7 +76,7 @@ export class ConnectionAudit {
   }
 
   statement(event: StatementEvent): void {
-    this.logger?.info({ event: 'statement', ...event });
+    if (this.recordsStatements) this.logger?.info({ event: 'statement', ...event });
   }
 
   refusal(event: RefusalEvent): void {
@@ -144,7 +146,7 @@ export class AuditLog {
   connection(fields: ConnectionFields): ConnectionAudit {
     const logger = this.root?.child(fields) ?? null;
     logger?.info({ event: 'connection_accepted' });
-    return new ConnectionAudit(logger, this.textMode);
+    return new ConnectionAudit(logger, this.textMode, this.statementsEnabled);
   }
 
   /** Writes out everything queued (SIGTERM): nothing written before shutdown is lost. */

@@ -63,6 +63,25 @@ const RESET_WITH_DEALLOCATE = encodeQuery(`${RESET_SESSION}; DEALLOCATE ALL; ${P
 const ROLLBACK = encodeQuery('ROLLBACK');
 
 /**
+ * What a client's session has changed, asked of its server after a transaction that ran SET, RESET or set_config:
+ * the server has already applied transaction semantics (a rolled-back SET, SET LOCAL), so the answer is exact.
+ * The pin's own settings are left out; they are the tenant's, not the client's. Custom settings (app.*) are not in
+ * pg_settings and are asked by name; an empty one is as good as unset.
+ */
+export function planSnapshot(customSettings: Iterable<string>): Buffer {
+  let sql =
+    'SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings ' +
+    "WHERE source = 'session' AND name NOT IN ('search_path', 'role', 'session_authorization', 'is_superuser')";
+  const custom = [...customSettings].map(quoteLiteral);
+  if (custom.length > 0) {
+    sql +=
+      ' UNION ALL SELECT name, value FROM (SELECT name, pg_catalog.current_setting(name, true) AS value ' +
+      `FROM pg_catalog.unnest(ARRAY[${custom.join(', ')}]::text[]) AS name) AS custom WHERE value <> ''`;
+  }
+  return encodeQuery(sql);
+}
+
+/**
  * The reset run before a server may serve anyone else, after a ROLLBACK when a transaction was left open. SQL-level
  * PREPARE/DEALLOCATE by the client also drops every prepared statement, the proxy's included.
  */

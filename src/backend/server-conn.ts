@@ -87,6 +87,8 @@ export class ServerConn {
   private statementCounts: [string, string] | null = null;
   /** The reset finished but a cancel is still in flight: become idle once it lands. */
   private resetDone = false;
+  /** A query the proxy runs on the pinned server for its client (see runQuery). */
+  private proxyQuery: { onRow(values: string[]): void; onDone(error: string | null): void } | null = null;
 
   private readonly socket: net.Socket;
   private readonly framer = new Framer(1 << 30, true);
@@ -122,6 +124,18 @@ export class ServerConn {
     }
   }
 
+  /**
+   * Runs a query of the proxy's own on the pinned server between two of its client's transactions: rows go to onRow,
+   * nothing reaches the client, onDone follows its ReadyForQuery. An error (e.g. the client's own statement_timeout
+   * cancelling it) is passed on, not fatal: a single SELECT outside a transaction leaves the server as it was.
+   */
+  runQuery(frame: Buffer, onRow: (values: string[]) => void, onDone: (error: string | null) => void): void {
+    this.injected.pending++;
+    this.injected.error = null;
+    this.proxyQuery = { onRow, onDone };
+    this.send(frame);
+  }
+
   /** Forwards client bytes; returns false when the server's socket buffer is full (caller pauses the client). */
   send(buf: Buffer): boolean {
     if (!this.corked) {
@@ -144,6 +158,7 @@ export class ServerConn {
   /** Unpins and cleans the session state before the pool may hand this server to anyone else. */
   reset(resetSql: Buffer, replies: number): void {
     this.client = null;
+    this.proxyQuery = null;
     this.pinnedSchema = null;
     this.applied.clear();
     this.transition(ServerState.Resetting);
@@ -282,7 +297,11 @@ export class ServerConn {
         this.injected.pending--;
         if (this.injected.pending > 0) return;
         const status = buf[start + 5];
-        if (this.injected.error !== null) {
+        if (this.proxyQuery !== null) {
+          const done = this.proxyQuery.onDone;
+          this.proxyQuery = null;
+          done(this.injected.error);
+        } else if (this.injected.error !== null) {
           this.close(`injected statement failed: ${this.injected.error}`);
         } else if (this.state === ServerState.Resetting) {
           const counts = this.statementCounts;
@@ -297,12 +316,19 @@ export class ServerConn {
         return;
       }
       case BackendCode.DataRow:
-        if (this.state === ServerState.Resetting) this.statementCounts = lastTwoColumns(buf, start, end);
+        if (this.state === ServerState.Resetting) {
+          const values = columns(buf, start, end);
+          this.statementCounts = values !== null && values.length >= 2 ? [values[values.length - 2]!, values[values.length - 1]!] : null;
+        } else if (this.proxyQuery !== null) {
+          const values = columns(buf, start, end);
+          if (values !== null) this.proxyQuery.onRow(values);
+        }
         return;
       case BackendCode.NoticeResponse:
       case BackendCode.CommandComplete:
       case BackendCode.EmptyQueryResponse:
       case BackendCode.NotificationResponse:
+      case BackendCode.RowDescription:
         return;
       default:
         if (this.injected.pending === 0) this.close(`unexpected message ${code} while idle`);
@@ -346,19 +372,20 @@ export class ServerConn {
   }
 }
 
-/** The text of a DataRow's last two columns. */
-function lastTwoColumns(buf: Buffer, start: number, end: number): [string, string] | null {
+/** The text of a DataRow's columns (NULL as ''), or null when the row is malformed. */
+function columns(buf: Buffer, start: number, end: number): string[] | null {
   const count = buf.readInt16BE(start + 5);
   const values: string[] = [];
   let at = start + 7;
   for (let i = 0; i < count; i++) {
+    if (at + 4 > end) return null;
     const len = buf.readInt32BE(at);
     at += 4;
+    if (len > 0 && at + len > end) return null;
     values.push(len < 0 ? '' : buf.toString('utf8', at, at + len));
     if (len > 0) at += len;
-    if (at > end) return null;
   }
-  return values.length >= 2 ? [values[values.length - 2]!, values[values.length - 1]!] : null;
+  return values;
 }
 
 function uncorkServer(server: ServerConn): void {

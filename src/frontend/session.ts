@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { AuthFailure, type TenantTokenVerifier } from '../auth/tenant-token.js';
 import type { TenantIdentity } from '../auth/identity.js';
 import type { Pool } from '../backend/pool.js';
-import { planPin } from '../backend/pin.js';
+import { planPin, planSnapshot } from '../backend/pin.js';
 import { ServerState, type ServerClient, type ServerConn } from '../backend/server-conn.js';
 import { sendCancel } from '../backend/connect.js';
 import type { Config } from '../config/schema.js';
@@ -109,9 +109,14 @@ export class ClientSession implements ServerClient {
   /** The queued frame the guard approved while idle, with what it is (see judge). */
   private approvedFrame: { frame: Buffer; source: StatementSource | null } | null = null;
   private readonly audit: ConnectionAudit;
-  /** Statements sent and not yet completed, for their audit events; null when statements are not audited. */
+  /** Statements sent and not yet completed, for their audit events and metrics; null when neither wants them. */
   private tracker: StatementTracker | null = null;
   private statementsCompleted = 0;
+  /** This transaction ran SET/RESET/set_config: ask the server what the session holds before letting it go. */
+  private settingsChanged = false;
+  /** Custom settings (app.*) this client has named, asked for by name in the snapshot. */
+  private readonly customSettings = new Set<string>();
+  private snapshotting = false;
   private key: { pid: number; secret: number } | null = null;
   private handshakeTimer: NodeJS.Timeout | null;
   private isTls = false;
@@ -516,6 +521,10 @@ export class ClientSession implements ServerClient {
   }
 
   private trackSqlPrepared(source: StatementSource | null): void {
+    if (source?.analysis?.changesSettings === true) {
+      this.settingsChanged = true;
+      for (const name of source.analysis.customSettings) this.customSettings.add(name);
+    }
     if (source === null || source.analysis?.touchesPrepared !== true || this.server === null) return;
     // SQL-level PREPARE/DEALLOCATE changes what the server holds: stop trusting the proxy's cache of it.
     this.server.sqlPrepared = true;
@@ -673,7 +682,7 @@ export class ClientSession implements ServerClient {
     this.state = SessionState.Idle;
     this.meter = this.deps.metrics.tenant(identity.tenantId);
     this.deps.metrics.authOutcome('ok', identity.guardBypass ? 'guard_bypass' : 'token');
-    if (this.deps.audit.statementsEnabled) this.tracker = new StatementTracker();
+    if (this.audit.recordsStatements || this.deps.config.metrics.enabled) this.tracker = new StatementTracker();
     this.audit.authenticated({
       tenant: identity.tenantId,
       schema: identity.schema,
@@ -894,7 +903,35 @@ export class ClientSession implements ServerClient {
       return;
     }
     this.sendToClient(buf.subarray(start, end));
-    if (this.pendingReady === 0 && !this.unsynced && this.txStatus === TxStatus.Idle) this.releaseServer();
+    this.releaseIfDone();
+  }
+
+  /**
+   * Between transactions the server goes back to the pool; first, when the transaction changed settings, the server
+   * is asked for the session's settings, which then follow the client to whatever server it gets next.
+   */
+  private releaseIfDone(): void {
+    if (this.pendingReady !== 0 || this.unsynced || this.txStatus !== TxStatus.Idle || this.snapshotting) return;
+    const server = this.server;
+    if (this.settingsChanged && server !== null) {
+      this.settingsChanged = false;
+      this.snapshotting = true;
+      const snapshot = new Map<string, string>();
+      server.runQuery(
+        planSnapshot(this.customSettings),
+        ([name, value]) => snapshot.set(name!, value!),
+        (error) =>
+          this.guarded(() => {
+            this.snapshotting = false;
+            // Unanswered (the client's own 1 ms statement_timeout can do that): its settings stay as last known.
+            if (error === null) this.settings = snapshot;
+            else this.log.warn({ err: error }, 'could not read the session settings after a SET; keeping the last known ones');
+            if (this.state === SessionState.Active && this.server === server) this.releaseIfDone();
+          }),
+      );
+      return;
+    }
+    this.releaseServer();
   }
 
   private onServerParameter(buf: Buffer, start: number, end: number): void {
@@ -908,7 +945,8 @@ export class ClientSession implements ServerClient {
       server.close('search_path changed away from the pinned schema');
       return;
     }
-    // A client's own SET of a tracked setting follows it to its next server, as it would on a dedicated connection.
+    // A client's own SET of a reported setting follows it to its next server, as it would on a dedicated connection
+    // (unreported ones follow through the snapshot in releaseIfDone).
     if (TRACKED_SETTINGS.has(name)) this.settings.set(name, value);
     this.sendToClient(buf.subarray(start, end));
   }

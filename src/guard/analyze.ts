@@ -36,6 +36,10 @@ export interface Analysis {
   literalDependent: boolean;
   /** SQL-level PREPARE or DEALLOCATE: the server's prepared statements change under the proxy's statement cache. */
   touchesPrepared: boolean;
+  /** A session-level SET/RESET or set_config(): the client's settings must follow it to its next server. */
+  changesSettings: boolean;
+  /** Custom (dotted, e.g. app.user_id) settings it names: pg_settings does not list them, so they are asked by name. */
+  customSettings: readonly string[];
 }
 
 /** Prefix of the names the proxy gives prepared statements on servers; clients may not name them in SQL. */
@@ -212,6 +216,8 @@ class Analyzer {
   private readonly schemas = new Map<string, string>();
   private literalDependent = false;
   private touchesPrepared = false;
+  private changesSettings = false;
+  private readonly customSettings = new Set<string>();
 
   constructor(
     private readonly extraDeniedFunctions: ReadonlySet<string>,
@@ -220,7 +226,14 @@ class Analyzer {
   ) {}
 
   result(): Analysis {
-    return { denial: this.denial, schemas: this.schemas, literalDependent: this.literalDependent, touchesPrepared: this.touchesPrepared };
+    return {
+      denial: this.denial,
+      schemas: this.schemas,
+      literalDependent: this.literalDependent,
+      touchesPrepared: this.touchesPrepared,
+      changesSettings: this.changesSettings,
+      customSettings: [...this.customSettings],
+    };
   }
 
   sql(text: string, depth: number): void {
@@ -437,7 +450,9 @@ class Analyzer {
     const args = (node.args as unknown[] | undefined) ?? [];
     if (name === 'set_config') {
       this.literalDependent = true;
+      this.changesSettings = true;
       const setting = constantString(args[0]);
+      if (setting?.includes('.') === true) this.customSettings.add(setting.toLowerCase());
       if (setting === undefined || GUARDED_SETTINGS.has(setting.toLowerCase())) {
         this.deny('session_state', setting === undefined ? 'set_config() with a computed setting name' : `set_config('${setting}', ...)`);
       } else if (setting.toLowerCase() === 'client_encoding') {
@@ -492,6 +507,9 @@ class Analyzer {
 
   private variableSet(node: Json): void {
     const name = typeof node.name === 'string' ? node.name.toLowerCase() : '';
+    // SET LOCAL ends with its transaction. (SET TRANSACTION does too, but only costs a needless settings snapshot.)
+    if (node.is_local !== true) this.changesSettings = true;
+    if (name.includes('.')) this.customSettings.add(name);
     if (node.kind === 'VAR_RESET_ALL') {
       this.deny('session_state', 'RESET ALL');
     } else if (GUARDED_SETTINGS.has(name)) {

@@ -301,6 +301,20 @@ describe('metrics', () => {
     expect(text).toContain('# TYPE pgtp_pool_wait_seconds histogram');
   });
 
+  it('counts statements with audit.statements off, while the trail keeps only connection events', async () => {
+    tp = await startTestProxy({ metrics: metricsOn, audit: { statements: false } });
+    const a = await tp.connect('a');
+    await a.query('SELECT 1');
+    await a.query('SELECT 2');
+    await a.end();
+    expect(sample(await scrape(tp.proxy.metricsPort!), 'pgtp_statements_total', { tenant: 'a', command: 'SELECT', outcome: 'ok' })).toBe(2);
+    const events = await waitFor(() => {
+      const all = auditEvents(tp!);
+      return all.some((e) => e.event === 'connection_closed') && all;
+    }, 'connection_closed');
+    expect(events.map((e) => e.event)).toEqual(['connection_accepted', 'connection_authenticated', 'connection_closed']);
+  });
+
   it('measures waiting for a backend and resets between tenants', async () => {
     tp = await startTestProxy({ upstream: { poolSize: 1 }, metrics: metricsOn });
     const a = await tp.connect('a');

@@ -1,0 +1,112 @@
+// Session settings behave as on a dedicated connection although every transaction may land on another server.
+import pg from 'pg';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startTestProxy, type TestProxy } from '../support/proxy.js';
+
+let tp: TestProxy | null = null;
+afterEach(async () => {
+  await tp?.close();
+  tp = null;
+});
+
+const show = async (client: pg.Client, name: string): Promise<string> =>
+  (await client.query(`SELECT pg_catalog.current_setting('${name}', true) AS v`)).rows[0].v as string;
+
+/**
+ * Two clients, one server: every statement of `b` needs the server `a` just used, so the server is reset between
+ * them and `a`'s next statement runs after a fresh pin — the case where poolers lose or leak session state.
+ */
+async function twoClientsOneServer(): Promise<{ a: pg.Client; b: pg.Client; handOver: () => Promise<void> }> {
+  tp = await startTestProxy({ upstream: { poolSize: 1 } });
+  const a = await tp.connect('a');
+  const b = await tp.connect('b');
+  const defaults = {
+    statement_timeout: await show(b, 'statement_timeout'),
+    work_mem: await show(b, 'work_mem'),
+  };
+  expect(defaults).toEqual({ statement_timeout: '0', work_mem: '4MB' });
+  return {
+    a,
+    b,
+    // b takes the server: a's session state must not be visible to b, and must not be lost for a.
+    handOver: async () => {
+      expect(await show(b, 'statement_timeout')).toBe('0');
+      expect(await show(b, 'work_mem')).toBe('4MB');
+      expect(await show(b, 'app.user_id')).toBeOneOf([null, '']);
+    },
+  };
+}
+
+describe('session settings in transaction mode', () => {
+  it('keeps a session-level SET for its client on every server, and never shows it to another client', async () => {
+    const { a, b, handOver } = await twoClientsOneServer();
+    await a.query("SET statement_timeout = '1234ms'");
+    await a.query("SET work_mem TO '7MB'");
+    await a.query("SET app.user_id = '42'");
+    for (let i = 0; i < 3; i++) {
+      await handOver();
+      expect(await show(a, 'statement_timeout')).toBe('1234ms');
+      expect((await a.query('SHOW work_mem')).rows[0].work_mem).toBe('7MB');
+      expect(await show(a, 'app.user_id')).toBe('42');
+    }
+    // The setting is in force, not just reported: a statement over the timeout is cancelled.
+    await expect(a.query('SELECT pg_sleep(2)')).rejects.toMatchObject({ code: '57014' });
+    expect(await show(b, 'statement_timeout')).toBe('0');
+  });
+
+  it('drops a SET inside a transaction that rolls back, and never keeps SET LOCAL', async () => {
+    const { a, handOver } = await twoClientsOneServer();
+    await a.query('BEGIN');
+    await a.query("SET work_mem = '9MB'");
+    expect(await show(a, 'work_mem')).toBe('9MB');
+    await a.query('ROLLBACK');
+    await a.query('BEGIN');
+    await a.query("SET LOCAL statement_timeout = '3s'");
+    expect(await show(a, 'statement_timeout')).toBe('3s');
+    await a.query('COMMIT');
+    await handOver();
+    expect(await show(a, 'work_mem')).toBe('4MB');
+    expect(await show(a, 'statement_timeout')).toBe('0');
+
+    // A SET committed inside a transaction block does persist; one in an aborted block does not.
+    await a.query('BEGIN');
+    await a.query("SET work_mem = '11MB'");
+    await a.query('COMMIT');
+    await a.query('BEGIN');
+    await a.query("SET statement_timeout = '5s'");
+    await expect(a.query('SELECT 1/0')).rejects.toMatchObject({ code: '22012' });
+    await a.query('COMMIT');
+    await handOver();
+    expect(await show(a, 'work_mem')).toBe('11MB');
+    expect(await show(a, 'statement_timeout')).toBe('0');
+  });
+
+  it('follows set_config(…, false), RESET and SET … TO DEFAULT', async () => {
+    const { a, handOver } = await twoClientsOneServer();
+    await a.query("SELECT pg_catalog.set_config('app.region', 'eu-west', false)");
+    await a.query("SELECT pg_catalog.set_config('app.request', 'r-1', true)");
+    await a.query("SET work_mem = '12MB'");
+    await a.query("SET lock_timeout = '4s'");
+    await handOver();
+    expect(await show(a, 'app.region')).toBe('eu-west');
+    expect(await show(a, 'app.request')).toBeOneOf([null, '']);
+    await a.query('RESET work_mem');
+    await a.query('SET lock_timeout TO DEFAULT');
+    await handOver();
+    expect(await show(a, 'work_mem')).toBe('4MB');
+    expect(await show(a, 'lock_timeout')).toBe('0');
+    expect(await show(a, 'app.region')).toBe('eu-west');
+  });
+
+  it('carries settings changed through the extended protocol and by several clients of one tenant apart', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const a1 = await tp.connect('a');
+    const a2 = await tp.connect('a');
+    await a1.query({ text: "SELECT pg_catalog.set_config('app.who', $1, false)", values: ['first'] });
+    await a2.query({ text: "SELECT pg_catalog.set_config('app.who', $1, false)", values: ['second'] });
+    for (let i = 0; i < 3; i++) {
+      expect(await show(a1, 'app.who')).toBe('first');
+      expect(await show(a2, 'app.who')).toBe('second');
+    }
+  });
+});
