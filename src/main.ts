@@ -8,7 +8,7 @@ import { Pool, poolOptions } from './backend/pool.js';
 import { loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { CancelRegistry } from './frontend/cancel.js';
-import { ClientSession, SessionState } from './frontend/session.js';
+import { ClientSession } from './frontend/session.js';
 import { createSqlGuard, loadParser, type SqlGuard } from './guard/sql-guard.js';
 import { startOpsServer, type OpsServer, type Readiness } from './metrics/http.js';
 import { ProxyMetrics, UNAUTHENTICATED } from './metrics/metrics.js';
@@ -191,7 +191,7 @@ export async function startProxy(initial: Config, log: Logger = createLogger(ini
       closing ??= (async () => {
         await listener.stop().catch(() => undefined);
         const deadline = Date.now() + drainTimeoutMs;
-        while (Date.now() < deadline && [...sessions].some((s) => s.state === SessionState.Active || s.state === SessionState.Waiting)) {
+        while (Date.now() < deadline && [...sessions].some((s) => s.busy)) {
           await new Promise((resolve) => setTimeout(resolve, 50));
         }
         for (const session of [...sessions]) session.fail(ProxyError.shuttingDown());

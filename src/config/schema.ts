@@ -117,6 +117,16 @@ const tlsSchema = z
     path: ['mode'],
   });
 
+const poolSchema = z.strictObject({
+  /**
+   * transaction: a server per transaction (the default); session: a client keeps its server until it disconnects
+   * (temp tables, WITH HOLD cursors, one backend pid), at the price of one server per connected client.
+   */
+  mode: z.enum(['transaction', 'session']).default('transaction'),
+  /** Tenants served in session mode whatever `mode` says. */
+  sessionTenants: z.array(z.string().min(1)).default([]),
+});
+
 const metricsSchema = z.strictObject({
   /** Serves /metrics, /healthz, /readyz and /admin/status over HTTP. */
   enabled: z.boolean().default(false),
@@ -152,6 +162,7 @@ export const configSchema = z.strictObject({
   tenancy: tenancySchema.default(tenancySchema.parse({})),
   policy: policySchema.default(policySchema.parse({})),
   tls: tlsSchema.default(tlsSchema.parse({})),
+  pool: poolSchema.default(poolSchema.parse({})),
   metrics: metricsSchema.default(metricsSchema.parse({})),
   audit: auditSchema.default(auditSchema.parse({})),
   log: logSchema.default(logSchema.parse({})),

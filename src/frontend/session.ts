@@ -114,6 +114,8 @@ export class ClientSession implements ServerClient {
   private statementsCompleted = 0;
   /** This transaction ran SET/RESET/set_config: ask the server what the session holds before letting it go. */
   private settingsChanged = false;
+  /** pool.mode session (or a tenant in pool.sessionTenants): the first server stays pinned until the client leaves. */
+  private sessionMode = false;
   /** Custom settings (app.*) this client has named, asked for by name in the snapshot. */
   private readonly customSettings = new Set<string>();
   private snapshotting = false;
@@ -154,6 +156,12 @@ export class ClientSession implements ServerClient {
     this.attach(socket);
     this.handshakeTimer = setTimeout(() => this.fail(ProxyError.handshakeTimeout(deps.config.listen.handshakeTimeoutMs)), deps.config.listen.handshakeTimeoutMs);
     this.handshakeTimer.unref();
+  }
+
+  /** Waiting for a server or inside a transaction/statement: what a graceful shutdown lets finish. */
+  get busy(): boolean {
+    if (this.state === SessionState.Waiting) return true;
+    return this.state === SessionState.Active && (this.pendingReady > 0 || this.unsynced || this.txStatus !== TxStatus.Idle);
   }
 
   get applicationName(): string | null {
@@ -680,6 +688,8 @@ export class ClientSession implements ServerClient {
     reply.push(encodeBackendKeyData(this.key.pid, this.key.secret), READY_FOR_QUERY_IDLE);
     this.sendToClient(Buffer.concat(reply));
     this.state = SessionState.Idle;
+    const pool = this.deps.config.pool;
+    this.sessionMode = pool.mode === 'session' || pool.sessionTenants.includes(identity.tenantId);
     this.meter = this.deps.metrics.tenant(identity.tenantId);
     this.deps.metrics.authOutcome('ok', identity.guardBypass ? 'guard_bypass' : 'token');
     if (this.audit.recordsStatements || this.deps.config.metrics.enabled) this.tracker = new StatementTracker();
@@ -911,7 +921,7 @@ export class ClientSession implements ServerClient {
    * is asked for the session's settings, which then follow the client to whatever server it gets next.
    */
   private releaseIfDone(): void {
-    if (this.pendingReady !== 0 || this.unsynced || this.txStatus !== TxStatus.Idle || this.snapshotting) return;
+    if (this.sessionMode || this.pendingReady !== 0 || this.unsynced || this.txStatus !== TxStatus.Idle || this.snapshotting) return;
     const server = this.server;
     if (this.settingsChanged && server !== null) {
       this.settingsChanged = false;

@@ -110,3 +110,63 @@ describe('session settings in transaction mode', () => {
     }
   });
 });
+
+describe('session pooling mode', () => {
+  const pid = async (client: pg.Client): Promise<number> => (await client.query('SELECT pg_backend_pid() AS p')).rows[0].p as number;
+
+  it('keeps one server for the whole client session: temp tables, WITH HOLD cursors, one backend pid', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 2 }, pool: { mode: 'session' } });
+    const a = await tp.connect('a');
+    const b = await tp.connect('b');
+    const first = await pid(a);
+    await a.query('CREATE TEMP TABLE scratch (n int)');
+    await a.query('INSERT INTO scratch VALUES (1), (2)');
+    await a.query('BEGIN');
+    await a.query('DECLARE held CURSOR WITH HOLD FOR SELECT n FROM scratch ORDER BY n');
+    await a.query('COMMIT');
+    // b works in between on the other server; a's session is untouched.
+    expect((await b.query('SELECT count(*)::int AS n FROM items')).rows[0].n).toBe(3);
+    expect(await pid(b)).not.toBe(first);
+    expect((await a.query('FETCH 1 FROM held')).rows).toEqual([{ n: 1 }]);
+    expect((await a.query('SELECT count(*)::int AS n FROM scratch')).rows[0].n).toBe(2);
+    expect(await pid(a)).toBe(first);
+    expect((await a.query('SELECT current_schema() AS s')).rows[0].s).toBe('tenant_a');
+  });
+
+  it('makes later clients wait for a server, and resets it before the next one gets it', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1, queueTimeoutMs: 500 }, pool: { mode: 'session' } });
+    const a = await tp.connect('a');
+    await a.query('CREATE TEMP TABLE mine (n int)');
+    await a.query("SET work_mem = '13MB'");
+    const b = await tp.connect('b');
+    // The only server belongs to a's session: b's statement times out in the queue (53300).
+    await expect(b.query('SELECT 1')).rejects.toMatchObject({ code: '53300' });
+    await a.end();
+    expect((await b.query('SELECT current_schema() AS s')).rows[0].s).toBe('tenant_b');
+    expect((await b.query("SELECT count(*)::int AS n FROM pg_catalog.pg_class WHERE relname = 'mine'")).rows[0].n).toBe(0);
+    expect(await show(b, 'work_mem')).toBe('4MB');
+  });
+
+  it('serves only the tenants in pool.sessionTenants in session mode', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 2 }, pool: { sessionTenants: ['a'] } });
+    const a = await tp.connect('a');
+    const b1 = await tp.connect('b');
+    const b2 = await tp.connect('b');
+    const held = await pid(a);
+    // a holds one server; the two b clients share the other in transaction mode.
+    const pids = new Set([await pid(b1), await pid(b2), await pid(b1)]);
+    expect(pids.size).toBe(1);
+    expect(pids.has(held)).toBe(false);
+    expect(await pid(a)).toBe(held);
+  });
+
+  it('lets a SIGTERM-style drain finish without waiting for idle session-mode clients', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 }, pool: { mode: 'session' } });
+    const a = await tp.connect('a');
+    await a.query('SELECT 1');
+    const started = Date.now();
+    await tp.proxy.close(10_000);
+    expect(Date.now() - started).toBeLessThan(2000);
+    tp = null;
+  });
+});

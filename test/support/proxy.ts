@@ -36,6 +36,7 @@ export function testConfig(overrides: Overrides = {}, upstreamUrl = inject('pg')
     // Audit events go to a throwaway file unless a test asks otherwise: stdout is the test runner's.
     audit: { file: join(tmpdir(), `pgtp-audit-${process.pid}-${randomUUID()}.log`), ...overrides.audit },
     metrics: { ...overrides.metrics },
+    pool: { ...overrides.pool },
     log: { level: process.env.PGTP_TEST_LOG ?? 'silent' },
   };
   return validateConfig(raw);

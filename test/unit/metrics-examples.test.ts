@@ -9,7 +9,7 @@ describe('examples/ dashboard and alert rules', () => {
     const metrics = new ProxyMetrics(10);
     const exported = new Set(
       (await metrics.registry.getMetricsAsJSON()).flatMap((m) =>
-        m.type === 'histogram' ? [m.name, `${m.name}_bucket`, `${m.name}_count`, `${m.name}_sum`] : [m.name],
+        String(m.type) === 'histogram' ? [m.name, `${m.name}_bucket`, `${m.name}_count`, `${m.name}_sum`] : [m.name],
       ),
     );
     for (const file of ['examples/grafana-dashboard.json', 'examples/prometheus-alerts.yaml']) {
