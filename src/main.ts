@@ -191,6 +191,7 @@ export async function startProxy(initial: Config, log: Logger = createLogger(ini
       closing ??= (async () => {
         await listener.stop().catch(() => undefined);
         const deadline = Date.now() + drainTimeoutMs;
+        for (const session of [...sessions]) session.drain();
         while (Date.now() < deadline && [...sessions].some((s) => s.busy)) {
           await new Promise((resolve) => setTimeout(resolve, 50));
         }

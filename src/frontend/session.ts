@@ -116,6 +116,7 @@ export class ClientSession implements ServerClient {
   private settingsChanged = false;
   /** pool.mode session (or a tenant in pool.sessionTenants): the first server stays pinned until the client leaves. */
   private sessionMode = false;
+  private draining = false;
   /** Custom settings (app.*) this client has named, asked for by name in the snapshot. */
   private readonly customSettings = new Set<string>();
   private snapshotting = false;
@@ -156,6 +157,12 @@ export class ClientSession implements ServerClient {
     this.attach(socket);
     this.handshakeTimer = setTimeout(() => this.fail(ProxyError.handshakeTimeout(deps.config.listen.handshakeTimeoutMs)), deps.config.listen.handshakeTimeoutMs);
     this.handshakeTimer.unref();
+  }
+
+  /** Graceful shutdown: the session ends now if it is between transactions, else as soon as its transaction ends. */
+  drain(): void {
+    this.draining = true;
+    if (!this.busy) this.fail(ProxyError.shuttingDown());
   }
 
   /** Waiting for a server or inside a transaction/statement: what a graceful shutdown lets finish. */
@@ -921,7 +928,13 @@ export class ClientSession implements ServerClient {
    * is asked for the session's settings, which then follow the client to whatever server it gets next.
    */
   private releaseIfDone(): void {
-    if (this.sessionMode || this.pendingReady !== 0 || this.unsynced || this.txStatus !== TxStatus.Idle || this.snapshotting) return;
+    if (this.pendingReady !== 0 || this.unsynced || this.txStatus !== TxStatus.Idle || this.snapshotting) return;
+    if (this.draining) {
+      // Shutting down: the transaction is over, the client goes now rather than start another.
+      this.fail(ProxyError.shuttingDown());
+      return;
+    }
+    if (this.sessionMode) return;
     const server = this.server;
     if (this.settingsChanged && server !== null) {
       this.settingsChanged = false;
