@@ -8,7 +8,7 @@ import { AuthRequest, BackendCode, RequestCode } from '../protocol/codes.js';
 import { Framer } from '../protocol/framer.js';
 import { readCString, readErrorFields } from '../protocol/messages.js';
 import { Writer } from '../protocol/writer.js';
-import { ScramClient } from './scram.js';
+import { certificateHash, ScramClient, type ChannelBinding } from './scram.js';
 
 export interface UpstreamTarget {
   host: string;
@@ -65,6 +65,22 @@ export async function connectServer(target: UpstreamTarget, applicationName = 'p
   }
 }
 
+/** Binds SCRAM to the TLS session when the server offers it (and channelBinding allows), as libpq does. */
+function channelBinding(socket: net.Socket, mechanisms: string[], target: UpstreamTarget): ChannelBinding {
+  const setting = target.tls.channelBinding;
+  if (!(socket instanceof tls.TLSSocket) || setting === 'disable') {
+    if (setting === 'require') throw new UpstreamError('SCRAM channel binding needs TLS to the upstream (upstream.tls.channelBinding: require)');
+    return { kind: 'none' };
+  }
+  if (!mechanisms.includes('SCRAM-SHA-256-PLUS')) {
+    if (setting === 'require') throw new UpstreamError('upstream does not offer SCRAM-SHA-256-PLUS (upstream.tls.channelBinding: require)');
+    return { kind: 'unused' };
+  }
+  const certificate = socket.getPeerCertificate(true);
+  if (certificate.raw === undefined) throw new UpstreamError('upstream presented no certificate to bind SCRAM to');
+  return { kind: 'bound', certificateHash: certificateHash(certificate.raw) };
+}
+
 /** Sends a CancelRequest for a backend's real key on a fresh connection, as PostgreSQL requires. */
 export async function sendCancel(target: UpstreamTarget, pid: number, secret: number): Promise<void> {
   const socket = await dial(target);
@@ -90,7 +106,11 @@ async function dial(target: UpstreamTarget): Promise<net.Socket> {
 
 async function upgradeToTls(raw: net.Socket, target: UpstreamTarget): Promise<net.Socket> {
   const answer = await withTimeout<Buffer>(target.connectTimeoutMs, 'SSLRequest timeout', (settle) => {
-    raw.once('data', (chunk) => settle(null, chunk));
+    raw.once('data', (chunk) => {
+      // Stop reading at once: TLS takes the socket over and must find it paused with nothing consumed.
+      raw.pause();
+      settle(null, chunk);
+    });
     raw.once('error', (err) => settle(err));
     raw.write(new Writer(8).begin().int32(RequestCode.SSLRequest).end().flush());
     return () => raw.destroy();
@@ -156,7 +176,15 @@ function startup(socket: net.Socket, target: UpstreamTarget, applicationName: st
           switch (framer.code) {
             case BackendCode.Authentication: {
               const kind = b.readInt32BE(start + 5);
-              if (kind === AuthRequest.Ok) break;
+              if (kind === AuthRequest.Ok) {
+                if (target.tls.channelBinding === 'require' && scram?.mechanism !== 'SCRAM-SHA-256-PLUS') {
+                  throw new UpstreamError('upstream authenticated the proxy without SCRAM channel binding (upstream.tls.channelBinding: require)');
+                }
+                break;
+              }
+              if (target.tls.channelBinding === 'require' && kind !== AuthRequest.SASL && kind !== AuthRequest.SASLContinue && kind !== AuthRequest.SASLFinal) {
+                throw new UpstreamError('upstream asks for a password method without channel binding (upstream.tls.channelBinding: require)');
+              }
               if (kind === AuthRequest.CleartextPassword) sendPassword(needPassword());
               else if (kind === AuthRequest.MD5Password) {
                 const salt = b.subarray(start + 9, start + 13);
@@ -165,9 +193,9 @@ function startup(socket: net.Socket, target: UpstreamTarget, applicationName: st
               } else if (kind === AuthRequest.SASL) {
                 const mechanisms = b.toString('latin1', start + 9, end).split('\0');
                 if (!mechanisms.includes('SCRAM-SHA-256')) throw new UpstreamError('upstream offers no supported SASL mechanism');
-                scram = new ScramClient(needPassword());
+                scram = new ScramClient(needPassword(), channelBinding(socket, mechanisms, target));
                 const first = Buffer.from(scram.clientFirst());
-                const body = new Writer(64).cstring('SCRAM-SHA-256').int32(first.length).bytes(first).flush();
+                const body = new Writer(64).cstring(scram.mechanism).int32(first.length).bytes(first).flush();
                 sendPassword(body);
               } else if (kind === AuthRequest.SASLContinue && scram !== null) {
                 sendPassword(Buffer.from(scram.clientFinal(b.toString('utf8', start + 9, end))));

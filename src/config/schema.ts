@@ -19,6 +19,8 @@ const listenSchema = z.strictObject({
 
 const upstreamTlsSchema = z.strictObject({
   mode: z.enum(['disable', 'prefer', 'require', 'verify-ca', 'verify-full']).default('disable'),
+  /** SCRAM channel binding (tls-server-end-point), as libpq's channel_binding: prefer, require or disable. */
+  channelBinding: z.enum(['prefer', 'require', 'disable']).default('prefer'),
   ca: z.string().min(1).optional(),
   cert: z.string().min(1).optional(),
   key: z.string().min(1).optional(),
@@ -37,7 +39,7 @@ const upstreamSchema = z.strictObject({
   maxLifetimeMs: positiveMs.default(3_600_000),
   /** How long a client waits for a backend before it gets 53300. */
   queueTimeoutMs: positiveMs.default(30_000),
-  tls: upstreamTlsSchema.default({ mode: 'disable' }),
+  tls: upstreamTlsSchema.default(upstreamTlsSchema.parse({})),
 });
 
 const jwtSchema = z

@@ -1,5 +1,6 @@
 // Tenant lookups against the upstream over a small control pool: schema existence and canonical setting values.
 import { readFileSync } from 'node:fs';
+import type tls from 'node:tls';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import type { UpstreamTarget } from '../backend/connect.js';
@@ -30,6 +31,8 @@ export function createTenantRegistry(target: UpstreamTarget, schemaCacheTtlMs: n
     idleTimeoutMillis: 30_000,
     connectionTimeoutMillis: target.connectTimeoutMs,
     application_name: 'pg-tenant-proxy control',
+    // node-postgres binds SCRAM to TLS when offered; it has no "require", which the pool's own connections enforce.
+    enableChannelBinding: target.tls.channelBinding !== 'disable',
     ssl: controlSsl(target),
   });
   control.on('error', (err) => log.warn({ err: err.message }, 'control connection error'));
@@ -119,11 +122,12 @@ function controlSsl(target: UpstreamTarget): pg.PoolConfig['ssl'] {
   const mode = target.tls.mode;
   if (mode === 'disable') return false;
   const verify = mode === 'verify-ca' || mode === 'verify-full';
-  return {
-    rejectUnauthorized: verify,
-    ca: target.tls.ca === undefined ? undefined : readFileSync(target.tls.ca, 'utf8'),
-    cert: target.tls.cert === undefined ? undefined : readFileSync(target.tls.cert, 'utf8'),
-    key: target.tls.key === undefined ? undefined : readFileSync(target.tls.key, 'utf8'),
-    checkServerIdentity: mode === 'verify-full' ? undefined : () => undefined,
-  };
+  // Keys left out rather than set to undefined: node:tls treats a present checkServerIdentity of undefined as a
+  // function to call (an internal assertion failure), which broke every verify-full control connection.
+  const ssl: tls.ConnectionOptions = { rejectUnauthorized: verify };
+  if (target.tls.ca !== undefined) ssl.ca = readFileSync(target.tls.ca, 'utf8');
+  if (target.tls.cert !== undefined) ssl.cert = readFileSync(target.tls.cert, 'utf8');
+  if (target.tls.key !== undefined) ssl.key = readFileSync(target.tls.key, 'utf8');
+  if (mode !== 'verify-full') ssl.checkServerIdentity = () => undefined;
+  return ssl;
 }
