@@ -159,24 +159,19 @@ export class ProxyMetrics {
         for (const state of ['idle', 'parked', 'active', 'resetting', 'connecting'] as const) this.set({ state }, stats[state]);
       },
     });
-    new Gauge({
-      name: `${PREFIX}pool_size`,
-      help: 'Configured maximum of backend connections (upstream.poolSize)',
-      registers,
-      collect() {
-        const stats = metrics.source?.poolStats();
-        if (stats !== undefined) this.set(stats.size);
-      },
-    });
-    new Gauge({
-      name: `${PREFIX}pool_waiting_clients`,
-      help: 'Clients waiting for a backend',
-      registers,
-      collect() {
-        const stats = metrics.source?.poolStats();
-        if (stats !== undefined) this.set(stats.waiting);
-      },
-    });
+    const poolGauge = (name: string, help: string, value: (stats: PoolStats & { size: number }) => number): void => {
+      new Gauge({
+        name: `${PREFIX}${name}`,
+        help,
+        registers,
+        collect() {
+          const stats = metrics.source?.poolStats();
+          if (stats !== undefined) this.set(value(stats));
+        },
+      });
+    };
+    poolGauge('pool_size', 'Configured maximum of backend connections (upstream.poolSize)', (stats) => stats.size);
+    poolGauge('pool_waiting_clients', 'Clients waiting for a backend', (stats) => stats.waiting);
     new Gauge({
       name: `${PREFIX}audit_failing`,
       help: '1 while the audit destination fails to accept writes',
