@@ -141,7 +141,7 @@ export async function startProxy(initial: Config, log: Logger = createLogger(ini
       (err: unknown) => ({ ok: false, detail: (err as Error).message }),
     ).then((upstream): Readiness => {
       const listening = closing === null;
-      const auditOk = !(audit.blockingError() !== null);
+      const auditOk = audit.blockingError() === null;
       return {
         ready: listening && upstream.ok && auditOk,
         checks: {
@@ -157,12 +157,23 @@ export async function startProxy(initial: Config, log: Logger = createLogger(ini
   };
   let ops: OpsServer | null = null;
   if (config.metrics.enabled) {
-    ops = await startOpsServer(
-      config.metrics.host,
-      config.metrics.port,
-      { metrics, readiness, status, adminToken: () => config.metrics.adminToken },
-      log.child({ component: 'metrics' }),
-    );
+    try {
+      ops = await startOpsServer(
+        config.metrics.host,
+        config.metrics.port,
+        { metrics, readiness, status, adminToken: () => config.metrics.adminToken },
+        log.child({ component: 'metrics' }),
+      );
+    } catch (err) {
+      // A metrics port already taken must not leave a half-started proxy listening.
+      await listener.stop();
+      clearInterval(janitor);
+      pool.destroy();
+      verifier.close();
+      await registry.close().catch(() => undefined);
+      await audit.close();
+      throw new Error(`cannot serve metrics on ${config.metrics.host}:${config.metrics.port}: ${(err as Error).message}`);
+    }
   }
 
   return {

@@ -1,5 +1,6 @@
 // Audit events and metric samples produced by real traffic through the proxy, and the health endpoints.
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import { Writable } from 'node:stream';
 import pg from 'pg';
 import pino from 'pino';
@@ -346,6 +347,19 @@ describe('metrics', () => {
     expect(status.tenants).toEqual([{ tenant: 'a', clients: 1, idle: 1, waiting: 0, active: 0 }]);
     expect(status.clients[0]).toMatchObject({ tenant: 'a', application_name: 'reporting', state: 'idle' });
     expect((await fetch(`${base}/nope`)).status).toBe(404);
+  });
+});
+
+describe('metrics endpoint start', () => {
+  it('refuses to start when the metrics port is taken, naming it', async () => {
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', () => resolve()));
+    const taken = (blocker.address() as net.AddressInfo).port;
+    try {
+      await expect(startTestProxy({ metrics: { enabled: true, port: taken } })).rejects.toThrow(`cannot serve metrics on 127.0.0.1:${taken}`);
+    } finally {
+      blocker.close();
+    }
   });
 });
 
