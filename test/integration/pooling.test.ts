@@ -8,6 +8,12 @@ afterEach(async () => {
 });
 
 describe('transaction pooling with search_path pin and reset', () => {
+  it.runIf(process.env.PGTP_TEST_PG !== undefined)('runs against the PostgreSQL major version the run asked for', async () => {
+    tp = await startTestProxy();
+    const a = await tp.connect('a');
+    expect((await a.query('SHOW server_version_num')).rows[0].server_version_num).toMatch(new RegExp(`^${process.env.PGTP_TEST_PG}`));
+  });
+
   it('runs each tenant in its own schema on one shared server', async () => {
     tp = await startTestProxy({ upstream: { poolSize: 1 } });
     const a = await tp.connect('a');
