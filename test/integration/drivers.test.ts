@@ -1,5 +1,5 @@
 // Driver scenario suites through a pool smaller than the number of clients: what applications actually do.
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -166,6 +166,37 @@ describe('postgres.js', () => {
       await sql.end();
     }
   });
+});
+
+/** psycopg 3 from Debian's python3-psycopg (.ci/run installs it), seen by the system Python. */
+function psycopgPython(): string | null {
+  const python = '/usr/bin/python3';
+  const probe = spawnSync(python, ['-c', 'import psycopg'], { stdio: 'ignore' });
+  return probe.status === 0 ? python : null;
+}
+
+const python = psycopgPython();
+describe.skipIf(python === null)('psycopg 3 (python3-psycopg)', () => {
+  it('runs prepared statements, a pipeline with an error, cancel, COPY, 10 MB bytea and notices through a pool of 3', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 3 } });
+    const script = fileURLToPath(new URL('../drivers/psycopg_scenario.py', import.meta.url));
+    const args = [script, String(tp.port), await tp.token('a'), await tp.token('b'), randomBytes(4).toString('hex')];
+    const stdout = await new Promise<string>((resolve, reject) => {
+      execFile(python!, args, { timeout: 170_000, maxBuffer: 1 << 20 }, (err, out, errOut) =>
+        err ? reject(new Error(`${err.message}\n${out}\n${errOut}`)) : resolve(out),
+      );
+    });
+    const results = Object.fromEntries(stdout.trim().split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
+    expect(results).toEqual({
+      prepared: "{'ok': 8}",
+      pipeline: '23505 then 0',
+      cancel: '57014 fast=True after=42',
+      copy: 'same=True',
+      bytea: 'True',
+      notice: "['hello from tenant_a']",
+      refused: '42501',
+    });
+  }, 180_000);
 });
 
 const jar = jdbcJar();
