@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { AuthFailure, type TenantTokenVerifier } from '../auth/tenant-token.js';
 import type { TenantIdentity } from '../auth/identity.js';
 import type { Pool } from '../backend/pool.js';
-import { planPin, planSnapshot } from '../backend/pin.js';
+import { planPin, planRestore, planSnapshot } from '../backend/pin.js';
 import { ServerState, type ServerClient, type ServerConn } from '../backend/server-conn.js';
 import { sendCancel } from '../backend/connect.js';
 import type { Config } from '../config/schema.js';
@@ -99,6 +99,8 @@ export class ClientSession implements ServerClient {
   private startup: ClientStartup | null = null;
   /** Canonical values of the client's settings, re-applied on every pin. */
   private settings = new Map<string, string>();
+  /** The settings of the startup packet: what RESET returns to, as on a direct connection. */
+  private startupSettings: ReadonlyMap<string, string> = new Map();
   private server: ServerConn | null = null;
   /** The server this client's last transaction ran on, parked with its session for the next one. */
   private parkedServer: ServerConn | null = null;
@@ -163,6 +165,40 @@ export class ClientSession implements ServerClient {
   drain(): void {
     this.draining = true;
     if (!this.busy) this.fail(ProxyError.shuttingDown());
+  }
+
+  /**
+   * A startup setting missing from the snapshot was RESET (or SET TO DEFAULT): PostgreSQL would return it to the
+   * startup packet's value, which the server never saw (the proxy applied it with SET), so the proxy sets it back and
+   * tells the client the value it reports.
+   */
+  private restoreStartupSettings(server: ServerConn, snapshot: Map<string, string>): void {
+    const restore = new Map([...this.startupSettings].filter(([name]) => !snapshot.has(name)));
+    if (restore.size === 0) {
+      this.snapshotDone(server);
+      return;
+    }
+    for (const [name, value] of restore) snapshot.set(name, value);
+    if (this.server !== server || this.pendingReady !== 0 || this.unsynced) {
+      // The client already sent more: a query of the proxy's now would land among its replies. The next server
+      // gets the values with its pin; this one is asked again when the client's transaction ends.
+      this.settingsChanged = true;
+      this.snapshotDone(server);
+      return;
+    }
+    const plan = planRestore(restore);
+    server.runQuery(plan.frame, () => undefined, (error) =>
+      this.guarded(() => {
+        if (error === null) for (const name of plan.reported) this.sendToClient(encodeParameterStatus(name, restore.get(name)!));
+        else this.log.warn({ err: error }, 'could not restore startup settings after a RESET');
+        this.snapshotDone(server);
+      }),
+    );
+  }
+
+  private snapshotDone(server: ServerConn): void {
+    this.snapshotting = false;
+    if (this.state === SessionState.Active && this.server === server) this.releaseIfDone();
   }
 
   /** Waiting for a server or inside a transaction/statement: what a graceful shutdown lets finish. */
@@ -685,6 +721,7 @@ export class ClientSession implements ServerClient {
     this.identity = identity;
     this.prepared = new PreparedStatements(identity.schema);
     this.settings = settings;
+    this.startupSettings = new Map(settings);
     this.framer.setTyped(true, this.deps.config.listen.maxMessageBytes);
     this.key = this.deps.cancels.issue(this);
     if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
@@ -934,7 +971,6 @@ export class ClientSession implements ServerClient {
       this.fail(ProxyError.shuttingDown());
       return;
     }
-    if (this.sessionMode) return;
     const server = this.server;
     if (this.settingsChanged && server !== null) {
       this.settingsChanged = false;
@@ -945,15 +981,19 @@ export class ClientSession implements ServerClient {
         ([name, value]) => snapshot.set(name!, value!),
         (error) =>
           this.guarded(() => {
-            this.snapshotting = false;
-            // Unanswered (the client's own 1 ms statement_timeout can do that): its settings stay as last known.
-            if (error === null) this.settings = snapshot;
-            else this.log.warn({ err: error }, 'could not read the session settings after a SET; keeping the last known ones');
-            if (this.state === SessionState.Active && this.server === server) this.releaseIfDone();
+            if (error !== null) {
+              // Unanswered (the client's own 1 ms statement_timeout can do that): its settings stay as last known.
+              this.log.warn({ err: error }, 'could not read the session settings after a SET; keeping the last known ones');
+              this.snapshotDone(server);
+              return;
+            }
+            this.settings = snapshot;
+            this.restoreStartupSettings(server, snapshot);
           }),
       );
       return;
     }
+    if (this.sessionMode) return;
     this.releaseServer();
   }
 

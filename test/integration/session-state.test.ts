@@ -98,6 +98,25 @@ describe('session settings in transaction mode', () => {
     expect(await show(a, 'app.region')).toBe('eu-west');
   });
 
+  it('returns RESET settings to the values the client gave at startup, on every server', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const a = await tp.connect('a', { options: '-c statement_timeout=2500 -c TimeZone=Asia/Tokyo' });
+    const b = await tp.connect('b');
+    expect(await show(a, 'statement_timeout')).toBe('2500ms');
+    await a.query("SET statement_timeout = '1s'");
+    await a.query("SET TimeZone = 'UTC'");
+    expect(await show(a, 'TimeZone')).toBe('UTC');
+    await a.query('RESET statement_timeout');
+    await a.query('SET TimeZone TO DEFAULT');
+    for (let i = 0; i < 2; i++) {
+      expect(await show(a, 'statement_timeout')).toBe('2500ms');
+      expect(await show(a, 'TimeZone')).toBe('Asia/Tokyo');
+      // b takes the server in between: a's values never reach it, and a gets them back on its next server.
+      expect(await show(b, 'statement_timeout')).toBe('0');
+      expect(await show(b, 'TimeZone')).not.toBe('Asia/Tokyo');
+    }
+  });
+
   it('carries settings changed through the extended protocol and by several clients of one tenant apart', async () => {
     tp = await startTestProxy({ upstream: { poolSize: 1 } });
     const a1 = await tp.connect('a');
