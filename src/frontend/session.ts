@@ -179,10 +179,7 @@ export class ClientSession implements ServerClient {
       return;
     }
     for (const [name, value] of restore) snapshot.set(name, value);
-    if (this.server !== server || this.pendingReady !== 0 || this.unsynced) {
-      // The client already sent more: a query of the proxy's now would land among its replies. The next server
-      // gets the values with its pin; this one is asked again when the client's transaction ends.
-      this.settingsChanged = true;
+    if (this.server !== server) {
       this.snapshotDone(server);
       return;
     }
@@ -199,6 +196,8 @@ export class ClientSession implements ServerClient {
   private snapshotDone(server: ServerConn): void {
     this.snapshotting = false;
     if (this.state === SessionState.Active && this.server === server) this.releaseIfDone();
+    // Statements held meanwhile go on, on this server or through checkout.
+    if (!this.pausedForServer) this.resumeReading();
   }
 
   /** Waiting for a server or inside a transaction/statement: what a graceful shutdown lets finish. */
@@ -363,7 +362,8 @@ export class ClientSession implements ServerClient {
     framer.push(chunk);
     try {
       if (this.state === SessionState.Active) {
-        this.forwardActive();
+        // While the proxy reads back the client's settings, its next statement waits in the framer (see releaseIfDone).
+        if (!this.snapshotting) this.forwardActive();
         return;
       }
       while ((this.state as SessionState) !== SessionState.Closed && framer.next()) {
@@ -974,7 +974,10 @@ export class ClientSession implements ServerClient {
     const server = this.server;
     if (this.settingsChanged && server !== null) {
       this.settingsChanged = false;
+      // The client's next statement must see the settings as a direct connection would (a RESET back at the startup
+      // value): it is held until the snapshot, and any restore, are done.
       this.snapshotting = true;
+      this.clientSocket.pause();
       const snapshot = new Map<string, string>();
       server.runQuery(
         planSnapshot(this.customSettings),
