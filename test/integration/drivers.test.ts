@@ -69,6 +69,30 @@ describe('node-postgres', () => {
     expect(notices).toEqual(['hello from tenant_a']);
   });
 
+  it('carries a 100 MB bytea parameter and a million-row result while another client keeps being served', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 2 } });
+    const big = await tp.connect('a');
+    const other = await tp.connect('b');
+    const payload = Buffer.alloc(100 * 1024 * 1024, 7);
+    let otherQueries = 0;
+    let stop = false;
+    const background = (async () => {
+      while (!stop) {
+        expect((await other.query('SELECT count(*)::int AS n FROM items')).rows[0].n).toBe(3);
+        otherQueries++;
+      }
+    })();
+    const sized = await big.query('SELECT length($1::bytea) AS n, get_byte($1::bytea, 104857599) AS last', [payload]);
+    expect(sized.rows[0]).toEqual({ n: 100 * 1024 * 1024, last: 7 });
+    const many = await big.query('SELECT g FROM generate_series(1, 1000000) AS g');
+    expect(many.rowCount).toBe(1_000_000);
+    expect(many.rows[999_999].g).toBe(1_000_000);
+    stop = true;
+    await background;
+    // The other tenant's client was served all along, not after the big transfers.
+    expect(otherQueries).toBeGreaterThan(10);
+  }, 120_000);
+
   it('keeps serving through a reload under load, and a drain lets no transaction end half-done', async () => {
     tp = await startTestProxy({ upstream: { poolSize: 3 } });
     const admin = await adminClient();
