@@ -7,59 +7,34 @@
 // config: guard, audit trail of every event to a file, metrics on), then opens IDLE_CLIENTS (default 10,000) raw
 // connections that log in with a token and stay idle; each runs one statement first, so it has been through a pin
 // and a reset. Prints the proxy's RSS (VmRSS from /proc) before and after, and per connection.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import pg from 'pg';
 import { signDevToken } from '../dist/auth/sign-token.js';
 import { validateConfig } from '../dist/config/load.js';
 import { startPgCluster } from '../dist/dev/pg-cluster.js';
-import { prepareProxyRole, provisionTenant, revokePublicDefaults } from '../dist/tenants/provision.js';
+import { scratchDatabase, startProxyProcess } from './scratch.mjs';
 
 const CLIENTS = Number(process.env.IDLE_CLIENTS ?? 10_000);
-const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 const work = mkdtempSync(join(tmpdir(), 'pgtp-idle-'));
 
 const cluster = await startPgCluster();
 let proxy = null;
 try {
-  const admin = new pg.Client({ connectionString: cluster.superuserUrl });
-  await admin.connect();
-  await admin.query('CREATE DATABASE idle');
-  await admin.end();
-  const dbUrl = new URL(cluster.superuserUrl);
-  dbUrl.pathname = '/idle';
-  const db = new pg.Client({ connectionString: dbUrl.toString() });
-  await db.connect();
-  await prepareProxyRole(db, { role: 'px', password: 'pw' });
-  await revokePublicDefaults(db, 'idle', 'px');
-  for (const t of ['t1', 't2']) await provisionTenant(db, { schema: `tenant_${t}`, role: null, proxyRole: 'px' });
-  await db.end();
+  const upstreamUrl = await scratchDatabase(cluster, 'idle', ['t1', 't2']);
 
   const raw = {
     listen: { host: '127.0.0.1', port: 0, maxClients: CLIENTS + 100 },
-    upstream: { url: `postgres://px:pw@127.0.0.1:${cluster.port}/idle`, poolSize: 20 },
+    upstream: { url: upstreamUrl, poolSize: 20 },
     auth: { jwt: { secret: 'idle-clients-bench-secret-0123456789abcdef' } },
     audit: { file: join(work, 'audit.log') },
     metrics: { enabled: true, port: 0 },
     log: { level: 'info' },
   };
   const config = validateConfig(raw);
-  writeFileSync(join(work, 'proxy.json'), JSON.stringify(raw));
-  proxy = spawn(process.execPath, [CLI, 'start', '--config', join(work, 'proxy.json')], { stdio: ['ignore', 'ignore', 'pipe'] });
-  const port = await new Promise((resolve, reject) => {
-    let err = '';
-    proxy.stderr.on('data', (d) => {
-      err += d;
-      const m = /"port":(\d+),"msg":"listening"/.exec(err);
-      if (m) resolve(Number(m[1]));
-    });
-    proxy.on('exit', (code) => reject(new Error(`proxy exited ${code}: ${err}`)));
-  });
-  proxy.stderr.resume();
+  let port;
+  ({ child: proxy, port } = await startProxyProcess(raw, work));
   const rss = () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${proxy.pid}/status`, 'utf8'))[1]) * 1024;
   const tokens = { t1: await signDevToken(config, { tenant: 't1', ttlSeconds: 3600 }), t2: await signDevToken(config, { tenant: 't2', ttlSeconds: 3600 }) };
 

@@ -7,76 +7,44 @@
 // config, audit trail to a file) serves CONNECTIONS client connections; a driver keeps CONCURRENCY single-statement
 // transactions in flight on them, each on a connection picked at random. Run A spreads the connections over all
 // TENANTS tenants, run B over 2; A and B alternate, REPS times each, and the medians are compared.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { signDevToken } from '../dist/auth/sign-token.js';
 import { validateConfig } from '../dist/config/load.js';
 import { startPgCluster } from '../dist/dev/pg-cluster.js';
-import { prepareProxyRole, provisionTenant, revokePublicDefaults } from '../dist/tenants/provision.js';
+import { scratchDatabase, startProxyProcess } from './scratch.mjs';
 
 const TENANTS = Number(process.env.TENANTS ?? 1000);
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 1000);
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 64);
 const SECONDS = Number(process.env.SECONDS ?? 15);
 const REPS = Number(process.env.REPS ?? 3);
-const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 const work = mkdtempSync(join(tmpdir(), 'pgtp-tenants-'));
 const tenantId = (i) => `t${String(i).padStart(4, '0')}`;
 
 const cluster = await startPgCluster();
 let proxy = null;
 try {
-  const admin = new pg.Client({ connectionString: cluster.superuserUrl });
-  await admin.connect();
-  await admin.query('CREATE DATABASE many');
-  await admin.end();
-  const dbUrl = new URL(cluster.superuserUrl);
-  dbUrl.pathname = '/many';
-  const db = new pg.Client({ connectionString: dbUrl.toString() });
-  await db.connect();
-  await prepareProxyRole(db, { role: 'px', password: 'pw' });
-  await revokePublicDefaults(db, 'many', 'px');
   const started = Date.now();
-  for (let i = 0; i < TENANTS; i++) {
-    const schema = `tenant_${tenantId(i)}`;
-    await provisionTenant(db, { schema, role: null, proxyRole: 'px' });
+  const upstreamUrl = await scratchDatabase(cluster, 'many', Array.from({ length: TENANTS }, (_, i) => tenantId(i)), async (db, schema) => {
     await db.query(`CREATE TABLE ${schema}.accounts (id int PRIMARY KEY, balance int NOT NULL)`);
     await db.query(`INSERT INTO ${schema}.accounts SELECT g, g FROM generate_series(1, 1000) AS g`);
-  }
-  await db.query('ANALYZE');
-  await db.end();
+    await db.query(`ANALYZE ${schema}.accounts`);
+  });
   console.log(`provisioned ${TENANTS} tenant schemas in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
   const raw = {
     listen: { host: '127.0.0.1', port: 0, maxClients: 2 * CONNECTIONS + 100 },
-    upstream: { url: `postgres://px:pw@127.0.0.1:${cluster.port}/many`, poolSize: 20 },
+    upstream: { url: upstreamUrl, poolSize: 20 },
     auth: { jwt: { secret: 'many-tenants-bench-secret-0123456789abcdef' } },
     audit: { file: join(work, 'audit.log') },
     log: { level: 'info' },
   };
   const config = validateConfig(raw);
-  writeFileSync(join(work, 'proxy.json'), JSON.stringify(raw));
-  proxy = spawn(process.execPath, [CLI, 'start', '--config', join(work, 'proxy.json')], { stdio: ['ignore', 'ignore', 'pipe'] });
-  const port = await new Promise((resolve, reject) => {
-    let head = '';
-    const onData = (d) => {
-      head += d;
-      const m = /"port":(\d+),"msg":"listening"/.exec(head);
-      if (m) {
-        proxy.stderr.off('data', onData);
-        proxy.stderr.on('data', (line) => {
-          if (/"level":(40|50|60)|draining/.test(String(line))) process.stderr.write(`proxy: ${line}`);
-        });
-        resolve(Number(m[1]));
-      }
-    };
-    proxy.stderr.on('data', onData);
-    proxy.on('exit', (code) => reject(new Error(`proxy exited ${code}: ${head}`)));
-  });
+  let port;
+  ({ child: proxy, port } = await startProxyProcess(raw, work));
 
   const connectAll = async (tenantCount) => {
     const tokens = new Map();

@@ -240,7 +240,8 @@ export class ClientSession implements ServerClient {
       case BackendCode.CommandComplete:
       case BackendCode.EmptyQueryResponse:
       case BackendCode.PortalSuspended:
-        this.onStatementDone(code === BackendCode.CommandComplete ? readCString(buf, start + 5, end)[0] : null, null);
+        // The tag is decoded only when something records the statement.
+        if (this.tracker !== null) this.onStatementDone(code === BackendCode.CommandComplete ? readCString(buf, start + 5, end)[0] : null, null);
         this.sendToClient(buf.subarray(start, end));
         return;
     }

@@ -192,6 +192,16 @@ describe('postgres.js', () => {
   });
 });
 
+/** Runs a driver scenario program and returns its "name=result" lines as an object. */
+async function runScenario(command: string, args: string[]): Promise<Record<string, string>> {
+  const stdout = await new Promise<string>((resolve, reject) => {
+    execFile(command, args, { timeout: 170_000, maxBuffer: 1 << 20 }, (err, out, errOut) =>
+      err ? reject(new Error(`${err.message}\n${out}\n${errOut}`)) : resolve(out),
+    );
+  });
+  return Object.fromEntries(stdout.trim().split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
+}
+
 /** psycopg 3 from Debian's python3-psycopg (.ci/run installs it), seen by the system Python. */
 function psycopgPython(): string | null {
   const python = '/usr/bin/python3';
@@ -204,13 +214,7 @@ describe.skipIf(python === null)('psycopg 3 (python3-psycopg)', () => {
   it('runs prepared statements, a pipeline with an error, cancel, COPY, 10 MB bytea and notices through a pool of 3', async () => {
     tp = await startTestProxy({ upstream: { poolSize: 3 } });
     const script = fileURLToPath(new URL('../drivers/psycopg_scenario.py', import.meta.url));
-    const args = [script, String(tp.port), await tp.token('a'), await tp.token('b'), randomBytes(4).toString('hex')];
-    const stdout = await new Promise<string>((resolve, reject) => {
-      execFile(python!, args, { timeout: 170_000, maxBuffer: 1 << 20 }, (err, out, errOut) =>
-        err ? reject(new Error(`${err.message}\n${out}\n${errOut}`)) : resolve(out),
-      );
-    });
-    const results = Object.fromEntries(stdout.trim().split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
+    const results = await runScenario(python!, [script, String(tp.port), await tp.token('a'), await tp.token('b'), randomBytes(4).toString('hex')]);
     expect(results).toEqual({
       prepared: "{'ok': 8}",
       pipeline: '23505 then 0',
@@ -228,13 +232,7 @@ describe.skipIf(jar === null)('pgjdbc (the jar from the local Maven repository)'
   it('runs server-side prepared statements, batches, cancel, COPY, 10 MB bytea and notices through a pool of 3', async () => {
     tp = await startTestProxy({ upstream: { poolSize: 3 } });
     const source = fileURLToPath(new URL('../drivers/JdbcScenario.java', import.meta.url));
-    const args = ['-cp', jar!, source, String(tp.port), await tp.token('a'), await tp.token('b'), randomBytes(4).toString('hex')];
-    const stdout = await new Promise<string>((resolve, reject) => {
-      execFile('java', args, { timeout: 170_000, maxBuffer: 1 << 20 }, (err, out, errOut) =>
-        err ? reject(new Error(`${err.message}\n${out}\n${errOut}`)) : resolve(out),
-      );
-    });
-    const results = Object.fromEntries(stdout.trim().split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
+    const results = await runScenario('java', ['-cp', jar!, source, String(tp.port), await tp.token('a'), await tp.token('b'), randomBytes(4).toString('hex')]);
     expect(results).toEqual({
       prepared: '{ok=16}',
       batch: '23505 then 100',
