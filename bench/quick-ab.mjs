@@ -26,7 +26,7 @@ const { execFile } = await import('node:child_process');
 const { promisify } = await import('node:util');
 for (const t of ['t1', 't2']) await promisify(execFile)('pgbench', ['-i', '-s', '2', '-q', '--no-vacuum'], { env: await env(t) });
 const mode = process.env.MODE ?? 'simple';
-const run = (t) => new Promise(async (res) => { const { execFile } = await import('node:child_process'); execFile('pgbench', ['-n', '-S', '-c', '8', '-j', '1', '-T', '8', '-M', mode], { env: await env(t) }, (e, out) => res(out)); });
+const run = (t) => new Promise(async (res) => { const { execFile } = await import('node:child_process'); execFile('pgbench', ['-n', '-S', '-c', process.env.CLIENTS ?? '8', '-j', '1', '-T', '8', '-M', mode], { env: await env(t) }, (e, out) => res(out)); });
 const cpuBefore = process.cpuUsage();
 const outs = await Promise.all([run('t1'), run('t2')]);
 const cpu = process.cpuUsage(cpuBefore);

@@ -52,19 +52,39 @@ function isoTimeCached(): string {
   return lastTime;
 }
 
-/** The audit log of one connection: a pino child carrying the connection's (and, once known, the tenant's) fields. */
+/** A JSON value as pino writes it: strings escaped, null for null. */
+function json(value: string | null): string {
+  return value === null ? 'null' : JSON.stringify(value);
+}
+
+/**
+ * The audit log of one connection: a pino child carrying the connection's (and, once known, the tenant's) fields.
+ * Statement events, one per completed statement, skip pino and are written as the same line pino would write: with
+ * pino they cost about 15 µs of the proxy's CPU per statement, most of a cheap statement's whole budget.
+ */
 export class ConnectionAudit {
+  /** The child logger's bound fields, serialised once by pino (`,"session":…`). */
+  private bindings = '';
+
   constructor(
     private logger: Logger | null,
+    private readonly sink: AuditSink | null,
     readonly textMode: StatementTextMode,
     /** audit.statements: one event per completed statement. */
     readonly recordsStatements: boolean,
-  ) {}
+  ) {
+    this.bind();
+  }
 
   authenticated(fields: TenantFields): void {
     if (this.logger === null) return;
     this.logger = this.logger.child(fields);
+    this.bind();
     this.logger.info({ event: 'connection_authenticated' });
+  }
+
+  private bind(): void {
+    if (this.logger !== null) this.bindings = (this.logger as unknown as Record<symbol, string>)[pino.symbols.chindingsSym] ?? '';
   }
 
   refused(reason: string, sqlstate: string): void {
@@ -76,7 +96,13 @@ export class ConnectionAudit {
   }
 
   statement(event: StatementEvent): void {
-    if (this.recordsStatements) this.logger?.info({ event: 'statement', ...event });
+    if (!this.recordsStatements || this.sink === null) return;
+    const text = event.statement === undefined ? '' : `,"statement":${json(event.statement)}`;
+    this.sink.write(
+      `{"log":"audit"${isoTimeCached()}${this.bindings},"event":"statement","command":${json(event.command)},` +
+        `"fingerprint":${json(event.fingerprint)}${text},"outcome":"${event.outcome}","sqlstate":${json(event.sqlstate)},` +
+        `"duration_ms":${event.duration_ms},"rows":${event.rows},"backend_pid":${event.backend_pid}}\n`,
+    );
   }
 
   refusal(event: RefusalEvent): void {
@@ -146,7 +172,7 @@ export class AuditLog {
   connection(fields: ConnectionFields): ConnectionAudit {
     const logger = this.root?.child(fields) ?? null;
     logger?.info({ event: 'connection_accepted' });
-    return new ConnectionAudit(logger, this.textMode, this.statementsEnabled);
+    return new ConnectionAudit(logger, this.sink, this.textMode, this.statementsEnabled);
   }
 
   /** Writes out everything queued (SIGTERM): nothing written before shutdown is lost. */

@@ -145,7 +145,7 @@ export class Pool implements ServerOwner {
     this.busy.add(server);
     this.events.backendReset();
     const plan = planReset(server, rollback);
-    server.reset(plan.frame, plan.replies);
+    server.reset(plan.frame, plan.replies, plan.proof);
   }
 
   /** The hot path: a clean idle server right now, or null. Never jumps ahead of queued waiters. */

@@ -85,6 +85,8 @@ export class ServerConn {
   cancelsInFlight = 0;
   /** The reset's proof that only the proxy's own prepared statements remain: [foreign, ours], from its last row. */
   private statementCounts: [string, string] | null = null;
+  /** The running reset ends with that proof (a DISCARD ALL needs none). */
+  private resetProof = false;
   /** The reset finished but a cancel is still in flight: become idle once it lands. */
   private resetDone = false;
   /** A query the proxy runs on the pinned server for its client (see runQuery). */
@@ -156,7 +158,7 @@ export class ServerConn {
   }
 
   /** Unpins and cleans the session state before the pool may hand this server to anyone else. */
-  reset(resetSql: Buffer, replies: number): void {
+  reset(resetSql: Buffer, replies: number, proof: boolean): void {
     this.client = null;
     this.proxyQuery = null;
     this.pinnedSchema = null;
@@ -168,6 +170,7 @@ export class ServerConn {
     this.injected.pending += replies;
     this.resetStartedAt = Date.now();
     this.statementCounts = null;
+    this.resetProof = proof;
     this.send(resetSql);
   }
 
@@ -306,7 +309,7 @@ export class ServerConn {
         } else if (this.state === ServerState.Resetting) {
           const counts = this.statementCounts;
           if (status !== TxStatus.Idle) this.close('reset left a transaction open');
-          else if (counts === null || counts[0] !== '0' || Number(counts[1]) !== this.statements.size) {
+          else if (this.resetProof && (counts === null || counts[0] !== '0' || Number(counts[1]) !== this.statements.size)) {
             this.close('reset found prepared statements the proxy did not make');
           } else {
             this.resetDone = true;

@@ -264,11 +264,11 @@ export class ClientSession implements ServerClient {
     this.statementsCompleted++;
     const outcome = sqlstate === null ? 'ok' : 'error';
     this.meter.statement(command ?? (sqlstate === null ? 'EMPTY' : 'ERROR'), outcome, seconds);
-    const analysis = entry.source.analysis;
+    if (!this.audit.recordsStatements) return;
     this.audit.statement({
       command,
-      fingerprint: analysis?.fingerprint ?? null,
-      ...this.statementText(entry.source),
+      fingerprint: entry.source.analysis?.fingerprint ?? null,
+      statement: this.statementText(entry.source),
       outcome,
       sqlstate,
       duration_ms: Math.round(seconds * 1e6) / 1000,
@@ -277,14 +277,15 @@ export class ClientSession implements ServerClient {
     });
   }
 
-  private statementText(source: StatementSource): { statement?: string | null } {
+  /** The statement's text as audit.logStatementText asks; undefined leaves the field out. */
+  private statementText(source: StatementSource): string | null | undefined {
     switch (this.audit.textMode) {
       case 'none':
-        return {};
+        return undefined;
       case 'full':
-        return { statement: source.text };
+        return source.text;
       case 'normalized':
-        return { statement: source.analysis?.normalized ?? null };
+        return source.analysis?.normalized ?? null;
     }
   }
 
@@ -566,7 +567,7 @@ export class ClientSession implements ServerClient {
       sqlstate: verdict.error.sqlstate,
       message: verdict.error.message,
       fingerprint: verdict.analysis?.fingerprint ?? null,
-      ...this.statementText({ analysis: verdict.analysis ?? null, text: keepText }),
+      statement: this.statementText({ analysis: verdict.analysis ?? null, text: keepText }),
     });
     this.log.debug({ tenant: identity.tenantId, rule: verdict.rule, sqlstate: verdict.error.sqlstate }, 'statement refused');
     return verdict.error;

@@ -111,18 +111,21 @@ describe('real clients through the proxy', () => {
 
   it('psql \\copy moves rows in and out through COPY FROM STDIN / TO STDOUT', async () => {
     tp = await startTestProxy();
-    const env = libpqEnv(await tp.token('a'));
-    const rows = Array.from({ length: 5000 }, (_, i) => `${1000 + i}\tcopied-${i}`).join('\n') + '\n';
-    const load = execFile('psql', ['-X', '-v', 'ON_ERROR_STOP=1', '-c', '\\copy items FROM STDIN'], { env });
-    load.stdin!.end(rows);
-    await new Promise<void>((resolve, reject) => load.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`psql exited ${code}`)))));
-    const { stdout } = await run('psql', ['-X', '-At', '-c', "\\copy (SELECT name FROM items WHERE id >= 1000 ORDER BY id) TO STDOUT"], { env });
-    expect(stdout.trim().split('\n').length).toBe(5000);
+    // A table of its own: other test files read tenant_a.items concurrently and count its rows.
     const admin = await adminClient();
+    await admin.query('CREATE TABLE tenant_a.copied (id int, name text)');
+    await admin.query('GRANT ALL ON tenant_a.copied TO pgtp_proxy');
     try {
-      expect((await admin.query('SELECT count(*)::int AS n FROM tenant_b.items WHERE id >= 1000')).rows[0].n).toBe(0);
-      await admin.query('DELETE FROM tenant_a.items WHERE id >= 1000');
+      const env = libpqEnv(await tp.token('a'));
+      const rows = Array.from({ length: 5000 }, (_, i) => `${1000 + i}\tcopied-${i}`).join('\n') + '\n';
+      const load = execFile('psql', ['-X', '-v', 'ON_ERROR_STOP=1', '-c', '\\copy copied FROM STDIN'], { env });
+      load.stdin!.end(rows);
+      await new Promise<void>((resolve, reject) => load.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`psql exited ${code}`)))));
+      const { stdout } = await run('psql', ['-X', '-At', '-c', '\\copy (SELECT name FROM copied ORDER BY id) TO STDOUT'], { env });
+      expect(stdout.trim().split('\n')).toEqual(Array.from({ length: 5000 }, (_, i) => `copied-${i}`));
+      expect((await admin.query('SELECT count(*)::int AS n FROM tenant_a.copied')).rows[0].n).toBe(5000);
     } finally {
+      await admin.query('DROP TABLE tenant_a.copied');
       await admin.end();
     }
   });

@@ -79,7 +79,7 @@ describe('transaction pooling with search_path pin and reset', () => {
     await su.connect();
     try {
       let last = '';
-      const isReset = (q: string): boolean => q.startsWith('RESET ALL;') && q.includes('SET SESSION AUTHORIZATION DEFAULT');
+      const isReset = (q: string): boolean => q === 'DISCARD ALL';
       for (let i = 0; i < 200 && !isReset(last); i++) {
         last = (await su.query('SELECT query FROM pg_stat_activity WHERE pid = $1', [pid])).rows[0]?.query ?? '';
         if (!isReset(last)) await new Promise((r) => setTimeout(r, 20));
