@@ -32,6 +32,38 @@ describe('named prepared statements in transaction mode', () => {
     await a.query('COMMIT');
   });
 
+  it("keeps the proxy's statements through the reset, and prepares them again after a client's SQL PREPARE", async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const q = { name: 'by_id', text: 'SELECT name, pg_backend_pid() AS pid FROM items WHERE id = $1' };
+    const a = await tp.connect('a');
+    const pid = (await a.query({ ...q, values: [1] })).rows[0].pid as number;
+    const admin = await adminClient();
+    // The reset a parked server gets about a second after its client's last statement, as PostgreSQL saw it.
+    const lastReset = async (): Promise<string> => {
+      let query = '';
+      for (let i = 0; i < 100 && !/^(RESET|DISCARD) ALL/.test(query); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        query = (await admin.query('SELECT query FROM pg_stat_activity WHERE pid = $1', [pid])).rows[0]?.query ?? '';
+      }
+      return query;
+    };
+    try {
+      // The server holds a proxy statement: the reset keeps it and proves nothing else is left.
+      expect(await lastReset()).toMatch(/^RESET ALL;.*pg_prepared_statements$/s);
+      const b = await tp.connect('b');
+      expect((await b.query({ ...q, values: [1] })).rows[0]).toEqual({ name: 'b-one', pid });
+      // A client's own PREPARE makes the next reset a DISCARD ALL, which takes the proxy's statements too…
+      await b.query('PREPARE mine AS SELECT 1');
+      expect(await lastReset()).toBe('DISCARD ALL');
+      // …so they are prepared again where needed, and the client's is gone.
+      expect((await a.query({ ...q, values: [2] })).rows[0]).toEqual({ name: 'a-two', pid });
+      expect((await b.query({ ...q, values: [2] })).rows[0]).toEqual({ name: 'b-two', pid });
+      expect(await sqlstateOf(() => a.query('EXECUTE mine'))).toBe('26000');
+    } finally {
+      await admin.end();
+    }
+  });
+
   it('survives a server that lost the statement (terminated) by preparing it again', async () => {
     tp = await startTestProxy({ upstream: { poolSize: 1 } });
     const a = await tp.connect('a');
