@@ -27,9 +27,25 @@ const { promisify } = await import('node:util');
 for (const t of ['t1', 't2']) await promisify(execFile)('pgbench', ['-i', '-s', '2', '-q', '--no-vacuum'], { env: await env(t) });
 const mode = process.env.MODE ?? 'simple';
 const run = (t) => new Promise(async (res) => { const { execFile } = await import('node:child_process'); execFile('pgbench', ['-n', '-S', '-c', process.env.CLIENTS ?? '8', '-j', '1', '-T', '8', '-M', mode], { env: await env(t) }, (e, out) => res(out)); });
+// PostgreSQL's CPU: every postgres process, exited backends included (their time lands in the postmaster's cutime).
+const { readdirSync, readFileSync } = await import('node:fs');
+const pgTicks = () => {
+  let ticks = 0;
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (/\((.*)\)/.exec(stat)[1] !== 'postgres') continue;
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+    } catch {}
+  }
+  return ticks;
+};
+const pgBefore = pgTicks();
 const cpuBefore = process.cpuUsage();
 const outs = await Promise.all([run('t1'), run('t2')]);
 const cpu = process.cpuUsage(cpuBefore);
+const pgCpu = (pgTicks() - pgBefore) * 10_000; // clock ticks of 10 ms, in µs
 let transactions = 0;
 for (const o of outs) {
   console.log(/tps = ([\d.]+)/.exec(o)?.[1], /failed transactions: (\d+)/.exec(o)?.[1]);
@@ -37,5 +53,6 @@ for (const o of outs) {
 }
 // The whole process (every thread: the audit's file writes run on libuv's pool) per transaction.
 console.log(`proxy CPU ${((cpu.user + cpu.system) / transactions).toFixed(1)} µs/tx (user ${(cpu.user / transactions).toFixed(1)}, system ${(cpu.system / transactions).toFixed(1)}) over ${transactions} transactions`);
+console.log(`postgres CPU ${(pgCpu / transactions).toFixed(1)} µs/tx`);
 console.log(proxy.pool.stats());
 await proxy.close(0); await cluster.stop(); process.exit(0);

@@ -1,7 +1,9 @@
 // The statements the proxy injects: SET search_path (+ client settings) on pin, the reset before a server is reused.
 import { quoteIdent, quoteLiteral } from '../auth/identity.js';
 import { SERVER_STATEMENT_PREFIX } from '../guard/analyze.js';
-import { encodeQuery } from '../protocol/messages.js';
+import { FrontendCode } from '../protocol/codes.js';
+import { encodeQuery, encodeUnnamedParse } from '../protocol/messages.js';
+import { Writer } from '../protocol/writer.js';
 import type { ServerConn } from './server-conn.js';
 
 /** Settings PostgreSQL reports with ParameterStatus; the others are tracked by what the proxy applied. */
@@ -33,8 +35,10 @@ export function planPin(
 ): PinPlan {
   let sql = `SET search_path TO ${quoteIdent(schema)}`;
   if (role !== null) sql += `; SET ROLE ${quoteIdent(role)}`;
+  // Behind a reset sent in the same write, the reported values are the previous client's until its replies arrive.
+  const reportedKnown = !server.needsReset;
   for (const [name, value] of settings) {
-    const current = REPORTED.has(name) ? server.reported.get(name) : server.applied.get(name);
+    const current = REPORTED.has(name) ? (reportedKnown ? server.reported.get(name) : undefined) : server.applied.get(name);
     if (current === value) continue;
     sql += `; SET ${quoteIdent(name)} TO ${quoteLiteral(value)}`;
     if (!REPORTED.has(name)) server.applied.set(name, value);
@@ -53,6 +57,40 @@ export function planPin(
  * stalling it, and DISCARD ALL itself puts the timeout back to the default.
  */
 const DISCARD = Buffer.concat([encodeQuery("RESET ALL; SET statement_timeout = '5s'"), encodeQuery('DISCARD ALL')]);
+
+/**
+ * The reset sent in the same write as the next client's pin and first statement, when a server goes straight from
+ * one client to a waiting one (see ServerConn.pinAfterReset). DISCARD ALL goes as an extended-protocol Parse/Bind/
+ * Execute with no Sync: if it fails, PostgreSQL skips every message up to the next Sync — the pin and the client's
+ * statement with it — so nothing of the next client ever runs on a server that was not reset. Its timeout comes from
+ * the Query before it, whose own failure (a planted timeout firing during RESET ALL) is harmless: it only leaves
+ * DISCARD ALL without that bound.
+ */
+export const PIPELINED_RESET = Buffer.concat([
+  encodeQuery("RESET ALL; SET statement_timeout = '5s'"),
+  encodeUnnamedParse('DISCARD ALL'),
+  new Writer(16).begin(FrontendCode.Bind).cstring('').cstring('').int16(0).int16(0).int16(0).end().flush(),
+  new Writer(16).begin(FrontendCode.Execute).cstring('').int32(0).end().flush(),
+]);
+
+/** The reset can be DISCARD ALL: the server holds none of the proxy's statements, or a client's PREPARE dooms them. */
+function discardable(server: ServerConn): boolean {
+  return server.statements.size === 0 || server.sqlPrepared;
+}
+
+/** DISCARD ALL takes every prepared statement with it. */
+function forgetStatements(server: ServerConn): void {
+  server.statements.clear();
+  server.sqlPrepared = false;
+}
+
+/** Whether the reset of this server may ride with the next client's first statement: no cancel can still land. */
+export function canHandOver(server: ServerConn): boolean {
+  return server.cancelsInFlight === 0 && discardable(server);
+}
+
+/** A server that goes straight to a waiting client, reset in the same write as that client's first statement. */
+export const planHandOver = forgetStatements;
 
 /**
  * Everything DISCARD ALL resets except the proxy's own prepared statements (and cached plans, which hold nothing
@@ -100,11 +138,8 @@ export interface ResetPlan extends PinPlan {
 
 /** The reset run before a server may serve anyone else, after a ROLLBACK when a transaction was left open. */
 export function planReset(server: ServerConn, inTransaction: boolean): ResetPlan {
-  const discard = server.statements.size === 0 || server.sqlPrepared;
-  if (discard) {
-    server.statements.clear();
-    server.sqlPrepared = false;
-  }
+  const discard = discardable(server);
+  if (discard) forgetStatements(server);
   const frame = discard ? DISCARD : RESET;
   const replies = discard ? 2 : 1;
   return inTransaction

@@ -4,7 +4,7 @@ import type { Config } from '../config/schema.js';
 import { ProxyError } from '../protocol/errors.js';
 import { TERMINATE } from '../protocol/static.js';
 import { connectServer, type UpstreamTarget } from './connect.js';
-import { planReset } from './pin.js';
+import { canHandOver, planHandOver, planReset } from './pin.js';
 import { ServerConn, ServerState, type ServerOwner } from './server-conn.js';
 
 /** The reset carries its own lock and statement timeouts; this backstop closes a server whose reset still hangs. */
@@ -14,6 +14,8 @@ const PARK_MS = 1000;
 
 interface Waiter {
   resolve(server: ServerConn): void;
+  /** Asked when a server could go to this waiter unreset, its reset riding with the waiter's first statement. */
+  acceptsUnreset: (() => boolean) | undefined;
   reject(err: ProxyError): void;
   timer: NodeJS.Timeout;
 }
@@ -115,10 +117,28 @@ export class Pool implements ServerOwner {
     this.busy.delete(server);
     server.park();
     if (this.closed || this.waiters.length > 0) {
-      this.resetParked(server);
+      if (!this.handOver(server)) this.resetParked(server);
       return;
     }
     this.parked.set(server, owner);
+  }
+
+  /**
+   * Gives a server straight to the first waiter, unreset, when the waiter can send the reset in the same write as
+   * its first statement (see ServerConn.pinAfterReset): one round trip, and one wakeup of the backend, less per
+   * hand-over than resetting first.
+   */
+  private handOver(server: ServerConn): boolean {
+    const waiter = this.waiters[0];
+    if (this.closed || waiter === undefined || !canHandOver(server) || waiter.acceptsUnreset?.() !== true) return false;
+    this.waiters.shift();
+    clearTimeout(waiter.timer);
+    planHandOver(server);
+    server.markHandedOver();
+    this.busy.add(server);
+    this.events.backendReset();
+    waiter.resolve(server);
+    return true;
   }
 
   /** The parked server back for the client that left it, or false when it was reset or lost meanwhile. */
@@ -158,13 +178,14 @@ export class Pool implements ServerOwner {
   }
 
   /** Checks out a clean idle server, connecting a new one while under the size limit, else waits in FIFO order. */
-  acquire(): Promise<ServerConn> {
+  acquire(acceptsUnreset?: () => boolean): Promise<ServerConn> {
     if (this.closed) return Promise.reject(ProxyError.shuttingDown());
     const server = this.tryAcquire();
     if (server !== null) return Promise.resolve(server);
     const since = performance.now();
     return new Promise<ServerConn>((resolve, reject) => {
       const waiter: Waiter = {
+        acceptsUnreset,
         resolve: (server) => {
           this.events.waitedForBackend((performance.now() - since) / 1000);
           resolve(server);
@@ -184,6 +205,10 @@ export class Pool implements ServerOwner {
 
   /** Returns a server that was checked out but never pinned (its client went away while waiting). */
   giveBack(server: ServerConn): void {
+    if (server.needsReset && server.state === ServerState.Parked) {
+      this.resetServer(server, false);
+      return;
+    }
     this.busy.delete(server);
     if (server.state === ServerState.Idle) this.makeIdle(server);
   }

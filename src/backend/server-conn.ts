@@ -36,6 +36,10 @@ export interface ServerClient {
   onServerControl(code: number, buf: Buffer, start: number, end: number): void;
   /** The server failed underneath the client (died, or an injected statement failed). */
   onServerLost(err: ProxyError): void;
+  /** The reset and pin sent ahead of the client's first statement (see pinAfterReset) succeeded. */
+  onPinConfirmed(): void;
+  /** That reset failed, so PostgreSQL skipped the client's statement: the server is gone, the statement never ran. */
+  onHandOverFailed(): void;
   /** A ParseComplete/CloseComplete: 0 forward it, 1 swallow it, 2 send ParseComplete instead (see frontend/prepared). */
   onCompletion(isParse: boolean): number;
   /** The server's socket can take more data again. */
@@ -79,6 +83,8 @@ export class ServerConn {
   readonly statements = new Map<string, string>();
   /** A client ran SQL-level PREPARE/DEALLOCATE here: the reset must deallocate everything. */
   sqlPrepared = false;
+  /** Handed from one client straight to the next: the next pin must carry the reset (see pinAfterReset). */
+  needsReset = false;
   /** When the current reset started (the janitor closes servers whose reset never ends). */
   resetStartedAt = 0;
   /** Cancel requests for this server still on their way to PostgreSQL: it must not serve anyone new meanwhile. */
@@ -97,6 +103,13 @@ export class ServerConn {
   private readonly injected: InjectedReplies = { pending: 0, error: null };
   private corked = false;
   private waitingForClientDrain = false;
+  /**
+   * While a pipelined reset's replies come in: errors before the last `pinReplies` ReadyForQuery are the timeout
+   * Query's (harmless); an error before DISCARD ALL's CommandComplete means PostgreSQL skipped what followed.
+   */
+  private handOver: { pinReplies: number; discarded: boolean; skipped: boolean } | null = null;
+  /** A Sync of the proxy's own follows the client's first statement: swallow the ReadyForQuery after the client's. */
+  private trailingReady = false;
 
   constructor(
     connected: ConnectedServer,
@@ -124,6 +137,34 @@ export class ServerConn {
       this.injected.error = null;
       this.send(injected);
     }
+  }
+
+  /** The pool hands this server, unreset, to a waiting client: that client's pin will carry the reset. */
+  markHandedOver(): void {
+    this.needsReset = true;
+    this.pinnedSchema = null;
+    this.proxyQuery = null;
+    this.applied.clear();
+  }
+
+  /**
+   * Pins a client on a handed-over server: PIPELINED_RESET and the pin go out in front of the client's first
+   * statement (a single segment the caller sends next, then a Sync of its own when `trailingSync`). The client hears
+   * onPinConfirmed once the reset and pin succeeded, or onHandOverFailed when the reset failed and PostgreSQL skipped
+   * the client's statement.
+   */
+  pinAfterReset(client: ServerClient, reset: Buffer, pin: Buffer, pinReplies: number, trailingSync: boolean): void {
+    this.transition(ServerState.Active);
+    this.client = client;
+    this.lastUsedAt = Date.now();
+    this.needsReset = false;
+    // += : the previous client's trailing ReadyForQuery may still be on its way.
+    this.injected.pending += 1 + pinReplies;
+    this.injected.error = null;
+    this.handOver = { pinReplies, discarded: false, skipped: false };
+    this.trailingReady = trailingSync;
+    this.send(reset);
+    this.send(pin);
   }
 
   /**
@@ -159,6 +200,8 @@ export class ServerConn {
 
   /** Unpins and cleans the session state before the pool may hand this server to anyone else. */
   reset(resetSql: Buffer, replies: number, proof: boolean): void {
+    this.needsReset = false;
+    this.handOver = null;
     this.client = null;
     this.proxyQuery = null;
     this.pinnedSchema = null;
@@ -241,6 +284,11 @@ export class ServerConn {
             runBuf = null;
           }
           if (code === BackendCode.ParameterStatus) this.recordParameter(framer.buffer, framer.start, framer.end);
+          else if (code === BackendCode.ReadyForQuery && this.trailingReady) {
+            // Counted before the client sees its ReadyForQuery, which may hand this server on at once.
+            this.trailingReady = false;
+            this.injected.pending++;
+          }
           client.onServerControl(code, framer.buffer, framer.start, framer.end);
           continue;
         }
@@ -289,6 +337,11 @@ export class ServerConn {
           this.close(`server error while idle: ${fields.code} ${fields.message}`);
           return;
         }
+        const handOver = this.handOver;
+        if (handOver !== null) {
+          if (this.injected.pending > handOver.pinReplies) return; // the timeout Query's, harmless
+          if (!handOver.discarded) handOver.skipped = true;
+        }
         this.injected.error ??= `${fields.code} ${fields.message}`;
         return;
       }
@@ -300,7 +353,21 @@ export class ServerConn {
         this.injected.pending--;
         if (this.injected.pending > 0) return;
         const status = buf[start + 5];
-        if (this.proxyQuery !== null) {
+        const handOver = this.handOver;
+        this.handOver = null;
+        if (handOver !== null) {
+          const client = this.client;
+          if (handOver.skipped) {
+            // Detached first: the client learns its statement never ran, not that its server was lost.
+            this.client = null;
+            this.close(`pipelined reset failed: ${this.injected.error}`);
+            client?.onHandOverFailed();
+          } else if (this.injected.error !== null) {
+            this.close(`injected statement failed: ${this.injected.error}`);
+          } else {
+            client?.onPinConfirmed();
+          }
+        } else if (this.proxyQuery !== null) {
           const done = this.proxyQuery.onDone;
           this.proxyQuery = null;
           done(this.injected.error);
@@ -327,8 +394,11 @@ export class ServerConn {
           if (values !== null) this.proxyQuery.onRow(values);
         }
         return;
-      case BackendCode.NoticeResponse:
       case BackendCode.CommandComplete:
+        // The first completion after the timeout Query's ReadyForQuery is DISCARD ALL's.
+        if (this.handOver !== null && this.injected.pending <= this.handOver.pinReplies) this.handOver.discarded = true;
+        return;
+      case BackendCode.NoticeResponse:
       case BackendCode.EmptyQueryResponse:
       case BackendCode.NotificationResponse:
       case BackendCode.RowDescription:

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { AuthFailure, type TenantTokenVerifier } from '../auth/tenant-token.js';
 import type { TenantIdentity } from '../auth/identity.js';
 import type { Pool } from '../backend/pool.js';
-import { planPin, planRestore, planSnapshot } from '../backend/pin.js';
+import { PIPELINED_RESET, planPin, planRestore, planSnapshot } from '../backend/pin.js';
 import { ServerState, type ServerClient, type ServerConn } from '../backend/server-conn.js';
 import { sendCancel } from '../backend/connect.js';
 import type { Config } from '../config/schema.js';
@@ -31,6 +31,7 @@ import {
   READY_FOR_QUERY_IDLE,
   SSL_ACCEPT,
   SSL_REFUSE,
+  SYNC,
 } from '../protocol/static.js';
 import type { AuditLog, ConnectionAudit } from '../audit/audit-log.js';
 import { isRefusal, type SqlGuard } from '../guard/sql-guard.js';
@@ -122,6 +123,11 @@ export class ClientSession implements ServerClient {
   /** Custom settings (app.*) this client has named, asked for by name in the snapshot. */
   private readonly customSettings = new Set<string>();
   private snapshotting = false;
+  /**
+   * The first statement sent behind a pipelined reset (see onHandedOver): accounted only once the reset is confirmed,
+   * re-queued if it failed. Frames the client sends meanwhile wait in the framer.
+   */
+  private heldSegment: Buffer[] | null = null;
   private key: { pid: number; secret: number } | null = null;
   private handshakeTimer: NodeJS.Timeout | null;
   private isTls = false;
@@ -203,7 +209,7 @@ export class ClientSession implements ServerClient {
   /** Waiting for a server or inside a transaction/statement: what a graceful shutdown lets finish. */
   get busy(): boolean {
     if (this.state === SessionState.Waiting) return true;
-    return this.state === SessionState.Active && (this.pendingReady > 0 || this.unsynced || this.txStatus !== TxStatus.Idle);
+    return this.state === SessionState.Active && (this.heldSegment !== null || this.pendingReady > 0 || this.unsynced || this.txStatus !== TxStatus.Idle);
   }
 
   get applicationName(): string | null {
@@ -312,6 +318,7 @@ export class ClientSession implements ServerClient {
   onServerLost(err: ProxyError): void {
     this.reportUnfinished(SqlState.CONNECTION_FAILURE);
     this.server = null;
+    this.heldSegment = null;
     if (this.state === SessionState.Closed) return;
     if (this.serverSentFatal) this.close('server sent FATAL');
     else this.fail(err);
@@ -365,7 +372,7 @@ export class ClientSession implements ServerClient {
     try {
       if (this.state === SessionState.Active) {
         // While the proxy reads back the client's settings, its next statement waits in the framer (see releaseIfDone).
-        if (!this.snapshotting) this.forwardActive();
+        if (!this.snapshotting && this.heldSegment === null) this.forwardActive();
         return;
       }
       while ((this.state as SessionState) !== SessionState.Closed && framer.next()) {
@@ -841,7 +848,7 @@ export class ClientSession implements ServerClient {
   }
 
   private waitForServer(): void {
-    this.deps.pool.acquire().then(
+    this.deps.pool.acquire(this.takesUnresetServer).then(
       (server) => this.guarded(() => this.onCheckedOut(server)),
       (err: unknown) => this.guarded(() => this.onCheckoutFailed(ProxyError.internal(err))),
     );
@@ -855,6 +862,14 @@ export class ClientSession implements ServerClient {
     if (server.state === ServerState.Closed) {
       // It died between being handed over and now: wait for another.
       this.waitForServer();
+      return;
+    }
+    if (server.needsReset) {
+      if (this.takesUnresetServer()) this.onHandedOver(server);
+      else {
+        this.deps.pool.giveBack(server);
+        this.waitForServer();
+      }
       return;
     }
     this.server = server;
@@ -878,6 +893,72 @@ export class ClientSession implements ServerClient {
       // Frames still in the framer from the chunk that triggered checkout.
       if (this.framer.buffered > 0) this.forwardActive();
     }
+  }
+
+  /**
+   * Whether a server may come to this client unreset, its reset sent in the same write as what the client queued. Only
+   * when PostgreSQL's skip-to-Sync after a failed reset provably covers all of it, and nothing in it needs judging
+   * or rewriting first: exactly one segment — a simple Query (no COPY, whose FROM STDIN would swallow the proxy's
+   * Sync), or an unnamed Parse judged while idle followed by unnamed Bind/Describe/Execute and a Sync.
+   */
+  private readonly takesUnresetServer = (): boolean => {
+    const queued = this.queued;
+    if (this.state !== SessionState.Waiting || this.framer.buffered > 0 || queued.length === 0) return false;
+    const first = queued[0]!;
+    if (this.approvedFrame?.frame !== first) return false;
+    if (first[0] === FrontendCode.Query) return queued.length === 1 && !mentionsCopy(first);
+    if (first[0] !== FrontendCode.Parse || first[5] !== 0 || queued[queued.length - 1]![0] !== FrontendCode.Sync) return false;
+    for (let i = 1; i < queued.length - 1; i++) {
+      const frame = queued[i]!;
+      const unnamed =
+        (frame[0] === FrontendCode.Bind && frame[5] === 0 && frame[6] === 0) ||
+        (frame[0] === FrontendCode.Describe && frame[6] === 0) ||
+        (frame[0] === FrontendCode.Execute && frame[5] === 0);
+      if (!unnamed) return false;
+    }
+    return true;
+  };
+
+  /** A server handed over unreset: reset, pin and the queued segment go out together (ServerConn.pinAfterReset). */
+  private onHandedOver(server: ServerConn): void {
+    this.server = server;
+    this.state = SessionState.Active;
+    this.serverSentFatal = false;
+    const pin = planPin(server, this.identity!.schema, this.identity!.role, this.settings);
+    const segment = this.queued;
+    this.queued = [];
+    const trailingSync = segment[0]![0] === FrontendCode.Query;
+    server.pinAfterReset(this, PIPELINED_RESET, pin.frame, pin.replies, trailingSync);
+    this.heldSegment = segment;
+    for (const frame of segment) this.sendToServer(frame);
+    if (trailingSync) this.sendToServer(SYNC);
+    if (!this.pausedForServer) this.clientSocket.resume();
+  }
+
+  onPinConfirmed(): void {
+    const segment = this.heldSegment;
+    if (segment === null) return;
+    this.heldSegment = null;
+    if (this.state !== SessionState.Active) return;
+    for (const frame of segment) {
+      // takesUnresetServer admitted only frames that go out as they are.
+      if (this.accountActive(frame[0]!, frame, 0, frame.length) !== null) throw new Error('a pipelined frame needed rewriting');
+      if (this.state !== SessionState.Active) return;
+    }
+    if (!this.snapshotting && this.framer.buffered > 0) this.forwardActive();
+  }
+
+  onHandOverFailed(): void {
+    const segment = this.heldSegment;
+    this.heldSegment = null;
+    this.server = null;
+    if (segment === null || this.state !== SessionState.Active) return;
+    // PostgreSQL skipped the segment: it never ran, so it waits for another server as if just sent.
+    this.log.warn('a server could not be reset in front of this client; its statement goes to another server');
+    this.state = SessionState.Waiting;
+    this.queued = segment;
+    this.clientSocket.pause();
+    this.waitForServer();
   }
 
   /** No server: the queued statements fail with the reason, the session survives and can retry. */
@@ -1088,6 +1169,12 @@ export class ClientSession implements ServerClient {
    * extended-protocol batch, or statements outlasting ABANDON_DRAIN_MS: cancelled and closed.
    */
   private abandonServer(server: ServerConn): void {
+    if (this.heldSegment !== null) {
+      // Its reset and first statement are still in flight, unaccounted: nothing to wait for reliably.
+      this.heldSegment = null;
+      this.discardServer(server, 'client left while its server was being reset');
+      return;
+    }
     if (this.pendingReady === 0 && !this.unsynced) {
       this.server = null;
       this.deps.pool.resetServer(server, this.txStatus !== TxStatus.Idle);
@@ -1122,6 +1209,14 @@ function splitCommandTag(tag: string | null): { command: string | null; rows: nu
   if (match === null) return { command: tag, rows: null };
   const counts = match[2]!.trim().split(' ');
   return { command: match[1]!, rows: Number(counts[counts.length - 1]) };
+}
+
+/** Whether a Query frame's text may hold COPY, in any case: a false alarm only costs the pipelined reset. */
+function mentionsCopy(frame: Buffer): boolean {
+  for (let i = 5; i + 3 < frame.length; i++) {
+    if ((frame[i]! | 0x20) === 0x63 && (frame[i + 1]! | 0x20) === 0x6f && (frame[i + 2]! | 0x20) === 0x70 && (frame[i + 3]! | 0x20) === 0x79) return true;
+  }
+  return false;
 }
 
 function uncorkClient(session: ClientSession): void {

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { afterEach, describe, expect, inject, it } from 'vitest';
+import { adminClient } from '../support/postgres.js';
 import { startTestProxy, sqlstateOf, type TestProxy } from '../support/proxy.js';
 
 let tp: TestProxy;
@@ -69,6 +70,68 @@ describe('transaction pooling with search_path pin and reset', () => {
     expect(await sqlstateOf(() => b.query('EXECUTE leaked_plan'))).toBe('26000');
     expect(['', null]).toContain(state.rows[0].secret);
   });
+
+  it('hands a server straight to waiting clients, reset in the same write, and nothing of the previous client survives', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const a = await tp.connect('a', { application_name: 'same-app' });
+    const b = await tp.connect('b', { application_name: 'same-app' });
+    const c = await tp.connect('b', { application_name: 'same-app' });
+    const pid = (await a.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+    await a.query("SET statement_timeout = '1234ms'");
+    await a.query("SELECT set_config('app.secret', 'from-a', false)");
+    await a.query('CREATE TEMP TABLE leak (x int)');
+    await a.query('PREPARE leaked_plan AS SELECT 1');
+    await a.query('BEGIN');
+    await a.query('DECLARE held CURSOR WITH HOLD FOR SELECT 1');
+    const probe =
+      "SELECT current_schema() AS s, current_setting('statement_timeout') AS timeout, current_setting('app.secret', true) AS secret, " +
+      "current_setting('application_name') AS app, (SELECT count(*)::int FROM pg_cursors WHERE name = 'held') AS cursors, pg_backend_pid() AS pid, " +
+      "(SELECT count(*)::int FROM pg_class WHERE relname = 'leak' AND relnamespace = pg_my_temp_schema()) AS temps";
+    // Both wait for the only server: b with a simple Query, c with Parse/Bind/Execute/Sync (a parameter).
+    const viaQuery = b.query(probe);
+    const viaExtended = c.query(`${probe} WHERE $1::int = 1`, [1]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await a.query('COMMIT');
+    for (const result of [await viaQuery, await viaExtended]) {
+      // The same server (a pool of one), with the application_name each client gave, which the reset had cleared.
+      expect(result.rows[0]).toMatchObject({ s: 'tenant_b', timeout: '0', app: 'same-app', cursors: 0, temps: 0, pid });
+      expect(['', null]).toContain(result.rows[0].secret);
+    }
+    expect(await sqlstateOf(() => b.query('EXECUTE leaked_plan'))).toBe('26000');
+    expect((await a.query('SELECT current_setting($1) AS t', ['statement_timeout'])).rows[0].t).toBe('1234ms');
+  });
+
+  it("runs a waiting client's statement exactly once when the reset sent ahead of it fails", async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const a = await tp.connect('a');
+    const b = await tp.connect('b');
+    const admin = await adminClient();
+    try {
+      // DISCARD TEMP must drop the default that uses a's temp sequence, which needs a lock on the table that
+      // another session keeps: the reset in front of b's statement fails (after its 5 s statement_timeout).
+      await a.query('CREATE TABLE pipe_stall (id int, note text)');
+      await a.query('CREATE TEMP SEQUENCE pipe_seq');
+      await a.query("ALTER TABLE pipe_stall ALTER COLUMN note SET DEFAULT nextval('pipe_seq')::text");
+      const pid = (await a.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+      await admin.query('BEGIN');
+      await admin.query('SELECT count(*) FROM tenant_a.pipe_stall');
+      await a.query('BEGIN');
+      const inserted = b.query("INSERT INTO items VALUES (4242, 'once') RETURNING id, pg_backend_pid() AS pid");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await a.query('COMMIT');
+      // PostgreSQL skipped b's INSERT behind the failed reset; the proxy sent it again on a fresh server.
+      const row = (await inserted).rows[0];
+      expect(row.id).toBe(4242);
+      expect(row.pid).not.toBe(pid);
+      await admin.query('ROLLBACK');
+      expect((await admin.query('SELECT count(*)::int AS n FROM tenant_b.items WHERE id = 4242')).rows[0].n).toBe(1);
+    } finally {
+      await admin.query('ROLLBACK').catch(() => undefined);
+      await admin.query('DELETE FROM tenant_b.items WHERE id = 4242');
+      await admin.query('DROP TABLE IF EXISTS tenant_a.pipe_stall');
+      await admin.end();
+    }
+  }, 30_000);
 
   it('resets a parked server for everyone within about a second when its client does not come back', async () => {
     tp = await startTestProxy({ upstream: { poolSize: 1 } });
