@@ -939,13 +939,14 @@ export class ClientSession implements ServerClient {
     const segment = this.heldSegment;
     if (segment === null) return;
     this.heldSegment = null;
-    if (this.state !== SessionState.Active) return;
-    for (const frame of segment) {
-      // takesUnresetServer admitted only frames that go out as they are.
-      if (this.accountActive(frame[0]!, frame, 0, frame.length) !== null) throw new Error('a pipelined frame needed rewriting');
-      if (this.state !== SessionState.Active) return;
-    }
-    if (!this.snapshotting && this.framer.buffered > 0) this.forwardActive();
+    this.guarded(() => {
+      for (const frame of segment) {
+        if (this.state !== SessionState.Active) return;
+        // takesUnresetServer admitted only frames that go out as they are.
+        if (this.accountActive(frame[0]!, frame, 0, frame.length) !== null) throw new Error('a pipelined frame needed rewriting');
+      }
+      if (this.state === SessionState.Active && !this.snapshotting && this.framer.buffered > 0) this.forwardActive();
+    });
   }
 
   onHandOverFailed(): void {

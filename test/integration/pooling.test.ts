@@ -8,6 +8,16 @@ afterEach(async () => {
   await tp?.close();
 });
 
+/** Session state a reset must clear, left by `a` inside an open transaction (it holds its server until COMMIT). */
+async function plantSessionState(a: pg.Client): Promise<void> {
+  await a.query("SET statement_timeout = '1234ms'");
+  await a.query("SELECT set_config('app.secret', 'from-a', false)");
+  await a.query('CREATE TEMP TABLE leak (x int)');
+  await a.query('PREPARE leaked_plan AS SELECT 1');
+  await a.query('BEGIN');
+  await a.query('DECLARE held CURSOR WITH HOLD FOR SELECT 1');
+}
+
 describe('transaction pooling with search_path pin and reset', () => {
   it.runIf(process.env.PGTP_TEST_PG !== undefined)('runs against the PostgreSQL major version the run asked for', async () => {
     tp = await startTestProxy();
@@ -49,12 +59,7 @@ describe('transaction pooling with search_path pin and reset', () => {
   it('resets the server before another client gets it', async () => {
     tp = await startTestProxy({ upstream: { poolSize: 1 } });
     const a = await tp.connect('a');
-    await a.query("SET statement_timeout = '1234ms'");
-    await a.query("SELECT set_config('app.secret', 'from-a', false)");
-    await a.query('CREATE TEMP TABLE leak (x int)');
-    await a.query('PREPARE leaked_plan AS SELECT 1');
-    await a.query('BEGIN');
-    await a.query('DECLARE held CURSOR WITH HOLD FOR SELECT 1');
+    await plantSessionState(a);
     await a.query('COMMIT');
     // Another tenant's client lands on the same server and sees none of it.
     const b = await tp.connect('b');
@@ -77,12 +82,7 @@ describe('transaction pooling with search_path pin and reset', () => {
     const b = await tp.connect('b', { application_name: 'same-app' });
     const c = await tp.connect('b', { application_name: 'same-app' });
     const pid = (await a.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
-    await a.query("SET statement_timeout = '1234ms'");
-    await a.query("SELECT set_config('app.secret', 'from-a', false)");
-    await a.query('CREATE TEMP TABLE leak (x int)');
-    await a.query('PREPARE leaked_plan AS SELECT 1');
-    await a.query('BEGIN');
-    await a.query('DECLARE held CURSOR WITH HOLD FOR SELECT 1');
+    await plantSessionState(a);
     const probe =
       "SELECT current_schema() AS s, current_setting('statement_timeout') AS timeout, current_setting('app.secret', true) AS secret, " +
       "current_setting('application_name') AS app, (SELECT count(*)::int FROM pg_cursors WHERE name = 'held') AS cursors, pg_backend_pid() AS pid, " +
