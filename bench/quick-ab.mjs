@@ -3,6 +3,7 @@
 // AUDIT=statements|connections|off (default statements, to a temporary file).
 // Run after `npm run build`: node bench/quick-ab.mjs; add --cpu-prof to profile the proxy.
 import pg from 'pg';
+import { readFileSync } from 'node:fs';
 import pino from 'pino';
 import { startPgCluster } from '../dist/dev/pg-cluster.js';
 import { prepareProxyRole, provisionTenant, revokePublicDefaults } from '../dist/tenants/provision.js';
@@ -10,6 +11,7 @@ import { validateConfig } from '../dist/config/load.js';
 import { startProxy } from '../dist/main.js';
 
 import { signDevToken } from '../dist/auth/sign-token.js';
+import { postgresCpuTicks } from './proc-cpu.mjs';
 const cluster = await startPgCluster(); 
 const admin = new pg.Client({ connectionString: cluster.superuserUrl }); await admin.connect();
 await admin.query('CREATE DATABASE prof'); await admin.end();
@@ -27,25 +29,12 @@ const { promisify } = await import('node:util');
 for (const t of ['t1', 't2']) await promisify(execFile)('pgbench', ['-i', '-s', '2', '-q', '--no-vacuum'], { env: await env(t) });
 const mode = process.env.MODE ?? 'simple';
 const run = (t) => new Promise(async (res) => { const { execFile } = await import('node:child_process'); execFile('pgbench', ['-n', '-S', '-c', process.env.CLIENTS ?? '8', '-j', '1', '-T', '8', '-M', mode], { env: await env(t) }, (e, out) => res(out)); });
-// PostgreSQL's CPU: every postgres process, exited backends included (their time lands in the postmaster's cutime).
-const { readdirSync, readFileSync } = await import('node:fs');
-const pgTicks = () => {
-  let ticks = 0;
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      if (/\((.*)\)/.exec(stat)[1] !== 'postgres') continue;
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-    } catch {}
-  }
-  return ticks;
-};
-const pgBefore = pgTicks();
+const postmasterPid = Number(readFileSync(`${cluster.dataDir}/postmaster.pid`, 'utf8').split('\n')[0]);
+const pgBefore = await postgresCpuTicks(postmasterPid);
 const cpuBefore = process.cpuUsage();
 const outs = await Promise.all([run('t1'), run('t2')]);
 const cpu = process.cpuUsage(cpuBefore);
-const pgCpu = (pgTicks() - pgBefore) * 10_000; // clock ticks of 10 ms, in µs
+const pgCpu = ((await postgresCpuTicks(postmasterPid)) - pgBefore) * 10_000; // clock ticks of 10 ms, in µs
 let transactions = 0;
 for (const o of outs) {
   console.log(/tps = ([\d.]+)/.exec(o)?.[1], /failed transactions: (\d+)/.exec(o)?.[1]);

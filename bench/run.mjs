@@ -18,7 +18,7 @@
 //   BENCH_OUT=bench/results/latest.json
 import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -26,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { startPgCluster } from '../dist/dev/pg-cluster.js';
 import { createTenantSchema, prepareProxyRole, revokePublicDefaults } from '../dist/tenants/provision.js';
+import { postgresCpuTicks, readStat } from './proc-cpu.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CLI = join(ROOT, 'dist', 'cli', 'main.js');
@@ -623,12 +624,6 @@ function assertAlive(target) {
 // ---------------------------------------------------------------------------------------------------------------
 // CPU accounting from /proc
 
-function readStat(pid) {
-  const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = text.slice(text.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
-  return { ppid: Number(f[1]), utime: Number(f[11]), stime: Number(f[12]), cutime: Number(f[13]), cstime: Number(f[14]) };
-}
-
 function procCpuTicks(pid) {
   try {
     const s = readStat(pid);
@@ -636,37 +631,6 @@ function procCpuTicks(pid) {
   } catch {
     return null;
   }
-}
-
-/**
- * All server processes' CPU: the postmaster's own time, its reaped children's (cutime/cstime) and every live
- * child's. A backend exiting between the two reads would be lost or counted twice, so read until two snapshots
- * 25 ms apart agree on the set of children and the reaped total (backends of a finished direct run take a few ms
- * to go).
- */
-async function postgresCpuTicks(postmasterPid) {
-  const snapshot = () => {
-    const pm = readStat(postmasterPid);
-    const kids = new Map();
-    for (const entry of readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      try {
-        const s = readStat(entry);
-        if (s.ppid === postmasterPid) kids.set(entry, s.utime + s.stime);
-      } catch {
-        // exited meanwhile
-      }
-    }
-    return { reaped: pm.cutime + pm.cstime, total: pm.utime + pm.stime + pm.cutime + pm.cstime + sum([...kids.values()]), pids: [...kids.keys()].sort().join(',') };
-  };
-  let prev = snapshot();
-  for (let i = 0; i < 80; i++) {
-    await new Promise((r) => setTimeout(r, 25));
-    const next = snapshot();
-    if (next.pids === prev.pids && next.reaped === prev.reaped) return next.total;
-    prev = next;
-  }
-  return prev.total;
 }
 
 /**

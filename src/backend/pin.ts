@@ -56,7 +56,8 @@ export function planPin(
  * session on something DISCARD TEMP must drop (a temp sequence in a column default) then fails the reset instead of
  * stalling it, and DISCARD ALL itself puts the timeout back to the default.
  */
-const DISCARD = Buffer.concat([encodeQuery("RESET ALL; SET statement_timeout = '5s'"), encodeQuery('DISCARD ALL')]);
+const DISCARD_TIMEOUT = encodeQuery("RESET ALL; SET statement_timeout = '5s'");
+const DISCARD = Buffer.concat([DISCARD_TIMEOUT, encodeQuery('DISCARD ALL')]);
 
 /**
  * The reset sent in the same write as the next client's pin and first statement, when a server goes straight from
@@ -67,7 +68,7 @@ const DISCARD = Buffer.concat([encodeQuery("RESET ALL; SET statement_timeout = '
  * DISCARD ALL without that bound.
  */
 export const PIPELINED_RESET = Buffer.concat([
-  encodeQuery("RESET ALL; SET statement_timeout = '5s'"),
+  DISCARD_TIMEOUT,
   encodeUnnamedParse('DISCARD ALL'),
   new Writer(16).begin(FrontendCode.Bind).cstring('').cstring('').int16(0).int16(0).int16(0).end().flush(),
   new Writer(16).begin(FrontendCode.Execute).cstring('').int32(0).end().flush(),
