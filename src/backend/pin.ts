@@ -107,18 +107,18 @@ const RESET = encodeQuery(
 );
 const ROLLBACK = encodeQuery('ROLLBACK');
 
-/**
- * What a client's session has changed, asked of its server after a transaction that ran SET, RESET or set_config:
- * the server has already applied transaction semantics (a rolled-back SET, SET LOCAL), so the answer is exact.
- * The pin's own settings are left out; they are the tenant's, not the client's. Custom settings (app.*) are not in
- * pg_settings and are asked by name; an empty one is as good as unset.
- */
 /** Settings put back on a pinned server (the client's startup values after its RESET), with the ones PostgreSQL reports. */
 export function planRestore(settings: ReadonlyMap<string, string>): { frame: Buffer; reported: string[] } {
   const statements = [...settings].map(([name, value]) => `SET ${quoteIdent(name)} TO ${quoteLiteral(value)}`);
   return { frame: encodeQuery(statements.join('; ')), reported: [...settings.keys()].filter((name) => REPORTED.has(name)) };
 }
 
+/**
+ * What a client's session has changed, asked of its server after a transaction that ran SET, RESET or set_config:
+ * the server has already applied transaction semantics (a rolled-back SET, SET LOCAL), so the answer is exact.
+ * The pin's own settings are left out; they are the tenant's, not the client's. Custom settings (app.*) are not in
+ * pg_settings and are asked by name; an empty one is as good as unset.
+ */
 export function planSnapshot(customSettings: Iterable<string>): Buffer {
   let sql =
     'SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings ' +

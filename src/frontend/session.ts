@@ -38,9 +38,10 @@ import { isRefusal, type SqlGuard } from '../guard/sql-guard.js';
 import { UNAUTHENTICATED, type ProxyMetrics, type TenantMeter } from '../metrics/metrics.js';
 import type { TenantRegistry } from '../tenants/registry.js';
 import type { CancelRegistry } from './cancel.js';
+import { isPipelinableSegment } from './pipelinable.js';
 import { PreparedStatements } from './prepared.js';
 import { StatementTracker, type RunningStatement, type StatementSource } from './statement-tracker.js';
-import { interpretStartup, SESSION_PARAMETERS, type ClientStartup } from './startup.js';
+import { interpretStartup, plaintextAllowed, reportedParameters, SESSION_PARAMETERS, type ClientStartup } from './startup.js';
 
 export const SessionState = {
   Startup: 'startup',
@@ -667,7 +668,7 @@ export class ClientSession implements ServerClient {
 
   private onStartupMessage(buf: Buffer, start: number, end: number): void {
     const config = this.deps.config;
-    if (!this.isTls && !this.plaintextAllowed()) throw ProxyError.tlsRequired();
+    if (!this.isTls && !plaintextAllowed(config.tls.mode, this.clientSocket.remoteAddress)) throw ProxyError.tlsRequired();
     const startup = interpretStartup(readStartupParams(buf, start, end), config.listen.ignoreStartupParameters);
     if (startup.database !== this.deps.pool.upstream.database) {
       throw new ProxyError(SqlState.INVALID_CATALOG_NAME, `database "${startup.database}" does not exist`, 'FATAL');
@@ -680,15 +681,6 @@ export class ClientSession implements ServerClient {
       this.state = SessionState.Password;
       this.clientSocket.write(AUTHENTICATION_CLEARTEXT);
     }
-  }
-
-  /** Tokens travel as cleartext passwords: without TLS only loopback clients may send them, unless TLS is off. */
-  private plaintextAllowed(): boolean {
-    const mode = this.deps.config.tls.mode;
-    if (mode === 'disable') return true;
-    if (mode === 'require') return false;
-    const address = this.clientSocket.remoteAddress ?? '';
-    return address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1' || address.startsWith('127.');
   }
 
   private onPasswordFrame(buf: Buffer, start: number, end: number): void {
@@ -737,7 +729,7 @@ export class ClientSession implements ServerClient {
     this.handshakeTimer = null;
 
     const reply: Buffer[] = [AUTHENTICATION_OK];
-    for (const [name, value] of this.reportedParameters(defaults)) reply.push(encodeParameterStatus(name, value));
+    for (const [name, value] of reportedParameters(defaults, settings, this.startup!.user, identity.schema)) reply.push(encodeParameterStatus(name, value));
     reply.push(encodeBackendKeyData(this.key.pid, this.key.secret), READY_FOR_QUERY_IDLE);
     this.sendToClient(Buffer.concat(reply));
     this.state = SessionState.Idle;
@@ -755,17 +747,6 @@ export class ClientSession implements ServerClient {
     });
     this.log.info({ tenant: identity.tenantId, actor: identity.actor }, 'client authenticated');
     this.guarded(() => this.replayQueued());
-  }
-
-  /** What PostgreSQL would report at login: the upstream's values, overridden by this client's own. */
-  private reportedParameters(defaults: ReadonlyMap<string, string>): Map<string, string> {
-    const out = new Map(defaults);
-    for (const [name, value] of this.settings) if (out.has(name) || name === 'application_name') out.set(name, value);
-    if (!this.settings.has('application_name')) out.set('application_name', '');
-    out.set('session_authorization', this.startup!.user);
-    out.set('is_superuser', 'off');
-    if (out.has('search_path')) out.set('search_path', reportedIdent(this.identity!.schema));
-    return out;
   }
 
   // ── Idle: no server pinned ──────────────────────────────────────────────────
@@ -895,29 +876,9 @@ export class ClientSession implements ServerClient {
     }
   }
 
-  /**
-   * Whether a server may come to this client unreset, its reset sent in the same write as what the client queued. Only
-   * when PostgreSQL's skip-to-Sync after a failed reset provably covers all of it, and nothing in it needs judging
-   * or rewriting first: exactly one segment — a simple Query (no COPY, whose FROM STDIN would swallow the proxy's
-   * Sync), or an unnamed Parse judged while idle followed by unnamed Bind/Describe/Execute and a Sync.
-   */
-  private readonly takesUnresetServer = (): boolean => {
-    const queued = this.queued;
-    if (this.state !== SessionState.Waiting || this.framer.buffered > 0 || queued.length === 0) return false;
-    const first = queued[0]!;
-    if (this.approvedFrame?.frame !== first) return false;
-    if (first[0] === FrontendCode.Query) return queued.length === 1 && !mentionsCopy(first);
-    if (first[0] !== FrontendCode.Parse || first[5] !== 0 || queued[queued.length - 1]![0] !== FrontendCode.Sync) return false;
-    for (let i = 1; i < queued.length - 1; i++) {
-      const frame = queued[i]!;
-      const unnamed =
-        (frame[0] === FrontendCode.Bind && frame[5] === 0 && frame[6] === 0) ||
-        (frame[0] === FrontendCode.Describe && frame[6] === 0) ||
-        (frame[0] === FrontendCode.Execute && frame[5] === 0);
-      if (!unnamed) return false;
-    }
-    return true;
-  };
+  /** Whether a server may come to this client unreset, its reset sent in the same write as what the client queued. */
+  private readonly takesUnresetServer = (): boolean =>
+    this.state === SessionState.Waiting && this.framer.buffered === 0 && isPipelinableSegment(this.queued, this.approvedFrame?.frame);
 
   /** A server handed over unreset: reset, pin and the queued segment go out together (ServerConn.pinAfterReset). */
   private onHandedOver(server: ServerConn): void {
@@ -1212,21 +1173,8 @@ function splitCommandTag(tag: string | null): { command: string | null; rows: nu
   return { command: match[1]!, rows: Number(counts[counts.length - 1]) };
 }
 
-/** Whether a Query frame's text may hold COPY, in any case: a false alarm only costs the pipelined reset. */
-function mentionsCopy(frame: Buffer): boolean {
-  for (let i = 5; i + 3 < frame.length; i++) {
-    if ((frame[i]! | 0x20) === 0x63 && (frame[i + 1]! | 0x20) === 0x6f && (frame[i + 2]! | 0x20) === 0x70 && (frame[i + 3]! | 0x20) === 0x79) return true;
-  }
-  return false;
-}
-
 function uncorkClient(session: ClientSession): void {
   session.uncork();
-}
-
-/** A schema name as PostgreSQL prints it in search_path: quoted only when it is not a plain lower-case identifier. */
-function reportedIdent(schema: string): string {
-  return /^[a-z_][a-z0-9_$]*$/.test(schema) ? schema : `"${schema.replace(/"/g, '""')}"`;
 }
 
 /** Whether a reported search_path names exactly the one pinned schema. */

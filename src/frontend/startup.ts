@@ -1,4 +1,5 @@
 // StartupMessage parameters: which are honoured per client, which are refused, and where the tenant token may hide.
+import type { Config } from '../config/schema.js';
 import { SqlState } from '../protocol/codes.js';
 import { normalizeEncodingName, UNSAFE_CLIENT_ENCODINGS } from '../guard/analyze.js';
 import { ProxyError } from '../protocol/errors.js';
@@ -131,4 +132,36 @@ function unsupportedOption(word: string): ProxyError {
     undefined,
     'only -c name=value settings are accepted in options',
   );
+}
+
+/** Tokens travel as cleartext passwords: without TLS only loopback clients may send them, unless TLS is off. */
+export function plaintextAllowed(tlsMode: Config['tls']['mode'], address: string | undefined): boolean {
+  if (tlsMode === 'disable') return true;
+  if (tlsMode === 'require') return false;
+  const from = address ?? '';
+  return from === '127.0.0.1' || from === '::1' || from === '::ffff:127.0.0.1' || from.startsWith('127.');
+}
+
+/**
+ * What PostgreSQL would report at login: the upstream's ParameterStatus values, overridden by the client's own
+ * settings, with the login user and the tenant's schema as search_path.
+ */
+export function reportedParameters(
+  defaults: ReadonlyMap<string, string>,
+  settings: ReadonlyMap<string, string>,
+  user: string,
+  schema: string,
+): Map<string, string> {
+  const out = new Map(defaults);
+  for (const [name, value] of settings) if (out.has(name) || name === 'application_name') out.set(name, value);
+  if (!settings.has('application_name')) out.set('application_name', '');
+  out.set('session_authorization', user);
+  out.set('is_superuser', 'off');
+  if (out.has('search_path')) out.set('search_path', reportedIdent(schema));
+  return out;
+}
+
+/** A schema name as PostgreSQL prints it in search_path: quoted only when it is not a plain lower-case identifier. */
+function reportedIdent(schema: string): string {
+  return /^[a-z_][a-z0-9_$]*$/.test(schema) ? schema : `"${schema.replace(/"/g, '""')}"`;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { interpretStartup, parseOptions } from '../../src/frontend/startup.js';
+import { interpretStartup, parseOptions, plaintextAllowed, reportedParameters } from '../../src/frontend/startup.js';
 import { ProxyError } from '../../src/protocol/errors.js';
 
 const base = (extra: Record<string, string>): Map<string, string> => new Map(Object.entries({ user: 'app', database: 'appdb', ...extra }));
@@ -68,5 +68,39 @@ describe('parseOptions', () => {
       ['b', '2'],
       ['c_d', 'x y'],
     ]);
+  });
+});
+
+describe('plaintextAllowed', () => {
+  it('lets tokens travel in cleartext only from loopback, unless TLS is off or required', () => {
+    for (const address of ['127.0.0.1', '127.4.5.6', '::1', '::ffff:127.0.0.1']) expect(plaintextAllowed('allow', address)).toBe(true);
+    for (const address of ['10.0.0.1', '::ffff:10.0.0.1', '128.0.0.1', undefined]) expect(plaintextAllowed('allow', address)).toBe(false);
+    expect(plaintextAllowed('require', '127.0.0.1')).toBe(false);
+    expect(plaintextAllowed('disable', '10.0.0.1')).toBe(true);
+  });
+});
+
+describe('reportedParameters', () => {
+  const defaults = new Map([
+    ['TimeZone', 'UTC'],
+    ['DateStyle', 'ISO, MDY'],
+    ['search_path', '"$user", public'],
+    ['session_authorization', 'px'],
+    ['is_superuser', 'on'],
+  ]);
+
+  it('reports the client as PostgreSQL would: its own settings, its user, its schema, never the proxy role', () => {
+    const out = reportedParameters(defaults, new Map([['TimeZone', 'Europe/Paris'], ['statement_timeout', '5s']]), 'app', 'tenant_acme');
+    expect(out.get('TimeZone')).toBe('Europe/Paris');
+    expect(out.get('DateStyle')).toBe('ISO, MDY');
+    expect(out.has('statement_timeout')).toBe(false); // not a reported setting
+    expect(out.get('application_name')).toBe('');
+    expect(out.get('session_authorization')).toBe('app');
+    expect(out.get('is_superuser')).toBe('off');
+    expect(out.get('search_path')).toBe('tenant_acme');
+  });
+
+  it('quotes a schema name that is not a plain lower-case identifier', () => {
+    expect(reportedParameters(defaults, new Map(), 'app', 'Tenant "X"').get('search_path')).toBe('"Tenant ""X"""');
   });
 });
