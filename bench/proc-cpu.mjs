@@ -1,4 +1,4 @@
-// CPU accounting from /proc, shared by the benches: clock ticks (10 ms) of a process, and of a whole PostgreSQL.
+// CPU accounting from /proc, shared by the benches: clock ticks (10 ms) of a process, and of a process tree.
 import { readdirSync, readFileSync } from 'node:fs';
 
 export function readStat(pid) {
@@ -8,20 +8,20 @@ export function readStat(pid) {
 }
 
 /**
- * All server processes' CPU: the postmaster's own time, its reaped children's (cutime/cstime) and every live
- * child's. A backend exiting between the two reads would be lost or counted twice, so read until two snapshots
- * 25 ms apart agree on the set of children and the reaped total (backends of a finished direct run take a few ms
- * to go).
+ * A process tree's CPU: the root's own time, its reaped children's (cutime/cstime) and every live child's — all of
+ * PostgreSQL's server processes under the postmaster, or a proxy primary and its workers. A child exiting between
+ * the two reads would be lost or counted twice, so read until two snapshots 25 ms apart agree on the set of children
+ * and the reaped total (backends of a finished direct run take a few ms to go).
  */
-export async function postgresCpuTicks(postmasterPid) {
+export async function treeCpuTicks(rootPid) {
   const snapshot = () => {
-    const pm = readStat(postmasterPid);
+    const pm = readStat(rootPid);
     const kids = new Map();
     for (const entry of readdirSync('/proc')) {
       if (!/^\d+$/.test(entry)) continue;
       try {
         const s = readStat(entry);
-        if (s.ppid === postmasterPid) kids.set(entry, s.utime + s.stime);
+        if (s.ppid === rootPid) kids.set(entry, s.utime + s.stime);
       } catch {
         // exited meanwhile
       }

@@ -11,7 +11,7 @@ import { validateConfig } from '../dist/config/load.js';
 import { startProxy } from '../dist/main.js';
 
 import { signDevToken } from '../dist/auth/sign-token.js';
-import { postgresCpuTicks } from './proc-cpu.mjs';
+import { treeCpuTicks } from './proc-cpu.mjs';
 const cluster = await startPgCluster(); 
 const admin = new pg.Client({ connectionString: cluster.superuserUrl }); await admin.connect();
 await admin.query('CREATE DATABASE prof'); await admin.end();
@@ -30,11 +30,11 @@ for (const t of ['t1', 't2']) await promisify(execFile)('pgbench', ['-i', '-s', 
 const mode = process.env.MODE ?? 'simple';
 const run = (t) => new Promise(async (res) => { const { execFile } = await import('node:child_process'); execFile('pgbench', ['-n', '-S', '-c', process.env.CLIENTS ?? '8', '-j', '1', '-T', '8', '-M', mode], { env: await env(t) }, (e, out) => res(out)); });
 const postmasterPid = Number(readFileSync(`${cluster.dataDir}/postmaster.pid`, 'utf8').split('\n')[0]);
-const pgBefore = await postgresCpuTicks(postmasterPid);
+const pgBefore = await treeCpuTicks(postmasterPid);
 const cpuBefore = process.cpuUsage();
 const outs = await Promise.all([run('t1'), run('t2')]);
 const cpu = process.cpuUsage(cpuBefore);
-const pgCpu = ((await postgresCpuTicks(postmasterPid)) - pgBefore) * 10_000; // clock ticks of 10 ms, in µs
+const pgCpu = ((await treeCpuTicks(postmasterPid)) - pgBefore) * 10_000; // clock ticks of 10 ms, in µs
 let transactions = 0;
 for (const o of outs) {
   console.log(/tps = ([\d.]+)/.exec(o)?.[1], /failed transactions: (\d+)/.exec(o)?.[1]);

@@ -26,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { startPgCluster } from '../dist/dev/pg-cluster.js';
 import { createTenantSchema, prepareProxyRole, revokePublicDefaults } from '../dist/tenants/provision.js';
-import { postgresCpuTicks, readStat } from './proc-cpu.mjs';
+import { treeCpuTicks, readStat } from './proc-cpu.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CLI = join(ROOT, 'dist', 'cli', 'main.js');
@@ -525,7 +525,7 @@ async function startTenantProxy(work, pgPort, proxyPassword, { name, guard }) {
 async function runPgbench(ctx, target, workload, duration) {
   const n = workload.clients;
   const split = n === 1 ? [1] : [Math.ceil(n / 2), Math.floor(n / 2)];
-  const pgBefore = await postgresCpuTicks(ctx.postmasterPid);
+  const pgBefore = await treeCpuTicks(ctx.postmasterPid);
   const poolerBefore = target.pid ? procCpuTicks(target.pid) : null;
   const machineBefore = machineTicks();
   const selfBefore = selfTicks();
@@ -540,7 +540,7 @@ async function runPgbench(ctx, target, workload, duration) {
   const machineAfter = machineTicks();
   const selfAfter = selfTicks(); // pgbench runs are reaped by now: their CPU is in our cutime/cstime
   await new Promise((r) => setTimeout(r, 100)); // let the run's direct backends exit and be reaped
-  const pgAfter = await postgresCpuTicks(ctx.postmasterPid);
+  const pgAfter = await treeCpuTicks(ctx.postmasterPid);
 
   const tx = sum(procs.map((p) => p.parsed.transactions ?? 0));
   const tps = sum(procs.map((p) => p.parsed.tps ?? 0));

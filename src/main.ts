@@ -1,4 +1,5 @@
 // Wires the proxy together: config → logger, pool, verifier, registry, listener; signals for drain and reload.
+import cluster from 'node:cluster';
 import pino, { type Logger } from 'pino';
 import { buildStatus, type StatusSnapshot } from './admin/status.js';
 import { AuditLog } from './audit/audit-log.js';
@@ -7,7 +8,7 @@ import { upstreamTarget } from './backend/connect.js';
 import { Pool, poolOptions } from './backend/pool.js';
 import { loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { CancelRegistry } from './frontend/cancel.js';
+import { CancelRegistry, type CancelPartition } from './frontend/cancel.js';
 import { ClientSession } from './frontend/session.js';
 import { createSqlGuard, loadParser, type SqlGuard } from './guard/sql-guard.js';
 import { startOpsServer, type OpsServer, type Readiness } from './metrics/http.js';
@@ -16,6 +17,7 @@ import { listen, type Listener } from './net/listener.js';
 import { loadSecureContext } from './net/tls.js';
 import { ProxyError } from './protocol/errors.js';
 import { createTenantRegistry, type TenantRegistry } from './tenants/registry.js';
+import { workerConfig } from './workers/share.js';
 
 export interface Proxy {
   readonly host: string;
@@ -27,6 +29,10 @@ export interface Proxy {
   /** The port of /metrics, /healthz, /readyz, /admin/status, or null when metrics.enabled is false. */
   readonly metricsPort: number | null;
   status(): StatusSnapshot;
+  /** What /readyz answers: listening, upstream reachable, audit destination writable. */
+  readiness(): Promise<Readiness>;
+  /** A cancel request for a key this process issued (forwarded by the primary when another worker received it). */
+  cancel(pid: number, secret: number): void;
   /** Applies a new config: keys, TLS, pool sizes; the listen address and upstream stay as started. */
   reload(config: Config): Promise<void>;
   /** Stops accepting, lets pinned clients finish up to drainTimeoutMs, then closes everything. */
@@ -52,7 +58,11 @@ function guardFor(config: Config): SqlGuard {
   });
 }
 
-export async function startProxy(initial: Config, log: Logger = createLogger(initial)): Promise<Proxy> {
+/**
+ * Starts one proxy process. As one of several workers (`worker` given) it issues cancel keys from its own residue
+ * class and leaves the operations endpoint to the primary.
+ */
+export async function startProxy(initial: Config, log: Logger = createLogger(initial), worker?: CancelPartition): Promise<Proxy> {
   let config = initial;
   await loadParser();
   let guard = guardFor(config);
@@ -65,7 +75,7 @@ export async function startProxy(initial: Config, log: Logger = createLogger(ini
   const audit = new AuditLog(config, log.child({ component: 'audit' }));
   const pool = new Pool(target, poolOptions(config), log.child({ component: 'pool' }), metrics);
   const registry: TenantRegistry = createTenantRegistry(target, config.tenancy.schemaCacheTtlMs, log.child({ component: 'registry' }));
-  const cancels = new CancelRegistry();
+  const cancels = new CancelRegistry(worker);
   const sessions = new Set<ClientSession>();
 
   const janitor = setInterval(() => pool.maintain(), JANITOR_INTERVAL_MS);
@@ -156,7 +166,7 @@ export async function startProxy(initial: Config, log: Logger = createLogger(ini
     return result;
   };
   let ops: OpsServer | null = null;
-  if (config.metrics.enabled) {
+  if (config.metrics.enabled && worker === undefined) {
     try {
       ops = await startOpsServer(
         config.metrics.host,
@@ -184,6 +194,8 @@ export async function startProxy(initial: Config, log: Logger = createLogger(ini
     metrics,
     metricsPort: ops?.port ?? null,
     status,
+    readiness,
+    cancel: (pid, secret) => void cancels.cancel(pid, secret),
     async reload(next) {
       // Build everything first: a bad key or certificate leaves the running config untouched.
       const nextVerifier = await createTenantTokenVerifier(next);
@@ -219,13 +231,25 @@ export async function startProxy(initial: Config, log: Logger = createLogger(ini
   };
 }
 
-/** `pg-tenant-proxy start`: runs until SIGTERM/SIGINT (drain, exit 0); SIGHUP reloads the config file. */
+/**
+ * `pg-tenant-proxy start`: runs until SIGTERM/SIGINT (drain, exit 0); SIGHUP reloads the config file. With
+ * listen.workers > 1 this process becomes the primary and each worker, the same command forked, runs its share.
+ */
 export async function runProxy(configFile: string | undefined): Promise<void> {
-  const config = loadConfig(configFile);
-  const log = createLogger(config);
+  const first = loadConfig(configFile);
+  let log = createLogger(first);
   process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception'));
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
-  const proxy = await startProxy(config, log);
+  if (cluster.isPrimary && first.listen.workers > 1) {
+    const { runPrimary } = await import('./workers/primary.js');
+    await runPrimary(configFile, first, log);
+    return;
+  }
+  const link = cluster.isWorker ? (await import('./workers/worker.js')).workerLink(log) : null;
+  if (link !== null) log = log.child({ worker: link.index });
+  const shaped = (config: Config): Config => (link === null ? config : workerConfig(config, link.index, link.count));
+  const proxy = await startProxy(shaped(first), log, link?.partition);
+  link?.serve(proxy);
   const drainMs = 30_000;
   const stop = (signal: string): void => {
     log.info({ signal }, 'draining');
@@ -245,7 +269,7 @@ export async function runProxy(configFile: string | undefined): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {
     try {
-      proxy.reload(loadConfig(configFile)).catch((err: unknown) => log.error({ err: (err as Error).message }, 'reload rejected; keeping the old config'));
+      proxy.reload(shaped(loadConfig(configFile))).catch((err: unknown) => log.error({ err: (err as Error).message }, 'reload rejected; keeping the old config'));
     } catch (err) {
       log.error({ err: (err as Error).message }, 'reload rejected; keeping the old config');
     }

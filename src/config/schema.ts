@@ -15,6 +15,11 @@ const listenSchema = z.strictObject({
   maxMessageBytes: z.number().int().min(1024).max(1 << 30).default(256 * 1024 * 1024),
   /** Startup parameters that are accepted and dropped instead of refused (like PgBouncer's ignore_startup_parameters). */
   ignoreStartupParameters: z.array(z.string().min(1)).default([]),
+  /**
+   * Proxy processes sharing the listen port (each with its share of upstream.poolSize and maxClients); 1 runs the
+   * proxy in the started process itself. More than 1 pays on a box with cores to spare (see README, Benchmarks).
+   */
+  workers: z.number().int().min(1).max(64).default(1),
 });
 
 const upstreamTlsSchema = z.strictObject({
@@ -168,6 +173,9 @@ export const configSchema = z.strictObject({
   metrics: metricsSchema.default(metricsSchema.parse({})),
   audit: auditSchema.default(auditSchema.parse({})),
   log: logSchema.default(logSchema.parse({})),
+}).refine((c) => c.listen.workers <= c.upstream.poolSize && c.listen.workers <= c.listen.maxClients, {
+  message: 'each worker needs at least one server and one client: workers must not exceed upstream.poolSize or listen.maxClients',
+  path: ['listen', 'workers'],
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -3,15 +3,20 @@ import http from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import type { ProxyMetrics } from './metrics.js';
 
 export interface Readiness {
   ready: boolean;
   checks: Record<string, { ok: boolean; detail?: string }>;
 }
 
+/** Prometheus text: one process's metrics, or every worker's summed by the primary. */
+export interface MetricsText {
+  readonly contentType: string;
+  text(): Promise<string>;
+}
+
 export interface OpsHandlers {
-  metrics: ProxyMetrics;
+  metrics: MetricsText;
   readiness(): Promise<Readiness>;
   status(): unknown;
   /** The configured admin token, or undefined when the admin view is off (read per request: SIGHUP may change it). */
@@ -57,7 +62,7 @@ async function route(req: http.IncomingMessage, res: http.ServerResponse, handle
   const path = (req.url ?? '/').split('?')[0];
   switch (path) {
     case '/metrics':
-      send(res, 200, handlers.metrics.registry.contentType, await handlers.metrics.text());
+      send(res, 200, handlers.metrics.contentType, await handlers.metrics.text());
       return;
     case '/healthz':
       send(res, 200, 'text/plain', 'ok\n');
@@ -78,7 +83,7 @@ async function route(req: http.IncomingMessage, res: http.ServerResponse, handle
         send(res, 401, 'text/plain', 'missing or wrong bearer token\n');
         return;
       }
-      send(res, 200, 'application/json', `${JSON.stringify(handlers.status())}\n`);
+      send(res, 200, 'application/json', `${JSON.stringify(await handlers.status())}\n`);
       return;
     }
     default:

@@ -227,6 +227,10 @@ export class ProxyMetrics {
     this.poolWait.observe(seconds);
   }
 
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
   text(): Promise<string> {
     return this.registry.metrics();
   }

@@ -60,6 +60,20 @@ async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code:
   });
 }
 
+/** A CancelRequest on a connection of its own, as libpq sends it. */
+function sendCancel(port: number, pid: number, secret: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const request = Buffer.alloc(16);
+    request.writeInt32BE(16, 0);
+    request.writeInt32BE(80877102, 4);
+    request.writeInt32BE(pid, 8);
+    request.writeInt32BE(secret, 12);
+    const socket = net.createConnection({ host: '127.0.0.1', port }, () => socket.end(request));
+    socket.on('close', () => resolve());
+    socket.on('error', reject);
+  });
+}
+
 /** Starts `pg-tenant-proxy start` and resolves with the port from its "listening" log line. */
 function startCli(config: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -182,6 +196,78 @@ describe('the pg-tenant-proxy command', () => {
     expect(events.filter((e) => e.event === 'statement' && e.tenant === 'b' && e.outcome === 'ok')).toHaveLength(2 * perClient);
     expect(events.filter((e) => e.event === 'connection_closed' && e.tenant === 'b')).toHaveLength(2);
     await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
+  });
+
+  it('runs listen.workers processes on one port: each serves, a cancel reaches the worker that issued the key, metrics and status add up, SIGTERM drains all', async () => {
+    const metricsPort = await freePort();
+    const adminToken = 'cli-admin-token-0123456789';
+    const file = writeConfig('workers.yaml', {
+      ...baseConfig(),
+      listen: { host: '127.0.0.1', port: 0, workers: 2 },
+      metrics: { enabled: true, port: metricsPort, adminToken },
+    });
+    const port = await startCli(file);
+    const ops = `http://127.0.0.1:${metricsPort}`;
+    // The primary serves /readyz once every worker listens.
+    for (let i = 0; i < 100; i++) {
+      const ready = await fetch(`${ops}/readyz`).then((r) => r.status, () => 0);
+      if (ready === 200) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const tokens = { a: '', b: '' };
+    for (const t of ['a', 'b'] as const) tokens[t] = (await cli(['token', '--tenant', t, '--config', file])).stdout.trim();
+    const clients = await Promise.all(
+      (['a', 'a', 'b', 'b'] as const).map(async (tenant, i) => {
+        const c = new pg.Client({ host: '127.0.0.1', port, user: 'app', database: inject('pg').database, password: tokens[tenant], application_name: `worker-test-${i}` });
+        c.on('error', () => undefined);
+        await c.connect();
+        return { c, tenant, name: `worker-test-${i}` };
+      }),
+    );
+    // The proxy-issued pid names the worker (pid mod 2): connections are spread over both.
+    const keys = clients.map(({ c }) => c as unknown as { processID: number; secretKey: number });
+    expect(new Set(keys.map((k) => k.processID % 2))).toEqual(new Set([0, 1]));
+    for (const { c, tenant } of clients) expect((await c.query('SELECT current_schema() AS s')).rows[0].s).toBe(`tenant_${tenant}`);
+
+    // Cancel requests are connections of their own, spread like any other: two in a row for each client mean one
+    // of them lands on the worker that did not issue the key, which must hand it over.
+    const superuser = new pg.Client({ connectionString: inject('pg').superuserUrl.replace(/\/[^/?]*(\?|$)/, `/${inject('pg').database}$1`) });
+    await superuser.connect();
+    try {
+      for (const [i, { c, name }] of clients.entries()) {
+        for (let round = 0; round < 2; round++) {
+          const sleeping = c.query('SELECT pg_sleep(20)').then(() => null, (err: { code?: string }) => err.code);
+          for (let polls = 0; polls < 200; polls++) {
+            const { rows } = await superuser.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE '%pg_sleep%'", [name]);
+            if (rows[0].n === 1) break;
+            await new Promise((r) => setTimeout(r, 25));
+          }
+          await sendCancel(port, keys[i]!.processID, keys[i]!.secretKey);
+          expect(await sleeping).toBe('57014');
+        }
+      }
+    } finally {
+      await superuser.end();
+    }
+
+    const metrics = await (await fetch(`${ops}/metrics`)).text();
+    const connected = [...metrics.matchAll(/^pgtp_client_connections\{tenant="(a|b)",state="idle"\} (\d+)$/gm)].map((m) => [m[1], Number(m[2])]);
+    expect(Object.fromEntries(connected)).toEqual({ a: 2, b: 2 });
+    expect(metrics).toMatch(/^pgtp_pool_size 2$/m);
+    const status = (await (await fetch(`${ops}/admin/status`, { headers: { authorization: `Bearer ${adminToken}` } })).json()) as {
+      pool: { size: number };
+      tenants: Array<{ tenant: string; clients: number }>;
+    };
+    expect(status.pool.size).toBe(2);
+    expect(status.tenants.map((t) => [t.tenant, t.clients]).sort()).toEqual([['a', 2], ['b', 2]]);
+
+    const exit = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)));
+    child!.kill('SIGTERM');
+    expect(await exit).toBe(0);
+    child = null;
+    // Every worker went with the primary: the port is free.
+    await expect(new pg.Client({ host: '127.0.0.1', port, user: 'app', database: inject('pg').database, password: tokens.a }).connect()).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    await Promise.all(clients.map(({ c }) => c.end().catch(() => undefined)));
   });
 
   it('refuses to mint a token for an invalid tenant id', async () => {

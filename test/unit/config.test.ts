@@ -31,6 +31,7 @@ describe('config', () => {
     expect(keyOf(() => validateConfig({ ...minimal, auth: { jwt: {} } }))).toBe('auth.jwt');
     expect(keyOf(() => validateConfig({ ...minimal, tenancy: { tenantPattern: '[a-z]+' } }))).toBe('tenancy.tenantPattern');
     expect(keyOf(() => validateConfig({ ...minimal, tenancy: { schemaTemplate: 'fixed' } }))).toBe('tenancy.schemaTemplate');
+    expect(keyOf(() => validateConfig({ ...minimal, upstream: { ...minimal.upstream, poolSize: 2 }, listen: { workers: 3 } }))).toBe('listen.workers');
     expect(keyOf(() => validateConfig({ ...minimal, listen: { prot: 1 } }))).toBe('listen');
     expect(keyOf(() => validateConfig({ ...minimal, tls: { mode: 'require' } }))).toBe('tls.mode');
   });
