@@ -10,6 +10,7 @@
 //   BENCH_WORKLOADS=a,b      only these workload ids (see WORKLOADS)
 //   BENCH_TARGETS=direct,proxy  only these targets (direct,pgbouncer,proxy,proxy-noguard)
 //   BENCH_PROXY_TENANTS=2    1 puts every proxy client on tenant t1 instead of splitting t1/t2
+//   BENCH_PROXY_WORKERS=1    listen.workers of the proxies (their CPU then counts the primary and every worker)
 //   BENCH_AUDIT=statements   the proxies' audit trail, to a file in the work dir: statements (the default config: one
 //                            event per statement), connections (audit.statements: false) or off (audit.enabled: false)
 //   BENCH_JOBS=1             pgbench -j per process (each run is two processes of N/2 clients: 2 threads in all)
@@ -39,6 +40,7 @@ const WARMUP_DURATION = QUICK ? 2 : 5;
 const SCALE = positiveInt('BENCH_SCALE', 10);
 const JOBS = positiveInt('BENCH_JOBS', 1);
 const PROXY_TENANTS = positiveInt('BENCH_PROXY_TENANTS', 2);
+const PROXY_WORKERS = positiveInt('BENCH_PROXY_WORKERS', 1);
 const AUDIT = env.BENCH_AUDIT ?? 'statements';
 if (!['statements', 'connections', 'off'].includes(AUDIT)) throw new Error(`BENCH_AUDIT must be statements, connections or off, got ${AUDIT}`);
 const SHARED_BUFFERS = env.BENCH_SHARED_BUFFERS ?? '512MB';
@@ -287,7 +289,7 @@ async function main() {
     `command: \`${command}\``,
     `machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${Math.round(totalmem() / 2 ** 30)} GiB; node ${process.version}; PostgreSQL ${pgVersion}; ${pgbouncerVersion ?? 'PgBouncer n/a'}; ${pgbenchVersion()}`,
     `runs: ${REPS} interleaved repetition(s) × ${DURATION} s (latency row ${LATENCY_DURATION} s); pgbench scale ${SCALE} per tenant schema; each run = 2 pgbench processes of N/2 clients (-j ${JOBS} each, -n); medians over repetitions`,
-    `targets: direct = PostgreSQL as ${DIRECT_ROLE} (search_path tenant_t1); pgbouncer = transaction mode, default_pool_size ${POOL_SIZE}, same role; proxy = pg-tenant-proxy, poolSize ${POOL_SIZE}, clients split over tenant(s) ${proxyTenants.join(', ') || '-'}, audit trail ${AUDIT === 'statements' ? 'of every statement' : AUDIT === 'connections' ? 'of connections only' : 'off'} to a file; proxy-noguard = a second proxy process, same config plus policy.guard: false (no SQL checks); the two proxies swap places in every other repetition`,
+    `targets: direct = PostgreSQL as ${DIRECT_ROLE} (search_path tenant_t1); pgbouncer = transaction mode, default_pool_size ${POOL_SIZE}, same role; proxy = pg-tenant-proxy, poolSize ${POOL_SIZE}${PROXY_WORKERS > 1 ? ` over listen.workers ${PROXY_WORKERS}` : ''}, clients split over tenant(s) ${proxyTenants.join(', ') || '-'}, audit trail ${AUDIT === 'statements' ? 'of every statement' : AUDIT === 'connections' ? 'of connections only' : 'off'} to a file; proxy-noguard = a second proxy process, same config plus policy.guard: false (no SQL checks); the two proxies swap places in every other repetition`,
     `noise control: waits up to ${QUIET_WAIT} s before each run for other work to fall below ${DISTURBED * 100}% of the CPU; ${RETRY_DISTURBED ? `a run disturbed by more than ${DISTURBED * 100}% is run once more and the second result kept` : 'disturbed runs are kept as they are'}`,
     `proxy build: ${build}`,
     `elapsed: ${formatDuration(elapsedSec)}${micro ? ` (pgbench matrix ${formatDuration(matrixSec)}, micro-benchmarks ${formatDuration(elapsedSec - matrixSec)})` : ''}`,
@@ -480,6 +482,7 @@ async function startTenantProxy(work, pgPort, proxyPassword, { name, guard }) {
     `  host: ${HOST}`,
     `  port: ${port}`,
     '  maxClients: 10000',
+    `  workers: ${PROXY_WORKERS}`,
     'upstream:',
     `  url: postgres://${PROXY_ROLE}@${HOST}:${pgPort}/${DATABASE}`,
     `  poolSize: ${POOL_SIZE}`,
@@ -526,7 +529,7 @@ async function runPgbench(ctx, target, workload, duration) {
   const n = workload.clients;
   const split = n === 1 ? [1] : [Math.ceil(n / 2), Math.floor(n / 2)];
   const pgBefore = await treeCpuTicks(ctx.postmasterPid);
-  const poolerBefore = target.pid ? procCpuTicks(target.pid) : null;
+  const poolerBefore = target.pid ? await poolerCpuTicks(target.pid) : null;
   const machineBefore = machineTicks();
   const selfBefore = selfTicks();
   const t0 = process.hrtime.bigint();
@@ -536,7 +539,7 @@ async function runPgbench(ctx, target, workload, duration) {
     return exec('pgbench', args, { env: pgEnv({ PGPASSWORD: creds.password }), timeoutMs: (duration + 60) * 1000 }).then((r) => ({ ...r, clients, tenant: creds.tenant, parsed: parsePgbench(r.stdout, r.stderr) }));
   }));
   const wallSec = Number(process.hrtime.bigint() - t0) / 1e9;
-  const poolerAfter = target.pid ? procCpuTicks(target.pid) : null;
+  const poolerAfter = target.pid ? await poolerCpuTicks(target.pid) : null;
   const machineAfter = machineTicks();
   const selfAfter = selfTicks(); // pgbench runs are reaped by now: their CPU is in our cutime/cstime
   await new Promise((r) => setTimeout(r, 100)); // let the run's direct backends exit and be reaped
@@ -624,13 +627,9 @@ function assertAlive(target) {
 // ---------------------------------------------------------------------------------------------------------------
 // CPU accounting from /proc
 
-function procCpuTicks(pid) {
-  try {
-    const s = readStat(pid);
-    return s.utime + s.stime;
-  } catch {
-    return null;
-  }
+/** A pooler's CPU, with its children: a proxy with listen.workers > 1 does its work in them. Null once it is gone. */
+function poolerCpuTicks(pid) {
+  return treeCpuTicks(pid).catch(() => null);
 }
 
 /**

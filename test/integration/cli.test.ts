@@ -198,7 +198,7 @@ describe('the pg-tenant-proxy command', () => {
     await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
   });
 
-  it('runs listen.workers processes on one port: each serves, a cancel reaches the worker that issued the key, metrics and status add up, SIGTERM drains all', async () => {
+  it('runs listen.workers processes on one port: each serves, a cancel reaches the worker that issued the key, metrics and status add up, SIGHUP reaches all, a dead worker is replaced, SIGTERM drains all', async () => {
     const metricsPort = await freePort();
     const adminToken = 'cli-admin-token-0123456789';
     const file = writeConfig('workers.yaml', {
@@ -260,6 +260,49 @@ describe('the pg-tenant-proxy command', () => {
     };
     expect(status.pool.size).toBe(2);
     expect(status.tenants.map((t) => [t.tenant, t.clients]).sort()).toEqual([['a', 2], ['b', 2]]);
+
+    // SIGHUP reaches every worker, each taking its share of the new pool size again.
+    writeConfig('workers.yaml', {
+      ...baseConfig(),
+      upstream: { url: inject('pg').upstreamUrl, poolSize: 4 },
+      listen: { host: '127.0.0.1', port: 0, workers: 2 },
+      metrics: { enabled: true, port: metricsPort, adminToken },
+    });
+    child!.kill('SIGHUP');
+    let size = 0;
+    for (let i = 0; i < 50 && size !== 4; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      size = Number(/^pgtp_pool_size (\d+)$/m.exec(await (await fetch(`${ops}/metrics`)).text())?.[1]);
+    }
+    expect(size).toBe(4);
+
+    // A worker that dies takes only its own clients; a replacement takes its place.
+    const workerPids = readFileSync(`/proc/${child!.pid}/task/${child!.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+    expect(workerPids).toHaveLength(2);
+    process.kill(workerPids[1]!, 'SIGKILL');
+    const outcomes = await Promise.all(clients.map(({ c }) => c.query('SELECT 1 AS one').then(() => 'ok', () => 'lost')));
+    expect(outcomes.filter((o) => o === 'ok')).toHaveLength(2);
+    let ready = 0;
+    for (let i = 0; i < 100 && ready !== 200; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      ready = await fetch(`${ops}/readyz`).then((r) => r.status, () => 0);
+    }
+    expect(ready).toBe(200);
+    const after = readFileSync(`/proc/${child!.pid}/task/${child!.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+    expect(after).toHaveLength(2);
+    expect(after).not.toContain(workerPids[1]);
+    // Both workers serve again: fresh connections land on each in turn.
+    const fresh = await Promise.all([0, 1, 2, 3].map(async () => {
+      const c = new pg.Client({ host: '127.0.0.1', port, user: 'app', database: inject('pg').database, password: tokens.b });
+      c.on('error', () => undefined);
+      await c.connect();
+      const schema = (await c.query('SELECT current_schema() AS s')).rows[0].s as string;
+      const pid = (c as unknown as { processID: number }).processID;
+      await c.end();
+      return { schema, worker: pid % 2 };
+    }));
+    expect(fresh.every((f) => f.schema === 'tenant_b')).toBe(true);
+    expect(new Set(fresh.map((f) => f.worker))).toEqual(new Set([0, 1]));
 
     const exit = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)));
     child!.kill('SIGTERM');
