@@ -7,11 +7,9 @@
 //   CLIENTS=32 MODE=simple|extended|prepared SECONDS=10 REPS=6
 //
 // A is the other checkout, B this one; prints every run and the medians.
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { signDevToken } from '../dist/auth/sign-token.js';
 import { validateConfig } from '../dist/config/load.js';
 import { startPgCluster } from '../dist/dev/pg-cluster.js';
 import * as here from './scratch.mjs';
@@ -45,24 +43,14 @@ try {
     mkdirSync(dir);
     proxies.push({ name, ...(await build.startProxyProcess(raw(name), dir)) });
   }
-  const env = async (port, tenant) => ({
-    ...process.env,
-    PGHOST: '127.0.0.1',
-    PGPORT: String(port),
-    PGUSER: 'app',
-    PGDATABASE: 'ab',
-    PGPASSWORD: await signDevToken(config, { tenant, ttlSeconds: 3600 }),
-    PGSSLMODE: 'disable',
-  });
-  const pgbench = (args, environment) =>
-    new Promise((done) => execFile('pgbench', args, { env: environment }, (err, out, errOut) => done(`${out}${errOut}`)));
-  for (const tenant of ['t1', 't2']) await pgbench(['-i', '-s', '2', '-q', '--no-vacuum'], await env(proxies[0].port, tenant));
+  const env = (port, tenant) => here.tenantEnv(config, port, 'ab', tenant);
+  for (const tenant of ['t1', 't2']) await here.pgbench(['-i', '-s', '2', '-q', '--no-vacuum'], await env(proxies[0].port, tenant));
 
   const tps = { A: [], B: [] };
   for (let rep = 0; rep < REPS; rep++) {
     for (const proxy of rep % 2 === 0 ? proxies : [...proxies].reverse()) {
       const outs = await Promise.all(
-        ['t1', 't2'].map(async (tenant) => pgbench(['-n', '-S', '-M', MODE, '-c', CLIENTS, '-j', '1', '-T', SECONDS], await env(proxy.port, tenant))),
+        ['t1', 't2'].map(async (tenant) => here.pgbench(['-n', '-S', '-M', MODE, '-c', CLIENTS, '-j', '1', '-T', SECONDS], await env(proxy.port, tenant))),
       );
       const total = outs.reduce((sum, out) => sum + Number(/tps = ([\d.]+)/.exec(out)?.[1] ?? 0), 0);
       tps[proxy.name].push(Math.round(total));

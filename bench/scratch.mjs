@@ -1,10 +1,11 @@
 // Shared by the stand-alone benches: a throwaway database with a proxy role and tenant schemas, and the proxy as its
 // own process (`pg-tenant-proxy start`), so its RSS and CPU are its own. Run after `npm run build`.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { signDevToken } from '../dist/auth/sign-token.js';
 import { prepareProxyRole, provisionTenant, revokePublicDefaults } from '../dist/tenants/provision.js';
 
 const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
@@ -60,4 +61,22 @@ export async function startProxyProcess(raw, work) {
     child.on('exit', (code) => reject(new Error(`proxy exited ${code}: ${head}`)));
   });
   return { child, port };
+}
+
+/** libpq's environment for a client of `tenant` on the proxy at `port`, with a token signed under `config`. */
+export async function tenantEnv(config, port, database, tenant) {
+  return {
+    ...process.env,
+    PGHOST: '127.0.0.1',
+    PGPORT: String(port),
+    PGUSER: 'app',
+    PGDATABASE: database,
+    PGPASSWORD: await signDevToken(config, { tenant, ttlSeconds: 3600 }),
+    PGSSLMODE: 'disable',
+  };
+}
+
+/** Runs pgbench and resolves with everything it printed, whatever its exit status (the callers parse it). */
+export function pgbench(args, env) {
+  return new Promise((done) => execFile('pgbench', args, { env }, (err, out, errOut) => done(`${out}${errOut}`)));
 }

@@ -5,15 +5,13 @@
 // unmeasured run each. Prints TPS and the proxy's CPU per transaction (primary and workers together).
 //
 //   npm run build && node bench/workers.mjs          CLIENTS=8 MODE=simple|extended|prepared SECONDS=10 REPS=6 WORKERS=2
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { signDevToken } from '../dist/auth/sign-token.js';
 import { validateConfig } from '../dist/config/load.js';
 import { startPgCluster } from '../dist/dev/pg-cluster.js';
 import { treeCpuTicks } from './proc-cpu.mjs';
-import { scratchDatabase, startProxyProcess } from './scratch.mjs';
+import { pgbench, scratchDatabase, startProxyProcess, tenantEnv } from './scratch.mjs';
 
 const CLIENTS = process.env.CLIENTS ?? '8';
 const MODE = process.env.MODE ?? 'simple';
@@ -45,17 +43,7 @@ try {
   const names = Object.keys(proxies);
 
   const config = validateConfig(raw(1));
-  const env = async (port, tenant) => ({
-    ...process.env,
-    PGHOST: '127.0.0.1',
-    PGPORT: String(port),
-    PGUSER: 'app',
-    PGDATABASE: 'workers',
-    PGPASSWORD: await signDevToken(config, { tenant, ttlSeconds: 3600 }),
-    PGSSLMODE: 'disable',
-  });
-  const pgbench = (args, environment) =>
-    new Promise((done) => execFile('pgbench', args, { env: environment }, (err, out, errOut) => done(`${out}${errOut}`)));
+  const env = (port, tenant) => tenantEnv(config, port, 'workers', tenant);
   const port = proxies[names[0]].port;
   for (const tenant of TENANTS) await pgbench(['-i', '-s', '2', '-q', '--no-vacuum'], await env(port, tenant));
   const run = (name, seconds) =>

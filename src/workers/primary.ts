@@ -9,6 +9,7 @@ import type { PoolStats } from '../backend/pool.js';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { startOpsServer, type OpsServer, type Readiness } from '../metrics/http.js';
+import { workerConfig } from './share.js';
 import { isMessage, WORKER_COUNT_ENV, WORKER_INDEX_ENV, type Answers, type Question, type ToPrimary, type ToWorker } from './messages.js';
 
 /** A worker that has not answered by then counts as not ready and is left out of metrics and status. */
@@ -55,7 +56,8 @@ export async function runPrimary(configFile: string | undefined, initial: Config
     worker.on('exit', (code, signal) => {
       if (workers[index] === worker) workers[index] = null;
       if (stopping) {
-        if (workers.every((w) => w === null)) void finish(0);
+        // A failed start exits through its error instead (the CLI's status 1).
+        if (started && workers.every((w) => w === null)) void finish(0);
         return;
       }
       if (!started) {
@@ -146,7 +148,9 @@ export async function runPrimary(configFile: string | undefined, initial: Config
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {
     try {
-      config = loadConfig(configFile);
+      const next = loadConfig(configFile);
+      workerConfig(next, 0, count);
+      config = next;
     } catch (err) {
       log.error({ err: (err as Error).message }, 'reload rejected; keeping the old config');
       return;

@@ -1,4 +1,5 @@
 // What one of several worker processes runs with: its share of the server pool and of the client limit.
+import { ConfigError } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 
 /** An even split of `total` over `count` parts, the remainder going to the first parts; never below 1 when total ≥ count. */
@@ -6,8 +7,15 @@ export function shareOf(total: number, index: number, count: number): number {
   return Math.floor(total / count) + (index < total % count ? 1 : 0);
 }
 
-/** The config of worker `index` of `count`: the shares of every worker add up to the configured totals. */
+/**
+ * The config of worker `index` of `count`: the shares of every worker add up to the configured totals. The count is
+ * the one the workers were started with; a reloaded config too small to give each of them a server and a client is
+ * refused, as it would be at start.
+ */
 export function workerConfig(config: Config, index: number, count: number): Config {
+  for (const [key, total] of [['upstream.poolSize', config.upstream.poolSize], ['listen.maxClients', config.listen.maxClients]] as const) {
+    if (total < count) throw new ConfigError(`${total} cannot be shared by the ${count} running workers`, key);
+  }
   return {
     ...config,
     listen: { ...config.listen, maxClients: shareOf(config.listen.maxClients, index, count) },

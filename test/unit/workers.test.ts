@@ -26,6 +26,9 @@ describe('worker shares', () => {
     expect([a.listen.maxClients, b.listen.maxClients]).toEqual([51, 50]);
     expect(a.upstream.url).toBe(config.upstream.url);
     expect(a.auth).toBe(config.auth);
+    // A reload that would leave a running worker without a server is refused, naming the key.
+    const small = validateConfig({ upstream: { url: 'postgres://p@127.0.0.1:5432/app', poolSize: 1 }, auth: { jwt: { secret: 'x'.repeat(32) } } });
+    expect(() => workerConfig(small, 1, 2)).toThrow(/upstream\.poolSize: 1 cannot be shared by the 2 running workers/);
   });
 });
 
