@@ -17,15 +17,37 @@ const REPORTED = new Set([
 ]);
 
 export interface PinPlan {
-  /** One Query message holding every SET, so the pin costs no round trip of its own. */
+  /** BEGIN, every SET and COMMIT as unsynced extended-protocol messages, then Closes (see planPin). */
   frame: Buffer;
-  /** ReadyForQuery replies to swallow. */
-  replies: number;
+  /** CommandCompletes and CloseCompletes to swallow: the pin is over at the last CloseComplete. */
+  completions: number;
 }
 
+/** One statement as an unnamed Parse/Bind/Execute with no Sync: if it fails, PostgreSQL skips all up to the next Sync. */
+function unsynced(sql: string): Buffer {
+  return Buffer.concat([encodeUnnamedParse(sql), UNNAMED_BIND, UNNAMED_EXECUTE]);
+}
+const UNNAMED_BIND = new Writer(16).begin(FrontendCode.Bind).cstring('').cstring('').int16(0).int16(0).int16(0).end().flush();
+const UNNAMED_EXECUTE = new Writer(16).begin(FrontendCode.Execute).cstring('').int32(0).end().flush();
+const BEGIN = unsynced('BEGIN');
 /**
- * Builds the pin for a client on a server fresh from reset. search_path is always set: the reset restored the
- * login role's empty default, so a pin that failed would leave unqualified names unresolvable instead of leaking.
+ * COMMIT, then the unnamed statement and portal closed ('S', 'P'): a client's Bind or Execute without its own Parse or
+ * Bind must fail as on a fresh connection, not find the pin's.
+ */
+const COMMIT_AND_CLOSE = Buffer.concat([
+  unsynced('COMMIT'),
+  new Writer(8).begin(FrontendCode.Close).int8(0x53).cstring('').end().flush(),
+  new Writer(8).begin(FrontendCode.Close).int8(0x50).cstring('').end().flush(),
+]);
+
+/**
+ * Builds the pin for a client on a server fresh from reset, sent in the same write as the client's first statement.
+ * It goes as BEGIN, SET…, COMMIT in unsynced extended-protocol messages, which buys two things over a Query: a SET
+ * that fails (a tenant role dropped meanwhile, a setting that no longer applies) makes PostgreSQL skip the client's
+ * statement with it, so nothing of the client ever runs unpinned; and PostgreSQL flushes nothing until the client's
+ * own reply, one send and one wakeup less per pin. The explicit COMMIT ends the pin's transaction before the client's
+ * statement, which would otherwise share it and could roll the pin back. search_path is always set: the reset
+ * restored the login role's empty default.
  */
 export function planPin(
   server: ServerConn,
@@ -33,18 +55,18 @@ export function planPin(
   role: string | null,
   settings: ReadonlyMap<string, string>,
 ): PinPlan {
-  let sql = `SET search_path TO ${quoteIdent(schema)}`;
-  if (role !== null) sql += `; SET ROLE ${quoteIdent(role)}`;
+  const statements = [`SET search_path TO ${quoteIdent(schema)}`];
+  if (role !== null) statements.push(`SET ROLE ${quoteIdent(role)}`);
   // Behind a reset sent in the same write, the reported values are the previous client's until its replies arrive.
   const reportedKnown = !server.needsReset;
   for (const [name, value] of settings) {
     const current = REPORTED.has(name) ? (reportedKnown ? server.reported.get(name) : undefined) : server.applied.get(name);
     if (current === value) continue;
-    sql += `; SET ${quoteIdent(name)} TO ${quoteLiteral(value)}`;
+    statements.push(`SET ${quoteIdent(name)} TO ${quoteLiteral(value)}`);
     if (!REPORTED.has(name)) server.applied.set(name, value);
   }
   server.pinnedSchema = schema;
-  return { frame: encodeQuery(sql), replies: 1 };
+  return { frame: Buffer.concat([BEGIN, ...statements.map(unsynced), COMMIT_AND_CLOSE]), completions: statements.length + 4 };
 }
 
 /**
@@ -65,14 +87,10 @@ const DISCARD = Buffer.concat([DISCARD_TIMEOUT, encodeQuery('DISCARD ALL')]);
  * Execute with no Sync: if it fails, PostgreSQL skips every message up to the next Sync — the pin and the client's
  * statement with it — so nothing of the next client ever runs on a server that was not reset. Its timeout comes from
  * the Query before it, whose own failure (a planted timeout firing during RESET ALL) is harmless: it only leaves
- * DISCARD ALL without that bound.
+ * DISCARD ALL without that bound. That Query costs a flush of its own, but DISCARD ALL must open its run of unsynced
+ * messages: PostgreSQL refuses it anywhere else in a pipeline.
  */
-export const PIPELINED_RESET = Buffer.concat([
-  DISCARD_TIMEOUT,
-  encodeUnnamedParse('DISCARD ALL'),
-  new Writer(16).begin(FrontendCode.Bind).cstring('').cstring('').int16(0).int16(0).int16(0).end().flush(),
-  new Writer(16).begin(FrontendCode.Execute).cstring('').int32(0).end().flush(),
-]);
+export const PIPELINED_RESET = Buffer.concat([DISCARD_TIMEOUT, unsynced('DISCARD ALL')]);
 
 /** The reset can be DISCARD ALL: the server holds none of the proxy's statements, or a client's PREPARE dooms them. */
 function discardable(server: ServerConn): boolean {
@@ -132,7 +150,10 @@ export function planSnapshot(customSettings: Iterable<string>): Buffer {
   return encodeQuery(sql);
 }
 
-export interface ResetPlan extends PinPlan {
+export interface ResetPlan {
+  frame: Buffer;
+  /** ReadyForQuery replies to swallow. */
+  replies: number;
   /** The reset ends with the prepared-statement count the server must match (see RESET). */
   proof: boolean;
 }

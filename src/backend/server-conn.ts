@@ -104,12 +104,12 @@ export class ServerConn {
   private corked = false;
   private waitingForClientDrain = false;
   /**
-   * While a pipelined reset's replies come in: errors before the last `pinReplies` ReadyForQuery are the timeout
-   * Query's (harmless); an error before DISCARD ALL's CommandComplete means PostgreSQL skipped what followed.
+   * Completions still owed by the unsynced run in front of the client's first statement (DISCARD ALL of a hand-over,
+   * then the pin), counted once `injected.pending` ReadyForQuerys are in.
    */
-  private handOver: { pinReplies: number; discarded: boolean; skipped: boolean } | null = null;
-  /** A Sync of the proxy's own follows the client's first statement: swallow the ReadyForQuery after the client's. */
-  private trailingReady = false;
+  private pinCompletions = 0;
+  /** That run is a hand-over's: its first completion is DISCARD ALL's, and the client awaits onPinConfirmed. */
+  private handOver: 'discarding' | 'pinning' | null = null;
 
   constructor(
     connected: ConnectedServer,
@@ -127,15 +127,14 @@ export class ServerConn {
     this.socket.on('drain', () => this.client?.resumeFromServer());
   }
 
-  /** Pins a client: `injected` (pin statements, `replies` ReadyForQuerys) go out first in the same write as its frames. */
-  pin(client: ServerClient, injected: Buffer | null, replies: number): void {
+  /** Pins a client: `pin` (see planPin) goes out first, in the same write as the client's frames. */
+  pin(client: ServerClient, pin: Buffer | null, completions: number): void {
     this.transition(ServerState.Active);
     this.client = client;
     this.lastUsedAt = Date.now();
-    if (injected !== null) {
-      this.injected.pending = replies;
-      this.injected.error = null;
-      this.send(injected);
+    if (pin !== null) {
+      this.pinCompletions = completions;
+      this.send(pin);
     }
   }
 
@@ -149,20 +148,18 @@ export class ServerConn {
 
   /**
    * Pins a client on a handed-over server: PIPELINED_RESET and the pin go out in front of the client's first
-   * statement (a single segment the caller sends next, then a Sync of its own when `trailingSync`). The client hears
-   * onPinConfirmed once the reset and pin succeeded, or onHandOverFailed when the reset failed and PostgreSQL skipped
-   * the client's statement.
+   * statement (a single segment the caller sends next). The client hears onPinConfirmed once the reset and pin
+   * succeeded, or onHandOverFailed when the reset failed and PostgreSQL skipped the client's statement.
    */
-  pinAfterReset(client: ServerClient, reset: Buffer, pin: Buffer, pinReplies: number, trailingSync: boolean): void {
+  pinAfterReset(client: ServerClient, reset: Buffer, pin: Buffer, completions: number): void {
     this.transition(ServerState.Active);
     this.client = client;
     this.lastUsedAt = Date.now();
     this.needsReset = false;
-    // += : the previous client's trailing ReadyForQuery may still be on its way.
-    this.injected.pending += 1 + pinReplies;
+    this.injected.pending += 1; // the timeout Query's ReadyForQuery
     this.injected.error = null;
-    this.handOver = { pinReplies, discarded: false, skipped: false };
-    this.trailingReady = trailingSync;
+    this.pinCompletions = 1 + completions;
+    this.handOver = 'discarding';
     this.send(reset);
     this.send(pin);
   }
@@ -200,8 +197,12 @@ export class ServerConn {
 
   /** Unpins and cleans the session state before the pool may hand this server to anyone else. */
   reset(resetSql: Buffer, replies: number, proof: boolean): void {
+    if (this.pinCompletions > 0) {
+      // A pin still unanswered would swallow the reset into its run (skipped, should the pin fail): not worth it.
+      this.close('released before its pin was answered');
+      return;
+    }
     this.needsReset = false;
-    this.handOver = null;
     this.client = null;
     this.proxyQuery = null;
     this.pinnedSchema = null;
@@ -225,13 +226,14 @@ export class ServerConn {
     this.socket.resume();
   }
 
-  close(reason: string): void {
+  /** `err` is what the pinned client hears (by default: its server was lost). */
+  close(reason: string, err = ProxyError.serverLost(reason)): void {
     if (this.state === ServerState.Closed) return;
     const client = this.client;
     this.state = ServerState.Closed;
     this.client = null;
     this.socket.destroy();
-    client?.onServerLost(ProxyError.serverLost(reason));
+    client?.onServerLost(err);
     this.owner.onClosed(this, reason);
   }
 
@@ -252,7 +254,7 @@ export class ServerConn {
       while (framer.next()) {
         const code = framer.code;
         const client = this.client;
-        if (this.injected.pending > 0 || client === null) {
+        if (this.injected.pending > 0 || this.pinCompletions > 0 || client === null) {
           if (runBuf !== null) {
             this.forward(runBuf, runStart, runEnd);
             runBuf = null;
@@ -284,11 +286,6 @@ export class ServerConn {
             runBuf = null;
           }
           if (code === BackendCode.ParameterStatus) this.recordParameter(framer.buffer, framer.start, framer.end);
-          else if (code === BackendCode.ReadyForQuery && this.trailingReady) {
-            // Counted before the client sees its ReadyForQuery, which may hand this server on at once.
-            this.trailingReady = false;
-            this.injected.pending++;
-          }
           client.onServerControl(code, framer.buffer, framer.start, framer.end);
           continue;
         }
@@ -332,17 +329,15 @@ export class ServerConn {
         return;
       case BackendCode.ErrorResponse: {
         const fields = readErrorFields(buf, start, end);
-        if (this.injected.pending === 0) {
+        if (this.injected.pending > 0) {
+          if (this.handOver !== null) return; // the timeout Query's, harmless
+          this.injected.error ??= `${fields.code} ${fields.message}`;
+        } else if (this.pinCompletions > 0) {
+          this.onUnsyncedRunFailed(fields.code, fields.message);
+        } else {
           // Outside any statement: the server is going away (e.g. terminated while idle).
           this.close(`server error while idle: ${fields.code} ${fields.message}`);
-          return;
         }
-        const handOver = this.handOver;
-        if (handOver !== null) {
-          if (this.injected.pending > handOver.pinReplies) return; // the timeout Query's, harmless
-          if (!handOver.discarded) handOver.skipped = true;
-        }
-        this.injected.error ??= `${fields.code} ${fields.message}`;
         return;
       }
       case BackendCode.ReadyForQuery: {
@@ -351,23 +346,10 @@ export class ServerConn {
           return;
         }
         this.injected.pending--;
-        if (this.injected.pending > 0) return;
+        // A hand-over's timeout Query answered: DISCARD ALL and the pin are next.
+        if (this.injected.pending > 0 || this.pinCompletions > 0) return;
         const status = buf[start + 5];
-        const handOver = this.handOver;
-        this.handOver = null;
-        if (handOver !== null) {
-          const client = this.client;
-          if (handOver.skipped) {
-            // Detached first: the client learns its statement never ran, not that its server was lost.
-            this.client = null;
-            this.close(`pipelined reset failed: ${this.injected.error}`);
-            client?.onHandOverFailed();
-          } else if (this.injected.error !== null) {
-            this.close(`injected statement failed: ${this.injected.error}`);
-          } else {
-            client?.onPinConfirmed();
-          }
-        } else if (this.proxyQuery !== null) {
+        if (this.proxyQuery !== null) {
           const done = this.proxyQuery.onDone;
           this.proxyQuery = null;
           done(this.injected.error);
@@ -395,8 +377,8 @@ export class ServerConn {
         }
         return;
       case BackendCode.CommandComplete:
-        // The first completion after the timeout Query's ReadyForQuery is DISCARD ALL's.
-        if (this.handOver !== null && this.injected.pending <= this.handOver.pinReplies) this.handOver.discarded = true;
+      case BackendCode.CloseComplete:
+        if (this.injected.pending === 0 && this.pinCompletions > 0) this.onUnsyncedCompletion();
         return;
       case BackendCode.NoticeResponse:
       case BackendCode.EmptyQueryResponse:
@@ -404,8 +386,37 @@ export class ServerConn {
       case BackendCode.RowDescription:
         return;
       default:
-        if (this.injected.pending === 0) this.close(`unexpected message ${code} while idle`);
+        if (this.injected.pending === 0 && this.pinCompletions === 0) this.close(`unexpected message ${code} while idle`);
     }
+  }
+
+  /** A completion of the run in front of the client's statement: DISCARD ALL's (hand-over), the pin's, its Closes'. */
+  private onUnsyncedCompletion(): void {
+    if (this.handOver === 'discarding') this.handOver = 'pinning';
+    if (--this.pinCompletions > 0) return;
+    const handOver = this.handOver;
+    this.handOver = null;
+    if (handOver !== null) this.client?.onPinConfirmed();
+  }
+
+  /**
+   * A statement of that run failed, so PostgreSQL now skips everything up to a Sync, the client's statement included:
+   * it never runs. A failed reset sends the client's statement to another server; a failed pin (its tenant role
+   * dropped, a setting that no longer applies) would fail again anywhere, so the client hears PostgreSQL's error.
+   */
+  private onUnsyncedRunFailed(code: string, message: string): void {
+    const client = this.client;
+    const discarding = this.handOver === 'discarding';
+    this.pinCompletions = 0;
+    this.handOver = null;
+    if (discarding) {
+      // Detached first: the client learns its statement never ran, not that its server was lost.
+      this.client = null;
+      this.close(`pipelined reset failed: ${code} ${message}`);
+      client?.onHandOverFailed();
+      return;
+    }
+    this.close(`pin failed: ${code} ${message}`, new ProxyError(code, `could not set up the tenant's session: ${message}`, 'FATAL'));
   }
 
   /** A cancel for this server was sent (or failed): it may serve others again once none are in flight. */

@@ -1,10 +1,10 @@
-// Which queued client segment may ride behind a pipelined reset (see ServerConn.pinAfterReset): PostgreSQL skips
-// everything up to the next Sync after the reset fails, so the segment must end at a Sync the proxy can see, need no
-// rewriting, and hold nothing that would swallow that Sync.
+// Which queued client segment may ride behind a pipelined reset (see ServerConn.pinAfterReset): when the reset fails,
+// PostgreSQL skips the segment and the proxy sends it again on another server, so it must be whole (up to its Sync),
+// need no rewriting, and carry nothing that follows it on the wire (COPY data).
 import { FrontendCode } from '../protocol/codes.js';
 
 /**
- * Exactly one segment: a simple Query (no COPY, whose FROM STDIN would swallow the proxy's Sync), or an unnamed Parse
+ * Exactly one segment: a simple Query (no COPY, whose data would follow it), or an unnamed Parse
  * followed by unnamed Bind/Describe/Execute and a Sync. Its first frame must be `approved`, the one the guard judged
  * while idle: nothing in the segment is judged or rewritten after the server arrives.
  */

@@ -31,7 +31,6 @@ import {
   READY_FOR_QUERY_IDLE,
   SSL_ACCEPT,
   SSL_REFUSE,
-  SYNC,
 } from '../protocol/static.js';
 import type { AuditLog, ConnectionAudit } from '../audit/audit-log.js';
 import { isRefusal, type SqlGuard } from '../guard/sql-guard.js';
@@ -858,7 +857,7 @@ export class ClientSession implements ServerClient {
     this.serverSentFatal = false;
     if (needsPin) {
       const pin = planPin(server, this.identity!.schema, this.identity!.role, this.settings);
-      server.pin(this, pin.frame, pin.replies);
+      server.pin(this, pin.frame, pin.completions);
     } else {
       server.pin(this, null, 0);
     }
@@ -888,11 +887,9 @@ export class ClientSession implements ServerClient {
     const pin = planPin(server, this.identity!.schema, this.identity!.role, this.settings);
     const segment = this.queued;
     this.queued = [];
-    const trailingSync = segment[0]![0] === FrontendCode.Query;
-    server.pinAfterReset(this, PIPELINED_RESET, pin.frame, pin.replies, trailingSync);
+    server.pinAfterReset(this, PIPELINED_RESET, pin.frame, pin.completions);
     this.heldSegment = segment;
     for (const frame of segment) this.sendToServer(frame);
-    if (trailingSync) this.sendToServer(SYNC);
     if (!this.pausedForServer) this.clientSocket.resume();
   }
 

@@ -130,6 +130,52 @@ describe('session settings in transaction mode', () => {
   });
 });
 
+describe('a pin that fails', () => {
+  /**
+   * A client plants a setting that held when it ran but fails when the proxy applies it on the next server: a text
+   * search configuration of its own schema, dropped after the SET. Its next statement rides behind that pin.
+   */
+  async function plantFailingPin(): Promise<{ a: pg.Client; b: pg.Client }> {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const a = await tp.connect('a');
+    a.on('error', () => undefined); // the FATAL ends a's connection
+    const b = await tp.connect('b');
+    await a.query('CREATE TEXT SEARCH CONFIGURATION pin_probe (COPY = pg_catalog.simple)');
+    await a.query("SET default_text_search_config = 'tenant_a.pin_probe'");
+    await a.query('DROP TEXT SEARCH CONFIGURATION pin_probe');
+    expect(await show(a, 'default_text_search_config')).toBe('tenant_a.pin_probe');
+    return { a, b };
+  }
+
+  const itemCount = async (): Promise<number> => {
+    const check = await tp!.connect('a');
+    const n = (await check.query('SELECT count(*)::int AS n FROM tenant_a.items')).rows[0].n as number;
+    await check.end();
+    return n;
+  };
+
+  it('on a server handed over from another client: the statement behind it never runs, the client hears why', async () => {
+    const { a, b } = await plantFailingPin();
+    await b.query('SELECT 1'); // b takes the server and keeps it parked; a's next statement gets it handed over
+    const before = await itemCount();
+    await b.query('SELECT 1');
+    await expect(a.query("INSERT INTO tenant_a.items VALUES (1001, 'behind a failed pin')")).rejects.toMatchObject({ code: '22023' });
+    expect(await itemCount()).toBe(before);
+    // b is served on, and its session has none of a's.
+    expect(await show(b, 'default_text_search_config')).not.toBe('tenant_a.pin_probe');
+  });
+
+  it('on an idle server: the statement behind it never runs, the client hears why', async () => {
+    const { a, b } = await plantFailingPin();
+    await b.query('SELECT 1');
+    await b.end(); // the server is reset and idle when a comes back
+    const before = await itemCount();
+    await expect(a.query("INSERT INTO tenant_a.items VALUES (1002, 'behind a failed pin')")).rejects.toMatchObject({ code: '22023' });
+    expect(await itemCount()).toBe(before);
+    expect(tp!.proxy.pool.stats().active).toBe(0);
+  });
+});
+
 describe('session pooling mode', () => {
   const pid = async (client: pg.Client): Promise<number> => (await client.query('SELECT pg_backend_pid() AS p')).rows[0].p as number;
 
