@@ -6,12 +6,14 @@
 //   npm run build && node bench/ab-builds.mjs /path/to/other/checkout      (that checkout built too: npm run build)
 //   CLIENTS=32 MODE=simple|extended|prepared SECONDS=10 REPS=6
 //
-// A is the other checkout, B this one; prints every run and the medians.
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+// A is the other checkout, B this one; prints every run (TPS, and the proxy's and PostgreSQL's CPU per transaction from
+// /proc) and the medians.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { validateConfig } from '../dist/config/load.js';
 import { startPgCluster } from '../dist/dev/pg-cluster.js';
+import { readStat, treeCpuTicks } from './proc-cpu.mjs';
 import * as here from './scratch.mjs';
 
 const other = process.argv[2];
@@ -46,19 +48,33 @@ try {
   const env = (port, tenant) => here.tenantEnv(config, port, 'ab', tenant);
   for (const tenant of ['t1', 't2']) await here.pgbench(['-i', '-s', '2', '-q', '--no-vacuum'], await env(proxies[0].port, tenant));
 
-  const tps = { A: [], B: [] };
+  const postmaster = Number(readFileSync(join(cluster.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const ticks = (pid) => {
+    const s = readStat(pid);
+    return s.utime + s.stime;
+  };
+  const runs = { A: { tps: [], proxyCpu: [], pgCpu: [] }, B: { tps: [], proxyCpu: [], pgCpu: [] } };
   for (let rep = 0; rep < REPS; rep++) {
     for (const proxy of rep % 2 === 0 ? proxies : [...proxies].reverse()) {
+      const [proxyBefore, pgBefore] = [ticks(proxy.child.pid), await treeCpuTicks(postmaster)];
       const outs = await Promise.all(
         ['t1', 't2'].map(async (tenant) => here.pgbench(['-n', '-S', '-M', MODE, '-c', CLIENTS, '-j', '1', '-T', SECONDS], await env(proxy.port, tenant))),
       );
+      const [proxyTicks, pgTicks] = [ticks(proxy.child.pid) - proxyBefore, (await treeCpuTicks(postmaster)) - pgBefore];
       const total = outs.reduce((sum, out) => sum + Number(/tps = ([\d.]+)/.exec(out)?.[1] ?? 0), 0);
-      tps[proxy.name].push(Math.round(total));
-      console.log(`rep ${rep + 1} ${proxy.name} ${Math.round(total)} tps`);
+      const transactions = outs.reduce((sum, out) => sum + Number(/actually processed: (\d+)/.exec(out)?.[1] ?? 0), 0);
+      const run = runs[proxy.name];
+      run.tps.push(Math.round(total));
+      // Clock ticks of 10 ms, in µs per transaction.
+      run.proxyCpu.push((proxyTicks * 10_000) / transactions);
+      run.pgCpu.push((pgTicks * 10_000) / transactions);
+      console.log(`rep ${rep + 1} ${proxy.name} ${Math.round(total)} tps, CPU µs/tx proxy ${run.proxyCpu.at(-1).toFixed(1)}, PostgreSQL ${run.pgCpu.at(-1).toFixed(1)}`);
     }
   }
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  console.log(`median A ${median(tps.A)} tps, B ${median(tps.B)} tps: B/A ${(median(tps.B) / median(tps.A)).toFixed(3)} (${MODE}, 2 × ${CLIENTS} clients, ${REPS} × ${SECONDS} s each)`);
+  const { A, B } = runs;
+  console.log(`median A ${median(A.tps)} tps, B ${median(B.tps)} tps: B/A ${(median(B.tps) / median(A.tps)).toFixed(3)} (${MODE}, 2 × ${CLIENTS} clients, ${REPS} × ${SECONDS} s each)`);
+  console.log(`median CPU µs/tx: proxy A ${median(A.proxyCpu).toFixed(1)}, B ${median(B.proxyCpu).toFixed(1)}; PostgreSQL A ${median(A.pgCpu).toFixed(1)}, B ${median(B.pgCpu).toFixed(1)}`);
 } finally {
   for (const proxy of proxies) proxy.child.kill('SIGTERM');
   await new Promise((r) => setTimeout(r, 1000));

@@ -102,6 +102,11 @@ export class ClientSession implements ServerClient {
   private settings = new Map<string, string>();
   /** The settings of the startup packet: what RESET returns to, as on a direct connection. */
   private startupSettings: ReadonlyMap<string, string> = new Map();
+  /**
+   * The ParameterStatus values this client has been told. A server reports a setting when the pin re-applies it there,
+   * which the client already knows: like PostgreSQL itself, the client hears a setting only when it changes.
+   */
+  private readonly toldParameters = new Map<string, string>();
   private server: ServerConn | null = null;
   /** The server this client's last transaction ran on, parked with its session for the next one. */
   private parkedServer: ServerConn | null = null;
@@ -192,7 +197,7 @@ export class ClientSession implements ServerClient {
     const plan = planRestore(restore);
     server.runQuery(plan.frame, () => undefined, (error) =>
       this.guarded(() => {
-        if (error === null) for (const name of plan.reported) this.sendToClient(encodeParameterStatus(name, restore.get(name)!));
+        if (error === null) for (const name of plan.reported) this.tellParameter(name, restore.get(name)!);
         else this.log.warn({ err: error }, 'could not restore startup settings after a RESET');
         this.snapshotDone(server);
       }),
@@ -728,7 +733,10 @@ export class ClientSession implements ServerClient {
     this.handshakeTimer = null;
 
     const reply: Buffer[] = [AUTHENTICATION_OK];
-    for (const [name, value] of reportedParameters(defaults, settings, this.startup!.user, identity.schema)) reply.push(encodeParameterStatus(name, value));
+    for (const [name, value] of reportedParameters(defaults, settings, this.startup!.user, identity.schema)) {
+      this.toldParameters.set(name, value);
+      reply.push(encodeParameterStatus(name, value));
+    }
     reply.push(encodeBackendKeyData(this.key.pid, this.key.secret), READY_FOR_QUERY_IDLE);
     this.sendToClient(Buffer.concat(reply));
     this.state = SessionState.Idle;
@@ -1056,7 +1064,13 @@ export class ClientSession implements ServerClient {
     // A client's own SET of a reported setting follows it to its next server, as it would on a dedicated connection
     // (unreported ones follow through the snapshot in releaseIfDone).
     if (TRACKED_SETTINGS.has(name)) this.settings.set(name, value);
-    this.sendToClient(buf.subarray(start, end));
+    this.tellParameter(name, value, buf.subarray(start, end));
+  }
+
+  private tellParameter(name: string, value: string, frame?: Buffer): void {
+    if (this.toldParameters.get(name) === value) return;
+    this.toldParameters.set(name, value);
+    this.sendToClient(frame ?? encodeParameterStatus(name, value));
   }
 
   private onServerError(buf: Buffer, start: number, end: number): void {

@@ -117,6 +117,26 @@ describe('session settings in transaction mode', () => {
     }
   });
 
+  it('tells the client a reported setting only when it changes, not each time a pin re-applies it', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const a = await tp.connect('a', { application_name: 'probe-app' });
+    const b = await tp.connect('b');
+    const told: string[] = [];
+    (a as unknown as { connection: NodeJS.EventEmitter }).connection.on('parameterStatus', (m: { parameterName: string; parameterValue: string }) =>
+      told.push(`${m.parameterName}=${m.parameterValue}`),
+    );
+    for (let i = 0; i < 3; i++) {
+      // b's statement takes the server, so each of a's is pinned afresh, application_name SET again.
+      await b.query('SELECT 1');
+      expect((await a.query('SELECT pg_catalog.current_setting($1) AS v', ['application_name'])).rows[0].v).toBe('probe-app');
+    }
+    expect(told).toEqual([]);
+    await a.query("SET application_name = 'renamed'");
+    await b.query('SELECT 1');
+    await a.query('SELECT 1');
+    expect(told).toEqual(['application_name=renamed']);
+  });
+
   it('carries settings changed through the extended protocol and by several clients of one tenant apart', async () => {
     tp = await startTestProxy({ upstream: { poolSize: 1 } });
     const a1 = await tp.connect('a');
