@@ -44,7 +44,7 @@ const COMMIT_AND_CLOSE = Buffer.concat([
  * Builds the pin for a client on a server fresh from reset, sent in the same write as the client's first statement.
  * It goes as BEGIN, SET…, COMMIT in unsynced extended-protocol messages, which buys two things over a Query: a SET
  * that fails (a tenant role dropped meanwhile, a setting that no longer applies) makes PostgreSQL skip the client's
- * statement with it, so nothing of the client ever runs unpinned; and PostgreSQL flushes nothing until the client's
+ * statement behind it (up to its Sync), which then never runs unpinned; and PostgreSQL flushes nothing until the client's
  * own reply, one send and one wakeup less per pin. The explicit COMMIT ends the pin's transaction before the client's
  * statement, which would otherwise share it and could roll the pin back. search_path is always set: the reset
  * restored the login role's empty default.
@@ -85,12 +85,13 @@ const DISCARD = Buffer.concat([DISCARD_TIMEOUT, encodeQuery('DISCARD ALL')]);
  * The reset sent in the same write as the next client's pin and first statement, when a server goes straight from
  * one client to a waiting one (see ServerConn.pinAfterReset). DISCARD ALL goes as an extended-protocol Parse/Bind/
  * Execute with no Sync: if it fails, PostgreSQL skips every message up to the next Sync — the pin and the client's
- * statement with it — so nothing of the next client ever runs on a server that was not reset. Its timeout comes from
- * the Query before it, whose own failure (a planted timeout firing during RESET ALL) is harmless: it only leaves
- * DISCARD ALL without that bound. That Query costs a flush of its own, but DISCARD ALL must open its run of unsynced
- * messages: PostgreSQL refuses it anywhere else in a pipeline.
+ * statement with it — so nothing of the next client ever runs on a server that was not reset. It must open its run
+ * of unsynced messages (PostgreSQL refuses it anywhere else in a pipeline), so no statement_timeout can be set for it
+ * without a round trip of its own; instead the pool cancels one still running after HAND_OVER_DEADLINE_MS (a lock
+ * DISCARD TEMP waits for), which fails it like any other error. A timeout the previous client planted can likewise
+ * only fail it: its next client's statement then goes to another server.
  */
-export const PIPELINED_RESET = Buffer.concat([DISCARD_TIMEOUT, unsynced('DISCARD ALL')]);
+export const PIPELINED_RESET = unsynced('DISCARD ALL');
 
 /** The reset can be DISCARD ALL: the server holds none of the proxy's statements, or a client's PREPARE dooms them. */
 function discardable(server: ServerConn): boolean {

@@ -3,12 +3,14 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { ProxyError } from '../protocol/errors.js';
 import { TERMINATE } from '../protocol/static.js';
-import { connectServer, type UpstreamTarget } from './connect.js';
+import { connectServer, sendCancel, type UpstreamTarget } from './connect.js';
 import { canHandOver, planHandOver, planReset } from './pin.js';
 import { ServerConn, ServerState, type ServerOwner } from './server-conn.js';
 
 /** The reset carries its own lock and statement timeouts; this backstop closes a server whose reset still hangs. */
 const RESET_DEADLINE_MS = 15_000;
+/** A hand-over's DISCARD ALL running longer than this (waiting for a lock) is cancelled, see PIPELINED_RESET. */
+const HAND_OVER_DEADLINE_MS = 5_000;
 /** A parked server waits this long for its client's next transaction before it is reset for everyone. */
 const PARK_MS = 1000;
 
@@ -237,6 +239,8 @@ export class Pool implements ServerOwner {
       if (server.state === ServerState.Resetting && now - server.resetStartedAt > RESET_DEADLINE_MS) {
         server.close('reset did not finish in time');
       }
+      const discarding = server.discardingSince;
+      if (discarding !== 0 && now - discarding > HAND_OVER_DEADLINE_MS) this.cancelDiscard(server);
     }
     for (const [server] of this.parked) {
       if (now - server.lastUsedAt > PARK_MS) {
@@ -256,6 +260,16 @@ export class Pool implements ServerOwner {
     while (!this.closed && this.idle.length + this.connecting < this.options.minIdle && this.total() < this.options.size) {
       this.connectOne();
     }
+  }
+
+  /** Cancels a hand-over's DISCARD ALL: it fails, and its client's statement goes to another server. */
+  private cancelDiscard(server: ServerConn): void {
+    server.discardCancelled();
+    server.cancelsInFlight++;
+    this.log.warn({ server: server.id, pid: server.pid }, 'a reset in front of a waiting client is stuck; cancelling it');
+    sendCancel(this.upstream, server.pid, server.secret)
+      .catch((err: Error) => this.log.warn({ err: err.message }, 'cancel request to upstream failed'))
+      .finally(() => server.cancelSettled());
   }
 
   close(): void {

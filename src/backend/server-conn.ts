@@ -110,6 +110,8 @@ export class ServerConn {
   private pinCompletions = 0;
   /** That run is a hand-over's: its first completion is DISCARD ALL's, and the client awaits onPinConfirmed. */
   private handOver: 'discarding' | 'pinning' | null = null;
+  /** When that DISCARD ALL went out; 0 once the pool has cancelled it for taking too long. */
+  private discardSentAt = 0;
 
   constructor(
     connected: ConnectedServer,
@@ -156,10 +158,9 @@ export class ServerConn {
     this.client = client;
     this.lastUsedAt = Date.now();
     this.needsReset = false;
-    this.injected.pending += 1; // the timeout Query's ReadyForQuery
-    this.injected.error = null;
     this.pinCompletions = 1 + completions;
     this.handOver = 'discarding';
+    this.discardSentAt = Date.now();
     this.send(reset);
     this.send(pin);
   }
@@ -193,6 +194,16 @@ export class ServerConn {
     this.lastUsedAt = Date.now();
     this.waitingForClientDrain = false;
     this.socket.resume();
+  }
+
+  /** When a hand-over's DISCARD ALL still running went out (0: none, or already cancelled). */
+  get discardingSince(): number {
+    return this.handOver === 'discarding' ? this.discardSentAt : 0;
+  }
+
+  /** The pool is cancelling that DISCARD ALL: do not ask again. */
+  discardCancelled(): void {
+    this.discardSentAt = 0;
   }
 
   /** Unpins and cleans the session state before the pool may hand this server to anyone else. */
@@ -330,7 +341,6 @@ export class ServerConn {
       case BackendCode.ErrorResponse: {
         const fields = readErrorFields(buf, start, end);
         if (this.injected.pending > 0) {
-          if (this.handOver !== null) return; // the timeout Query's, harmless
           this.injected.error ??= `${fields.code} ${fields.message}`;
         } else if (this.pinCompletions > 0) {
           this.onUnsyncedRunFailed(fields.code, fields.message);
@@ -346,8 +356,7 @@ export class ServerConn {
           return;
         }
         this.injected.pending--;
-        // A hand-over's timeout Query answered: DISCARD ALL and the pin are next.
-        if (this.injected.pending > 0 || this.pinCompletions > 0) return;
+        if (this.injected.pending > 0) return;
         const status = buf[start + 5];
         if (this.proxyQuery !== null) {
           const done = this.proxyQuery.onDone;

@@ -108,7 +108,9 @@ describe('transaction pooling with search_path pin and reset', () => {
     const admin = await adminClient();
     try {
       // DISCARD TEMP must drop the default that uses a's temp sequence, which needs a lock on the table that
-      // another session keeps: the reset in front of b's statement fails (after its 5 s statement_timeout).
+      // another session keeps: the reset in front of b's statement fails (the pool cancels it after 5 s).
+      // A table of b's own: other test files read tenant_b.items while this one runs.
+      await b.query('CREATE TABLE pipe_once (id int, note text)');
       await a.query('CREATE TABLE pipe_stall (id int, note text)');
       await a.query('CREATE TEMP SEQUENCE pipe_seq');
       await a.query("ALTER TABLE pipe_stall ALTER COLUMN note SET DEFAULT nextval('pipe_seq')::text");
@@ -116,7 +118,7 @@ describe('transaction pooling with search_path pin and reset', () => {
       await admin.query('BEGIN');
       await admin.query('SELECT count(*) FROM tenant_a.pipe_stall');
       await a.query('BEGIN');
-      const inserted = b.query("INSERT INTO items VALUES (4242, 'once') RETURNING id, pg_backend_pid() AS pid");
+      const inserted = b.query("INSERT INTO pipe_once VALUES (4242, 'once') RETURNING id, pg_backend_pid() AS pid");
       await new Promise((resolve) => setTimeout(resolve, 100));
       await a.query('COMMIT');
       // PostgreSQL skipped b's INSERT behind the failed reset; the proxy sent it again on a fresh server.
@@ -124,10 +126,10 @@ describe('transaction pooling with search_path pin and reset', () => {
       expect(row.id).toBe(4242);
       expect(row.pid).not.toBe(pid);
       await admin.query('ROLLBACK');
-      expect((await admin.query('SELECT count(*)::int AS n FROM tenant_b.items WHERE id = 4242')).rows[0].n).toBe(1);
+      expect((await admin.query('SELECT count(*)::int AS n FROM tenant_b.pipe_once WHERE id = 4242')).rows[0].n).toBe(1);
     } finally {
       await admin.query('ROLLBACK').catch(() => undefined);
-      await admin.query('DELETE FROM tenant_b.items WHERE id = 4242');
+      await admin.query('DROP TABLE IF EXISTS tenant_b.pipe_once');
       await admin.query('DROP TABLE IF EXISTS tenant_a.pipe_stall');
       await admin.end();
     }
