@@ -44,10 +44,10 @@ const COMMIT_AND_CLOSE = Buffer.concat([
  * Builds the pin for a client on a server fresh from reset, sent in the same write as the client's first statement.
  * It goes as BEGIN, SET…, COMMIT in unsynced extended-protocol messages, which buys two things over a Query: a SET
  * that fails (a tenant role dropped meanwhile, a setting that no longer applies) makes PostgreSQL skip the client's
- * statement behind it (up to its Sync), which then never runs unpinned; and PostgreSQL flushes nothing until the client's
- * own reply, one send and one wakeup less per pin. The explicit COMMIT ends the pin's transaction before the client's
- * statement, which would otherwise share it and could roll the pin back. search_path is always set: the reset
- * restored the login role's empty default.
+ * statement behind it (up to its Sync), which then never runs unpinned; and PostgreSQL flushes nothing until the
+ * client's own reply, one send and one wakeup less per pin. The explicit COMMIT ends the pin's transaction before the
+ * client's statement, which would otherwise share it and could roll the pin back. search_path is always set: the
+ * reset restored the login role's empty default.
  */
 export function planPin(
   server: ServerConn,
