@@ -276,12 +276,14 @@ describe('the pg-tenant-proxy command', () => {
     }
     expect(size).toBe(4);
 
-    // A worker that dies takes only its own clients; a replacement takes its place.
+    // A worker that dies takes only its own clients (pid mod 2 names theirs); a replacement takes its place.
     const workerPids = readFileSync(`/proc/${child!.pid}/task/${child!.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
     expect(workerPids).toHaveLength(2);
+    const workerIndex = (pid: number): number => Number(/(?:^|\0)PGTP_WORKER_INDEX=(\d+)/.exec(readFileSync(`/proc/${pid}/environ`, 'latin1'))?.[1]);
+    const killed = workerIndex(workerPids[1]!);
     process.kill(workerPids[1]!, 'SIGKILL');
     const outcomes = await Promise.all(clients.map(({ c }) => c.query('SELECT 1 AS one').then(() => 'ok', () => 'lost')));
-    expect(outcomes.filter((o) => o === 'ok')).toHaveLength(2);
+    expect(outcomes).toEqual(keys.map((k) => (k.processID % 2 === killed ? 'lost' : 'ok')));
     let ready = 0;
     for (let i = 0; i < 100 && ready !== 200; i++) {
       await new Promise((r) => setTimeout(r, 100));
