@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { validateConfig } from '../dist/config/load.js';
 import { startPgCluster } from '../dist/dev/pg-cluster.js';
-import { readStat, treeCpuTicks } from './proc-cpu.mjs';
+import { treeCpuTicks } from './proc-cpu.mjs';
 import * as here from './scratch.mjs';
 
 const other = process.argv[2];
@@ -49,18 +49,14 @@ try {
   for (const tenant of ['t1', 't2']) await here.pgbench(['-i', '-s', '2', '-q', '--no-vacuum'], await env(proxies[0].port, tenant));
 
   const postmaster = Number(readFileSync(join(cluster.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-  const ticks = (pid) => {
-    const s = readStat(pid);
-    return s.utime + s.stime;
-  };
   const runs = { A: { tps: [], proxyCpu: [], pgCpu: [] }, B: { tps: [], proxyCpu: [], pgCpu: [] } };
   for (let rep = 0; rep < REPS; rep++) {
     for (const proxy of rep % 2 === 0 ? proxies : [...proxies].reverse()) {
-      const [proxyBefore, pgBefore] = [ticks(proxy.child.pid), await treeCpuTicks(postmaster)];
+      const [proxyBefore, pgBefore] = [await treeCpuTicks(proxy.child.pid), await treeCpuTicks(postmaster)];
       const outs = await Promise.all(
         ['t1', 't2'].map(async (tenant) => here.pgbench(['-n', '-S', '-M', MODE, '-c', CLIENTS, '-j', '1', '-T', SECONDS], await env(proxy.port, tenant))),
       );
-      const [proxyTicks, pgTicks] = [ticks(proxy.child.pid) - proxyBefore, (await treeCpuTicks(postmaster)) - pgBefore];
+      const [proxyTicks, pgTicks] = [(await treeCpuTicks(proxy.child.pid)) - proxyBefore, (await treeCpuTicks(postmaster)) - pgBefore];
       const total = outs.reduce((sum, out) => sum + Number(/tps = ([\d.]+)/.exec(out)?.[1] ?? 0), 0);
       const transactions = outs.reduce((sum, out) => sum + Number(/actually processed: (\d+)/.exec(out)?.[1] ?? 0), 0);
       const run = runs[proxy.name];

@@ -4,9 +4,9 @@
 import { FrontendCode } from '../protocol/codes.js';
 
 /**
- * Exactly one segment: a simple Query (no COPY, whose data would follow it), or an unnamed Parse
- * followed by unnamed Bind/Describe/Execute and a Sync. Its first frame must be `approved`, the one the guard judged
- * while idle: nothing in the segment is judged or rewritten after the server arrives.
+ * Exactly one segment: a simple Query (no COPY, whose data would follow it), or an unnamed Parse followed by unnamed
+ * Bind/Describe/Execute and a Sync. Its first frame must be `approved`, the one the guard judged while idle: nothing in
+ * the segment is judged or rewritten after the server arrives.
  */
 export function isPipelinableSegment(queued: readonly Buffer[], approved: Buffer | undefined): boolean {
   const first = queued[0];
