@@ -2,7 +2,7 @@
 import { SERVER_STATEMENT_PREFIX } from '../guard/analyze.js';
 import { SqlState } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
-import { readCString } from '../protocol/messages.js';
+import { encodeQuery, encodeUnnamedParse, readCString } from '../protocol/messages.js';
 import { Writer } from '../protocol/writer.js';
 import type { ServerConn } from '../backend/server-conn.js';
 
@@ -20,7 +20,8 @@ interface ClientStatement {
 /** A ParseComplete/CloseComplete the session must treat specially, identified by its ordinal within its segment. */
 interface Expected {
   segment: number;
-  kind: 'parse' | 'close';
+  /** command: the CommandComplete (or EmptyQueryResponse, PortalSuspended) of a substituted DEALLOCATE. */
+  kind: 'parse' | 'close' | 'command';
   ordinal: number;
   action: Completion;
   /** For Parses of server statements: the server entry to drop if the Parse never completes. */
@@ -34,6 +35,14 @@ const NO_SUCH_STATEMENT = `${SERVER_STATEMENT_PREFIX}none`;
 /** Closing a portal that does not exist is answered with CloseComplete: a stand-in for a Parse already done. */
 const CLOSE_NOTHING = new Writer(32).begin(0x43).int8(0x50).cstring(NO_SUCH_STATEMENT).end().flush(); // Close 'P'
 const CLOSE_NOTHING_STATEMENT = new Writer(32).begin(0x43).int8(0x53).cstring(NO_SUCH_STATEMENT).end().flush(); // Close 'S'
+
+/**
+ * Stands in for a DEALLOCATE the proxy answers itself: a no-op with DEALLOCATE's transaction behaviour (it fails with
+ * 25P02 in an aborted transaction), a bare CommandComplete, and a tag no client statement is rewritten from.
+ */
+const NO_OP = 'UNLISTEN pgtp_deallocate';
+const NO_OP_QUERY = encodeQuery(NO_OP);
+const NO_OP_PARSE = encodeUnnamedParse(NO_OP);
 
 /** Statements kept per server before the least recently used is closed. */
 const SERVER_STATEMENT_LIMIT = 500;
@@ -54,6 +63,11 @@ export class PreparedStatements {
   private closesSent = 0;
   private parsesSeen = 0;
   private closesSeen = 0;
+  private executesSent = 0;
+  private commandsSeen = 0;
+  /** The unnamed statement is a substituted DEALLOCATE; these portals were bound to it. */
+  private unnamedDeallocates = false;
+  private readonly deallocatePortals = new Set<string>();
 
   constructor(private readonly schema: string) {}
 
@@ -62,12 +76,14 @@ export class PreparedStatements {
     this.sendSegment = next;
     this.parsesSent = 0;
     this.closesSent = 0;
+    this.executesSent = 0;
   }
 
   /** ReadyForQuery ended segment `done`: whatever it still expected was skipped after an error. */
   segmentDone(done: number): void {
     this.parsesSeen = 0;
     this.closesSeen = 0;
+    this.commandsSeen = 0;
     if (this.expected.length === 0) return;
     const kept: Expected[] = [];
     for (const e of this.expected) {
@@ -88,17 +104,25 @@ export class PreparedStatements {
   onCompletion(isParse: boolean, segment: number): Completion {
     const ordinal = isParse ? this.parsesSeen++ : this.closesSeen++;
     if (this.expected.length === 0) return Completion.Pass;
-    const kind = isParse ? 'parse' : 'close';
+    return this.take(segment, isParse ? 'parse' : 'close', ordinal)?.action ?? Completion.Pass;
+  }
+
+  /** A CommandComplete, EmptyQueryResponse or PortalSuspended of the segment being received: true when it answers a substituted DEALLOCATE. */
+  onCommandCompletion(segment: number): boolean {
+    const ordinal = this.commandsSeen++;
+    return this.expected.length > 0 && this.take(segment, 'command', ordinal) !== undefined;
+  }
+
+  private take(segment: number, kind: Expected['kind'], ordinal: number): Expected | undefined {
     const at = this.expected.findIndex((e) => e.segment === segment && e.kind === kind && e.ordinal === ordinal);
-    if (at < 0) return Completion.Pass;
-    const [e] = this.expected.splice(at, 1);
-    return e!.action;
+    return at < 0 ? undefined : this.expected.splice(at, 1)[0];
   }
 
   /** Any Parse: unnamed ones are only counted. Returns the frame(s) to send, or an error to refuse with. */
   parse(frame: Buffer, start: number, end: number, server: ServerConn): Buffer | null | ProxyError {
     if (frame[start + 5] === 0) {
       this.parsesSent++;
+      this.unnamedDeallocates = false;
       return null;
     }
     const [name, afterName] = readCString(frame, start + 5, end);
@@ -119,6 +143,8 @@ export class PreparedStatements {
   /** Bind naming a statement: make sure the server holds it, then point the Bind at the server's name. */
   bind(frame: Buffer, start: number, end: number, server: ServerConn): Buffer | null | ProxyError {
     const [portal, afterPortal] = readCString(frame, start + 5, end);
+    if (this.unnamedDeallocates && frame[afterPortal] === 0) this.deallocatePortals.add(portal);
+    else if (this.deallocatePortals.size > 0) this.deallocatePortals.delete(portal);
     if (frame[afterPortal] === 0) return null;
     const [name, afterName] = readCString(frame, afterPortal, end);
     const ensured = this.ensure(name, server);
@@ -146,9 +172,34 @@ export class PreparedStatements {
     return CLOSE_NOTHING_STATEMENT;
   }
 
-  /** SQL-level DEALLOCATE ALL from the client (simple protocol): forget every client name. */
-  forgetAll(): void {
-    this.statements.clear();
+  /** An Execute: counted, so the completion that answers a substituted DEALLOCATE's portal is known by its place. */
+  execute(frame: Buffer, start: number, end: number): void {
+    const ordinal = this.executesSent++;
+    if (this.deallocatePortals.size > 0 && this.deallocatePortals.has(readCString(frame, start + 5, end)[0])) {
+      this.expect('command', ordinal, Completion.Pass);
+    }
+  }
+
+  /**
+   * SQL DEALLOCATE, sent as a Query or an unnamed Parse (psycopg and Rails do so when they evict from their statement
+   * caches). Of a name the client prepared with a protocol Parse, which no server knows: the name is forgotten and
+   * the no-op to send instead is returned, its CommandComplete turned into DEALLOCATE's (onCommandCompletion); the
+   * server keeps its copy for the tenant's other clients, as after a Close. DEALLOCATE ALL forgets every name and
+   * goes to the server (it drops what SQL PREPARE made there too). Null: send the frame as it is.
+   */
+  deallocate(name: string | null, via: 'query' | 'parse'): Buffer | null {
+    if (name === null) {
+      this.statements.clear();
+      return null;
+    }
+    if (!this.statements.delete(name)) return null;
+    if (via === 'query') {
+      this.expect('command', 0, Completion.Pass);
+      return NO_OP_QUERY;
+    }
+    this.parsesSent++;
+    this.unnamedDeallocates = true;
+    return NO_OP_PARSE;
   }
 
   private ensure(name: string, server: ServerConn): { serverName: string; prefix: Buffer | null } | ProxyError {
@@ -189,7 +240,7 @@ export class PreparedStatements {
     return concat(evict, parse);
   }
 
-  private expect(kind: 'parse' | 'close', ordinal: number, action: Completion): void {
+  private expect(kind: Expected['kind'], ordinal: number, action: Completion): void {
     this.expected.push({ segment: this.sendSegment, kind, ordinal, action });
   }
 }

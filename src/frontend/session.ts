@@ -15,6 +15,7 @@ import { ProxyError } from '../protocol/errors.js';
 import { Framer } from '../protocol/framer.js';
 import {
   encodeBackendKeyData,
+  encodeCommandComplete,
   encodeParameterStatus,
   encodeQuery,
   encodeUnnamedParse,
@@ -61,6 +62,7 @@ const REFUSAL_SENTINEL = 'pg_tenant_proxy_refused_statement';
 const REFUSAL_PARSE = encodeUnnamedParse(REFUSAL_SENTINEL);
 const REFUSAL_QUERY = encodeQuery(REFUSAL_SENTINEL);
 const TRACKED_SETTINGS = new Set(SESSION_PARAMETERS.values());
+const DEALLOCATE_COMPLETE = encodeCommandComplete('DEALLOCATE');
 /** How long statements a departed client left running may finish before their server is cancelled and closed. */
 const ABANDON_DRAIN_MS = 10_000;
 
@@ -250,11 +252,14 @@ export class ClientSession implements ServerClient {
         return;
       case BackendCode.CommandComplete:
       case BackendCode.EmptyQueryResponse:
-      case BackendCode.PortalSuspended:
+      case BackendCode.PortalSuspended: {
+        // The no-op standing in for a DEALLOCATE the proxy answered itself (PreparedStatements.deallocate).
+        const frame = this.prepared!.onCommandCompletion(this.segmentsDone) ? DEALLOCATE_COMPLETE : buf.subarray(start, end);
         // The tag is decoded only when something records the statement.
-        if (this.tracker !== null) this.onStatementDone(code === BackendCode.CommandComplete ? readCString(buf, start + 5, end)[0] : null, null);
-        this.sendToClient(buf.subarray(start, end));
+        if (this.tracker !== null) this.onStatementDone(code === BackendCode.CommandComplete ? readCString(frame, 5, frame.length)[0] : null, null);
+        this.sendToClient(frame);
         return;
+      }
     }
   }
 
@@ -448,7 +453,10 @@ export class ClientSession implements ServerClient {
         const verdict = this.judge(code, buf, start, end);
         let replacement: Buffer | null = null;
         if (verdict instanceof ProxyError) replacement = this.refuseOnServer(verdict, REFUSAL_QUERY);
-        else this.tracker?.query(verdict ?? NO_SOURCE, this.segmentsSent);
+        else {
+          this.tracker?.query(verdict ?? NO_SOURCE, this.segmentsSent);
+          replacement = this.ownStatement(verdict, 'query');
+        }
         this.syncsSinceExecute = 0;
         this.endSegment();
         return replacement;
@@ -472,7 +480,7 @@ export class ClientSession implements ServerClient {
         const verdict = this.judge(code, buf, start, end);
         if (verdict instanceof ProxyError) return this.refuseOnServer(verdict, REFUSAL_PARSE);
         this.tracker?.parsed(readCString(buf, start + 5, end)[0], verdict ?? NO_SOURCE);
-        return this.viaPrepared(this.prepared!.parse(buf, start, end, this.server!));
+        return (buf[start + 5] === 0 ? this.ownStatement(verdict, 'parse') : this.trackSqlPrepared(verdict)) ?? this.viaPrepared(this.prepared!.parse(buf, start, end, this.server!));
       }
       case FrontendCode.Bind:
         this.unsynced = true;
@@ -492,6 +500,7 @@ export class ClientSession implements ServerClient {
         this.syncsSinceExecute = 0;
         this.unsynced = true;
         this.tracker?.executed(readCString(buf, start + 5, end)[0], this.segmentsSent);
+        this.prepared!.execute(buf, start, end);
         return null;
       case FrontendCode.Flush:
         this.unsynced = true;
@@ -549,14 +558,9 @@ export class ClientSession implements ServerClient {
     const approved = this.approvedFrame;
     if (approved !== null) {
       this.approvedFrame = null;
-      if (approved.frame === buf && start === 0) {
-        this.trackSqlPrepared(approved.source);
-        return approved.source;
-      }
+      if (approved.frame === buf && start === 0) return approved.source;
     }
-    const verdict = this.verdict(code, buf, start, end);
-    if (!(verdict instanceof ProxyError)) this.trackSqlPrepared(verdict);
-    return verdict;
+    return this.verdict(code, buf, start, end);
   }
 
   private verdict(code: number, buf: Buffer, start: number, end: number): ProxyError | StatementSource | null {
@@ -585,15 +589,26 @@ export class ClientSession implements ServerClient {
     return verdict.error;
   }
 
-  private trackSqlPrepared(source: StatementSource | null): void {
+  /**
+   * A Query or unnamed Parse on its way to the server: the no-op to send instead when it is a DEALLOCATE the proxy
+   * answers itself (PreparedStatements.deallocate), else null after noting what it changes of the session.
+   */
+  private ownStatement(source: StatementSource | null, via: 'query' | 'parse'): Buffer | null {
+    const deallocate = source?.analysis?.deallocate;
+    return (deallocate != null ? this.prepared!.deallocate(deallocate.name, via) : null) ?? this.trackSqlPrepared(source);
+  }
+
+  /** Notes what a statement bound for the server changes of the session; returns null (nothing to send instead). */
+  private trackSqlPrepared(source: StatementSource | null): null {
     if (source?.analysis?.changesSettings === true) {
       this.settingsChanged = true;
       for (const name of source.analysis.customSettings) this.customSettings.add(name);
     }
-    if (source === null || source.analysis?.touchesPrepared !== true || this.server === null) return;
+    if (source === null || source.analysis?.touchesPrepared !== true || this.server === null) return null;
     // SQL-level PREPARE/DEALLOCATE changes what the server holds: stop trusting the proxy's cache of it.
     this.server.sqlPrepared = true;
     this.server.statements.clear();
+    return null;
   }
 
   private dispatch(buf: Buffer, start: number, end: number): void {
@@ -883,9 +898,15 @@ export class ClientSession implements ServerClient {
     }
   }
 
-  /** Whether a server may come to this client unreset, its reset sent in the same write as what the client queued. */
+  /**
+   * Whether a server may come to this client unreset, its reset sent in the same write as what the client queued
+   * (which goes out unrewritten: not a DEALLOCATE the proxy answers itself).
+   */
   private readonly takesUnresetServer = (): boolean =>
-    this.state === SessionState.Waiting && this.framer.buffered === 0 && isPipelinableSegment(this.queued, this.approvedFrame?.frame);
+    this.state === SessionState.Waiting &&
+    this.framer.buffered === 0 &&
+    this.approvedFrame?.source?.analysis?.deallocate == null &&
+    isPipelinableSegment(this.queued, this.approvedFrame?.frame);
 
   /** A server handed over unreset: reset, pin and the queued segment go out together (ServerConn.pinAfterReset). */
   private onHandedOver(server: ServerConn): void {

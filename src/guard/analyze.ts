@@ -36,6 +36,11 @@ export interface Analysis {
   literalDependent: boolean;
   /** SQL-level PREPARE or DEALLOCATE: the server's prepared statements change under the proxy's statement cache. */
   touchesPrepared: boolean;
+  /**
+   * The text is one DEALLOCATE: of `name`, or of every statement (null). The proxy answers one naming a statement the
+   * client prepared with a protocol Parse itself (no server knows the client's name for it).
+   */
+  deallocate: { name: string | null } | null;
   /** A session-level SET/RESET or set_config(): the client's settings must follow it to its next server. */
   changesSettings: boolean;
   /** Custom (dotted, e.g. app.user_id) settings it names: pg_settings does not list them, so they are asked by name. */
@@ -216,6 +221,7 @@ class Analyzer {
   private readonly schemas = new Map<string, string>();
   private literalDependent = false;
   private touchesPrepared = false;
+  private deallocate: { name: string | null } | null = null;
   private changesSettings = false;
   private readonly customSettings = new Set<string>();
 
@@ -231,6 +237,7 @@ class Analyzer {
       schemas: this.schemas,
       literalDependent: this.literalDependent,
       touchesPrepared: this.touchesPrepared,
+      deallocate: this.deallocate,
       changesSettings: this.changesSettings,
       customSettings: [...this.customSettings],
     };
@@ -258,8 +265,11 @@ class Analyzer {
       }
       return;
     }
+    const statements = tree.stmts ?? [];
+    const only = statements.length === 1 && depth === 0 ? (statements[0]!.stmt.DeallocateStmt as Json | undefined) : undefined;
+    if (only !== undefined) this.deallocate = { name: only.isall === true || typeof only.name !== 'string' ? null : only.name };
     const bytes = Buffer.from(text);
-    for (const entry of tree.stmts ?? []) {
+    for (const entry of statements) {
       const start = entry.stmt_location ?? 0;
       const end = entry.stmt_len === undefined || entry.stmt_len === 0 ? bytes.length : start + entry.stmt_len;
       this.walk(entry.stmt, depth, () => bytes.toString('utf8', start, end));

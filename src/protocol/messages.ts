@@ -69,6 +69,10 @@ export function encodeBackendKeyData(pid: number, secret: number): Buffer {
   return new Writer(16).begin(BackendCode.BackendKeyData).int32(pid).int32(secret).end().flush();
 }
 
+export function encodeCommandComplete(tag: string): Buffer {
+  return new Writer(tag.length + 8).begin(BackendCode.CommandComplete).cstring(tag).end().flush();
+}
+
 export function encodeQuery(sql: string): Buffer {
   return new Writer(sql.length + 8).begin(FrontendCode.Query).cstring(sql).end().flush();
 }

@@ -115,3 +115,27 @@ with connect(TOKEN_A, autocommit=True) as conn:
             report("refused", exc.sqlstate)
     finally:
         conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+# 8. psycopg's statement cache rotates: past prepared_max it sends SQL "DEALLOCATE _pg3_N" for the statement it evicts
+# (and "DEALLOCATE ALL" when it closes), naming statements it prepared with a protocol Parse, in and outside a
+# transaction and in a pipeline. Every answer must still be right.
+with connect(TOKEN_A, autocommit=True) as conn:
+    conn.prepared_max = 2
+    answers = []
+    try:
+        for round_ in range(3):
+            for i in range(5):
+                answers.append(conn.execute(f"SELECT {i} + %s", (round_,), prepare=True).fetchone()[0])
+        with conn.transaction():
+            for i in range(5, 9):
+                answers.append(conn.execute(f"SELECT {i} + %s", (0,), prepare=True).fetchone()[0])
+        with conn.pipeline():
+            cursors = [conn.execute(f"SELECT {i} * %s", (10,), prepare=True) for i in range(4)]
+        answers.extend(c.fetchone()[0] for c in cursors)
+        # The statement evicted first is prepared again under the same text: nothing stale is left of it.
+        answers.append(conn.execute("SELECT 0 + %s", (7,), prepare=True).fetchone()[0])
+        expected = [i + r for r in range(3) for i in range(5)] + list(range(5, 9)) + [0, 10, 20, 30, 7]
+        report("rotate", f"same={answers == expected} n={len(answers)}")
+    except psycopg.Error as exc:
+        report("rotate", f"{exc.sqlstate} {exc} after {len(answers)}")

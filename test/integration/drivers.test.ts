@@ -223,6 +223,7 @@ describe.skipIf(python === null)('psycopg 3 (python3-psycopg)', () => {
       bytea: 'True',
       notice: "['hello from tenant_a']",
       refused: '42501',
+      rotate: 'same=True n=24',
     });
   }, 180_000);
 });

@@ -14,6 +14,36 @@ afterEach(async () => {
   await tp?.close();
 });
 
+const login = async (tenant: string): Promise<RawClient> => {
+  const raw = await RawClient.connect(tp.port);
+  raw.startup({ user: 'app', database: inject('pg').database, tenant_token: await tp.token(tenant) });
+  await raw.waitFor('Z');
+  raw.messages.length = 0;
+  return raw;
+};
+const parse = (name: string, sql: string) => new Writer().begin(0x50).cstring(name).cstring(sql).int16(0).end().flush();
+const bind = (stmt: string) => new Writer().begin(0x42).cstring('').cstring(stmt).int16(0).int16(0).int16(0).end().flush();
+const describeStatement = (stmt: string) => new Writer().begin(0x44).int8(0x53).cstring(stmt).end().flush();
+const close = (stmt: string) => new Writer().begin(0x43).int8(0x53).cstring(stmt).end().flush();
+const query = (sql: string) => new Writer().begin(0x51).cstring(sql).end().flush();
+const execute = new Writer().begin(0x45).cstring('').int32(0).end().flush();
+const sync = new Writer().begin(0x53).end().flush();
+const codes = (raw: RawClient) => raw.messages.map((m) => m.code).join('');
+/** The CommandComplete tags received. */
+const tags = (raw: RawClient) => raw.messages.filter((m) => m.code === 'C').map((m) => m.body.toString('utf8', 0, m.body.length - 1));
+const settle = async (raw: RawClient, readyCount: number) => {
+  for (let i = 0; i < 100 && raw.messages.filter((m) => m.code === 'Z').length < readyCount; i++) await new Promise((r) => setTimeout(r, 20));
+};
+/** Sends `frames` and waits for `readyCount` ReadyForQuery; returns the message codes and starts afresh. */
+const exchange = async (raw: RawClient, frames: Buffer[], readyCount = 1): Promise<{ codes: string; tags: string[]; error?: string }> => {
+  raw.messages.length = 0;
+  raw.write(Buffer.concat(frames));
+  await settle(raw, readyCount);
+  const result = { codes: codes(raw), tags: tags(raw), error: raw.messages.some((m) => m.code === 'E') ? await raw.errorCode() : undefined };
+  raw.messages.length = 0;
+  return result;
+};
+
 describe('named prepared statements in transaction mode', () => {
   it('runs the same statement name for two tenants on one shared server, each in its own schema', async () => {
     tp = await startTestProxy({ upstream: { poolSize: 1 } });
@@ -93,24 +123,6 @@ describe('named prepared statements in transaction mode', () => {
 
   it('keeps statement names per client: another client, even of another tenant, cannot reach them', async () => {
     tp = await startTestProxy({ upstream: { poolSize: 1 } });
-    const login = async (tenant: string): Promise<RawClient> => {
-      const raw = await RawClient.connect(tp.port);
-      raw.startup({ user: 'app', database: inject('pg').database, tenant_token: await tp.token(tenant) });
-      await raw.waitFor('Z');
-      raw.messages.length = 0;
-      return raw;
-    };
-    const parse = (name: string, sql: string) => new Writer().begin(0x50).cstring(name).cstring(sql).int16(0).end().flush();
-    const bind = (stmt: string) => new Writer().begin(0x42).cstring('').cstring(stmt).int16(0).int16(0).int16(0).end().flush();
-    const describe = (stmt: string) => new Writer().begin(0x44).int8(0x53).cstring(stmt).end().flush();
-    const close = (stmt: string) => new Writer().begin(0x43).int8(0x53).cstring(stmt).end().flush();
-    const execute = new Writer().begin(0x45).cstring('').int32(0).end().flush();
-    const sync = new Writer().begin(0x53).end().flush();
-    const codes = (raw: RawClient) => raw.messages.map((m) => m.code).join('');
-    const settle = async (raw: RawClient, readyCount: number) => {
-      for (let i = 0; i < 100 && raw.messages.filter((m) => m.code === 'Z').length < readyCount; i++) await new Promise((r) => setTimeout(r, 20));
-    };
-
     const a = await login('a');
     a.write(Buffer.concat([parse('s1', 'SELECT current_schema()'), sync]));
     await settle(a, 1);
@@ -122,7 +134,7 @@ describe('named prepared statements in transaction mode', () => {
     expect(codes(a)).toBe('EZ');
     expect(await a.errorCode()).toBe('42P05');
     a.messages.length = 0;
-    a.write(Buffer.concat([describe('s1'), bind('s1'), execute, sync]));
+    a.write(Buffer.concat([describeStatement('s1'), bind('s1'), execute, sync]));
     await settle(a, 1);
     expect(codes(a)).toBe('tT2DCZ');
     a.messages.length = 0;
@@ -146,6 +158,53 @@ describe('named prepared statements in transaction mode', () => {
     expect(codes(a)).toBe('12DCZ');
     a.close();
     b.close();
+  });
+
+  it('answers SQL DEALLOCATE of a statement the client prepared with Parse (psycopg and Rails evict so) itself', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const a = await login('a');
+    // Another client of the tenant, on the same single server, uses a statement of the same text.
+    const other = await login('a');
+    expect((await exchange(a, [parse('q', 'SELECT current_schema()'), sync])).codes).toBe('1Z');
+    expect((await exchange(other, [parse('o', 'SELECT current_schema()'), bind('o'), execute, sync])).codes).toBe('12DCZ');
+
+    expect(await exchange(a, [query('DEALLOCATE q')])).toEqual({ codes: 'CZ', tags: ['DEALLOCATE'], error: undefined });
+    // The name is gone, as on PostgreSQL: Bind and a second DEALLOCATE fail with 26000…
+    expect(await exchange(a, [bind('q'), execute, sync])).toMatchObject({ codes: 'EZ', error: '26000' });
+    expect(await exchange(a, [query('DEALLOCATE q')])).toMatchObject({ codes: 'EZ', error: '26000' });
+    // …and it can be prepared again with another text; the other client's statement still runs.
+    expect((await exchange(a, [parse('q', 'SELECT 2'), bind('q'), execute, sync])).codes).toBe('12DCZ');
+    expect((await exchange(other, [bind('o'), execute, sync])).codes).toBe('2DCZ');
+
+    // As an unnamed Parse inside a transaction, pipelined with BEGIN and COMMIT in one write.
+    expect(await exchange(a, [query('BEGIN'), parse('', 'DEALLOCATE PREPARE q'), bind(''), execute, sync, query('COMMIT')], 3)).toEqual({
+      codes: 'CZ12CZCZ',
+      tags: ['BEGIN', 'DEALLOCATE', 'COMMIT'],
+      error: undefined,
+    });
+    expect(await exchange(a, [bind('q'), execute, sync])).toMatchObject({ error: '26000' });
+
+    // In a failed transaction it fails as PostgreSQL's would.
+    expect((await exchange(a, [parse('r', 'SELECT 3'), sync])).codes).toBe('1Z');
+    const failed = await exchange(a, [query('BEGIN'), query('SELECT 1/0'), query('DEALLOCATE r'), query('ROLLBACK')], 4);
+    expect(failed.codes).toBe('CZEZEZCZ');
+    expect(failed.tags).toEqual(['BEGIN', 'ROLLBACK']);
+
+    // DEALLOCATE ALL forgets every name, so each can be prepared again.
+    expect((await exchange(a, [parse('s', 'SELECT 4'), sync])).codes).toBe('1Z');
+    expect((await exchange(a, [query('DEALLOCATE ALL')])).tags).toEqual(['DEALLOCATE ALL']);
+    expect((await exchange(a, [parse('s', 'SELECT 5'), bind('s'), execute, sync])).codes).toBe('12DCZ');
+    expect((await exchange(other, [bind('o'), execute, sync])).codes).toBe('2DCZ');
+
+    // A statement made with SQL PREPARE is the server's own: its DEALLOCATE goes through.
+    expect((await exchange(a, [query('BEGIN'), query('PREPARE mine AS SELECT 6'), query('DEALLOCATE mine'), query('COMMIT')], 4)).tags).toEqual([
+      'BEGIN',
+      'PREPARE',
+      'DEALLOCATE',
+      'COMMIT',
+    ]);
+    a.close();
+    other.close();
   });
 
   it('runs pgbench -M prepared with two tenants sharing the pool', async () => {

@@ -240,6 +240,20 @@ describe('sql guard', () => {
     expect(verdict("DO $$ BEGIN EXECUTE 'x'; END $$")).toBe('dynamic_sql:42501');
   });
 
+  it('names the statement a lone DEALLOCATE drops, and nothing for DEALLOCATE among other statements', () => {
+    const deallocate = (sql: string) => {
+      const v = guard.check(sql, 'tenant_a');
+      return isRefusal(v) ? v.rule : v.deallocate;
+    };
+    expect(deallocate('DEALLOCATE _pg3_0')).toEqual({ name: '_pg3_0' });
+    expect(deallocate('deallocate prepare "A b"')).toEqual({ name: 'A b' });
+    expect(deallocate('DEALLOCATE ALL')).toEqual({ name: null });
+    expect(deallocate('DEALLOCATE a; SELECT 1')).toBeNull();
+    expect(deallocate('SELECT 1')).toBeNull();
+    expect(deallocate("DO $$ BEGIN EXECUTE 'DEALLOCATE a'; END $$")).toBe('dynamic_sql');
+    expect(deallocate('DEALLOCATE pgtp_s1')).toBe('session_state');
+  });
+
   it('reports the parser position of syntax errors', () => {
     const refusal = guard.check('SELECT * FROM WHERE', 'tenant_a');
     expect(isRefusal(refusal) && refusal.error.sqlstate).toBe('42601');
