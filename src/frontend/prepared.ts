@@ -37,8 +37,8 @@ const CLOSE_NOTHING = new Writer(32).begin(0x43).int8(0x50).cstring(NO_SUCH_STAT
 const CLOSE_NOTHING_STATEMENT = new Writer(32).begin(0x43).int8(0x53).cstring(NO_SUCH_STATEMENT).end().flush(); // Close 'S'
 
 /**
- * Stands in for a DEALLOCATE the proxy answers itself: a no-op with DEALLOCATE's transaction behaviour (it fails with
- * 25P02 in an aborted transaction), a bare CommandComplete, and a tag no client statement is rewritten from.
+ * Stands in for a DEALLOCATE the proxy answers itself: a no-op that, like DEALLOCATE, answers with a bare
+ * CommandComplete and fails with 25P02 in an aborted transaction. Its place in the replies marks it, not its tag.
  */
 const NO_OP = 'UNLISTEN pgtp_deallocate';
 const NO_OP_QUERY = encodeQuery(NO_OP);
@@ -65,9 +65,9 @@ export class PreparedStatements {
   private closesSeen = 0;
   private executesSent = 0;
   private commandsSeen = 0;
-  /** The unnamed statement is a substituted DEALLOCATE; these portals were bound to it. */
+  /** The unnamed statement is a substituted DEALLOCATE, and the unnamed portal was bound to it. */
   private unnamedDeallocates = false;
-  private readonly deallocatePortals = new Set<string>();
+  private unnamedPortalDeallocates = false;
 
   constructor(private readonly schema: string) {}
 
@@ -143,8 +143,7 @@ export class PreparedStatements {
   /** Bind naming a statement: make sure the server holds it, then point the Bind at the server's name. */
   bind(frame: Buffer, start: number, end: number, server: ServerConn): Buffer | null | ProxyError {
     const [portal, afterPortal] = readCString(frame, start + 5, end);
-    if (this.unnamedDeallocates && frame[afterPortal] === 0) this.deallocatePortals.add(portal);
-    else if (this.deallocatePortals.size > 0) this.deallocatePortals.delete(portal);
+    if (portal === '') this.unnamedPortalDeallocates = this.unnamedDeallocates && frame[afterPortal] === 0;
     if (frame[afterPortal] === 0) return null;
     const [name, afterName] = readCString(frame, afterPortal, end);
     const ensured = this.ensure(name, server);
@@ -172,12 +171,13 @@ export class PreparedStatements {
     return CLOSE_NOTHING_STATEMENT;
   }
 
-  /** An Execute: counted, so the completion that answers a substituted DEALLOCATE's portal is known by its place. */
-  execute(frame: Buffer, start: number, end: number): void {
+  /**
+   * An Execute: counted, so the completion that answers a substituted DEALLOCATE is known by its place. Drivers run
+   * one through the unnamed portal; bound to a named portal it answers with the no-op's tag.
+   */
+  execute(frame: Buffer, start: number): void {
     const ordinal = this.executesSent++;
-    if (this.deallocatePortals.size > 0 && this.deallocatePortals.has(readCString(frame, start + 5, end)[0])) {
-      this.expect('command', ordinal, Completion.Pass);
-    }
+    if (this.unnamedPortalDeallocates && frame[start + 5] === 0) this.expect('command', ordinal, Completion.Pass);
   }
 
   /**

@@ -455,7 +455,7 @@ export class ClientSession implements ServerClient {
         if (verdict instanceof ProxyError) replacement = this.refuseOnServer(verdict, REFUSAL_QUERY);
         else {
           this.tracker?.query(verdict ?? NO_SOURCE, this.segmentsSent);
-          replacement = this.ownStatement(verdict, 'query');
+          replacement = this.substituteOrTrack(verdict, 'query');
         }
         this.syncsSinceExecute = 0;
         this.endSegment();
@@ -480,7 +480,8 @@ export class ClientSession implements ServerClient {
         const verdict = this.judge(code, buf, start, end);
         if (verdict instanceof ProxyError) return this.refuseOnServer(verdict, REFUSAL_PARSE);
         this.tracker?.parsed(readCString(buf, start + 5, end)[0], verdict ?? NO_SOURCE);
-        return (buf[start + 5] === 0 ? this.ownStatement(verdict, 'parse') : this.trackSqlPrepared(verdict)) ?? this.viaPrepared(this.prepared!.parse(buf, start, end, this.server!));
+        const substitute = this.substituteOrTrack(verdict, buf[start + 5] === 0 ? 'parse' : null);
+        return substitute ?? this.viaPrepared(this.prepared!.parse(buf, start, end, this.server!));
       }
       case FrontendCode.Bind:
         this.unsynced = true;
@@ -500,7 +501,7 @@ export class ClientSession implements ServerClient {
         this.syncsSinceExecute = 0;
         this.unsynced = true;
         this.tracker?.executed(readCString(buf, start + 5, end)[0], this.segmentsSent);
-        this.prepared!.execute(buf, start, end);
+        this.prepared!.execute(buf, start);
         return null;
       case FrontendCode.Flush:
         this.unsynced = true;
@@ -590,25 +591,26 @@ export class ClientSession implements ServerClient {
   }
 
   /**
-   * A Query or unnamed Parse on its way to the server: the no-op to send instead when it is a DEALLOCATE the proxy
-   * answers itself (PreparedStatements.deallocate), else null after noting what it changes of the session.
+   * A Query or Parse on its way to the server (`via` null for a named Parse): the no-op to send instead when it is a
+   * DEALLOCATE the proxy answers itself (PreparedStatements.deallocate), else null, having noted what it changes.
    */
-  private ownStatement(source: StatementSource | null, via: 'query' | 'parse'): Buffer | null {
+  private substituteOrTrack(source: StatementSource | null, via: 'query' | 'parse' | null): Buffer | null {
     const deallocate = source?.analysis?.deallocate;
-    return (deallocate != null ? this.prepared!.deallocate(deallocate.name, via) : null) ?? this.trackSqlPrepared(source);
+    const substitute = deallocate != null && via !== null ? this.prepared!.deallocate(deallocate.name, via) : null;
+    if (substitute === null) this.trackSessionChanges(source);
+    return substitute;
   }
 
-  /** Notes what a statement bound for the server changes of the session; returns null (nothing to send instead). */
-  private trackSqlPrepared(source: StatementSource | null): null {
+  /** What a statement bound for the server changes of the session: settings to follow it, the server's statements. */
+  private trackSessionChanges(source: StatementSource | null): void {
     if (source?.analysis?.changesSettings === true) {
       this.settingsChanged = true;
       for (const name of source.analysis.customSettings) this.customSettings.add(name);
     }
-    if (source === null || source.analysis?.touchesPrepared !== true || this.server === null) return null;
+    if (source === null || source.analysis?.touchesPrepared !== true || this.server === null) return;
     // SQL-level PREPARE/DEALLOCATE changes what the server holds: stop trusting the proxy's cache of it.
     this.server.sqlPrepared = true;
     this.server.statements.clear();
-    return null;
   }
 
   private dispatch(buf: Buffer, start: number, end: number): void {
