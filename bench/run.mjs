@@ -151,6 +151,8 @@ async function stopChild(child, name, signal = 'SIGTERM', graceMs = 5000) {
 
 async function main() {
   const started = Date.now();
+  // What dist/ was built from, read now: src/ may change while the matrix runs.
+  const build = buildInfo();
   const targetFilter = listEnv('BENCH_TARGETS', TARGET_IDS);
   const workloadFilter = listEnv('BENCH_WORKLOADS', WORKLOADS.map((w) => w.id));
   const workloads = WORKLOADS.filter((w) => workloadFilter.includes(w.id));
@@ -282,7 +284,6 @@ async function main() {
   const elapsedSec = Math.round((Date.now() - started) / 1000);
 
   const command = commandLine();
-  const build = buildInfo();
   const header = [
     `pg-tenant-proxy bench — ${new Date(started).toISOString()}`,
     '',
