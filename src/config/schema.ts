@@ -13,6 +13,12 @@ const listenSchema = z.strictObject({
   handshakeTimeoutMs: positiveMs.default(10000),
   /** Largest client message accepted after startup (PostgreSQL's own cap is 1 GB). */
   maxMessageBytes: z.number().int().min(1024).max(1 << 30).default(256 * 1024 * 1024),
+  /**
+   * Memory one client's named prepared statements may take in the proxy (their text and parameter types twice over,
+   * plus 256 bytes each); past it a Parse of a new name gets 54000. PostgreSQL has no such limit, but there each
+   * backend pays for its own client; here one client must not be able to exhaust the process every tenant shares.
+   */
+  maxPreparedBytes: z.number().int().min(64 * 1024).default(16 * 1024 * 1024),
   /** Startup parameters that are accepted and dropped instead of refused (like PgBouncer's ignore_startup_parameters). */
   ignoreStartupParameters: z.array(z.string().min(1)).default([]),
   /**

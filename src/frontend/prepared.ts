@@ -15,7 +15,12 @@ interface ClientStatement {
   key: string;
   /** The Parse body after the name, to re-prepare on a server that lacks it. */
   body: Buffer;
+  /** What it is charged against listen.maxPreparedBytes. */
+  cost: number;
 }
+
+/** Per-statement charge besides its body (held twice: as the key and the body): the map entries and objects. */
+const STATEMENT_OVERHEAD_BYTES = 256;
 
 /** A ParseComplete/CloseComplete the session must treat specially, identified by its ordinal within its segment. */
 interface Expected {
@@ -57,6 +62,8 @@ let nextStatementId = 1;
  */
 export class PreparedStatements {
   private readonly statements = new Map<string, ClientStatement>();
+  /** The statements' summed cost, held under maxBytes. */
+  private bytes = 0;
   private expected: Expected[] = [];
   private sendSegment = 0;
   private parsesSent = 0;
@@ -69,7 +76,11 @@ export class PreparedStatements {
   private unnamedDeallocates = false;
   private unnamedPortalDeallocates = false;
 
-  constructor(private readonly schema: string) {}
+  constructor(
+    private readonly schema: string,
+    /** listen.maxPreparedBytes. */
+    private readonly maxBytes: number,
+  ) {}
 
   /** The session forwarded a Sync, Query or FunctionCall: a new segment starts. */
   segmentSent(next: number): void {
@@ -93,9 +104,7 @@ export class PreparedStatements {
       }
       // A Parse that never completed did not create its statement, on the server or for the client.
       if (e.serverKey !== undefined && e.server !== undefined) e.server.statements.delete(e.serverKey);
-      if (e.clientName !== undefined && this.statements.get(e.clientName)?.key === e.serverKey) {
-        this.statements.delete(e.clientName);
-      }
+      if (e.clientName !== undefined && this.statements.get(e.clientName)?.key === e.serverKey) this.forget(e.clientName);
     }
     this.expected = kept;
   }
@@ -129,9 +138,20 @@ export class PreparedStatements {
     if (this.statements.has(name)) {
       return new ProxyError(SqlState.DUPLICATE_PREPARED_STATEMENT, `prepared statement "${name}" already exists`);
     }
+    const cost = 2 * (end - afterName) + STATEMENT_OVERHEAD_BYTES;
+    if (this.bytes + cost > this.maxBytes) {
+      return new ProxyError(
+        SqlState.PROGRAM_LIMIT_EXCEEDED,
+        `prepared statements of this connection would exceed the proxy's limit of ${this.maxBytes} bytes (listen.maxPreparedBytes)`,
+        'ERROR',
+        undefined,
+        'close or deallocate prepared statements this connection no longer uses',
+      );
+    }
     const body = Buffer.from(frame.subarray(afterName, end));
-    const statement: ClientStatement = { key: `${this.schema}\0${body.toString('latin1')}`, body };
+    const statement: ClientStatement = { key: `${this.schema}\0${body.toString('latin1')}`, body, cost };
     this.statements.set(name, statement);
+    this.bytes += cost;
     if (server.statements.has(statement.key)) {
       touch(server, statement.key);
       this.expect('close', this.closesSent++, Completion.AsParseComplete);
@@ -167,7 +187,7 @@ export class PreparedStatements {
   close(frame: Buffer, start: number, end: number): Buffer | null {
     this.closesSent++;
     if (frame[start + 5] !== 0x53 || frame[start + 6] === 0) return null;
-    this.statements.delete(readCString(frame, start + 6, end)[0]);
+    this.forget(readCString(frame, start + 6, end)[0]);
     return CLOSE_NOTHING_STATEMENT;
   }
 
@@ -190,9 +210,10 @@ export class PreparedStatements {
   deallocate(name: string | null, via: 'query' | 'parse'): Buffer | null {
     if (name === null) {
       this.statements.clear();
+      this.bytes = 0;
       return null;
     }
-    if (!this.statements.delete(name)) return null;
+    if (!this.forget(name)) return null;
     if (via === 'query') {
       this.expect('command', 0, Completion.Pass);
       return NO_OP_QUERY;
@@ -200,6 +221,14 @@ export class PreparedStatements {
     this.parsesSent++;
     this.unnamedDeallocates = true;
     return NO_OP_PARSE;
+  }
+
+  private forget(name: string): boolean {
+    const statement = this.statements.get(name);
+    if (statement === undefined) return false;
+    this.statements.delete(name);
+    this.bytes -= statement.cost;
+    return true;
   }
 
   private ensure(name: string, server: ServerConn): { serverName: string; prefix: Buffer | null } | ProxyError {

@@ -479,9 +479,11 @@ export class ClientSession implements ServerClient {
         this.unsynced = true;
         const verdict = this.judge(code, buf, start, end);
         if (verdict instanceof ProxyError) return this.refuseOnServer(verdict, REFUSAL_PARSE);
+        const frame = this.substituteOrTrack(verdict, buf[start + 5] === 0 ? 'parse' : null) ?? this.prepared!.parse(buf, start, end, this.server!);
+        if (frame instanceof ProxyError) return this.refuseOnServer(frame, REFUSAL_PARSE);
+        // Only a Parse the proxy lets through names a statement (a refused one must not grow the tracker).
         this.tracker?.parsed(readCString(buf, start + 5, end)[0], verdict ?? NO_SOURCE);
-        const substitute = this.substituteOrTrack(verdict, buf[start + 5] === 0 ? 'parse' : null);
-        return substitute ?? this.viaPrepared(this.prepared!.parse(buf, start, end, this.server!));
+        return frame;
       }
       case FrontendCode.Bind:
         this.unsynced = true;
@@ -741,7 +743,7 @@ export class ClientSession implements ServerClient {
     if (this.state !== SessionState.Authenticating) return;
 
     this.identity = identity;
-    this.prepared = new PreparedStatements(identity.schema);
+    this.prepared = new PreparedStatements(identity.schema, this.deps.config.listen.maxPreparedBytes);
     this.settings = settings;
     this.startupSettings = new Map(settings);
     this.framer.setTyped(true, this.deps.config.listen.maxMessageBytes);

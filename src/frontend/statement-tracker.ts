@@ -1,4 +1,5 @@
 // Which client statement each server completion belongs to, so every completed statement can be audited and counted.
+import { Lru } from '../guard/lru.js';
 import type { StatementAnalysis } from '../guard/sql-guard.js';
 
 /** What the audit records of a statement: the guard's analysis (fingerprint, normalised text) and, if asked, the text. */
@@ -19,6 +20,7 @@ export interface RunningStatement {
 }
 
 const UNKNOWN: StatementSource = { analysis: null, text: null };
+const MAX_TRACKED_STATEMENTS = 1 << 17;
 
 /**
  * Mirrors the client's extended-protocol names (statements → portals → executions) and keeps, in order, the statements
@@ -27,7 +29,11 @@ const UNKNOWN: StatementSource = { analysis: null, text: null };
  * ReadyForQuery.
  */
 export class StatementTracker {
-  private readonly statements = new Map<string, StatementSource>();
+  /**
+   * Bounded: a client whose Parses fail on the server (names PreparedStatements forgets again) must not grow it
+   * without end. listen.maxPreparedBytes keeps live statements far below this; past it an old one audits as unknown.
+   */
+  private readonly statements = new Lru<string, StatementSource>(MAX_TRACKED_STATEMENTS);
   private readonly portals = new Map<string, StatementSource>();
   private running: RunningStatement[] = [];
   private head = 0;

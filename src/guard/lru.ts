@@ -35,6 +35,11 @@ export class Lru<K, V> {
     }
   }
 
+  delete(key: K): void {
+    this.young.delete(key);
+    this.old.delete(key);
+  }
+
   clear(): void {
     this.young.clear();
     this.old.clear();

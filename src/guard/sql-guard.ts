@@ -123,7 +123,7 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
         if (bytes > policy.maxStatementBytes) {
           return {
             rule: 'too_large',
-            error: new ProxyError('54000', `statement of ${bytes} bytes exceeds the guard's limit of ${policy.maxStatementBytes} bytes`),
+            error: new ProxyError(SqlState.PROGRAM_LIMIT_EXCEEDED, `statement of ${bytes} bytes exceeds the guard's limit of ${policy.maxStatementBytes} bytes`),
           };
         }
       }

@@ -207,6 +207,26 @@ describe('named prepared statements in transaction mode', () => {
     other.close();
   });
 
+  it("holds a client's prepared statements to listen.maxPreparedBytes: past it a new name gets 54000, others go on", async () => {
+    tp = await startTestProxy({ listen: { maxPreparedBytes: 64 * 1024 }, upstream: { poolSize: 1 } });
+    const a = await login('a');
+    // About 2.3 KB charged each (the 1 KB text twice, plus 256): 28 fit in 64 KiB, the 29th does not.
+    const text = (i: number) => `SELECT ${i} AS n -- ${'x'.repeat(1000)}`;
+    const parses = Array.from({ length: 40 }, (_, i) => parse(`s${i}`, text(i)));
+    const flood = await exchange(a, [...parses, sync]);
+    expect(flood.codes).toBe(`${'1'.repeat(28)}EZ`);
+    expect(flood.error).toBe('54000');
+    // The ones prepared still run; closing one makes room for a new name.
+    expect((await exchange(a, [bind('s27'), execute, sync])).codes).toBe('2DCZ');
+    expect((await exchange(a, [parse('s28', text(28)), sync])).error).toBe('54000');
+    expect((await exchange(a, [close('s0'), parse('s28', text(28)), bind('s28'), execute, sync])).codes).toBe('312DCZ');
+    // The limit is the client's own: another connection prepares as usual.
+    const b = await login('b');
+    expect((await exchange(b, [parse('s0', text(0)), bind('s0'), execute, sync])).codes).toBe('12DCZ');
+    a.close();
+    b.close();
+  });
+
   it('runs pgbench -M prepared with two tenants sharing the pool', async () => {
     // Tenants of their own: other test files run pgbench in tenant_a/tenant_b at the same time.
     const tenants = ['pgb1', 'pgb2'];

@@ -13,6 +13,16 @@ describe('Lru', () => {
     expect(lru.get(500)).toBeUndefined();
   });
 
+  it('forgets a deleted entry in either generation', () => {
+    const lru = new Lru<string, number>(4);
+    lru.set('old', 1);
+    lru.set('aging', 2); // young is full at half the capacity: both become the old generation
+    lru.set('young', 3);
+    lru.delete('old');
+    lru.delete('young');
+    expect([lru.get('old'), lru.get('aging'), lru.get('young')]).toEqual([undefined, 2, undefined]);
+  });
+
   it('stores nothing with capacity 0', () => {
     const lru = new Lru<string, number>(0);
     lru.set('a', 1);
