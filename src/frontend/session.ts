@@ -34,7 +34,7 @@ import {
   SSL_REFUSE,
 } from '../protocol/static.js';
 import type { AuditLog, ConnectionAudit } from '../audit/audit-log.js';
-import { isRefusal, type SqlGuard } from '../guard/sql-guard.js';
+import { isRefusal, type Refusal, type SqlGuard, type StatementAnalysis } from '../guard/sql-guard.js';
 import { UNAUTHENTICATED, type ProxyMetrics, type TenantMeter } from '../metrics/metrics.js';
 import type { TenantRegistry } from '../tenants/registry.js';
 import type { CancelRegistry } from './cancel.js';
@@ -63,6 +63,12 @@ const REFUSAL_PARSE = encodeUnnamedParse(REFUSAL_SENTINEL);
 const REFUSAL_QUERY = encodeQuery(REFUSAL_SENTINEL);
 const TRACKED_SETTINGS = new Set(SESSION_PARAMETERS.values());
 const DEALLOCATE_COMPLETE = encodeCommandComplete('DEALLOCATE');
+/**
+ * Distinct custom settings (app.*) one session may name. Each is tracked, asked back after the transaction that set
+ * it and re-applied on every server the client is pinned to, where PostgreSQL keeps its placeholder until the
+ * backend ends: without a bound one client could fill every shared backend's settings table.
+ */
+const MAX_CUSTOM_SETTINGS = 1000;
 /** How long statements a departed client left running may finish before their server is cancelled and closed. */
 const ABANDON_DRAIN_MS = 10_000;
 
@@ -579,17 +585,36 @@ export class ClientSession implements ServerClient {
     const keepText = this.audit.textMode === 'full' ? text : null;
     if (!guarded) return { analysis: this.deps.guard.describe(text), text: keepText };
     const verdict = this.deps.guard.check(text, identity.schema);
-    if (!isRefusal(verdict)) return { analysis: verdict, text: keepText };
-    this.meter.refusal(verdict.rule);
+    if (isRefusal(verdict)) return this.refused(verdict, keepText);
+    const overLimit = this.settingsRefusal(verdict);
+    return overLimit === null ? { analysis: verdict, text: keepText } : this.refused(overLimit, keepText);
+  }
+
+  /** A refusal is counted and audited; its error goes to the client. */
+  private refused(refusal: Refusal, keepText: string | null): ProxyError {
+    this.meter.refusal(refusal.rule);
     this.audit.refusal({
-      rule: verdict.rule,
-      sqlstate: verdict.error.sqlstate,
-      message: verdict.error.message,
-      fingerprint: verdict.analysis?.fingerprint ?? null,
-      statement: this.statementText({ analysis: verdict.analysis ?? null, text: keepText }),
+      rule: refusal.rule,
+      sqlstate: refusal.error.sqlstate,
+      message: refusal.error.message,
+      fingerprint: refusal.analysis?.fingerprint ?? null,
+      statement: this.statementText({ analysis: refusal.analysis ?? null, text: keepText }),
     });
-    this.log.debug({ tenant: identity.tenantId, rule: verdict.rule, sqlstate: verdict.error.sqlstate }, 'statement refused');
-    return verdict.error;
+    this.log.debug({ tenant: this.identity!.tenantId, rule: refusal.rule, sqlstate: refusal.error.sqlstate }, 'statement refused');
+    return refusal.error;
+  }
+
+  /** A statement that would take the session past MAX_CUSTOM_SETTINGS distinct custom settings is refused. */
+  private settingsRefusal(analysis: StatementAnalysis): Refusal | null {
+    const names = analysis.customSettings;
+    if (this.customSettings.size + names.length <= MAX_CUSTOM_SETTINGS) return null;
+    const added = names.filter((name) => !this.customSettings.has(name)).length;
+    if (this.customSettings.size + added <= MAX_CUSTOM_SETTINGS) return null;
+    const error = new ProxyError(
+      SqlState.PROGRAM_LIMIT_EXCEEDED,
+      `a session may set at most ${MAX_CUSTOM_SETTINGS} distinct custom settings through pg-tenant-proxy`,
+    );
+    return { rule: 'session_state', error, analysis };
   }
 
   /**

@@ -1,7 +1,7 @@
 // Session settings behave as on a dedicated connection although every transaction may land on another server.
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startTestProxy, type TestProxy } from '../support/proxy.js';
+import { sqlstateOf, startTestProxy, type TestProxy } from '../support/proxy.js';
 
 let tp: TestProxy | null = null;
 afterEach(async () => {
@@ -147,6 +147,23 @@ describe('session settings in transaction mode', () => {
       expect(await show(a1, 'app.who')).toBe('first');
       expect(await show(a2, 'app.who')).toBe('second');
     }
+  });
+
+  it('refuses a statement that would take a session past 1,000 distinct custom settings (each is re-applied on every pin)', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const a = await tp.connect('a');
+    const b = await tp.connect('a');
+    await a.query(Array.from({ length: 1000 }, (_, i) => `SET app.s${i} = 'v${i}'`).join('; '));
+    expect(await sqlstateOf(() => a.query("SET app.one_too_many = 'x'"))).toBe('54000');
+    expect(await sqlstateOf(() => a.query("SELECT pg_catalog.set_config('app.another', 'x', false)"))).toBe('54000');
+    // The settings it has keep working and following it; another client has its own budget.
+    await a.query("SET app.s999 = 'changed'");
+    expect(await show(b, 'app.s1')).toBeOneOf([null, '']);
+    expect(await show(a, 'app.s999')).toBe('changed');
+    expect(await show(a, 'app.s0')).toBe('v0');
+    expect(await show(a, 'app.one_too_many')).toBeOneOf([null, '']);
+    await b.query("SET app.one_too_many = 'fine'");
+    expect(await show(b, 'app.one_too_many')).toBe('fine');
   });
 });
 
