@@ -948,7 +948,8 @@ export class ClientSession implements ServerClient {
     server.pinAfterReset(this, PIPELINED_RESET, pin.frame, pin.completions);
     this.heldSegment = segment;
     for (const frame of segment) this.sendToServer(frame);
-    if (!this.pausedForServer) this.clientSocket.resume();
+    // The client stays paused until the pin is confirmed: what it sends meanwhile would pile up unprocessed in the
+    // framer, for as long as a DISCARD ALL can be made to wait on a lock (HAND_OVER_DEADLINE_MS).
   }
 
   onPinConfirmed(): void {
@@ -962,6 +963,7 @@ export class ClientSession implements ServerClient {
         if (this.accountActive(frame[0]!, frame, 0, frame.length) !== null) throw new Error('a pipelined frame needed rewriting');
       }
       if (this.state === SessionState.Active && !this.snapshotting && this.framer.buffered > 0) this.forwardActive();
+      if (this.state === SessionState.Active && !this.pausedForServer) this.clientSocket.resume();
     });
   }
 

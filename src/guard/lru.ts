@@ -2,16 +2,26 @@
 
 /**
  * Entries live in `young` or `old`; a hit in `old` moves the entry to `young`; when `young` holds half the
- * capacity it becomes `old` and the previous `old` is dropped whole. Every operation is O(1) with no Map deletes:
- * a Map that is constantly deleted from and re-inserted into keeps tombstones that made eviction scans slow.
+ * capacity (or half the cost) it becomes `old` and the previous `old` is dropped whole. Every operation is O(1) with
+ * no Map deletes on the hot path: a Map that is constantly deleted from and re-inserted into keeps tombstones that
+ * made eviction scans slow.
  */
 export class Lru<K, V> {
   private young = new Map<K, V>();
   private old = new Map<K, V>();
   private readonly half: number;
+  private readonly halfCost: number;
+  /** Summed cost of what `young` holds (a key put again while young is charged again: it only turns over early). */
+  private youngCost = 0;
 
-  constructor(capacity: number) {
+  /** At most `capacity` entries and at most `maxCost` (plus one entry) as `costOf` counts them, e.g. characters. */
+  constructor(
+    capacity: number,
+    maxCost = Infinity,
+    private readonly costOf: (key: K, value: V) => number = () => 0,
+  ) {
     this.half = Math.max(0, Math.ceil(capacity / 2));
+    this.halfCost = maxCost / 2;
   }
 
   get size(): number {
@@ -29,19 +39,26 @@ export class Lru<K, V> {
   set(key: K, value: V): void {
     if (this.half === 0) return;
     this.young.set(key, value);
-    if (this.young.size >= this.half) {
+    this.youngCost += this.costOf(key, value);
+    if (this.young.size >= this.half || this.youngCost >= this.halfCost) {
       this.old = this.young;
       this.young = new Map();
+      this.youngCost = 0;
     }
   }
 
   delete(key: K): void {
-    this.young.delete(key);
+    const value = this.young.get(key);
+    if (value !== undefined) {
+      this.young.delete(key);
+      this.youngCost -= this.costOf(key, value);
+    }
     this.old.delete(key);
   }
 
   clear(): void {
     this.young.clear();
     this.old.clear();
+    this.youngCost = 0;
   }
 }

@@ -68,10 +68,17 @@ export function loadParser(): Promise<void> {
 
 // Catalog views show names, not data; what they reveal is documented (README, security model).
 const ALWAYS_ALLOWED = ['pg_catalog', 'information_schema'];
+/**
+ * Characters each verdict cache may hold besides its entry count (policy.cacheSize): 10,000 distinct statements of
+ * 16 KB, which one client can send in a second, would otherwise keep several hundred MB.
+ */
+const CACHE_CHARS = 16 * 1024 * 1024;
+/** A cache entry's charge: its key and the normalised text its analysis keeps for the audit (counted per entry). */
+const heldChars = (key: string, analysis: StatementAnalysis): number => key.length + (analysis.normalized?.length ?? 0);
 
 export function createSqlGuard(policy: GuardPolicy): SqlGuard {
-  const exact = new Lru<string, StatementAnalysis>(policy.cacheSize);
-  const normalized = new Lru<string, StatementAnalysis>(policy.cacheSize);
+  const exact = new Lru<string, StatementAnalysis>(policy.cacheSize, CACHE_CHARS, heldChars);
+  const normalized = new Lru<string, StatementAnalysis>(policy.cacheSize, CACHE_CHARS, heldChars);
   const shared = new Set([...ALWAYS_ALLOWED, ...policy.sharedSchemas]);
   const deniedFunctions = new Set(policy.deniedFunctions.map((f) => f.toLowerCase()));
   const shape =

@@ -23,6 +23,19 @@ describe('Lru', () => {
     expect([lru.get('old'), lru.get('aging'), lru.get('young')]).toEqual([undefined, 2, undefined]);
   });
 
+  it('holds at most maxCost (plus one entry) of what it was charged, hits included, whatever the count allows', () => {
+    const lru = new Lru<number, number>(1000, 100, () => 10);
+    let held = 0;
+    for (let i = 0; i < 500; i++) {
+      lru.set(i, i);
+      lru.get(i - 3); // hits move entries up uncharged
+      held = Math.max(held, lru.size * 10);
+    }
+    expect(held).toBeLessThanOrEqual(110);
+    expect(lru.get(499)).toBe(499);
+    expect(lru.get(100)).toBeUndefined();
+  });
+
   it('stores nothing with capacity 0', () => {
     const lru = new Lru<string, number>(0);
     lru.set('a', 1);
