@@ -116,7 +116,10 @@ export class PreparedStatements {
     return this.take(segment, isParse ? 'parse' : 'close', ordinal)?.action ?? Completion.Pass;
   }
 
-  /** A CommandComplete, EmptyQueryResponse or PortalSuspended of the segment being received: true when it answers a substituted DEALLOCATE. */
+  /**
+   * A CommandComplete, EmptyQueryResponse or PortalSuspended of the segment being received: true when it answers a
+   * substituted DEALLOCATE.
+   */
   onCommandCompletion(segment: number): boolean {
     const ordinal = this.commandsSeen++;
     return this.expected.length > 0 && this.take(segment, 'command', ordinal) !== undefined;

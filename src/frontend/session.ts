@@ -461,7 +461,8 @@ export class ClientSession implements ServerClient {
         if (verdict instanceof ProxyError) replacement = this.refuseOnServer(verdict, REFUSAL_QUERY);
         else {
           this.tracker?.query(verdict ?? NO_SOURCE, this.segmentsSent);
-          replacement = this.substituteOrTrack(verdict, 'query');
+          replacement = this.substitute(verdict, 'query');
+          if (replacement === null) this.trackSessionChanges(verdict);
         }
         this.syncsSinceExecute = 0;
         this.endSegment();
@@ -485,9 +486,11 @@ export class ClientSession implements ServerClient {
         this.unsynced = true;
         const verdict = this.judge(code, buf, start, end);
         if (verdict instanceof ProxyError) return this.refuseOnServer(verdict, REFUSAL_PARSE);
-        const frame = this.substituteOrTrack(verdict, buf[start + 5] === 0 ? 'parse' : null) ?? this.prepared!.parse(buf, start, end, this.server!);
+        const substitute = buf[start + 5] === 0 ? this.substitute(verdict, 'parse') : null;
+        const frame = substitute ?? this.prepared!.parse(buf, start, end, this.server!);
         if (frame instanceof ProxyError) return this.refuseOnServer(frame, REFUSAL_PARSE);
-        // Only a Parse the proxy lets through names a statement (a refused one must not grow the tracker).
+        // Only a Parse the proxy lets through changes the session or names a statement the tracker must keep.
+        if (substitute === null) this.trackSessionChanges(verdict);
         this.tracker?.parsed(readCString(buf, start + 5, end)[0], verdict ?? NO_SOURCE);
         return frame;
       }
@@ -618,14 +621,12 @@ export class ClientSession implements ServerClient {
   }
 
   /**
-   * A Query or Parse on its way to the server (`via` null for a named Parse): the no-op to send instead when it is a
-   * DEALLOCATE the proxy answers itself (PreparedStatements.deallocate), else null, having noted what it changes.
+   * A Query or unnamed Parse on its way to the server: the no-op to send instead when it is a DEALLOCATE the proxy
+   * answers itself (PreparedStatements.deallocate), else null.
    */
-  private substituteOrTrack(source: StatementSource | null, via: 'query' | 'parse' | null): Buffer | null {
+  private substitute(source: StatementSource | null, via: 'query' | 'parse'): Buffer | null {
     const deallocate = source?.analysis?.deallocate;
-    const substitute = deallocate != null && via !== null ? this.prepared!.deallocate(deallocate.name, via) : null;
-    if (substitute === null) this.trackSessionChanges(source);
-    return substitute;
+    return deallocate == null ? null : this.prepared!.deallocate(deallocate.name, via);
   }
 
   /** What a statement bound for the server changes of the session: settings to follow it, the server's statements. */
