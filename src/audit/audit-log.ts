@@ -106,6 +106,18 @@ export class ConnectionAudit {
     );
   }
 
+  /** A statement's text as audit.logStatementText asks (from its analysis, or as sent); undefined leaves the field out. */
+  statementText(analysis: { normalized: string | null } | null, text: string | null): string | null | undefined {
+    switch (this.textMode) {
+      case 'none':
+        return undefined;
+      case 'full':
+        return text;
+      case 'normalized':
+        return analysis?.normalized ?? null;
+    }
+  }
+
   refusal(event: RefusalEvent): void {
     this.logger?.info({ event: 'guard_refusal', outcome: 'refused', ...event });
   }

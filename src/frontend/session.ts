@@ -40,7 +40,8 @@ import type { TenantRegistry } from '../tenants/registry.js';
 import type { CancelRegistry } from './cancel.js';
 import { isPipelinableSegment } from './pipelinable.js';
 import { PreparedStatements } from './prepared.js';
-import { StatementTracker, type RunningStatement, type StatementSource } from './statement-tracker.js';
+import { StatementRecorder } from './statement-recorder.js';
+import { StatementTracker, type StatementSource } from './statement-tracker.js';
 import { interpretStartup, plaintextAllowed, reportedParameters, SESSION_PARAMETERS, type ClientStartup } from './startup.js';
 
 export const SessionState = {
@@ -127,7 +128,8 @@ export class ClientSession implements ServerClient {
   private readonly audit: ConnectionAudit;
   /** Statements sent and not yet completed, for their audit events and metrics; null when neither wants them. */
   private tracker: StatementTracker | null = null;
-  private statementsCompleted = 0;
+  /** With the tracker: each completed statement's audit event and metrics. */
+  private recorder: StatementRecorder | null = null;
   /** This transaction ran SET/RESET/set_config: ask the server what the session holds before letting it go. */
   private settingsChanged = false;
   /** pool.mode session (or a tenant in pool.sessionTenants): the first server stays pinned until the client leaves. */
@@ -262,61 +264,11 @@ export class ClientSession implements ServerClient {
         // The no-op standing in for a DEALLOCATE the proxy answered itself (PreparedStatements.deallocate).
         const frame = this.prepared!.onCommandCompletion(this.segmentsDone) ? DEALLOCATE_COMPLETE : buf.subarray(start, end);
         // The tag is decoded only when something records the statement.
-        if (this.tracker !== null) this.onStatementDone(code === BackendCode.CommandComplete ? readCString(frame, 5, frame.length)[0] : null, null);
+        if (this.recorder !== null) this.recorder.done(this.segmentsDone, code === BackendCode.CommandComplete ? readCString(frame, 5, frame.length)[0] : null, null);
         this.sendToClient(frame);
         return;
       }
     }
-  }
-
-  /** A statement completed (tag or error): its audit event and its counts. */
-  private onStatementDone(tag: string | null, sqlstate: string | null): void {
-    const tracker = this.tracker;
-    if (tracker === null) return;
-    const entry = tracker.completed(this.segmentsDone);
-    if (entry === undefined) return;
-    const now = performance.now();
-    const seconds = (now - entry.startedAt) / 1000;
-    entry.startedAt = now;
-    const { command, rows } = splitCommandTag(tag);
-    this.report(entry, command, rows, sqlstate, seconds);
-  }
-
-  private report(entry: RunningStatement, command: string | null, rows: number | null, sqlstate: string | null, seconds: number): void {
-    this.statementsCompleted++;
-    const outcome = sqlstate === null ? 'ok' : 'error';
-    this.meter.statement(command ?? (sqlstate === null ? 'EMPTY' : 'ERROR'), outcome, seconds);
-    if (!this.audit.recordsStatements) return;
-    this.audit.statement({
-      command,
-      fingerprint: entry.source.analysis?.fingerprint ?? null,
-      statement: this.statementText(entry.source),
-      outcome,
-      sqlstate,
-      duration_ms: Math.round(seconds * 1e6) / 1000,
-      rows,
-      backend_pid: this.server?.pid ?? null,
-    });
-  }
-
-  /** The statement's text as audit.logStatementText asks; undefined leaves the field out. */
-  private statementText(source: StatementSource): string | null | undefined {
-    switch (this.audit.textMode) {
-      case 'none':
-        return undefined;
-      case 'full':
-        return source.text;
-      case 'normalized':
-        return source.analysis?.normalized ?? null;
-    }
-  }
-
-  /** Statements that will never complete on the server (it was lost or discarded) are recorded with `sqlstate`. */
-  private reportUnfinished(sqlstate: string): void {
-    const tracker = this.tracker;
-    if (tracker === null) return;
-    const now = performance.now();
-    for (const entry of tracker.unfinished()) this.report(entry, null, null, sqlstate, (now - entry.startedAt) / 1000);
   }
 
   /** COPY FROM STDIN began: Syncs pipelined behind the Execute that started it will never be answered. */
@@ -332,7 +284,7 @@ export class ClientSession implements ServerClient {
   }
 
   onServerLost(err: ProxyError): void {
-    this.reportUnfinished(SqlState.CONNECTION_FAILURE);
+    this.recorder?.unfinished(SqlState.CONNECTION_FAILURE);
     this.server = null;
     this.heldSegment = null;
     if (this.state === SessionState.Closed) return;
@@ -601,7 +553,7 @@ export class ClientSession implements ServerClient {
       sqlstate: refusal.error.sqlstate,
       message: refusal.error.message,
       fingerprint: refusal.analysis?.fingerprint ?? null,
-      statement: this.statementText({ analysis: refusal.analysis ?? null, text: keepText }),
+      statement: this.audit.statementText(refusal.analysis ?? null, keepText),
     });
     this.log.debug({ tenant: this.identity!.tenantId, rule: refusal.rule, sqlstate: refusal.error.sqlstate }, 'statement refused');
     return refusal.error;
@@ -789,7 +741,10 @@ export class ClientSession implements ServerClient {
     this.sessionMode = pool.mode === 'session' || pool.sessionTenants.includes(identity.tenantId);
     this.meter = this.deps.metrics.tenant(identity.tenantId);
     this.deps.metrics.authOutcome('ok', identity.guardBypass ? 'guard_bypass' : 'token');
-    if (this.audit.recordsStatements || this.deps.config.metrics.enabled) this.tracker = new StatementTracker();
+    if (this.audit.recordsStatements || this.deps.config.metrics.enabled) {
+      this.tracker = new StatementTracker();
+      this.recorder = new StatementRecorder(this.tracker, this.audit, this.meter, () => this.server?.pid ?? null);
+    }
     this.audit.authenticated({
       tenant: identity.tenantId,
       schema: identity.schema,
@@ -1136,7 +1091,7 @@ export class ClientSession implements ServerClient {
       this.sendToClient(refusal.error.encode());
       return;
     }
-    this.onStatementDone(null, fields.code);
+    this.recorder?.done(this.segmentsDone, null, fields.code);
     if (fields.severity === 'FATAL' || fields.severity === 'PANIC') this.serverSentFatal = true;
     this.sendToClient(buf.subarray(start, end));
   }
@@ -1184,7 +1139,7 @@ export class ClientSession implements ServerClient {
     // end() waits for the peer; a client that never reads must not hold the socket open.
     setTimeout(() => this.clientSocket.destroy(), 5000).unref();
     this.log.debug({ reason }, 'client session closed');
-    this.audit.closed(reason, Date.now() - this.connectedAt, this.statementsCompleted, this.txStatus !== TxStatus.Idle || this.pendingReady > 0);
+    this.audit.closed(reason, Date.now() - this.connectedAt, this.recorder?.completed ?? 0, this.txStatus !== TxStatus.Idle || this.pendingReady > 0);
     this.deps.onClosed(this);
   }
 
@@ -1218,7 +1173,7 @@ export class ClientSession implements ServerClient {
   }
 
   private discardServer(server: ServerConn, reason: string): void {
-    this.reportUnfinished(SqlState.QUERY_CANCELED);
+    this.recorder?.unfinished(SqlState.QUERY_CANCELED);
     this.server = null;
     // PostgreSQL notices a vanished client only when it next writes: cancel first so the statement stops now.
     this.cancelServer(server);
@@ -1227,15 +1182,6 @@ export class ClientSession implements ServerClient {
 }
 
 const NO_SOURCE: StatementSource = { analysis: null, text: null };
-
-/** "INSERT 0 3" → INSERT, 3; "CREATE TABLE" → CREATE TABLE, null: the command without its counts, and the row count. */
-function splitCommandTag(tag: string | null): { command: string | null; rows: number | null } {
-  if (tag === null) return { command: null, rows: null };
-  const match = /^(.*?)((?: \d+)+)$/.exec(tag);
-  if (match === null) return { command: tag, rows: null };
-  const counts = match[2]!.trim().split(' ');
-  return { command: match[1]!, rows: Number(counts[counts.length - 1]) };
-}
 
 function uncorkClient(session: ClientSession): void {
   session.uncork();
