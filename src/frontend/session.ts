@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { AuthFailure, type TenantTokenVerifier } from '../auth/tenant-token.js';
 import type { TenantIdentity } from '../auth/identity.js';
 import type { Pool } from '../backend/pool.js';
-import { PIPELINED_RESET, planPin, planRestore, planSnapshot } from '../backend/pin.js';
+import { PIPELINED_RESET, planPin, planRestore } from '../backend/pin.js';
 import { ServerState, type ServerClient, type ServerConn } from '../backend/server-conn.js';
 import { sendCancel } from '../backend/connect.js';
 import type { Config } from '../config/schema.js';
@@ -34,15 +34,16 @@ import {
   SSL_REFUSE,
 } from '../protocol/static.js';
 import type { AuditLog, ConnectionAudit } from '../audit/audit-log.js';
-import { isRefusal, type Refusal, type SqlGuard, type StatementAnalysis } from '../guard/sql-guard.js';
+import { isRefusal, type Refusal, type SqlGuard } from '../guard/sql-guard.js';
 import { UNAUTHENTICATED, type ProxyMetrics, type TenantMeter } from '../metrics/metrics.js';
 import type { TenantRegistry } from '../tenants/registry.js';
 import type { CancelRegistry } from './cancel.js';
 import { isPipelinableSegment } from './pipelinable.js';
 import { PreparedStatements } from './prepared.js';
+import { SessionSettings } from './session-settings.js';
 import { StatementRecorder } from './statement-recorder.js';
 import { StatementTracker, type StatementSource } from './statement-tracker.js';
-import { interpretStartup, plaintextAllowed, reportedParameters, SESSION_PARAMETERS, type ClientStartup } from './startup.js';
+import { interpretStartup, plaintextAllowed, reportedParameters, type ClientStartup } from './startup.js';
 
 export const SessionState = {
   Startup: 'startup',
@@ -62,14 +63,7 @@ const MAX_PASSWORD_BYTES = 64 * 1024;
 const REFUSAL_SENTINEL = 'pg_tenant_proxy_refused_statement';
 const REFUSAL_PARSE = encodeUnnamedParse(REFUSAL_SENTINEL);
 const REFUSAL_QUERY = encodeQuery(REFUSAL_SENTINEL);
-const TRACKED_SETTINGS = new Set(SESSION_PARAMETERS.values());
 const DEALLOCATE_COMPLETE = encodeCommandComplete('DEALLOCATE');
-/**
- * Distinct custom settings (app.*) one session may name. Each is tracked, asked back after the transaction that set
- * it and re-applied on every server the client is pinned to, where PostgreSQL keeps its placeholder until the
- * backend ends: without a bound one client could fill every shared backend's settings table.
- */
-const MAX_CUSTOM_SETTINGS = 1000;
 /** How long statements a departed client left running may finish before their server is cancelled and closed. */
 const ABANDON_DRAIN_MS = 10_000;
 
@@ -107,15 +101,8 @@ export class ClientSession implements ServerClient {
   private readonly framer = new Framer(MAX_STARTUP_BYTES, false);
   private readonly log: Logger;
   private startup: ClientStartup | null = null;
-  /** Canonical values of the client's settings, re-applied on every pin. */
-  private settings = new Map<string, string>();
-  /** The settings of the startup packet: what RESET returns to, as on a direct connection. */
-  private startupSettings: ReadonlyMap<string, string> = new Map();
-  /**
-   * The ParameterStatus values this client has been told. A server reports a setting when the pin re-applies it there,
-   * which the client already knows: like PostgreSQL itself, the client hears a setting only when it changes.
-   */
-  private readonly toldParameters = new Map<string, string>();
+  /** The client's session settings (from login on). */
+  private settings: SessionSettings | null = null;
   private server: ServerConn | null = null;
   /** The server this client's last transaction ran on, parked with its session for the next one. */
   private parkedServer: ServerConn | null = null;
@@ -130,13 +117,9 @@ export class ClientSession implements ServerClient {
   private tracker: StatementTracker | null = null;
   /** With the tracker: each completed statement's audit event and metrics. */
   private recorder: StatementRecorder | null = null;
-  /** This transaction ran SET/RESET/set_config: ask the server what the session holds before letting it go. */
-  private settingsChanged = false;
   /** pool.mode session (or a tenant in pool.sessionTenants): the first server stays pinned until the client leaves. */
   private sessionMode = false;
   private draining = false;
-  /** Custom settings (app.*) this client has named, asked for by name in the snapshot. */
-  private readonly customSettings = new Set<string>();
   private snapshotting = false;
   /**
    * The first statement sent behind a pipelined reset (see onHandedOver): accounted only once the reset is confirmed,
@@ -188,19 +171,9 @@ export class ClientSession implements ServerClient {
     if (!this.busy) this.fail(ProxyError.shuttingDown());
   }
 
-  /**
-   * A startup setting missing from the snapshot was RESET (or SET TO DEFAULT): PostgreSQL would return it to the
-   * startup packet's value, which the server never saw (the proxy applied it with SET), so the proxy sets it back and
-   * tells the client the value it reports.
-   */
-  private restoreStartupSettings(server: ServerConn, snapshot: Map<string, string>): void {
-    const restore = new Map([...this.startupSettings].filter(([name]) => !snapshot.has(name)));
-    if (restore.size === 0) {
-      this.snapshotDone(server);
-      return;
-    }
-    for (const [name, value] of restore) snapshot.set(name, value);
-    if (this.server !== server) {
+  /** Startup settings the snapshot found RESET are set back on the server, and the client told what it reports. */
+  private restoreStartupSettings(server: ServerConn, restore: Map<string, string>): void {
+    if (restore.size === 0 || this.server !== server) {
       this.snapshotDone(server);
       return;
     }
@@ -228,7 +201,7 @@ export class ClientSession implements ServerClient {
   }
 
   get applicationName(): string | null {
-    return this.settings.get('application_name') ?? null;
+    return this.settings?.current.get('application_name') ?? null;
   }
 
   // ── ServerClient ────────────────────────────────────────────────────────────
@@ -541,8 +514,9 @@ export class ClientSession implements ServerClient {
     if (!guarded) return { analysis: this.deps.guard.describe(text), text: keepText };
     const verdict = this.deps.guard.check(text, identity.schema);
     if (isRefusal(verdict)) return this.refused(verdict, keepText);
-    const overLimit = this.settingsRefusal(verdict);
-    return overLimit === null ? { analysis: verdict, text: keepText } : this.refused(overLimit, keepText);
+    const overBudget = this.settings!.overBudget(verdict);
+    if (overBudget === null) return { analysis: verdict, text: keepText };
+    return this.refused({ rule: 'session_state', error: overBudget, analysis: verdict }, keepText);
   }
 
   /** A refusal is counted and audited; its error goes to the client. */
@@ -559,19 +533,6 @@ export class ClientSession implements ServerClient {
     return refusal.error;
   }
 
-  /** A statement that would take the session past MAX_CUSTOM_SETTINGS distinct custom settings is refused. */
-  private settingsRefusal(analysis: StatementAnalysis): Refusal | null {
-    const names = analysis.customSettings;
-    if (this.customSettings.size + names.length <= MAX_CUSTOM_SETTINGS) return null;
-    const added = names.filter((name) => !this.customSettings.has(name)).length;
-    if (this.customSettings.size + added <= MAX_CUSTOM_SETTINGS) return null;
-    const error = new ProxyError(
-      SqlState.PROGRAM_LIMIT_EXCEEDED,
-      `a session may set at most ${MAX_CUSTOM_SETTINGS} distinct custom settings through pg-tenant-proxy`,
-    );
-    return { rule: 'session_state', error, analysis };
-  }
-
   /**
    * A Query or unnamed Parse on its way to the server: the no-op to send instead when it is a DEALLOCATE the proxy
    * answers itself (PreparedStatements.deallocate), else null.
@@ -583,10 +544,7 @@ export class ClientSession implements ServerClient {
 
   /** What a statement bound for the server changes of the session: settings to follow it, the server's statements. */
   private trackSessionChanges(source: StatementSource | null): void {
-    if (source?.analysis?.changesSettings === true) {
-      this.settingsChanged = true;
-      for (const name of source.analysis.customSettings) this.customSettings.add(name);
-    }
+    if (source?.analysis != null) this.settings!.noteStatement(source.analysis);
     if (source === null || source.analysis?.touchesPrepared !== true || this.server === null) return;
     // SQL-level PREPARE/DEALLOCATE changes what the server holds: stop trusting the proxy's cache of it.
     this.server.sqlPrepared = true;
@@ -722,8 +680,7 @@ export class ClientSession implements ServerClient {
 
     this.identity = identity;
     this.prepared = new PreparedStatements(identity.schema, this.deps.config.listen.maxPreparedBytes);
-    this.settings = settings;
-    this.startupSettings = new Map(settings);
+    this.settings = new SessionSettings(settings);
     this.framer.setTyped(true, this.deps.config.listen.maxMessageBytes);
     this.key = this.deps.cancels.issue(this);
     if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
@@ -731,8 +688,7 @@ export class ClientSession implements ServerClient {
 
     const reply: Buffer[] = [AUTHENTICATION_OK];
     for (const [name, value] of reportedParameters(defaults, settings, this.startup!.user, identity.schema)) {
-      this.toldParameters.set(name, value);
-      reply.push(encodeParameterStatus(name, value));
+      if (this.settings.tell(name, value)) reply.push(encodeParameterStatus(name, value));
     }
     reply.push(encodeBackendKeyData(this.key.pid, this.key.secret), READY_FOR_QUERY_IDLE);
     this.sendToClient(Buffer.concat(reply));
@@ -864,7 +820,7 @@ export class ClientSession implements ServerClient {
     this.state = SessionState.Active;
     this.serverSentFatal = false;
     if (needsPin) {
-      const pin = planPin(server, this.identity!.schema, this.identity!.role, this.settings);
+      const pin = planPin(server, this.identity!.schema, this.identity!.role, this.settings!.current);
       server.pin(this, pin.frame, pin.completions);
     } else {
       server.pin(this, null, 0);
@@ -898,7 +854,7 @@ export class ClientSession implements ServerClient {
     this.server = server;
     this.state = SessionState.Active;
     this.serverSentFatal = false;
-    const pin = planPin(server, this.identity!.schema, this.identity!.role, this.settings);
+    const pin = planPin(server, this.identity!.schema, this.identity!.role, this.settings!.current);
     const segment = this.queued;
     this.queued = [];
     server.pinAfterReset(this, PIPELINED_RESET, pin.frame, pin.completions);
@@ -1030,15 +986,14 @@ export class ClientSession implements ServerClient {
       return;
     }
     const server = this.server;
-    if (this.settingsChanged && server !== null) {
-      this.settingsChanged = false;
+    if (this.settings!.changed && server !== null) {
       // The client's next statement must see the settings as a direct connection would (a RESET back at the startup
       // value): it is held until the snapshot, and any restore, are done.
       this.snapshotting = true;
       this.clientSocket.pause();
       const snapshot = new Map<string, string>();
       server.runQuery(
-        planSnapshot(this.customSettings),
+        this.settings!.beginSnapshot(),
         ([name, value]) => snapshot.set(name!, value!),
         (error) =>
           this.guarded(() => {
@@ -1048,8 +1003,7 @@ export class ClientSession implements ServerClient {
               this.snapshotDone(server);
               return;
             }
-            this.settings = snapshot;
-            this.restoreStartupSettings(server, snapshot);
+            this.restoreStartupSettings(server, this.settings!.adopt(snapshot));
           }),
       );
       return;
@@ -1071,14 +1025,12 @@ export class ClientSession implements ServerClient {
     }
     // A client's own SET of a reported setting follows it to its next server, as it would on a dedicated connection
     // (unreported ones follow through the snapshot in releaseIfDone).
-    if (TRACKED_SETTINGS.has(name)) this.settings.set(name, value);
+    this.settings?.reported(name, value);
     this.tellParameter(name, value, buf.subarray(start, end));
   }
 
   private tellParameter(name: string, value: string, frame?: Buffer): void {
-    if (this.toldParameters.get(name) === value) return;
-    this.toldParameters.set(name, value);
-    this.sendToClient(frame ?? encodeParameterStatus(name, value));
+    if (this.settings?.tell(name, value) !== false) this.sendToClient(frame ?? encodeParameterStatus(name, value));
   }
 
   private onServerError(buf: Buffer, start: number, end: number): void {
