@@ -182,7 +182,7 @@ export async function startProxy(initial: Config, log: Logger = createLogger(ini
       verifier.close();
       await registry.close().catch(() => undefined);
       await audit.close();
-      throw new Error(`cannot serve metrics on ${config.metrics.host}:${config.metrics.port}: ${(err as Error).message}`);
+      throw new Error(`cannot serve metrics on ${config.metrics.host}:${config.metrics.port}: ${(err as Error).message}`, { cause: err });
     }
   }
 

@@ -245,7 +245,7 @@ async function loadKey(jwt: JwtConfig): Promise<{ derived: string[]; getKey: JWT
     const text = readKeyFile(jwt.jwksFile, key);
     let local: ReturnType<typeof createLocalJWKSet>;
     try {
-      local = createLocalJWKSet(JSON.parse(text));
+      local = createLocalJWKSet(JSON.parse(text) as Parameters<typeof createLocalJWKSet>[0]);
     } catch (err) {
       throw new ConfigError(`${jwt.jwksFile} is not a JSON Web Key Set: ${(err as Error).message}`, key);
     }

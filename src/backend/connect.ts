@@ -139,7 +139,7 @@ async function upgradeToTls(raw: net.Socket, target: UpstreamTarget): Promise<ne
   return withTimeout<net.Socket>(target.connectTimeoutMs, 'TLS handshake timeout', (settle) => {
     const secure = tls.connect(options);
     secure.once('secureConnect', () => settle(null, secure));
-    secure.once('error', (err) => settle(err));
+    secure.once('error', (err: Error) => settle(err));
     return () => secure.destroy();
   });
 }

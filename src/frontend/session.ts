@@ -382,7 +382,7 @@ export class ClientSession implements ServerClient {
       case FrontendCode.Query: {
         this.refuseInsideBatch(code);
         const verdict = this.judge(code, buf, start, end);
-        let replacement: Buffer | null = null;
+        let replacement: Buffer | null;
         if (verdict instanceof ProxyError) replacement = this.refuseOnServer(verdict, REFUSAL_QUERY);
         else {
           this.tracker?.query(verdict ?? NO_SOURCE, this.segmentsSent);

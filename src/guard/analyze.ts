@@ -132,7 +132,7 @@ const DENIED_FUNCTIONS = new Map<string, GuardRule>([
     'pg_file_rename', 'pg_file_unlink', 'pg_file_sync', 'pg_logdir_ls', 'pg_current_logfile',
     'lo_import', 'lo_export', 'lo_create', 'lo_creat', 'lo_open', 'lo_unlink', 'lo_get', 'lo_put', 'lo_from_bytea',
     'loread', 'lowrite', 'lo_truncate', 'lo_truncate64', 'lo_lseek', 'lo_lseek64', 'lo_tell', 'lo_tell64', 'lo_close',
-  ].map((name) => [name, 'file_access' as GuardRule] as const),
+  ].map((name) => [name, 'file_access'] as const),
   ...[
     'pg_terminate_backend', 'pg_cancel_backend', 'pg_signal_backend', 'pg_reload_conf', 'pg_rotate_logfile',
     'pg_promote', 'pg_switch_wal', 'pg_create_restore_point', 'pg_backup_start', 'pg_backup_stop', 'pg_start_backup',
@@ -142,14 +142,14 @@ const DENIED_FUNCTIONS = new Map<string, GuardRule>([
     'pg_advisory_unlock', 'pg_advisory_unlock_shared', 'pg_advisory_unlock_all', 'pg_notify',
     'pg_create_physical_replication_slot', 'pg_create_logical_replication_slot', 'pg_drop_replication_slot',
     'pg_import_system_collations', 'pg_stat_get_backend_idset',
-  ].map((name) => [name, 'server_admin' as GuardRule] as const),
+  ].map((name) => [name, 'server_admin'] as const),
   ...[
     'query_to_xml', 'query_to_xmlschema', 'query_to_xml_and_xmlschema', 'cursor_to_xml', 'cursor_to_xmlschema',
     'table_to_xml', 'table_to_xmlschema', 'table_to_xml_and_xmlschema', 'schema_to_xml', 'schema_to_xmlschema',
     'schema_to_xml_and_xmlschema', 'database_to_xml', 'database_to_xmlschema', 'database_to_xml_and_xmlschema',
     // These run the SQL text they are given.
     'ts_stat', 'ts_rewrite',
-  ].map((name) => [name, 'dynamic_sql' as GuardRule] as const),
+  ].map((name) => [name, 'dynamic_sql'] as const),
 ]);
 
 const DENIED_FUNCTION_PREFIXES: Array<[string, GuardRule]> = [

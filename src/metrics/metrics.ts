@@ -137,6 +137,8 @@ export class ProxyMetrics {
       buckets: DURATION_BUCKETS,
       registers,
     });
+    // prom-client calls collect() with the metric as `this`, so the proxy's own fields need another name.
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
     const metrics = this;
     new Gauge({
       name: `${PREFIX}client_connections`,

@@ -39,8 +39,9 @@ export async function listen(
   return {
     address,
     // close() stops accepting at once; its callback would wait for every open client, which the drain handles.
-    stop: async () => {
+    stop: () => {
       server.close();
+      return Promise.resolve();
     },
   };
 }

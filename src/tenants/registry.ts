@@ -81,9 +81,9 @@ export function createTenantRegistry(target: UpstreamTarget, schemaCacheTtlMs: n
         // SET LOCAL inside a rolled-back transaction: validates and canonicalises without changing the control session.
         await client.query('BEGIN');
         for (const [name, value] of unknown) {
-          let result: pg.QueryResult;
+          let result: pg.QueryResult<{ v: string | null }>;
           try {
-            result = await client.query('SELECT pg_catalog.set_config($1, $2, true) AS v', [name, value]);
+            result = await client.query<{ v: string | null }>('SELECT pg_catalog.set_config($1, $2, true) AS v', [name, value]);
           } catch (err) {
             const e = err as { code?: string; message: string };
             throw new ProxyError(e.code ?? SqlState.INVALID_PARAMETER_VALUE, e.message, 'FATAL');

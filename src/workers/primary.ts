@@ -132,7 +132,7 @@ export async function runPrimary(configFile: string | undefined, initial: Config
     } catch (err) {
       stopping = true;
       killAll('SIGKILL');
-      throw new Error(`cannot serve metrics on ${config.metrics.host}:${config.metrics.port}: ${(err as Error).message}`);
+      throw new Error(`cannot serve metrics on ${config.metrics.host}:${config.metrics.port}: ${(err as Error).message}`, { cause: err });
     }
   }
 

@@ -44,7 +44,14 @@ describe('shared fixture', () => {
   });
 });
 
-const haveServerBinaries = await findBinDir().then(() => true, () => false);
+const haveServerBinaries = (() => {
+  try {
+    findBinDir();
+    return true;
+  } catch {
+    return false;
+  }
+})();
 
 describe.skipIf(!haveServerBinaries)('private cluster', () => {
   let cluster: PrivatePgFixture | undefined;

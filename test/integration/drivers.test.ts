@@ -5,7 +5,6 @@ import { existsSync, readdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
 import postgres from 'postgres';
 import { afterEach, describe, expect, it } from 'vitest';
 import { adminClient } from '../support/postgres.js';

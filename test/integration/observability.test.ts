@@ -144,7 +144,7 @@ describe('audit trail', () => {
         sql`SELECT 1/${0}::int AS boom`,
         sql`SELECT id FROM items WHERE id = ${3}`,
       ]);
-      expect(results[2]!.status).toBe('rejected');
+      expect(results[2].status).toBe('rejected');
     } finally {
       await sql.end();
     }

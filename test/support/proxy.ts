@@ -29,7 +29,7 @@ export function testConfig(overrides: Overrides = {}, upstreamUrl = inject('pg')
   const raw = {
     listen: { host: '127.0.0.1', port: 0, ...overrides.listen },
     upstream: { url: upstreamUrl, poolSize: 2, ...overrides.upstream },
-    auth: { jwt: { secret: TEST_SECRET, ...(overrides.auth?.jwt as object | undefined) } },
+    auth: { jwt: { secret: TEST_SECRET, ...overrides.auth?.jwt } },
     tenancy: { ...overrides.tenancy },
     policy: { ...overrides.policy },
     tls: { mode: 'allow', ...overrides.tls },
