@@ -2,7 +2,7 @@
 
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, appendFileSync, chownSync, constants, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { accessSync, appendFileSync, chownSync, constants, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
@@ -47,7 +47,6 @@ process.once('exit', () => {
 
 export async function startPgCluster(opts: StartPgClusterOptions = {}): Promise<PgCluster> {
   const log = opts.log ?? (() => {});
-  const binDir = opts.binDir ?? findBinDir();
   const asRoot = process.getuid?.() === 0;
   const owner = asRoot ? postgresUserIds() : undefined;
 
@@ -59,6 +58,8 @@ export async function startPgCluster(opts: StartPgClusterOptions = {}): Promise<
   writeFileSync(pwFile, `${password}\n`, { mode: 0o600 });
   writeFileSync(logFile, '');
   if (owner) for (const p of [baseDir, pwFile, logFile]) chownSync(p, owner.uid, owner.gid);
+  const wantedBinDir = opts.binDir ?? findBinDir();
+  const binDir = asRoot ? binDirReachableByPostgres(wantedBinDir, baseDir) : wantedBinDir;
 
   const run = (tool: string, args: string[]): Promise<string> => {
     const bin = join(binDir, tool);
@@ -242,6 +243,20 @@ export function embeddedBinDir(): string | null {
     }
   }
   return join(pkgDir, 'native', 'bin');
+}
+
+/**
+ * Root starts the server as the postgres OS user, who cannot reach binaries inside a directory only root may enter
+ * (a checkout under /root, a mode-700 temp dir): the npm-installed PostgreSQL sits in node_modules there. Such an
+ * installation is copied whole (bin, lib, share: a relocatable build finds the others relative to its binaries)
+ * into the cluster's own directory, which stop() deletes with the data.
+ */
+function binDirReachableByPostgres(binDir: string, baseDir: string): string {
+  const probe = spawnSync('runuser', ['-u', PG_USER, '--', 'test', '-x', join(binDir, 'initdb')], { stdio: 'ignore' });
+  if (probe.status === 0) return binDir;
+  const copy = join(baseDir, 'install');
+  cpSync(dirname(binDir), copy, { recursive: true, verbatimSymlinks: true });
+  return join(copy, 'bin');
 }
 
 function isExecutable(path: string): boolean {

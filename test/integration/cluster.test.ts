@@ -1,8 +1,11 @@
 // The PostgreSQL fixture itself: proxy role over SCRAM, fail-closed search_path, tenant data, pause/resume.
 
+import { cpSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeEach, describe, expect, inject, it } from 'vitest';
-import { findBinDir } from '../../src/dev/pg-cluster.js';
+import { embeddedBinDir, findBinDir, startPgCluster } from '../../src/dev/pg-cluster.js';
 import { printPgLogOnFailure, startPrivateCluster, type PrivatePgFixture } from '../support/postgres.js';
 
 beforeEach(printPgLogOnFailure);
@@ -77,6 +80,35 @@ describe.skipIf(!haveServerBinaries)('private cluster', () => {
       expect((await after.query(items)).rows[0]).toEqual({ n: 2 });
     } finally {
       await after.end();
+    }
+  });
+});
+
+// The checkout of a root user often sits where the postgres OS user cannot enter (/root, a mode-700 mktemp dir).
+const embedded = embeddedBinDir();
+describe.skipIf(process.getuid?.() !== 0 || embedded === null)('cluster binaries in a directory only root can enter', () => {
+  it('starts, serves and cleans up', async () => {
+    const privateDir = mkdtempSync(join(tmpdir(), 'pgtp-private-'));
+    try {
+      expect(statSync(privateDir).mode & 0o777).toBe(0o700);
+      cpSync(dirname(embedded!), join(privateDir, 'native'), { recursive: true, verbatimSymlinks: true });
+      const cluster = await startPgCluster({ binDir: join(privateDir, 'native', 'bin') });
+      const baseDir = dirname(cluster.dataDir);
+      try {
+        const client = await connect(cluster.superuserUrl);
+        try {
+          const { rows } = await client.query<{ v: string }>("SELECT current_setting('server_version_num') AS v");
+          expect(Number(rows[0]!.v)).toBeGreaterThanOrEqual(180000);
+        } finally {
+          await client.end();
+        }
+      } finally {
+        await cluster.stop();
+      }
+      // The copy of the binaries lived in the cluster's directory and went with it.
+      expect(existsSync(baseDir)).toBe(false);
+    } finally {
+      rmSync(privateDir, { recursive: true, force: true });
     }
   });
 });
