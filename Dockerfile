@@ -20,7 +20,7 @@ COPY package.json ./
 COPY config ./config
 # The image's built-in unprivileged user; the proxy needs no privileges (listen on 6432, not below 1024).
 USER node
-EXPOSE 6432 9187
+EXPOSE 6432 9930
 # Mount the real config at /etc/pg-tenant-proxy/proxy.yaml; secrets come best from PGTP_* variables.
 ENTRYPOINT ["node", "--enable-source-maps", "dist/cli/main.js"]
 CMD ["start", "--config", "/etc/pg-tenant-proxy/proxy.yaml"]

@@ -58,7 +58,12 @@ function readConfigFile(file: string): Record<string, unknown> {
   return parsed as Record<string, unknown>;
 }
 
-type Leaf = { key: string; kind: 'string' | 'number' | 'boolean' | 'array' };
+type Leaf = {
+  key: string;
+  kind: 'string' | 'number' | 'boolean' | 'array';
+  /** The schema's default; absent for required keys and for optional ones whose absence means something. */
+  default?: unknown;
+};
 
 /** Every settable leaf key, derived from the schema so the env names can never drift from it. */
 export function configKeys(): Leaf[] {
@@ -75,15 +80,19 @@ function walk(schema: z.ZodType, prefix: string, out: Leaf[]): void {
     return;
   }
   const kind = def.type === 'number' || def.type === 'boolean' || def.type === 'array' ? def.type : 'string';
-  out.push({ key: prefix, kind });
+  const outer = schema.def as { type: string; defaultValue?: unknown };
+  out.push(outer.type === 'default' ? { key: prefix, kind, default: outer.defaultValue } : { key: prefix, kind });
 }
 
+/** The schema under defaults, optionals and transforms (whose input side is what a config file sets). */
 function unwrap(schema: z.ZodType): z.ZodType {
   let current = schema;
   for (;;) {
-    const def = current.def as { type: string; innerType?: z.ZodType };
+    const def = current.def as { type: string; innerType?: z.ZodType; in?: z.ZodType };
     if ((def.type === 'default' || def.type === 'optional' || def.type === 'prefault') && def.innerType) {
       current = def.innerType;
+    } else if (def.type === 'pipe' && def.in) {
+      current = def.in;
     } else {
       return current;
     }

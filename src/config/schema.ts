@@ -67,7 +67,10 @@ const jwtSchema = z
     /** Narrows the algorithms derived from the key; can never widen them. */
     algorithms: z.array(z.string().min(1)).optional(),
     clockToleranceSec: z.number().int().min(0).max(3600).default(30),
-    /** Tokens whose lifetime (exp - iat, or exp - now) exceeds this are refused; 0 disables the check. */
+    /**
+     * When > 0, tokens must carry iat and are refused when issued longer ago than this or minted to live
+     * (exp - iat) longer than this; 0 disables the check.
+     */
     maxTokenAgeSec: z.number().int().min(0).default(0),
   })
   .refine(
@@ -140,17 +143,25 @@ const poolSchema = z.strictObject({
   sessionTenants: z.array(z.string().min(1)).default([]),
 });
 
-const metricsSchema = z.strictObject({
-  /** Serves /metrics, /healthz, /readyz and /admin/status over HTTP. */
-  enabled: z.boolean().default(false),
-  host: z.string().min(1).default('127.0.0.1'),
-  /** 0 picks a free port (tests). */
-  port: port.default(9930),
-  /** Tenants beyond this many distinct ones share the label value "other", so series stay bounded. */
-  maxTenantLabels: z.number().int().min(1).max(100_000).default(100),
-  /** Bearer token for /admin/status (and `pg-tenant-proxy status`); unset turns the admin view off. */
-  adminToken: z.string().min(16).optional(),
-});
+const METRICS_DEFAULT_PORT = 9930;
+const metricsSchema = z
+  .strictObject({
+    /** Serves /metrics, /healthz, /readyz and /admin/status over HTTP. Unset: on exactly when `port` is set. */
+    enabled: z.boolean().optional(),
+    host: z.string().min(1).default('127.0.0.1'),
+    /** 9930 when unset; 0 picks a free port (tests). Setting it asks for metrics, so it turns them on. */
+    port: port.optional(),
+    /** Tenants beyond this many distinct ones share the label value "other", so series stay bounded. */
+    maxTenantLabels: z.number().int().min(1).max(100_000).default(100),
+    /** Bearer token for /admin/status (and `pg-tenant-proxy status`); unset turns the admin view off. */
+    adminToken: z.string().min(16).optional(),
+  })
+  // A config that names a metrics port and gets no metrics (and no warning) is a trap, hence the derived default.
+  .transform(({ enabled, port, ...rest }) => ({
+    ...rest,
+    enabled: enabled ?? port !== undefined,
+    port: port ?? METRICS_DEFAULT_PORT,
+  }));
 
 const auditSchema = z.strictObject({
   enabled: z.boolean().default(true),

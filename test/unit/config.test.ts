@@ -57,4 +57,17 @@ describe('config', () => {
     expect(config.tenancy.sharedSchemas).toEqual(['ref', 'lookup']);
     expect(config.tenancy.roles).toBe(true);
   });
+
+  it('turns metrics on when a port is set, unless enabled says false', () => {
+    expect(validateConfig(minimal).metrics).toMatchObject({ enabled: false, port: 9930 });
+    expect(validateConfig({ ...minimal, metrics: { port: 9999 } }).metrics).toMatchObject({ enabled: true, port: 9999 });
+    expect(validateConfig({ ...minimal, metrics: { port: 9999, enabled: false } }).metrics.enabled).toBe(false);
+    expect(validateConfig({ ...minimal, metrics: { enabled: true } }).metrics).toMatchObject({ enabled: true, port: 9930 });
+    const fromEnv = loadConfig(undefined, {
+      PGTP_UPSTREAM_URL: 'postgres://p@db:5432/app',
+      PGTP_AUTH_JWT_SECRET: 'y'.repeat(40),
+      PGTP_METRICS_PORT: '9100',
+    });
+    expect(fromEnv.metrics).toMatchObject({ enabled: true, port: 9100 });
+  });
 });
