@@ -689,6 +689,7 @@ async function runPgbench(ctx, target, workload, duration) {
     clientCpuUsPerTx: tx > 0 ? round(pgbenchCpuUs / tx, 2) : null,
     wallSec: round(wallSec, 2),
     abortedClients: aborted,
+    noResultClients: sum(procs.filter((p) => p.code === 0 && p.parsed.tps === null).map((p) => p.clients)),
     failedTransactions: failedTx,
     firstError,
     errorCount: errorLines.length,
@@ -804,6 +805,7 @@ function summarize(workloads, targetList, results) {
         firstError: runs.find((r) => r.firstError)?.firstError ?? null,
         abortedClients: Math.max(0, ...ok.map((r) => r.abortedClients)),
         abortedClientsMin: Math.min(...ok.map((r) => r.abortedClients), Infinity),
+        noResultClients: Math.max(0, ...ok.map((r) => r.noResultClients ?? 0)),
       };
     }
     const d = out[w.id].direct?.tps;
@@ -824,9 +826,9 @@ function summarize(workloads, targetList, results) {
   return out;
 }
 
-/** A summary whose TPS can be compared: not failed, no client aborted. */
+/** A summary whose TPS can be compared: not failed, no client aborted, no pgbench process without a result. */
 function comparableSummary(x) {
-  return x.status !== 'fails' && !(x.abortedClients > 0);
+  return x.status !== 'fails' && !(x.abortedClients > 0) && !(x.noResultClients > 0);
 }
 
 /** The target order with proxy and proxy-noguard swapped (when both run). */
@@ -883,6 +885,7 @@ function ratioOf(s, def) {
     if (!x) return { value: null, why: `${TARGET_LABELS[t]} not run` };
     if (x.status === 'fails') return { value: null, why: `${TARGET_LABELS[t]} fails: ${clip(x.firstError ?? '?', 80)}` };
     if (x.abortedClients > 0) return { value: null, why: `${TARGET_LABELS[t]}: clients aborted` };
+    if (x.noResultClients > 0) return { value: null, why: `${TARGET_LABELS[t]}: a pgbench process printed no result` };
   }
   const a = s[def.of];
   const b = s[def.to];
