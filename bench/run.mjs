@@ -1,6 +1,8 @@
 #!/usr/bin/env node
-// bench/run.mjs: pgbench side by side against PostgreSQL directly, PgBouncer and pg-tenant-proxy (with and without its
-// SQL guard), interleaved; then the micro-benchmarks of bench/micro.mjs.
+// bench/run.mjs: pgbench side by side against PostgreSQL directly, a bare Node.js TCP pipe (bench/node-pipe.mjs),
+// PgBouncer (plain, and doing the proxy's job: SET LOCAL search_path in every transaction, DISCARD ALL on every
+// release) and pg-tenant-proxy (with and without its SQL guard), interleaved; a goals table from the ratios; then the
+// micro-benchmarks of bench/micro.mjs.
 //
 // `npm run bench` builds dist/ and runs this. Knobs (environment):
 //   BENCH_QUICK=1            3 s × 1 repetition (smoke test of the whole pipeline)
@@ -8,7 +10,7 @@
 //   BENCH_LATENCY_DURATION=5 seconds of the one-client latency run
 //   BENCH_SCALE=10           pgbench scale factor per tenant schema
 //   BENCH_WORKLOADS=a,b      only these workload ids (see WORKLOADS)
-//   BENCH_TARGETS=direct,proxy  only these targets (direct,pgbouncer,proxy,proxy-noguard)
+//   BENCH_TARGETS=direct,proxy  only these targets (direct,node-pipe,pgbouncer,pgbouncer-samejob,proxy,proxy-noguard)
 //   BENCH_PROXY_TENANTS=2    1 puts every proxy client on tenant t1 instead of splitting t1/t2
 //   BENCH_PROXY_WORKERS=1    listen.workers of the proxies (their CPU then counts the primary and every worker)
 //   BENCH_AUDIT=statements   the proxies' audit trail, to a file in the work dir: statements (the default config: one
@@ -59,19 +61,30 @@ const HOST = '127.0.0.1';
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
 /** The matrix. `targets` limits a workload to some targets; every run is N/2 + N/2 clients in two processes. */
+/**
+ * The matrix. `targets` limits a workload to some targets; every run is N/2 + N/2 clients in two processes. `script`
+ * names pgbench's built-in script (`args` runs it); pgbouncer-samejob runs the same script with its tenant's
+ * `SET LOCAL search_path` added (sameJobScript), in the same `mode`.
+ */
 const WORKLOADS = [
-  { id: 'S-16-simple', label: '-S, 16 clients, simple', args: ['-S', '-M', 'simple'], clients: 16 },
-  { id: 'S-64-simple', label: '-S, 64 clients, simple', args: ['-S', '-M', 'simple'], clients: 64 },
-  { id: 'S-16-extended', label: '-S, 16 clients, extended', args: ['-S', '-M', 'extended'], clients: 16 },
-  { id: 'S-64-extended', label: '-S, 64 clients, extended', args: ['-S', '-M', 'extended'], clients: 64 },
-  { id: 'tpcb-16-simple', label: 'TPC-B-like, 16 clients, simple', args: ['-M', 'simple'], clients: 16 },
+  { id: 'S-16-simple', label: '-S, 16 clients, simple', script: 'select-only', mode: 'simple', clients: 16 },
+  { id: 'S-64-simple', label: '-S, 64 clients, simple', script: 'select-only', mode: 'simple', clients: 64 },
+  { id: 'S-16-extended', label: '-S, 16 clients, extended', script: 'select-only', mode: 'extended', clients: 16 },
+  { id: 'S-64-extended', label: '-S, 64 clients, extended', script: 'select-only', mode: 'extended', clients: 64 },
+  { id: 'tpcb-16-simple', label: 'TPC-B-like, 16 clients, simple', script: 'tpcb-like', mode: 'simple', clients: 16 },
   // PgBouncer 1.18 has no prepared-statement support in transaction mode; it is run anyway to record what happens.
-  { id: 'S-16-prepared', label: '-S, 16 clients, prepared', args: ['-S', '-M', 'prepared'], clients: 16 },
-  { id: 'latency-1', label: '-S, 1 client, simple (latency)', args: ['-S', '-M', 'simple'], clients: 1, duration: LATENCY_DURATION },
-];
-/** proxy-noguard: a second proxy process, identical but for `policy.guard: false`, to measure what the guard costs. */
-const TARGET_IDS = ['direct', 'pgbouncer', 'proxy', 'proxy-noguard'];
+  { id: 'S-16-prepared', label: '-S, 16 clients, prepared', script: 'select-only', mode: 'prepared', clients: 16 },
+  { id: 'latency-1', label: '-S, 1 client, simple (latency)', script: 'select-only', mode: 'simple', clients: 1, duration: LATENCY_DURATION },
+].map((w) => ({ ...w, args: [...(w.script === 'select-only' ? ['-S'] : []), '-M', w.mode] }));
+/**
+ * node-pipe: bench/node-pipe.mjs, a bare Node.js TCP pipe in front of PostgreSQL (one server per client, no protocol
+ * work): the floor of any Node proxy. pgbouncer-samejob: a second PgBouncer doing the proxy's job the way teams do
+ * without the proxy (SET LOCAL search_path in every transaction, DISCARD ALL on every release). proxy-noguard: a
+ * second proxy process, identical but for `policy.guard: false`, to measure what the guard costs.
+ */
+const TARGET_IDS = ['direct', 'node-pipe', 'pgbouncer', 'pgbouncer-samejob', 'proxy', 'proxy-noguard'];
 const PROXY_IDS = ['proxy', 'proxy-noguard'];
+const TARGET_LABELS = { direct: 'direct', 'node-pipe': 'node pipe', pgbouncer: 'PgBouncer', 'pgbouncer-samejob': 'PgBouncer same job', proxy: 'proxy', 'proxy-noguard': 'proxy-noguard' };
 
 // ---------------------------------------------------------------------------------------------------------------
 // Cleanup: everything started is registered here and torn down on exit, Ctrl-C, SIGTERM and errors.
@@ -164,7 +177,7 @@ async function main() {
   cleanups.push(async () => rmSync(work, { recursive: true, force: true }));
 
   let pgbouncerBin = null;
-  if (targetFilter.includes('pgbouncer')) {
+  if (targetFilter.includes('pgbouncer') || targetFilter.includes('pgbouncer-samejob')) {
     pgbouncerBin = ensurePgBouncer();
     if (!pgbouncerBin) notes.push('PgBouncer is not installed and could not be installed: its column is n/a.');
   }
@@ -191,9 +204,22 @@ async function main() {
     };
   }
 
+  if (targetFilter.includes('node-pipe')) {
+    const pipe = await startNodePipe(work, cluster.port);
+    targets['node-pipe'] = {
+      name: 'node-pipe',
+      port: pipe.port,
+      pid: pipe.child.pid,
+      child: pipe.child,
+      clients: [{ user: DIRECT_ROLE, password: directPassword }],
+      logFile: pipe.logFile,
+    };
+  }
+
+  const tenants = TENANTS.slice(0, Math.min(PROXY_TENANTS, TENANTS.length));
   let pgbouncerVersion = null;
-  if (pgbouncerBin) {
-    const bouncer = await startPgBouncer(pgbouncerBin, work, pgUser, cluster.port, directPassword);
+  if (pgbouncerBin && targetFilter.includes('pgbouncer')) {
+    const bouncer = await startPgBouncer(pgbouncerBin, work, pgUser, cluster.port, { name: 'pgbouncer', user: DIRECT_ROLE, password: directPassword });
     pgbouncerVersion = bouncer.version;
     targets.pgbouncer = {
       name: 'pgbouncer',
@@ -204,11 +230,29 @@ async function main() {
       logFile: bouncer.logFile,
     };
   }
+  if (pgbouncerBin && targetFilter.includes('pgbouncer-samejob')) {
+    // The proxy's own role (default search_path empty: a transaction that forgot its SET fails instead of reading
+    // another tenant's tables), clients split over the tenants as the proxy's are, the reset the proxy does.
+    const bouncer = await startPgBouncer(pgbouncerBin, work, pgUser, cluster.port, {
+      name: 'pgbouncer-samejob',
+      user: PROXY_ROLE,
+      password: proxyPassword,
+      extra: ['server_reset_query = DISCARD ALL', 'server_reset_query_always = 1'],
+    });
+    pgbouncerVersion ??= bouncer.version;
+    targets['pgbouncer-samejob'] = {
+      name: 'pgbouncer-samejob',
+      port: bouncer.port,
+      pid: bouncer.pid,
+      child: bouncer.child,
+      clients: tenants.map((t) => ({ user: PROXY_ROLE, password: proxyPassword, tenant: t, scripts: sameJobScripts(work, t) })),
+      logFile: bouncer.logFile,
+    };
+  }
 
   for (const id of PROXY_IDS) {
     if (!targetFilter.includes(id)) continue;
     const proxyInfo = await startTenantProxy(work, cluster.port, proxyPassword, { name: id, guard: id !== 'proxy-noguard' });
-    const tenants = TENANTS.slice(0, Math.min(PROXY_TENANTS, TENANTS.length));
     targets[id] = {
       name: id,
       port: proxyInfo.port,
@@ -225,7 +269,7 @@ async function main() {
   log(`warm-up: ${WARMUP_DURATION} s of -S at 16 clients per target (not recorded)`);
   for (const id of targetList) {
     checkInterrupted();
-    const run = await runPgbench(ctx, targets[id], { id: 'warmup', args: ['-S', '-M', 'simple'], clients: 16 }, WARMUP_DURATION);
+    const run = await runPgbench(ctx, targets[id], { id: 'warmup', script: 'select-only', mode: 'simple', args: ['-S', '-M', 'simple'], clients: 16 }, WARMUP_DURATION);
     checkInterrupted();
     if (run.status === 'fails') log(`  warm-up against ${id} failed: ${run.firstError}`);
   }
@@ -269,6 +313,8 @@ async function main() {
   const proxyLog = targets.proxy ? summarizeLog(targets.proxy.logFile, 'pino') : null;
   const noguardLog = targets['proxy-noguard'] ? summarizeLog(targets['proxy-noguard'].logFile, 'pino') : null;
   const bouncerLog = targets.pgbouncer ? summarizeLog(targets.pgbouncer.logFile, 'pgbouncer') : null;
+  const sameJobLog = targets['pgbouncer-samejob'] ? summarizeLog(targets['pgbouncer-samejob'].logFile, 'pgbouncer') : null;
+  const pipeLog = targets['node-pipe'] ? summarizeLog(targets['node-pipe'].logFile, 'text') : null;
 
   // Micro-benchmarks on a machine left to them: PostgreSQL, PgBouncer and the proxies are stopped first.
   let micro = null;
@@ -290,21 +336,23 @@ async function main() {
     `command: \`${command}\``,
     `machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${Math.round(totalmem() / 2 ** 30)} GiB; node ${process.version}; PostgreSQL ${pgVersion}; ${pgbouncerVersion ?? 'PgBouncer n/a'}; ${pgbenchVersion()}`,
     `runs: ${REPS} interleaved repetition(s) × ${DURATION} s (latency row ${LATENCY_DURATION} s); pgbench scale ${SCALE} per tenant schema; each run = 2 pgbench processes of N/2 clients (-j ${JOBS} each, -n); medians over repetitions`,
-    `targets: direct = PostgreSQL as ${DIRECT_ROLE} (search_path tenant_t1); pgbouncer = transaction mode, default_pool_size ${POOL_SIZE}, same role; proxy = pg-tenant-proxy, poolSize ${POOL_SIZE}${PROXY_WORKERS > 1 ? ` over listen.workers ${PROXY_WORKERS}` : ''}, clients split over tenant(s) ${proxyTenants.join(', ') || '-'}, audit trail ${AUDIT === 'statements' ? 'of every statement' : AUDIT === 'connections' ? 'of connections only' : 'off'} to a file; proxy-noguard = a second proxy process, same config plus policy.guard: false (no SQL checks); the two proxies swap places in every other repetition`,
+    `targets: direct = PostgreSQL as ${DIRECT_ROLE} (search_path tenant_t1); node pipe = bench/node-pipe.mjs, a bare Node.js TCP pipe (one server per client, no protocol work), same role; pgbouncer = transaction mode, default_pool_size ${POOL_SIZE}, no reset, same role; pgbouncer-samejob = a second PgBouncer, same settings plus server_reset_query = DISCARD ALL and server_reset_query_always = 1, as ${PROXY_ROLE} (default search_path empty), every transaction BEGIN; SET LOCAL search_path TO tenant_x; …; END, clients split over the proxy's tenants; proxy = pg-tenant-proxy, poolSize ${POOL_SIZE}${PROXY_WORKERS > 1 ? ` over listen.workers ${PROXY_WORKERS}` : ''}, clients split over tenant(s) ${proxyTenants.join(', ') || '-'}, audit trail ${AUDIT === 'statements' ? 'of every statement' : AUDIT === 'connections' ? 'of connections only' : 'off'} to a file; proxy-noguard = a second proxy process, same config plus policy.guard: false (no SQL checks); the two proxies swap places in every other repetition`,
     `noise control: waits up to ${QUIET_WAIT} s before each run for other work to fall below ${DISTURBED * 100}% of the CPU; ${RETRY_DISTURBED ? `a run disturbed by more than ${DISTURBED * 100}% is run once more and the second result kept` : 'disturbed runs are kept as they are'}`,
     `proxy build: ${build}`,
     `elapsed: ${formatDuration(elapsedSec)}${micro ? ` (pgbench matrix ${formatDuration(matrixSec)}, micro-benchmarks ${formatDuration(elapsedSec - matrixSec)})` : ''}`,
   ];
-  const table = renderTable(workloads, targetList, summary);
+  const ratios = computeRatios(workloads, summary);
+  const table = renderTable(workloads, targetList, summary, ratios);
+  const goals = evaluateGoals(workloads, ratios);
   // Failed runs last a fraction of a second: too short to say anything about the machine.
   const loads = workloads.flatMap((w) => targetList.flatMap((t) => results[w.id][t].filter((r) => r.status !== 'fails').map((r) => r.otherLoad))).filter((v) => v !== null).sort((a, b) => a - b);
   const noise = loads.length
     ? `other processes on the machine (not PostgreSQL, the pooler, pgbench or this script) used a median ${(median(loads) * 100).toFixed(1)}% and at most ${(loads[loads.length - 1] * 100).toFixed(1)}% of the CPU during the runs${loads[loads.length - 1] >= 0.05 ? ' — some runs were disturbed: compare with care' : ''}`
     : null;
   const latency = renderLatency(workloads, targetList, summary);
-  const errors = renderErrors(workloads, targetList, results, proxyLog, noguardLog, bouncerLog, micro);
+  const errors = renderErrors(workloads, targetList, results, { proxyLog, noguardLog, bouncerLog, sameJobLog, pipeLog }, micro);
   const microText = micro ? (micro.markdown ?? `Micro-benchmarks failed: ${micro.error}`) : null;
-  const text = [...header, ...(noise ? [`noise: ${noise}`] : []), '', table, '', ...(latency ? [latency, ''] : []), ...(microText ? [microText, ''] : []), ...notes.map((n) => `note: ${n}`), errors].join('\n');
+  const text = [...header, ...(noise ? [`noise: ${noise}`] : []), '', table, '', ...(latency ? [latency, ''] : []), renderGoals(goals), '', ...(microText ? [microText, ''] : []), ...notes.map((n) => `note: ${n}`), errors].join('\n');
   process.stdout.write(`\n${text}\n`);
 
   mkdirSync(dirname(OUT), { recursive: true });
@@ -318,11 +366,14 @@ async function main() {
     versions: { node: process.version, postgres: pgVersion, pgbouncer: pgbouncerVersion, pgbench: pgbenchVersion() },
     machine: { cpus: cpus().length, model: cpus()[0]?.model ?? null, memGiB: Math.round(totalmem() / 2 ** 30) },
     notes,
-    workloads: workloads.map((w) => ({ id: w.id, label: w.label, clients: w.clients, args: w.args, median: summary[w.id], guardCost: summary[w.id].proxy?.guardCost ?? null, runs: results[w.id] })),
+    workloads: workloads.map((w) => ({ id: w.id, label: w.label, clients: w.clients, args: w.args, sameJobScript: w.script, median: summary[w.id], ratios: Object.fromEntries(Object.entries(ratios[w.id]).map(([k, r]) => [k, r.value])), guardCost: summary[w.id].proxy?.guardCost ?? null, runs: results[w.id] })),
+    goals,
     micro,
     proxyLog,
     proxyNoguardLog: noguardLog,
     pgbouncerLog: bouncerLog,
+    pgbouncerSameJobLog: sameJobLog,
+    nodePipeLog: pipeLog,
     markdown: text,
   };
   writeFileSync(OUT, JSON.stringify(json, null, 2) + '\n');
@@ -424,15 +475,19 @@ function ensurePgBouncer() {
   return null;
 }
 
-async function startPgBouncer(bin, work, owner, pgPort, directPassword) {
-  const dir = join(work, 'pgbouncer');
+/**
+ * A PgBouncer of its own (`name`: its directory, log and pid file), transaction mode, pool POOL_SIZE, one user that
+ * it logs in with too; `extra` ini lines go at the end of [pgbouncer] (the same-job arm's reset).
+ */
+async function startPgBouncer(bin, work, owner, pgPort, { name, user, password, extra = [] }) {
+  const dir = join(work, name);
   mkdirSync(dir, { mode: 0o700 });
   const port = await freePort();
   const ini = join(dir, 'pgbouncer.ini');
   const userlist = join(dir, 'userlist.txt');
   const logFile = join(dir, 'pgbouncer.log');
   const pidFile = join(dir, 'pgbouncer.pid');
-  writeFileSync(userlist, `"${DIRECT_ROLE}" "${directPassword}"\n`, { mode: 0o600 });
+  writeFileSync(userlist, `"${user}" "${password}"\n`, { mode: 0o600 });
   writeFileSync(ini, [
     '[databases]',
     `${DATABASE} = host=${HOST} port=${pgPort} dbname=${DATABASE}`,
@@ -455,6 +510,7 @@ async function startPgBouncer(bin, work, owner, pgPort, directPassword) {
     'log_pooler_errors = 1',
     'server_tls_sslmode = disable',
     'client_tls_sslmode = disable',
+    ...extra,
     '',
   ].join('\n'));
   for (const p of [dir, ini, userlist]) chownSync(p, owner.uid, owner.gid);
@@ -462,14 +518,59 @@ async function startPgBouncer(bin, work, owner, pgPort, directPassword) {
   chownSync(logFile, owner.uid, owner.gid);
 
   const version = (spawnSync(bin, ['--version'], { encoding: 'utf8' }).stdout ?? '').split('\n')[0].trim() || 'PgBouncer ?';
-  log(`starting ${version} on ${HOST}:${port} (transaction mode, pool ${POOL_SIZE})…`);
+  log(`starting ${version} as ${name} on ${HOST}:${port} (transaction mode, pool ${POOL_SIZE}${extra.length ? `, ${extra.join(', ')}` : ''})…`);
   // Exec'd directly as the postgres user (PgBouncer refuses root), so child.pid is PgBouncer itself.
   const out = openSync(join(dir, 'stdout.log'), 'a');
   const child = spawnTracked(bin, [ini], { uid: owner.uid, gid: owner.gid, stdio: ['ignore', out, out], cwd: dir });
   closeSync(out);
-  cleanups.push(() => stopChild(child, 'PgBouncer', 'SIGTERM', 3000));
+  cleanups.push(() => stopChild(child, `PgBouncer (${name})`, 'SIGTERM', 3000));
   await waitForPort(port, 10_000, child, () => `${readTail(logFile)}\n${readTail(join(dir, 'stdout.log'))}`);
   return { port, pid: child.pid, child, logFile, version };
+}
+
+/** bench/node-pipe.mjs as a process of its own (child.pid is node itself), so /proc gives its CPU alone. */
+async function startNodePipe(work, pgPort) {
+  const port = await freePort();
+  const logFile = join(work, 'node-pipe.log');
+  log(`starting the bare Node.js pipe (bench/node-pipe.mjs) on ${HOST}:${port} → PostgreSQL…`);
+  const out = openSync(logFile, 'a');
+  const child = spawnTracked(process.execPath, [join(ROOT, 'bench', 'node-pipe.mjs'), String(port), HOST, String(pgPort), HOST], { stdio: ['ignore', out, out], cwd: ROOT });
+  closeSync(out);
+  cleanups.push(() => stopChild(child, 'node pipe', 'SIGTERM', 3000));
+  await waitForPort(port, 10_000, child, () => readTail(logFile));
+  // Its CPU is read from /proc/<child.pid>: make sure that is the pipe itself, not a wrapper around it.
+  const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0');
+  if (!cmdline.some((arg) => arg.endsWith('node-pipe.mjs'))) throw new Error(`pid ${child.pid} is not the node pipe: ${cmdline.join(' ')}`);
+  return { port, child, logFile };
+}
+
+/**
+ * The same-job arm's scripts for one tenant, one per built-in script, written to the work dir: pgbench's own
+ * script (--show-script, so it matches this pgbench) with `SET LOCAL search_path TO tenant_<t>;` as the first
+ * statement of its transaction. TPC-B-like has its BEGIN … END already; -S's single SELECT is wrapped in one, since
+ * under transaction pooling a SET and the statements it is for share a server only inside one transaction.
+ */
+function sameJobScripts(work, tenant) {
+  const out = {};
+  for (const name of ['select-only', 'tpcb-like']) {
+    const shown = spawnSync('pgbench', [`--show-script=${name}`], { encoding: 'utf8' });
+    const lines = `${shown.stdout ?? ''}${shown.stderr ?? ''}`.split('\n').map((l) => l.trimEnd()).filter((l) => l !== '' && !l.startsWith('--'));
+    const set = `SET LOCAL search_path TO tenant_${tenant};`;
+    const begin = lines.findIndex((l) => /^BEGIN;$/i.test(l));
+    let script;
+    if (begin >= 0) {
+      script = [...lines.slice(0, begin + 1), set, ...lines.slice(begin + 1)];
+    } else {
+      const firstSql = lines.findIndex((l) => !l.startsWith('\\'));
+      if (firstSql < 0) throw new Error(`pgbench --show-script=${name} printed no SQL:\n${shown.stdout}${shown.stderr}`);
+      script = [...lines.slice(0, firstSql), 'BEGIN;', set, ...lines.slice(firstSql), 'END;'];
+    }
+    if (!script.some((l) => /^SELECT abalance FROM pgbench_accounts/.test(l))) throw new Error(`pgbench --show-script=${name}: unexpected script:\n${lines.join('\n')}`);
+    const file = join(work, `samejob-${name}-${tenant}.sql`);
+    writeFileSync(file, `${script.join('\n')}\n`);
+    out[name] = file;
+  }
+  return out;
 }
 
 async function startTenantProxy(work, pgPort, proxyPassword, { name, guard }) {
@@ -536,7 +637,9 @@ async function runPgbench(ctx, target, workload, duration) {
   const t0 = process.hrtime.bigint();
   const procs = await Promise.all(split.map((clients, i) => {
     const creds = target.clients[i % target.clients.length];
-    const args = ['-h', HOST, '-p', String(target.port), '-U', creds.user, '-n', '-c', String(clients), '-j', String(Math.min(JOBS, clients)), '-T', String(duration), ...workload.args, DATABASE];
+    // The same-job arm runs its tenant's script; a custom script reads :scale from -s (a built-in one from the tables).
+    const scriptArgs = creds.scripts ? ['-f', creds.scripts[workload.script], '-M', workload.mode, '-s', String(SCALE)] : workload.args;
+    const args = ['-h', HOST, '-p', String(target.port), '-U', creds.user, '-n', '-c', String(clients), '-j', String(Math.min(JOBS, clients)), '-T', String(duration), ...scriptArgs, DATABASE];
     return exec('pgbench', args, { env: pgEnv({ PGPASSWORD: creds.password }), timeoutMs: (duration + 60) * 1000 }).then((r) => ({ ...r, clients, tenant: creds.tenant, parsed: parsePgbench(r.stdout, r.stderr) }));
   }));
   const wallSec = Number(process.hrtime.bigint() - t0) / 1e9;
@@ -552,6 +655,11 @@ async function runPgbench(ctx, target, workload, duration) {
   const aborted = sum(procs.map((p) => p.parsed.abortedClients));
   const failedTx = sum(procs.map((p) => p.parsed.failedTransactions ?? 0));
   const errorLines = procs.flatMap((p) => p.parsed.errors);
+  // A process that exits 0 without a tps line ran no transaction: with one server per client (direct, node pipe), a
+  // short -T and a busy machine, its clients can spend the whole run connecting. Its TPS is missing from the sum.
+  for (const p of procs) {
+    if (p.code === 0 && p.parsed.tps === null) errorLines.push(`pgbench process of ${p.clients} client(s) printed no tps (${p.parsed.transactions ?? 0} transactions): connecting took the whole run?`);
+  }
   const timedOut = procs.some((p) => p.timedOut);
   const anyBadExit = procs.some((p) => p.code !== 0);
   let status = 'ok';
@@ -581,6 +689,7 @@ async function runPgbench(ctx, target, workload, duration) {
     clientCpuUsPerTx: tx > 0 ? round(pgbenchCpuUs / tx, 2) : null,
     wallSec: round(wallSec, 2),
     abortedClients: aborted,
+    noResultClients: sum(procs.filter((p) => p.code === 0 && p.parsed.tps === null).map((p) => p.clients)),
     failedTransactions: failedTx,
     firstError,
     errorCount: errorLines.length,
@@ -696,6 +805,7 @@ function summarize(workloads, targetList, results) {
         firstError: runs.find((r) => r.firstError)?.firstError ?? null,
         abortedClients: Math.max(0, ...ok.map((r) => r.abortedClients)),
         abortedClientsMin: Math.min(...ok.map((r) => r.abortedClients), Infinity),
+        noResultClients: Math.max(0, ...ok.map((r) => r.noResultClients ?? 0)),
       };
     }
     const d = out[w.id].direct?.tps;
@@ -716,9 +826,9 @@ function summarize(workloads, targetList, results) {
   return out;
 }
 
-/** A summary whose TPS can be compared: not failed, no client aborted. */
+/** A summary whose TPS can be compared: not failed, no client aborted, no pgbench process without a result. */
 function comparableSummary(x) {
-  return x.status !== 'fails' && !(x.abortedClients > 0);
+  return x.status !== 'fails' && !(x.abortedClients > 0) && !(x.noResultClients > 0);
 }
 
 /** The target order with proxy and proxy-noguard swapped (when both run). */
@@ -746,36 +856,134 @@ async function runMicro() {
   }
 }
 
-function renderTable(workloads, targetList, summary) {
-  const has = (t) => targetList.includes(t);
-  const rows = [
-    '| workload | direct TPS | PgBouncer TPS (× direct) | proxy TPS (× direct) | proxy-noguard TPS (× direct) | proxy / PgBouncer | proxy-noguard / PgBouncer | guard cost | pooler CPU µs/tx (PgBouncer / proxy / proxy-noguard) | PostgreSQL CPU µs/tx (direct / PgBouncer / proxy / proxy-noguard) |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
-  ];
-  for (const w of workloads) {
-    const s = summary[w.id];
-    const cell = (t) => {
-      if (!has(t)) return 'n/a';
-      const x = s[t];
-      if (x.status === 'fails') return `fails: ${clip(x.firstError ?? '?')}`;
-      if (x.abortedClients > 0) {
-        // TPS of the clients that survived is not comparable: say what happened instead of a ratio.
-        const range = x.abortedClientsMin < x.abortedClients ? `${x.abortedClientsMin}–${x.abortedClients}` : String(x.abortedClients);
-        return `${fmtInt(x.tps)} ⚠ ${range}/${w.clients} clients aborted: ${clip(x.firstError ?? '?')}`;
-      }
-      let text = fmtInt(x.tps);
-      if (t !== 'direct' && x.ratioToDirect !== null) text += ` (${x.ratioToDirect.toFixed(2)})`;
-      if (x.status === 'partial') text += ` ⚠ errors: ${clip(x.firstError ?? '?')}`;
-      return text;
-    };
-    const comparable = (t) => has(t) && comparableSummary(s[t]);
-    const ratio = (t) => (comparable(t) && comparable('pgbouncer') && s[t].ratioToPgBouncer !== null ? s[t].ratioToPgBouncer.toFixed(2) : 'n/a');
-    const guardCost = has('proxy') && s.proxy.guardCost !== null && s.proxy.guardCost !== undefined ? fmtPct(s.proxy.guardCost) : 'n/a';
-    const cpu = (t) => (has(t) && s[t].status !== 'fails' && s[t].poolerCpuUsPerTx !== null ? s[t].poolerCpuUsPerTx.toFixed(1) : 'n/a');
-    const pgCpu = (t) => (has(t) && s[t].status !== 'fails' && s[t].pgCpuUsPerTx !== null ? s[t].pgCpuUsPerTx.toFixed(1) : 'n/a');
-    rows.push(`| ${w.label} | ${cell('direct')} | ${cell('pgbouncer')} | ${cell('proxy')} | ${cell('proxy-noguard')} | ${ratio('proxy')} | ${ratio('proxy-noguard')} | ${guardCost} | ${cpu('pgbouncer')} / ${cpu('proxy')} / ${cpu('proxy-noguard')} | ${pgCpu('direct')} / ${pgCpu('pgbouncer')} / ${pgCpu('proxy')} / ${pgCpu('proxy-noguard')} |`);
+/**
+ * The ratios the goals read, per workload: `of` over `to` (TPS or pooler CPU per transaction), or `of`'s latency
+ * minus `to`'s in µs. Null, with `why`, when either side did not run, failed or lost clients.
+ */
+const RATIOS = {
+  proxyToPgBouncerSameJob: { of: 'proxy', to: 'pgbouncer-samejob', kind: 'tps' },
+  proxyToPgBouncer: { of: 'proxy', to: 'pgbouncer', kind: 'tps' },
+  proxyNoguardToPgBouncer: { of: 'proxy-noguard', to: 'pgbouncer', kind: 'tps' },
+  proxyToDirect: { of: 'proxy', to: 'direct', kind: 'tps' },
+  proxyCpuToNodePipe: { of: 'proxy', to: 'node-pipe', kind: 'cpu' },
+  proxyLatencyOverPgBouncerUs: { of: 'proxy', to: 'pgbouncer', kind: 'latency' }, // the one-client row only
+};
+
+/** The issue's figures to reach (issue 14), each over the workload rows it names. */
+const GOALS = [
+  { text: 'TPS ≥ 1.0× PgBouncer doing the same job', ratio: 'proxyToPgBouncerSameJob', min: 1.0, rows: ['S-16-simple', 'S-64-simple', 'S-16-extended', 'S-64-extended', 'tpcb-16-simple'] },
+  { text: 'proxy CPU/tx ≤ 1.5× the node pipe’s', ratio: 'proxyCpuToNodePipe', max: 1.5, rows: WORKLOADS.map((w) => w.id) },
+  { text: 'TPS ≥ 0.70× plain PgBouncer, 16 clients', ratio: 'proxyToPgBouncer', min: 0.7, rows: ['S-16-simple', 'S-16-extended', 'tpcb-16-simple'] },
+  { text: 'TPS ≥ 0.60× plain PgBouncer, 64 clients', ratio: 'proxyToPgBouncer', min: 0.6, rows: ['S-64-simple', 'S-64-extended'] },
+  { text: 'one-client latency ≤ plain PgBouncer’s + 30 µs', ratio: 'proxyLatencyOverPgBouncerUs', max: 30, rows: ['latency-1'] },
+  { text: '-M prepared TPS ≥ 0.8× direct, 16 clients', ratio: 'proxyToDirect', min: 0.8, rows: ['S-16-prepared'] },
+];
+
+function ratioOf(s, def) {
+  for (const t of [def.of, def.to]) {
+    const x = s[t];
+    if (!x) return { value: null, why: `${TARGET_LABELS[t]} not run` };
+    if (x.status === 'fails') return { value: null, why: `${TARGET_LABELS[t]} fails: ${clip(x.firstError ?? '?', 80)}` };
+    if (x.abortedClients > 0) return { value: null, why: `${TARGET_LABELS[t]}: clients aborted` };
+    if (x.noResultClients > 0) return { value: null, why: `${TARGET_LABELS[t]}: a pgbench process printed no result` };
   }
+  const a = s[def.of];
+  const b = s[def.to];
+  if (def.kind === 'tps') return b.tps ? { value: round(a.tps / b.tps, 3) } : { value: null, why: 'no TPS' };
+  if (def.kind === 'cpu') return a.poolerCpuUsPerTx !== null && b.poolerCpuUsPerTx ? { value: round(a.poolerCpuUsPerTx / b.poolerCpuUsPerTx, 3) } : { value: null, why: 'no CPU reading' };
+  return a.latencyMs !== null && b.latencyMs !== null ? { value: round((a.latencyMs - b.latencyMs) * 1000, 1) } : { value: null, why: 'no latency' };
+}
+
+function computeRatios(workloads, summary) {
+  return Object.fromEntries(workloads.map((w) => [w.id, Object.fromEntries(Object.entries(RATIOS)
+    .filter(([, def]) => def.kind !== 'latency' || w.clients === 1) // under load, latency is queueing, not overhead
+    .map(([name, def]) => [name, ratioOf(summary[w.id], def)]))]));
+}
+
+function evaluateGoals(workloads, ratios) {
+  const out = [];
+  for (const g of GOALS) {
+    for (const id of g.rows) {
+      const w = workloads.find((x) => x.id === id);
+      if (!w) continue; // not in BENCH_WORKLOADS
+      const r = ratios[id][g.ratio] ?? { value: null, why: 'not computed for this row' };
+      const bound = g.min ?? g.max;
+      const met = r.value === null ? null : g.min !== undefined ? r.value >= g.min : r.value <= g.max;
+      out.push({ goal: g.text, workload: id, label: w.label, ratio: g.ratio, measured: r.value, ...(g.min !== undefined ? { min: bound } : { max: bound }), met, why: r.why ?? null });
+    }
+  }
+  return out;
+}
+
+function renderGoals(goals) {
+  const rows = ['Goals (issue 14; ratios within this run, medians):', '', '| goal | workload | measured | verdict |', '| --- | --- | ---: | --- |'];
+  for (const g of goals) {
+    const measured = g.measured === null ? 'n/a' : g.ratio === 'proxyLatencyOverPgBouncerUs' ? `${g.measured >= 0 ? '+' : '−'}${Math.abs(g.measured).toFixed(0)} µs` : `${g.measured.toFixed(2)}×`;
+    const verdict = g.met === null ? `n/a (${g.why})` : g.met ? 'met' : '**not met**';
+    rows.push(`| ${g.goal} | ${g.label} | ${measured} | ${verdict} |`);
+  }
+  const met = goals.filter((g) => g.met === true).length;
+  const missed = goals.filter((g) => g.met === false).length;
+  rows.push('', `${met} met, ${missed} not met, ${goals.length - met - missed} n/a, of ${goals.length}.`);
   return rows.join('\n');
+}
+
+function renderTable(workloads, targetList, summary, ratios) {
+  const has = (t) => targetList.includes(t);
+  const label = (t) => TARGET_LABELS[t];
+  const line = (cells) => `| ${cells.join(' | ')} |`;
+  const poolers = targetList.filter((t) => t !== 'direct');
+
+  const cell = (w, t) => {
+    const x = summary[w.id][t];
+    if (x.status === 'fails') return `fails: ${clip(x.firstError ?? '?')}`;
+    if (x.abortedClients > 0) {
+      // TPS of the clients that survived is not comparable: say what happened instead of a ratio.
+      const range = x.abortedClientsMin < x.abortedClients ? `${x.abortedClientsMin}–${x.abortedClients}` : String(x.abortedClients);
+      return `${fmtInt(x.tps)} ⚠ ${range}/${w.clients} clients aborted: ${clip(x.firstError ?? '?')}`;
+    }
+    let text = fmtInt(x.tps);
+    if (t !== 'direct' && x.ratioToDirect !== null) text += ` (${x.ratioToDirect.toFixed(2)})`;
+    if (x.status === 'partial') text += ` ⚠ errors: ${clip(x.firstError ?? '?')}`;
+    return text;
+  };
+  const tps = [
+    'TPS (median; in brackets × direct):',
+    '',
+    line(['workload', ...targetList.map(label)]),
+    line(['---', ...targetList.map(() => '---:')]),
+    ...workloads.map((w) => line([w.label, ...targetList.map((t) => cell(w, t))])),
+  ];
+
+  const fmtRatio = (r) => (r.value === null ? 'n/a' : r.value.toFixed(2));
+  const ratioCols = [
+    ['proxy / PgBouncer same job', 'proxyToPgBouncerSameJob'],
+    ['proxy / PgBouncer', 'proxyToPgBouncer'],
+    ['proxy-noguard / PgBouncer', 'proxyNoguardToPgBouncer'],
+    ['proxy / direct', 'proxyToDirect'],
+    ['proxy CPU / node pipe CPU', 'proxyCpuToNodePipe'],
+  ];
+  const guardCost = (w) => (has('proxy') && summary[w.id].proxy.guardCost !== null && summary[w.id].proxy.guardCost !== undefined ? fmtPct(summary[w.id].proxy.guardCost) : 'n/a');
+  const ratioTable = [
+    'Ratios (n/a: a side did not run, failed or lost clients):',
+    '',
+    line(['workload', ...ratioCols.map(([h]) => h), 'guard cost']),
+    line(['---', ...ratioCols.map(() => '---:'), '---:']),
+    ...workloads.map((w) => line([w.label, ...ratioCols.map(([, k]) => fmtRatio(ratios[w.id][k])), guardCost(w)])),
+  ];
+
+  const cpu = (w, t, key) => {
+    const x = summary[w.id][t];
+    return x.status !== 'fails' && x[key] !== null ? x[key].toFixed(1) : 'n/a';
+  };
+  const cpuTable = [
+    'CPU per transaction (µs, median): the pooler’s own process (PgBouncer, node pipe, proxy), and PostgreSQL’s server processes:',
+    '',
+    line(['workload', ...poolers.map((t) => `${label(t)} CPU`), ...targetList.map((t) => `PostgreSQL via ${label(t)}`)]),
+    line(['---', ...poolers.map(() => '---:'), ...targetList.map(() => '---:')]),
+    ...workloads.map((w) => line([w.label, ...poolers.map((t) => cpu(w, t, 'poolerCpuUsPerTx')), ...targetList.map((t) => cpu(w, t, 'pgCpuUsPerTx'))])),
+  ];
+  return [...tps, '', ...ratioTable, '', ...cpuTable].join('\n');
 }
 
 function renderLatency(workloads, targetList, summary) {
@@ -783,26 +991,29 @@ function renderLatency(workloads, targetList, summary) {
   if (!w) return null;
   const s = summary[w.id];
   const base = s.direct?.latencyMs ?? null;
+  const bouncer = s.pgbouncer && s.pgbouncer.status !== 'fails' ? s.pgbouncer.latencyMs : null;
   const rows = [
     `One client (pgbench -S -c 1 -M simple, ${LATENCY_DURATION} s), median of average latency:`,
     '',
-    '| target | avg latency (µs) | overhead vs direct (µs) | pooler CPU µs/tx |',
-    '| --- | ---: | ---: | ---: |',
+    '| target | avg latency (µs) | overhead vs direct (µs) | vs PgBouncer (µs) | pooler CPU µs/tx |',
+    '| --- | ---: | ---: | ---: | ---: |',
   ];
+  const signed = (us) => `${us >= 0 ? '+' : '−'}${Math.abs(us).toFixed(0)}`;
   for (const t of targetList) {
     const x = s[t];
     if (x.status === 'fails' || x.latencyMs === null) {
-      rows.push(`| ${t} | fails: ${clip(x.firstError ?? '?')} | n/a | n/a |`);
+      rows.push(`| ${TARGET_LABELS[t]} | fails: ${clip(x.firstError ?? '?')} | n/a | n/a | n/a |`);
       continue;
     }
     const us = x.latencyMs * 1000;
-    const over = t === 'direct' || base === null ? '—' : `+${(us - base * 1000).toFixed(0)}`;
-    rows.push(`| ${t} | ${us.toFixed(0)} | ${over} | ${x.poolerCpuUsPerTx === null ? '—' : x.poolerCpuUsPerTx.toFixed(1)} |`);
+    const over = t === 'direct' || base === null ? '—' : signed(us - base * 1000);
+    const overBouncer = t === 'direct' || t === 'pgbouncer' || bouncer === null ? '—' : signed(us - bouncer * 1000);
+    rows.push(`| ${TARGET_LABELS[t]} | ${us.toFixed(0)} | ${over} | ${overBouncer} | ${x.poolerCpuUsPerTx === null ? '—' : x.poolerCpuUsPerTx.toFixed(1)} |`);
   }
   return rows.join('\n');
 }
 
-function renderErrors(workloads, targetList, results, proxyLog, noguardLog, bouncerLog, micro) {
+function renderErrors(workloads, targetList, results, logs, micro) {
   const lines = [];
   for (const w of workloads) {
     for (const t of targetList) {
@@ -816,7 +1027,13 @@ function renderErrors(workloads, targetList, results, proxyLog, noguardLog, boun
   const out = ['', 'Errors and warnings:', ''];
   out.push(...(lines.length ? lines : ['- pgbench: none']));
   if (micro?.error) out.push(`- micro-benchmarks: ${micro.error}`);
-  for (const [name, summary] of [['pg-tenant-proxy log (warn and above)', proxyLog], ['pg-tenant-proxy proxy-noguard log (warn and above)', noguardLog], ['PgBouncer log (WARNING/ERROR)', bouncerLog]]) {
+  for (const [name, summary] of [
+    ['pg-tenant-proxy log (warn and above)', logs.proxyLog],
+    ['pg-tenant-proxy proxy-noguard log (warn and above)', logs.noguardLog],
+    ['PgBouncer log (WARNING/ERROR)', logs.bouncerLog],
+    ['PgBouncer same job log (WARNING/ERROR)', logs.sameJobLog],
+    ['node pipe output', logs.pipeLog],
+  ]) {
     if (!summary) continue;
     if (summary.count === 0) {
       out.push(`- ${name}: none`);
@@ -828,7 +1045,7 @@ function renderErrors(workloads, targetList, results, proxyLog, noguardLog, boun
   return out.join('\n');
 }
 
-/** Warn-and-above lines of the proxy's pino log or PgBouncer's log, grouped by message. */
+/** Warn-and-above lines of the proxy's pino log or PgBouncer's log, or every line of plain text output, grouped. */
 function summarizeLog(file, kind) {
   let text = '';
   try {
@@ -849,6 +1066,8 @@ function summarizeLog(file, kind) {
       } catch {
         picked.push({ key: `[non-JSON] ${line.slice(0, 300)}`, line });
       }
+    } else if (kind === 'text') {
+      if (!/^listening \d+$/.test(line)) picked.push({ key: line.slice(0, 300), line });
     } else if (/\b(WARNING|ERROR|FATAL|LOG .*error)\b/.test(line)) {
       picked.push({ key: line.replace(/^\S+ \S+ \S+ \[\d+\] /, '').replace(/[CS]-0x[0-9a-f]+: /, '').slice(0, 300), line });
     }
