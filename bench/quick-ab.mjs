@@ -28,7 +28,10 @@ const { execFile } = await import('node:child_process');
 const { promisify } = await import('node:util');
 for (const t of ['t1', 't2']) await promisify(execFile)('pgbench', ['-i', '-s', '2', '-q', '--no-vacuum'], { env: await env(t) });
 const mode = process.env.MODE ?? 'simple';
-const run = (t) => new Promise(async (res) => { const { execFile } = await import('node:child_process'); execFile('pgbench', ['-n', '-S', '-c', process.env.CLIENTS ?? '8', '-j', '1', '-T', '8', '-M', mode], { env: await env(t) }, (e, out) => res(out)); });
+const run = async (t) => {
+  const childEnv = await env(t);
+  return new Promise((res) => execFile('pgbench', ['-n', '-S', '-c', process.env.CLIENTS ?? '8', '-j', '1', '-T', '8', '-M', mode], { env: childEnv }, (e, out) => res(out)));
+};
 const postmasterPid = Number(readFileSync(`${cluster.dataDir}/postmaster.pid`, 'utf8').split('\n')[0]);
 const pgBefore = await treeCpuTicks(postmasterPid);
 const cpuBefore = process.cpuUsage();

@@ -19,7 +19,7 @@
 //   BENCH_SHARED_BUFFERS=512MB  so both tenant schemas fit in shared_buffers for every target alike
 //   BENCH_MICRO=0            skip the micro-benchmarks (bench/micro.mjs) after the matrix
 //   BENCH_OUT=bench/results/latest.json
-import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
@@ -185,8 +185,6 @@ async function main() {
   log('starting a throwaway PostgreSQL cluster…');
   const cluster = await startPgCluster({ log: (line) => log(`  ${line}`) });
   cleanups.push(() => cluster.stop());
-  const superUrl = new URL(cluster.superuserUrl);
-  const superPassword = decodeURIComponent(superUrl.password);
 
   const proxyPassword = randomBytes(18).toString('base64url');
   const directPassword = randomBytes(18).toString('base64url');
@@ -1047,7 +1045,7 @@ function renderErrors(workloads, targetList, results, logs, micro) {
 
 /** Warn-and-above lines of the proxy's pino log or PgBouncer's log, or every line of plain text output, grouped. */
 function summarizeLog(file, kind) {
-  let text = '';
+  let text;
   try {
     text = readFileSync(file, 'utf8');
   } catch {
