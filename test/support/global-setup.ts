@@ -1,6 +1,9 @@
 // vitest globalSetup: one PostgreSQL (DATABASE_URL or a temp cluster) with the fixture, provided to tests as 'pg'.
 // PGTP_TEST_PG=18 makes the temp cluster PostgreSQL 18 from the optional npm package (test/run-pg18.mjs).
 
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { embeddedBinDir, startPgCluster, type PgCluster } from '../../src/dev/pg-cluster.js';
 import { createFixture, createRolesFixture } from './postgres.js';
@@ -25,9 +28,12 @@ export default async function setup(project: TestProject): Promise<() => Promise
     await cluster?.stop();
     throw err;
   }
+  const auditDir = mkdtempSync(join(tmpdir(), 'pgtp-audit-'));
+  project.provide('auditDir', auditDir);
   const where = cluster ? `temp cluster on port ${cluster.port}` : 'DATABASE_URL';
   console.log(`[pg] fixture ready on ${where} in ${Math.round(performance.now() - started)} ms`);
   return async () => {
+    rmSync(auditDir, { recursive: true, force: true });
     await cluster?.stop();
   };
 }

@@ -41,6 +41,8 @@ declare module 'vitest' {
   export interface ProvidedContext {
     pg: PgFixture;
     pgRoles: RolesFixture;
+    /** Where test proxies write their audit files. */
+    auditDir: string;
   }
 }
 

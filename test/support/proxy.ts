@@ -1,6 +1,5 @@
 // Starts a proxy on port 0 against the test cluster and mints tokens for it.
 import { randomUUID } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import pino from 'pino';
@@ -34,7 +33,8 @@ export function testConfig(overrides: Overrides = {}, upstreamUrl = inject('pg')
     policy: { ...overrides.policy },
     tls: { mode: 'allow', ...overrides.tls },
     // Audit events go to a throwaway file unless a test asks otherwise: stdout is the test runner's.
-    audit: { file: join(tmpdir(), `pgtp-audit-${process.pid}-${randomUUID()}.log`), ...overrides.audit },
+    // The global setup's directory, removed when the run ends.
+    audit: { file: join(inject('auditDir'), `${randomUUID()}.log`), ...overrides.audit },
     metrics: { ...overrides.metrics },
     pool: { ...overrides.pool },
     log: { level: process.env.PGTP_TEST_LOG ?? 'silent' },

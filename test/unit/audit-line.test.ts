@@ -1,15 +1,17 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { AuditLog, type StatementEvent } from '../../src/audit/audit-log.js';
 import { validateConfig } from '../../src/config/load.js';
 
 // Statement events bypass pino for speed; they must stay byte-for-byte what pino writes for the same event.
 describe('statement audit lines', () => {
   it('are the lines pino writes, for awkward text, nulls and every text mode', async () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'pgtp-audit-line-')), 'audit.log');
+    const dir = mkdtempSync(join(tmpdir(), 'pgtp-audit-line-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'audit.log');
     const config = validateConfig({
       upstream: { url: 'postgres://px:pw@127.0.0.1:5432/db' },
       auth: { jwt: { secret: 'x'.repeat(40) } },
