@@ -53,7 +53,8 @@ const PIN_SETTINGS = new Set(['search_path', 'role', 'session_authorization']);
  */
 export function prepareMigration(migration: Migration, options: RewriteOptions): PreparedMigration {
   const allowed = new Set([PROBE_SCHEMA, ...CATALOG_SCHEMAS, ...(options.sharedSchemas ?? [])]);
-  if (allowed.has(options.sourceSchema)) throw new Error(`the migrations' schema ${options.sourceSchema} cannot also be shared or a catalog`);
+  if (allowed.has(options.sourceSchema))
+    throw new Error(`the migrations' schema ${options.sourceSchema} cannot also be shared or a catalog`);
   const templates = migration.statements.map((text, index) => {
     const refuse = (problem: string, schema?: string): never => {
       throw new MigrationError({ file: migration.file, statement: index + 1, statementText: text, schema }, problem);
@@ -85,7 +86,8 @@ export function prepareMigration(migration: Migration, options: RewriteOptions):
     migration,
     forSchema(schema: string): string[] {
       return templates.map((template) => {
-        if (template.inDollarBody && schema.includes('$')) throw new Error(`schema name ${schema} cannot go inside a dollar-quoted body`);
+        if (template.inDollarBody && schema.includes('$'))
+          throw new Error(`schema name ${schema} cannot go inside a dollar-quoted body`);
         return render(template, schema).toString('utf8');
       });
     },
@@ -103,7 +105,12 @@ function render(template: Template, schema: string): Buffer {
 }
 
 /** Refuses what no tenant's migration may do, then finds the source schema's names, also inside DO/function bodies. */
-function templateFor(text: string, sourceSchema: string, noTransaction: boolean, refuse: (problem: string) => never): Template {
+function templateFor(
+  text: string,
+  sourceSchema: string,
+  noTransaction: boolean,
+  refuse: (problem: string) => never,
+): Template {
   const statements = (parseSync(text) as { stmts?: Array<{ stmt: Json }> }).stmts ?? [];
   if (statements.length !== 1) refuse(`holds ${statements.length} statements where one was expected`);
   const [type, node] = Object.entries(statements[0]!.stmt)[0] as [string, Json];
@@ -120,7 +127,11 @@ function templateFor(text: string, sourceSchema: string, noTransaction: boolean,
     for (const token of tokens) {
       const tag = /^\$[^$]*\$/.exec(token.text)?.[0];
       if (token.tokenName !== 'SCONST' || tag === undefined || token.text !== `${tag}${body}${tag}`) continue;
-      const inner = schemaCuts((scanSync(body) as { tokens: ScanToken[] }).tokens, sourceSchema, token.start + Buffer.byteLength(tag));
+      const inner = schemaCuts(
+        (scanSync(body) as { tokens: ScanToken[] }).tokens,
+        sourceSchema,
+        token.start + Buffer.byteLength(tag),
+      );
       inDollarBody ||= inner.length > 0;
       cuts.push(...inner);
     }
@@ -154,7 +165,9 @@ function refusal(type: string, node: Json, noTransaction: boolean): string | nul
     case 'DropStmt':
     case 'ReindexStmt': {
       const concurrent = node.concurrent === true || JSON.stringify(node.params ?? []).includes('"concurrently"');
-      return concurrent && !noTransaction ? `CONCURRENTLY cannot run inside a transaction: add a line "${NO_TRANSACTION_MARKER}" to the file` : null;
+      return concurrent && !noTransaction
+        ? `CONCURRENTLY cannot run inside a transaction: add a line "${NO_TRANSACTION_MARKER}" to the file`
+        : null;
     }
     default:
       return null;
@@ -163,7 +176,8 @@ function refusal(type: string, node: Json, noTransaction: boolean): string | nul
 
 /** The body of a DO block or a SQL/PL/pgSQL function given as one string; the guard has analysed what it holds. */
 function functionBody(type: string, node: Json): string | null {
-  const options = (type === 'DoStmt' ? node.args : type === 'CreateFunctionStmt' ? node.options : undefined) as unknown[] | undefined;
+  const options = (type === 'DoStmt' ? node.args : type === 'CreateFunctionStmt' ? node.options : undefined) as
+    unknown[] | undefined;
   for (const option of options ?? []) {
     const def = (option as Json).DefElem as Json | undefined;
     if (def?.defname !== 'as') continue;
@@ -195,7 +209,9 @@ function schemaCuts(tokens: ScanToken[], schema: string, offset: number): Array<
 /** An identifier token's name as PostgreSQL resolves it: quoted as written, unquoted folded to lower case (ASCII). */
 function identifierValue(token: ScanToken): string | null {
   if (token.tokenName === 'IDENT') {
-    return token.text.startsWith('"') ? token.text.slice(1, -1).replace(/""/g, '"') : token.text.replace(/[A-Z]+/g, (s) => s.toLowerCase());
+    return token.text.startsWith('"')
+      ? token.text.slice(1, -1).replace(/""/g, '"')
+      : token.text.replace(/[A-Z]+/g, (s) => s.toLowerCase());
   }
   // Keywords arrive as their own token types; any of them can be a schema name when quoted, and most unquoted.
   if (token.keywordKind > 0 && /^[A-Za-z_][A-Za-z0-9_$]*$/.test(token.text)) return token.text.toLowerCase();

@@ -48,13 +48,17 @@ export async function loadSqlMigrations(dir: string): Promise<Migration[]> {
   for (const entry of entries) {
     if (!entry.isFile() || !entry.name.endsWith('.sql')) continue;
     const match = VERSIONED_FILE.exec(entry.name);
-    if (match === null) throw new MigrationError({ file: entry.name }, 'the file name must start with a version number (0001_name.sql)');
+    if (match === null)
+      throw new MigrationError({ file: entry.name }, 'the file name must start with a version number (0001_name.sql)');
     files.push({ name: entry.name, version: BigInt(match[1]!) });
   }
   files.sort((a, b) => (a.version < b.version ? -1 : a.version > b.version ? 1 : a.name < b.name ? -1 : 1));
   for (let i = 1; i < files.length; i++) {
     if (files[i]!.version === files[i - 1]!.version) {
-      throw new MigrationError({ file: files[i]!.name }, `has the same version number as ${files[i - 1]!.name}; renumber one of them`);
+      throw new MigrationError(
+        { file: files[i]!.name },
+        `has the same version number as ${files[i - 1]!.name}; renumber one of them`,
+      );
     }
   }
   const migrations: Migration[] = [];
@@ -78,7 +82,11 @@ export async function loadDrizzleMigrations(dir: string, journalBytes?: Buffer):
   for (const entry of journal) {
     const file = `${entry.tag}.sql`;
     const bytes = await readFile(join(dir, file)).catch((err: NodeJS.ErrnoException) => {
-      throw new MigrationError({ file }, `listed in ${DRIZZLE_JOURNAL} but cannot be read (${err.code ?? err.message})`, { cause: err });
+      throw new MigrationError(
+        { file },
+        `listed in ${DRIZZLE_JOURNAL} but cannot be read (${err.code ?? err.message})`,
+        { cause: err },
+      );
     });
     migrations.push(migrationFromBytes(entry.tag, file, bytes, true));
   }
@@ -102,8 +110,10 @@ function parseJournal(bytes: Buffer): JournalEntry[] {
   const out = entries.map((raw: unknown, position) => {
     const { idx, tag } = (raw ?? {}) as { idx?: unknown; tag?: unknown };
     if (typeof idx !== 'number' || !Number.isInteger(idx)) refuse(`entry ${position} has no integer idx`);
-    if (typeof tag !== 'string' || !SAFE_TAG.test(tag)) refuse(`entry ${position} has a missing or unsafe tag ${JSON.stringify(tag)}`);
-    if (seen.has(String(idx)) || seen.has(`tag:${String(tag)}`)) refuse(`lists idx ${String(idx)} or tag ${String(tag)} twice`);
+    if (typeof tag !== 'string' || !SAFE_TAG.test(tag))
+      refuse(`entry ${position} has a missing or unsafe tag ${JSON.stringify(tag)}`);
+    if (seen.has(String(idx)) || seen.has(`tag:${String(tag)}`))
+      refuse(`lists idx ${String(idx)} or tag ${String(tag)} twice`);
     seen.add(String(idx)).add(`tag:${String(tag)}`);
     return { idx: idx as number, tag: tag as string };
   });

@@ -33,7 +33,9 @@ export function splitSql(text: string, file: string): SplitSql {
   } catch (err) {
     const details = (err as { sqlDetails?: { message: string; cursorPosition: number } }).sqlDetails;
     const where = details === undefined ? '' : ` at line ${lineOf(text, details.cursorPosition)}`;
-    throw new MigrationError({ file }, `syntax error${where}: ${details?.message ?? (err as Error).message}`, { cause: err });
+    throw new MigrationError({ file }, `syntax error${where}: ${details?.message ?? (err as Error).message}`, {
+      cause: err,
+    });
   }
   const bytes = Buffer.from(text);
   const tokens = (scanSync(text) as { tokens: ScanToken[] }).tokens;
@@ -53,7 +55,9 @@ export function splitSql(text: string, file: string): SplitSql {
     }
     statements.push(bytes.toString('utf8', first.start, last));
   }
-  const noTransaction = tokens.some((token) => token.tokenName === 'SQL_COMMENT' && token.text.trim() === NO_TRANSACTION_MARKER);
+  const noTransaction = tokens.some(
+    (token) => token.tokenName === 'SQL_COMMENT' && token.text.trim() === NO_TRANSACTION_MARKER,
+  );
   return { statements, noTransaction };
 }
 
