@@ -57,7 +57,8 @@ describe('the schema rewrite', () => {
       ['CREATE INDEX i ON PUBLIC.t (a)', 'CREATE INDEX i ON "tenant_x".t (a)'],
       ['ALTER TABLE "public"."t" RENAME TO t2', 'ALTER TABLE "tenant_x"."t" RENAME TO t2'],
       ['DROP TABLE public.a, public.b', 'DROP TABLE "tenant_x".a, "tenant_x".b'],
-      // (COMMENT ON COLUMN s.t.c is refused by the guard as a cross-database name: see the report.)
+      ["COMMENT ON COLUMN public.t.a IS 'x'", 'COMMENT ON COLUMN "tenant_x".t.a IS \'x\''],
+      ['DROP TRIGGER IF EXISTS g ON public.t', 'DROP TRIGGER IF EXISTS g ON "tenant_x".t'],
       ["COMMENT ON TABLE public.t IS 'see public.t'", 'COMMENT ON TABLE "tenant_x".t IS \'see public.t\''],
       ['CREATE SEQUENCE public.s OWNED BY public.t.a', 'CREATE SEQUENCE "tenant_x".s OWNED BY "tenant_x".t.a'],
       [
