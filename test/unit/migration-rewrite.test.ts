@@ -94,6 +94,20 @@ describe('the schema rewrite', () => {
     );
   });
 
+  it('rewrites SQL-standard function bodies (BEGIN ATOMIC), which are part of the statement', () => {
+    expect(
+      rewrite('CREATE FUNCTION n() RETURNS bigint LANGUAGE sql BEGIN ATOMIC SELECT count(*) FROM public.t; END'),
+    ).toBe('CREATE FUNCTION n() RETURNS bigint LANGUAGE sql BEGIN ATOMIC SELECT count(*) FROM "tenant_x".t; END');
+  });
+
+  it('will not put a schema name with $ into a dollar-quoted body', () => {
+    const prepared = prepareMigration(migration(['DO $$ BEGIN PERFORM 1 FROM public.t; END $$']), PUBLIC);
+    expect(() => prepared.forSchema('x$$y')).toThrow(/cannot go inside a dollar-quoted body/);
+    expect(prepareMigration(migration(['SELECT 1 FROM public.t']), PUBLIC).forSchema('x$$y')).toEqual([
+      'SELECT 1 FROM "x$$y".t',
+    ]);
+  });
+
   it('rewrites another source schema and leaves public alone then', () => {
     const app = { sourceSchema: 'app' };
     expect(rewrite('CREATE TABLE "app"."t" (a int)', 'tenant_y', app)).toBe('CREATE TABLE "tenant_y"."t" (a int)');

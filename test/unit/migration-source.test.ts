@@ -41,12 +41,14 @@ describe('splitSql', () => {
       'END',
       '$body$;',
       'SELECT "quoted;ident" FROM t;;',
+      'CREATE FUNCTION g() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;',
       'SELECT 2 -- no final semicolon; trailing comment',
     ].join('\n');
     expect(splitSql(sql, 'x.sql').statements).toEqual([
       "INSERT INTO t VALUES ('a;b', E'c\\';d', $q$e;f$q$)",
       "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $body$\nBEGIN\n  PERFORM 1; -- inside the body;\n  RETURN (SELECT count(*) FROM t WHERE x = ';');\nEND\n$body$",
       'SELECT "quoted;ident" FROM t',
+      'CREATE FUNCTION g() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END',
       'SELECT 2',
     ]);
   });
