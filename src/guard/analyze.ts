@@ -200,6 +200,9 @@ const OBJECT_FIELDS: Record<string, string> = {
   GrantStmt: 'objects',
 };
 
+/** Object types named as table.member (COMMENT ON COLUMN t.c, DROP TRIGGER g ON t): the last part is no relation. */
+const TABLE_MEMBER_OBJECTS = new Set(['OBJECT_COLUMN', 'OBJECT_TRIGGER', 'OBJECT_POLICY', 'OBJECT_RULE', 'OBJECT_TABCONSTRAINT']);
+
 const TRUSTED_LANGUAGES = new Set(['sql', 'plpgsql']);
 const MAX_DEPTH = 4;
 
@@ -435,7 +438,8 @@ class Analyzer {
         continue;
       }
       const parts = stringList(listItems(object) ?? []);
-      if (parts !== null) this.qualified(parts);
+      // A column, trigger, policy, rule or constraint is named after its table: its own name is not a qualifier.
+      if (parts !== null) this.qualified(objtype !== undefined && TABLE_MEMBER_OBJECTS.has(objtype) ? parts.slice(0, -1) : parts);
     }
   }
 

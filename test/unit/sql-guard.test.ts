@@ -58,6 +58,13 @@ const ALLOWED = [
   'LOCK TABLE items IN SHARE MODE',
   'TRUNCATE items',
   "SELECT has_schema_privilege('tenant_a', 'USAGE')",
+  // Regression: a table member's table was taken for its schema (DROP TRIGGER g ON items: "schema items").
+  "COMMENT ON COLUMN items.name IS 'x'",
+  "COMMENT ON COLUMN tenant_a.items.name IS 'x'",
+  "COMMENT ON CONSTRAINT items_pkey ON tenant_a.items IS 'x'",
+  'DROP TRIGGER IF EXISTS g ON items',
+  'DROP POLICY IF EXISTS p ON tenant_a.items',
+  'DROP RULE IF EXISTS r ON items',
 ];
 
 const DENIED: Array<[string, string]> = [
@@ -111,6 +118,9 @@ const DENIED: Array<[string, string]> = [
   ['DROP TABLE tenant_b.items', 'schema:42501'],
   ['DROP FUNCTION tenant_b.f()', 'schema:42501'],
   ['COMMENT ON TABLE tenant_b.items IS \'x\'', 'schema:42501'],
+  ["COMMENT ON COLUMN tenant_b.items.name IS 'x'", 'schema:42501'],
+  ['DROP TRIGGER g ON tenant_b.items', 'schema:42501'],
+  ['COMMENT ON COLUMN otherdb.tenant_a.items.name IS \'x\'', 'cross_database:42501'],
   ['GRANT SELECT ON tenant_b.items TO PUBLIC', 'schema:42501'],
   ['GRANT USAGE ON SCHEMA tenant_b TO PUBLIC', 'schema:42501'],
   ['GRANT SELECT ON ALL TABLES IN SCHEMA tenant_b TO PUBLIC', 'schema:42501'],
