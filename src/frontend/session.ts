@@ -28,6 +28,7 @@ import {
 import {
   AUTHENTICATION_CLEARTEXT,
   AUTHENTICATION_OK,
+  EMPTY_QUERY_IDLE,
   GSSENC_REFUSE,
   READY_FOR_QUERY_IDLE,
   SSL_ACCEPT,
@@ -744,6 +745,11 @@ export class ClientSession implements ServerClient {
         const verdict = this.verdict(code, buf, start, end);
         if (verdict instanceof ProxyError) {
           this.refuseLocally(verdict, code);
+          return;
+        }
+        if (code === FrontendCode.Query && verdict?.analysis?.empty === true) {
+          // No statement between transactions: answered without a server, as PostgreSQL would.
+          this.sendToClient(EMPTY_QUERY_IDLE);
           return;
         }
         const frame = buf.subarray(start, end);

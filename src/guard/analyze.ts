@@ -45,6 +45,8 @@ export interface Analysis {
   changesSettings: boolean;
   /** Custom (dotted, e.g. app.user_id) settings it names: pg_settings does not list them, so they are asked by name. */
   customSettings: readonly string[];
+  /** No statement at all (blank, comments, semicolons): PostgreSQL answers it with EmptyQueryResponse. */
+  empty: boolean;
 }
 
 /** Prefix of the names the proxy gives prepared statements on servers; clients may not name them in SQL. */
@@ -224,6 +226,7 @@ class Analyzer {
   private deallocate: { name: string | null } | null = null;
   private changesSettings = false;
   private readonly customSettings = new Set<string>();
+  private empty = false;
 
   constructor(
     private readonly extraDeniedFunctions: ReadonlySet<string>,
@@ -240,6 +243,7 @@ class Analyzer {
       deallocate: this.deallocate,
       changesSettings: this.changesSettings,
       customSettings: [...this.customSettings],
+      empty: this.empty,
     };
   }
 
@@ -250,7 +254,8 @@ class Analyzer {
     }
     let tree: { stmts?: Array<{ stmt: Json; stmt_location?: number; stmt_len?: number }> };
     try {
-      tree = parseSync(text) as typeof tree;
+      // libpg-query refuses '' itself; PostgreSQL parses it, like a lone comment, to no statement.
+      tree = text === '' ? {} : (parseSync(text) as typeof tree);
     } catch (err) {
       const details = (err as { sqlDetails?: { message: string; cursorPosition: number } }).sqlDetails;
       if (depth === 0) {
@@ -266,6 +271,7 @@ class Analyzer {
       return;
     }
     const statements = tree.stmts ?? [];
+    if (depth === 0) this.empty = statements.length === 0;
     const only = statements.length === 1 && depth === 0 ? (statements[0]!.stmt.DeallocateStmt as Json | undefined) : undefined;
     if (only !== undefined) this.deallocate = { name: only.isall === true || typeof only.name !== 'string' ? null : only.name };
     const bytes = Buffer.from(text);
