@@ -202,7 +202,7 @@ export class ClientSession implements ServerClient {
   }
 
   get applicationName(): string | null {
-    return this.settings?.current.get('application_name') ?? null;
+    return this.settings?.current.get('application_name') || null;
   }
 
   // ── ServerClient ────────────────────────────────────────────────────────────

@@ -69,6 +69,8 @@ export function interpretStartup(raw: ReadonlyMap<string, string>, ignored: read
     if (name.startsWith('_pq_.')) throw ProxyError.unsupportedStartupParameter(name);
     accept(name, value);
   }
+  // A client that names itself nowhere has an empty name, as on its own connection: never the server's.
+  if (!startup.settings.has('application_name')) startup.settings.set('application_name', '');
   return startup;
 }
 

@@ -90,4 +90,51 @@ describe('driver parity with PostgreSQL', () => {
       await directly.end();
     }
   });
+
+  it("shows a client that set no application_name its own empty one, never the proxy's, which only its idle servers show", async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const told: string[] = [];
+    const unnamed = new pg.Client(await tp.clientConfig('a'));
+    (unnamed as unknown as { connection: NodeJS.EventEmitter }).connection.on('parameterStatus', (m: { parameterName: string; parameterValue: string }) => {
+      if (m.parameterName === 'application_name') told.push(m.parameterValue);
+    });
+    unnamed.on('error', () => undefined);
+    await unnamed.connect();
+    const named = await tp.connect('b', { application_name: 'other-app' });
+    const admin = await adminClient();
+    const serverName = async (pid: number): Promise<string> =>
+      (await admin.query('SELECT application_name FROM pg_catalog.pg_stat_activity WHERE pid = $1', [pid])).rows[0]?.application_name;
+    try {
+      // The one server goes back and forth between the two, reset in between, renamed and RESET by the other client.
+      for (const [between, expected] of [['SELECT 1', 'other-app'], ["SET application_name = 'renamed'", 'renamed'], ['RESET application_name', 'other-app']]) {
+        await unnamed.query('BEGIN');
+        const { rows } = await unnamed.query('SELECT current_setting($1) AS name, pg_backend_pid() AS pid', ['application_name']);
+        expect(rows[0].name).toBe('');
+        // pg_stat_activity shows the pinned server as PostgreSQL would show the client's own connection.
+        expect(await serverName(rows[0].pid)).toBe('');
+        await unnamed.query('COMMIT');
+        await named.query(between!);
+        expect((await named.query('SHOW application_name')).rows[0].application_name).toBe(expected);
+      }
+      await unnamed.query('RESET application_name');
+      // Handed straight from one client to the other (DISCARD ALL pipelined with the pin), both ways.
+      await unnamed.query('BEGIN');
+      const namedWaits = named.query('SHOW application_name');
+      await new Promise((r) => setTimeout(r, 50));
+      await unnamed.query('COMMIT');
+      const unnamedWaits = unnamed.query('SHOW application_name');
+      expect((await namedWaits).rows[0].application_name).toBe('other-app');
+      expect((await unnamedWaits).rows[0].application_name).toBe('');
+      expect((await unnamed.query('SHOW application_name')).rows[0].application_name).toBe('');
+      expect(told).toEqual(['']);
+      const pid = (await unnamed.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+      await unnamed.end();
+      await named.end();
+      // Once reset, an idle server is the proxy's again.
+      for (let i = 0; i < 100 && (await serverName(pid)) !== 'pg-tenant-proxy'; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(await serverName(pid)).toBe('pg-tenant-proxy');
+    } finally {
+      await admin.end();
+    }
+  });
 });
