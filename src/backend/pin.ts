@@ -8,8 +8,11 @@ import { Writer } from '../protocol/writer.js';
 import { NAME_UNPINNED_SERVER } from './connect.js';
 import type { ServerConn } from './server-conn.js';
 
-/** Settings PostgreSQL reports with ParameterStatus; the others are tracked by what the proxy applied. */
-const REPORTED = new Set([
+/**
+ * Settings a client may change that PostgreSQL reports with ParameterStatus; the server's report is their value (the
+ * others are tracked by what the proxy applied).
+ */
+export const REPORTED: ReadonlySet<string> = new Set([
   'client_encoding',
   'DateStyle',
   'TimeZone',

@@ -675,7 +675,7 @@ export class ClientSession implements ServerClient {
     if (!(await this.deps.registry.tenantExists(identity.schema, identity.role))) {
       throw new AuthFailure('bad_tenant', `tenant "${identity.tenantId}" is not provisioned`, SqlState.INVALID_AUTHORIZATION_SPECIFICATION);
     }
-    const settings = await this.deps.registry.canonicalSettings(this.startup!.settings);
+    const settings = await this.deps.registry.canonicalSettings(this.startup!.settings, identity.schema, identity.role);
     const defaults = await this.deps.pool.parameterDefaults();
     if (this.state !== SessionState.Authenticating) return;
 

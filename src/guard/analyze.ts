@@ -54,9 +54,10 @@ export const SERVER_STATEMENT_PREFIX = 'pgtp_s';
 
 /**
  * Settings that hold the tenant pin, or that change how the server's lexer reads strings (the guard parses with
- * standard_conforming_strings on and must read every statement exactly as the server does): never changed.
+ * standard_conforming_strings on and must read every statement exactly as the server does): never changed, by SET,
+ * set_config() or in the startup packet (frontend/startup.ts).
  */
-const GUARDED_SETTINGS = new Set(['search_path', 'role', 'session_authorization', 'standard_conforming_strings', 'backslash_quote']);
+export const GUARDED_SETTINGS: ReadonlySet<string> = new Set(['search_path', 'role', 'session_authorization', 'standard_conforming_strings', 'backslash_quote']);
 /**
  * Client encodings in which a multibyte character can end in a byte that looks like a quote or backslash (PostgreSQL
  * refuses them as server encodings for that reason); the guard, reading UTF-8, would see different SQL.

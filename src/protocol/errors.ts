@@ -79,11 +79,12 @@ export class ProxyError extends Error {
   }
 
   static forbiddenStartupParameter(name: string): ProxyError {
+    const identity = name === 'search_path' || name === 'role' || name === 'session_authorization';
     return new ProxyError(
       SqlState.INSUFFICIENT_PRIVILEGE,
       `startup parameter "${name}" cannot be set through pg-tenant-proxy`,
       'FATAL',
-      'the tenant schema and role come only from the verified tenant token',
+      identity ? 'the tenant schema and role come only from the verified tenant token' : undefined,
     );
   }
 

@@ -1,6 +1,7 @@
 // What a driver sees through the proxy is what PostgreSQL would say: each difference issue 14 found, compared with a
 // direct connection where one can be made.
 import pg from 'pg';
+import postgres from 'postgres';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { Writer } from '../../src/protocol/writer.js';
 import { adminClient } from '../support/postgres.js';
@@ -136,5 +137,97 @@ describe('driver parity with PostgreSQL', () => {
     } finally {
       await admin.end();
     }
+  });
+
+  it('applies default_transaction_isolation and any other setting PostgreSQL takes at startup, like a SET that follows the client', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const options = '-c default_transaction_isolation=serializable -c work_mem=8MB -c app.region=eu';
+    const viaProxy = await tp.connect('a', { options });
+    const other = await tp.connect('b');
+    const directly = await direct({ options });
+    const script = [
+      "SELECT current_setting('default_transaction_isolation') AS d, current_setting('work_mem') AS w, current_setting('app.region') AS r",
+      'BEGIN',
+      "SELECT current_setting('transaction_isolation') AS t",
+      'COMMIT',
+      "SET default_transaction_isolation = 'repeatable read'",
+      'SHOW default_transaction_isolation',
+      'RESET default_transaction_isolation',
+      'SHOW default_transaction_isolation',
+      "SET app.region = 'us'",
+      "SELECT current_setting('app.region') AS r",
+      'RESET app.region',
+      "SELECT current_setting('app.region') AS r, current_setting('work_mem') AS w",
+    ];
+    try {
+      const expected = await outcomes(directly, script);
+      expect(expected[0]).toEqual({ command: 'SELECT', rows: [{ d: 'serializable', w: '8MB', r: 'eu' }] });
+      // The other client takes the one server between each statement: each runs on a server that was reset.
+      const seen: unknown[] = [];
+      let inTransaction = false;
+      for (const statement of script) {
+        seen.push(...(await outcomes(viaProxy, [statement])));
+        inTransaction = statement === 'BEGIN' || (inTransaction && statement !== 'COMMIT');
+        if (!inTransaction) await other.query('SELECT 1');
+      }
+      expect(seen).toEqual(expected);
+      expect((await other.query("SELECT current_setting('default_transaction_isolation') AS d, current_setting('app.region', true) AS r")).rows[0]).toEqual({
+        d: 'read committed',
+        r: '',
+      });
+    } finally {
+      await directly.end();
+    }
+
+    // As startup parameters of their own (postgres.js sends its `connection` entries so), a parameter winning over options.
+    const sql = postgres({
+      host: '127.0.0.1',
+      port: tp.port,
+      user: 'app',
+      database: inject('pg').database,
+      password: await tp.token('a'),
+      max: 1,
+      connection: { default_transaction_isolation: 'repeatable read', options: '-c default_transaction_isolation=serializable', DateStyle: 'German' },
+    });
+    try {
+      expect((await sql`SELECT current_setting('transaction_isolation') AS t, current_setting('DateStyle') AS s`)[0]).toEqual({ t: 'repeatable read', s: 'German, DMY' });
+    } finally {
+      await sql.end();
+    }
+  });
+
+  it("refuses an unknown setting or an invalid value at login with PostgreSQL's own error", async () => {
+    tp = await startTestProxy();
+    for (const options of ['-c no_such_setting=1', '-c default_transaction_isolation=bogus', '-c work_mem=-1', '-c work_mem', '--work-mem']) {
+      const expected = await sqlstateOf(() => direct({ options }));
+      expect(await sqlstateOf(() => tp.connect('a', { options })), options).toBe(expected);
+    }
+    expect(tp.proxy.pool.stats().idle + tp.proxy.pool.stats().active).toBe(0);
+  });
+
+  it('refuses at startup what the guard refuses as SET, and keeps the pin and lexer refusals', async () => {
+    tp = await startTestProxy();
+    const refused: Array<[string, string]> = [
+      ['backslash_quote=on', '42501'],
+      ['search_path=tenant_b', '42501'],
+      ['role=postgres', '42501'],
+      ['session_authorization=postgres', '42501'],
+      ['default_transaction_read_only=on', '42501'],
+      ['standard_conforming_strings=off', '0A000'],
+      ['client_encoding=SJIS', '0A000'],
+    ];
+    for (const [setting, code] of refused) {
+      expect(await sqlstateOf(() => tp.connect('a', { options: `-c ${setting}` })), setting).toBe(code);
+      const [name, value] = setting.split('=') as [string, string];
+      const raw = await RawClient.connect(tp.port);
+      raw.startup({ user: 'app', database: inject('pg').database, tenant_token: await tp.token('a'), [name]: value });
+      expect(await raw.errorCode(), `${setting} as a parameter`).toBe(code);
+      await raw.waitClosed();
+    }
+    const client = await tp.connect('a');
+    for (const statement of ['SET backslash_quote = on', 'SET standard_conforming_strings = off', "SET client_encoding = 'SJIS'", 'SET search_path = tenant_b']) {
+      expect(await sqlstateOf(() => client.query(statement)), statement).toBe('42501');
+    }
+    expect((await client.query('SHOW standard_conforming_strings')).rows[0].standard_conforming_strings).toBe('on');
   });
 });
