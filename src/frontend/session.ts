@@ -12,7 +12,7 @@ import { sendCancel } from '../backend/connect.js';
 import type { Config } from '../config/schema.js';
 import { BackendCode, FrontendCode, RequestCode, SqlState, TxStatus } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
-import { Framer } from '../protocol/framer.js';
+import { FrameLengthError, Framer } from '../protocol/framer.js';
 import {
   encodeBackendKeyData,
   encodeCommandComplete,
@@ -44,7 +44,7 @@ import { PreparedStatements } from './prepared.js';
 import { SessionSettings } from './session-settings.js';
 import { StatementRecorder } from './statement-recorder.js';
 import { StatementTracker, type StatementSource } from './statement-tracker.js';
-import { interpretStartup, plaintextAllowed, reportedParameters, type ClientStartup } from './startup.js';
+import { interpretStartup, plaintextAllowed, refuseUnlessGone, reportedParameters, type ClientStartup } from './startup.js';
 
 export const SessionState = {
   Startup: 'startup',
@@ -303,8 +303,15 @@ export class ClientSession implements ServerClient {
   private attach(socket: net.Socket): void {
     socket.on('data', this.onData);
     socket.on('error', (err) => this.close(`client socket error: ${err.message}`));
-    socket.on('close', () => this.close('client disconnected'));
+    socket.on('close', this.onSocketClosed);
   }
+
+  /** A client that closed partway through its startup packet is counted, as PostgreSQL logs it, and left unanswered. */
+  private readonly onSocketClosed = (): void => {
+    const abandoned = this.state === SessionState.Startup && this.framer.buffered > 0;
+    if (abandoned) this.deps.metrics.startupAbandoned();
+    this.close(abandoned ? 'client left during startup' : 'client disconnected');
+  };
 
   private readonly onData = (chunk: Buffer): void => {
     if (this.state === SessionState.Closed) return;
@@ -326,7 +333,8 @@ export class ClientSession implements ServerClient {
         }
       }
     } catch (err) {
-      this.failUnexpected(err);
+      if (err instanceof FrameLengthError && this.state === SessionState.Startup) refuseUnlessGone(this.clientSocket, this.onData, () => this.fail(err));
+      else this.failUnexpected(err);
     }
   };
 

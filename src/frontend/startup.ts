@@ -1,4 +1,5 @@
 // StartupMessage parameters: which are honoured per client, which are refused, and where the tenant token may hide.
+import type net from 'node:net';
 import type { Config } from '../config/schema.js';
 import { SqlState } from '../protocol/codes.js';
 import { GUARDED_SETTINGS, normalizeEncodingName, UNSAFE_CLIENT_ENCODINGS } from '../guard/analyze.js';
@@ -142,6 +143,21 @@ function unsupportedOption(word: string): ProxyError {
     undefined,
     'only -c name=value settings are accepted in options',
   );
+}
+
+/** How long a client whose startup bytes cannot be read on has to show it left (see refuseUnlessGone). */
+const LEAVING_GRACE_MS = 50;
+
+/**
+ * Startup bytes no packet can start with are most often a client leaving partway through its startup packet (its
+ * Terminate read as a length), which PostgreSQL closes without a word. Reading stops but the stream is drained, so
+ * the client's close ends the session first (see ClientSession.onSocketClosed); only a client still there shortly
+ * after hears `refuse`.
+ */
+export function refuseUnlessGone(socket: net.Socket, onData: (chunk: Buffer) => void, refuse: () => void): void {
+  socket.removeListener('data', onData);
+  socket.resume();
+  setTimeout(refuse, LEAVING_GRACE_MS).unref();
 }
 
 /** Tokens travel as cleartext passwords: without TLS only loopback clients may send them, unless TLS is off. */

@@ -230,4 +230,25 @@ describe('driver parity with PostgreSQL', () => {
     }
     expect((await client.query('SHOW standard_conforming_strings')).rows[0].standard_conforming_strings).toBe('on');
   });
+
+  it('closes silently on a client that leaves before finishing its startup packet, its Terminate read as a length', async () => {
+    tp = await startTestProxy();
+    const abandoned = async (): Promise<number> => Number(/^pgtp_client_startups_abandoned_total (\d+)/m.exec(await tp.proxy.metrics.text())?.[1] ?? NaN);
+    const terminate = Buffer.from([0x58, 0, 0, 0, 4]);
+    // Half-closed (it could still read an answer): part of a length then a Terminate, a Terminate alone, half a packet.
+    for (const first of [Buffer.from([0, 0]), Buffer.alloc(0), Buffer.from([0, 0, 0, 40, 0, 3])]) {
+      const raw = await RawClient.connect(tp.port);
+      raw.write(first);
+      raw.socket.end(terminate);
+      await raw.waitClosed();
+      expect(raw.messages.map((m) => m.code), first.toString('hex')).toEqual([]);
+    }
+    expect(await abandoned()).toBe(3);
+    // A connection that stays open still hears why it is dropped.
+    const open = await RawClient.connect(tp.port);
+    open.write(terminate);
+    expect(await open.errorCode()).toBe('08P01');
+    await open.waitClosed();
+    expect(await abandoned()).toBe(3);
+  });
 });
