@@ -3,6 +3,7 @@ import { planSnapshot, REPORTED } from '../backend/pin.js';
 import type { StatementAnalysis } from '../guard/sql-guard.js';
 import { SqlState } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
+import { encodeParameterStatus } from '../protocol/messages.js';
 
 /**
  * Distinct custom settings (app.*) one session may name. Each is tracked, asked back after the transaction that set
@@ -78,6 +79,13 @@ export class SessionSettings {
   /** A setting the server reported: a client's own SET of a reported setting follows it to its next server. */
   reported(name: string, value: string): void {
     if (REPORTED.has(name)) this.current.set(name, value);
+  }
+
+  /** The ParameterStatus frames for those of `values` the client has not been told yet (at login: all). */
+  tellAll(values: ReadonlyMap<string, string>): Buffer[] {
+    const frames: Buffer[] = [];
+    for (const [name, value] of values) if (this.tell(name, value)) frames.push(encodeParameterStatus(name, value));
+    return frames;
   }
 
   /** Whether the client must hear this value: it has not been told it yet. */

@@ -44,7 +44,7 @@ import { PreparedStatements } from './prepared.js';
 import { SessionSettings } from './session-settings.js';
 import { StatementRecorder } from './statement-recorder.js';
 import { StatementTracker, type StatementSource } from './statement-tracker.js';
-import { interpretStartup, plaintextAllowed, refuseUnlessGone, reportedParameters, type ClientStartup } from './startup.js';
+import { interpretStartup, isSchemaPath, plaintextAllowed, refuseUnlessGone, reportedParameters, type ClientStartup } from './startup.js';
 
 export const SessionState = {
   Startup: 'startup',
@@ -608,11 +608,7 @@ export class ClientSession implements ServerClient {
         this.onStartupMessage(buf, start, end);
         return;
       default:
-        throw new ProxyError(
-          SqlState.PROTOCOL_VIOLATION,
-          `unsupported frontend protocol ${request >>> 16}.${request & 0xffff}: server supports 3.0`,
-          'FATAL',
-        );
+        throw ProxyError.unsupportedProtocol(request);
     }
   }
 
@@ -638,9 +634,7 @@ export class ClientSession implements ServerClient {
     const config = this.deps.config;
     if (!this.isTls && !plaintextAllowed(config.tls.mode, this.clientSocket.remoteAddress)) throw ProxyError.tlsRequired();
     const startup = interpretStartup(readStartupParams(buf, start, end), config.listen.ignoreStartupParameters);
-    if (startup.database !== this.deps.pool.upstream.database) {
-      throw new ProxyError(SqlState.INVALID_CATALOG_NAME, `database "${startup.database}" does not exist`, 'FATAL');
-    }
+    if (startup.database !== this.deps.pool.upstream.database) throw ProxyError.unknownDatabase(startup.database);
     this.startup = startup;
     this.framer.setTyped(true, MAX_PASSWORD_BYTES);
     if (startup.token !== undefined) {
@@ -695,12 +689,8 @@ export class ClientSession implements ServerClient {
     if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
 
-    const reply: Buffer[] = [AUTHENTICATION_OK];
-    for (const [name, value] of reportedParameters(defaults, settings, this.startup!.user, identity.schema)) {
-      if (this.settings.tell(name, value)) reply.push(encodeParameterStatus(name, value));
-    }
-    reply.push(encodeBackendKeyData(this.key.pid, this.key.secret), READY_FOR_QUERY_IDLE);
-    this.sendToClient(Buffer.concat(reply));
+    const told = this.settings.tellAll(reportedParameters(defaults, settings, this.startup!.user, identity.schema));
+    this.sendToClient(Buffer.concat([AUTHENTICATION_OK, ...told, encodeBackendKeyData(this.key.pid, this.key.secret), READY_FOR_QUERY_IDLE]));
     this.state = SessionState.Idle;
     const pool = this.deps.config.pool;
     this.sessionMode = pool.mode === 'session' || pool.sessionTenants.includes(identity.tenantId);
@@ -1151,10 +1141,4 @@ const NO_SOURCE: StatementSource = { analysis: null, text: null };
 
 function uncorkClient(session: ClientSession): void {
   session.uncork();
-}
-
-/** Whether a reported search_path names exactly the one pinned schema. */
-function isSchemaPath(value: string, schema: string): boolean {
-  const trimmed = value.trim();
-  return trimmed === schema || trimmed === `"${schema.replace(/"/g, '""')}"`;
 }

@@ -191,3 +191,9 @@ export function reportedParameters(
 function reportedIdent(schema: string): string {
   return /^[a-z_][a-z0-9_$]*$/.test(schema) ? schema : `"${schema.replace(/"/g, '""')}"`;
 }
+
+/** Whether a reported search_path names exactly the one pinned schema (PostgreSQL 18 reports it). */
+export function isSchemaPath(value: string, schema: string): boolean {
+  const trimmed = value.trim();
+  return trimmed === schema || trimmed === `"${schema.replace(/"/g, '""')}"`;
+}

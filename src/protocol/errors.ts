@@ -44,6 +44,15 @@ export class ProxyError extends Error {
     return new ProxyError(sqlstate, message, 'FATAL');
   }
 
+  /** A StartupMessage of a protocol version other than 3.0 (`request`: major << 16 | minor). */
+  static unsupportedProtocol(request: number): ProxyError {
+    return new ProxyError(SqlState.PROTOCOL_VIOLATION, `unsupported frontend protocol ${request >>> 16}.${request & 0xffff}: server supports 3.0`, 'FATAL');
+  }
+
+  static unknownDatabase(name: string): ProxyError {
+    return new ProxyError(SqlState.INVALID_CATALOG_NAME, `database "${name}" does not exist`, 'FATAL');
+  }
+
   static handshakeTimeout(ms: number): ProxyError {
     return new ProxyError(SqlState.PROTOCOL_VIOLATION, `startup and authentication did not finish within ${ms} ms`, 'FATAL');
   }
