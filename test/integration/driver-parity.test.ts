@@ -117,7 +117,11 @@ describe('driver parity with PostgreSQL', () => {
         await named.query(between!);
         expect((await named.query('SHOW application_name')).rows[0].application_name).toBe(expected);
       }
+      // RESET lands on the empty name, inside the transaction too (a server's reset value is its login's, empty).
+      await unnamed.query('BEGIN');
       await unnamed.query('RESET application_name');
+      expect((await unnamed.query('SHOW application_name')).rows[0].application_name).toBe('');
+      await unnamed.query('COMMIT');
       // Handed straight from one client to the other (DISCARD ALL pipelined with the pin), both ways.
       await unnamed.query('BEGIN');
       const namedWaits = named.query('SHOW application_name');
