@@ -6,7 +6,7 @@ import tls from 'node:tls';
 import type { Config } from '../config/schema.js';
 import { AuthRequest, BackendCode, RequestCode } from '../protocol/codes.js';
 import { Framer } from '../protocol/framer.js';
-import { readCString, readErrorFields } from '../protocol/messages.js';
+import { encodeQuery, readCString, readErrorFields } from '../protocol/messages.js';
 import { Writer } from '../protocol/writer.js';
 import { certificateHash, ScramClient, type ChannelBinding } from './scram.js';
 
@@ -55,10 +55,18 @@ export class UpstreamError extends Error {
 
 const MAX_SERVER_MESSAGE = 1 << 30;
 
-export async function connectServer(target: UpstreamTarget, applicationName = 'pg-tenant-proxy'): Promise<ConnectedServer> {
+/**
+ * A server logs in with an empty application_name, which is what a client that sets none has: a RESET (or DISCARD ALL)
+ * then lands where it would on that client's own connection. While no client is pinned the proxy names the server
+ * with a SET, so pg_stat_activity shows whose connection it is; a pinned client's own name (or none) replaces it.
+ */
+export const NAME_UNPINNED_SERVER = "SET application_name = 'pg-tenant-proxy'";
+const NAME_QUERY = encodeQuery(NAME_UNPINNED_SERVER);
+
+export async function connectServer(target: UpstreamTarget): Promise<ConnectedServer> {
   const socket = await dial(target);
   try {
-    return await startup(socket, target, applicationName);
+    return await startup(socket, target);
   } catch (err) {
     socket.destroy();
     throw err;
@@ -144,8 +152,10 @@ async function upgradeToTls(raw: net.Socket, target: UpstreamTarget): Promise<ne
   });
 }
 
-function startup(socket: net.Socket, target: UpstreamTarget, applicationName: string): Promise<ConnectedServer> {
+function startup(socket: net.Socket, target: UpstreamTarget): Promise<ConnectedServer> {
   const params = new Map<string, string>();
+  /** The login's ReadyForQuery, then NAME_QUERY's. */
+  let readyOwed = 2;
   let pid = 0;
   let secret = 0;
   let scram: ScramClient | null = null;
@@ -153,7 +163,7 @@ function startup(socket: net.Socket, target: UpstreamTarget, applicationName: st
 
   const w = new Writer(128).begin().int32(RequestCode.ProtocolV3);
   w.cstring('user').cstring(target.user).cstring('database').cstring(target.database);
-  w.cstring('application_name').cstring(applicationName).int8(0);
+  w.cstring('application_name').cstring('').int8(0);
   socket.write(w.end().flush());
 
   const needPassword = (): string => {
@@ -180,6 +190,8 @@ function startup(socket: net.Socket, target: UpstreamTarget, applicationName: st
                 if (target.tls.channelBinding === 'require' && scram?.mechanism !== 'SCRAM-SHA-256-PLUS') {
                   throw new UpstreamError('upstream authenticated the proxy without SCRAM channel binding (upstream.tls.channelBinding: require)');
                 }
+                // Read after the login's ReadyForQuery: named in the same round trip.
+                socket.write(NAME_QUERY);
                 break;
               }
               if (target.tls.channelBinding === 'require' && kind !== AuthRequest.SASL && kind !== AuthRequest.SASLContinue && kind !== AuthRequest.SASLFinal) {
@@ -221,8 +233,10 @@ function startup(socket: net.Socket, target: UpstreamTarget, applicationName: st
             }
             case BackendCode.NoticeResponse:
             case BackendCode.NegotiateProtocolVersion:
+            case BackendCode.CommandComplete:
               break;
             case BackendCode.ReadyForQuery:
+              if (--readyOwed > 0) break;
               if (framer.buffered !== 0) throw new UpstreamError('upstream sent data after ReadyForQuery during startup');
               socket.removeListener('data', onData);
               socket.removeListener('close', onClose);

@@ -3,11 +3,16 @@ import { quoteIdent, quoteLiteral } from '../auth/identity.js';
 import { SERVER_STATEMENT_PREFIX } from '../guard/analyze.js';
 import { FrontendCode } from '../protocol/codes.js';
 import { encodeQuery, encodeUnnamedParse } from '../protocol/messages.js';
+import { SYNC } from '../protocol/static.js';
 import { Writer } from '../protocol/writer.js';
+import { NAME_UNPINNED_SERVER } from './connect.js';
 import type { ServerConn } from './server-conn.js';
 
-/** Settings PostgreSQL reports with ParameterStatus; the others are tracked by what the proxy applied. */
-const REPORTED = new Set([
+/**
+ * Settings a client may change that PostgreSQL reports with ParameterStatus; the server's report is their value (the
+ * others are tracked by what the proxy applied).
+ */
+export const REPORTED: ReadonlySet<string> = new Set([
   'client_encoding',
   'DateStyle',
   'TimeZone',
@@ -57,16 +62,22 @@ export function planPin(
 ): PinPlan {
   const statements = [`SET search_path TO ${quoteIdent(schema)}`];
   if (role !== null) statements.push(`SET ROLE ${quoteIdent(role)}`);
-  // Behind a reset sent in the same write, the reported values are the previous client's until its replies arrive.
-  const reportedKnown = !server.needsReset;
   for (const [name, value] of settings) {
-    const current = REPORTED.has(name) ? (reportedKnown ? server.reported.get(name) : undefined) : server.applied.get(name);
-    if (current === value) continue;
+    if (serverValue(server, name) === value) continue;
     statements.push(`SET ${quoteIdent(name)} TO ${quoteLiteral(value)}`);
     if (!REPORTED.has(name)) server.applied.set(name, value);
   }
   server.pinnedSchema = schema;
   return { frame: Buffer.concat([BEGIN, ...statements.map(unsynced), COMMIT_AND_CLOSE]), completions: statements.length + 4 };
+}
+
+/** A setting's value on the server as far as the proxy knows (undefined: unknown). */
+function serverValue(server: ServerConn, name: string): string | undefined {
+  if (!REPORTED.has(name)) return server.applied.get(name);
+  if (!server.needsReset) return server.reported.get(name);
+  // Behind a reset sent in the same write, the reported values are the previous client's until its replies arrive;
+  // only application_name is known: DISCARD ALL returns it to the server's empty login value (see connect.ts).
+  return name === 'application_name' ? '' : undefined;
 }
 
 /**
@@ -79,7 +90,8 @@ export function planPin(
  * stalling it, and DISCARD ALL itself puts the timeout back to the default.
  */
 const DISCARD_TIMEOUT = encodeQuery("RESET ALL; SET statement_timeout = '5s'");
-const DISCARD = Buffer.concat([DISCARD_TIMEOUT, encodeQuery('DISCARD ALL')]);
+/** DISCARD ALL then the proxy's name for an unpinned server (see connect.ts), one Sync for both. */
+const DISCARD = Buffer.concat([DISCARD_TIMEOUT, unsynced('DISCARD ALL'), unsynced(NAME_UNPINNED_SERVER), SYNC]);
 
 /**
  * The reset sent in the same write as the next client's pin and first statement, when a server goes straight from
@@ -119,7 +131,7 @@ export const planHandOver = forgetStatements;
  */
 const RESET = encodeQuery(
   "RESET ALL; SET LOCAL lock_timeout = '2s'; SET LOCAL statement_timeout = '10s'; CLOSE ALL; " +
-    'SET SESSION AUTHORIZATION DEFAULT; UNLISTEN *; DISCARD TEMP; DISCARD SEQUENCES; ' +
+    `SET SESSION AUTHORIZATION DEFAULT; UNLISTEN *; DISCARD TEMP; DISCARD SEQUENCES; ${NAME_UNPINNED_SERVER}; ` +
     'SELECT pg_catalog.pg_advisory_unlock_all(), ' +
     `count(*) FILTER (WHERE name !~ '^${SERVER_STATEMENT_PREFIX}[0-9]+$'), count(*) FILTER (WHERE name ~ '^${SERVER_STATEMENT_PREFIX}[0-9]+$') ` +
     'FROM pg_catalog.pg_prepared_statements',

@@ -19,7 +19,7 @@ const listenSchema = z.strictObject({
    * backend pays for its own client; here one client must not be able to exhaust the process every tenant shares.
    */
   maxPreparedBytes: z.number().int().min(64 * 1024).default(16 * 1024 * 1024),
-  /** Startup parameters that are accepted and dropped instead of refused (like PgBouncer's ignore_startup_parameters). */
+  /** Startup parameters that are accepted and dropped instead of applied (like PgBouncer's ignore_startup_parameters). */
   ignoreStartupParameters: z.array(z.string().min(1)).default([]),
   /**
    * Proxy processes sharing the listen port (each with its share of upstream.poolSize and maxClients); 1 runs the

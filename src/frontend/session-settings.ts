@@ -1,12 +1,10 @@
 // A client's session settings: what follows it from server to server, and what it has been told of them.
-import { planSnapshot } from '../backend/pin.js';
+import { planSnapshot, REPORTED } from '../backend/pin.js';
 import type { StatementAnalysis } from '../guard/sql-guard.js';
 import { SqlState } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
-import { SESSION_PARAMETERS } from './startup.js';
+import { encodeParameterStatus } from '../protocol/messages.js';
 
-/** Reported settings a client may change with SET: the server's ParameterStatus is taken as their new value. */
-const TRACKED_SETTINGS = new Set(SESSION_PARAMETERS.values());
 /**
  * Distinct custom settings (app.*) one session may name. Each is tracked, asked back after the transaction that set
  * it and re-applied on every server the client is pinned to, where PostgreSQL keeps its placeholder until the
@@ -37,6 +35,8 @@ export class SessionSettings {
   constructor(startup: Map<string, string>) {
     this.current = startup;
     this.startup = new Map(startup);
+    // pg_settings does not list custom ones: the snapshot asks for them by name, or would take them for RESET.
+    for (const name of startup.keys()) if (name.includes('.')) this.custom.add(name);
   }
 
   /** A statement that would take the session past MAX_CUSTOM_SETTINGS distinct custom settings: its error. */
@@ -78,7 +78,14 @@ export class SessionSettings {
 
   /** A setting the server reported: a client's own SET of a reported setting follows it to its next server. */
   reported(name: string, value: string): void {
-    if (TRACKED_SETTINGS.has(name)) this.current.set(name, value);
+    if (REPORTED.has(name)) this.current.set(name, value);
+  }
+
+  /** The ParameterStatus frames for those of `values` the client has not been told yet (at login: all). */
+  tellAll(values: ReadonlyMap<string, string>): Buffer[] {
+    const frames: Buffer[] = [];
+    for (const [name, value] of values) if (this.tell(name, value)) frames.push(encodeParameterStatus(name, value));
+    return frames;
   }
 
   /** Whether the client must hear this value: it has not been told it yet. */

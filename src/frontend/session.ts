@@ -12,7 +12,7 @@ import { sendCancel } from '../backend/connect.js';
 import type { Config } from '../config/schema.js';
 import { BackendCode, FrontendCode, RequestCode, SqlState, TxStatus } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
-import { Framer } from '../protocol/framer.js';
+import { FrameLengthError, Framer } from '../protocol/framer.js';
 import {
   encodeBackendKeyData,
   encodeCommandComplete,
@@ -28,6 +28,7 @@ import {
 import {
   AUTHENTICATION_CLEARTEXT,
   AUTHENTICATION_OK,
+  EMPTY_QUERY_IDLE,
   GSSENC_REFUSE,
   READY_FOR_QUERY_IDLE,
   SSL_ACCEPT,
@@ -43,7 +44,7 @@ import { PreparedStatements } from './prepared.js';
 import { SessionSettings } from './session-settings.js';
 import { StatementRecorder } from './statement-recorder.js';
 import { StatementTracker, type StatementSource } from './statement-tracker.js';
-import { interpretStartup, plaintextAllowed, reportedParameters, type ClientStartup } from './startup.js';
+import { interpretStartup, isSchemaPath, plaintextAllowed, refuseUnlessGone, reportedParameters, type ClientStartup } from './startup.js';
 
 export const SessionState = {
   Startup: 'startup',
@@ -201,7 +202,7 @@ export class ClientSession implements ServerClient {
   }
 
   get applicationName(): string | null {
-    return this.settings?.current.get('application_name') ?? null;
+    return this.settings?.current.get('application_name') || null;
   }
 
   // ── ServerClient ────────────────────────────────────────────────────────────
@@ -302,8 +303,15 @@ export class ClientSession implements ServerClient {
   private attach(socket: net.Socket): void {
     socket.on('data', this.onData);
     socket.on('error', (err) => this.close(`client socket error: ${err.message}`));
-    socket.on('close', () => this.close('client disconnected'));
+    socket.on('close', this.onSocketClosed);
   }
+
+  /** A client that closed partway through its startup packet is counted, as PostgreSQL logs it, and left unanswered. */
+  private readonly onSocketClosed = (): void => {
+    const abandoned = this.state === SessionState.Startup && this.framer.buffered > 0;
+    if (abandoned) this.deps.metrics.startupAbandoned();
+    this.close(abandoned ? 'client left during startup' : 'client disconnected');
+  };
 
   private readonly onData = (chunk: Buffer): void => {
     if (this.state === SessionState.Closed) return;
@@ -325,7 +333,8 @@ export class ClientSession implements ServerClient {
         }
       }
     } catch (err) {
-      this.failUnexpected(err);
+      if (err instanceof FrameLengthError && this.state === SessionState.Startup) refuseUnlessGone(this.clientSocket, this.onData, () => this.fail(err));
+      else this.failUnexpected(err);
     }
   };
 
@@ -599,11 +608,7 @@ export class ClientSession implements ServerClient {
         this.onStartupMessage(buf, start, end);
         return;
       default:
-        throw new ProxyError(
-          SqlState.PROTOCOL_VIOLATION,
-          `unsupported frontend protocol ${request >>> 16}.${request & 0xffff}: server supports 3.0`,
-          'FATAL',
-        );
+        throw ProxyError.unsupportedProtocol(request);
     }
   }
 
@@ -629,9 +634,7 @@ export class ClientSession implements ServerClient {
     const config = this.deps.config;
     if (!this.isTls && !plaintextAllowed(config.tls.mode, this.clientSocket.remoteAddress)) throw ProxyError.tlsRequired();
     const startup = interpretStartup(readStartupParams(buf, start, end), config.listen.ignoreStartupParameters);
-    if (startup.database !== this.deps.pool.upstream.database) {
-      throw new ProxyError(SqlState.INVALID_CATALOG_NAME, `database "${startup.database}" does not exist`, 'FATAL');
-    }
+    if (startup.database !== this.deps.pool.upstream.database) throw ProxyError.unknownDatabase(startup.database);
     this.startup = startup;
     this.framer.setTyped(true, MAX_PASSWORD_BYTES);
     if (startup.token !== undefined) {
@@ -674,7 +677,7 @@ export class ClientSession implements ServerClient {
     if (!(await this.deps.registry.tenantExists(identity.schema, identity.role))) {
       throw new AuthFailure('bad_tenant', `tenant "${identity.tenantId}" is not provisioned`, SqlState.INVALID_AUTHORIZATION_SPECIFICATION);
     }
-    const settings = await this.deps.registry.canonicalSettings(this.startup!.settings);
+    const settings = await this.deps.registry.canonicalSettings(this.startup!.settings, identity.schema, identity.role);
     const defaults = await this.deps.pool.parameterDefaults();
     if (this.state !== SessionState.Authenticating) return;
 
@@ -686,12 +689,8 @@ export class ClientSession implements ServerClient {
     if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
 
-    const reply: Buffer[] = [AUTHENTICATION_OK];
-    for (const [name, value] of reportedParameters(defaults, settings, this.startup!.user, identity.schema)) {
-      if (this.settings.tell(name, value)) reply.push(encodeParameterStatus(name, value));
-    }
-    reply.push(encodeBackendKeyData(this.key.pid, this.key.secret), READY_FOR_QUERY_IDLE);
-    this.sendToClient(Buffer.concat(reply));
+    const told = this.settings.tellAll(reportedParameters(defaults, settings, this.startup!.user, identity.schema));
+    this.sendToClient(Buffer.concat([AUTHENTICATION_OK, ...told, encodeBackendKeyData(this.key.pid, this.key.secret), READY_FOR_QUERY_IDLE]));
     this.state = SessionState.Idle;
     const pool = this.deps.config.pool;
     this.sessionMode = pool.mode === 'session' || pool.sessionTenants.includes(identity.tenantId);
@@ -744,6 +743,11 @@ export class ClientSession implements ServerClient {
         const verdict = this.verdict(code, buf, start, end);
         if (verdict instanceof ProxyError) {
           this.refuseLocally(verdict, code);
+          return;
+        }
+        if (code === FrontendCode.Query && verdict?.analysis?.empty === true) {
+          // No statement between transactions: answered without a server, as PostgreSQL would.
+          this.sendToClient(EMPTY_QUERY_IDLE);
           return;
         }
         const frame = buf.subarray(start, end);
@@ -1137,10 +1141,4 @@ const NO_SOURCE: StatementSource = { analysis: null, text: null };
 
 function uncorkClient(session: ClientSession): void {
   session.uncork();
-}
-
-/** Whether a reported search_path names exactly the one pinned schema. */
-function isSchemaPath(value: string, schema: string): boolean {
-  const trimmed = value.trim();
-  return trimmed === schema || trimmed === `"${schema.replace(/"/g, '""')}"`;
 }

@@ -1,25 +1,26 @@
 // StartupMessage parameters: which are honoured per client, which are refused, and where the tenant token may hide.
+import type net from 'node:net';
 import type { Config } from '../config/schema.js';
 import { SqlState } from '../protocol/codes.js';
-import { normalizeEncodingName, UNSAFE_CLIENT_ENCODINGS } from '../guard/analyze.js';
+import { GUARDED_SETTINGS, normalizeEncodingName, UNSAFE_CLIENT_ENCODINGS } from '../guard/analyze.js';
 import { ProxyError } from '../protocol/errors.js';
+import { MAX_CUSTOM_SETTINGS } from './session-settings.js';
 
-/** Settings a client may choose at startup; applied on every pin where the backend differs. Keys are lower case. */
-export const SESSION_PARAMETERS: ReadonlyMap<string, string> = new Map([
-  ['client_encoding', 'client_encoding'],
+/** The only setting names PostgreSQL spells in mixed case (as ParameterStatus reports them); all others are lower case. */
+const MIXED_CASE_NAMES: ReadonlyMap<string, string> = new Map([
   ['datestyle', 'DateStyle'],
-  ['timezone', 'TimeZone'],
   ['intervalstyle', 'IntervalStyle'],
-  ['extra_float_digits', 'extra_float_digits'],
-  ['standard_conforming_strings', 'standard_conforming_strings'],
-  ['application_name', 'application_name'],
-  ['statement_timeout', 'statement_timeout'],
-  ['lock_timeout', 'lock_timeout'],
-  ['idle_in_transaction_session_timeout', 'idle_in_transaction_session_timeout'],
+  ['timezone', 'TimeZone'],
 ]);
 
-/** Settings that would undo the tenant pin; refusing them is the fix for PgBouncer's CVE-2025-12819 class. */
-const FORBIDDEN = new Set(['search_path', 'role', 'session_authorization', 'replication', 'default_transaction_read_only']);
+/**
+ * Refused in the startup packet: whatever the guard refuses as SET (the pin's settings, the lexer's), so that startup
+ * and SET agree, plus replication and default_transaction_read_only. Refusing the pin's settings is the fix for
+ * PgBouncer's CVE-2025-12819 class. standard_conforming_strings is judged by its value (refuseUnreadableLexing).
+ */
+const FORBIDDEN: ReadonlySet<string> = new Set(
+  [...GUARDED_SETTINGS, 'replication', 'default_transaction_read_only'].filter((name) => name !== 'standard_conforming_strings'),
+);
 
 export const TOKEN_PARAMETER = 'tenant_token';
 
@@ -28,10 +29,17 @@ export interface ClientStartup {
   database: string;
   /** Token given as a startup parameter (or inside options); undefined means ask for a password. */
   token: string | undefined;
-  /** Canonical GUC name → value, for the settings in SESSION_PARAMETERS. */
+  /**
+   * Setting → value, named as PostgreSQL spells it: every setting the client gave (PostgreSQL validates them at
+   * login), applied like a client's SET on each server it is pinned to. application_name is always there.
+   */
   settings: Map<string, string>;
 }
 
+/**
+ * Reads the startup parameters as PostgreSQL would: `options` first (-c name=value), then each parameter, which
+ * wins over the same name in options. Whatever is not the user, database, token or refused is a setting.
+ */
 export function interpretStartup(raw: ReadonlyMap<string, string>, ignored: readonly string[]): ClientStartup {
   const ignoredSet = new Set(ignored.map((name) => name.toLowerCase()));
   const user = raw.get('user');
@@ -48,28 +56,31 @@ export function interpretStartup(raw: ReadonlyMap<string, string>, ignored: read
       return;
     }
     if (FORBIDDEN.has(lower)) throw ProxyError.forbiddenStartupParameter(lower);
-    const canonical = SESSION_PARAMETERS.get(lower);
-    if (canonical !== undefined) {
-      if (value.includes('\0')) throw ProxyError.protocolViolation(`invalid value for ${canonical}`);
-      refuseUnreadableLexing(canonical, value);
-      startup.settings.set(canonical, value);
-      return;
-    }
+    refuseUnreadableLexing(lower, value);
     if (ignoredSet.has(lower)) return;
-    throw ProxyError.unsupportedStartupParameter(name);
+    startup.settings.set(MIXED_CASE_NAMES.get(lower) ?? lower, value);
   };
 
+  const options = raw.get('options');
+  if (options !== undefined) for (const [optName, optValue] of parseOptions(options)) accept(optName, optValue);
   for (const [name, value] of raw) {
-    if (name === 'user' || name === 'database') continue;
-    if (name === 'options') {
-      for (const [optName, optValue] of parseOptions(value)) accept(optName, optValue);
-      continue;
-    }
+    if (name === 'user' || name === 'database' || name === 'options') continue;
     // Protocol extensions (_pq_.*) are not negotiated by this proxy; PostgreSQL would answer NegotiateProtocolVersion.
     if (name.startsWith('_pq_.')) throw ProxyError.unsupportedStartupParameter(name);
     accept(name, value);
   }
+  // A client that names itself nowhere has an empty name, as on its own connection: never the server's.
+  if (!startup.settings.has('application_name')) startup.settings.set('application_name', '');
+  refuseTooManyCustom(startup.settings);
   return startup;
+}
+
+/** The session's budget of custom settings (SessionSettings) holds from login, before any of them reaches a server. */
+function refuseTooManyCustom(settings: ReadonlyMap<string, string>): void {
+  let custom = 0;
+  for (const name of settings.keys()) if (name.includes('.')) custom++;
+  if (custom <= MAX_CUSTOM_SETTINGS) return;
+  throw new ProxyError(SqlState.PROGRAM_LIMIT_EXCEEDED, `a session may set at most ${MAX_CUSTOM_SETTINGS} distinct custom settings through pg-tenant-proxy`, 'FATAL');
 }
 
 /**
@@ -105,7 +116,7 @@ export function parseOptions(options: string): Array<[string, string]> {
     else if (word.startsWith('--')) assignment = word.slice(2);
     if (assignment === undefined) throw unsupportedOption(word);
     const eq = assignment.indexOf('=');
-    if (eq <= 0) throw unsupportedOption(word);
+    if (eq < 0) throw new ProxyError(SqlState.SYNTAX_ERROR, `${word.startsWith('--') ? word : `-c ${assignment}`} requires a value`, 'FATAL');
     settings.push([assignment.slice(0, eq).replace(/-/g, '_'), assignment.slice(eq + 1)]);
   }
   return settings;
@@ -132,6 +143,21 @@ function unsupportedOption(word: string): ProxyError {
     undefined,
     'only -c name=value settings are accepted in options',
   );
+}
+
+/** How long a client whose startup bytes cannot be read on has to show it left (see refuseUnlessGone). */
+const LEAVING_GRACE_MS = 50;
+
+/**
+ * Startup bytes no packet can start with are most often a client leaving partway through its startup packet (its
+ * Terminate read as a length), which PostgreSQL closes without a word. Reading stops but the stream is drained, so
+ * the client's close ends the session first (see ClientSession.onSocketClosed); only a client still there shortly
+ * after hears `refuse`.
+ */
+export function refuseUnlessGone(socket: net.Socket, onData: (chunk: Buffer) => void, refuse: () => void): void {
+  socket.removeListener('data', onData);
+  socket.resume();
+  setTimeout(refuse, LEAVING_GRACE_MS).unref();
 }
 
 /** Tokens travel as cleartext passwords: without TLS only loopback clients may send them, unless TLS is off. */
@@ -164,4 +190,10 @@ export function reportedParameters(
 /** A schema name as PostgreSQL prints it in search_path: quoted only when it is not a plain lower-case identifier. */
 function reportedIdent(schema: string): string {
   return /^[a-z_][a-z0-9_$]*$/.test(schema) ? schema : `"${schema.replace(/"/g, '""')}"`;
+}
+
+/** Whether a reported search_path names exactly the one pinned schema (PostgreSQL 18 reports it). */
+export function isSchemaPath(value: string, schema: string): boolean {
+  const trimmed = value.trim();
+  return trimmed === schema || trimmed === `"${schema.replace(/"/g, '""')}"`;
 }

@@ -45,6 +45,8 @@ export interface Analysis {
   changesSettings: boolean;
   /** Custom (dotted, e.g. app.user_id) settings it names: pg_settings does not list them, so they are asked by name. */
   customSettings: readonly string[];
+  /** No statement at all (blank, comments, semicolons): PostgreSQL answers it with EmptyQueryResponse. */
+  empty: boolean;
 }
 
 /** Prefix of the names the proxy gives prepared statements on servers; clients may not name them in SQL. */
@@ -52,9 +54,10 @@ export const SERVER_STATEMENT_PREFIX = 'pgtp_s';
 
 /**
  * Settings that hold the tenant pin, or that change how the server's lexer reads strings (the guard parses with
- * standard_conforming_strings on and must read every statement exactly as the server does): never changed.
+ * standard_conforming_strings on and must read every statement exactly as the server does): never changed, by SET,
+ * set_config() or in the startup packet (frontend/startup.ts).
  */
-const GUARDED_SETTINGS = new Set(['search_path', 'role', 'session_authorization', 'standard_conforming_strings', 'backslash_quote']);
+export const GUARDED_SETTINGS: ReadonlySet<string> = new Set(['search_path', 'role', 'session_authorization', 'standard_conforming_strings', 'backslash_quote']);
 /**
  * Client encodings in which a multibyte character can end in a byte that looks like a quote or backslash (PostgreSQL
  * refuses them as server encodings for that reason); the guard, reading UTF-8, would see different SQL.
@@ -227,6 +230,7 @@ class Analyzer {
   private deallocate: { name: string | null } | null = null;
   private changesSettings = false;
   private readonly customSettings = new Set<string>();
+  private empty = false;
 
   constructor(
     private readonly extraDeniedFunctions: ReadonlySet<string>,
@@ -243,6 +247,7 @@ class Analyzer {
       deallocate: this.deallocate,
       changesSettings: this.changesSettings,
       customSettings: [...this.customSettings],
+      empty: this.empty,
     };
   }
 
@@ -253,7 +258,8 @@ class Analyzer {
     }
     let tree: { stmts?: Array<{ stmt: Json; stmt_location?: number; stmt_len?: number }> };
     try {
-      tree = parseSync(text) as typeof tree;
+      // libpg-query refuses '' itself; PostgreSQL parses it, like a lone comment, to no statement.
+      tree = text === '' ? {} : (parseSync(text) as typeof tree);
     } catch (err) {
       const details = (err as { sqlDetails?: { message: string; cursorPosition: number } }).sqlDetails;
       if (depth === 0) {
@@ -269,6 +275,7 @@ class Analyzer {
       return;
     }
     const statements = tree.stmts ?? [];
+    if (depth === 0) this.empty = statements.length === 0;
     const only = statements.length === 1 && depth === 0 ? (statements[0]!.stmt.DeallocateStmt as Json | undefined) : undefined;
     if (only !== undefined) this.deallocate = { name: only.isall === true || typeof only.name !== 'string' ? null : only.name };
     const bytes = Buffer.from(text);

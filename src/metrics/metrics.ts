@@ -73,6 +73,7 @@ export class ProxyMetrics {
   private readonly auth: Counter<'outcome' | 'reason'>;
   private readonly backendConnects: Counter<'outcome'>;
   private readonly backendResets: Counter;
+  private readonly startupsAbandoned: Counter;
   private readonly poolWait: Histogram;
 
   constructor(private readonly maxTenantLabels: number) {
@@ -129,6 +130,11 @@ export class ProxyMetrics {
     this.backendResets = new Counter({
       name: `${PREFIX}backend_resets_total`,
       help: 'Backends reset before serving another client',
+      registers,
+    });
+    this.startupsAbandoned = new Counter({
+      name: `${PREFIX}client_startups_abandoned_total`,
+      help: 'Client connections closed partway through their startup packet (PostgreSQL logs an incomplete startup packet)',
       registers,
     });
     this.poolWait = new Histogram({
@@ -223,6 +229,10 @@ export class ProxyMetrics {
 
   backendReset(): void {
     this.backendResets.inc();
+  }
+
+  startupAbandoned(): void {
+    this.startupsAbandoned.inc();
   }
 
   waitedForBackend(seconds: number): void {

@@ -44,6 +44,15 @@ export class ProxyError extends Error {
     return new ProxyError(sqlstate, message, 'FATAL');
   }
 
+  /** A StartupMessage of a protocol version other than 3.0 (`request`: major << 16 | minor). */
+  static unsupportedProtocol(request: number): ProxyError {
+    return new ProxyError(SqlState.PROTOCOL_VIOLATION, `unsupported frontend protocol ${request >>> 16}.${request & 0xffff}: server supports 3.0`, 'FATAL');
+  }
+
+  static unknownDatabase(name: string): ProxyError {
+    return new ProxyError(SqlState.INVALID_CATALOG_NAME, `database "${name}" does not exist`, 'FATAL');
+  }
+
   static handshakeTimeout(ms: number): ProxyError {
     return new ProxyError(SqlState.PROTOCOL_VIOLATION, `startup and authentication did not finish within ${ms} ms`, 'FATAL');
   }
@@ -79,11 +88,12 @@ export class ProxyError extends Error {
   }
 
   static forbiddenStartupParameter(name: string): ProxyError {
+    const identity = name === 'search_path' || name === 'role' || name === 'session_authorization';
     return new ProxyError(
       SqlState.INSUFFICIENT_PRIVILEGE,
       `startup parameter "${name}" cannot be set through pg-tenant-proxy`,
       'FATAL',
-      'the tenant schema and role come only from the verified tenant token',
+      identity ? 'the tenant schema and role come only from the verified tenant token' : undefined,
     );
   }
 

@@ -1,9 +1,17 @@
 // Streaming framer: Buffer chunks in, whole frames out as views into the chunk, assembled once at exact size when split.
+import { SqlState } from './codes.js';
 import { ProxyError } from './errors.js';
 
 const EMPTY = Buffer.alloc(0);
 /** Split frames up to this size are assembled in one buffer of exact size; larger ones grow only as bytes arrive. */
 const PREALLOCATE_LIMIT = 1 << 20;
+
+/** A length no frame can have (a fatal 08P01): nothing after it can be read. */
+export class FrameLengthError extends ProxyError {
+  constructor(message: string) {
+    super(SqlState.PROTOCOL_VIOLATION, message, 'FATAL');
+  }
+}
 
 /**
  * After next() returns true the current frame is buffer[start, end) including its header; `code` is its type byte
@@ -124,10 +132,8 @@ export class Framer {
   private frameLength(buf: Buffer, at: number): number {
     const len = this.typed ? buf.readUInt32BE(at + 1) : buf.readUInt32BE(at);
     const min = this.typed ? 4 : 8;
-    if (len < min) throw ProxyError.protocolViolation(`invalid message length ${len}`);
-    if (len > this.maxLength) {
-      throw ProxyError.protocolViolation(`message length ${len} exceeds the limit of ${this.maxLength} bytes`);
-    }
+    if (len < min) throw new FrameLengthError(`invalid message length ${len}`);
+    if (len > this.maxLength) throw new FrameLengthError(`message length ${len} exceeds the limit of ${this.maxLength} bytes`);
     return this.typed ? len + 1 : len;
   }
 

@@ -3,15 +3,18 @@ import { readFileSync } from 'node:fs';
 import type tls from 'node:tls';
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { quoteIdent } from '../auth/identity.js';
 import type { UpstreamTarget } from '../backend/connect.js';
-import { SqlState } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
 
 export interface TenantRegistry {
   /** Whether the tenant's schema (and role, when roles are on) exist (cached; misses are re-checked sooner). */
   tenantExists(schema: string, role: string | null): Promise<boolean>;
-  /** Validates client settings and returns them as PostgreSQL spells them (DateStyle ISO → "ISO, MDY"). */
-  canonicalSettings(settings: ReadonlyMap<string, string>): Promise<Map<string, string>>;
+  /**
+   * Validates a client's startup settings where its pin will apply them (the tenant's search_path and role) and
+   * returns their values as PostgreSQL spells them (DateStyle ISO → "ISO, MDY"); PostgreSQL's refusal as FATAL.
+   */
+  canonicalSettings(settings: ReadonlyMap<string, string>, schema: string, role: string | null): Promise<Map<string, string>>;
   /** Resolves when the upstream answers a query within timeoutMs (readiness). */
   ping(timeoutMs: number): Promise<void>;
   close(): Promise<void>;
@@ -62,11 +65,12 @@ export function createTenantRegistry(target: UpstreamTarget, schemaCacheTtlMs: n
       return exists;
     },
 
-    async canonicalSettings(settings) {
+    async canonicalSettings(settings, schema, role) {
       const out = new Map<string, string>();
       const unknown: Array<[string, string]> = [];
+      const context = `${schema}\0${role ?? ''}\0`;
       for (const [name, value] of settings) {
-        const hit = canonical.get(`${name}=${value}`);
+        const hit = canonical.get(`${context}${name}=${value}`);
         if (hit === undefined) unknown.push([name, value]);
         else out.set(name, hit);
       }
@@ -80,19 +84,23 @@ export function createTenantRegistry(target: UpstreamTarget, schemaCacheTtlMs: n
       try {
         // SET LOCAL inside a rolled-back transaction: validates and canonicalises without changing the control session.
         await client.query('BEGIN');
-        for (const [name, value] of unknown) {
-          let result: pg.QueryResult<{ v: string | null }>;
-          try {
-            result = await client.query<{ v: string | null }>('SELECT pg_catalog.set_config($1, $2, true) AS v', [name, value]);
-          } catch (err) {
-            const e = err as { code?: string; message: string };
-            throw new ProxyError(e.code ?? SqlState.INVALID_PARAMETER_VALUE, e.message, 'FATAL');
-          }
-          const value2 = String(result.rows[0]?.v ?? value);
+        await client.query("SELECT pg_catalog.set_config('search_path', $1, true)", [quoteIdent(schema)]);
+        if (role !== null) await client.query(`SET LOCAL ROLE ${quoteIdent(role)}`);
+        const { rows } = await client.query<{ i: string; v: string | null }>(
+          'SELECT s.i, pg_catalog.set_config(s.name, s.value, true) AS v ' +
+            'FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) WITH ORDINALITY AS s(name, value, i)',
+          [unknown.map(([name]) => name), unknown.map(([, value]) => value)],
+        );
+        for (const row of rows) {
+          const [name, value] = unknown[Number(row.i) - 1]!;
           if (canonical.size >= MAX_CACHE) canonical.clear();
-          canonical.set(`${name}=${value}`, value2);
-          out.set(name, value2);
+          canonical.set(`${context}${name}=${value}`, row.v ?? value);
+          out.set(name, row.v ?? value);
         }
+      } catch (err) {
+        // PostgreSQL's own refusal (42704 unrecognized, 22023 invalid value, 42501 not permitted…), fatal as at its login.
+        const e = err as { code?: string; message: string };
+        throw e.code === undefined ? ProxyError.upstreamUnavailable(e.message) : new ProxyError(e.code, e.message, 'FATAL');
       } finally {
         await client.query('ROLLBACK').catch(() => undefined);
         client.release();

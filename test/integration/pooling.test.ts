@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { afterEach, describe, expect, inject, it } from 'vitest';
+import { NAME_UNPINNED_SERVER } from '../../src/backend/connect.js';
 import { adminClient } from '../support/postgres.js';
 import { startTestProxy, sqlstateOf, type TestProxy } from '../support/proxy.js';
 
@@ -139,12 +140,13 @@ describe('transaction pooling with search_path pin and reset', () => {
     tp = await startTestProxy({ upstream: { poolSize: 1 } });
     const a = await tp.connect('a');
     const pid = (await a.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
-    // The pooled server, seen from pg_stat_activity, ran the reset (search_path, role, settings…) after a's statement.
+    // The pooled server, seen from pg_stat_activity, ran the reset (search_path, role, settings…) after a's statement,
+    // which ends by naming it the proxy's again.
     const su = new pg.Client({ connectionString: inject('pg').superuserUrl });
     await su.connect();
     try {
       let last = '';
-      const isReset = (q: string): boolean => q === 'DISCARD ALL';
+      const isReset = (q: string): boolean => q === NAME_UNPINNED_SERVER;
       for (let i = 0; i < 200 && !isReset(last); i++) {
         last = (await su.query('SELECT query FROM pg_stat_activity WHERE pid = $1', [pid])).rows[0]?.query ?? '';
         if (!isReset(last)) await new Promise((r) => setTimeout(r, 20));

@@ -90,9 +90,8 @@ describe('authenticating to the upstream', () => {
     const db = new pg.Client({ connectionString: withDatabase(cluster.superuserUrl, cluster.database) });
     await db.connect();
     try {
-      const { rows } = await db.query(
-        "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'pg-tenant-proxy'",
-      );
+      // By role: a server parked for its client shows the client's application_name, not the proxy's.
+      const { rows } = await db.query('SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.usename = $1', [cluster.proxyRole]);
       expect(rows.length).toBeGreaterThan(0);
       expect(rows.every((r) => r.ssl === true)).toBe(true);
     } finally {

@@ -16,6 +16,12 @@ describe('SessionSettings', () => {
     expect(Object.fromEntries(settings.current)).toEqual({ work_mem: '16MB', 'app.user': 'u1', TimeZone: 'UTC' });
   });
 
+  it('asks for custom startup settings by name, which pg_settings does not list, so a snapshot keeps them', () => {
+    const settings = new SessionSettings(new Map([['app.region', 'eu'], ['work_mem', '8MB']]));
+    expect(settings.beginSnapshot().toString('latin1')).toContain("'app.region'");
+    expect([...settings.adopt(new Map([['app.region', 'eu'], ['work_mem', '8MB']]))]).toEqual([]);
+  });
+
   it('tells the client a value once, and again only when it changes', () => {
     const settings = new SessionSettings(new Map());
     expect([settings.tell('DateStyle', 'ISO'), settings.tell('DateStyle', 'ISO'), settings.tell('DateStyle', 'SQL')]).toEqual([true, false, true]);

@@ -264,6 +264,16 @@ describe('sql guard', () => {
     expect(deallocate('DEALLOCATE pgtp_s1')).toBe('session_state');
   });
 
+  it('allows text with no statement (empty, blank, comments, semicolons) and says it is empty', () => {
+    const empty = (sql: string) => {
+      const v = guard.check(sql, 'tenant_a');
+      return isRefusal(v) ? v.rule : v.empty;
+    };
+    for (const sql of ['', '  \n', '-- x', '/* a */ /* b */', ';', ' ; ;']) expect(empty(sql), JSON.stringify(sql)).toBe(true);
+    expect(empty('SELECT 1; ;')).toBe(false);
+    expect(empty("CREATE FUNCTION f() RETURNS void LANGUAGE sql AS ''")).toBe(false);
+  });
+
   it('reports the parser position of syntax errors', () => {
     const refusal = guard.check('SELECT * FROM WHERE', 'tenant_a');
     expect(isRefusal(refusal) && refusal.error.sqlstate).toBe('42601');

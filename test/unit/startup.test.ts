@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { MAX_CUSTOM_SETTINGS } from '../../src/frontend/session-settings.js';
 import { interpretStartup, parseOptions, plaintextAllowed, reportedParameters } from '../../src/frontend/startup.js';
 import { ProxyError } from '../../src/protocol/errors.js';
 
@@ -43,16 +44,50 @@ describe('interpretStartup', () => {
       { options: '--search-path=tenant_b' },
       { options: '-c role=postgres' },
       { replication: 'database' },
+      { default_transaction_read_only: 'on' },
+      // What the guard refuses as SET is refused at startup too.
+      { backslash_quote: 'on' },
+      { options: '-c Backslash_Quote=safe_encoding' },
     ]) {
       expect(sqlstate(() => interpretStartup(base(params), [])), JSON.stringify(params)).toBe('42501');
     }
   });
 
-  it('refuses unknown parameters unless configured to ignore them', () => {
-    expect(sqlstate(() => interpretStartup(base({ geqo: 'off' }), []))).toBe('0A000');
-    expect(interpretStartup(base({ geqo: 'off' }), ['geqo']).settings.size).toBe(0);
+  it('takes any other parameter as a setting for PostgreSQL to judge at login, named as PostgreSQL spells it', () => {
+    const s = interpretStartup(base({ default_transaction_isolation: 'serializable', GEQO: 'off', options: '-c app.Region=eu -c TIMEZONE=UTC' }), []);
+    expect([...s.settings]).toEqual([
+      ['app.region', 'eu'],
+      ['TimeZone', 'UTC'],
+      ['default_transaction_isolation', 'serializable'],
+      ['geqo', 'off'],
+      ['application_name', ''],
+    ]);
+  });
+
+  it('reads options before the parameters, which win as in PostgreSQL', () => {
+    const s = interpretStartup(base({ work_mem: '8MB', options: '-c work_mem=1MB -c lock_timeout=1s' }), []);
+    expect(s.settings.get('work_mem')).toBe('8MB');
+    expect(s.settings.get('lock_timeout')).toBe('1s');
+  });
+
+  it('drops parameters configured to be ignored and refuses what is no setting', () => {
+    expect(interpretStartup(base({ geqo: 'off' }), ['geqo']).settings.has('geqo')).toBe(false);
     expect(sqlstate(() => interpretStartup(base({ options: '-d 5' }), []))).toBe('0A000');
     expect(sqlstate(() => interpretStartup(base({ '_pq_.x': '1' }), []))).toBe('0A000');
+    // As PostgreSQL: "-c work_mem requires a value".
+    expect(sqlstate(() => interpretStartup(base({ options: '-c work_mem' }), []))).toBe('42601');
+    expect(sqlstate(() => interpretStartup(base({ options: '--work-mem' }), []))).toBe('42601');
+  });
+
+  it('gives a client that names itself nowhere an empty application_name', () => {
+    expect(interpretStartup(base({}), []).settings.get('application_name')).toBe('');
+    expect(interpretStartup(base({ options: '-c application_name=x' }), []).settings.get('application_name')).toBe('x');
+  });
+
+  it('holds the custom settings budget from login', () => {
+    const many = (n: number): string => Array.from({ length: n }, (_, i) => `-c a.s${i}=1`).join(' ');
+    expect(interpretStartup(base({ options: many(MAX_CUSTOM_SETTINGS) }), []).settings.size).toBe(MAX_CUSTOM_SETTINGS + 1);
+    expect(sqlstate(() => interpretStartup(base({ options: many(MAX_CUSTOM_SETTINGS + 1) }), []))).toBe('54000');
   });
 
   it('requires a user and defaults the database to it', () => {
