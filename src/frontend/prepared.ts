@@ -1,6 +1,7 @@
 // Named prepared statements in transaction mode: the client's names, mapped onto statements cached per server.
 import { SERVER_STATEMENT_PREFIX } from '../guard/analyze.js';
-import { SqlState } from '../protocol/codes.js';
+import type { StatementAnalysis } from '../guard/sql-guard.js';
+import { FrontendCode, SqlState } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
 import { encodeQuery, encodeUnnamedParse, readCString } from '../protocol/messages.js';
 import { Writer } from '../protocol/writer.js';
@@ -52,6 +53,14 @@ const NO_OP_PARSE = encodeUnnamedParse(NO_OP);
 /** Statements kept per server before the least recently used is closed. */
 const SERVER_STATEMENT_LIMIT = 500;
 let nextStatementId = 1;
+
+/**
+ * Whether a Parse may be answered without a server: the guard parsed the text, and running it changes neither
+ * settings, the server's prepared statements nor the schema, which the session notes only for what goes to a server.
+ */
+function answerableLocally(analysis: StatementAnalysis | null | undefined): boolean {
+  return analysis != null && analysis.denial === null && !analysis.changesSettings && !analysis.touchesPrepared && !analysis.changesSchema;
+}
 
 /**
  * Each client's named statements live here, not on any server. On whatever server the client is pinned to, a
@@ -138,6 +147,33 @@ export class PreparedStatements {
       return null;
     }
     const [name, afterName] = readCString(frame, start + 5, end);
+    const statement = this.add(name, frame, afterName, end);
+    if (statement instanceof ProxyError) return statement;
+    if (server.statements.has(statement.key)) {
+      touch(server, statement.key);
+      this.expect('close', this.closesSent++, Completion.AsParseComplete);
+      return CLOSE_NOTHING;
+    }
+    return this.prepareOn(server, statement, Completion.Pass, name);
+  }
+
+  /**
+   * A Parse arriving outside a transaction, `next` the type byte of the frame behind it (-1: not arrived yet). A named
+   * one with its Sync or Flush right behind, of a text the guard parsed (answerableLocally), is answered by the
+   * session itself: the statement exists for the client at once and is prepared on a server when first bound or
+   * described, where an error in it (a missing table) then surfaces with PostgreSQL's own message and SQLSTATE, and the
+   * transaction status PostgreSQL reports. Anything else behind it (a Bind, a Describe needing the server's answer),
+   * and it goes to a server, so the errors of a batch keep their place. Returns the statement's name when answered,
+   * the error to refuse it with (42P05, 54000), or null: send it to a server.
+   */
+  answerParse(frame: Buffer, start: number, end: number, analysis: StatementAnalysis | null | undefined, next: number): string | ProxyError | null {
+    if (frame[start + 5] === 0 || (next !== FrontendCode.Sync && next !== FrontendCode.Flush) || !answerableLocally(analysis)) return null;
+    const [name, afterName] = readCString(frame, start + 5, end);
+    const statement = this.add(name, frame, afterName, end);
+    return statement instanceof ProxyError ? statement : name;
+  }
+
+  private add(name: string, frame: Buffer, afterName: number, end: number): ClientStatement | ProxyError {
     if (this.statements.has(name)) {
       return new ProxyError(SqlState.DUPLICATE_PREPARED_STATEMENT, `prepared statement "${name}" already exists`);
     }
@@ -155,12 +191,7 @@ export class PreparedStatements {
     const statement: ClientStatement = { key: `${this.schema}\0${body.toString('latin1')}`, body, cost };
     this.statements.set(name, statement);
     this.bytes += cost;
-    if (server.statements.has(statement.key)) {
-      touch(server, statement.key);
-      this.expect('close', this.closesSent++, Completion.AsParseComplete);
-      return CLOSE_NOTHING;
-    }
-    return this.prepareOn(server, statement, Completion.Pass, name);
+    return statement;
   }
 
   /** Bind naming a statement: make sure the server holds it, then point the Bind at the server's name. */

@@ -29,6 +29,7 @@ import {
   AUTHENTICATION_CLEARTEXT,
   AUTHENTICATION_OK,
   GSSENC_REFUSE,
+  PARSE_COMPLETE,
   READY_FOR_QUERY_IDLE,
   SSL_ACCEPT,
   SSL_REFUSE,
@@ -746,6 +747,7 @@ export class ClientSession implements ServerClient {
           this.refuseLocally(verdict, code);
           return;
         }
+        if (code === FrontendCode.Parse && this.answerParse(buf, start, end, verdict)) return;
         const frame = buf.subarray(start, end);
         this.approvedFrame = { frame, source: verdict };
         this.checkout(frame);
@@ -763,6 +765,23 @@ export class ClientSession implements ServerClient {
       default:
         throw ProxyError.protocolViolation(`unexpected message type ${code} from client`);
     }
+  }
+
+  /**
+   * A named Parse outside a transaction with its Sync or Flush right behind it is answered without a server
+   * (PreparedStatements.answerParse): libpq's PQprepare blocks its thread on the answer, and a thread of pgbench
+   * clients waiting for a server its own clients held mid-transaction never got one.
+   */
+  private answerParse(buf: Buffer, start: number, end: number, verdict: StatementSource | null): boolean {
+    const next = buf === this.framer.buffer && end === this.framer.end ? this.framer.peekCode() : -1;
+    const answer = this.prepared!.answerParse(buf, start, end, verdict?.analysis, next);
+    if (answer === null) return false;
+    if (answer instanceof ProxyError) this.refuseLocally(answer, FrontendCode.Parse);
+    else {
+      this.tracker?.parsed(answer, verdict!);
+      this.sendToClient(PARSE_COMPLETE);
+    }
+    return true;
   }
 
   /** An ERROR with no server involved: simple protocol gets ReadyForQuery, extended skips to the next Sync. */

@@ -1,0 +1,114 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { adminClient, printPgLogOnFailure } from '../support/postgres.js';
+import { startTestProxy, type TestProxy } from '../support/proxy.js';
+import type { RawClient } from '../support/raw-client.js';
+import {
+  bind,
+  describePortal,
+  directRaw,
+  exchange,
+  execute,
+  flush,
+  parse,
+  proxyRaw,
+  query,
+  sync,
+  type Exchange,
+} from '../support/frames.js';
+
+let tp: TestProxy;
+const opened: RawClient[] = [];
+beforeEach(printPgLogOnFailure);
+afterEach(async () => {
+  for (const raw of opened) raw.close();
+  opened.length = 0;
+  await tp?.close();
+});
+
+const INT4 = 23;
+
+/** A raw client of tenant a through the proxy. */
+const viaProxy = async (): Promise<RawClient> => {
+  const raw = await proxyRaw(tp.port, await tp.token('a'));
+  opened.push(raw);
+  return raw;
+};
+/** A raw client straight to PostgreSQL in tenant a's schema: what the proxy's answers are held to. */
+const direct = async (): Promise<RawClient> => {
+  const raw = await directRaw(tp.config, 'tenant_a');
+  opened.push(raw);
+  return raw;
+};
+/** Statement `name` of `text` prepared, bound and run in one batch, with its row description. */
+const run = (name: string, text: string): Buffer[] => [parse(name, text), bind(name), describePortal, execute, sync];
+const rerun = (name: string): Buffer[] => [bind(name), describePortal, execute, sync];
+
+const dropTables = async (...names: string[]): Promise<void> => {
+  const admin = await adminClient();
+  try {
+    for (const name of names) await admin.query(`DROP TABLE IF EXISTS tenant_a.${name}`);
+  } finally {
+    await admin.end();
+  }
+};
+
+describe('a named Parse outside a transaction, answered without a server', () => {
+  it('surfaces an error in the statement at its first use with PostgreSQL’s own message, SQLSTATE and status', async () => {
+    await dropTables('deferred_later');
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const a = await viaProxy();
+    const d = await direct();
+    const text = 'SELECT v FROM deferred_later';
+
+    // The proxy answers as PostgreSQL answers a valid Parse; PostgreSQL itself finds the table missing at once.
+    expect(await exchange(a, [parse('m', text), sync])).toMatchObject({ codes: '1Z', status: 'I' });
+    const atParse = await exchange(d, [parse('m', text), sync]);
+    expect(atParse).toMatchObject({ codes: 'EZ', status: 'I', error: { code: '42P01' } });
+    // The first use prepares it on a server: the same error (message and position included) and status, and the rest
+    // of the batch skipped up to the Sync.
+    expect(await exchange(a, [bind('m'), execute, parse('', 'SELECT 1'), bind(''), execute, sync])).toEqual({
+      codes: 'EZ',
+      tags: [],
+      status: 'I',
+      error: atParse.error,
+    });
+    // In a transaction block the transaction fails as a direct connection's does when the Parse fails there.
+    const inBlock = await exchange(a, [query('BEGIN'), bind('m'), execute, sync, query('SELECT 1'), query('ROLLBACK')], 4);
+    const inBlockDirect = await exchange(d, [query('BEGIN'), parse('m', text), bind('m'), execute, sync, query('SELECT 1'), query('ROLLBACK')], 4);
+    expect(inBlock).toEqual(inBlockDirect);
+    expect(inBlock).toMatchObject({ codes: 'CZEZEZCZ', status: 'TEEI' });
+    // The statement exists for the client (it heard ParseComplete): once the table does, it runs.
+    await exchange(a, [query('CREATE TABLE deferred_later (v int); INSERT INTO deferred_later VALUES (7)')]);
+    expect(await exchange(a, rerun('m'))).toMatchObject({ codes: '2TDCZ', tags: ['SELECT 1'], status: 'I', types: [INT4] });
+  });
+
+  it('answers Parse + Flush too, and keeps ReadyForQuery in order through pipelined batches with errors', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const a = await viaProxy();
+    a.write(Buffer.concat([parse('f', 'SELECT 1 AS one'), flush]));
+    await a.waitFor('1');
+    expect(a.messages.map((m) => m.code).join('')).toBe('1');
+    expect(await exchange(a, rerun('f'))).toMatchObject({ codes: '2TDCZ', status: 'I' });
+
+    // Two answered here, one failing on the server at its Bind, one running, then a simple Query: one write.
+    const batch = [
+      parse('p1', 'SELECT 1 AS one'),
+      sync,
+      parse('p2', 'SELECT v FROM no_such_table'),
+      sync,
+      ...rerun('p2'),
+      ...rerun('p1'),
+      query('SELECT 2'),
+    ];
+    expect(await exchange(a, batch, 5)).toMatchObject({ codes: '1Z1ZEZ2TDCZTDCZ', status: 'IIIII', error: { code: '42P01' } });
+
+    // Inside a transaction block a Parse goes to the server as before: its error comes at once, as on a direct connection.
+    const d = await direct();
+    const inBlock = [query('BEGIN'), parse('p3', 'SELECT v FROM no_such_table'), sync, query('ROLLBACK')];
+    const expected = await exchange(d, inBlock, 3);
+    expect(expected).toMatchObject({ codes: 'CZEZCZ', status: 'TEI' });
+    expect(await exchange(a, inBlock, 3)).toEqual(expected);
+    // A name taken is refused at the Parse, answered here or not.
+    expect(await exchange(a, [parse('p1', 'SELECT 3'), sync])).toMatchObject({ codes: 'EZ', status: 'I', error: { code: '42P05' } });
+  });
+});
