@@ -1,7 +1,8 @@
 // Named prepared statements in transaction mode: the client's names, mapped onto statements cached per server.
+import type { SchemaGeneration } from '../backend/schema-generations.js';
 import { SERVER_STATEMENT_PREFIX } from '../guard/analyze.js';
 import type { StatementAnalysis } from '../guard/sql-guard.js';
-import { FrontendCode, SqlState } from '../protocol/codes.js';
+import { FrontendCode, SqlState, TxStatus } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
 import { encodeQuery, encodeUnnamedParse, readCString } from '../protocol/messages.js';
 import { Writer } from '../protocol/writer.js';
@@ -12,12 +13,19 @@ export const Completion = { Pass: 0, Swallow: 1, AsParseComplete: 2 } as const;
 export type Completion = (typeof Completion)[keyof typeof Completion];
 
 interface ClientStatement {
-  /** Tenant schema + the Parse body after the name (query text and parameter types): the server-side cache key. */
+  /**
+   * The server-side cache key: tenant schema, its schema generation when the client parsed the statement, and the
+   * Parse body after the name (query text and parameter types). A statement prepared under another generation may
+   * have another row type or resolve names differently, so it never stands in; one of the same generation does,
+   * and PostgreSQL then refuses it (0A000) exactly when it would refuse the client's own on a direct connection.
+   */
   key: string;
   /** The Parse body after the name, to re-prepare on a server that lacks it. */
   body: Buffer;
   /** What it is charged against listen.maxPreparedBytes. */
   cost: number;
+  /** DDL: each Bind of it changes the tenant's schema. */
+  changesSchema: boolean;
 }
 
 /** Per-statement charge besides its body (held twice: as the key and the body): the map entries and objects. */
@@ -68,6 +76,9 @@ function answerableLocally(analysis: StatementAnalysis | null | undefined): bool
  * parameter types, and Bind/Describe/Close are rewritten to it. Responses are kept exactly as PostgreSQL would send
  * them: a Parse the server already holds is replaced by a Close of nothing whose CloseComplete becomes a
  * ParseComplete, and the ParseComplete of a Parse the proxy injects is swallowed.
+ *
+ * A server statement stands in for a client's only if the schema cannot have changed between the two, as far as the
+ * proxy knows: DDL through the proxy moves the tenant to a new generation, part of the key (see ClientStatement).
  */
 export class PreparedStatements {
   private readonly statements = new Map<string, ClientStatement>();
@@ -84,11 +95,15 @@ export class PreparedStatements {
   /** The unnamed statement is a substituted DEALLOCATE, and the unnamed portal was bound to it. */
   private unnamedDeallocates = false;
   private unnamedPortalDeallocates = false;
+  /** DDL went out in this segment: the generation moves again once its transaction is over (-1: none). */
+  private schemaChangeSegment = -1;
 
   constructor(
     private readonly schema: string,
     /** listen.maxPreparedBytes. */
     private readonly maxBytes: number,
+    /** The tenant's schema generation, shared with its other sessions. */
+    private readonly generation: SchemaGeneration,
   ) {}
 
   /** The session forwarded a Sync, Query or FunctionCall: a new segment starts. */
@@ -99,11 +114,16 @@ export class PreparedStatements {
     this.executesSent = 0;
   }
 
-  /** ReadyForQuery ended segment `done`: whatever it still expected was skipped after an error. */
-  segmentDone(done: number): void {
+  /** ReadyForQuery (transaction status `status`) ended segment `done`: what it still expected was skipped after an error. */
+  segmentDone(done: number, status: number): void {
     this.parsesSeen = 0;
     this.closesSeen = 0;
     this.commandsSeen = 0;
+    if (this.schemaChangeSegment >= 0 && this.schemaChangeSegment <= done && status === TxStatus.Idle) {
+      // Committed or rolled back: statements prepared inside the DDL's transaction saw a schema that may not be.
+      this.schemaChangeSegment = -1;
+      this.generation.value++;
+    }
     if (this.expected.length === 0) return;
     const kept: Expected[] = [];
     for (const e of this.expected) {
@@ -116,6 +136,16 @@ export class PreparedStatements {
       if (e.clientName !== undefined && this.statements.get(e.clientName)?.key === e.serverKey) this.forget(e.clientName);
     }
     this.expected = kept;
+  }
+
+  /**
+   * DDL is going to the server (a Query, a Parse, or the Bind of a statement that is DDL): statements prepared before
+   * it no longer stand in for the tenant's Parses after it. Once its transaction ends the generation moves again (see
+   * segmentDone): a statement prepared inside that transaction saw a schema that a rollback took back.
+   */
+  schemaChanged(): void {
+    this.generation.value++;
+    this.schemaChangeSegment = this.sendSegment;
   }
 
   /** Classifies one ParseComplete/CloseComplete of the segment being received. */
@@ -139,15 +169,18 @@ export class PreparedStatements {
     return at < 0 ? undefined : this.expected.splice(at, 1)[0];
   }
 
-  /** Any Parse: unnamed ones are only counted. Returns the frame(s) to send, or an error to refuse with. */
-  parse(frame: Buffer, start: number, end: number, server: ServerConn): Buffer | null | ProxyError {
+  /**
+   * Any Parse: unnamed ones are only counted. `changesSchema`: the statement is DDL. Returns the frame(s) to send, or
+   * an error to refuse with.
+   */
+  parse(frame: Buffer, start: number, end: number, server: ServerConn, changesSchema: boolean): Buffer | null | ProxyError {
     if (frame[start + 5] === 0) {
       this.parsesSent++;
       this.unnamedDeallocates = false;
       return null;
     }
     const [name, afterName] = readCString(frame, start + 5, end);
-    const statement = this.add(name, frame, afterName, end);
+    const statement = this.add(name, frame, afterName, end, changesSchema);
     if (statement instanceof ProxyError) return statement;
     if (server.statements.has(statement.key)) {
       touch(server, statement.key);
@@ -169,11 +202,11 @@ export class PreparedStatements {
   answerParse(frame: Buffer, start: number, end: number, analysis: StatementAnalysis | null | undefined, next: number): string | ProxyError | null {
     if (frame[start + 5] === 0 || (next !== FrontendCode.Sync && next !== FrontendCode.Flush) || !answerableLocally(analysis)) return null;
     const [name, afterName] = readCString(frame, start + 5, end);
-    const statement = this.add(name, frame, afterName, end);
+    const statement = this.add(name, frame, afterName, end, false);
     return statement instanceof ProxyError ? statement : name;
   }
 
-  private add(name: string, frame: Buffer, afterName: number, end: number): ClientStatement | ProxyError {
+  private add(name: string, frame: Buffer, afterName: number, end: number, changesSchema: boolean): ClientStatement | ProxyError {
     if (this.statements.has(name)) {
       return new ProxyError(SqlState.DUPLICATE_PREPARED_STATEMENT, `prepared statement "${name}" already exists`);
     }
@@ -188,7 +221,7 @@ export class PreparedStatements {
       );
     }
     const body = Buffer.from(frame.subarray(afterName, end));
-    const statement: ClientStatement = { key: `${this.schema}\0${body.toString('latin1')}`, body, cost };
+    const statement: ClientStatement = { key: `${this.schema}\0${this.generation.value}\0${body.toString('latin1')}`, body, cost, changesSchema };
     this.statements.set(name, statement);
     this.bytes += cost;
     return statement;
@@ -200,7 +233,7 @@ export class PreparedStatements {
     if (portal === '') this.unnamedPortalDeallocates = this.unnamedDeallocates && frame[afterPortal] === 0;
     if (frame[afterPortal] === 0) return null;
     const [name, afterName] = readCString(frame, afterPortal, end);
-    const ensured = this.ensure(name, server);
+    const ensured = this.ensure(name, server, true);
     if (ensured instanceof ProxyError) return ensured;
     const rewritten = new Writer(end - start + 16).begin(0x42).cstring(portal).cstring(ensured.serverName);
     rewritten.bytes(frame.subarray(afterName, end));
@@ -211,7 +244,7 @@ export class PreparedStatements {
   describe(frame: Buffer, start: number, end: number, server: ServerConn): Buffer | null | ProxyError {
     if (frame[start + 5] !== 0x53 || frame[start + 6] === 0) return null; // 'S' with a name
     const [name] = readCString(frame, start + 6, end);
-    const ensured = this.ensure(name, server);
+    const ensured = this.ensure(name, server, false);
     if (ensured instanceof ProxyError) return ensured;
     const rewritten = new Writer(32).begin(0x44).int8(0x53).cstring(ensured.serverName).end().flush();
     return concat(ensured.prefix, rewritten);
@@ -265,11 +298,13 @@ export class PreparedStatements {
     return true;
   }
 
-  private ensure(name: string, server: ServerConn): { serverName: string; prefix: Buffer | null } | ProxyError {
+  /** The server name to bind (`binding`) or describe a client statement under, with its Parse when the server lacks it. */
+  private ensure(name: string, server: ServerConn, binding: boolean): { serverName: string; prefix: Buffer | null } | ProxyError {
     const statement = this.statements.get(name);
     if (statement === undefined) {
       return new ProxyError(SqlState.INVALID_SQL_STATEMENT_NAME, `prepared statement "${name}" does not exist`);
     }
+    if (binding && statement.changesSchema) this.schemaChanged();
     const existing = server.statements.get(statement.key);
     if (existing !== undefined) {
       touch(server, statement.key);

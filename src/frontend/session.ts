@@ -413,7 +413,7 @@ export class ClientSession implements ServerClient {
         const verdict = this.judge(code, buf, start, end);
         if (verdict instanceof ProxyError) return this.refuseOnServer(verdict, REFUSAL_PARSE);
         const substitute = buf[start + 5] === 0 ? this.substitute(verdict, 'parse') : null;
-        const frame = substitute ?? this.prepared!.parse(buf, start, end, this.server!);
+        const frame = substitute ?? this.prepared!.parse(buf, start, end, this.server!, verdict?.analysis?.changesSchema === true);
         if (frame instanceof ProxyError) return this.refuseOnServer(frame, REFUSAL_PARSE);
         // Only a Parse the proxy lets through changes the session or names a statement the tracker must keep.
         if (substitute === null) this.trackSessionChanges(verdict);
@@ -545,7 +545,10 @@ export class ClientSession implements ServerClient {
 
   /** What a statement bound for the server changes of the session: settings to follow it, the server's statements. */
   private trackSessionChanges(source: StatementSource | null): void {
-    if (source?.analysis != null) this.settings!.noteStatement(source.analysis);
+    if (source?.analysis != null) {
+      this.settings!.noteStatement(source.analysis);
+      if (source.analysis.changesSchema) this.prepared!.schemaChanged();
+    }
     if (source === null || source.analysis?.touchesPrepared !== true || this.server === null) return;
     // SQL-level PREPARE/DEALLOCATE changes what the server holds: stop trusting the proxy's cache of it.
     this.server.sqlPrepared = true;
@@ -680,7 +683,7 @@ export class ClientSession implements ServerClient {
     if (this.state !== SessionState.Authenticating) return;
 
     this.identity = identity;
-    this.prepared = new PreparedStatements(identity.schema, this.deps.config.listen.maxPreparedBytes);
+    this.prepared = new PreparedStatements(identity.schema, this.deps.config.listen.maxPreparedBytes, this.deps.pool.generations.of(identity.schema));
     this.settings = new SessionSettings(settings);
     this.framer.setTyped(true, this.deps.config.listen.maxMessageBytes);
     this.key = this.deps.cancels.issue(this);
@@ -977,7 +980,7 @@ export class ClientSession implements ServerClient {
     }
     this.pendingReady--;
     this.segmentsDone++;
-    this.prepared!.segmentDone(this.segmentsDone - 1);
+    this.prepared!.segmentDone(this.segmentsDone - 1, buf[start + 5]!);
     while (this.refusals.length > 0 && this.refusals[0]!.segment < this.segmentsDone) this.refusals.shift();
     this.txStatus = buf[start + 5]!;
     this.tracker?.segmentsFinished(this.segmentsDone, this.txStatus !== TxStatus.Idle);

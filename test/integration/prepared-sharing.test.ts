@@ -26,6 +26,7 @@ afterEach(async () => {
 });
 
 const INT4 = 23;
+const TEXT = 25;
 
 /** A raw client of tenant a through the proxy. */
 const viaProxy = async (): Promise<RawClient> => {
@@ -110,5 +111,52 @@ describe('a named Parse outside a transaction, answered without a server', () =>
     expect(await exchange(a, inBlock, 3)).toEqual(expected);
     // A name taken is refused at the Parse, answered here or not.
     expect(await exchange(a, [parse('p1', 'SELECT 3'), sync])).toMatchObject({ codes: 'EZ', status: 'I', error: { code: '42P05' } });
+  });
+});
+
+describe('statements shared by text when the schema changes under them', () => {
+  it('prepares a statement again after DDL through the proxy: a new Parse sees the new row type, as on a direct connection', async () => {
+    await dropTables('shape_t');
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const a = await viaProxy();
+    const b = await viaProxy();
+    const d = await direct();
+    const text = 'SELECT v FROM shape_t';
+    await exchange(a, [query('CREATE TABLE shape_t (v int); INSERT INTO shape_t VALUES (1)')]);
+
+    // a and the direct connection prepare it while v is an int.
+    expect(await exchange(a, run('s1', text))).toMatchObject({ codes: '12TDCZ', types: [INT4] });
+    expect(await exchange(d, run('s1', text))).toMatchObject({ codes: '12TDCZ', types: [INT4] });
+    expect((await exchange(b, [query('ALTER TABLE shape_t ALTER COLUMN v TYPE text')])).codes).toBe('CZ');
+
+    // A new statement of the same text, in one batch or answered here and bound later: what a fresh Parse gives.
+    const fresh = await exchange(d, run('s2', text));
+    expect(fresh).toMatchObject({ codes: '12TDCZ', status: 'I', types: [TEXT] });
+    expect(await exchange(b, run('s2', text))).toEqual(fresh);
+    expect(await exchange(b, [parse('s3', text), sync])).toMatchObject({ codes: '1Z' });
+    expect(await exchange(b, rerun('s3'))).toEqual({ ...fresh, codes: '2TDCZ' });
+    // A statement parsed before the change is refused as PostgreSQL refuses it on a direct connection.
+    const stale = await exchange(d, rerun('s1'));
+    expect(stale).toMatchObject({ codes: 'EZ', status: 'I', error: { code: '0A000' } });
+    expect(await exchange(a, rerun('s1'))).toEqual(stale);
+  });
+
+  it('prepares it again when a temp table is recreated with another column type in one transaction', async () => {
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const a = await viaProxy();
+    const d = await direct();
+    const steps = [
+      query('BEGIN'),
+      query('CREATE TEMP TABLE tt AS SELECT 1 AS a'),
+      ...run('t1', 'SELECT a FROM tt'),
+      query('DROP TABLE tt'),
+      query("CREATE TEMP TABLE tt AS SELECT 'one'::text AS a"),
+      ...run('t2', 'SELECT a FROM tt'),
+      query('COMMIT'),
+    ];
+    const expected = await exchange(d, steps, 7);
+    expect(expected.codes).toBe('CZCZ12TDCZCZCZ12TDCZCZ');
+    expect(expected.types).toEqual([TEXT]);
+    expect(await exchange(a, steps, 7)).toEqual(expected);
   });
 });
