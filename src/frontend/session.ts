@@ -379,6 +379,13 @@ export class ClientSession implements ServerClient {
    * or null to forward the frame as is.
    */
   private accountActive(code: number, buf: Buffer, start: number, end: number): Buffer | null {
+    const replacement = this.accountFrame(code, buf, start, end);
+    // A segment the proxy may have to replay keeps what went out (PreparedStatements.recording).
+    if (this.prepared!.recording && this.state === SessionState.Active) this.prepared!.sent(replacement, buf, start, end);
+    return replacement;
+  }
+
+  private accountFrame(code: number, buf: Buffer, start: number, end: number): Buffer | null {
     switch (code) {
       case FrontendCode.Query: {
         this.refuseInsideBatch(code);
@@ -974,6 +981,8 @@ export class ClientSession implements ServerClient {
   }
 
   private onServerReady(buf: Buffer, start: number, end: number): void {
+    // The end of an attempt the proxy replays (StalePlanRetry): the replay's ReadyForQuery answers the client.
+    if (this.prepared!.swallowReady()) return;
     if (this.pendingReady === 0) {
       this.server?.close('unsolicited ReadyForQuery');
       return;
@@ -1057,6 +1066,8 @@ export class ClientSession implements ServerClient {
 
   private onServerError(buf: Buffer, start: number, end: number): void {
     const fields = readErrorFields(buf, start, end);
+    // A stale plan of a shared statement, prepared again with the client's segment replayed: never the client's.
+    if (this.prepared!.onServerError(fields)) return;
     const refusal = this.refusals[0];
     if (refusal !== undefined && refusal.segment === this.segmentsDone && fields.message.includes(REFUSAL_SENTINEL)) {
       this.refusals.shift();

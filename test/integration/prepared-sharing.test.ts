@@ -159,4 +159,46 @@ describe('statements shared by text when the schema changes under them', () => {
     expect(expected.types).toEqual([TEXT]);
     expect(await exchange(a, steps, 7)).toEqual(expected);
   });
+
+  it('after DDL it did not see, prepares the shared statement again and replays the segment when nothing of it ran', async () => {
+    await dropTables('ext_t');
+    tp = await startTestProxy({ upstream: { poolSize: 1 } });
+    const a = await viaProxy();
+    const d = await direct();
+    const text = 'SELECT v FROM ext_t';
+    const backendPid = async (): Promise<number> => ((await pgClient.query('SELECT pg_backend_pid() AS pid')).rows[0] as { pid: number }).pid;
+    const pgClient = await tp.connect('a');
+    const pid = await backendPid();
+    await exchange(a, [query('CREATE TABLE ext_t (v int); INSERT INTO ext_t VALUES (1)')]);
+    expect(await exchange(a, run('e1', text))).toMatchObject({ codes: '12TDCZ', types: [INT4] });
+    // An operator changes the table behind the proxy's back.
+    const operator = async (sql: string): Promise<void> => {
+      expect((await exchange(d, [query(sql)])).codes).toBe('CZ');
+    };
+    await operator('ALTER TABLE ext_t ALTER COLUMN v TYPE text');
+
+    // A new client's statement of the same text is mapped onto the one a prepared: PostgreSQL refuses its Bind
+    // (0A000), the proxy prepares it again and sends the segment again; the client sees a fresh Parse's answer.
+    const b = await viaProxy();
+    const fresh: Exchange = await exchange(d, run('f1', text));
+    expect(fresh).toMatchObject({ codes: '12TDCZ', status: 'I', types: [TEXT] });
+    expect(await exchange(b, run('e2', text))).toEqual(fresh);
+    // The same for one answered without a server and bound later.
+    expect((await exchange(b, [parse('e3', text), sync])).codes).toBe('1Z');
+    await operator('ALTER TABLE ext_t ALTER COLUMN v TYPE int USING v::int');
+    expect(await exchange(b, rerun('e3'))).toEqual({ ...fresh, codes: '2TDCZ', types: [INT4] });
+
+    // Inside a transaction block the error has already failed the transaction: the client hears it once, and the
+    // statement is prepared again for its next attempt.
+    await operator('ALTER TABLE ext_t ALTER COLUMN v TYPE text');
+    const c = await viaProxy();
+    const inBlock = await exchange(c, [query('BEGIN'), ...run('e4', text), query('ROLLBACK')], 3);
+    expect(inBlock).toMatchObject({ codes: 'CZ1EZCZ', status: 'TEI', error: { code: '0A000' } });
+    expect(await exchange(c, [query('BEGIN'), ...rerun('e4'), query('COMMIT')], 3)).toMatchObject({ codes: 'CZ2TDCZCZ', status: 'TTI', types: [TEXT] });
+
+    // Every statement closed, replaced or prepared again is accounted for: the reset a parked server gets after a
+    // second proves that only the proxy's statements remain, else it closes the server. The one server survives.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await backendPid()).toBe(pid);
+  });
 });
