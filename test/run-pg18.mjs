@@ -9,6 +9,7 @@ const SUITES = [
   'test/integration/adversarial-core.test.ts',
   'test/integration/pooling.test.ts',
   'test/integration/prepared.test.ts',
+  'test/integration/prepared-sharing.test.ts',
   'test/integration/session-state.test.ts',
   'test/integration/drivers.test.ts',
 ];

@@ -5,6 +5,7 @@ import { ProxyError } from '../protocol/errors.js';
 import { TERMINATE } from '../protocol/static.js';
 import { connectServer, sendCancel, type UpstreamTarget } from './connect.js';
 import { canHandOver, planHandOver, planReset } from './pin.js';
+import { SchemaGenerations } from './schema-generations.js';
 import { ServerConn, ServerState, type ServerOwner } from './server-conn.js';
 
 /** The reset carries its own lock and statement timeouts; this backstop closes a server whose reset still hangs. */
@@ -71,6 +72,8 @@ export class Pool implements ServerOwner {
   private closed = false;
   /** ParameterStatus values of the first server, reported to clients at login. */
   private defaults: Map<string, string> | null = null;
+  /** Per-tenant DDL counters for the prepared statements cached on this pool's servers. */
+  readonly generations = new SchemaGenerations();
 
   constructor(
     private readonly target: UpstreamTarget,

@@ -61,6 +61,16 @@ export interface InjectedReplies {
   error: string | null;
 }
 
+/** A prepared statement the proxy made on a server, shared by the tenant's clients that parse the same text. */
+export interface ServerStatement {
+  /** Its name on the server (SERVER_STATEMENT_PREFIX + a number). */
+  name: string;
+  /** When it was prepared, on the proxy's statement clock: compared with when a client parsed its statement. */
+  preparedAt: number;
+  /** PostgreSQL said its cached plan must not change result type: the schema changed under it unseen. */
+  stale: boolean;
+}
+
 let nextServerId = 1;
 
 export class ServerConn {
@@ -79,8 +89,11 @@ export class ServerConn {
   client: ServerClient | null = null;
   /** Schema pinned for the current client, checked against PostgreSQL 18's search_path reports. */
   pinnedSchema: string | null = null;
-  /** Prepared statements the proxy created here: (tenant schema, text, types) → server name; oldest first. */
-  readonly statements = new Map<string, string>();
+  /**
+   * Prepared statements the proxy created here: (tenant schema, schema generation, text, types) → statement; least
+   * recently used first.
+   */
+  readonly statements = new Map<string, ServerStatement>();
   /** A client ran SQL-level PREPARE/DEALLOCATE here: the reset must deallocate everything. */
   sqlPrepared = false;
   /** Handed from one client straight to the next: the next pin must carry the reset (see pinAfterReset). */

@@ -30,6 +30,7 @@ import {
   AUTHENTICATION_OK,
   EMPTY_QUERY_IDLE,
   GSSENC_REFUSE,
+  PARSE_COMPLETE,
   READY_FOR_QUERY_IDLE,
   SSL_ACCEPT,
   SSL_REFUSE,
@@ -387,6 +388,13 @@ export class ClientSession implements ServerClient {
    * or null to forward the frame as is.
    */
   private accountActive(code: number, buf: Buffer, start: number, end: number): Buffer | null {
+    const replacement = this.accountFrame(code, buf, start, end);
+    // A segment the proxy may have to replay keeps what went out (PreparedStatements.recording).
+    if (this.prepared!.recording && this.state === SessionState.Active) this.prepared!.sent(replacement, buf, start, end);
+    return replacement;
+  }
+
+  private accountFrame(code: number, buf: Buffer, start: number, end: number): Buffer | null {
     switch (code) {
       case FrontendCode.Query: {
         this.refuseInsideBatch(code);
@@ -421,7 +429,7 @@ export class ClientSession implements ServerClient {
         const verdict = this.judge(code, buf, start, end);
         if (verdict instanceof ProxyError) return this.refuseOnServer(verdict, REFUSAL_PARSE);
         const substitute = buf[start + 5] === 0 ? this.substitute(verdict, 'parse') : null;
-        const frame = substitute ?? this.prepared!.parse(buf, start, end, this.server!);
+        const frame = substitute ?? this.prepared!.parse(buf, start, end, this.server!, verdict?.analysis?.changesSchema === true);
         if (frame instanceof ProxyError) return this.refuseOnServer(frame, REFUSAL_PARSE);
         // Only a Parse the proxy lets through changes the session or names a statement the tracker must keep.
         if (substitute === null) this.trackSessionChanges(verdict);
@@ -553,7 +561,10 @@ export class ClientSession implements ServerClient {
 
   /** What a statement bound for the server changes of the session: settings to follow it, the server's statements. */
   private trackSessionChanges(source: StatementSource | null): void {
-    if (source?.analysis != null) this.settings!.noteStatement(source.analysis);
+    if (source?.analysis != null) {
+      this.settings!.noteStatement(source.analysis);
+      if (source.analysis.changesSchema) this.prepared!.schemaChanged();
+    }
     if (source === null || source.analysis?.touchesPrepared !== true || this.server === null) return;
     // SQL-level PREPARE/DEALLOCATE changes what the server holds: stop trusting the proxy's cache of it.
     this.server.sqlPrepared = true;
@@ -682,7 +693,7 @@ export class ClientSession implements ServerClient {
     if (this.state !== SessionState.Authenticating) return;
 
     this.identity = identity;
-    this.prepared = new PreparedStatements(identity.schema, this.deps.config.listen.maxPreparedBytes);
+    this.prepared = new PreparedStatements(identity.schema, this.deps.config.listen.maxPreparedBytes, this.deps.pool.generations.of(identity.schema));
     this.settings = new SessionSettings(settings);
     this.framer.setTyped(true, this.deps.config.listen.maxMessageBytes);
     this.key = this.deps.cancels.issue(this);
@@ -750,6 +761,7 @@ export class ClientSession implements ServerClient {
           this.sendToClient(EMPTY_QUERY_IDLE);
           return;
         }
+        if (code === FrontendCode.Parse && this.answerParse(buf, start, end, verdict)) return;
         const frame = buf.subarray(start, end);
         this.approvedFrame = { frame, source: verdict };
         this.checkout(frame);
@@ -767,6 +779,23 @@ export class ClientSession implements ServerClient {
       default:
         throw ProxyError.protocolViolation(`unexpected message type ${code} from client`);
     }
+  }
+
+  /**
+   * A named Parse outside a transaction with its Sync or Flush right behind it is answered without a server
+   * (PreparedStatements.answerParse): libpq's PQprepare blocks its thread on the answer, and a thread of pgbench
+   * clients waiting for a server its own clients held mid-transaction never got one.
+   */
+  private answerParse(buf: Buffer, start: number, end: number, verdict: StatementSource | null): boolean {
+    const next = buf === this.framer.buffer && end === this.framer.end ? this.framer.peekCode() : -1;
+    const answer = this.prepared!.answerParse(buf, start, end, verdict?.analysis, next);
+    if (answer === null) return false;
+    if (answer instanceof ProxyError) this.refuseLocally(answer, FrontendCode.Parse);
+    else {
+      this.tracker?.parsed(answer, verdict!);
+      this.sendToClient(PARSE_COMPLETE);
+    }
+    return true;
   }
 
   /** An ERROR with no server involved: simple protocol gets ReadyForQuery, extended skips to the next Sync. */
@@ -956,13 +985,15 @@ export class ClientSession implements ServerClient {
   }
 
   private onServerReady(buf: Buffer, start: number, end: number): void {
+    // The end of an attempt the proxy replays (StalePlanRetry): the replay's ReadyForQuery answers the client.
+    if (this.prepared!.swallowReady()) return;
     if (this.pendingReady === 0) {
       this.server?.close('unsolicited ReadyForQuery');
       return;
     }
     this.pendingReady--;
     this.segmentsDone++;
-    this.prepared!.segmentDone(this.segmentsDone - 1);
+    this.prepared!.segmentDone(this.segmentsDone - 1, buf[start + 5]!);
     while (this.refusals.length > 0 && this.refusals[0]!.segment < this.segmentsDone) this.refusals.shift();
     this.txStatus = buf[start + 5]!;
     this.tracker?.segmentsFinished(this.segmentsDone, this.txStatus !== TxStatus.Idle);
@@ -1039,6 +1070,8 @@ export class ClientSession implements ServerClient {
 
   private onServerError(buf: Buffer, start: number, end: number): void {
     const fields = readErrorFields(buf, start, end);
+    // A stale plan of a shared statement, prepared again with the client's segment replayed: never the client's.
+    if (this.prepared!.onServerError(fields)) return;
     const refusal = this.refusals[0];
     if (refusal !== undefined && refusal.segment === this.segmentsDone && fields.message.includes(REFUSAL_SENTINEL)) {
       this.refusals.shift();

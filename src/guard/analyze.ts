@@ -47,6 +47,11 @@ export interface Analysis {
   customSettings: readonly string[];
   /** No statement at all (blank, comments, semicolons): PostgreSQL answers it with EmptyQueryResponse. */
   empty: boolean;
+  /**
+   * DDL: it may change what a name resolves to or a relation's row type, so statements prepared on servers before it
+   * must be prepared again before another client shares them (see frontend/prepared).
+   */
+  changesSchema: boolean;
 }
 
 /** Prefix of the names the proxy gives prepared statements on servers; clients may not name them in SQL. */
@@ -211,6 +216,29 @@ const MAX_DEPTH = 4;
 
 type Json = Record<string, unknown>;
 
+/**
+ * Top-level statements that change no catalog a prepared statement's plan or row type depends on. Everything else
+ * counts as DDL: a statement type missing here costs a re-prepare, never a stale plan.
+ */
+const PLAIN_STATEMENTS = new Set([
+  'SelectStmt', 'InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt', 'TransactionStmt', 'VariableSetStmt',
+  'VariableShowStmt', 'CopyStmt', 'PrepareStmt', 'ExecuteStmt', 'DeallocateStmt', 'LockStmt', 'TruncateStmt',
+  'VacuumStmt', 'NotifyStmt', 'ListenStmt', 'UnlistenStmt', 'DeclareCursorStmt', 'FetchStmt', 'ClosePortalStmt',
+  'CallStmt', 'CheckPointStmt', 'DiscardStmt', 'ConstraintsSetStmt', 'CommentStmt', 'GrantStmt', 'ReindexStmt',
+  'ClusterStmt', 'RefreshMatViewStmt', 'DoStmt', 'LoadStmt', 'SecLabelStmt',
+]);
+
+/** Whether a top-level statement is DDL (SELECT INTO and EXPLAIN of a CREATE TABLE AS create a table too). */
+function isSchemaChange(stmt: Json): boolean {
+  for (const type in stmt) {
+    const node = stmt[type] as Json;
+    if (type === 'ExplainStmt') return node.query !== null && typeof node.query === 'object' && isSchemaChange(node.query as Json);
+    if (type === 'SelectStmt') return node.intoClause !== undefined;
+    return !PLAIN_STATEMENTS.has(type);
+  }
+  return false;
+}
+
 /** Analyses one SQL text (all its statements). Never throws: parse failures become a syntax denial. */
 export function analyzeSql(
   text: string,
@@ -229,6 +257,7 @@ class Analyzer {
   private touchesPrepared = false;
   private deallocate: { name: string | null } | null = null;
   private changesSettings = false;
+  private changesSchema = false;
   private readonly customSettings = new Set<string>();
   private empty = false;
 
@@ -248,6 +277,7 @@ class Analyzer {
       changesSettings: this.changesSettings,
       customSettings: [...this.customSettings],
       empty: this.empty,
+      changesSchema: this.changesSchema,
     };
   }
 
@@ -280,6 +310,7 @@ class Analyzer {
     if (only !== undefined) this.deallocate = { name: only.isall === true || typeof only.name !== 'string' ? null : only.name };
     const bytes = Buffer.from(text);
     for (const entry of statements) {
+      if (depth === 0 && isSchemaChange(entry.stmt)) this.changesSchema = true;
       const start = entry.stmt_location ?? 0;
       const end = entry.stmt_len === undefined || entry.stmt_len === 0 ? bytes.length : start + entry.stmt_len;
       this.walk(entry.stmt, depth, () => bytes.toString('utf8', start, end));

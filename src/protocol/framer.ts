@@ -56,6 +56,12 @@ export class Framer {
     return this.chunk.length - this.pos + this.headerFilled + (this.assembling === null && this.pieces === null ? 0 : this.filled);
   }
 
+  /** The type byte of the frame after the current one when it has arrived, else -1 (also while one is assembled). */
+  peekCode(): number {
+    if (!this.typed || this.pieces !== null || this.assembling !== null || this.headerFilled > 0) return -1;
+    return this.pos < this.chunk.length ? this.chunk[this.pos]! : -1;
+  }
+
   next(): boolean {
     if (this.pieces !== null) return this.continuePieces();
     if (this.assembling !== null) return this.continueAssembly();

@@ -44,11 +44,13 @@ export interface ErrorFields {
   severity: string;
   code: string;
   message: string;
+  /** The source routine PostgreSQL raised it in (R): names an error independently of lc_messages. */
+  routine: string;
 }
 
-/** Decodes S/V/C/M of an ErrorResponse or NoticeResponse (rare messages, so decoding is fine). */
+/** Decodes S/V/C/M/R of an ErrorResponse or NoticeResponse (rare messages, so decoding is fine). */
 export function readErrorFields(frame: Buffer, start: number, end: number): ErrorFields {
-  const fields: ErrorFields = { severity: '', code: '', message: '' };
+  const fields: ErrorFields = { severity: '', code: '', message: '', routine: '' };
   let at = start + 5;
   while (at < end && frame[at] !== 0) {
     const type = frame[at]!;
@@ -56,6 +58,7 @@ export function readErrorFields(frame: Buffer, start: number, end: number): Erro
     if (type === 0x56 || (type === 0x53 && fields.severity === '')) fields.severity = value; // 'V' wins over 'S'
     else if (type === 0x43) fields.code = value;
     else if (type === 0x4d) fields.message = value;
+    else if (type === 0x52) fields.routine = value;
     at = next;
   }
   return fields;

@@ -241,9 +241,8 @@ describe('named prepared statements in transaction mode', () => {
     } finally {
       await admin.end();
     }
-    // pgbench prepares synchronously (PQprepare) on a client's first command, blocking its whole thread: with fewer
-    // servers than clients that thread can wait on servers held by its own idle-in-transaction clients, as behind
-    // any transaction pooler. Enough servers for every client keeps the test about prepared statements.
+    // Enough servers for every client keeps this test about prepared statements shared by two tenants; the one
+    // below runs many more clients than servers.
     tp = await startTestProxy({ upstream: { poolSize: 6 } });
     const env = async (tenant: string): Promise<NodeJS.ProcessEnv> => ({
       ...process.env,
@@ -270,6 +269,40 @@ describe('named prepared statements in transaction mode', () => {
       await check.end();
     }
   }, 120_000);
+
+  it('runs pgbench -M prepared with 200 clients on a pool of 20: a Parse outside a transaction needs no server', async () => {
+    // pgbench prepares with PQprepare, which blocks its thread until the Parse is answered: a client waiting for a
+    // server blocked every client of its thread, including those holding servers mid-transaction, until the pool's
+    // queue timeout. The proxy now answers such a Parse itself and prepares the statement on first use.
+    const tenant = 'pgb3';
+    const admin = await adminClient();
+    try {
+      await admin.query(`DROP SCHEMA IF EXISTS tenant_${tenant} CASCADE`);
+      await provisionTenant(admin, { schema: `tenant_${tenant}`, role: null, proxyRole: inject('pg').proxyRole });
+    } finally {
+      await admin.end();
+    }
+    tp = await startTestProxy({ upstream: { poolSize: 20, queueTimeoutMs: 30_000 } });
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      PGHOST: '127.0.0.1',
+      PGPORT: String(tp.port),
+      PGUSER: 'app',
+      PGDATABASE: inject('pg').database,
+      PGPASSWORD: await tp.token(tenant),
+    };
+    await run('pgbench', ['-i', '-s', '1', '-q', '--no-vacuum'], { env });
+    // Killed rather than left to hang the file should it block again.
+    const r = await run('pgbench', ['-n', '-c', '200', '-j', '2', '-t', '3', '-M', 'prepared'], { env, timeout: 120_000 });
+    expect(r.stdout).toMatch(/number of transactions actually processed: 600\/600/);
+    expect(r.stdout).toMatch(/number of failed transactions: 0/);
+    const check = await adminClient();
+    try {
+      expect((await check.query(`SELECT count(*)::int AS n FROM tenant_${tenant}.pgbench_history`)).rows[0].n).toBe(600);
+    } finally {
+      await check.end();
+    }
+  }, 150_000);
 
   it('runs postgres.js with its default prepared statements', async () => {
     tp = await startTestProxy({ upstream: { poolSize: 2 } });

@@ -46,6 +46,13 @@ export class RawClient {
     });
   }
 
+  /** A client over a socket already past startup (see test/support/frames directRaw). */
+  static wrap(socket: net.Socket): RawClient {
+    const client = new RawClient(socket);
+    socket.resume();
+    return client;
+  }
+
   /** The next bytes from the server are a one-byte answer (SSLRequest / GSSENCRequest). */
   expectSingleByte(): void {
     this.preamble++;
