@@ -60,6 +60,8 @@ class Client {
       case 0x53:
         this.prepared.segmentSent(++this.segment);
         break;
+      default:
+        throw new Error(`the test client sends no frame of type ${frame[0]}`);
     }
     if (this.prepared.recording && !(replacement instanceof ProxyError)) this.prepared.sent(replacement, frame, 0, frame.length);
     return replacement;
