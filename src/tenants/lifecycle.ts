@@ -477,7 +477,7 @@ function toTenantError(err: unknown): TenantError {
 
 async function connectedClients(config: Config, id: string): Promise<Pick<TenantDetails, 'connectedClients' | 'connectedClientsNote'>> {
   if (!config.metrics.enabled || config.metrics.adminToken === undefined) {
-    return { connectedClients: null, connectedClientsNote: 'the proxy admin view is off (metrics.enabled, metrics.adminToken)' };
+    return { connectedClients: null, connectedClientsNote: 'no admin view to ask: metrics.enabled and metrics.adminToken are not both set' };
   }
   try {
     const status = await fetchStatus(config);

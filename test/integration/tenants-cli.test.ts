@@ -127,7 +127,7 @@ describe('pg-tenant-proxy tenants', () => {
     expect(shown).toMatch(/^status\s+active$/m);
     expect(shown).toMatch(/^tier\s+enterprise$/m);
     expect(shown).toMatch(/^tables\s+1$/m);
-    expect(shown).toMatch(/^clients\s+unknown \(the proxy admin view is off/m);
+    expect(shown).toMatch(/^clients\s+unknown \(no admin view to ask: metrics.enabled and metrics.adminToken are not both set\)$/m);
     const details = JSON.parse(await ok(['show', 'cli_a', '--json', ...as])) as { sizeBytes: number; tables: number; role: string };
     expect(details).toMatchObject({ tables: 1, role: 'tenant_cli_a' });
     expect(details.sizeBytes).toBeGreaterThan(60_000);
