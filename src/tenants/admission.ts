@@ -160,7 +160,10 @@ export function registryAdmission(connection: pg.ClientConfig, schema: string, l
       try {
         if (!force && seenChanges !== null) {
           const { rows } = await reader.query(`SELECT change_count::text AS n FROM ${s}.registry_state`);
-          if ((rows[0] as { n: string } | undefined)?.n === seenChanges) return;
+          if ((rows[0] as { n: string } | undefined)?.n === seenChanges) {
+            setHealth('ok');
+            return;
+          }
         }
         // One statement: the counter and the rows come from one snapshot.
         const { rows } = await reader.query(
