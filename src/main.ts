@@ -74,9 +74,13 @@ export async function startProxy(initial: Config, log: Logger = createLogger(ini
   // Opening the audit file first: an unwritable destination stops the start before anything listens.
   const audit = new AuditLog(config, log.child({ component: 'audit' }));
   const pool = new Pool(target, poolOptions(config), log.child({ component: 'pool' }), metrics);
-  const registry: TenantRegistry = createTenantRegistry(target, config.tenancy.schemaCacheTtlMs, log.child({ component: 'registry' }));
+  const registry: TenantRegistry = createTenantRegistry(target, config.tenancy, log.child({ component: 'registry' }));
   const cancels = new CancelRegistry(worker);
   const sessions = new Set<ClientSession>();
+  // A suspended (or deleted) tenant's sessions end as their transactions end; idle ones at once.
+  registry.onWithdrawn((tenantId, error) => {
+    for (const session of sessions) if (session.identity?.tenantId === tenantId) session.drain(error);
+  });
 
   const janitor = setInterval(() => pool.maintain(), JANITOR_INTERVAL_MS);
   janitor.unref();

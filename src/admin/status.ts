@@ -53,19 +53,19 @@ export function renderStatus(status: StatusSnapshot): string {
     `pg-tenant-proxy status at ${status.time} (up ${status.uptime_s} s)`,
     '',
     'POOL',
-    table(
+    renderTable(
       ['size', 'active', 'idle', 'parked', 'resetting', 'connecting', 'waiting clients'],
       [[p.size, p.active, p.idle, p.parked, p.resetting, p.connecting, p.waiting]],
     ),
     '',
     'TENANTS',
-    table(
+    renderTable(
       ['tenant', 'clients', 'active', 'waiting', 'idle'],
       status.tenants.map((t) => [t.tenant, t.clients, t.active, t.waiting, t.idle]),
     ),
     '',
     'CLIENTS',
-    table(
+    renderTable(
       ['session', 'tenant', 'state', 'client', 'connected at', 'application_name'],
       status.clients.map((c) => [c.session, c.tenant ?? '-', c.state, c.client, c.connected_at, c.application_name ?? '']),
     ),
@@ -76,7 +76,8 @@ export function renderStatus(status: StatusSnapshot): string {
   return `${lines.join('\n')}\n`;
 }
 
-function table(header: string[], rows: Array<Array<string | number>>): string {
+/** Aligned columns under a header and a rule; "(none)" for no rows. */
+export function renderTable(header: string[], rows: Array<Array<string | number>>): string {
   const cells = [header, ...rows.map((r) => r.map(String))];
   const widths = header.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
   const line = (r: string[]): string => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();

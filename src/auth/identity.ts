@@ -20,6 +20,13 @@ export function schemaForTenant(tenantId: string, template: string): string {
   return template.split('{tenant}').join(tenantId);
 }
 
+/** A regular expression matching every schema the template can produce, e.g. ^tenant_[a-z0-9_]{1,48}$. */
+export function tenantSchemaShape(template: string, tenantPattern: string): RegExp {
+  const tenant = tenantPattern.replace(/^\^/, '').replace(/\$$/, '');
+  const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`^${template.split('{tenant}').map(escape).join(`(?:${tenant})`)}$`);
+}
+
 /** Quotes a name as a PostgreSQL identifier, always, so case and special characters survive exactly. */
 export function quoteIdent(name: string): string {
   if (name.includes('\0')) throw new Error('identifier contains NUL');

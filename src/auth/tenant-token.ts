@@ -33,6 +33,10 @@ export const authFailureSqlState = {
   // The token itself is genuine; it just does not name a tenant we accept.
   missing_claim: SqlState.INVALID_AUTHORIZATION_SPECIFICATION,
   bad_tenant: SqlState.INVALID_AUTHORIZATION_SPECIFICATION,
+  // Refused by the tenant registry (tenancy.registry.enabled).
+  not_registered: SqlState.INVALID_AUTHORIZATION_SPECIFICATION,
+  suspended: SqlState.INVALID_AUTHORIZATION_SPECIFICATION,
+  deleting: SqlState.INVALID_AUTHORIZATION_SPECIFICATION,
 } as const;
 export type AuthFailureReason = keyof typeof authFailureSqlState;
 export type AuthFailureSqlState = (typeof authFailureSqlState)[AuthFailureReason];

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Command line: argv → start | demo | token | check-config | status | version.
+// Command line: argv → start | demo | token | check-config | status | tenants | version.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/load.js';
@@ -14,6 +14,8 @@ commands:
   check-config --config FILE              validate a config and exit
   status --config FILE [--json]           pools, clients per tenant, waiting clients of a running proxy
                                           (reads /admin/status on metrics.host:metrics.port with metrics.adminToken)
+  tenants <verb> ID --config FILE         create, update, list, show, suspend, resume tenants
+                                          (pg-tenant-proxy tenants --help for each verb's options)
   version                                 print the version
 
 Every config key can also come from the environment: auth.jwt.secret → PGTP_AUTH_JWT_SECRET.
@@ -77,6 +79,12 @@ async function main(argv: string[]): Promise<void> {
       const { renderStatus } = await import('../admin/status.js');
       const status = await fetchStatus(config);
       process.stdout.write(values.json ? `${JSON.stringify(status, null, 2)}\n` : renderStatus(status));
+      return;
+    }
+    case 'tenants': {
+      const { runTenants } = await import('./tenants.js');
+      // Its own errors are one line each, with its own exit status: 2 usage/config, 1 runtime.
+      process.exitCode = await runTenants(rest);
       return;
     }
     case 'version':

@@ -55,6 +55,8 @@ function readConfigFile(file: string): Record<string, unknown> {
   if (typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new ConfigError(`config file ${file} must hold a mapping at the top level`);
   }
+  // A section holding only commented-out keys (`admin:` above `# url: …`) parses as null: it means "all defaults".
+  for (const [key, value] of Object.entries(parsed)) if (value === null) delete (parsed as Record<string, unknown>)[key];
   return parsed as Record<string, unknown>;
 }
 

@@ -1,5 +1,6 @@
 // Typed configuration: every key, its default and its validation live here, so a bad config fails at startup.
 import { z } from 'zod';
+import { tenantSchemaShape } from '../auth/identity.js';
 
 const port = z.number().int().min(0).max(65535);
 const positiveMs = z.number().int().positive();
@@ -82,6 +83,24 @@ const jwtSchema = z
     path: ['secret'],
   });
 
+const registrySchema = z.strictObject({
+  /**
+   * Admit only tenants recorded in the registry with status active (unknown: 28000 "not registered"; suspended:
+   * 28000 with the reason). Off: a tenant is admitted when its schema (and role) exist. The `tenants` commands
+   * maintain the registry either way. Fixed at start.
+   */
+  enabled: z.boolean().default(false),
+  /**
+   * The control schema holding the registry, in the upstream database. Its change channel is `<schema>_changes`,
+   * so the name is kept short enough for a channel name (63 bytes).
+   */
+  schema: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]{0,47}$/, 'must be a lower-case identifier of at most 48 characters')
+    .refine((s) => !s.startsWith('pg_'), 'names starting with pg_ are reserved by PostgreSQL')
+    .default('pgtp'),
+});
+
 const tenancySchema = z.strictObject({
   /** `{tenant}` is replaced by the verified tenant id; the result is always quoted as an identifier. */
   schemaTemplate: z
@@ -102,6 +121,7 @@ const tenancySchema = z.strictObject({
     .string()
     .refine((t) => t.includes('{tenant}'), 'must contain {tenant}')
     .default('tenant_{tenant}'),
+  registry: registrySchema.default(registrySchema.parse({})),
 });
 
 const policySchema = z.strictObject({
@@ -175,6 +195,16 @@ const auditSchema = z.strictObject({
   onFailure: z.enum(['block', 'continue']).default('block'),
 });
 
+const adminSchema = z.strictObject({
+  /**
+   * postgres://role[:password]@host:port/database of a privileged role for `pg-tenant-proxy tenants` and the library
+   * API (creates roles and schemas, owns the registry); never the proxy's login role. Unset: those commands refuse.
+   */
+  url: z.string().refine(isPostgresUrl, 'must be a postgres:// or postgresql:// URL').optional(),
+  /** Overrides the password in url (PGTP_ADMIN_PASSWORD). */
+  password: z.string().optional(),
+});
+
 const logSchema = z.strictObject({
   level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -189,11 +219,30 @@ export const configSchema = z.strictObject({
   pool: poolSchema.default(poolSchema.parse({})),
   metrics: metricsSchema.default(metricsSchema.parse({})),
   audit: auditSchema.default(auditSchema.parse({})),
+  admin: adminSchema.default(adminSchema.parse({})),
   log: logSchema.default(logSchema.parse({})),
-}).refine((c) => c.listen.workers <= c.upstream.poolSize && c.listen.workers <= c.listen.maxClients, {
-  message: 'each worker needs at least one server and one client: workers must not exceed upstream.poolSize or listen.maxClients',
-  path: ['listen', 'workers'],
-});
+})
+  .refine((c) => c.listen.workers <= c.upstream.poolSize && c.listen.workers <= c.listen.maxClients, {
+    message: 'each worker needs at least one server and one client: workers must not exceed upstream.poolSize or listen.maxClients',
+    path: ['listen', 'workers'],
+  })
+  // The registry lists every tenant: no tenant may be pinned to it or be allowed to name it.
+  .refine((c) => !c.tenancy.sharedSchemas.includes(c.tenancy.registry.schema), {
+    message: 'the registry schema must not be shared with tenants (tenancy.sharedSchemas)',
+    path: ['tenancy', 'registry', 'schema'],
+  })
+  .refine((c) => !tenantSchemaShape(c.tenancy.schemaTemplate, c.tenancy.tenantPattern).test(c.tenancy.registry.schema), {
+    message: 'is a name tenancy.schemaTemplate can give a tenant schema; choose one no tenant id can produce',
+    path: ['tenancy', 'registry', 'schema'],
+  })
+  .refine((c) => c.admin.url === undefined || urlUser(c.admin.url) !== urlUser(c.upstream.url), {
+    message: "must not log in as the proxy's login role (upstream.url): the tenant commands need a privileged role",
+    path: ['admin', 'url'],
+  })
+  .refine((c) => c.admin.url === undefined || urlDatabase(c.admin.url) === urlDatabase(c.upstream.url), {
+    message: 'must name the database of upstream.url: the registry lives where the proxy reads it',
+    path: ['admin', 'url'],
+  });
 
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
@@ -204,6 +253,24 @@ function isPostgresUrl(value: string): boolean {
     return url.protocol === 'postgres:' || url.protocol === 'postgresql:';
   } catch {
     return false;
+  }
+}
+
+/** The role a postgres:// URL logs in as ('' for a URL its own check refuses). */
+function urlUser(value: string): string {
+  try {
+    return decodeURIComponent(new URL(value).username);
+  } catch {
+    return '';
+  }
+}
+
+/** The database a postgres:// URL names; as libpq, the user name when the path is empty. */
+function urlDatabase(value: string): string {
+  try {
+    return decodeURIComponent(new URL(value).pathname.slice(1)) || urlUser(value);
+  } catch {
+    return '';
   }
 }
 

@@ -121,7 +121,8 @@ export class ClientSession implements ServerClient {
   private recorder: StatementRecorder | null = null;
   /** pool.mode session (or a tenant in pool.sessionTenants): the first server stays pinned until the client leaves. */
   private sessionMode = false;
-  private draining = false;
+  /** Set by drain(): the FATAL the session ends with once its transaction is over (shutdown, tenant suspended). */
+  private drainError: ProxyError | null = null;
   private snapshotting = false;
   /**
    * The first statement sent behind a pipelined reset (see onHandedOver): accounted only once the reset is confirmed,
@@ -167,10 +168,13 @@ export class ClientSession implements ServerClient {
     this.handshakeTimer.unref();
   }
 
-  /** Graceful shutdown: the session ends now if it is between transactions, else as soon as its transaction ends. */
-  drain(): void {
-    this.draining = true;
-    if (!this.busy) this.fail(ProxyError.shuttingDown());
+  /**
+   * Graceful end (shutdown, or its tenant suspended): the session ends with `error` now if it is between
+   * transactions, else as soon as its transaction ends.
+   */
+  drain(error: ProxyError = ProxyError.shuttingDown()): void {
+    this.drainError ??= error;
+    if (!this.busy) this.fail(this.drainError);
   }
 
   /** Startup settings the snapshot found RESET are set back on the server, and the client told what it reports. */
@@ -685,12 +689,13 @@ export class ClientSession implements ServerClient {
     if (token === '') throw new AuthFailure('malformed', 'empty password: the tenant token is the password', SqlState.INVALID_PASSWORD);
     const identity = await this.deps.verifier.verify(token);
     if (this.state !== SessionState.Authenticating) return;
-    if (!(await this.deps.registry.tenantExists(identity.schema, identity.role))) {
-      throw new AuthFailure('bad_tenant', `tenant "${identity.tenantId}" is not provisioned`, SqlState.INVALID_AUTHORIZATION_SPECIFICATION);
-    }
+    await this.deps.registry.admit(identity);
     const settings = await this.deps.registry.canonicalSettings(this.startup!.settings, identity.schema, identity.role);
     const defaults = await this.deps.pool.parameterDefaults();
     if (this.state !== SessionState.Authenticating) return;
+    // A suspension that arrived during the awaits above found no session of this tenant to end: refuse here.
+    const withdrawn = this.deps.registry.recheck(identity);
+    if (withdrawn !== null) throw withdrawn;
 
     this.identity = identity;
     this.prepared = new PreparedStatements(identity.schema, this.deps.config.listen.maxPreparedBytes, this.deps.pool.generations.of(identity.schema));
@@ -1015,9 +1020,9 @@ export class ClientSession implements ServerClient {
    */
   private releaseIfDone(): void {
     if (this.pendingReady !== 0 || this.unsynced || this.txStatus !== TxStatus.Idle || this.snapshotting) return;
-    if (this.draining) {
-      // Shutting down: the transaction is over, the client goes now rather than start another.
-      this.fail(ProxyError.shuttingDown());
+    if (this.drainError !== null) {
+      // Draining: the transaction is over, the client goes now rather than start another.
+      this.fail(this.drainError);
       return;
     }
     const server = this.server;

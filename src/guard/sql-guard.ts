@@ -1,6 +1,7 @@
 // Allow/deny for statement text and a tenant: cached analyses (exact text, then normalized text) judged per schema.
 import { createHash } from 'node:crypto';
 import { loadModule, normalizeSync } from 'libpg-query';
+import { tenantSchemaShape } from '../auth/identity.js';
 import { SqlState } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
 import { analyzeSql, type Analysis, type GuardRule } from './analyze.js';
@@ -21,13 +22,6 @@ export interface GuardPolicy {
   /** tenancy.schemaTemplate and tenancy.tenantPattern: what any tenant's schema name looks like. */
   schemaTemplate?: string;
   tenantPattern?: string;
-}
-
-/** A regular expression matching every schema the template can produce, e.g. ^tenant_[a-z0-9_]{1,48}$. */
-export function tenantSchemaShape(template: string, tenantPattern: string): RegExp {
-  const tenant = tenantPattern.replace(/^\^/, '').replace(/\$$/, '');
-  const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  return new RegExp(`^${template.split('{tenant}').map(escape).join(`(?:${tenant})`)}$`);
 }
 
 export interface Refusal {

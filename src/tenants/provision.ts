@@ -31,10 +31,16 @@ export async function createTenantSchema(
   client: SqlRunner,
   opts: { schema: string; ownerRole?: string; grantTo: string },
 ): Promise<void> {
+  const owner = opts.ownerRole === undefined ? undefined : quoteIdent(opts.ownerRole);
+  await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(opts.schema)}${owner ? ` AUTHORIZATION ${owner}` : ''}`);
+  await grantSchemaUse(client, opts);
+}
+
+/** The grants half of createTenantSchema: grantTo may use everything in the schema, now and later. */
+export async function grantSchemaUse(client: SqlRunner, opts: { schema: string; ownerRole?: string; grantTo: string }): Promise<void> {
   const schema = quoteIdent(opts.schema);
   const grantee = quoteIdent(opts.grantTo);
   const owner = opts.ownerRole === undefined ? undefined : quoteIdent(opts.ownerRole);
-  await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}${owner ? ` AUTHORIZATION ${owner}` : ''}`);
   await client.query(`GRANT USAGE, CREATE ON SCHEMA ${schema} TO ${grantee}`);
   await client.query(`GRANT ALL ON ALL TABLES IN SCHEMA ${schema} TO ${grantee}`);
   await client.query(`GRANT ALL ON ALL SEQUENCES IN SCHEMA ${schema} TO ${grantee}`);
@@ -82,13 +88,32 @@ export async function provisionTenant(
     await createTenantSchema(client, { schema: opts.schema, grantTo: opts.proxyRole });
     return;
   }
-  const role = quoteIdent(opts.role);
+  await createTenantRole(client, opts.role);
+  await grantTenantRole(client, { role: opts.role, proxyRole: opts.proxyRole });
+  await createRoleOwnedSchema(client, { schema: opts.schema, role: opts.role });
+}
+
+/** Creates the tenant's NOLOGIN role unless it exists; returns whether it did. */
+export async function createTenantRole(client: SqlRunner, role: string): Promise<boolean> {
+  const { rows } = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role]);
+  if (rows.length > 0) return false;
+  await client.query(`CREATE ROLE ${quoteIdent(role)} NOLOGIN NOINHERIT`);
+  return true;
+}
+
+/** Makes the proxy's login role a NOINHERIT member of the tenant role: it may SET ROLE to it, nothing more. */
+export async function grantTenantRole(client: SqlRunner, opts: { role: string; proxyRole: string }): Promise<void> {
   const proxy = quoteIdent(opts.proxyRole);
+  // Only when needed: concurrent ALTER ROLEs of the one proxy role would collide ("tuple concurrently updated").
+  const { rows } = await client.query('SELECT rolinherit FROM pg_roles WHERE rolname = $1', [opts.proxyRole]);
+  if ((rows[0] as { rolinherit?: boolean } | undefined)?.rolinherit !== false) await client.query(`ALTER ROLE ${proxy} NOINHERIT`);
+  await client.query(`GRANT ${quoteIdent(opts.role)} TO ${proxy}`);
+}
+
+/** The tenant's schema, owned by its role (an existing schema is handed to it) and closed to PUBLIC. */
+export async function createRoleOwnedSchema(client: SqlRunner, opts: { schema: string; role: string }): Promise<void> {
+  const role = quoteIdent(opts.role);
   const schema = quoteIdent(opts.schema);
-  const { rows } = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [opts.role]);
-  if (rows.length === 0) await client.query(`CREATE ROLE ${role} NOLOGIN NOINHERIT`);
-  await client.query(`ALTER ROLE ${proxy} NOINHERIT`);
-  await client.query(`GRANT ${role} TO ${proxy}`);
   await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema} AUTHORIZATION ${role}`);
   await client.query(`ALTER SCHEMA ${schema} OWNER TO ${role}`);
   await client.query(`REVOKE ALL ON SCHEMA ${schema} FROM PUBLIC`);

@@ -1,15 +1,25 @@
-// Tenant lookups against the upstream over a small control pool: schema existence and canonical setting values.
+// Tenant lookups against the upstream over a small control pool: admission (registry or schema existence) and canonical setting values.
 import { readFileSync } from 'node:fs';
 import type tls from 'node:tls';
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { quoteIdent } from '../auth/identity.js';
+import { quoteIdent, type TenantIdentity } from '../auth/identity.js';
+import type { AuthFailure } from '../auth/tenant-token.js';
 import type { UpstreamTarget } from '../backend/connect.js';
+import type { Config } from '../config/schema.js';
 import { ProxyError } from '../protocol/errors.js';
+import { registryAdmission, schemaAdmission, type Admission } from './admission.js';
 
 export interface TenantRegistry {
-  /** Whether the tenant's schema (and role, when roles are on) exist (cached; misses are re-checked sooner). */
-  tenantExists(schema: string, role: string | null): Promise<boolean>;
+  /**
+   * Resolves when the verified tenant may log in: with tenancy.registry.enabled, registered and active; otherwise its
+   * schema (and role, when roles are on) exist. Throws AuthFailure (28000) or ProxyError (08001, upstream down).
+   */
+  admit(identity: TenantIdentity): Promise<void>;
+  /** Synchronous re-check just before a login completes: a refusal that arrived since admit(), else null. */
+  recheck(identity: TenantIdentity): AuthFailure | null;
+  /** Called with each tenant that stopped being admitted (suspended, deleted) and the FATAL its sessions get. */
+  onWithdrawn(listener: (tenantId: string, error: ProxyError) => void): void;
   /**
    * Validates a client's startup settings where its pin will apply them (the tenant's search_path and role) and
    * returns their values as PostgreSQL spells them (DateStyle ISO → "ISO, MDY"); PostgreSQL's refusal as FATAL.
@@ -20,50 +30,41 @@ export interface TenantRegistry {
   close(): Promise<void>;
 }
 
-const NEGATIVE_TTL_MS = 2000;
 const MAX_CACHE = 10_000;
 
-export function createTenantRegistry(target: UpstreamTarget, schemaCacheTtlMs: number, log: Logger): TenantRegistry {
-  const control = new pg.Pool({
+/** node-postgres settings for a connection as the proxy's login role (control queries, the registry). */
+export function controlConnection(target: UpstreamTarget): pg.ClientConfig {
+  return {
     host: target.host,
     port: target.port,
     user: target.user,
     password: target.password,
     database: target.database,
-    max: 2,
-    idleTimeoutMillis: 30_000,
     connectionTimeoutMillis: target.connectTimeoutMs,
-    application_name: 'pg-tenant-proxy control',
     // node-postgres binds SCRAM to TLS when offered; it has no "require", which the pool's own connections enforce.
     enableChannelBinding: target.tls.channelBinding !== 'disable',
     ssl: controlSsl(target),
+  };
+}
+
+export function createTenantRegistry(target: UpstreamTarget, tenancy: Config['tenancy'], log: Logger): TenantRegistry {
+  const control = new pg.Pool({
+    ...controlConnection(target),
+    max: 2,
+    idleTimeoutMillis: 30_000,
+    application_name: 'pg-tenant-proxy control',
   });
   control.on('error', (err) => log.warn({ err: err.message }, 'control connection error'));
+  const admission: Admission = tenancy.registry.enabled
+    ? registryAdmission(controlConnection(target), tenancy.registry.schema, log)
+    : schemaAdmission(control, tenancy.schemaCacheTtlMs, tenancy.registry.schema);
 
-  const schemas = new Map<string, { exists: boolean; until: number }>();
   const canonical = new Map<string, string>();
 
   return {
-    async tenantExists(schema, role) {
-      const now = Date.now();
-      const key = `${schema}\0${role ?? ''}`;
-      const cached = schemas.get(key);
-      if (cached !== undefined && cached.until > now) return cached.exists;
-      let exists: boolean;
-      try {
-        const result = await control.query(
-          `SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1
-             AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $2))`,
-          [schema, role],
-        );
-        exists = result.rowCount === 1;
-      } catch (err) {
-        throw ProxyError.upstreamUnavailable((err as Error).message);
-      }
-      if (schemas.size >= MAX_CACHE) schemas.clear();
-      schemas.set(key, { exists, until: now + (exists ? schemaCacheTtlMs : Math.min(NEGATIVE_TTL_MS, schemaCacheTtlMs)) });
-      return exists;
-    },
+    admit: (identity) => admission.admit(identity),
+    recheck: (identity) => admission.recheck(identity),
+    onWithdrawn: (listener) => admission.onWithdrawn(listener),
 
     async canonicalSettings(settings, schema, role) {
       const out = new Map<string, string>();
@@ -121,6 +122,7 @@ export function createTenantRegistry(target: UpstreamTarget, schemaCacheTtlMs: n
     },
 
     async close() {
+      await admission.close();
       await control.end();
     },
   };

@@ -4,13 +4,12 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import pg from 'pg';
 import { stringify } from 'yaml';
 import { afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { buildDist } from '../support/build.js';
 import { TEST_SECRET } from '../support/proxy.js';
 
-const run = promisify(execFile);
 // The CLI runs as users run it: the compiled build, in its own process.
 const DIST_CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
@@ -19,7 +18,7 @@ let child: ChildProcess | null = null;
 
 beforeAll(async () => {
   // `npm test` runs after `npm ci`, whose prepare step builds dist/; build again so the CLI matches the source.
-  await run('npm', ['run', 'build', '--silent'], { cwd: fileURLToPath(new URL('../..', import.meta.url)) });
+  await buildDist();
   dir = mkdtempSync(join(tmpdir(), 'pgtp-cli-'));
 }, 120_000);
 

@@ -37,6 +37,7 @@ export function testConfig(overrides: Overrides = {}, upstreamUrl = inject('pg')
     audit: { file: join(inject('auditDir'), `${randomUUID()}.log`), ...overrides.audit },
     metrics: { ...overrides.metrics },
     pool: { ...overrides.pool },
+    admin: { ...overrides.admin },
     log: { level: process.env.PGTP_TEST_LOG ?? 'silent' },
   };
   return validateConfig(raw);

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, configKeys, envNameFor, loadConfig, validateConfig } from '../../src/config/load.js';
 
@@ -16,6 +17,48 @@ describe('config', () => {
   it('loads the shipped example and demo configs', () => {
     expect(loadConfig('config/proxy.example.yaml', {}).upstream.poolSize).toBe(20);
     expect(loadConfig('config/demo.yaml', {}).listen.port).toBe(6432);
+  });
+
+  it('the example config lists every key', () => {
+    // Top-level sections, then each leaf name (set or commented out) inside its section.
+    const sections = new Map<string, string>();
+    let current = '';
+    for (const line of readFileSync('config/proxy.example.yaml', 'utf8').split('\n')) {
+      const top = /^([a-z]+):/.exec(line);
+      if (top) sections.set((current = top[1]!), '');
+      else if (current !== '') sections.set(current, `${sections.get(current)}${line}\n`);
+    }
+    const missing = configKeys()
+      .map((k) => k.key)
+      .filter((key) => {
+        const parts = key.split('.');
+        return !new RegExp(`^\\s*(#\\s*)?${parts[parts.length - 1]}:`, 'm').test(sections.get(parts[0]!) ?? '');
+      });
+    expect(missing).toEqual([]);
+  });
+
+  it('keeps the registry out of tenant reach and the admin role apart from the proxy role', () => {
+    const config = validateConfig(minimal);
+    expect(config.tenancy.registry).toEqual({ enabled: false, schema: 'pgtp' });
+    expect(config.admin.url).toBeUndefined();
+    expect(keyOf(() => validateConfig({ ...minimal, tenancy: { registry: { schema: 'tenant_x' } } }))).toBe('tenancy.registry.schema');
+    expect(keyOf(() => validateConfig({ ...minimal, tenancy: { schemaTemplate: '{tenant}' } }))).toBe('tenancy.registry.schema');
+    expect(keyOf(() => validateConfig({ ...minimal, tenancy: { sharedSchemas: ['pgtp'] } }))).toBe('tenancy.registry.schema');
+    expect(keyOf(() => validateConfig({ ...minimal, tenancy: { registry: { schema: 'pg_registry' } } }))).toBe('tenancy.registry.schema');
+    expect(keyOf(() => validateConfig({ ...minimal, tenancy: { registry: { schema: 'Bad-Name' } } }))).toBe('tenancy.registry.schema');
+    expect(keyOf(() => validateConfig({ ...minimal, admin: { url: 'postgres://p@127.0.0.1:5432/app' } }))).toBe('admin.url');
+    expect(keyOf(() => validateConfig({ ...minimal, admin: { url: 'postgres://admin@127.0.0.1:5432/other' } }))).toBe('admin.url');
+    expect(validateConfig({ ...minimal, admin: { url: 'postgres://admin@127.0.0.1:5432/app' } }).admin.url).toContain('admin@');
+    const fromEnv = loadConfig(undefined, {
+      PGTP_UPSTREAM_URL: 'postgres://p@db:5432/app',
+      PGTP_AUTH_JWT_SECRET: 'y'.repeat(40),
+      PGTP_TENANCY_REGISTRY_ENABLED: 'true',
+      PGTP_TENANCY_REGISTRY_SCHEMA: 'control',
+      PGTP_ADMIN_URL: 'postgres://admin@db:5432/app',
+      PGTP_ADMIN_PASSWORD: 'secret',
+    });
+    expect(fromEnv.tenancy.registry).toEqual({ enabled: true, schema: 'control' });
+    expect(fromEnv.admin).toEqual({ url: 'postgres://admin@db:5432/app', password: 'secret' });
   });
 
   it('fills defaults and freezes the result', () => {

@@ -1,0 +1,240 @@
+// `pg-tenant-proxy tenants <verb>`: argv → lifecycle verb → one-line result (or JSON) on stdout, one-line error on stderr.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { renderTable } from '../admin/status.js';
+import { ConfigError, loadConfig } from '../config/load.js';
+import {
+  parseStatus,
+  TenantAdmin,
+  TenantError,
+  tenantNames,
+  type CreateTenantResult,
+  type StatusChangeResult,
+  type TenantDetails,
+  type UpdateTenantResult,
+} from '../tenants/lifecycle.js';
+import type { TenantRecord } from '../tenants/registry-store.js';
+
+export const TENANTS_USAGE = `usage: pg-tenant-proxy tenants <verb> --config FILE [--actor NAME] [--json]
+
+verbs:
+  create ID [--tier T] [--canary] [--issuer NAME]   role (tenancy.roles), schema, grants, registry record;
+                                                     a second create of the same id changes nothing
+  update ID [--tier T] [--canary true|false] [--issuer NAME]
+  list [--status active|suspended|deleting|deleted]
+  show ID                                            status, tier, schema size and tables, connected clients
+  suspend ID --reason TEXT                           refuse new logins, end sessions as their transactions end
+  resume ID                                          admit the tenant again
+
+--actor names who acts in the registry's events and the audit trail (default: the OS user).
+Connects with admin.url (PGTP_ADMIN_URL, password PGTP_ADMIN_PASSWORD); creates or upgrades the registry first.
+Exit status: 0 done, 2 usage or configuration error, 1 failure (unknown tenant, wrong status, database unreachable).
+`;
+
+export interface CliOutput {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+}
+
+const processOutput: CliOutput = {
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+};
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+const COMMON: Options = {
+  config: { type: 'string', short: 'c' },
+  actor: { type: 'string' },
+  json: { type: 'boolean', default: false },
+};
+
+/** Per verb: its own options, and whether it takes a tenant id. */
+const VERBS: Record<string, { options: Options; id: boolean }> = {
+  create: { options: { tier: { type: 'string' }, canary: { type: 'boolean' }, issuer: { type: 'string' } }, id: true },
+  update: { options: { tier: { type: 'string' }, canary: { type: 'string' }, issuer: { type: 'string' } }, id: true },
+  list: { options: { status: { type: 'string' } }, id: false },
+  show: { options: {}, id: true },
+  suspend: { options: { reason: { type: 'string' } }, id: true },
+  resume: { options: {}, id: true },
+};
+
+class UsageError extends Error {}
+
+/** Runs `tenants …` and returns the exit status; nothing but the result reaches stdout. */
+export async function runTenants(argv: string[], out: CliOutput = processOutput, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const [verb, ...rest] = argv;
+  if (verb === undefined || verb === 'help' || verb === '--help' || verb === '-h') {
+    (verb === undefined ? out.stderr : out.stdout)(TENANTS_USAGE);
+    return verb === undefined ? 2 : 0;
+  }
+  try {
+    const spec = VERBS[verb];
+    if (spec === undefined) throw new UsageError(`unknown verb "${verb}" (one of ${Object.keys(VERBS).join(', ')})`);
+    const { values, positionals } = parse(verb, spec.options, rest);
+    const id = takeId(verb, spec.id, positionals);
+    if (typeof values['config'] !== 'string') throw new UsageError(`tenants ${verb} needs --config FILE`);
+    const config = loadConfig(values['config'], env);
+    if (id !== null) tenantNames(config, id);
+    const json = values['json'] === true;
+    const admin = await TenantAdmin.open(config, typeof values['actor'] === 'string' ? { actor: values['actor'] } : {});
+    try {
+      out.stdout(await dispatch(admin, verb, id, values, json));
+    } finally {
+      await admin.close();
+    }
+    return 0;
+  } catch (err) {
+    return report(err, out);
+  }
+}
+
+function parse(verb: string, options: Options, args: string[]): { values: Record<string, unknown>; positionals: string[] } {
+  try {
+    return parseArgs({ args, options: { ...COMMON, ...options }, allowPositionals: true, strict: true });
+  } catch (err) {
+    const message = (err as Error).message;
+    const option = /'(-[^']*)'/.exec(message)?.[1];
+    if ((err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && option !== undefined) {
+      throw new UsageError(`unknown option ${option} for tenants ${verb}`);
+    }
+    throw new UsageError(message.split('. ')[0]);
+  }
+}
+
+function takeId(verb: string, wantsId: boolean, positionals: string[]): string | null {
+  if (!wantsId) {
+    if (positionals.length > 0) throw new UsageError(`tenants ${verb} takes no tenant id (got "${positionals[0]}")`);
+    return null;
+  }
+  if (positionals.length === 0) throw new UsageError(`tenants ${verb} needs a tenant id`);
+  if (positionals.length > 1) throw new UsageError(`tenants ${verb} takes one tenant id (got ${positionals.length})`);
+  return positionals[0]!;
+}
+
+async function dispatch(admin: TenantAdmin, verb: string, id: string | null, values: Record<string, unknown>, json: boolean): Promise<string> {
+  const str = (name: string): string | undefined => {
+    const value = values[name];
+    return typeof value === 'string' ? value : undefined;
+  };
+  const emit = (result: unknown, text: string): string => (json ? `${JSON.stringify(result, null, 2)}\n` : `${text}\n`);
+  switch (verb) {
+    case 'create': {
+      const result = await admin.create(id!, { tier: str('tier'), canary: values['canary'] === true, issuer: str('issuer') });
+      return emit(result, describeCreate(result));
+    }
+    case 'update': {
+      const canary = str('canary');
+      if (canary !== undefined && canary !== 'true' && canary !== 'false') throw new UsageError('--canary takes true or false');
+      const tier = str('tier');
+      const issuer = str('issuer');
+      // An empty value clears the field.
+      const result = await admin.update(id!, {
+        ...(tier !== undefined && { tier: tier === '' ? null : tier }),
+        ...(canary !== undefined && { canary: canary === 'true' }),
+        ...(issuer !== undefined && { issuer: issuer === '' ? null : issuer }),
+      });
+      return emit(result, describeUpdate(result));
+    }
+    case 'list': {
+      const status = str('status');
+      const tenants = await admin.list(status === undefined ? {} : { status: parseStatus(status) });
+      return json ? `${JSON.stringify(tenants, null, 2)}\n` : renderList(tenants);
+    }
+    case 'show': {
+      const details = await admin.show(id!);
+      return json ? `${JSON.stringify(details, null, 2)}\n` : renderDetails(details);
+    }
+    case 'suspend': {
+      const reason = str('reason');
+      if (reason === undefined) throw new UsageError('tenants suspend needs --reason TEXT');
+      const result = await admin.suspend(id!, reason);
+      return emit(result, describeStatusChange(result));
+    }
+    case 'resume': {
+      const result = await admin.resume(id!);
+      return emit(result, describeStatusChange(result));
+    }
+    default:
+      throw new UsageError(`unknown verb "${verb}"`);
+  }
+}
+
+function describeCreate(result: CreateTenantResult): string {
+  const t = result.tenant;
+  if (result.outcome === 'exists') return `tenant ${t.id} already exists (status ${t.status}); nothing changed`;
+  const parts = [`schema ${t.schema}`];
+  if (t.role !== null) parts.push(`role ${t.role}`);
+  if (t.tier !== null) parts.push(`tier ${t.tier}`);
+  if (t.canary) parts.push('canary');
+  if (t.issuer !== null) parts.push(`issuer ${t.issuer}`);
+  const adopted = [result.adopted.schema && 'schema', result.adopted.role && 'role'].filter(Boolean);
+  const note = adopted.length === 0 ? '' : `; existing ${adopted.join(' and ')} taken over`;
+  return `created tenant ${t.id} (${parts.join(', ')})${note}`;
+}
+
+function describeUpdate(result: UpdateTenantResult): string {
+  if (result.outcome === 'unchanged') return `tenant ${result.tenant.id} unchanged`;
+  const changes = Object.entries(result.changes).map(([key, c]) => `${key} ${show(c.from)} → ${show(c.to)}`);
+  return `updated tenant ${result.tenant.id}: ${changes.join(', ')}`;
+}
+
+function describeStatusChange(result: StatusChangeResult): string {
+  const t = result.tenant;
+  switch (result.outcome) {
+    case 'suspended':
+      return `suspended tenant ${t.id}: ${t.suspendedReason ?? ''}`;
+    case 'resumed':
+      return `resumed tenant ${t.id}`;
+    case 'unchanged':
+      return t.status === 'suspended' ? `tenant ${t.id} is already suspended: ${t.suspendedReason ?? ''}` : `tenant ${t.id} is already ${t.status}`;
+  }
+}
+
+function show(value: string | number | boolean | null | undefined): string {
+  return value === null || value === undefined ? '-' : String(value);
+}
+
+function renderList(tenants: TenantRecord[]): string {
+  return `${renderTable(
+    ['id', 'status', 'tier', 'canary', 'issuer', 'schema', 'created'],
+    tenants.map((t) => [t.id, t.status, show(t.tier), t.canary ? 'yes' : 'no', show(t.issuer), t.schema, t.createdAt]),
+  )}\n`;
+}
+
+function renderDetails(t: TenantDetails): string {
+  const rows: Array<[string, string]> = [
+    ['tenant', t.id],
+    ['status', t.status === 'suspended' ? `suspended since ${t.suspendedAt ?? '?'}: ${t.suspendedReason ?? ''}` : t.status],
+    ['tier', show(t.tier)],
+    ['canary', t.canary ? 'yes' : 'no'],
+    ['issuer', show(t.issuer)],
+    ['schema', t.schema],
+    ['role', show(t.role)],
+    ['size', `${t.sizeBytes} bytes`],
+    ['tables', String(t.tables)],
+    ['clients', t.connectedClients === null ? `unknown (${t.connectedClientsNote ?? 'proxy not reachable'})` : String(t.connectedClients)],
+    ['migration', show(t.migrationVersion)],
+    ['created', t.createdAt],
+    ['updated', t.updatedAt],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n') + '\n';
+}
+
+function report(err: unknown, out: CliOutput): number {
+  const message = (err as Error).message ?? String(err);
+  if (err instanceof TenantError) {
+    out.stderr(`pg-tenant-proxy tenants: ${message}\n`);
+    return err.exitStatus;
+  }
+  if (err instanceof ConfigError) {
+    out.stderr(`pg-tenant-proxy tenants: invalid configuration: ${message}\n`);
+    return 2;
+  }
+  if (err instanceof UsageError) {
+    out.stderr(`pg-tenant-proxy tenants: ${message} (see pg-tenant-proxy tenants --help)\n`);
+    return 2;
+  }
+  out.stderr(`pg-tenant-proxy tenants: ${message.split('\n')[0]}\n`);
+  return 1;
+}

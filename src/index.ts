@@ -1,0 +1,29 @@
+// The library entry (`import … from 'pg-tenant-proxy'`): configuration and the tenant lifecycle verbs, as the CLI runs them.
+export { ConfigError, loadConfig, validateConfig } from './config/load.js';
+export type { Config, ConfigInput } from './config/schema.js';
+export {
+  createTenant,
+  listTenants,
+  resumeTenant,
+  showTenant,
+  suspendTenant,
+  TenantAdmin,
+  TenantError,
+  tenantNames,
+  updateTenant,
+  withTenantAdmin,
+} from './tenants/lifecycle.js';
+export type {
+  CreateStep,
+  CreateTenantOptions,
+  CreateTenantResult,
+  StatusChangeResult,
+  TenantAdminOptions,
+  TenantDetails,
+  TenantErrorCode,
+  UpdateTenantOptions,
+  UpdateTenantResult,
+} from './tenants/lifecycle.js';
+export { REGISTRY_VERSION } from './tenants/registry-schema.js';
+export { TENANT_STATUSES, TenantStatus } from './tenants/registry-store.js';
+export type { TenantRecord } from './tenants/registry-store.js';
