@@ -16,6 +16,8 @@ commands:
                                           (reads /admin/status on metrics.host:metrics.port with metrics.adminToken)
   tenants <verb> ID --config FILE         create, update, list, show, suspend, resume tenants
                                           (pg-tenant-proxy tenants --help for each verb's options)
+  migrate --config FILE [--dir DIR]       apply missing migrations to every tenant schema
+                                          (--canary N, --tenants a,b, --dry-run; pg-tenant-proxy migrate --help)
   version                                 print the version
 
 Every config key can also come from the environment: auth.jwt.secret → PGTP_AUTH_JWT_SECRET.
@@ -81,6 +83,13 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(values.json ? `${JSON.stringify(status, null, 2)}\n` : renderStatus(status));
       return;
     }
+    // --- migrations runner (issue 16) ---
+    case 'migrate': {
+      const { runMigrate } = await import('./migrate.js');
+      process.exitCode = await runMigrate(rest);
+      return;
+    }
+    // --- end migrations runner ---
     case 'tenants': {
       const { runTenants } = await import('./tenants.js');
       // Its own errors are one line each, with its own exit status: 2 usage/config, 1 runtime.

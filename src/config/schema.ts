@@ -122,6 +122,11 @@ const tenancySchema = z.strictObject({
     .refine((t) => t.includes('{tenant}'), 'must contain {tenant}')
     .default('tenant_{tenant}'),
   registry: registrySchema.default(registrySchema.parse({})),
+  /**
+   * The tenant migrations folder (plain SQL files or drizzle-kit's output) that `migrate` and `tenants create` apply;
+   * relative to the working directory. Unset: `migrate` needs --dir, and create makes empty schemas.
+   */
+  migrationsDir: z.string().min(1).optional(),
 });
 
 const policySchema = z.strictObject({

@@ -163,7 +163,7 @@ export function parseStatus(value: string): TenantStatus {
   throw new TenantError('invalid_argument', `unknown status "${value}" (one of ${TENANT_STATUSES.join(', ')})`);
 }
 
-function defaultActor(): string {
+export function defaultActor(): string {
   try {
     return os.userInfo().username;
   } catch {
@@ -444,7 +444,7 @@ function refuseGone(tenant: TenantRecord): void {
   if (tenant.status === TenantStatus.Deleted) throw new TenantError('wrong_status', `tenant "${tenant.id}" was deleted; its id cannot be used again`);
 }
 
-function adminClientConfig(config: Config): pg.ClientConfig {
+export function adminClientConfig(config: Config): pg.ClientConfig {
   if (config.admin.url === undefined) {
     throw new TenantError('not_configured', 'admin.url is not set: the tenant commands need a privileged connection of their own (admin.url, PGTP_ADMIN_URL)');
   }

@@ -73,6 +73,26 @@ const STEPS: readonly UpgradeStep[] = [
          FOR EACH STATEMENT EXECUTE FUNCTION ${s}.tenants_count_change()`,
     ],
   },
+  // --- migrations runner (issue 16) ---
+  {
+    version: 2,
+    description: 'tenant migrations: which migration each tenant applied, when, by whom, with which checksum',
+    sql: (s) => [
+      // In the registry, not in the tenant's schema: the tenant cannot change it and its exports do not carry it.
+      // Deferred, so create can record migrations in its transaction before the tenant's row is inserted.
+      `CREATE TABLE ${s}.tenant_migrations (
+         tenant_id text NOT NULL REFERENCES ${s}.tenants (id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
+         migration_id text NOT NULL,
+         checksum text NOT NULL,
+         applied_at timestamptz NOT NULL DEFAULT now(),
+         applied_by text NOT NULL,
+         no_transaction boolean NOT NULL DEFAULT false,
+         PRIMARY KEY (tenant_id, migration_id)
+       )`,
+      `CREATE INDEX tenant_migrations_migration ON ${s}.tenant_migrations (migration_id, checksum)`,
+    ],
+  },
+  // --- end migrations runner ---
 ];
 
 /** The registry version this build writes and reads. */
