@@ -16,6 +16,8 @@ commands:
                                           (reads /admin/status on metrics.host:metrics.port with metrics.adminToken)
   tenants <verb> ID --config FILE         create, update, list, show, suspend, resume tenants
                                           (pg-tenant-proxy tenants --help for each verb's options)
+  tenants query --config FILE "SQL" (--tenants a,b | --all) [--format table|csv|json]
+                                          one read-only statement in each tenant, guarded and audited
   migrate --config FILE [--dir DIR]       apply missing migrations to every tenant schema
                                           (--canary N, --tenants a,b, --dry-run; pg-tenant-proxy migrate --help)
   version                                 print the version
@@ -91,6 +93,13 @@ async function main(argv: string[]): Promise<void> {
     }
     // --- end migrations runner ---
     case 'tenants': {
+      // --- migrations runner (issue 16): the cross-tenant query lives in a module of its own ---
+      if (rest[0] === 'query') {
+        const { runTenantsQuery } = await import('./tenants-query.js');
+        process.exitCode = await runTenantsQuery(rest.slice(1));
+        return;
+      }
+      // --- end migrations runner ---
       const { runTenants } = await import('./tenants.js');
       // Its own errors are one line each, with its own exit status: 2 usage/config, 1 runtime.
       process.exitCode = await runTenants(rest);

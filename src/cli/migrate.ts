@@ -109,8 +109,8 @@ export async function runMigrate(argv: string[], out: MigrateCliOutput = process
       concurrency: positiveInt('--concurrency', v.concurrency, 4),
       dryRun: v['dry-run'] === true,
       stopOnError: v['stop-on-error'] === true,
-      lockTimeout: parseTimeout('--lock-timeout', v['lock-timeout']!),
-      statementTimeout: parseTimeout('--statement-timeout', v['statement-timeout']!),
+      lockTimeout: parseTimeout('--lock-timeout', v['lock-timeout']),
+      statementTimeout: parseTimeout('--statement-timeout', v['statement-timeout']),
     };
     // The folder is read and every file rewritten before anything connects: a refused file stops the run untouched.
     const items = await prepareFolder(config, dir).catch((err: unknown) => {

@@ -172,7 +172,7 @@ describe('migrate', () => {
   }, 60_000);
 
   it('a second run while one is running is refused at once and nothing interleaves', async () => {
-    writeMigration('0003_slow.sql', 'SELECT pg_sleep(0.02);\nALTER TABLE items ADD COLUMN slow int;\n');
+    writeMigration('0003_slow.sql', 'SELECT pg_sleep(0.05);\nALTER TABLE items ADD COLUMN slow int;\n');
     let firstDone = false;
     const first = migrate('--concurrency', '1').finally(() => (firstDone = true));
     try {
@@ -209,7 +209,7 @@ describe('migrate', () => {
     writeMigration('0005_col.sql', 'ALTER TABLE items ADD COLUMN c5 int;\n');
     const plain = await migrate('--tenants', 'mg010,mg011');
     expect(plain.code).toBe(0);
-    expect(plain.stdout).toMatch(/^ok {5}tenant mg01[01]: applied 0005_col \(\d+ ms\) \[1\/2\]\nok {5}tenant mg01[01]: applied 0005_col \(\d+ ms\) \[2\/2\]\nmigrated 2 tenants/);
+    expect(plain.stdout).toMatch(/^ok {5}tenant mg01[01]: applied 0004_index, 0005_col \(\d+ ms\) \[1\/2\]\nok {5}tenant mg01[01]: applied 0004_index, 0005_col \(\d+ ms\) \[2\/2\]\nmigrated 2 tenants/);
     expect(plain.stdout).not.toContain('\x1b');
 
     const command = [process.execPath, DIST_CLI, 'migrate', '--config', configFile, '--dir', migrations, '--tenants', 'mg012,mg013,mg014']
