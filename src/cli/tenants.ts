@@ -2,13 +2,16 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { renderTable } from '../admin/status.js';
 import { ConfigError, loadConfig } from '../config/load.js';
+import { createMigrationHooks } from '../migrations/create-hooks.js';
 import {
+  defaultActor,
   parseStatus,
   TenantAdmin,
   TenantError,
   tenantNames,
   type CreateTenantResult,
   type StatusChangeResult,
+  type TenantAdminOptions,
   type TenantDetails,
   type UpdateTenantResult,
 } from '../tenants/lifecycle.js';
@@ -76,7 +79,11 @@ export async function runTenants(argv: string[], out: CliOutput = processOutput,
     const config = loadConfig(values['config'], env);
     if (id !== null) tenantNames(config, id);
     const json = values['json'] === true;
-    const admin = await TenantAdmin.open(config, typeof values['actor'] === 'string' ? { actor: values['actor'] } : {});
+    const adminOptions: TenantAdminOptions = typeof values['actor'] === 'string' ? { actor: values['actor'] } : {};
+    // --- migrations runner (issue 16): a new tenant gets every migration of tenancy.migrationsDir ---
+    if (verb === 'create') Object.assign(adminOptions, await createMigrationHooks(config, adminOptions.actor ?? defaultActor()));
+    // --- end migrations runner ---
+    const admin = await TenantAdmin.open(config, adminOptions);
     try {
       out.stdout(await dispatch(admin, verb, id, values, json));
     } finally {

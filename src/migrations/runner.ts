@@ -179,8 +179,8 @@ export async function applyInOpenTransaction(
 ): Promise<void> {
   for (const statement of pinStatements(pin, true)) await db.query(statement);
   await runStatements(db, item.prepared.forSchema(tenant.schema));
-  await db.query('RESET ROLE');
-  await db.query('RESET search_path');
+  // Back to the session's own settings for the rest of the transaction (create's goes on to write the registry).
+  for (const statement of UNPIN) await db.query(statement);
   await tracking.record(db, { tenant: tenant.id, migration: item.migration.id, checksum: item.migration.checksum, actor, noTransaction: false }, updateVersion);
 }
 

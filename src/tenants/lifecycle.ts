@@ -76,6 +76,20 @@ export interface TenantAdminOptions {
    * whole create, and names the step "migrations".
    */
   migrate?: (db: SqlRunner, tenant: { id: string; schema: string; role: string | null }) => Promise<string | null>;
+  // --- migrations runner (issue 16) ---
+  /**
+   * Runs after create committed a new tenant, on the admin connection with no transaction open: the migrations that
+   * cannot run in create's transaction (no-transaction files and what follows them). It drops the tenant again
+   * before it throws; create then fails at step "migrations".
+   */
+  afterCreate?: (db: SqlRunner, created: CreatedTenant) => Promise<void>;
+  // --- end migrations runner ---
+}
+
+/** What afterCreate gets: the new tenant and what create took over rather than made. */
+export interface CreatedTenant {
+  tenant: { id: string; schema: string; role: string | null };
+  adopted: { schema: boolean; role: boolean };
 }
 
 export interface CreateTenantOptions {
@@ -248,6 +262,18 @@ export class TenantAdmin {
     const names = tenantNames(this.config, id);
     checkLabel('tier', options.tier);
     checkLabel('issuer', options.issuer);
+    // --- migrations runner (issue 16) ---
+    const result = await this.createInTransaction(id, names, options);
+    const afterCreate = this.options.afterCreate;
+    if (result.outcome !== 'created' || afterCreate === undefined) return result;
+    return this.run<CreateTenantResult>('create_migrations', id, async (db) => {
+      await step('migrations', () => afterCreate(db, { tenant: result.tenant, adopted: result.adopted }));
+      return { result: { ...result, tenant: (await this.store.get(db, id)) ?? result.tenant }, outcome: 'ok', details: {} };
+    }, false);
+  }
+
+  private async createInTransaction(id: string, names: { schema: string; role: string | null }, options: CreateTenantOptions): Promise<CreateTenantResult> {
+    // --- end migrations runner ---
     return this.run<CreateTenantResult>('create', id, async (db) => {
       const existing = await this.store.get(db, id, true);
       if (existing !== null) {

@@ -243,4 +243,39 @@ describe('migrate', () => {
       { schemaname: 'tenant_mg021', tablename: 'users', tableowner: 'tenant_mg021' },
     ]);
   }, 60_000);
+
+  it('tenants create applies every migration: transactional files in its transaction, the no-transaction file after', async () => {
+    const withDir = join(dir, 'with-dir.yaml');
+    writeFileSync(withDir, readFileSync(configFile, 'utf8').replace('roles: true', `roles: true\n  migrationsDir: ${migrations}`));
+    const created = await cli(['tenants', 'create', 'mgnew', '--config', withDir]);
+    expect({ code: created.code, stderr: created.stderr }).toEqual({ code: 0, stderr: '' });
+    const rows = await query(`SELECT migration_id, no_transaction FROM pgtp.tenant_migrations WHERE tenant_id = 'mgnew' ORDER BY 1`);
+    expect(rows).toEqual([
+      { migration_id: '0001_items', no_transaction: false },
+      { migration_id: '0002_positive', no_transaction: false },
+      { migration_id: '0003_slow', no_transaction: false },
+      { migration_id: '0004_index', no_transaction: true },
+      { migration_id: '0005_col', no_transaction: false },
+    ]);
+    expect(await query(`SELECT migration_version FROM pgtp.tenants WHERE id = 'mgnew'`)).toEqual([{ migration_version: '0005_col' }]);
+    expect(await query(`SELECT tableowner FROM pg_tables WHERE schemaname = 'tenant_mgnew'`)).toEqual([{ tableowner: 'tenant_mgnew' }]);
+    // A later migrate has nothing to do there.
+    const run = await migrate('--tenants', 'mgnew', '--json');
+    expect((JSON.parse(run.stdout) as MigrateReport).upToDate).toEqual(['mgnew']);
+
+    // A no-transaction file failing after create committed: the tenant is dropped again.
+    const bad = join(dir, 'bad');
+    mkdirSync(bad);
+    writeFileSync(join(bad, '0001_t.sql'), 'CREATE TABLE t (a int);\n');
+    writeFileSync(join(bad, '0002_idx.sql'), '-- pgtp:no-transaction\nCREATE INDEX CONCURRENTLY t_b ON t (b);\n');
+    const badConfig = join(dir, 'bad.yaml');
+    writeFileSync(badConfig, readFileSync(configFile, 'utf8').replace('roles: true', `roles: true\n  migrationsDir: ${bad}`));
+    const failed = await cli(['tenants', 'create', 'mgbad', '--config', badConfig]);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(/^pg-tenant-proxy tenants: create failed at step "migrations".*column "b" does not exist\n$/);
+    expect(await query(`SELECT 1 FROM pg_namespace WHERE nspname = 'tenant_mgbad'`)).toEqual([]);
+    expect(await query(`SELECT 1 FROM pg_roles WHERE rolname = 'tenant_mgbad'`)).toEqual([]);
+    expect(await query(`SELECT 1 FROM pgtp.tenants WHERE id = 'mgbad'`)).toEqual([]);
+    expect(await query(`SELECT 1 FROM pgtp.tenant_migrations WHERE tenant_id = 'mgbad'`)).toEqual([]);
+  }, 60_000);
 });
