@@ -244,6 +244,22 @@ describe('migrate', () => {
     ]);
   }, 60_000);
 
+  it('--stop-on-error starts no tenant after the first failure', async () => {
+    await query('INSERT INTO tenant_mg030.items VALUES (500, 1)');
+    writeMigration('0006_small.sql', 'ALTER TABLE items ADD CONSTRAINT small_ids CHECK (id < 100);\n');
+    try {
+      const run = await migrate('--tenants', 'mg030,mg031,mg032', '--concurrency', '1', '--stop-on-error', '--json');
+      expect(run.code).toBe(1);
+      const report = JSON.parse(run.stdout) as MigrateReport;
+      expect(report.failed.map((f) => [f.tenant, f.sqlstate])).toEqual([['mg030', '23514']]);
+      expect(report.skipped.map((x) => x.tenant)).toEqual(['mg031', 'mg032']);
+      expect(report.succeeded).toEqual([]);
+      expect(await appliedCount('0006_small')).toBe(0);
+    } finally {
+      rmSync(join(migrations, '0006_small.sql'));
+    }
+  }, 60_000);
+
   it('tenants create applies every migration: transactional files in its transaction, the no-transaction file after', async () => {
     const withDir = join(dir, 'with-dir.yaml');
     writeFileSync(withDir, readFileSync(configFile, 'utf8').replace('roles: true', `roles: true\n  migrationsDir: ${migrations}`));
