@@ -2,7 +2,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { renderTable } from '../admin/status.js';
 import { ConfigError, loadConfig } from '../config/load.js';
-import { createMigrationHooks } from '../migrations/create-hooks.js';
 import {
   defaultActor,
   parseStatus,
@@ -81,7 +80,11 @@ export async function runTenants(argv: string[], out: CliOutput = processOutput,
     const json = values['json'] === true;
     const adminOptions: TenantAdminOptions = typeof values['actor'] === 'string' ? { actor: values['actor'] } : {};
     // --- migrations runner (issue 16): a new tenant gets every migration of tenancy.migrationsDir ---
-    if (verb === 'create') Object.assign(adminOptions, await createMigrationHooks(config, adminOptions.actor ?? defaultActor()));
+    if (verb === 'create' && config.tenancy.migrationsDir !== undefined) {
+      // Loaded only here: the parser it needs is not worth every verb's start-up.
+      const { createMigrationHooks } = await import('../migrations/create-hooks.js');
+      Object.assign(adminOptions, await createMigrationHooks(config, adminOptions.actor ?? defaultActor()));
+    }
     // --- end migrations runner ---
     const admin = await TenantAdmin.open(config, adminOptions);
     try {
