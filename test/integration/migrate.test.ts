@@ -260,6 +260,25 @@ describe('migrate', () => {
     }
   }, 60_000);
 
+  it('usage errors exit 2 with one line; a refused file exits 1 before anything runs', async () => {
+    const noDir = await cli(['migrate', '--config', configFile]);
+    expect(noDir.code).toBe(2);
+    expect(noDir.stderr).toBe('pg-tenant-proxy migrate: no migrations folder: pass --dir DIR or set tenancy.migrationsDir (see pg-tenant-proxy migrate --help)\n');
+    const badCanary = await migrate('--canary', 'x');
+    expect(badCanary.code).toBe(2);
+    expect(badCanary.stderr).toMatch(/--canary takes a whole number/);
+    const badId = await migrate('--tenants', 'Not-An-Id');
+    expect(badId.code).toBe(2);
+    const unknown = await migrate('--tenants', 'nosuch');
+    expect({ code: unknown.code, stderr: unknown.stderr }).toEqual({ code: 1, stderr: 'pg-tenant-proxy migrate: not registered (or being deleted): nosuch\n' });
+    const other = join(dir, 'other-schema');
+    mkdirSync(other);
+    writeFileSync(join(other, '0001_x.sql'), 'CREATE TABLE tenant_mg001.stolen (a int);\n');
+    const refused = await cli(['migrate', '--config', configFile, '--dir', other]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^pg-tenant-proxy migrate: migration 0001_x\.sql, statement 1 .*tenant_mg001/);
+  }, 60_000);
+
   it('tenants create applies every migration: transactional files in its transaction, the no-transaction file after', async () => {
     const withDir = join(dir, 'with-dir.yaml');
     writeFileSync(withDir, readFileSync(configFile, 'utf8').replace('roles: true', `roles: true\n  migrationsDir: ${migrations}`));
