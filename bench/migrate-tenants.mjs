@@ -57,20 +57,33 @@ try {
     'ALTER TABLE posts ADD COLUMN published boolean NOT NULL DEFAULT false;',
   ];
   for (let i = 0; i < MIGRATIONS; i++) {
-    writeFileSync(join(dir, `${String(i + 1).padStart(4, '0')}_m.sql`), `${bodies[i % bodies.length].replace(/\b(users|posts)\b/g, (n) => (i < bodies.length ? n : `${n}${i}`))}\n`);
+    writeFileSync(
+      join(dir, `${String(i + 1).padStart(4, '0')}_m.sql`),
+      `${bodies[i % bodies.length].replace(/\b(users|posts)\b/g, (n) => (i < bodies.length ? n : `${n}${i}`))}\n`,
+    );
   }
   const run = () => {
     const t0 = performance.now();
-    execFileSync(process.execPath, [CLI, 'migrate', '--config', configFile, '--dir', dir, '--concurrency', String(CONCURRENCY)], { stdio: 'ignore' });
+    execFileSync(
+      process.execPath,
+      [CLI, 'migrate', '--config', configFile, '--dir', dir, '--concurrency', String(CONCURRENCY)],
+      { stdio: 'ignore' },
+    );
     return performance.now() - t0;
   };
   const firstMs = run();
   const againMs = run();
   console.log('| what | tenants | migrations | concurrency | wall time |');
   console.log('| --- | ---: | ---: | ---: | ---: |');
-  console.log(`| migrate, everything missing | ${TENANTS} | ${MIGRATIONS} | ${CONCURRENCY} | ${(firstMs / 1000).toFixed(2)} s |`);
-  console.log(`| migrate again, nothing to do | ${TENANTS} | ${MIGRATIONS} | ${CONCURRENCY} | ${(againMs / 1000).toFixed(2)} s |`);
-  console.log(`\ntenancy.roles: ${ROLES}; load average at the end: ${os.loadavg()[0].toFixed(1)} (CLI process start included)`);
+  console.log(
+    `| migrate, everything missing | ${TENANTS} | ${MIGRATIONS} | ${CONCURRENCY} | ${(firstMs / 1000).toFixed(2)} s |`,
+  );
+  console.log(
+    `| migrate again, nothing to do | ${TENANTS} | ${MIGRATIONS} | ${CONCURRENCY} | ${(againMs / 1000).toFixed(2)} s |`,
+  );
+  console.log(
+    `\ntenancy.roles: ${ROLES}; load average at the end: ${os.loadavg()[0].toFixed(1)} (CLI process start included)`,
+  );
 } finally {
   await cluster.stop();
   rmSync(work, { recursive: true, force: true });

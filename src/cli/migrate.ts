@@ -7,7 +7,13 @@ import { ConfigError, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { MigrationError } from '../migrations/migration-error.js';
 import { createProgress, renderSummary, type ProgressStream } from '../migrations/report.js';
-import { MigrateRunError, prepareFolder, proxyRoleOf, runMigrations, type MigrateReport } from '../migrations/runner.js';
+import {
+  MigrateRunError,
+  prepareFolder,
+  proxyRoleOf,
+  runMigrations,
+  type MigrateReport,
+} from '../migrations/runner.js';
 import { adminClientConfig, defaultActor, TenantError, tenantNames } from '../tenants/lifecycle.js';
 import { ensureRegistry, RegistryTooNewError } from '../tenants/registry-schema.js';
 import { RegistryStore, type LifecycleEvent } from '../tenants/registry-store.js';
@@ -57,12 +63,17 @@ export function parseTimeout(flag: string, text: string): string {
 
 function positiveInt(flag: string, text: string | undefined, fallback: number): number {
   if (text === undefined) return fallback;
-  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > 1000) throw new UsageError(`${flag} takes a whole number from 1 to 1000 (got "${text}")`);
+  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > 1000)
+    throw new UsageError(`${flag} takes a whole number from 1 to 1000 (got "${text}")`);
   return Number(text);
 }
 
 /** Runs `migrate …` and returns the exit status. */
-export async function runMigrate(argv: string[], out: MigrateCliOutput = processOutput, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function runMigrate(
+  argv: string[],
+  out: MigrateCliOutput = processOutput,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     out.stdout.write(MIGRATE_USAGE);
     return 0;
@@ -99,9 +110,13 @@ export async function runMigrate(argv: string[], out: MigrateCliOutput = process
     const config = loadConfig(v.config, env);
     const dir = v.dir ?? config.tenancy.migrationsDir;
     if (dir === undefined) throw new UsageError('no migrations folder: pass --dir DIR or set tenancy.migrationsDir');
-    const tenants = v.tenants?.split(',').map((t) => t.trim()).filter((t) => t !== '');
+    const tenants = v.tenants
+      ?.split(',')
+      .map((t) => t.trim())
+      .filter((t) => t !== '');
     for (const id of tenants ?? []) tenantNames(config, id);
-    if (v.tenants !== undefined && tenants!.length === 0) throw new UsageError('--tenants needs at least one tenant id');
+    if (v.tenants !== undefined && tenants!.length === 0)
+      throw new UsageError('--tenants needs at least one tenant id');
     const options = {
       actor: v.actor ?? defaultActor(),
       ...(tenants !== undefined && { tenants }),
@@ -115,7 +130,11 @@ export async function runMigrate(argv: string[], out: MigrateCliOutput = process
     // The folder is read and every file rewritten before anything connects: a refused file stops the run untouched.
     const items = await prepareFolder(config, dir).catch((err: unknown) => {
       if (err instanceof MigrationError) throw new MigrateRunError('migrations', err.message, { cause: err });
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new MigrateRunError('migrations', `cannot read the migrations folder "${dir}": ${(err as Error).message}`);
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new MigrateRunError(
+          'migrations',
+          `cannot read the migrations folder "${dir}": ${(err as Error).message}`,
+        );
       throw err;
     });
     audit = new LifecycleAudit(config);
@@ -129,7 +148,13 @@ export async function runMigrate(argv: string[], out: MigrateCliOutput = process
       report = await runMigrations(config, items, db, options, progress);
     } catch (err) {
       if (err instanceof MigrateRunError) {
-        const event: LifecycleEvent = { actor: options.actor, verb: 'migrate', tenant: null, outcome: 'error', details: { error: err.message, code: err.code, dir } };
+        const event: LifecycleEvent = {
+          actor: options.actor,
+          verb: 'migrate',
+          tenant: null,
+          outcome: 'error',
+          details: { error: err.message, code: err.code, dir },
+        };
         await store.recordEvent(db, event).catch(() => undefined);
         audit.write(event);
       }
@@ -158,7 +183,9 @@ export async function runMigrate(argv: string[], out: MigrateCliOutput = process
     if (v.report !== undefined) writeFileSync(v.report, `${JSON.stringify(report, null, 2)}\n`);
     out.stdout.write(json ? `${JSON.stringify(report, null, 2)}\n` : renderSummary(report));
     if (report.failed.length > 0) {
-      out.stderr(`pg-tenant-proxy migrate: ${report.failed.length} of ${report.selected} tenants failed (see the report)\n`);
+      out.stderr(
+        `pg-tenant-proxy migrate: ${report.failed.length} of ${report.selected} tenants failed (see the report)\n`,
+      );
       return 1;
     }
     return 0;
@@ -176,7 +203,12 @@ async function connectAdmin(config: Config): Promise<pg.Client> {
   try {
     await db.connect();
   } catch (err) {
-    throw new TenantError('unreachable', `cannot connect to the database (admin.url): ${(err as Error).message}`, undefined, { cause: err });
+    throw new TenantError(
+      'unreachable',
+      `cannot connect to the database (admin.url): ${(err as Error).message}`,
+      undefined,
+      { cause: err },
+    );
   }
   return db;
 }

@@ -36,7 +36,11 @@ class UsageError extends Error {}
 
 const FORMATS: readonly QueryFormat[] = ['table', 'csv', 'json'];
 
-export async function runTenantsQuery(argv: string[], out: QueryCliOutput = processOutput, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function runTenantsQuery(
+  argv: string[],
+  out: QueryCliOutput = processOutput,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     out.stdout(QUERY_USAGE);
     return 0;
@@ -66,9 +70,11 @@ export async function runTenantsQuery(argv: string[], out: QueryCliOutput = proc
     }
     const { values: v, positionals } = parsed;
     if (v.config === undefined) throw new UsageError('tenants query needs --config FILE');
-    if (positionals.length !== 1 || positionals[0]!.trim() === '') throw new UsageError('tenants query takes one SQL statement (quote it)');
+    if (positionals.length !== 1 || positionals[0]!.trim() === '')
+      throw new UsageError('tenants query takes one SQL statement (quote it)');
     const sql = positionals[0]!;
-    if ((v.tenants === undefined) === (v.all !== true)) throw new UsageError('tenants query needs either --tenants a,b or --all');
+    if ((v.tenants === undefined) === (v.all !== true))
+      throw new UsageError('tenants query needs either --tenants a,b or --all');
     const format = (v.json === true ? 'json' : v.format) as QueryFormat;
     if (!FORMATS.includes(format)) throw new UsageError(`--format takes ${FORMATS.join(', ')} (got "${v.format}")`);
     if (!/^\d+$/.test(v.concurrency) || Number(v.concurrency) < 1 || Number(v.concurrency) > 1000) {
@@ -81,7 +87,10 @@ export async function runTenantsQuery(argv: string[], out: QueryCliOutput = proc
       throw new UsageError((err as Error).message);
     }
     const config = loadConfig(v.config, env);
-    const tenants = v.tenants?.split(',').map((t) => t.trim()).filter((t) => t !== '');
+    const tenants = v.tenants
+      ?.split(',')
+      .map((t) => t.trim())
+      .filter((t) => t !== '');
     if (tenants !== undefined && tenants.length === 0) throw new UsageError('--tenants needs at least one tenant id');
     for (const id of tenants ?? []) tenantNames(config, id);
     const actor = v.actor ?? defaultActor();
@@ -92,7 +101,11 @@ export async function runTenantsQuery(argv: string[], out: QueryCliOutput = proc
       throw new TenantError('unreachable', `cannot connect to the database (admin.url): ${err.message}`);
     });
     await ensureRegistry(db, config.tenancy.registry.schema, decodeURIComponent(new URL(config.upstream.url).username));
-    const result = await queryTenants(config, db, sql, { ...(tenants !== undefined && { tenants }), concurrency: Number(v.concurrency), timeout });
+    const result = await queryTenants(config, db, sql, {
+      ...(tenants !== undefined && { tenants }),
+      concurrency: Number(v.concurrency),
+      timeout,
+    });
     const event: LifecycleEvent = {
       actor,
       verb: 'query',
@@ -109,7 +122,9 @@ export async function runTenantsQuery(argv: string[], out: QueryCliOutput = proc
     audit.write(event);
     out.stdout(formatRows(result, format));
     for (const f of result.failed) {
-      out.stderr(`pg-tenant-proxy tenants query: tenant ${f.tenant}: ${f.refused ? 'refused: ' : ''}${f.message}${f.sqlstate === null ? '' : ` (SQLSTATE ${f.sqlstate})`}\n`);
+      out.stderr(
+        `pg-tenant-proxy tenants query: tenant ${f.tenant}: ${f.refused ? 'refused: ' : ''}${f.message}${f.sqlstate === null ? '' : ` (SQLSTATE ${f.sqlstate})`}\n`,
+      );
     }
     return result.failed.length > 0 ? 1 : 0;
   } catch (err) {

@@ -16,7 +16,10 @@ const STATEMENT_TIMEOUT = '600000ms';
  * The migrate and afterCreate hooks of TenantAdminOptions for config's migrations folder (tenancy.migrationsDir), or
  * none when it is unset. The folder is read and every file rewritten now: a refused file stops create before it starts.
  */
-export async function createMigrationHooks(config: Config, actor: string): Promise<Pick<TenantAdminOptions, 'migrate' | 'afterCreate'>> {
+export async function createMigrationHooks(
+  config: Config,
+  actor: string,
+): Promise<Pick<TenantAdminOptions, 'migrate' | 'afterCreate'>> {
   const dir = config.tenancy.migrationsDir;
   if (dir === undefined) return {};
   const items = await prepareFolder(config, dir);
@@ -24,7 +27,10 @@ export async function createMigrationHooks(config: Config, actor: string): Promi
   const inside = firstOutside === -1 ? items : items.slice(0, firstOutside);
   const after = firstOutside === -1 ? [] : items.slice(firstOutside);
   const tracking = new MigrationTracking(config.tenancy.registry.schema);
-  const pinFor = (schema: string, role: string | null): { schema: string; role: string; lockTimeout: string; statementTimeout: string } => ({
+  const pinFor = (
+    schema: string,
+    role: string | null,
+  ): { schema: string; role: string; lockTimeout: string; statementTimeout: string } => ({
     schema,
     role: config.tenancy.roles && role !== null ? role : proxyRoleOf(config),
     lockTimeout: LOCK_TIMEOUT,
@@ -33,7 +39,15 @@ export async function createMigrationHooks(config: Config, actor: string): Promi
   return {
     async migrate(db, tenant) {
       for (const item of inside) {
-        await applyInOpenTransaction(db, tracking, { id: tenant.id, schema: tenant.schema }, item, pinFor(tenant.schema, tenant.role), actor, false);
+        await applyInOpenTransaction(
+          db,
+          tracking,
+          { id: tenant.id, schema: tenant.schema },
+          item,
+          pinFor(tenant.schema, tenant.role),
+          actor,
+          false,
+        );
       }
       return inside.at(-1)?.migration.id ?? null;
     },

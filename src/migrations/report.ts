@@ -84,12 +84,16 @@ export function renderSummary(report: MigrateReport): string {
   const lines: string[] = [];
   if (report.dryRun) {
     for (const p of report.plan ?? []) lines.push(`would apply to tenant ${p.tenant}: ${p.migrations.join(', ')}`);
-    lines.push(`dry run: ${report.plan?.length ?? 0} of ${report.selected} tenants behind, ${report.upToDate.length} up to date; nothing was changed`);
+    lines.push(
+      `dry run: ${report.plan?.length ?? 0} of ${report.selected} tenants behind, ${report.upToDate.length} up to date; nothing was changed`,
+    );
     return `${lines.join('\n')}\n`;
   }
   for (const f of report.failed) lines.push(`failed: ${describeFailure(f)}`);
   for (const s of report.skipped) lines.push(`skipped: tenant ${s.tenant}: ${s.reason}`);
-  const applied = report.succeeded.reduce((n, s) => n + s.applied.length, 0) + report.failed.reduce((n, f) => n + f.applied.length, 0);
+  const applied =
+    report.succeeded.reduce((n, s) => n + s.applied.length, 0) +
+    report.failed.reduce((n, f) => n + f.applied.length, 0);
   lines.push(
     `migrated ${report.succeeded.length} tenants (${applied} migrations applied), ${report.failed.length} failed, ${report.skipped.length} skipped, ${report.upToDate.length} already up to date, in ${(report.durationMs / 1000).toFixed(1)}s`,
   );

@@ -102,7 +102,9 @@ export interface MigrateReport {
 /** What the runner tells the progress display. */
 export interface MigrateProgress {
   start(total: number): void;
-  tenantDone(outcome: { tenant: string; ok: true; applied: string[]; durationMs: number } | ({ ok: false } & TenantFailure)): void;
+  tenantDone(
+    outcome: { tenant: string; ok: true; applied: string[]; durationMs: number } | ({ ok: false } & TenantFailure),
+  ): void;
   finish(): void;
 }
 
@@ -114,13 +116,20 @@ export function proxyRoleOf(config: Config): string {
 }
 
 /** Loads and rewrites a migrations folder for this config (refusals are MigrationError). */
-export async function prepareFolder(config: Config, dir: string): Promise<Array<{ migration: Migration; prepared: PreparedMigration }>> {
+export async function prepareFolder(
+  config: Config,
+  dir: string,
+): Promise<Array<{ migration: Migration; prepared: PreparedMigration }>> {
   await loadParser();
   const migrations = await loadMigrations(dir);
   const shape = tenantSchemaShape(config.tenancy.schemaTemplate, config.tenancy.tenantPattern);
   return migrations.map((migration) => ({
     migration,
-    prepared: prepareMigration(migration, { sourceSchema: SOURCE_SCHEMA, sharedSchemas: config.tenancy.sharedSchemas, tenantSchemaShape: shape }),
+    prepared: prepareMigration(migration, {
+      sourceSchema: SOURCE_SCHEMA,
+      sharedSchemas: config.tenancy.sharedSchemas,
+      tenantSchemaShape: shape,
+    }),
   }));
 }
 
@@ -181,7 +190,11 @@ export async function applyInOpenTransaction(
   await runStatements(db, item.prepared.forSchema(tenant.schema));
   // Back to the session's own settings for the rest of the transaction (create's goes on to write the registry).
   for (const statement of UNPIN) await db.query(statement);
-  await tracking.record(db, { tenant: tenant.id, migration: item.migration.id, checksum: item.migration.checksum, actor, noTransaction: false }, updateVersion);
+  await tracking.record(
+    db,
+    { tenant: tenant.id, migration: item.migration.id, checksum: item.migration.checksum, actor, noTransaction: false },
+    updateVersion,
+  );
 }
 
 /** Applies a no-transaction migration statement by statement on a dedicated session, then records it. */
@@ -199,7 +212,13 @@ export async function applyWithoutTransaction(
   } finally {
     for (const statement of UNPIN) await db.query(statement).catch(() => undefined);
   }
-  await tracking.record(db, { tenant: tenant.id, migration: item.migration.id, checksum: item.migration.checksum, actor, noTransaction: true });
+  await tracking.record(db, {
+    tenant: tenant.id,
+    migration: item.migration.id,
+    checksum: item.migration.checksum,
+    actor,
+    noTransaction: true,
+  });
 }
 
 /** Refuses the run when an applied migration's file changed: names each file and the tenants that ran the old text. */
@@ -231,7 +250,9 @@ function sqlstateOf(err: unknown): string | null {
 
 /** Orders tenants as --canary takes them: the canary group first, then by id. */
 export function canaryOrder(tenants: readonly TenantRecord[]): TenantRecord[] {
-  return [...tenants].sort((a, b) => (a.canary === b.canary ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : a.canary ? -1 : 1));
+  return [...tenants].sort((a, b) =>
+    a.canary === b.canary ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : a.canary ? -1 : 1,
+  );
 }
 
 /**
@@ -251,10 +272,15 @@ export async function runMigrations(
   const store = new RegistryStore(registrySchema);
   if (!(await tryRunLock(lockDb, registrySchema))) {
     const holder = await runLockHolder(lockDb, registrySchema).catch(() => null);
-    throw new MigrateRunError('locked', `another migrate is running on this registry${holder === null ? '' : ` (${holder})`}; try again when it has finished`);
+    throw new MigrateRunError(
+      'locked',
+      `another migrate is running on this registry${holder === null ? '' : ` (${holder})`}; try again when it has finished`,
+    );
   }
   try {
-    const all = (await store.list(lockDb)).filter((t) => t.status !== TenantStatus.Deleting && t.status !== TenantStatus.Deleted);
+    const all = (await store.list(lockDb)).filter(
+      (t) => t.status !== TenantStatus.Deleting && t.status !== TenantStatus.Deleted,
+    );
     let selected: TenantRecord[];
     if (options.tenants !== undefined) {
       const byId = new Map(all.map((t) => [t.id, t]));
@@ -307,14 +333,23 @@ export async function runMigrations(
     }
 
     const byId = new Map(items.map((i) => [i.migration.id, i]));
-    const pool = new pg.Pool({ ...adminClientConfig(config), application_name: 'pg-tenant-proxy migrate', max: Math.max(1, options.concurrency) });
+    const pool = new pg.Pool({
+      ...adminClientConfig(config),
+      application_name: 'pg-tenant-proxy migrate',
+      max: Math.max(1, options.concurrency),
+    });
     pool.on('error', () => undefined);
     progress.start(work.length);
     let stop = false;
     let next = 0;
     const migrateTenant = async (plan: TenantPlan): Promise<void> => {
       const t0 = Date.now();
-      const pin: Pin = { schema: plan.schema, role: plan.role ?? proxyRole, lockTimeout: options.lockTimeout, statementTimeout: options.statementTimeout };
+      const pin: Pin = {
+        schema: plan.schema,
+        role: plan.role ?? proxyRole,
+        lockTimeout: options.lockTimeout,
+        statementTimeout: options.statementTimeout,
+      };
       const appliedNow: string[] = [];
       const client = await pool.connect();
       let broken: Error | undefined;
@@ -323,11 +358,26 @@ export async function runMigrations(
           const item = byId.get(id)!;
           try {
             if (item.migration.noTransaction) {
-              await applyWithoutTransaction(client, tracking, { id: plan.tenant, schema: plan.schema }, item, pin, options.actor);
+              await applyWithoutTransaction(
+                client,
+                tracking,
+                { id: plan.tenant, schema: plan.schema },
+                item,
+                pin,
+                options.actor,
+              );
             } else {
               await client.query('BEGIN');
               try {
-                await applyInOpenTransaction(client, tracking, { id: plan.tenant, schema: plan.schema }, item, pin, options.actor, true);
+                await applyInOpenTransaction(
+                  client,
+                  tracking,
+                  { id: plan.tenant, schema: plan.schema },
+                  item,
+                  pin,
+                  options.actor,
+                  true,
+                );
                 await client.query('COMMIT');
               } catch (err) {
                 await client.query('ROLLBACK').catch((e: Error) => (broken = e));
@@ -386,13 +436,16 @@ export async function runMigrations(
       }
     };
     try {
-      await Promise.all(Array.from({ length: Math.min(Math.max(1, options.concurrency), Math.max(1, work.length)) }, worker));
+      await Promise.all(
+        Array.from({ length: Math.min(Math.max(1, options.concurrency), Math.max(1, work.length)) }, worker),
+      );
     } finally {
       progress.finish();
       await pool.end().catch(() => undefined);
     }
     const order = new Map(plans.map((p, i) => [p.tenant, i]));
-    const byOrder = (a: { tenant: string }, b: { tenant: string }): number => order.get(a.tenant)! - order.get(b.tenant)!;
+    const byOrder = (a: { tenant: string }, b: { tenant: string }): number =>
+      order.get(a.tenant)! - order.get(b.tenant)!;
     report.succeeded.sort(byOrder);
     report.failed.sort(byOrder);
     report.durationMs = Date.now() - started;

@@ -54,7 +54,10 @@ export class MigrationTracking {
       [entry.tenant, entry.migration, entry.checksum, entry.actor, entry.noTransaction],
     );
     if (updateVersion) {
-      await db.query(`UPDATE ${this.s}.tenants SET migration_version = $2, updated_at = now() WHERE id = $1`, [entry.tenant, entry.migration]);
+      await db.query(`UPDATE ${this.s}.tenants SET migration_version = $2, updated_at = now() WHERE id = $1`, [
+        entry.tenant,
+        entry.migration,
+      ]);
     }
   }
 }
@@ -70,7 +73,10 @@ function lockKey(schema: string): [string, number] {
  */
 export async function tryRunLock(db: SqlRunner, schema: string): Promise<boolean> {
   const [name, n] = lockKey(schema);
-  const { rows } = await db.query('SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext($1), $2) AS ok', [name, n]);
+  const { rows } = await db.query('SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext($1), $2) AS ok', [
+    name,
+    n,
+  ]);
   return (rows[0] as { ok: boolean }).ok === true;
 }
 

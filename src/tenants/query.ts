@@ -54,7 +54,12 @@ const types = {
 };
 
 /** Runs `sql` in each selected tenant; a tenant's failure is reported with it and does not stop the others. */
-export async function queryTenants(config: Config, db: SqlRunner, sql: string, options: TenantQueryOptions): Promise<TenantQueryResult> {
+export async function queryTenants(
+  config: Config,
+  db: SqlRunner,
+  sql: string,
+  options: TenantQueryOptions,
+): Promise<TenantQueryResult> {
   await loadParser();
   const guard = createSqlGuard({
     ...config.policy,
@@ -63,7 +68,9 @@ export async function queryTenants(config: Config, db: SqlRunner, sql: string, o
     tenantPattern: config.tenancy.tenantPattern,
   });
   const store = new RegistryStore(config.tenancy.registry.schema);
-  const live = (await store.list(db)).filter((t) => t.status !== TenantStatus.Deleting && t.status !== TenantStatus.Deleted);
+  const live = (await store.list(db)).filter(
+    (t) => t.status !== TenantStatus.Deleting && t.status !== TenantStatus.Deleted,
+  );
   let selected: TenantRecord[] = live;
   if (options.tenants !== undefined) {
     const byId = new Map(live.map((t) => [t.id, t]));
@@ -72,14 +79,23 @@ export async function queryTenants(config: Config, db: SqlRunner, sql: string, o
     selected = [...new Set(options.tenants)].map((id) => byId.get(id)!);
   }
   const proxyRole = decodeURIComponent(new URL(config.upstream.url).username);
-  const pool = new pg.Pool({ ...adminClientConfig(config), application_name: 'pg-tenant-proxy tenants query', max: Math.max(1, options.concurrency) });
+  const pool = new pg.Pool({
+    ...adminClientConfig(config),
+    application_name: 'pg-tenant-proxy tenants query',
+    max: Math.max(1, options.concurrency),
+  });
   pool.on('error', () => undefined);
   const perTenant = new Map<string, { fields: string[]; rows: unknown[][] } | TenantQueryFailure>();
   let next = 0;
   const one = async (t: TenantRecord): Promise<void> => {
     const verdict = guard.check(sql, t.schema);
     if (isRefusal(verdict)) {
-      perTenant.set(t.id, { tenant: t.id, message: verdict.error.message, sqlstate: verdict.error.sqlstate, refused: true });
+      perTenant.set(t.id, {
+        tenant: t.id,
+        message: verdict.error.message,
+        sqlstate: verdict.error.sqlstate,
+        refused: true,
+      });
       return;
     }
     const role = config.tenancy.roles && t.role !== null ? t.role : proxyRole;
@@ -91,7 +107,12 @@ export async function queryTenants(config: Config, db: SqlRunner, sql: string, o
       await client.query(`SET LOCAL search_path TO ${quoteIdent(t.schema)}`);
       await client.query(`SET LOCAL ROLE ${quoteIdent(role)}`);
       // The extended protocol takes exactly one statement: "a; b" is refused by PostgreSQL itself.
-      const statement: pg.QueryArrayConfig & { queryMode: 'extended' } = { text: sql, rowMode: 'array', queryMode: 'extended', types };
+      const statement: pg.QueryArrayConfig & { queryMode: 'extended' } = {
+        text: sql,
+        rowMode: 'array',
+        queryMode: 'extended',
+        types,
+      };
       const result = await client.query(statement);
       perTenant.set(t.id, { fields: result.fields.map((f) => f.name), rows: result.rows as unknown[][] });
     } catch (err) {
@@ -155,13 +176,26 @@ export function csvField(value: unknown): string {
 export function formatRows(result: Pick<TenantQueryResult, 'columns' | 'rows'>, format: QueryFormat): string {
   switch (format) {
     case 'json':
-      return `${JSON.stringify(result.rows.map((r) => Object.fromEntries(result.columns.map((c) => [c, r[c] ?? null]))), null, 2)}\n`;
+      return `${JSON.stringify(
+        result.rows.map((r) => Object.fromEntries(result.columns.map((c) => [c, r[c] ?? null]))),
+        null,
+        2,
+      )}\n`;
     case 'csv':
-      return [result.columns, ...result.rows.map((r) => result.columns.map((c) => r[c]))].map((line) => `${line.map(csvField).join(',')}\r\n`).join('');
+      return [result.columns, ...result.rows.map((r) => result.columns.map((c) => r[c]))]
+        .map((line) => `${line.map(csvField).join(',')}\r\n`)
+        .join('');
     case 'table': {
-      const cells = [result.columns, ...result.rows.map((r) => result.columns.map((c) => text(r[c]).replace(/\r?\n/g, '\\n')))];
+      const cells = [
+        result.columns,
+        ...result.rows.map((r) => result.columns.map((c) => text(r[c]).replace(/\r?\n/g, '\\n'))),
+      ];
       const widths = result.columns.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
-      const line = (r: string[]): string => r.map((c, i) => c.padEnd(widths[i]!)).join(' | ').trimEnd();
+      const line = (r: string[]): string =>
+        r
+          .map((c, i) => c.padEnd(widths[i]!))
+          .join(' | ')
+          .trimEnd();
       const out = [line(result.columns), widths.map((w) => '-'.repeat(w)).join('-+-'), ...cells.slice(1).map(line)];
       out.push(`(${result.rows.length} row${result.rows.length === 1 ? '' : 's'})`);
       return `${out.join('\n')}\n`;

@@ -56,7 +56,10 @@ function writeMigration(name: string, sql: string): void {
 }
 
 async function appliedCount(migration: string): Promise<number> {
-  const [row] = await query<{ n: number }>('SELECT count(*)::int AS n FROM pgtp.tenant_migrations WHERE migration_id = $1', [migration]);
+  const [row] = await query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM pgtp.tenant_migrations WHERE migration_id = $1',
+    [migration],
+  );
   return row!.n;
 }
 
@@ -92,7 +95,10 @@ afterAll(async () => {
 
 describe('migrate', () => {
   it('--dry-run prints the plan and changes nothing; --canary takes the canary group first, then by id; then the rest', async () => {
-    writeMigration('0001_items.sql', 'CREATE TABLE items (id int PRIMARY KEY, qty int NOT NULL);\nINSERT INTO items VALUES (1, 5);\n');
+    writeMigration(
+      '0001_items.sql',
+      'CREATE TABLE items (id int PRIMARY KEY, qty int NOT NULL);\nINSERT INTO items VALUES (1, 5);\n',
+    );
     const dry = await migrate('--canary', '2', '--dry-run');
     expect(dry.code).toBe(0);
     expect(dry.stdout).toContain('would apply to tenant mg150: 0001_items');
@@ -101,7 +107,9 @@ describe('migrate', () => {
 
     const canary = await migrate('--canary', '2');
     expect({ code: canary.code, stderr: canary.stderr }).toEqual({ code: 0, stderr: '' });
-    const rows = await query<{ tenant_id: string; applied_by: string }>('SELECT tenant_id, applied_by FROM pgtp.tenant_migrations ORDER BY 1');
+    const rows = await query<{ tenant_id: string; applied_by: string }>(
+      'SELECT tenant_id, applied_by FROM pgtp.tenant_migrations ORDER BY 1',
+    );
     expect(rows).toEqual([
       { tenant_id: 'mg000', applied_by: 'ci' },
       { tenant_id: 'mg150', applied_by: 'ci' },
@@ -112,29 +120,48 @@ describe('migrate', () => {
     expect(rest.stdout).toMatch(/migrated 198 tenants .* 2 already up to date/);
     expect(await appliedCount('0001_items')).toBe(200);
     // Suspended tenants are migrated too; objects belong to the tenant role; the version column follows.
-    const [owner] = await query<{ owner: string }>(`SELECT tableowner AS owner FROM pg_tables WHERE schemaname = 'tenant_mg199' AND tablename = 'items'`);
+    const [owner] = await query<{ owner: string }>(
+      `SELECT tableowner AS owner FROM pg_tables WHERE schemaname = 'tenant_mg199' AND tablename = 'items'`,
+    );
     expect(owner).toEqual({ owner: 'tenant_mg199' });
-    const versions = await query<{ v: string; n: number }>('SELECT migration_version AS v, count(*)::int AS n FROM pgtp.tenants GROUP BY 1');
+    const versions = await query<{ v: string; n: number }>(
+      'SELECT migration_version AS v, count(*)::int AS n FROM pgtp.tenants GROUP BY 1',
+    );
     expect(versions).toEqual([{ v: '0001_items', n: 200 }]);
   }, 120_000);
 
   it('a data-dependent failure in one tenant fails only it; the rerun after fixing the data applies only the missing step', async () => {
     await query('INSERT INTO tenant_mg042.items VALUES (2, -1)');
-    writeMigration('0002_positive.sql', 'ALTER TABLE items ADD CONSTRAINT qty_positive CHECK (qty > 0);\nALTER TABLE items ADD COLUMN note text;\n');
+    writeMigration(
+      '0002_positive.sql',
+      'ALTER TABLE items ADD CONSTRAINT qty_positive CHECK (qty > 0);\nALTER TABLE items ADD COLUMN note text;\n',
+    );
     const reportFile = join(dir, 'report.json');
     const run = await migrate('--concurrency', '4', '--report', reportFile);
-    console.log(`[migrate] 200 tenants × 1 migration, concurrency 4: ${(run.ms / 1000).toFixed(1)} s wall (CLI process)`);
+    console.log(
+      `[migrate] 200 tenants × 1 migration, concurrency 4: ${(run.ms / 1000).toFixed(1)} s wall (CLI process)`,
+    );
     expect(run.code).toBe(1);
     expect(run.stderr).toBe('pg-tenant-proxy migrate: 1 of 200 tenants failed (see the report)\n');
-    expect(run.stdout).toMatch(/failed: tenant mg042: 0002_positive.sql statement 1: .*qty_positive.* \(SQLSTATE 23514\)/);
+    expect(run.stdout).toMatch(
+      /failed: tenant mg042: 0002_positive.sql statement 1: .*qty_positive.* \(SQLSTATE 23514\)/,
+    );
     const report = JSON.parse(readFileSync(reportFile, 'utf8')) as MigrateReport;
     expect(report.failed).toEqual([
-      expect.objectContaining({ tenant: 'mg042', migration: '0002_positive', sqlstate: '23514', statement: 1, applied: [] }),
+      expect.objectContaining({
+        tenant: 'mg042',
+        migration: '0002_positive',
+        sqlstate: '23514',
+        statement: 1,
+        applied: [],
+      }),
     ]);
     expect(report.succeeded).toHaveLength(199);
     expect(await appliedCount('0002_positive')).toBe(199);
     // Rolled back there: not even the constraint.
-    const [c] = await query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_constraint WHERE conname = 'qty_positive' AND connamespace = 'tenant_mg042'::regnamespace`);
+    const [c] = await query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_constraint WHERE conname = 'qty_positive' AND connamespace = 'tenant_mg042'::regnamespace`,
+    );
     expect(c!.n).toBe(0);
 
     await query('DELETE FROM tenant_mg042.items WHERE qty < 0');
@@ -144,14 +171,19 @@ describe('migrate', () => {
     expect(again.succeeded).toEqual([expect.objectContaining({ tenant: 'mg042', applied: ['0002_positive'] })]);
     expect(again.upToDate).toHaveLength(199);
 
-    const events = readFileSync(auditFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { verb: string; actor: string; outcome: string; details: { succeeded: number } });
+    const events = readFileSync(auditFile, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { verb: string; actor: string; outcome: string; details: { succeeded: number } });
     expect(events.filter((e) => e.verb === 'migrate').map((e) => [e.outcome, e.details.succeeded])).toEqual([
       ['ok', 2],
       ['ok', 198],
       ['error', 199],
       ['ok', 1],
     ]);
-    const [db] = await query<{ n: number }>(`SELECT count(*)::int AS n FROM pgtp.events WHERE verb = 'migrate' AND actor = 'ci'`);
+    const [db] = await query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pgtp.events WHERE verb = 'migrate' AND actor = 'ci'`,
+    );
     expect(db!.n).toBe(4);
   }, 120_000);
 
@@ -163,7 +195,9 @@ describe('migrate', () => {
       const run = await migrate();
       expect(run.code).toBe(1);
       expect(run.stdout).toBe('');
-      expect(run.stderr).toMatch(/^pg-tenant-proxy migrate: refusing to run: .*0001_items\.sql \(applied with other text by 200 tenants: mg000, mg001/);
+      expect(run.stderr).toMatch(
+        /^pg-tenant-proxy migrate: refusing to run: .*0001_items\.sql \(applied with other text by 200 tenants: mg000, mg001/,
+      );
       expect(await appliedCount('0003_more')).toBe(0);
     } finally {
       writeMigration('0001_items.sql', original);
@@ -176,7 +210,8 @@ describe('migrate', () => {
     let firstDone = false;
     const first = migrate('--concurrency', '1').finally(() => (firstDone = true));
     try {
-      for (let i = 0; i < 200 && (await appliedCount('0003_slow')) === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 200 && (await appliedCount('0003_slow')) === 0; i++)
+        await new Promise((r) => setTimeout(r, 50));
       const second = await migrate('--concurrency', '4');
       expect(second.code).toBe(1);
       expect(second.stdout).toBe('');
@@ -196,7 +231,10 @@ describe('migrate', () => {
     writeMigration('0004_index.sql', '-- pgtp:no-transaction\nCREATE INDEX CONCURRENTLY items_qty ON items (qty);\n');
     const run = await migrate('--tenants', 'mg001,mg002');
     expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
-    const rows = await query('SELECT tenant_id, no_transaction FROM pgtp.tenant_migrations WHERE migration_id = $1 ORDER BY 1', ['0004_index']);
+    const rows = await query(
+      'SELECT tenant_id, no_transaction FROM pgtp.tenant_migrations WHERE migration_id = $1 ORDER BY 1',
+      ['0004_index'],
+    );
     expect(rows).toEqual([
       { tenant_id: 'mg001', no_transaction: true },
       { tenant_id: 'mg002', no_transaction: true },
@@ -209,10 +247,22 @@ describe('migrate', () => {
     writeMigration('0005_col.sql', 'ALTER TABLE items ADD COLUMN c5 int;\n');
     const plain = await migrate('--tenants', 'mg010,mg011');
     expect(plain.code).toBe(0);
-    expect(plain.stdout).toMatch(/^ok {5}tenant mg01[01]: applied 0004_index, 0005_col \(\d+ ms\) \[1\/2\]\nok {5}tenant mg01[01]: applied 0004_index, 0005_col \(\d+ ms\) \[2\/2\]\nmigrated 2 tenants/);
+    expect(plain.stdout).toMatch(
+      /^ok {5}tenant mg01[01]: applied 0004_index, 0005_col \(\d+ ms\) \[1\/2\]\nok {5}tenant mg01[01]: applied 0004_index, 0005_col \(\d+ ms\) \[2\/2\]\nmigrated 2 tenants/,
+    );
     expect(plain.stdout).not.toContain('\x1b');
 
-    const command = [process.execPath, DIST_CLI, 'migrate', '--config', configFile, '--dir', migrations, '--tenants', 'mg012,mg013,mg014']
+    const command = [
+      process.execPath,
+      DIST_CLI,
+      'migrate',
+      '--config',
+      configFile,
+      '--dir',
+      migrations,
+      '--tenants',
+      'mg012,mg013,mg014',
+    ]
       .map((a) => `'${a}'`)
       .join(' ');
     const tty = await new Promise<Run>((resolve) => {
@@ -228,14 +278,25 @@ describe('migrate', () => {
   }, 60_000);
 
   it('applies the drizzle-kit folder as generated, into each tenant schema', async () => {
-    const run = await cli(['migrate', '--config', configFile, '--dir', DRIZZLE_FIXTURE, '--tenants', 'mg020,mg021', '--json']);
+    const run = await cli([
+      'migrate',
+      '--config',
+      configFile,
+      '--dir',
+      DRIZZLE_FIXTURE,
+      '--tenants',
+      'mg020,mg021',
+      '--json',
+    ]);
     expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
     const report = JSON.parse(run.stdout) as MigrateReport;
     expect(report.succeeded.map((s) => [s.tenant, s.applied])).toEqual([
       ['mg020', ['0000_init', '0001_add_published']],
       ['mg021', ['0000_init', '0001_add_published']],
     ]);
-    const tables = await query(`SELECT schemaname, tablename, tableowner FROM pg_tables WHERE tablename IN ('users', 'posts') ORDER BY 1, 2`);
+    const tables = await query(
+      `SELECT schemaname, tablename, tableowner FROM pg_tables WHERE tablename IN ('users', 'posts') ORDER BY 1, 2`,
+    );
     expect(tables).toEqual([
       { schemaname: 'tenant_mg020', tablename: 'posts', tableowner: 'tenant_mg020' },
       { schemaname: 'tenant_mg020', tablename: 'users', tableowner: 'tenant_mg020' },
@@ -263,14 +324,19 @@ describe('migrate', () => {
   it('usage errors exit 2 with one line; a refused file exits 1 before anything runs', async () => {
     const noDir = await cli(['migrate', '--config', configFile]);
     expect(noDir.code).toBe(2);
-    expect(noDir.stderr).toBe('pg-tenant-proxy migrate: no migrations folder: pass --dir DIR or set tenancy.migrationsDir (see pg-tenant-proxy migrate --help)\n');
+    expect(noDir.stderr).toBe(
+      'pg-tenant-proxy migrate: no migrations folder: pass --dir DIR or set tenancy.migrationsDir (see pg-tenant-proxy migrate --help)\n',
+    );
     const badCanary = await migrate('--canary', 'x');
     expect(badCanary.code).toBe(2);
     expect(badCanary.stderr).toMatch(/--canary takes a whole number/);
     const badId = await migrate('--tenants', 'Not-An-Id');
     expect(badId.code).toBe(2);
     const unknown = await migrate('--tenants', 'nosuch');
-    expect({ code: unknown.code, stderr: unknown.stderr }).toEqual({ code: 1, stderr: 'pg-tenant-proxy migrate: not registered (or being deleted): nosuch\n' });
+    expect({ code: unknown.code, stderr: unknown.stderr }).toEqual({
+      code: 1,
+      stderr: 'pg-tenant-proxy migrate: not registered (or being deleted): nosuch\n',
+    });
     const other = join(dir, 'other-schema');
     mkdirSync(other);
     writeFileSync(join(other, '0001_x.sql'), 'CREATE TABLE tenant_mg001.stolen (a int);\n');
@@ -281,10 +347,15 @@ describe('migrate', () => {
 
   it('tenants create applies every migration: transactional files in its transaction, the no-transaction file after', async () => {
     const withDir = join(dir, 'with-dir.yaml');
-    writeFileSync(withDir, readFileSync(configFile, 'utf8').replace('roles: true', `roles: true\n  migrationsDir: ${migrations}`));
+    writeFileSync(
+      withDir,
+      readFileSync(configFile, 'utf8').replace('roles: true', `roles: true\n  migrationsDir: ${migrations}`),
+    );
     const created = await cli(['tenants', 'create', 'mgnew', '--config', withDir]);
     expect({ code: created.code, stderr: created.stderr }).toEqual({ code: 0, stderr: '' });
-    const rows = await query(`SELECT migration_id, no_transaction FROM pgtp.tenant_migrations WHERE tenant_id = 'mgnew' ORDER BY 1`);
+    const rows = await query(
+      `SELECT migration_id, no_transaction FROM pgtp.tenant_migrations WHERE tenant_id = 'mgnew' ORDER BY 1`,
+    );
     expect(rows).toEqual([
       { migration_id: '0001_items', no_transaction: false },
       { migration_id: '0002_positive', no_transaction: false },
@@ -292,8 +363,12 @@ describe('migrate', () => {
       { migration_id: '0004_index', no_transaction: true },
       { migration_id: '0005_col', no_transaction: false },
     ]);
-    expect(await query(`SELECT migration_version FROM pgtp.tenants WHERE id = 'mgnew'`)).toEqual([{ migration_version: '0005_col' }]);
-    expect(await query(`SELECT tableowner FROM pg_tables WHERE schemaname = 'tenant_mgnew'`)).toEqual([{ tableowner: 'tenant_mgnew' }]);
+    expect(await query(`SELECT migration_version FROM pgtp.tenants WHERE id = 'mgnew'`)).toEqual([
+      { migration_version: '0005_col' },
+    ]);
+    expect(await query(`SELECT tableowner FROM pg_tables WHERE schemaname = 'tenant_mgnew'`)).toEqual([
+      { tableowner: 'tenant_mgnew' },
+    ]);
     // A later migrate has nothing to do there.
     const run = await migrate('--tenants', 'mgnew', '--json');
     expect((JSON.parse(run.stdout) as MigrateReport).upToDate).toEqual(['mgnew']);
@@ -304,10 +379,15 @@ describe('migrate', () => {
     writeFileSync(join(bad, '0001_t.sql'), 'CREATE TABLE t (a int);\n');
     writeFileSync(join(bad, '0002_idx.sql'), '-- pgtp:no-transaction\nCREATE INDEX CONCURRENTLY t_b ON t (b);\n');
     const badConfig = join(dir, 'bad.yaml');
-    writeFileSync(badConfig, readFileSync(configFile, 'utf8').replace('roles: true', `roles: true\n  migrationsDir: ${bad}`));
+    writeFileSync(
+      badConfig,
+      readFileSync(configFile, 'utf8').replace('roles: true', `roles: true\n  migrationsDir: ${bad}`),
+    );
     const failed = await cli(['tenants', 'create', 'mgbad', '--config', badConfig]);
     expect(failed.code).toBe(1);
-    expect(failed.stderr).toMatch(/^pg-tenant-proxy tenants: create failed at step "migrations".*column "b" does not exist\n$/);
+    expect(failed.stderr).toMatch(
+      /^pg-tenant-proxy tenants: create failed at step "migrations".*column "b" does not exist\n$/,
+    );
     expect(await query(`SELECT 1 FROM pg_namespace WHERE nspname = 'tenant_mgbad'`)).toEqual([]);
     expect(await query(`SELECT 1 FROM pg_roles WHERE rolname = 'tenant_mgbad'`)).toEqual([]);
     expect(await query(`SELECT 1 FROM pgtp.tenants WHERE id = 'mgbad'`)).toEqual([]);

@@ -44,7 +44,10 @@ beforeAll(async () => {
   auditFile = join(dir, 'audit.log');
   const migrations = join(dir, 'migrations');
   mkdirSync(migrations);
-  writeFileSync(join(migrations, '0001_items.sql'), 'CREATE TABLE items (id int PRIMARY KEY, name text);\nINSERT INTO items VALUES (1, \'x\');\n');
+  writeFileSync(
+    join(migrations, '0001_items.sql'),
+    "CREATE TABLE items (id int PRIMARY KEY, name text);\nINSERT INTO items VALUES (1, 'x');\n",
+  );
   const raw = {
     upstream: { url: rdb.upstreamUrl },
     auth: { jwt: { secret: TEST_SECRET } },
@@ -80,13 +83,18 @@ describe('tenants query', () => {
   it('runs in all 50 tenants; the failing one is reported on stderr with its tenant and the others answer', async () => {
     const r = await tq('SELECT id, name FROM items WHERE id = 1', '--all', '--format', 'json');
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^pg-tenant-proxy tenants query: tenant qa13: relation "items" does not exist \(SQLSTATE 42P01\)\n$/);
+    expect(r.stderr).toMatch(
+      /^pg-tenant-proxy tenants query: tenant qa13: relation "items" does not exist \(SQLSTATE 42P01\)\n$/,
+    );
     const rows = JSON.parse(r.stdout) as Array<{ tenant: string; id: number; name: string }>;
     expect(rows).toHaveLength(49);
     expect(rows[0]).toEqual({ tenant: 'qa00', id: 1, name: 'x' });
     expect(rows.map((row) => row.tenant)).not.toContain('qa13');
 
-    const events = readFileSync(auditFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { verb: string; actor: string; details: Record<string, unknown> });
+    const events = readFileSync(auditFile, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { verb: string; actor: string; details: Record<string, unknown> });
     const event = events.filter((e) => e.verb === 'query').at(-1)!;
     expect(event.actor).toBe('auditor');
     expect(event.details['statement']).toBe('SELECT id, name FROM items WHERE id = 1');
@@ -98,7 +106,9 @@ describe('tenants query', () => {
   it("refuses another tenant's table through the guard, as for tenant traffic; writes and second statements fail", async () => {
     const cross = await tq('SELECT * FROM tenant_qa01.items', '--tenants', 'qa00');
     expect(cross.code).toBe(1);
-    expect(cross.stderr).toMatch(/^pg-tenant-proxy tenants query: tenant qa00: refused: .*tenant_qa01.* \(SQLSTATE 42501\)\n$/);
+    expect(cross.stderr).toMatch(
+      /^pg-tenant-proxy tenants query: tenant qa00: refused: .*tenant_qa01.* \(SQLSTATE 42501\)\n$/,
+    );
     expect(cross.stdout).toBe('tenant\n------\n(0 rows)\n');
 
     const write = await tq('DELETE FROM items', '--tenants', 'qa01');
@@ -118,17 +128,35 @@ describe('tenants query', () => {
   it('prints csv (RFC 4180), json and an aligned table', async () => {
     const csv = await tq('SELECT id, name FROM items ORDER BY id', '--tenants', 'qa00,qa02', '--format', 'csv');
     expect({ code: csv.code, stderr: csv.stderr }).toEqual({ code: 0, stderr: '' });
-    expect(csv.stdout).toBe('tenant,id,name\r\nqa00,1,x\r\nqa00,2,"a,b"\r\nqa00,3,"say ""hi"""\r\nqa00,4,\r\nqa02,1,x\r\n');
+    expect(csv.stdout).toBe(
+      'tenant,id,name\r\nqa00,1,x\r\nqa00,2,"a,b"\r\nqa00,3,"say ""hi"""\r\nqa00,4,\r\nqa02,1,x\r\n',
+    );
     expect(csvField('line\nbreak')).toBe('"line\nbreak"');
 
-    const json = await tq('SELECT id, name FROM items WHERE id > 2 ORDER BY id', '--tenants', 'qa00', '--format', 'json');
+    const json = await tq(
+      'SELECT id, name FROM items WHERE id > 2 ORDER BY id',
+      '--tenants',
+      'qa00',
+      '--format',
+      'json',
+    );
     expect(JSON.parse(json.stdout)).toEqual([
       { tenant: 'qa00', id: 3, name: 'say "hi"' },
       { tenant: 'qa00', id: 4, name: null },
     ]);
 
     const table = await tq('SELECT id, name FROM items WHERE id < 3 ORDER BY id', '--tenants', 'qa00,qa02');
-    expect(table.stdout).toBe(['tenant | id | name', '-------+----+-----', 'qa00   | 1  | x', 'qa00   | 2  | a,b', 'qa02   | 1  | x', '(3 rows)', ''].join('\n'));
+    expect(table.stdout).toBe(
+      [
+        'tenant | id | name',
+        '-------+----+-----',
+        'qa00   | 1  | x',
+        'qa00   | 2  | a,b',
+        'qa02   | 1  | x',
+        '(3 rows)',
+        '',
+      ].join('\n'),
+    );
   }, 60_000);
 
   it('usage errors exit 2', async () => {

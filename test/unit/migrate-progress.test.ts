@@ -18,7 +18,16 @@ describe('migrate progress', () => {
     now = 1050; // within the redraw interval: no redraw
     p.tenantDone({ tenant: 'b', ok: true, applied: ['0001'], durationMs: 5 });
     now = 2000;
-    p.tenantDone({ ok: false, tenant: 'c', migration: '0001', file: '0001.sql', statement: 2, message: 'boom', sqlstate: '23514', applied: [] });
+    p.tenantDone({
+      ok: false,
+      tenant: 'c',
+      migration: '0001',
+      file: '0001.sql',
+      statement: 2,
+      message: 'boom',
+      sqlstate: '23514',
+      applied: [],
+    });
     now = 4000;
     p.tenantDone({ tenant: 'd', ok: true, applied: ['0001'], durationMs: 5 });
     p.finish();
@@ -38,8 +47,20 @@ describe('migrate progress', () => {
     const p = createProgress(s, () => 0);
     p.start(2);
     p.tenantDone({ tenant: 'a', ok: true, applied: ['0001', '0002'], durationMs: 7 });
-    p.tenantDone({ ok: false, tenant: 'b', migration: '0002', file: '0002.sql', statement: null, message: 'gone', sqlstate: null, applied: ['0001'] });
+    p.tenantDone({
+      ok: false,
+      tenant: 'b',
+      migration: '0002',
+      file: '0002.sql',
+      statement: null,
+      message: 'gone',
+      sqlstate: null,
+      applied: ['0001'],
+    });
     p.finish();
-    expect(s.out).toEqual(['ok     tenant a: applied 0001, 0002 (7 ms) [1/2]\n', 'FAILED tenant b: 0002.sql: gone [2/2]\n']);
+    expect(s.out).toEqual([
+      'ok     tenant a: applied 0001, 0002 (7 ms) [1/2]\n',
+      'FAILED tenant b: 0002.sql: gone [2/2]\n',
+    ]);
   });
 });
