@@ -2,7 +2,7 @@
 import type net from 'node:net';
 import type { Config } from '../config/schema.js';
 import { SqlState } from '../protocol/codes.js';
-import { GUARDED_SETTINGS, normalizeEncodingName, UNSAFE_CLIENT_ENCODINGS } from '../guard/analyze.js';
+import { GUARDED_SETTINGS, isReadableClientEncoding } from '../guard/analyze.js';
 import { ProxyError } from '../protocol/errors.js';
 import { MAX_CUSTOM_SETTINGS } from './session-settings.js';
 
@@ -127,7 +127,7 @@ export function parseOptions(options: string): Array<[string, string]> {
  * way (SJIS trail bytes that look like a backslash, backslash escapes in plain strings) could hide statements.
  */
 function refuseUnreadableLexing(name: string, value: string): void {
-  if (name === 'client_encoding' && UNSAFE_CLIENT_ENCODINGS.has(normalizeEncodingName(value))) {
+  if (name === 'client_encoding' && !isReadableClientEncoding(value)) {
     throw new ProxyError(SqlState.FEATURE_NOT_SUPPORTED, `client_encoding ${value} is not supported by pg-tenant-proxy`, 'FATAL', undefined, 'use UTF8');
   }
   if (name === 'standard_conforming_strings' && !['on', 'true', 'yes', '1'].includes(value.toLowerCase())) {

@@ -64,14 +64,27 @@ export const SERVER_STATEMENT_PREFIX = 'pgtp_s';
  */
 export const GUARDED_SETTINGS: ReadonlySet<string> = new Set(['search_path', 'role', 'session_authorization', 'standard_conforming_strings', 'backslash_quote']);
 /**
- * Client encodings in which a multibyte character can end in a byte that looks like a quote or backslash (PostgreSQL
- * refuses them as server encodings for that reason); the guard, reading UTF-8, would see different SQL.
+ * Client encodings whose multibyte characters never hold a byte below 0x80, so a quote or backslash is always
+ * itself: PostgreSQL's server encodings and every alias it accepts for them (src/common/encnames.c). An allowlist,
+ * because the client-only encodings (SJIS, BIG5, GBK, UHC, GB18030, JOHAB) have aliases (windows932, cp936, …) a
+ * denylist missed: in them a trail byte can look like a quote or backslash, and the guard, reading UTF-8, would see
+ * different SQL from PostgreSQL's.
  */
-export const UNSAFE_CLIENT_ENCODINGS = new Set(['SJIS', 'SHIFTJIS', 'MSKANJI', 'BIG5', 'GBK', 'CP936', 'UHC', 'CP949', 'GB18030', 'JOHAB', 'SHIFTJIS2004', 'SJIS2004', 'WIN932', 'WIN936', 'WIN949', 'WIN950', 'CP932', 'CP950']);
+const SAFE_CLIENT_ENCODINGS = new Set([
+  'UTF8', 'UNICODE', 'SQLASCII', 'MULEINTERNAL',
+  'EUCCN', 'EUCJP', 'EUCJIS2004', 'EUCKR', 'EUCTW',
+  'LATIN1', 'LATIN2', 'LATIN3', 'LATIN4', 'LATIN5', 'LATIN6', 'LATIN7', 'LATIN8', 'LATIN9', 'LATIN10',
+  'ISO88591', 'ISO88592', 'ISO88593', 'ISO88594', 'ISO88595', 'ISO88596', 'ISO88597', 'ISO88598', 'ISO88599',
+  'ISO885910', 'ISO885913', 'ISO885914', 'ISO885915', 'ISO885916',
+  'KOI8', 'KOI8R', 'KOI8U', 'ALT', 'ABC', 'TCVN', 'TCVN5712', 'VSCII', 'WIN',
+  'WIN866', 'WIN874', 'WIN1250', 'WIN1251', 'WIN1252', 'WIN1253', 'WIN1254', 'WIN1255', 'WIN1256', 'WIN1257', 'WIN1258',
+  'WINDOWS866', 'WINDOWS874', 'WINDOWS1250', 'WINDOWS1251', 'WINDOWS1252', 'WINDOWS1253', 'WINDOWS1254',
+  'WINDOWS1255', 'WINDOWS1256', 'WINDOWS1257', 'WINDOWS1258',
+]);
 
-/** Encoding names as PostgreSQL matches them: case and punctuation do not count. */
-export function normalizeEncodingName(name: string): string {
-  return name.toUpperCase().replace(/[^A-Z0-9]/g, '');
+/** Whether the guard reads SQL sent in this client encoding as PostgreSQL will (names compared as PostgreSQL does). */
+export function isReadableClientEncoding(name: string): boolean {
+  return SAFE_CLIENT_ENCODINGS.has(name.toUpperCase().replace(/[^A-Z0-9]/g, ''));
 }
 
 /** Statements no tenant may run: server, database and role administration, and other tenants' channels. */
@@ -509,7 +522,7 @@ class Analyzer {
         this.deny('session_state', setting === undefined ? 'set_config() with a computed setting name' : `set_config('${setting}', ...)`);
       } else if (setting.toLowerCase() === 'client_encoding') {
         const value = constantString(args[1]);
-        if (value === undefined || UNSAFE_CLIENT_ENCODINGS.has(normalizeEncodingName(value))) {
+        if (value === undefined || !isReadableClientEncoding(value)) {
           this.deny('session_state', 'set_config(\'client_encoding\', ...) to an encoding the guard cannot read');
         }
       }
@@ -570,7 +583,7 @@ class Analyzer {
       this.literalDependent = true;
       for (const arg of (node.args as unknown[]) ?? []) {
         const value = constantString(arg);
-        if (value !== undefined && UNSAFE_CLIENT_ENCODINGS.has(normalizeEncodingName(value))) {
+        if (value !== undefined && !isReadableClientEncoding(value)) {
           this.deny('session_state', `client_encoding ${value}`);
         }
       }

@@ -54,6 +54,9 @@ const ALLOWED = [
   'SHOW search_path',
   'SELECT pg_advisory_xact_lock(1)',
   "SET client_encoding = 'UTF8'",
+  "SET client_encoding = 'latin1'",
+  "SET NAMES 'win1252'",
+  "SET client_encoding = 'EUC_JP'",
   "INSERT INTO items VALUES (7, 'tenant_a.seq'), (8, 'john.doe')",
   'LOCK TABLE items IN SHARE MODE',
   'TRUNCATE items',
@@ -210,6 +213,14 @@ const DENIED: Array<[string, string]> = [
   ["SET client_encoding = 'SJIS'", 'session_state:42501'],
   ["SET NAMES 'big5'", 'session_state:42501'],
   ["SELECT set_config('client_encoding', 'GBK', false)", 'session_state:42501'],
+  // Aliases PostgreSQL takes for the client-only encodings (a denylist once missed the windows* ones).
+  ...['windows932', 'Windows-936', 'windows949', 'windows950', 'cp936', 'ms_kanji', 'shift_jis_2004', 'gb18030', 'johab', 'uhc', 'x-unknown'].flatMap(
+    (e): [string, string][] => [
+      [`SET client_encoding = '${e}'`, 'session_state:42501'],
+      [`SET NAMES '${e}'`, 'session_state:42501'],
+      [`SELECT set_config('client_encoding', '${e}', false)`, 'session_state:42501'],
+    ],
+  ),
   ["SELECT word FROM ts_stat('SELECT name::tsvector FROM tenant_b.items')", 'dynamic_sql:42501'],
   ["SELECT nextval(regclass('tenant_b.seq'))", 'schema:42501'],
   ["SELECT pg_sequence_last_value('tenant_b.seq')", 'schema:42501'],
