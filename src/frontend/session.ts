@@ -45,7 +45,7 @@ import { PreparedStatements } from './prepared.js';
 import { SessionSettings } from './session-settings.js';
 import { StatementRecorder } from './statement-recorder.js';
 import { StatementTracker, type StatementSource } from './statement-tracker.js';
-import { interpretStartup, isSchemaPath, plaintextAllowed, refuseUnlessGone, reportedParameters, type ClientStartup } from './startup.js';
+import { interpretStartup, judgeStartupSettings, isSchemaPath, plaintextAllowed, refuseUnlessGone, reportedParameters, type ClientStartup } from './startup.js';
 
 export const SessionState = {
   Startup: 'startup',
@@ -690,6 +690,7 @@ export class ClientSession implements ServerClient {
     const identity = await this.deps.verifier.verify(token);
     if (this.state !== SessionState.Authenticating) return;
     await this.deps.registry.admit(identity);
+    if (!identity.guardBypass && this.deps.config.policy.guard) judgeStartupSettings(this.deps.guard, this.startup!.settings, identity.schema);
     const settings = await this.deps.registry.canonicalSettings(this.startup!.settings, identity.schema, identity.role);
     const defaults = await this.deps.pool.parameterDefaults();
     if (this.state !== SessionState.Authenticating) return;

@@ -224,6 +224,12 @@ describe('driver parity with PostgreSQL', () => {
       ['client_encoding=windows936', '0A000'],
       ['client_encoding=windows949', '0A000'],
       ['client_encoding=windows950', '0A000'],
+      // Judged as the SET it becomes: a value naming another tenant's object, whether or not the object exists.
+      ['default_text_search_config=tenant_b.english', '42501'],
+      ['default_text_search_config=tenant_b.no_such_config', '42501'],
+      // Validated as the pin applies it (SET … TO 'literal'), not as set_config would read it: otherwise the login
+      // passes and every pin of the client fails, each taking a pooled server down with it.
+      ['temp_tablespaces=pg_default,pg_default', '42704'],
     ];
     for (const [setting, code] of refused) {
       expect(await sqlstateOf(() => tp.connect('a', { options: `-c ${setting}` })), setting).toBe(code);
