@@ -842,6 +842,12 @@ export class ClientSession implements ServerClient {
       this.deps.pool.giveBack(server);
       return;
     }
+    if (this.drainError !== null) {
+      // Drained (suspended, shutting down) while it waited: its next transaction has not begun, so it never does.
+      this.deps.pool.giveBack(server);
+      this.fail(this.drainError);
+      return;
+    }
     if (server.state === ServerState.Closed) {
       // It died between being handed over and now: wait for another.
       this.waitForServer();

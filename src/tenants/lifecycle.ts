@@ -260,12 +260,17 @@ export class TenantAdmin {
       if (role !== null) {
         await step('role', async () => {
           const { rows } = await db.query(
-            `SELECT rolcanlogin OR rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls AS privileged
-               FROM pg_catalog.pg_roles WHERE rolname = $1`,
+            // A member of other roles would lend every pin what they may read (pg_read_all_data, another tenant).
+            `SELECT rolcanlogin OR rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls
+                    OR EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m WHERE m.member = r.oid) AS privileged
+               FROM pg_catalog.pg_roles r WHERE rolname = $1`,
             [role],
           );
           if ((rows[0] as { privileged?: boolean } | undefined)?.privileged === true) {
-            throw new TenantError('conflict', `role "${role}" exists and can log in or holds privileges; a tenant role must be a plain NOLOGIN role`);
+            throw new TenantError(
+              'conflict',
+              `role "${role}" exists and can log in, holds privileges or is a member of other roles; a tenant role must be a plain NOLOGIN role`,
+            );
           }
           adopted.role = !(await createTenantRole(db, role));
         });

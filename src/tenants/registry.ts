@@ -57,7 +57,7 @@ export function createTenantRegistry(target: UpstreamTarget, tenancy: Config['te
   });
   control.on('error', (err) => log.warn({ err: err.message }, 'control connection error'));
   const admission: Admission = tenancy.registry.enabled
-    ? registryAdmission(controlConnection(target), tenancy.registry.schema, log)
+    ? registryAdmission(controlConnection(target), tenancy.registry.schema, new RegExp(tenancy.tenantPattern), log)
     : schemaAdmission(control, tenancy.schemaCacheTtlMs, tenancy.registry.schema);
 
   const canonical = new Map<string, string>();
