@@ -2,6 +2,7 @@
 import { parsePlPgSQLSync, parseSync } from 'libpg-query';
 import { SqlState } from '../protocol/codes.js';
 import { parseQualifiedName } from './qualified-name.js';
+import { sharedObjectWrite, settingsViewWrite } from './shared-objects.js';
 
 /** Bounded rule names: they become metric labels and audit fields. */
 export type GuardRule =
@@ -322,6 +323,16 @@ class Analyzer {
       this.deny(denied[0], denied[1]);
       return;
     }
+    const shared = sharedObjectWrite(type, node);
+    if (shared !== null) {
+      this.deny('server_admin', `${shared} (shared by every tenant)`);
+      return;
+    }
+    const settings = settingsViewWrite(type, node);
+    if (settings !== null) {
+      this.deny('session_state', settings);
+      return;
+    }
     switch (type) {
       case 'ColumnRef': {
         const fields = node.fields as unknown[] | undefined;
@@ -377,6 +388,13 @@ class Analyzer {
         return;
       case 'ReindexStmt':
         this.reindex(node);
+        return;
+      case 'VacuumStmt':
+      case 'ClusterStmt':
+        // With no table named these process every table the login role may maintain: every tenant's, without roles.
+        if (((node.rels as unknown[] | undefined) ?? []).length === 0 && node.relation === undefined) {
+          this.deny('server_admin', `${type === 'ClusterStmt' ? 'CLUSTER' : node.is_vacuumcmd === true ? 'VACUUM' : 'ANALYZE'} of the whole database`);
+        }
         return;
       case 'DefElem':
         // CREATE SEQUENCE ... OWNED BY schema.table.column
@@ -593,7 +611,9 @@ class Analyzer {
     const set = arg?.VariableSetStmt as Json | undefined;
     if (set === undefined) return;
     const name = typeof set.name === 'string' ? set.name.toLowerCase() : '';
-    if (name === 'role' || name === 'session_authorization') {
+    // standard_conforming_strings and backslash_quote too: a SQL or PL/pgSQL body is lexed again when the function
+    // runs, under its own SET, so 'a\'' ; SELECT … FROM tenant_b.t; --' would be one string to the guard and code there.
+    if (name !== 'search_path' && GUARDED_SETTINGS.has(name)) {
       this.deny('session_state', `a function-level ${name}`);
       return;
     }
