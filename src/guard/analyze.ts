@@ -3,6 +3,7 @@ import { parsePlPgSQLSync, parseSync } from 'libpg-query';
 import { SqlState } from '../protocol/codes.js';
 import { parseQualifiedName } from './qualified-name.js';
 import { sharedObjectWrite, settingsViewWrite } from './shared-objects.js';
+import { skeletonFor, type Skeleton } from './skeleton.js';
 
 /** Bounded rule names: they become metric labels and audit fields. */
 export type GuardRule =
@@ -206,13 +207,18 @@ const MAX_DEPTH = 4;
 
 type Json = Record<string, unknown>;
 
-/** Analyses one SQL text (all its statements). Never throws: parse failures become a syntax denial. */
+/**
+ * Analyses one SQL text (all its statements), or the skeleton the caller already built of it. Never throws: parse
+ * failures become a syntax denial. `maxParseBytes` (policy.maxStatementBytes) bounds what goes through the parser:
+ * a statement's skeleton, a function or DO body, a literal read as a name or setting.
+ */
 export function analyzeSql(
-  text: string,
+  text: string | Skeleton,
   extraDeniedFunctions: ReadonlySet<string> = new Set(),
   tenantSchemaShape: RegExp | null = null,
+  maxParseBytes = Number.POSITIVE_INFINITY,
 ): Analysis {
-  const analyzer = new Analyzer(extraDeniedFunctions, tenantSchemaShape);
+  const analyzer = new Analyzer(extraDeniedFunctions, tenantSchemaShape, maxParseBytes);
   analyzer.sql(text, 0);
   return analyzer.result();
 }
@@ -230,6 +236,7 @@ class Analyzer {
     private readonly extraDeniedFunctions: ReadonlySet<string>,
     /** Matches any tenant's schema name (from tenancy.schemaTemplate), to spot tenant names inside strings. */
     private readonly tenantSchemaShape: RegExp | null,
+    private readonly maxParseBytes: number,
   ) {}
 
   result(): Analysis {
@@ -244,41 +251,90 @@ class Analyzer {
     };
   }
 
-  sql(text: string, depth: number): void {
+  sql(input: string | Skeleton, depth: number): void {
     if (depth > MAX_DEPTH) {
       this.deny('dynamic_sql', 'statements nested deeper than the guard inspects');
       return;
     }
+    // Long statements are parsed as their skeleton, whose literals go back into the tree before any rule looks.
+    const skeleton = typeof input === 'string' ? skeletonFor(input, this.maxParseBytes) : input;
+    const text = skeleton?.text ?? (input as string);
+    if (text.length * 3 > this.maxParseBytes && Buffer.byteLength(text) > this.maxParseBytes) {
+      const size = Buffer.byteLength(text);
+      this.tooLarge(
+        depth > 0
+          ? `a function body of ${size} bytes exceeds the guard's limit of ${this.maxParseBytes} bytes`
+          : skeleton === null
+            ? `statement of ${size} bytes exceeds the guard's limit of ${this.maxParseBytes} bytes`
+            : `statement of ${Buffer.byteLength(skeleton.original)} bytes (${size} once its long string literals are set aside) exceeds the guard's limit of ${this.maxParseBytes} bytes`,
+      );
+      return;
+    }
+    const bytes = Buffer.from(text);
     let tree: { stmts?: Array<{ stmt: Json; stmt_location?: number; stmt_len?: number }> };
     try {
       tree = parseSync(text) as typeof tree;
     } catch (err) {
       const details = (err as { sqlDetails?: { message: string; cursorPosition: number } }).sqlDetails;
+      const message = skeleton === null ? (details?.message ?? (err as Error).message) : skeleton.elide(details?.message ?? (err as Error).message);
       if (depth === 0) {
         this.denial = {
           rule: 'syntax',
           sqlstate: SqlState.SYNTAX_ERROR,
-          message: details?.message ?? (err as Error).message,
-          position: details === undefined ? undefined : details.cursorPosition + 1,
+          message,
+          position: details === undefined ? undefined : (skeleton === null ? details.cursorPosition : skeleton.originalOffset(details.cursorPosition)) + 1,
         };
       } else {
-        this.deny('dynamic_sql', `a nested statement the guard cannot parse: ${details?.message ?? (err as Error).message}`);
+        this.deny('dynamic_sql', `a nested statement the guard cannot parse: ${message}`);
       }
+      return;
+    }
+    if (skeleton !== null && !skeleton.restoreTree(tree)) {
+      // Cannot happen with PostgreSQL's grammar (it never splices a string constant into another string); should it,
+      // the tree is not the original's, so nothing is judged from it.
+      this.tooLarge(`statement of ${bytes.length} bytes that the guard could not judge from its skeleton`);
       return;
     }
     const statements = tree.stmts ?? [];
     const only = statements.length === 1 && depth === 0 ? (statements[0]!.stmt.DeallocateStmt as Json | undefined) : undefined;
     if (only !== undefined) this.deallocate = { name: only.isall === true || typeof only.name !== 'string' ? null : only.name };
-    const bytes = Buffer.from(text);
     for (const entry of statements) {
       const start = entry.stmt_location ?? 0;
       const end = entry.stmt_len === undefined || entry.stmt_len === 0 ? bytes.length : start + entry.stmt_len;
-      this.walk(entry.stmt, depth, () => bytes.toString('utf8', start, end));
+      const statementText = (): string => (skeleton === null ? bytes.toString('utf8', start, end) : skeleton.source(bytes.toString('utf8', start, end)));
+      this.walk(entry.stmt, depth, statementText);
     }
   }
 
   private deny(rule: GuardRule, what: string, sqlstate: string = SqlState.INSUFFICIENT_PRIVILEGE): void {
     this.denial ??= { rule, sqlstate, message: `${what} is not allowed through pg-tenant-proxy` };
+  }
+
+  /** Text the guard would have to parse beyond policy.maxStatementBytes: refused unread, as PostgreSQL's own limits do. */
+  private tooLarge(message: string): void {
+    this.denial ??= { rule: 'too_large', sqlstate: SqlState.PROGRAM_LIMIT_EXCEEDED, message };
+  }
+
+  /** False (and a refusal) when `text` is longer than the guard parses. */
+  private parsable(text: string, what: string): boolean {
+    if (text.length * 3 <= this.maxParseBytes) return true;
+    const bytes = Buffer.byteLength(text);
+    if (bytes <= this.maxParseBytes) return true;
+    this.tooLarge(`${what} of ${bytes} bytes exceeds the guard's limit of ${this.maxParseBytes} bytes`);
+    return false;
+  }
+
+  /**
+   * A literal's value where a rule reads it (as a name, a setting or its value). Literals outside such places may be
+   * as long as a message; these are bounded like the text the guard parses, so no rule walks megabytes.
+   */
+  private literal(node: unknown): string | undefined {
+    const value = constantString(node);
+    if (value !== undefined && value.length > this.maxParseBytes) {
+      this.tooLarge(`a literal of ${value.length} characters read as a name or setting exceeds the guard's limit of ${this.maxParseBytes} bytes`);
+      return undefined;
+    }
+    return value;
   }
 
   private reference(schema: string, name: string): void {
@@ -479,12 +535,12 @@ class Analyzer {
     if (name === 'set_config') {
       this.literalDependent = true;
       this.changesSettings = true;
-      const setting = constantString(args[0]);
+      const setting = this.literal(args[0]);
       if (setting?.includes('.') === true) this.customSettings.add(setting.toLowerCase());
       if (setting === undefined || GUARDED_SETTINGS.has(setting.toLowerCase())) {
         this.deny('session_state', setting === undefined ? 'set_config() with a computed setting name' : `set_config('${setting}', ...)`);
       } else if (setting.toLowerCase() === 'client_encoding') {
-        const value = constantString(args[1]);
+        const value = this.literal(args[1]);
         if (value === undefined || UNSAFE_CLIENT_ENCODINGS.has(normalizeEncodingName(value))) {
           this.deny('session_state', 'set_config(\'client_encoding\', ...) to an encoding the guard cannot read');
         }
@@ -499,7 +555,7 @@ class Analyzer {
           this.deny('schema', `${name}() with a name passed as a parameter`);
           return;
         }
-        const text = constantString(arg);
+        const text = this.literal(arg);
         if (text === undefined) continue;
         if (schemaArgs.includes(arg)) {
           const parts = parseQualifiedName(text);
@@ -525,7 +581,7 @@ class Analyzer {
       this.deny('schema', `a parameter cast to ${type}`);
       return;
     }
-    const text = constantString(node.arg);
+    const text = this.literal(node.arg);
     if (text === undefined) return;
     const name = parseQualifiedName(text);
     if (name === null) return;
@@ -545,7 +601,7 @@ class Analyzer {
     } else if (name === 'client_encoding') {
       this.literalDependent = true;
       for (const arg of (node.args as unknown[]) ?? []) {
-        const value = constantString(arg);
+        const value = this.literal(arg);
         if (value !== undefined && UNSAFE_CLIENT_ENCODINGS.has(normalizeEncodingName(value))) {
           this.deny('session_state', `client_encoding ${value}`);
         }
@@ -572,13 +628,14 @@ class Analyzer {
     let body: string | undefined;
     for (const arg of (node.args as unknown[]) ?? []) {
       const def = (arg as Json).DefElem as Json | undefined;
-      if (def?.defname === 'language') language = (stringValue(def.arg) ?? '').toLowerCase();
+      if (def?.defname === 'language') language = languageName(def.arg);
       if (def?.defname === 'as') body = stringValue(def.arg);
     }
     if (language !== 'plpgsql') {
       this.deny('language', `a DO block in language ${language}`);
       return;
     }
+    if (!this.parsable(body ?? '', 'a DO block')) return;
     const tag = dollarTag(body ?? '');
     this.plpgsql(`CREATE FUNCTION pg_tenant_proxy_do() RETURNS void LANGUAGE plpgsql AS ${tag}${body ?? ''}${tag}`, depth);
   }
@@ -589,7 +646,7 @@ class Analyzer {
     let body: string[] | undefined;
     for (const option of (node.options as unknown[]) ?? []) {
       const def = (option as Json).DefElem as Json | undefined;
-      if (def?.defname === 'language') language = (stringValue(def.arg) ?? '').toLowerCase();
+      if (def?.defname === 'language') language = languageName(def.arg);
       if (def?.defname === 'as') body = stringList(listItems(def.arg) ?? []) ?? undefined;
     }
     language ??= 'sql';
@@ -620,7 +677,7 @@ class Analyzer {
     if (name !== 'search_path' || set.kind !== 'VAR_SET_VALUE') return;
     this.literalDependent = true;
     for (const value of (set.args as unknown[]) ?? []) {
-      const schema = constantString(value);
+      const schema = this.literal(value);
       if (schema !== undefined && schema !== '') this.reference(schema, schema);
     }
   }
@@ -631,6 +688,8 @@ class Analyzer {
       this.deny('dynamic_sql', 'functions nested deeper than the guard inspects');
       return;
     }
+    // Its body is code, parsed in full: a long one is refused as a long statement is.
+    if (!this.parsable(createFunctionText, 'a PL/pgSQL function')) return;
     let tree: unknown;
     try {
       tree = parsePlPgSQLSync(createFunctionText);
@@ -697,6 +756,12 @@ function dollarTag(body: string): string {
   let tag = '$pgtp$';
   for (let n = 0; body.includes(tag); n++) tag = `$pgtp${n}$`;
   return tag;
+}
+
+/** A LANGUAGE clause's name, lower case; no language name is long, so a long one is cut for the message. */
+function languageName(node: unknown): string {
+  const name = (stringValue(node) ?? '').slice(0, 64);
+  return name.toLowerCase();
 }
 
 function stringValue(node: unknown): string | undefined {

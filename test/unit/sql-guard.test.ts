@@ -1,5 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createSqlGuard, isRefusal, loadParser, type SqlGuard } from '../../src/guard/sql-guard.js';
+import { analyzeSql } from '../../src/guard/analyze.js';
+import { buildSkeleton } from '../../src/guard/skeleton.js';
+import { createSqlGuard, isRefusal, loadParser, tenantSchemaShape, type SqlGuard } from '../../src/guard/sql-guard.js';
 
 let guard: SqlGuard;
 beforeAll(async () => {
@@ -358,12 +360,6 @@ describe('sql guard', () => {
     expect(isRefusal(refusal) && refusal.error.position).toBe(15);
   });
 
-  it('refuses oversized statements without parsing them', () => {
-    const small = createSqlGuard({ sharedSchemas: [], deniedFunctions: [], maxStatementBytes: 100, cacheSize: 10, checkNames: true });
-    const big = small.check(`SELECT '${'x'.repeat(200)}'`, 'tenant_a');
-    expect(isRefusal(big) && big.rule).toBe('too_large');
-  });
-
   it('with name checks off still refuses identity changes and dynamic SQL', () => {
     const lax = createSqlGuard({ sharedSchemas: [], deniedFunctions: [], maxStatementBytes: 100_000, cacheSize: 10, checkNames: false });
     const rule = (sql: string): string | null => {
@@ -373,5 +369,105 @@ describe('sql guard', () => {
     expect(rule('SELECT * FROM tenant_b.items')).toBeNull();
     expect(rule('SET ROLE tenant_b')).toBe('session_state');
     expect(rule("DO $$ BEGIN EXECUTE 'x'; END $$")).toBe('dynamic_sql');
+  });
+});
+
+describe('large statements are judged from their skeleton', () => {
+  const policy = {
+    sharedSchemas: ['shared'],
+    deniedFunctions: ['risky_fn'],
+    maxStatementBytes: 1 << 20,
+    cacheSize: 100,
+    checkNames: true,
+    schemaTemplate: 'tenant_{tenant}',
+    tenantPattern: '^[a-z0-9_]{1,48}$',
+  };
+  let big: SqlGuard;
+  beforeAll(() => {
+    big = createSqlGuard(policy);
+  });
+  const judged = (sql: string): string => {
+    const v = big.check(sql, 'tenant_a');
+    return isRefusal(v) ? `${v.rule}:${v.error.sqlstate}` : 'allow';
+  };
+  /** As the proxy decodes it from a message: a flat string. */
+  const flat = (text: string): string => Buffer.from(text).toString();
+  const hex = (bytes: number): string => flat('\\x' + 'c0ffee'.repeat(Math.ceil(bytes / 3)).slice(0, bytes * 2));
+
+  it('allows a 40 MB text literal and a 10 MB bytea as hex, and parses only their skeleton', () => {
+    const text = flat(`INSERT INTO items (id, name) VALUES (1, '${'x'.repeat(40 << 20)}')`);
+    const bytea = flat(`INSERT INTO files (id, data) VALUES (1, '${hex(10 << 20)}'::bytea)`);
+    for (const sql of [text, bytea]) {
+      judged(sql); // warm
+      const started = performance.now();
+      expect(judged(sql)).toBe('allow');
+      expect(performance.now() - started).toBeLessThan(250);
+    }
+  });
+
+  it.each([
+    [`SELECT '<pad>' FROM tenant_b.items`, 'schema:42501'],
+    [`SELECT '<pad>' FROM items WHERE name = (SELECT name FROM tenant_b.items LIMIT 1)`, 'schema:42501'],
+    [`SELECT nextval('tenant_b.seq'), '<pad>'`, 'schema:42501'],
+    [`SELECT 'tenant_b.t'::regclass, '<pad>'`, 'schema:42501'],
+    [`SELECT set_config('search_path', 'tenant_b', false), '<pad>'`, 'session_state:42501'],
+    [`UPDATE pg_settings SET setting = 'tenant_b' WHERE name = 'search_path' AND '<pad>' <> ''`, 'session_state:42501'],
+    // The long literal itself is what a rule reads: put back, it is judged as a name (PostgreSQL skips the spaces).
+    [`SELECT nextval('<spaces>tenant_b.seq')`, 'schema:42501'],
+    [`SELECT nextval('<spaces>tenant_a.seq')`, 'allow'],
+    [`SELECT '<spaces>tenant_b.t'::regclass`, 'schema:42501'],
+    [`SELECT set_config('<spaces>', 'x', false)`, 'allow'],
+    // Bodies are code: a long one is parsed in full when within the limit, with every rule.
+    [`DO $$ BEGIN PERFORM '<pad>'; EXECUTE 'SELECT 1'; END $$`, 'dynamic_sql:42501'],
+    [`DO $body$ BEGIN PERFORM '<pad>'; PERFORM 1 FROM tenant_b.items; END $body$`, 'schema:42501'],
+    [`DO $body$ BEGIN PERFORM '<pad>'; END $body$`, 'allow'],
+    [`CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $f$ SELECT length('<pad>') FROM tenant_b.items $f$`, 'schema:42501'],
+    [`CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $f$ BEGIN RETURN length('<pad>'); END $f$`, 'allow'],
+    [`CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $f$ BEGIN EXECUTE '<pad>'; END $f$`, 'dynamic_sql:42501'],
+    [`SELECT "tenant_b".items.name, '<pad>' FROM tenant_b.items`, 'schema:42501'],
+    [`SELECT E'<pad>\\n', $$<pad>$$, U&'<pad>', '<pad>' FROM items`, 'allow'],
+    [`SELECT '<pad>' FROM WHERE`, 'syntax:42601'],
+  ])('%s (padded to 200 KB)', (template, expected) => {
+    const sql = flat(template.replaceAll('<pad>', 'p'.repeat(200_000)).replaceAll('<spaces>', ' '.repeat(200_000)));
+    expect(judged(sql)).toBe(expected);
+  });
+
+  it('maps a syntax error to the position in the original text', () => {
+    const sql = `SELECT '${'p'.repeat(100_000)}' FROM WHERE`;
+    const v = big.check(sql, 'tenant_a');
+    expect(isRefusal(v) && v.error.position).toBe(sql.indexOf('WHERE') + 1);
+    expect(isRefusal(v) && v.error.message).toBe('syntax error at or near "WHERE"');
+  });
+
+  it('refuses (54000) what would still parse beyond policy.maxStatementBytes: the skeleton, a body, a name', () => {
+    const small = createSqlGuard({ ...policy, maxStatementBytes: 4096 });
+    const rule = (sql: string): string => {
+      const v = small.check(sql, 'tenant_a');
+      return isRefusal(v) ? `${v.rule}:${v.error.sqlstate}` : 'allow';
+    };
+    expect(rule(`INSERT INTO items VALUES (1, '${'x'.repeat(100_000)}')`)).toBe('allow');
+    // Many short values: the skeleton is as long as the text.
+    expect(rule(`INSERT INTO items VALUES ${Array.from({ length: 1000 }, (_, i) => `(${i}, 'v${i}')`).join(', ')}`)).toBe('too_large:54000');
+    expect(rule(`DO $$ BEGIN PERFORM '${'x'.repeat(10_000)}'; END $$`)).toBe('too_large:54000');
+    expect(rule(`SELECT nextval('${' '.repeat(10_000)}tenant_a.seq')`)).toBe('too_large:54000');
+    // E'' literals with \x escapes are kept as written (they can fail to lex), so they count in the skeleton.
+    expect(rule(`SELECT E'${'\\x41'.repeat(2000)}'`)).toBe('too_large:54000');
+    const refusal = small.check(`SELECT ${'1, '.repeat(3000)}1`, 'tenant_a');
+    expect(isRefusal(refusal) && refusal.error.message).toMatch(/^statement of \d+ bytes exceeds the guard's limit of 4096 bytes/);
+  });
+
+  it('never changes a verdict: the whole corpus judged from skeletons with every literal set aside', () => {
+    const shape = tenantSchemaShape('tenant_{tenant}', '^[a-z0-9_]{1,48}$');
+    const denied = new Set(['risky_fn']);
+    let compared = 0;
+    for (const sql of [...ALLOWED, ...DENIED.map(([text]) => text)]) {
+      const skeleton = buildSkeleton(sql, 1);
+      if (skeleton === null) continue; // no literal, or a text the scanner leaves whole
+      const whole = analyzeSql(sql, denied, shape, 100_000);
+      const fromSkeleton = analyzeSql(skeleton, denied, shape, 100_000);
+      expect({ sql, ...fromSkeleton, schemas: [...fromSkeleton.schemas] }).toEqual({ sql, ...whole, schemas: [...whole.schemas] });
+      compared++;
+    }
+    expect(compared).toBeGreaterThanOrEqual(100);
   });
 });
