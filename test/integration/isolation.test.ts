@@ -9,6 +9,7 @@
 // tenant b in a mode where it must not (a bypass), the expectation stays the right one and the test fails.
 
 import pg from 'pg';
+import postgres from 'postgres';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { readErrorFields } from '../../src/protocol/messages.js';
 import { Writer } from '../../src/protocol/writer.js';
@@ -235,8 +236,10 @@ const frames = {
     else w.bytes(sql).int8(0);
     return w.end().flush();
   },
-  parse(sql: string, name = ''): Buffer {
-    return new Writer().begin(0x50).cstring(name).cstring(sql).int16(0).end().flush();
+  parse(sql: string, name = '', types: number[] = []): Buffer {
+    const w = new Writer().begin(0x50).cstring(name).cstring(sql).int16(types.length);
+    for (const oid of types) w.int32(oid);
+    return w.end().flush();
   },
   bind(params: string[] = [], statement = ''): Buffer {
     const w = new Writer().begin(0x42).cstring('').cstring(statement).int16(0).int16(params.length);
@@ -935,6 +938,52 @@ const ATTEMPTS: Attempt[] = [
       judge(ctx, 'named Parse of SELECT ... FROM tenant_b.items', NAMED, await runSql(client, { name: 'iso_named_b', text: 'SELECT name FROM tenant_b.items' }));
       await assertPinned(ctx, client, 'named statement');
       await client.end();
+    },
+  },
+  {
+    category: 'extended protocol',
+    name: 'parameter types declared reg* in the Parse message (no cast in the text)',
+    // PostgreSQL resolves the bound value as a name at Bind: whether tenant b's table, schema or type exists shows as
+    // a row or an error. regnamespace and regrole read no privileges, so roles alone do not close it either.
+    async run(ctx) {
+      const { raw } = await rawSession(ctx, 'a');
+      const attempts: Array<[number, string]> = [
+        [2205, 'tenant_b.items'], [2210, '{tenant_b.items}'], [4089, 'tenant_b'], [4090, '{tenant_b}'], [4096, 'tenant_b'],
+        [2206, 'tenant_b.items'], [24, 'tenant_b.iso_fn'], [2202, 'tenant_b.iso_fn()'], [2203, 'tenant_b.+'],
+        [2204, 'tenant_b.+(int,int)'], [3734, 'tenant_b.cfg'], [3769, 'tenant_b.dict'], [4191, 'tenant_b."C"'],
+        [71, '(x)'], [81, '(x)'],
+      ];
+      for (const [oid, value] of attempts) {
+        const ms = await exchange(raw, [frames.parse('SELECT $1', '', [oid]), frames.bind([value]), frames.execute(), frames.sync()]);
+        judge(ctx, `Parse("SELECT $1", type ${oid}) bound to ${value}`, GUARD, rawOutcome(ms));
+        expect.soft(ms.filter((m) => m.code === 'D').length, `rows for type ${oid}`).toBe(0);
+      }
+      // Declared as text (or unspecified) the value is only a string.
+      const text = await exchange(raw, [frames.parse('SELECT $1', 'iso_text', [25]), frames.bind(['tenant_b.items'], 'iso_text'), frames.execute(), frames.sync()]);
+      judge(ctx, 'Parse("SELECT $1", type 25) bound to tenant_b.items', OK, rawOutcome(text));
+      // Inside a transaction the refusal aborts it on the server, as a real error would.
+      const tx = await exchange(raw, [frames.query('BEGIN'), frames.parse('SELECT $1', '', [2205]), frames.bind(['tenant_b.items']), frames.execute(), frames.sync()], 2);
+      judge(ctx, 'BEGIN; Parse("SELECT $1", regclass)', GUARD, rawOutcome(tx));
+      expect.soft(readyStatus(tx)).toEqual(['T', 'E']);
+      expect.soft(readyStatus(await exchange(raw, [frames.query('ROLLBACK')]))).toEqual(['I']);
+      raw.close();
+
+      // A driver that declares parameter types: postgres.js's sql.typed(value, oid).
+      const sql = postgres({ host: '127.0.0.1', port: ctx.tp.port, user: 'app', database: ctx.database, password: await ctx.tp.token('a'), max: 1, onnotice: () => undefined });
+      try {
+        for (const [oid, value] of [[2205, 'tenant_b.items'], [4089, 'tenant_b']] as const) {
+          let outcome: Outcome;
+          try {
+            outcome = { ok: true, results: [await sql`SELECT ${sql.typed(value, oid)}::text AS v`] };
+          } catch (err) {
+            const e = err as { code?: string; message: string };
+            outcome = { ok: false, code: e.code ?? 'none', message: e.message };
+          }
+          judge(ctx, `postgres.js sql.typed(${value}, ${oid})`, GUARD, outcome);
+        }
+      } finally {
+        await sql.end();
+      }
     },
   },
   {
