@@ -36,6 +36,8 @@ export interface Literal {
   continued: boolean;
   /** For E'' bodies: every escape is one that cannot fail (no octal, \x or Unicode escape). */
   plainEscapes: boolean;
+  /** Its body holds a doubled quote ('' for '), so its value is not the body as written. */
+  doubled: boolean;
   /** Follows the word UESCAPE: the grammar checks its content (one escape character), so it is never replaced. */
   afterUescape: boolean;
 }
@@ -102,7 +104,7 @@ export function scanLiterals(text: string): Literal[] | null {
       const tag = text.slice(i, j + 1);
       const close = text.indexOf(tag, j + 1);
       if (close < 0) return null;
-      literals.push({ kind: 'dollar', start: i, end: close + tag.length, bodyStart: j + 1, bodyEnd: close, continued: false, plainEscapes: true, afterUescape });
+      literals.push({ kind: 'dollar', start: i, end: close + tag.length, bodyStart: j + 1, bodyEnd: close, continued: false, plainEscapes: true, doubled: false, afterUescape });
       i = close + tag.length;
     } else if (isIdentStart(c)) {
       let j = i + 1;
@@ -222,7 +224,7 @@ export function buildSkeleton(text: string, minLiteral = MIN_SET_ASIDE_CHARS): S
   const value = (literal: Literal): string => {
     const body = text.slice(literal.bodyStart, literal.bodyEnd);
     if (literal.kind === 'dollar') return body;
-    if (literal.kind === 'standard') return body.includes("''") ? body.replaceAll("''", "'") : body;
+    if (literal.kind === 'standard') return literal.doubled ? body.replaceAll("''", "'") : body;
     return decodePlainEscapes(body);
   };
 
@@ -293,6 +295,7 @@ export function buildSkeleton(text: string, minLiteral = MIN_SET_ASIDE_CHARS): S
  */
 function quoted(text: string, kind: LiteralKind, start: number, from: number): Literal | null {
   let plainEscapes = true;
+  let doubled = false;
   let continued = false;
   let bodyEnd = -1;
   let j = from;
@@ -319,6 +322,7 @@ function quoted(text: string, kind: LiteralKind, start: number, from: number): L
           continue;
         }
         if (text.charCodeAt(quote + 1) === QUOTE) {
+          doubled = true;
           j = quote + 2;
           continue;
         }
@@ -331,6 +335,7 @@ function quoted(text: string, kind: LiteralKind, start: number, from: number): L
         if (k < 0) return null;
         // In a bit string '' is not an escaped quote: the first quote ends the segment.
         if (kind !== 'bit' && text.charCodeAt(k + 1) === QUOTE) {
+          doubled = true;
           j = k + 2;
           continue;
         }
@@ -342,7 +347,7 @@ function quoted(text: string, kind: LiteralKind, start: number, from: number): L
     const reopen = continuation(text, close + 1);
     if (reopen === AMBIGUOUS) return null;
     if (reopen < 0) {
-      return { kind, start, end: close + 1, bodyStart: from, bodyEnd, continued, plainEscapes, afterUescape: false };
+      return { kind, start, end: close + 1, bodyStart: from, bodyEnd, continued, plainEscapes, doubled, afterUescape: false };
     }
     continued = true;
     j = reopen + 1;
