@@ -179,6 +179,11 @@ const NAME_ARGUMENT_FUNCTIONS = new Set([
   'pg_get_indexdef', 'pg_get_triggerdef', 'pg_get_constraintdef', 'pg_get_functiondef', 'pg_get_function_arguments',
   'obj_description', 'col_description', 'pg_describe_object', 'pg_column_size', 'pg_partition_tree',
   'pg_partition_root', 'pg_partition_ancestors', 'pg_sequence_last_value', 'pg_sequence_parameters',
+  // The other built-ins taking a regclass: given a parameter, PostgreSQL infers it as regclass and resolves the
+  // bound value at Bind, as for a parameter declared regclass in the Parse message.
+  'pg_relation_is_updatable', 'pg_column_is_updatable', 'pg_relation_is_publishable', 'pg_get_replica_identity_index',
+  'pg_index_has_property', 'pg_index_column_has_property', 'brin_summarize_range', 'brin_summarize_new_values',
+  'brin_desummarize_range', 'gin_clean_pending_list',
   // The reg* types' own conversion functions: regclass('s.t') is a cast written as a call.
   'regclass', 'regproc', 'regprocedure', 'regoper', 'regoperator', 'regtype', 'regcollation', 'regconfig', 'regdictionary',
 ]);

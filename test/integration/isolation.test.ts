@@ -958,6 +958,9 @@ const ATTEMPTS: Attempt[] = [
         judge(ctx, `Parse("SELECT $1", type ${oid}) bound to ${value}`, GUARD, rawOutcome(ms));
         expect.soft(ms.filter((m) => m.code === 'D').length, `rows for type ${oid}`).toBe(0);
       }
+      // Undeclared, but inferred as regclass from a built-in's signature: the same lookup at Bind.
+      const inferred = await exchange(raw, [frames.parse('SELECT pg_relation_is_updatable($1, true)'), frames.bind(['tenant_b.items']), frames.execute(), frames.sync()]);
+      judge(ctx, 'Parse("SELECT pg_relation_is_updatable($1, true)") bound to tenant_b.items', GUARD, rawOutcome(inferred));
       // Declared as text (or unspecified) the value is only a string.
       const text = await exchange(raw, [frames.parse('SELECT $1', 'iso_text', [25]), frames.bind(['tenant_b.items'], 'iso_text'), frames.execute(), frames.sync()]);
       judge(ctx, 'Parse("SELECT $1", type 25) bound to tenant_b.items', OK, rawOutcome(text));

@@ -60,6 +60,7 @@ const ALLOWED = [
   'LOCK TABLE items IN SHARE MODE',
   'TRUNCATE items',
   "SELECT has_schema_privilege('tenant_a', 'USAGE')",
+  "SELECT pg_relation_is_updatable('items', true), pg_index_column_has_property('items_pkey', 1, 'asc')",
   // Reading pg_settings is fine (drivers and tools do); FOR UPDATE on it locks nothing and calls no rule.
   "SELECT setting FROM pg_settings WHERE name = 'search_path'",
   "SELECT name FROM pg_catalog.pg_settings WHERE name = 'work_mem' FOR UPDATE",
@@ -107,6 +108,11 @@ const DENIED: Array<[string, string]> = [
   ["SELECT pg_relation_size('tenant_b.items')", 'schema:42501'],
   ['SELECT $1::regclass', 'schema:42501'],
   ['SELECT nextval($1)', 'schema:42501'],
+  // A parameter PostgreSQL infers as regclass from the function's signature is resolved at Bind.
+  ['SELECT pg_relation_is_updatable($1, true)', 'schema:42501'],
+  ['SELECT pg_column_is_updatable($1, 1::int2, true)', 'schema:42501'],
+  ['SELECT pg_get_replica_identity_index($1)', 'schema:42501'],
+  ["SELECT pg_index_has_property('tenant_b.items_pkey', 'clusterable')", 'schema:42501'],
   ["SELECT 'tenant_b'::regnamespace", 'schema:42501'],
   ["SELECT has_schema_privilege('tenant_b', 'USAGE')", 'schema:42501'],
   ['SELECT * FROM pg_temp.x', 'schema:42501'],
