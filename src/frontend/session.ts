@@ -36,6 +36,7 @@ import {
   SSL_REFUSE,
 } from '../protocol/static.js';
 import type { AuditLog, ConnectionAudit } from '../audit/audit-log.js';
+import { parameterTypeRefusal } from '../guard/parameter-types.js';
 import { isRefusal, type Refusal, type SqlGuard } from '../guard/sql-guard.js';
 import { UNAUTHENTICATED, type ProxyMetrics, type TenantMeter } from '../metrics/metrics.js';
 import type { TenantRegistry } from '../tenants/registry.js';
@@ -535,6 +536,9 @@ export class ClientSession implements ServerClient {
     if (!guarded) return { analysis: this.deps.guard.describe(text), text: keepText };
     const verdict = this.deps.guard.check(text, identity.schema);
     if (isRefusal(verdict)) return this.refused(verdict, keepText);
+    // A Parse can declare its parameters' types in the message: a reg* type is judged as a cast to it in the text.
+    const typed = code === FrontendCode.Parse ? parameterTypeRefusal(buf, start, end, verdict) : null;
+    if (typed !== null) return this.refused(typed, keepText);
     const overBudget = this.settings!.overBudget(verdict);
     if (overBudget === null) return { analysis: verdict, text: keepText };
     return this.refused({ rule: 'session_state', error: overBudget, analysis: verdict }, keepText);
