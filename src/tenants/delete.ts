@@ -297,11 +297,12 @@ async function oidOf(db: SqlRunner, sql: string, name: string): Promise<string |
 /** Ends every other backend of this database holding a lock on one of the schema's relations; returns how many. */
 async function terminateHolders(db: SqlRunner, schemaOid: string): Promise<number> {
   const { rows } = await db.query(
-    `SELECT count(*)::int AS n FROM (
-       SELECT DISTINCT l.pid, pg_catalog.pg_terminate_backend(l.pid, 5000) AS done
+    `SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 5000))::int AS n FROM (
+       SELECT DISTINCT l.pid
          FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_class c ON c.oid = l.relation
         WHERE c.relnamespace = $1::oid AND l.pid <> pg_catalog.pg_backend_pid()
-          AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())) t`,
+          AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+        OFFSET 0) holders`,
     [schemaOid],
   );
   return (rows[0] as { n: number }).n;

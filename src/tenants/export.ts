@@ -55,6 +55,8 @@ interface Grant {
   /** TABLE (tables, views, materialized views) or SEQUENCE. */
   kind: 'TABLE' | 'SEQUENCE';
   name: string;
+  /** A column grant's column. */
+  column?: string;
   /** A role name, or PUBLIC. */
   grantee: string;
   privilege: string;
@@ -135,7 +137,7 @@ async function tables(db: SqlRunner, schema: string): Promise<Array<{ oid: strin
  */
 async function eachLine(db: SqlRunner, table: string, line: (text: string) => Promise<void> | void): Promise<number> {
   const cursor = quoteIdent(`pgtp_export_${table}`.slice(0, 63));
-  await db.query(`DECLARE ${cursor} NO SCROLL CURSOR FOR SELECT row_to_json(t)::text AS line FROM ${quoteIdent(table)} t ORDER BY 1 COLLATE "C"`);
+  await db.query(`DECLARE ${cursor} NO SCROLL CURSOR FOR SELECT row_to_json(t)::text AS line FROM ${quoteIdent(table)} t ORDER BY row_to_json(t)::text COLLATE "C"`);
   let n = 0;
   for (;;) {
     const { rows } = await db.query(`FETCH ${FETCH} FROM ${cursor}`);
@@ -208,7 +210,7 @@ async function schemaDdl(db: SqlRunner, schema: string): Promise<Pick<JsonlManif
   const nsp = `(SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = ${quoteLiteral(schema)})`;
 
   const { rows: enums } = await db.query(
-    `SELECT t.typname AS name, array_agg(e.enumlabel ORDER BY e.enumsortorder) AS labels
+    `SELECT t.typname AS name, array_agg(e.enumlabel::text ORDER BY e.enumsortorder) AS labels
        FROM pg_catalog.pg_type t JOIN pg_catalog.pg_enum e ON e.enumtypid = t.oid WHERE t.typnamespace = ${nsp} GROUP BY t.oid, t.typname ORDER BY t.oid`,
   );
   for (const e of enums as Array<{ name: string; labels: string[] }>) {
@@ -322,6 +324,17 @@ async function schemaDdl(db: SqlRunner, schema: string): Promise<Pick<JsonlManif
   const grants = (acl as Array<{ name: string; kind: string; grantee: string; privilege: string; grantable: boolean }>).map(
     (g): Grant => ({ kind: g.kind === 'S' ? 'SEQUENCE' : 'TABLE', name: g.name, grantee: g.grantee, privilege: g.privilege, grantable: g.grantable }),
   );
+  const { rows: columnAcl } = await db.query(
+    `SELECT c.relname AS name, a.attname AS column, CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(x.grantee) END AS grantee,
+            x.privilege_type AS privilege, x.is_grantable AS grantable
+       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped,
+            LATERAL pg_catalog.aclexplode(a.attacl) x
+      WHERE c.relnamespace = ${nsp} AND c.relkind IN ('r', 'v', 'm') AND x.grantee <> c.relowner
+      ORDER BY c.oid, a.attnum, 3, 4`,
+  );
+  for (const g of columnAcl as Array<{ name: string; column: string; grantee: string; privilege: string; grantable: boolean }>) {
+    grants.push({ kind: 'TABLE', name: g.name, column: g.column, grantee: g.grantee, privilege: g.privilege, grantable: g.grantable });
+  }
 
   const { rows: other } = await db.query(
     `SELECT 'function ' || p.oid::regprocedure::text AS what FROM pg_catalog.pg_proc p WHERE p.pronamespace = ${nsp}
@@ -475,7 +488,8 @@ async function importJsonl(admin: TenantAdmin, id: string, from: string): Promis
           }
         }
         const to = grantee === 'PUBLIC' ? 'PUBLIC' : quoteIdent(grantee);
-        await db.query(`GRANT ${g.privilege} ON ${g.kind} ${quoteIdent(g.name)} TO ${to}${g.grantable ? ' WITH GRANT OPTION' : ''}`);
+        const columns = g.column === undefined ? '' : ` (${quoteIdent(g.column)})`;
+        await db.query(`GRANT ${g.privilege}${columns} ON ${g.kind} ${quoteIdent(g.name)} TO ${to}${g.grantable ? ' WITH GRANT OPTION' : ''}`);
       }
       // What was loaded must read back as the export wrote it.
       for (const t of manifest.tables) {
