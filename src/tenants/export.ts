@@ -223,7 +223,7 @@ async function schemaDdl(db: SqlRunner, schema: string): Promise<Pick<JsonlManif
             s.seqmin::text AS min, s.seqmax::text AS max, s.seqcache::text AS cache, s.seqcycle AS cycle,
             (SELECT t.relname || '.' || a.attname FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
                JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-              WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'a') AS owned_by,
+              WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i')) AS owned_by,
             (SELECT quote_ident(t.relname) || '.' || quote_ident(a.attname) FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
                JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
               WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'a') AS owned_by_sql,
@@ -348,13 +348,14 @@ async function schemaDdl(db: SqlRunner, schema: string): Promise<Pick<JsonlManif
   return { ddl: { preData, postData }, grants, skipped };
 }
 
-/** pg_get_indexdef always qualifies the table; the DDL must not name the old schema. */
+/** pg_get_indexdef always qualifies the table (quoted only when it must be); the DDL must not name the old schema. */
 function unqualifyIndex(def: string, schema: string): string {
-  const qualified = `${quoteIdent(schema)}.`;
-  const at = def.indexOf(` ON ${qualified}`);
-  const only = def.indexOf(` ON ONLY ${qualified}`);
-  if (only >= 0) return def.slice(0, only) + ' ON ONLY ' + def.slice(only + ` ON ONLY ${qualified}`.length);
-  if (at >= 0) return def.slice(0, at) + ' ON ' + def.slice(at + ` ON ${qualified}`.length);
+  for (const qualified of [`${quoteIdent(schema)}.`, `${schema}.`]) {
+    for (const on of [' ON ONLY ', ' ON ']) {
+      const at = def.indexOf(`${on}${qualified}`);
+      if (at >= 0) return def.slice(0, at) + on + def.slice(at + on.length + qualified.length);
+    }
+  }
   return def;
 }
 

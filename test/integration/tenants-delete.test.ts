@@ -33,7 +33,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await target?.drop(['tenant_del_']);
+  await target?.drop(['tenant_del_y']);
   await rdb?.drop(['tenant_del_', READER]);
 });
 
@@ -291,7 +291,7 @@ describe('tenants export and import', () => {
              WHERE c.oid IS NOT NULL OR k.oid IS NOT NULL) AS comments,
            (SELECT json_agg(table_name || ' ' || privilege_type ORDER BY table_name, privilege_type) FROM information_schema.role_table_grants
              WHERE table_schema = $1 AND grantee = '${READER}') AS grants,
-           (SELECT json_agg(table_name || '.' || column_name || ' ' || privilege_type) FROM information_schema.column_privileges
+           (SELECT json_agg(table_name || '.' || column_name || ' ' || privilege_type ORDER BY table_name, column_name, privilege_type) FROM information_schema.column_privileges
              WHERE table_schema = $1 AND grantee = '${READER}') AS column_grants`,
         [schema],
       );
