@@ -1,7 +1,7 @@
 // Tenant export (jsonl: files per table + manifest with DDL from the catalogs; dump: pg_dump -Fc) and import into a new tenant.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync, type PathLike } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, type PathLike } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { quoteIdent, quoteLiteral } from '../auth/identity.js';
@@ -533,7 +533,13 @@ async function loadTable(db: SqlRunner, table: string, file: string): Promise<nu
   return lines.length;
 }
 
-function importDump(admin: TenantAdmin, id: string, from: string): Promise<ImportResult> {
+/**
+ * Restores a dump into a new tenant with the dumped schema's name: create makes role, schema, grants and record,
+ * then pg_restore (the newest one compatible with the server) fills the schema in one transaction, as the tenant's
+ * role (--no-owner --role), leaving out the dump's CREATE SCHEMA. Row counts are checked against the sidecar
+ * manifest. On any failure the tenant this import created is removed again.
+ */
+async function importDump(admin: TenantAdmin, id: string, from: string): Promise<ImportResult> {
   const manifest = readJson<DumpManifest>(`${from}.manifest.json`);
   const digest = sha256(readFileSync(from));
   if (digest !== manifest.sha256) throw fail('invalid_argument', `${from}: SHA-256 ${digest} differs from the manifest's ${manifest.sha256}`);
@@ -541,5 +547,57 @@ function importDump(admin: TenantAdmin, id: string, from: string): Promise<Impor
   if (schema !== manifest.schema) {
     throw fail('invalid_argument', `a dump restores only into its own schema name (${manifest.schema}); tenant "${id}" would be ${schema}: import the jsonl format to rename`);
   }
-  throw fail('invalid_argument', 'importing the dump format is not built yet; use the jsonl format');
+  const created = await admin.create(id);
+  if (created.outcome === 'exists') throw fail('wrong_status', `tenant "${id}" exists already; import creates a new tenant`);
+  const role = created.tenant.role;
+  try {
+    return await admin.runVerb<ImportResult>('import', id, async (db) => {
+      const server = await serverVersion(db);
+      const [pgRestore] = findPgDump(server.major, 'pg_restore');
+      if (pgRestore === undefined) throw fail('conflict', `no pg_restore of major version ${server.major} or newer under /usr/lib/postgresql/*/bin`);
+      const env = libpqEnv(admin);
+      const { stdout: toc } = await run(pgRestore, ['--list', from], env);
+      const mine = new RegExp(`(^|\\s)(SCHEMA - ${escapeRegExp(schema)}|ACL - SCHEMA ${escapeRegExp(schema)}|COMMENT - SCHEMA ${escapeRegExp(schema)})\\s`);
+      const listFile = `${from}.restore-list.${process.pid}`;
+      writeFileSync(listFile, toc.split('\n').filter((line) => !mine.test(line)).join('\n'), { mode: 0o600 });
+      try {
+        await run(
+          pgRestore,
+          ['--use-list', listFile, '--dbname', env['PGDATABASE']!, '--single-transaction', '--exit-on-error', '--no-owner', ...(role === null ? [] : ['--role', role]), '--no-password', from],
+          env,
+        );
+      } finally {
+        rmSync(listFile, { force: true });
+      }
+      const tablesRestored: ImportResult['tables'] = [];
+      for (const t of manifest.tables) {
+        const { rows } = await db.query(`SELECT count(*)::bigint AS n FROM ${quoteIdent(schema)}.${quoteIdent(t.name)}`);
+        const n = Number((rows[0] as { n: string }).n);
+        if (n !== t.rows) throw new Error(`table ${t.name} has ${n} rows after the restore; the manifest says ${t.rows}`);
+        tablesRestored.push({ name: t.name, rows: n });
+      }
+      const result: ImportResult = { tenant: id, format: 'dump', from, tables: tablesRestored, skippedGrants: [] };
+      return { result, outcome: 'ok', details: { format: 'dump', from, tool: pgRestore, source: manifest.tenant, tables: tablesRestored.length } };
+    }, false);
+  } catch (err) {
+    await removeNewTenant(admin, id, schema, role).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Undoes the create of a failed dump import (the tenant never held data of its own). */
+function removeNewTenant(admin: TenantAdmin, id: string, schema: string, role: string | null): Promise<void> {
+  return admin.runVerb<undefined>('import_undo', id, async (db) => {
+    await db.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`);
+    if (role !== null) {
+      await db.query(`DROP OWNED BY ${quoteIdent(role)}`);
+      await db.query(`DROP ROLE ${quoteIdent(role)}`);
+    }
+    await db.query(`DELETE FROM ${quoteIdent(admin.config.tenancy.registry.schema)}.tenants WHERE id = $1`, [id]);
+    return { result: undefined, outcome: 'ok', details: { reason: 'the import failed; the tenant it created was removed' } };
+  });
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

@@ -329,6 +329,18 @@ describe('tenants export and import', () => {
     }
     expect(existsSync(`${out}.manifest.json`)).toBe(true);
     expect(readFileSync(out).subarray(0, 5).toString()).toBe('PGDMP');
+
+    // pg_restore cannot rename a schema: a dump goes into the tenant of the same schema name, in another database.
+    const into = await TenantAdmin.open(validateConfig({ ...configFor(target), audit: { enabled: false } }), { actor: 'import-test' });
+    try {
+      await expect(importTenant(into, 'del_y2', { from: out })).rejects.toMatchObject({ code: 'invalid_argument', message: /restores only into its own schema name \(tenant_del_d\)/ });
+      const imported = await importTenant(into, 'del_d', { from: out });
+      expect(imported).toMatchObject({ format: 'dump', tables: [{ name: 't', rows: 50 }] });
+    } finally {
+      await into.close();
+    }
+    const [copy] = await query(target, "SELECT count(*)::int AS n, (SELECT tableowner FROM pg_tables WHERE schemaname = 'tenant_del_d') AS owner FROM tenant_del_d.t");
+    expect(copy).toEqual({ n: 50, owner: 'tenant_del_d' });
   });
 
   it('delete --export exports first and the certificate carries its checksum', async () => {
