@@ -1,14 +1,33 @@
 // `tenants delete|purge|certificate|export|import`: their options, the confirmation a destructive verb needs, their output.
 import { createInterface } from 'node:readline/promises';
 import type { ParseArgsConfig } from 'node:util';
-import { parseDuration, type DeleteTenantResult, type DeletionCertificate, type PurgeResult } from '../tenants/delete.js';
-import { exportTenant, importTenant, type ExportFormat, type ExportResult, type ImportResult } from '../tenants/export.js';
+import {
+  parseDuration,
+  type DeleteTenantResult,
+  type DeletionCertificate,
+  type PurgeResult,
+} from '../tenants/delete.js';
+import {
+  exportTenant,
+  importTenant,
+  type ExportFormat,
+  type ExportResult,
+  type ImportResult,
+} from '../tenants/export.js';
 import type { TenantAdmin } from '../tenants/lifecycle.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
 export const DELETE_VERBS: Record<string, { options: Options; id: boolean }> = {
-  delete: { options: { grace: { type: 'string' }, export: { type: 'string' }, 'export-format': { type: 'string' }, yes: { type: 'boolean' } }, id: true },
+  delete: {
+    options: {
+      grace: { type: 'string' },
+      export: { type: 'string' },
+      'export-format': { type: 'string' },
+      yes: { type: 'boolean' },
+    },
+    id: true,
+  },
   purge: { options: {}, id: false },
   certificate: { options: {}, id: true },
   export: { options: { out: { type: 'string' }, format: { type: 'string' } }, id: true },
@@ -47,18 +66,28 @@ export class DeleteUsageError extends Error {}
  * What these verbs check before anything connects: their option values, and for delete --yes or a "y" typed on the
  * terminal. Called by tenants.ts before it opens the admin session, and again (answering at once) by dispatch.
  */
-export async function preflightDeletion(verb: string, id: string | null, values: Record<string, unknown>, confirm: Confirm): Promise<{ graceSeconds: number }> {
+export async function preflightDeletion(
+  verb: string,
+  id: string | null,
+  values: Record<string, unknown>,
+  confirm: Confirm,
+): Promise<{ graceSeconds: number }> {
   const formatOption = values[verb === 'export' ? 'format' : 'export-format'];
   parseFormat(typeof formatOption === 'string' ? formatOption : undefined);
   if (verb !== 'delete') return { graceSeconds: 0 };
   const graceOption = values['grace'];
   const graceText = typeof graceOption === 'string' ? graceOption : undefined;
   const graceSeconds = graceText === undefined ? 0 : parseDuration(graceText);
-  if (graceSeconds === null) throw new DeleteUsageError(`--grace takes a duration such as 7d, 12h, 30m or 45s (got "${graceText}")`);
+  if (graceSeconds === null)
+    throw new DeleteUsageError(`--grace takes a duration such as 7d, 12h, 30m or 45s (got "${graceText}")`);
   if (values['yes'] !== true) {
-    if (confirm === null) throw new DeleteUsageError(`tenants delete destroys tenant ${id}'s data: pass --yes (there is no terminal to ask on)`);
+    if (confirm === null)
+      throw new DeleteUsageError(
+        `tenants delete destroys tenant ${id}'s data: pass --yes (there is no terminal to ask on)`,
+      );
     const when = graceSeconds === 0 ? 'now' : `after ${graceText}`;
-    if (!(await confirm(`Delete tenant ${id} and all its data ${when}?`))) throw new NotConfirmedError(`deletion of tenant ${id} not confirmed; nothing changed`);
+    if (!(await confirm(`Delete tenant ${id} and all its data ${when}?`)))
+      throw new NotConfirmedError(`deletion of tenant ${id} not confirmed; nothing changed`);
     // Asked once: the dispatch that follows must not ask again.
     values['yes'] = true;
   }
@@ -76,7 +105,7 @@ export async function dispatchDeletion(
   json: boolean,
   confirm: Confirm,
 ): Promise<{ text: string; status: number }> {
-  const str = (name: string): string | undefined => (typeof values[name] === 'string' ? (values[name]) : undefined);
+  const str = (name: string): string | undefined => (typeof values[name] === 'string' ? values[name] : undefined);
   const emit = (result: unknown, text: string): string => (json ? `${JSON.stringify(result, null, 2)}\n` : `${text}\n`);
   switch (verb) {
     case 'delete': {
@@ -92,7 +121,9 @@ export async function dispatchDeletion(
       }
       const result = await admin.delete(id!, {
         graceSeconds,
-        ...(exported !== undefined && { export: { format: exported.format, path: exported.path, sha256: exported.sha256 } }),
+        ...(exported !== undefined && {
+          export: { format: exported.format, path: exported.path, sha256: exported.sha256 },
+        }),
       });
       return { text: emit(result, describeDelete(result)), status: 0 };
     }
@@ -127,7 +158,8 @@ function parseFormat(value: string | undefined): ExportFormat {
 }
 
 function describeDelete(result: DeleteTenantResult): string {
-  if (result.outcome === 'scheduled') return `tenant ${result.tenant.id} scheduled for deletion at ${result.dueAt} (tenants resume cancels, tenants purge completes)`;
+  if (result.outcome === 'scheduled')
+    return `tenant ${result.tenant.id} scheduled for deletion at ${result.dueAt} (tenants resume cancels, tenants purge completes)`;
   return `deleted tenant ${result.tenant.id}: ${summary(result.certificate!)}`;
 }
 

@@ -12,7 +12,9 @@ export interface DeletionContext {
   run<T>(
     verb: string,
     tenant: string | null,
-    body: (db: SqlRunner) => Promise<{ result: T; outcome: LifecycleEvent['outcome']; details: Record<string, unknown> }>,
+    body: (
+      db: SqlRunner,
+    ) => Promise<{ result: T; outcome: LifecycleEvent['outcome']; details: Record<string, unknown> }>,
     transaction?: boolean,
   ): Promise<T>;
   /** A TenantError (lifecycle.ts owns the class; passed in to keep the import one-way). */
@@ -114,7 +116,11 @@ async function deletionRow(db: SqlRunner, store: RegistryStore, id: string): Pro
  * Records the deletion (status deleting, so every proxy refuses the tenant and ends its sessions as their
  * transactions end) and, without a grace period, completes it at once.
  */
-export async function deleteTenantVerb(ctx: DeletionContext, id: string, options: DeleteTenantOptions): Promise<DeleteTenantResult> {
+export async function deleteTenantVerb(
+  ctx: DeletionContext,
+  id: string,
+  options: DeleteTenantOptions,
+): Promise<DeleteTenantResult> {
   const grace = options.graceSeconds ?? 0;
   const s = quoteIdent(ctx.store.schema);
   const scheduled = await ctx.run<DeleteTenantResult>('delete', id, async (db) => {
@@ -123,7 +129,10 @@ export async function deleteTenantVerb(ctx: DeletionContext, id: string, options
     if (current.status === TenantStatus.Deleted) throw ctx.fail('wrong_status', `tenant "${id}" was deleted already`);
     if (current.status === TenantStatus.Deleting) {
       const row = await deletionRow(db, ctx.store, id);
-      throw ctx.fail('wrong_status', `tenant "${id}" is being deleted already (due ${row.deletion_due_at?.toISOString() ?? 'now'}); tenants resume cancels it`);
+      throw ctx.fail(
+        'wrong_status',
+        `tenant "${id}" is being deleted already (due ${row.deletion_due_at?.toISOString() ?? 'now'}); tenants resume cancels it`,
+      );
     }
     const { rows } = await db.query(
       `UPDATE ${s}.tenants
@@ -147,7 +156,11 @@ export async function deleteTenantVerb(ctx: DeletionContext, id: string, options
 }
 
 /** Cancels a scheduled deletion (resume during the grace period): the tenant is active again. */
-export async function cancelDeletion(db: SqlRunner, store: RegistryStore, id: string): Promise<{ dueAt: string | null; requestedBy: string | null }> {
+export async function cancelDeletion(
+  db: SqlRunner,
+  store: RegistryStore,
+  id: string,
+): Promise<{ dueAt: string | null; requestedBy: string | null }> {
   const row = await deletionRow(db, store, id);
   await db.query(
     `UPDATE ${quoteIdent(store.schema)}.tenants
@@ -166,13 +179,18 @@ export interface PurgeResult {
 
 /** Completes every deletion whose grace period is over, one tenant at a time; one failure does not stop the rest. */
 export async function purgeVerb(ctx: DeletionContext): Promise<PurgeResult> {
-  const due = await ctx.run<string[]>('purge', null, async (db) => {
-    const { rows } = await db.query(
-      `SELECT id FROM ${quoteIdent(ctx.store.schema)}.tenants WHERE status = 'deleting' AND deletion_due_at <= now() ORDER BY deletion_due_at, id`,
-    );
-    const ids = (rows as Array<{ id: string }>).map((r) => r.id);
-    return { result: ids, outcome: ids.length === 0 ? 'noop' : 'ok', details: { due: ids } };
-  }, false);
+  const due = await ctx.run<string[]>(
+    'purge',
+    null,
+    async (db) => {
+      const { rows } = await db.query(
+        `SELECT id FROM ${quoteIdent(ctx.store.schema)}.tenants WHERE status = 'deleting' AND deletion_due_at <= now() ORDER BY deletion_due_at, id`,
+      );
+      const ids = (rows as Array<{ id: string }>).map((r) => r.id);
+      return { result: ids, outcome: ids.length === 0 ? 'noop' : 'ok', details: { due: ids } };
+    },
+    false,
+  );
   const result: PurgeResult = { deleted: [], failed: [] };
   for (const id of due) {
     try {
@@ -186,19 +204,29 @@ export async function purgeVerb(ctx: DeletionContext): Promise<PurgeResult> {
 
 /** The certificate of a deleted tenant. */
 export async function certificateVerb(ctx: DeletionContext, id: string): Promise<DeletionCertificate> {
-  return ctx.run<DeletionCertificate>('certificate', id, async (db) => {
-    const { rows } = await db.query(
-      `SELECT id, certificate FROM ${quoteIdent(ctx.store.schema)}.deletion_certificates WHERE tenant_id = $1 ORDER BY id DESC LIMIT 1`,
-      [id],
-    );
-    const row = rows[0] as { id: string; certificate: DeletionCertificate } | undefined;
-    if (row === undefined) {
-      const tenant = await ctx.store.get(db, id);
-      if (tenant === null) throw ctx.fail('not_found', `tenant "${id}" is not registered and has no deletion certificate`);
-      throw ctx.fail('wrong_status', `tenant "${id}" has no deletion certificate (status ${tenant.status})`);
-    }
-    return { result: { ...row.certificate, id: Number(row.id) }, outcome: 'ok', details: { certificate: Number(row.id) } };
-  }, false);
+  return ctx.run<DeletionCertificate>(
+    'certificate',
+    id,
+    async (db) => {
+      const { rows } = await db.query(
+        `SELECT id, certificate FROM ${quoteIdent(ctx.store.schema)}.deletion_certificates WHERE tenant_id = $1 ORDER BY id DESC LIMIT 1`,
+        [id],
+      );
+      const row = rows[0] as { id: string; certificate: DeletionCertificate } | undefined;
+      if (row === undefined) {
+        const tenant = await ctx.store.get(db, id);
+        if (tenant === null)
+          throw ctx.fail('not_found', `tenant "${id}" is not registered and has no deletion certificate`);
+        throw ctx.fail('wrong_status', `tenant "${id}" has no deletion certificate (status ${tenant.status})`);
+      }
+      return {
+        result: { ...row.certificate, id: Number(row.id) },
+        outcome: 'ok',
+        details: { certificate: Number(row.id) },
+      };
+    },
+    false,
+  );
 }
 
 /**
@@ -206,18 +234,29 @@ export async function certificateVerb(ctx: DeletionContext, id: string): Promise
  * counts its tables, drops the schema (CASCADE) and the role (DROP OWNED first), checks that nothing is left,
  * reduces the registry row to a tombstone and stores the certificate. A failed check rolls everything back.
  */
-async function completeDeletion(ctx: DeletionContext, id: string): Promise<{ certificate: DeletionCertificate; tenant: TenantRecord }> {
+async function completeDeletion(
+  ctx: DeletionContext,
+  id: string,
+): Promise<{ certificate: DeletionCertificate; tenant: TenantRecord }> {
   const s = quoteIdent(ctx.store.schema);
   return ctx.run('delete_complete', id, async (db) => {
     const tenant = await ctx.store.get(db, id, true);
     if (tenant === null) throw ctx.fail('not_found', `tenant "${id}" is not registered`);
-    if (tenant.status !== TenantStatus.Deleting) throw ctx.fail('wrong_status', `tenant "${id}" is ${tenant.status}, not being deleted`);
+    if (tenant.status !== TenantStatus.Deleting)
+      throw ctx.fail('wrong_status', `tenant "${id}" is ${tenant.status}, not being deleted`);
     const request = await deletionRow(db, ctx.store, id);
     const started = await now(db);
     const schema = tenant.schema;
     const role = tenant.role;
-    const schemaOid = await oidOf(db, 'SELECT oid::bigint AS oid FROM pg_catalog.pg_namespace WHERE nspname = $1', schema);
-    const roleOid = role === null ? null : await oidOf(db, 'SELECT oid::bigint AS oid FROM pg_catalog.pg_roles WHERE rolname = $1', role);
+    const schemaOid = await oidOf(
+      db,
+      'SELECT oid::bigint AS oid FROM pg_catalog.pg_namespace WHERE nspname = $1',
+      schema,
+    );
+    const roleOid =
+      role === null
+        ? null
+        : await oidOf(db, 'SELECT oid::bigint AS oid FROM pg_catalog.pg_roles WHERE rolname = $1', role);
 
     await db.query("SET LOCAL lock_timeout = '10s'");
     const terminated = schemaOid === null ? 0 : await terminateHolders(db, schemaOid);
@@ -228,7 +267,9 @@ async function completeDeletion(ctx: DeletionContext, id: string): Promise<{ cer
       if (lockable.length > 0) await db.query(`LOCK TABLE ${lockable.join(', ')} IN ACCESS EXCLUSIVE MODE`);
       for (const table of dropped.tables) {
         if (table.kind === 'partitioned table') continue;
-        const { rows } = await db.query(`SELECT count(*)::bigint AS n FROM ONLY ${quoteIdent(schema)}.${quoteIdent(table.name)}`);
+        const { rows } = await db.query(
+          `SELECT count(*)::bigint AS n FROM ONLY ${quoteIdent(schema)}.${quoteIdent(table.name)}`,
+        );
         table.rows = Number((rows[0] as { n: string }).n);
       }
       dropped.totalRows = dropped.tables.reduce((sum, t) => sum + t.rows, 0);
@@ -252,7 +293,10 @@ async function completeDeletion(ctx: DeletionContext, id: string): Promise<{ cer
     const checks = await verify(db, ctx.store, { id, schema, role, schemaOid, roleOid });
     const failed = checks.filter((c) => !c.passed);
     if (failed.length > 0) {
-      throw ctx.fail('database', `deletion of tenant "${id}" rolled back: ${failed.map((c) => `${c.name} (${c.detail})`).join('; ')}`);
+      throw ctx.fail(
+        'database',
+        `deletion of tenant "${id}" rolled back: ${failed.map((c) => `${c.name} (${c.detail})`).join('; ')}`,
+      );
     }
     const { rows: info } = await db.query("SELECT current_database() AS db, current_setting('server_version') AS v");
     const { db: database, v: server } = info[0] as { db: string; v: string };
@@ -375,7 +419,12 @@ async function verify(
     const n = (rows[0] as { n: number }).n;
     checks.push({ name, passed: n === 0, detail: n === 0 ? detail : `${detail}: ${n} found` });
   };
-  await count('schema_absent', `no schema named ${t.schema}`, 'SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1', [t.schema]);
+  await count(
+    'schema_absent',
+    `no schema named ${t.schema}`,
+    'SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1',
+    [t.schema],
+  );
   const nsp = t.schemaOid ?? '0';
   await count(
     'no_objects_in_schema',
@@ -385,18 +434,44 @@ async function verify(
      UNION ALL SELECT 1 FROM pg_catalog.pg_type WHERE typnamespace = $1::oid`,
     [nsp],
   );
-  await count('no_default_acl', 'no default privileges for the schema or set by the role', 'SELECT 1 FROM pg_catalog.pg_default_acl WHERE defaclnamespace = $1::oid OR defaclrole = $2::oid', [
-    nsp,
-    t.roleOid ?? '0',
-  ]);
+  await count(
+    'no_default_acl',
+    'no default privileges for the schema or set by the role',
+    'SELECT 1 FROM pg_catalog.pg_default_acl WHERE defaclnamespace = $1::oid OR defaclrole = $2::oid',
+    [nsp, t.roleOid ?? '0'],
+  );
   if (t.role === null) {
-    checks.push({ name: 'role_absent', passed: true, detail: 'tenancy.roles was off for this tenant: it had no role of its own' });
+    checks.push({
+      name: 'role_absent',
+      passed: true,
+      detail: 'tenancy.roles was off for this tenant: it had no role of its own',
+    });
   } else {
     const oid = t.roleOid ?? '0';
-    await count('role_absent', `no role named ${t.role}`, 'SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1 OR oid = $2::oid', [t.role, oid]);
-    await count('no_owned_objects', 'no object in any database owned by the role', "SELECT 1 FROM pg_catalog.pg_shdepend WHERE refclassid = 'pg_catalog.pg_authid'::regclass AND refobjid = $1::oid AND deptype = 'o'", [oid]);
-    await count('no_shdepend', 'no pg_shdepend entry (ownership, grant, policy) naming the role, in any database', "SELECT 1 FROM pg_catalog.pg_shdepend WHERE refclassid = 'pg_catalog.pg_authid'::regclass AND refobjid = $1::oid", [oid]);
-    await count('no_role_membership', 'the role is no member and has no members', 'SELECT 1 FROM pg_catalog.pg_auth_members WHERE roleid = $1::oid OR member = $1::oid', [oid]);
+    await count(
+      'role_absent',
+      `no role named ${t.role}`,
+      'SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1 OR oid = $2::oid',
+      [t.role, oid],
+    );
+    await count(
+      'no_owned_objects',
+      'no object in any database owned by the role',
+      "SELECT 1 FROM pg_catalog.pg_shdepend WHERE refclassid = 'pg_catalog.pg_authid'::regclass AND refobjid = $1::oid AND deptype = 'o'",
+      [oid],
+    );
+    await count(
+      'no_shdepend',
+      'no pg_shdepend entry (ownership, grant, policy) naming the role, in any database',
+      "SELECT 1 FROM pg_catalog.pg_shdepend WHERE refclassid = 'pg_catalog.pg_authid'::regclass AND refobjid = $1::oid",
+      [oid],
+    );
+    await count(
+      'no_role_membership',
+      'the role is no member and has no members',
+      'SELECT 1 FROM pg_catalog.pg_auth_members WHERE roleid = $1::oid OR member = $1::oid',
+      [oid],
+    );
   }
   const s = quoteIdent(store.schema);
   await count(

@@ -83,32 +83,62 @@ function sha256(data: string | Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-function fail(code: 'invalid_argument' | 'wrong_status' | 'conflict' | 'step_failed' | 'database', message: string): TenantError {
+function fail(
+  code: 'invalid_argument' | 'wrong_status' | 'conflict' | 'step_failed' | 'database',
+  message: string,
+): TenantError {
   return new TenantError(code, message);
 }
 
 /** Exports a tenant's schema; the tenant may be active or suspended (suspend it first for a frozen copy). */
-export async function exportTenant(admin: TenantAdmin, id: string, options: { out: string; format?: ExportFormat }): Promise<ExportResult> {
+export async function exportTenant(
+  admin: TenantAdmin,
+  id: string,
+  options: { out: string; format?: ExportFormat },
+): Promise<ExportResult> {
   const format = options.format ?? 'jsonl';
   const out = resolve(options.out);
   if (existsSync(out)) throw fail('invalid_argument', `--out ${out} exists already; an export never overwrites`);
-  return admin.runVerb<ExportResult>('export', id, async (db) => {
-    const record = await tenantRecord(db, admin, id);
-    await db.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    try {
-      await db.query(`SET LOCAL search_path = ${quoteIdent(record.schema)}`);
-      const result = format === 'jsonl' ? await exportJsonl(db, admin, record, out) : await exportDump(db, admin, record, out);
-      await db.query('COMMIT');
-      return { result, outcome: 'ok', details: { format, path: out, sha256: result.sha256, tables: result.tables.length, tool: result.tool ?? null } };
-    } catch (err) {
-      await db.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    }
-  }, false);
+  return admin.runVerb<ExportResult>(
+    'export',
+    id,
+    async (db) => {
+      const record = await tenantRecord(db, admin, id);
+      await db.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      try {
+        await db.query(`SET LOCAL search_path = ${quoteIdent(record.schema)}`);
+        const result =
+          format === 'jsonl' ? await exportJsonl(db, admin, record, out) : await exportDump(db, admin, record, out);
+        await db.query('COMMIT');
+        return {
+          result,
+          outcome: 'ok',
+          details: {
+            format,
+            path: out,
+            sha256: result.sha256,
+            tables: result.tables.length,
+            tool: result.tool ?? null,
+          },
+        };
+      } catch (err) {
+        await db.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
+    },
+    false,
+  );
 }
 
-async function tenantRecord(db: SqlRunner, admin: TenantAdmin, id: string): Promise<{ id: string; schema: string; role: string | null; status: string }> {
-  const { rows } = await db.query(`SELECT id, schema_name AS schema, role_name AS role, status FROM ${quoteIdent(admin.config.tenancy.registry.schema)}.tenants WHERE id = $1`, [id]);
+async function tenantRecord(
+  db: SqlRunner,
+  admin: TenantAdmin,
+  id: string,
+): Promise<{ id: string; schema: string; role: string | null; status: string }> {
+  const { rows } = await db.query(
+    `SELECT id, schema_name AS schema, role_name AS role, status FROM ${quoteIdent(admin.config.tenancy.registry.schema)}.tenants WHERE id = $1`,
+    [id],
+  );
   const row = rows[0] as { id: string; schema: string; role: string | null; status: string } | undefined;
   if (row === undefined) throw new TenantError('not_found', `tenant "${id}" is not registered`);
   if (row.status === TenantStatus.Deleted) throw fail('wrong_status', `tenant "${id}" was deleted`);
@@ -116,7 +146,9 @@ async function tenantRecord(db: SqlRunner, admin: TenantAdmin, id: string): Prom
 }
 
 async function serverVersion(db: SqlRunner): Promise<{ text: string; major: number }> {
-  const { rows } = await db.query("SELECT current_setting('server_version') AS v, current_setting('server_version_num')::int AS n");
+  const { rows } = await db.query(
+    "SELECT current_setting('server_version') AS v, current_setting('server_version_num')::int AS n",
+  );
   const row = rows[0] as { v: string; n: number };
   return { text: `PostgreSQL ${row.v}`, major: Math.floor(row.n / 10000) };
 }
@@ -137,7 +169,9 @@ async function tables(db: SqlRunner, schema: string): Promise<Array<{ oid: strin
  */
 async function eachLine(db: SqlRunner, table: string, line: (text: string) => Promise<void> | void): Promise<number> {
   const cursor = quoteIdent(`pgtp_export_${table}`.slice(0, 63));
-  await db.query(`DECLARE ${cursor} NO SCROLL CURSOR FOR SELECT row_to_json(t)::text AS line FROM ${quoteIdent(table)} t ORDER BY row_to_json(t)::text COLLATE "C"`);
+  await db.query(
+    `DECLARE ${cursor} NO SCROLL CURSOR FOR SELECT row_to_json(t)::text AS line FROM ${quoteIdent(table)} t ORDER BY row_to_json(t)::text COLLATE "C"`,
+  );
   let n = 0;
   for (;;) {
     const { rows } = await db.query(`FETCH ${FETCH} FROM ${cursor}`);
@@ -151,7 +185,12 @@ async function eachLine(db: SqlRunner, table: string, line: (text: string) => Pr
   return n;
 }
 
-async function exportJsonl(db: SqlRunner, admin: TenantAdmin, record: { id: string; schema: string; role: string | null }, out: string): Promise<ExportResult> {
+async function exportJsonl(
+  db: SqlRunner,
+  admin: TenantAdmin,
+  record: { id: string; schema: string; role: string | null },
+  out: string,
+): Promise<ExportResult> {
   mkdirSync(out, { recursive: false, mode: 0o750 });
   const manifestTables: JsonlManifest['tables'] = [];
   for (const table of await tables(db, record.schema)) {
@@ -235,7 +274,9 @@ async function schemaDdl(db: SqlRunner, schema: string): Promise<Pick<JsonlManif
     const state = rows[0] as { last: string; is_called: boolean };
     if (s.identity) {
       const [table, column] = String(s['owned_by']).split('.') as [string, string];
-      postData.push(`SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence(${quoteLiteral(q(table))}, ${quoteLiteral(column)}), ${state.last}, ${state.is_called})`);
+      postData.push(
+        `SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence(${quoteLiteral(q(table))}, ${quoteLiteral(column)}), ${state.last}, ${state.is_called})`,
+      );
       continue;
     }
     preData.push(
@@ -254,7 +295,16 @@ async function schemaDdl(db: SqlRunner, schema: string): Promise<Pick<JsonlManif
         WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
       [table.oid],
     );
-    const defs = (columns as Array<{ name: string; type: string; notnull: boolean; identity: string; generated: string; def: string | null }>).map((c) => {
+    const defs = (
+      columns as Array<{
+        name: string;
+        type: string;
+        notnull: boolean;
+        identity: string;
+        generated: string;
+        def: string | null;
+      }>
+    ).map((c) => {
       let def = `${q(c.name)} ${c.type}`;
       if (c.generated === 's') def += ` GENERATED ALWAYS AS (${c.def ?? ''}) STORED`;
       else if (c.def !== null) def += ` DEFAULT ${c.def}`;
@@ -288,7 +338,9 @@ async function schemaDdl(db: SqlRunner, schema: string): Promise<Pick<JsonlManif
       WHERE c.relnamespace = ${nsp} AND c.relkind IN ('v', 'm') ORDER BY c.oid`,
   );
   for (const v of views as Array<{ name: string; kind: string; def: string }>) {
-    postData.push(`CREATE ${v.kind === 'm' ? 'MATERIALIZED VIEW' : 'VIEW'} ${q(v.name)} AS ${v.def.trim().replace(/;$/, '')}`);
+    postData.push(
+      `CREATE ${v.kind === 'm' ? 'MATERIALIZED VIEW' : 'VIEW'} ${q(v.name)} AS ${v.def.trim().replace(/;$/, '')}`,
+    );
   }
 
   // Comments on relations, their columns and constraints.
@@ -308,10 +360,17 @@ async function schemaDdl(db: SqlRunner, schema: string): Promise<Pick<JsonlManif
       WHERE c.relnamespace = ${nsp}`,
   );
   const kindWord: Record<string, string> = { r: 'TABLE', v: 'VIEW', m: 'MATERIALIZED VIEW', S: 'SEQUENCE', i: 'INDEX' };
-  for (const c of comments as Array<{ rel: string; kind: string; col: string | null; con: string | null; text: string }>) {
+  for (const c of comments as Array<{
+    rel: string;
+    kind: string;
+    col: string | null;
+    con: string | null;
+    text: string;
+  }>) {
     if (c.con !== null) postData.push(`COMMENT ON CONSTRAINT ${q(c.con)} ON ${q(c.rel)} IS ${quoteLiteral(c.text)}`);
     else if (c.col !== null) postData.push(`COMMENT ON COLUMN ${q(c.rel)}.${q(c.col)} IS ${quoteLiteral(c.text)}`);
-    else if (kindWord[c.kind] !== undefined) postData.push(`COMMENT ON ${kindWord[c.kind]} ${q(c.rel)} IS ${quoteLiteral(c.text)}`);
+    else if (kindWord[c.kind] !== undefined)
+      postData.push(`COMMENT ON ${kindWord[c.kind]} ${q(c.rel)} IS ${quoteLiteral(c.text)}`);
   }
 
   const { rows: acl } = await db.query(
@@ -321,9 +380,15 @@ async function schemaDdl(db: SqlRunner, schema: string): Promise<Pick<JsonlManif
       WHERE c.relnamespace = ${nsp} AND c.relkind IN ('r', 'v', 'm', 'S') AND x.grantee <> c.relowner
       ORDER BY c.oid, 3, 4`,
   );
-  const grants = (acl as Array<{ name: string; kind: string; grantee: string; privilege: string; grantable: boolean }>).map(
-    (g): Grant => ({ kind: g.kind === 'S' ? 'SEQUENCE' : 'TABLE', name: g.name, grantee: g.grantee, privilege: g.privilege, grantable: g.grantable }),
-  );
+  const grants = (
+    acl as Array<{ name: string; kind: string; grantee: string; privilege: string; grantable: boolean }>
+  ).map((g): Grant => ({
+    kind: g.kind === 'S' ? 'SEQUENCE' : 'TABLE',
+    name: g.name,
+    grantee: g.grantee,
+    privilege: g.privilege,
+    grantable: g.grantable,
+  }));
   const { rows: columnAcl } = await db.query(
     `SELECT c.relname AS name, a.attname AS column, CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(x.grantee) END AS grantee,
             x.privilege_type AS privilege, x.is_grantable AS grantable
@@ -332,8 +397,21 @@ async function schemaDdl(db: SqlRunner, schema: string): Promise<Pick<JsonlManif
       WHERE c.relnamespace = ${nsp} AND c.relkind IN ('r', 'v', 'm') AND x.grantee <> c.relowner
       ORDER BY c.oid, a.attnum, 3, 4`,
   );
-  for (const g of columnAcl as Array<{ name: string; column: string; grantee: string; privilege: string; grantable: boolean }>) {
-    grants.push({ kind: 'TABLE', name: g.name, column: g.column, grantee: g.grantee, privilege: g.privilege, grantable: g.grantable });
+  for (const g of columnAcl as Array<{
+    name: string;
+    column: string;
+    grantee: string;
+    privilege: string;
+    grantable: boolean;
+  }>) {
+    grants.push({
+      kind: 'TABLE',
+      name: g.name,
+      column: g.column,
+      grantee: g.grantee,
+      privilege: g.privilege,
+      grantable: g.grantable,
+    });
   }
 
   const { rows: other } = await db.query(
@@ -369,7 +447,10 @@ export function findPgDump(serverMajor: number, tool: 'pg_dump' | 'pg_restore' =
       if (/^\d+$/.test(v) && existsSync(path)) found.push({ path, major: Number(v) });
     }
   }
-  return found.filter((f) => f.major >= serverMajor).sort((a, b) => b.major - a.major).map((f) => f.path);
+  return found
+    .filter((f) => f.major >= serverMajor)
+    .sort((a, b) => b.major - a.major)
+    .map((f) => f.path);
 }
 
 function run(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ stdout: string; stderr: string }> {
@@ -395,11 +476,19 @@ function libpqEnv(admin: TenantAdmin): NodeJS.ProcessEnv {
   };
 }
 
-async function exportDump(db: SqlRunner, admin: TenantAdmin, record: { id: string; schema: string; role: string | null }, out: string): Promise<ExportResult> {
+async function exportDump(
+  db: SqlRunner,
+  admin: TenantAdmin,
+  record: { id: string; schema: string; role: string | null },
+  out: string,
+): Promise<ExportResult> {
   const server = await serverVersion(db);
   const [pgDump] = findPgDump(server.major);
   if (pgDump === undefined) {
-    throw fail('conflict', `no pg_dump of major version ${server.major} or newer under /usr/lib/postgresql/*/bin; use --format jsonl, which needs none`);
+    throw fail(
+      'conflict',
+      `no pg_dump of major version ${server.major} or newer under /usr/lib/postgresql/*/bin; use --format jsonl, which needs none`,
+    );
   }
   const version = (await run(pgDump, ['--version'], {})).stdout.trim();
   const counts: Array<{ name: string; rows: number }> = [];
@@ -410,7 +499,11 @@ async function exportDump(db: SqlRunner, admin: TenantAdmin, record: { id: strin
   // pg_dump reads the snapshot these counts were taken in.
   const { rows } = await db.query('SELECT pg_catalog.pg_export_snapshot() AS s');
   const snapshot = (rows[0] as { s: string }).s;
-  await run(pgDump, ['--schema', record.schema, '--format', 'custom', '--file', out, '--snapshot', snapshot, '--no-password'], libpqEnv(admin));
+  await run(
+    pgDump,
+    ['--schema', record.schema, '--format', 'custom', '--file', out, '--snapshot', snapshot, '--no-password'],
+    libpqEnv(admin),
+  );
   const digest = sha256(readFileSync(out));
   const manifest: DumpManifest = {
     manifestVersion: 1,
@@ -425,7 +518,15 @@ async function exportDump(db: SqlRunner, admin: TenantAdmin, record: { id: strin
     tables: counts,
   };
   writeFileSync(`${out}.manifest.json`, `${JSON.stringify(manifest, null, 2)}\n`, { flag: 'wx', mode: 0o640 });
-  return { tenant: record.id, format: 'dump', path: out, sha256: digest, tables: counts, tool: manifest.tool, skipped: [] };
+  return {
+    tenant: record.id,
+    format: 'dump',
+    path: out,
+    sha256: digest,
+    tables: counts,
+    tool: manifest.tool,
+    skipped: [],
+  };
 }
 
 export interface ImportResult {
@@ -455,15 +556,20 @@ export async function importTenant(admin: TenantAdmin, id: string, options: { fr
   if (!existsSync(from)) throw fail('invalid_argument', `--from ${from} does not exist`);
   if (existsSync(join(from, 'manifest.json'))) return importJsonl(admin, id, from);
   if (existsSync(`${from}.manifest.json`)) return importDump(admin, id, from);
-  throw fail('invalid_argument', `${from} is neither a jsonl export (a directory with manifest.json) nor a dump with its .manifest.json`);
+  throw fail(
+    'invalid_argument',
+    `${from} is neither a jsonl export (a directory with manifest.json) nor a dump with its .manifest.json`,
+  );
 }
 
 async function importJsonl(admin: TenantAdmin, id: string, from: string): Promise<ImportResult> {
   const manifest = readJson<JsonlManifest>(join(from, 'manifest.json'));
-  if (manifest.format !== 'jsonl' || manifest.manifestVersion !== 1) throw fail('invalid_argument', `${from}/manifest.json is not a version 1 jsonl manifest`);
+  if (manifest.format !== 'jsonl' || manifest.manifestVersion !== 1)
+    throw fail('invalid_argument', `${from}/manifest.json is not a version 1 jsonl manifest`);
   for (const t of manifest.tables) {
     const digest = sha256(readFileSync(join(from, t.file)));
-    if (digest !== t.sha256) throw fail('invalid_argument', `${t.file}: SHA-256 ${digest} differs from the manifest's ${t.sha256}`);
+    if (digest !== t.sha256)
+      throw fail('invalid_argument', `${t.file}: SHA-256 ${digest} differs from the manifest's ${t.sha256}`);
   }
   const proxyRole = decodeURIComponent(new URL(admin.config.upstream.url).username);
   const skippedGrants: string[] = [];
@@ -476,10 +582,12 @@ async function importJsonl(admin: TenantAdmin, id: string, from: string): Promis
       if (tenant.role !== null) await db.query(`SET LOCAL ROLE ${quoteIdent(tenant.role)}`);
       for (const sql of manifest.ddl.preData) await db.query(sql);
       loaded = [];
-      for (const t of manifest.tables) loaded.push({ name: t.name, rows: await loadTable(db, t.name, join(from, t.file)) });
+      for (const t of manifest.tables)
+        loaded.push({ name: t.name, rows: await loadTable(db, t.name, join(from, t.file)) });
       for (const sql of manifest.ddl.postData) await db.query(sql);
       for (const g of manifest.grants) {
-        const grantee = g.grantee === manifest.role ? tenant.role : g.grantee === manifest.proxyRole ? proxyRole : g.grantee;
+        const grantee =
+          g.grantee === manifest.role ? tenant.role : g.grantee === manifest.proxyRole ? proxyRole : g.grantee;
         if (grantee === null) continue;
         if (grantee !== 'PUBLIC') {
           const { rows } = await db.query('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1', [grantee]);
@@ -490,7 +598,9 @@ async function importJsonl(admin: TenantAdmin, id: string, from: string): Promis
         }
         const to = grantee === 'PUBLIC' ? 'PUBLIC' : quoteIdent(grantee);
         const columns = g.column === undefined ? '' : ` (${quoteIdent(g.column)})`;
-        await db.query(`GRANT ${g.privilege}${columns} ON ${g.kind} ${quoteIdent(g.name)} TO ${to}${g.grantable ? ' WITH GRANT OPTION' : ''}`);
+        await db.query(
+          `GRANT ${g.privilege}${columns} ON ${g.kind} ${quoteIdent(g.name)} TO ${to}${g.grantable ? ' WITH GRANT OPTION' : ''}`,
+        );
       }
       // What was loaded must read back as the export wrote it.
       for (const t of manifest.tables) {
@@ -498,7 +608,9 @@ async function importJsonl(admin: TenantAdmin, id: string, from: string): Promis
         const rows = await eachLine(db, t.name, (text) => void hash.update(`${text}\n`));
         const digest = hash.digest('hex');
         if (rows !== t.rows || digest !== t.sha256) {
-          throw new Error(`table ${t.name} reads back ${rows} rows with SHA-256 ${digest}; the manifest says ${t.rows} rows, ${t.sha256}`);
+          throw new Error(
+            `table ${t.name} reads back ${rows} rows with SHA-256 ${digest}; the manifest says ${t.rows} rows, ${t.sha256}`,
+          );
         }
       }
       if (tenant.role !== null) await db.query('RESET ROLE');
@@ -508,13 +620,18 @@ async function importJsonl(admin: TenantAdmin, id: string, from: string): Promis
   });
   try {
     const created = await filling.create(id);
-    if (created.outcome === 'exists') throw fail('wrong_status', `tenant "${id}" exists already; import creates a new tenant`);
+    if (created.outcome === 'exists')
+      throw fail('wrong_status', `tenant "${id}" exists already; import creates a new tenant`);
   } finally {
     await filling.close();
   }
   return admin.runVerb<ImportResult>('import', id, () => {
     const result: ImportResult = { tenant: id, format: 'jsonl', from, tables: loaded, skippedGrants };
-    return Promise.resolve({ result, outcome: 'ok' as const, details: { format: 'jsonl', from, source: manifest.tenant, tables: loaded.length, skippedGrants } });
+    return Promise.resolve({
+      result,
+      outcome: 'ok' as const,
+      details: { format: 'jsonl', from, source: manifest.tenant, tables: loaded.length, skippedGrants },
+    });
   });
 }
 
@@ -528,7 +645,9 @@ async function loadTable(db: SqlRunner, table: string, file: string): Promise<nu
   const columns = (cols as Array<{ name: string; always: boolean }>).map((c) => c.name).join(', ');
   const overriding = (cols as Array<{ always: boolean }>).some((c) => c.always) ? ' OVERRIDING SYSTEM VALUE' : '';
   const sql = `INSERT INTO ${quoteIdent(table)} (${columns})${overriding} SELECT ${columns} FROM pg_catalog.json_populate_recordset(NULL::${quoteIdent(table)}, $1::json)`;
-  const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l !== '');
+  const lines = readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l !== '');
   for (let i = 0; i < lines.length; i += FETCH) await db.query(sql, [`[${lines.slice(i, i + FETCH).join(',')}]`]);
   return lines.length;
 }
@@ -542,43 +661,84 @@ async function loadTable(db: SqlRunner, table: string, file: string): Promise<nu
 async function importDump(admin: TenantAdmin, id: string, from: string): Promise<ImportResult> {
   const manifest = readJson<DumpManifest>(`${from}.manifest.json`);
   const digest = sha256(readFileSync(from));
-  if (digest !== manifest.sha256) throw fail('invalid_argument', `${from}: SHA-256 ${digest} differs from the manifest's ${manifest.sha256}`);
+  if (digest !== manifest.sha256)
+    throw fail('invalid_argument', `${from}: SHA-256 ${digest} differs from the manifest's ${manifest.sha256}`);
   const { schema } = tenantNames(admin.config, id);
   if (schema !== manifest.schema) {
-    throw fail('invalid_argument', `a dump restores only into its own schema name (${manifest.schema}); tenant "${id}" would be ${schema}: import the jsonl format to rename`);
+    throw fail(
+      'invalid_argument',
+      `a dump restores only into its own schema name (${manifest.schema}); tenant "${id}" would be ${schema}: import the jsonl format to rename`,
+    );
   }
   const created = await admin.create(id);
-  if (created.outcome === 'exists') throw fail('wrong_status', `tenant "${id}" exists already; import creates a new tenant`);
+  if (created.outcome === 'exists')
+    throw fail('wrong_status', `tenant "${id}" exists already; import creates a new tenant`);
   const role = created.tenant.role;
   try {
-    return await admin.runVerb<ImportResult>('import', id, async (db) => {
-      const server = await serverVersion(db);
-      const [pgRestore] = findPgDump(server.major, 'pg_restore');
-      if (pgRestore === undefined) throw fail('conflict', `no pg_restore of major version ${server.major} or newer under /usr/lib/postgresql/*/bin`);
-      const env = libpqEnv(admin);
-      const { stdout: toc } = await run(pgRestore, ['--list', from], env);
-      const mine = new RegExp(`(^|\\s)(SCHEMA - ${escapeRegExp(schema)}|ACL - SCHEMA ${escapeRegExp(schema)}|COMMENT - SCHEMA ${escapeRegExp(schema)})\\s`);
-      const listFile = `${from}.restore-list.${process.pid}`;
-      writeFileSync(listFile, toc.split('\n').filter((line) => !mine.test(line)).join('\n'), { mode: 0o600 });
-      try {
-        await run(
-          pgRestore,
-          ['--use-list', listFile, '--dbname', env['PGDATABASE']!, '--single-transaction', '--exit-on-error', '--no-owner', ...(role === null ? [] : ['--role', role]), '--no-password', from],
-          env,
+    return await admin.runVerb<ImportResult>(
+      'import',
+      id,
+      async (db) => {
+        const server = await serverVersion(db);
+        const [pgRestore] = findPgDump(server.major, 'pg_restore');
+        if (pgRestore === undefined)
+          throw fail(
+            'conflict',
+            `no pg_restore of major version ${server.major} or newer under /usr/lib/postgresql/*/bin`,
+          );
+        const env = libpqEnv(admin);
+        const { stdout: toc } = await run(pgRestore, ['--list', from], env);
+        const mine = new RegExp(
+          `(^|\\s)(SCHEMA - ${escapeRegExp(schema)}|ACL - SCHEMA ${escapeRegExp(schema)}|COMMENT - SCHEMA ${escapeRegExp(schema)})\\s`,
         );
-      } finally {
-        rmSync(listFile, { force: true });
-      }
-      const tablesRestored: ImportResult['tables'] = [];
-      for (const t of manifest.tables) {
-        const { rows } = await db.query(`SELECT count(*)::bigint AS n FROM ${quoteIdent(schema)}.${quoteIdent(t.name)}`);
-        const n = Number((rows[0] as { n: string }).n);
-        if (n !== t.rows) throw new Error(`table ${t.name} has ${n} rows after the restore; the manifest says ${t.rows}`);
-        tablesRestored.push({ name: t.name, rows: n });
-      }
-      const result: ImportResult = { tenant: id, format: 'dump', from, tables: tablesRestored, skippedGrants: [] };
-      return { result, outcome: 'ok', details: { format: 'dump', from, tool: pgRestore, source: manifest.tenant, tables: tablesRestored.length } };
-    }, false);
+        const listFile = `${from}.restore-list.${process.pid}`;
+        writeFileSync(
+          listFile,
+          toc
+            .split('\n')
+            .filter((line) => !mine.test(line))
+            .join('\n'),
+          { mode: 0o600 },
+        );
+        try {
+          await run(
+            pgRestore,
+            [
+              '--use-list',
+              listFile,
+              '--dbname',
+              env['PGDATABASE']!,
+              '--single-transaction',
+              '--exit-on-error',
+              '--no-owner',
+              ...(role === null ? [] : ['--role', role]),
+              '--no-password',
+              from,
+            ],
+            env,
+          );
+        } finally {
+          rmSync(listFile, { force: true });
+        }
+        const tablesRestored: ImportResult['tables'] = [];
+        for (const t of manifest.tables) {
+          const { rows } = await db.query(
+            `SELECT count(*)::bigint AS n FROM ${quoteIdent(schema)}.${quoteIdent(t.name)}`,
+          );
+          const n = Number((rows[0] as { n: string }).n);
+          if (n !== t.rows)
+            throw new Error(`table ${t.name} has ${n} rows after the restore; the manifest says ${t.rows}`);
+          tablesRestored.push({ name: t.name, rows: n });
+        }
+        const result: ImportResult = { tenant: id, format: 'dump', from, tables: tablesRestored, skippedGrants: [] };
+        return {
+          result,
+          outcome: 'ok',
+          details: { format: 'dump', from, tool: pgRestore, source: manifest.tenant, tables: tablesRestored.length },
+        };
+      },
+      false,
+    );
   } catch (err) {
     await removeNewTenant(admin, id, schema, role).catch(() => undefined);
     throw err;
@@ -594,7 +754,11 @@ function removeNewTenant(admin: TenantAdmin, id: string, schema: string, role: s
       await db.query(`DROP ROLE ${quoteIdent(role)}`);
     }
     await db.query(`DELETE FROM ${quoteIdent(admin.config.tenancy.registry.schema)}.tenants WHERE id = $1`, [id]);
-    return { result: undefined, outcome: 'ok', details: { reason: 'the import failed; the tenant it created was removed' } };
+    return {
+      result: undefined,
+      outcome: 'ok',
+      details: { reason: 'the import failed; the tenant it created was removed' },
+    };
   });
 }
 

@@ -26,7 +26,9 @@ beforeAll(async () => {
   dir = mkdtempSync(join(os.tmpdir(), 'pgtp-delete-'));
   const c = await rdb.connect();
   try {
-    await c.query(`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${READER}') THEN CREATE ROLE ${READER} NOLOGIN; END IF; END $$`);
+    await c.query(
+      `DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${READER}') THEN CREATE ROLE ${READER} NOLOGIN; END IF; END $$`,
+    );
   } finally {
     await c.end();
   }
@@ -130,16 +132,23 @@ describe('tenants delete, purge, certificate', () => {
     const as = ['--config', config, '--actor', 'dpo'];
     await ok(['create', 'del_a', '--tier', 'pro', '--issuer', 'okta', ...as]);
     await fill(rdb, 'tenant_del_a', 'tenant_del_a');
-    const [before] = await query<{ oid: string }>(rdb, "SELECT oid::bigint::text AS oid FROM pg_roles WHERE rolname = 'tenant_del_a'");
+    const [before] = await query<{ oid: string }>(
+      rdb,
+      "SELECT oid::bigint::text AS oid FROM pg_roles WHERE rolname = 'tenant_del_a'",
+    );
 
     // A session mid-transaction on the tenant's data: it holds a lock the DROP would wait for.
     const holder = await rdb.connect();
-    const ended = new Promise<string | undefined>((resolve) => holder.on('error', (err: Error & { code?: string }) => resolve(err.code)));
+    const ended = new Promise<string | undefined>((resolve) =>
+      holder.on('error', (err: Error & { code?: string }) => resolve(err.code)),
+    );
     await holder.query('BEGIN');
     await holder.query('SELECT count(*) FROM tenant_del_a.orders');
 
     const out = await ok(['delete', 'del_a', '--yes', ...as]);
-    expect(out).toMatch(/^deleted tenant del_a: 2 tables \(420 rows\) dropped with schema tenant_del_a and role tenant_del_a; (\d+)\/\1 checks passed; certificate \d+\n$/);
+    expect(out).toMatch(
+      /^deleted tenant del_a: 2 tables \(420 rows\) dropped with schema tenant_del_a and role tenant_del_a; (\d+)\/\1 checks passed; certificate \d+\n$/,
+    );
     expect(await ended).toBe('57P01');
     await holder.end().catch(() => undefined);
 
@@ -153,11 +162,29 @@ describe('tenants delete, purge, certificate', () => {
       [before!.oid],
     );
     expect(left).toEqual({ schema: 0, role: 0, shdepend: 0, membership: 0, default_acl: 0 });
-    const [row] = await query(rdb, "SELECT status, tier, issuer, schema_name, deletion_due_at FROM pgtp.tenants WHERE id = 'del_a'");
-    expect(row).toEqual({ status: 'deleted', tier: null, issuer: null, schema_name: 'tenant_del_a', deletion_due_at: null });
+    const [row] = await query(
+      rdb,
+      "SELECT status, tier, issuer, schema_name, deletion_due_at FROM pgtp.tenants WHERE id = 'del_a'",
+    );
+    expect(row).toEqual({
+      status: 'deleted',
+      tier: null,
+      issuer: null,
+      schema_name: 'tenant_del_a',
+      deletion_due_at: null,
+    });
 
     const certificate = JSON.parse(await ok(['certificate', 'del_a', ...as])) as DeletionCertificate;
-    expect(certificate).toMatchObject({ tenant: 'del_a', schema: 'tenant_del_a', role: 'tenant_del_a', actor: 'dpo', requestedBy: 'dpo', terminatedBackends: 1, result: 'verified', export: null });
+    expect(certificate).toMatchObject({
+      tenant: 'del_a',
+      schema: 'tenant_del_a',
+      role: 'tenant_del_a',
+      actor: 'dpo',
+      requestedBy: 'dpo',
+      terminatedBackends: 1,
+      result: 'verified',
+      export: null,
+    });
     expect(certificate.dropped.tables).toEqual([
       { name: 'customers', kind: 'table', rows: 120 },
       { name: 'orders', kind: 'table', rows: 300 },
@@ -179,10 +206,18 @@ describe('tenants delete, purge, certificate', () => {
     expect(certificate.checks.every((c) => c.passed)).toBe(true);
 
     // Stored in the registry and written to the audit trail.
-    const [stored] = await query<{ certificate: DeletionCertificate }>(rdb, "SELECT certificate FROM pgtp.deletion_certificates WHERE tenant_id = 'del_a'");
+    const [stored] = await query<{ certificate: DeletionCertificate }>(
+      rdb,
+      "SELECT certificate FROM pgtp.deletion_certificates WHERE tenant_id = 'del_a'",
+    );
     expect(stored!.certificate.dropped.totalRows).toBe(420);
-    const audit = readFileSync(join(dir, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { verb: string; tenant: string; details: { certificate?: DeletionCertificate } });
-    expect(audit.find((l) => l.verb === 'delete_complete' && l.tenant === 'del_a')?.details.certificate?.checks).toHaveLength(8);
+    const audit = readFileSync(join(dir, 'audit.log'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { verb: string; tenant: string; details: { certificate?: DeletionCertificate } });
+    expect(
+      audit.find((l) => l.verb === 'delete_complete' && l.tenant === 'del_a')?.details.certificate?.checks,
+    ).toHaveLength(8);
 
     // A deleted tenant stays deleted: its id cannot be reused, a second delete is refused.
     const again = await cli(['delete', 'del_a', '--yes', ...as]);
@@ -211,7 +246,9 @@ describe('tenants delete, purge, certificate', () => {
     await ok(['create', 'del_g', ...as]);
     await ok(['create', 'del_h', ...as]);
     await query(rdb, 'CREATE TABLE tenant_del_g.t (id int); INSERT INTO tenant_del_g.t VALUES (1), (2)');
-    expect(await ok(['delete', 'del_g', '--grace', '7d', '--yes', ...as])).toMatch(/^tenant del_g scheduled for deletion at \d{4}-.* \(tenants resume cancels, tenants purge completes\)\n$/);
+    expect(await ok(['delete', 'del_g', '--grace', '7d', '--yes', ...as])).toMatch(
+      /^tenant del_g scheduled for deletion at \d{4}-.* \(tenants resume cancels, tenants purge completes\)\n$/,
+    );
     const [scheduled] = await query<{ status: string; days: number }>(
       rdb,
       "SELECT status, round(extract(epoch FROM deletion_due_at - now()) / 86400)::int AS days FROM pgtp.tenants WHERE id = 'del_g'",
@@ -219,13 +256,18 @@ describe('tenants delete, purge, certificate', () => {
     expect(scheduled).toEqual({ status: 'deleting', days: 7 });
     expect(await ok(['purge', ...as])).toBe('no deletion is due\n');
     expect(await ok(['resume', 'del_g', ...as])).toBe('resumed tenant del_g\n');
-    const [back] = await query(rdb, "SELECT status, deletion_due_at, (SELECT count(*)::int FROM tenant_del_g.t) AS n FROM pgtp.tenants WHERE id = 'del_g'");
+    const [back] = await query(
+      rdb,
+      "SELECT status, deletion_due_at, (SELECT count(*)::int FROM tenant_del_g.t) AS n FROM pgtp.tenants WHERE id = 'del_g'",
+    );
     expect(back).toEqual({ status: 'active', deletion_due_at: null, n: 2 });
 
     await ok(['delete', 'del_g', '--grace', '1s', '--yes', ...as]);
     await ok(['delete', 'del_h', '--grace', '7d', '--yes', ...as]);
     await new Promise((r) => setTimeout(r, 1100));
-    expect(await ok(['purge', ...as])).toMatch(/^deleted tenant del_g: 1 tables \(2 rows\) dropped with schema tenant_del_g and role tenant_del_g; 8\/8 checks passed; certificate \d+\n$/);
+    expect(await ok(['purge', ...as])).toMatch(
+      /^deleted tenant del_g: 1 tables \(2 rows\) dropped with schema tenant_del_g and role tenant_del_g; 8\/8 checks passed; certificate \d+\n$/,
+    );
     const rows = await query(rdb, "SELECT id, status FROM pgtp.tenants WHERE id IN ('del_g', 'del_h') ORDER BY id");
     expect(rows).toEqual([
       { id: 'del_g', status: 'deleted' },
@@ -260,7 +302,10 @@ describe('tenants export and import', () => {
     const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as JsonlManifest;
     expect(manifest.bytea).toBe('hex');
     expect(JSON.stringify(manifest.ddl)).not.toContain('tenant_del_x');
-    const first = JSON.parse(readFileSync(join(out, 'customers.jsonl'), 'utf8').split('\n')[0]!) as Record<string, unknown>;
+    const first = JSON.parse(readFileSync(join(out, 'customers.jsonl'), 'utf8').split('\n')[0]!) as Record<
+      string,
+      unknown
+    >;
     expect(first['avatar']).toMatch(/^\\x[0-9a-f]{32}$/);
 
     // Into another database, under another id.
@@ -306,11 +351,20 @@ describe('tenants export and import', () => {
     }
     expect(original['sequences']).toContain('invoice_no 2505 5');
     // The tenant role owns the copy, and the proxy can use it.
-    const [owner] = await query(target, "SELECT tableowner FROM pg_tables WHERE schemaname = 'tenant_del_y' AND tablename = 'orders'");
+    const [owner] = await query(
+      target,
+      "SELECT tableowner FROM pg_tables WHERE schemaname = 'tenant_del_y' AND tablename = 'orders'",
+    );
     expect(owner).toEqual({ tableowner: 'tenant_del_y' });
     // Inserting after the import continues the sequences where they were.
-    await query(target, 'SET ROLE tenant_del_y; INSERT INTO tenant_del_y.orders (customer_id, amount) VALUES (1, 5); RESET ROLE');
-    const [ids] = await query<{ id: number; invoice: number }>(target, 'SELECT max(id) AS id, max(invoice) AS invoice FROM tenant_del_y.orders');
+    await query(
+      target,
+      'SET ROLE tenant_del_y; INSERT INTO tenant_del_y.orders (customer_id, amount) VALUES (1, 5); RESET ROLE',
+    );
+    const [ids] = await query<{ id: number; invoice: number }>(
+      target,
+      'SELECT max(id) AS id, max(invoice) AS invoice FROM tenant_del_y.orders',
+    );
     expect(ids).toEqual({ id: 301, invoice: 2510 });
   });
 
@@ -320,7 +374,10 @@ describe('tenants export and import', () => {
     const out = join(dir, 'del_d.dump');
     try {
       await admin.create('del_d');
-      await query(rdb, 'CREATE TABLE tenant_del_d.t (id int PRIMARY KEY); INSERT INTO tenant_del_d.t SELECT generate_series(1, 50)');
+      await query(
+        rdb,
+        'CREATE TABLE tenant_del_d.t (id int PRIMARY KEY); INSERT INTO tenant_del_d.t SELECT generate_series(1, 50)',
+      );
       const result = await exportTenant(admin, 'del_d', { out, format: 'dump' });
       expect(result.tool).toMatch(/pg_dump.*\(pg_dump \(PostgreSQL\) \d+/);
       expect(result.tables).toEqual([{ name: 't', rows: 50 }]);
@@ -331,26 +388,41 @@ describe('tenants export and import', () => {
     expect(readFileSync(out).subarray(0, 5).toString()).toBe('PGDMP');
 
     // pg_restore cannot rename a schema: a dump goes into the tenant of the same schema name, in another database.
-    const into = await TenantAdmin.open(validateConfig({ ...configFor(target), audit: { enabled: false } }), { actor: 'import-test' });
+    const into = await TenantAdmin.open(validateConfig({ ...configFor(target), audit: { enabled: false } }), {
+      actor: 'import-test',
+    });
     try {
-      await expect(importTenant(into, 'del_y2', { from: out })).rejects.toMatchObject({ code: 'invalid_argument', message: /restores only into its own schema name \(tenant_del_d\)/ });
+      await expect(importTenant(into, 'del_y2', { from: out })).rejects.toMatchObject({
+        code: 'invalid_argument',
+        message: /restores only into its own schema name \(tenant_del_d\)/,
+      });
       const imported = await importTenant(into, 'del_d', { from: out });
       expect(imported).toMatchObject({ format: 'dump', tables: [{ name: 't', rows: 50 }] });
     } finally {
       await into.close();
     }
-    const [copy] = await query(target, "SELECT count(*)::int AS n, (SELECT tableowner FROM pg_tables WHERE schemaname = 'tenant_del_d') AS owner FROM tenant_del_d.t");
+    const [copy] = await query(
+      target,
+      "SELECT count(*)::int AS n, (SELECT tableowner FROM pg_tables WHERE schemaname = 'tenant_del_d') AS owner FROM tenant_del_d.t",
+    );
     expect(copy).toEqual({ n: 50, owner: 'tenant_del_d' });
   });
 
   it('delete --export exports first and the certificate carries its checksum', async () => {
     const config = writeConfig('export-delete.yaml', configFor(rdb));
     await ok(['create', 'del_e', '--config', config]);
-    await query(rdb, "CREATE TABLE tenant_del_e.notes (id int, body text); INSERT INTO tenant_del_e.notes VALUES (1, 'a')");
+    await query(
+      rdb,
+      "CREATE TABLE tenant_del_e.notes (id int, body text); INSERT INTO tenant_del_e.notes VALUES (1, 'a')",
+    );
     const out = join(dir, 'del_e.export');
     await ok(['delete', 'del_e', '--yes', '--export', out, '--config', config]);
     const certificate = JSON.parse(await ok(['certificate', 'del_e', '--config', config])) as DeletionCertificate;
     const manifest = readFileSync(join(out, 'manifest.json'));
-    expect(certificate.export).toEqual({ format: 'jsonl', path: out, sha256: (await import('node:crypto')).createHash('sha256').update(manifest).digest('hex') });
+    expect(certificate.export).toEqual({
+      format: 'jsonl',
+      path: out,
+      sha256: (await import('node:crypto')).createHash('sha256').update(manifest).digest('hex'),
+    });
   });
 });
