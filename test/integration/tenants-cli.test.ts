@@ -194,9 +194,9 @@ describe('pg-tenant-proxy tenants', () => {
     await ok(['create', 'cli_gone', '--config', config]);
     await query("UPDATE pgtp.tenants SET status = 'deleting' WHERE id = 'cli_gone'");
     await fails(['suspend', 'cli_gone', '--reason', 'x', '--config', config], 1, /tenant "cli_gone" is being deleted/);
-    await fails(['resume', 'cli_gone', '--config', config], 1, /tenant "cli_gone" is being deleted/);
+    // (resume cancels a scheduled deletion: tenants-delete.test.ts)
     await fails(['create', 'cli_gone', '--config', config], 1, /tenant "cli_gone" is being deleted/);
-    const [failed] = await query("SELECT outcome, details->>'code' AS code FROM pgtp.events WHERE tenant_id = 'cli_gone' AND verb = 'resume'");
+    const [failed] = await query("SELECT outcome, details->>'code' AS code FROM pgtp.events WHERE tenant_id = 'cli_gone' AND verb = 'suspend'");
     expect(failed).toEqual({ outcome: 'error', code: 'wrong_status' });
 
     const closed = new URL(rdb.adminUrl);
