@@ -131,7 +131,7 @@ export async function deleteTenantVerb(
       const row = await deletionRow(db, ctx.store, id);
       throw ctx.fail(
         'wrong_status',
-        `tenant "${id}" is being deleted already (due ${row.deletion_due_at?.toISOString() ?? 'now'}); tenants resume cancels it`,
+        `tenant "${id}" is being deleted already (due ${row.deletion_due_at?.toISOString() ?? 'now'}); tenants purge completes it once due, tenants resume cancels it`,
       );
     }
     const { rows } = await db.query(

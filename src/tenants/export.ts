@@ -104,6 +104,8 @@ export async function exportTenant(
     id,
     async (db) => {
       const record = await tenantRecord(db, admin, id);
+      // Made here, failing if it appeared meanwhile: what the cleanup below removes is only ever this export's.
+      if (format === 'jsonl') mkdirSync(out, { recursive: false, mode: 0o750 });
       await db.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       try {
         await db.query(`SET LOCAL search_path = ${quoteIdent(record.schema)}`);
@@ -123,6 +125,9 @@ export async function exportTenant(
         };
       } catch (err) {
         await db.query('ROLLBACK').catch(() => undefined);
+        // A half-written export must not pass for one.
+        rmSync(out, { recursive: true, force: true });
+        rmSync(`${out}.manifest.json`, { force: true });
         throw err;
       }
     },
@@ -191,7 +196,6 @@ async function exportJsonl(
   record: { id: string; schema: string; role: string | null },
   out: string,
 ): Promise<ExportResult> {
-  mkdirSync(out, { recursive: false, mode: 0o750 });
   const manifestTables: JsonlManifest['tables'] = [];
   for (const table of await tables(db, record.schema)) {
     const file = `${table.name}.jsonl`;
