@@ -73,6 +73,19 @@ const STEPS: readonly UpgradeStep[] = [
          FOR EACH STATEMENT EXECUTE FUNCTION ${s}.tenants_count_change()`,
     ],
   },
+  // ---- lifecycle2: scheduled deletions (src/tenants/delete.ts) ----
+  {
+    version: 2,
+    description: 'scheduled deletions: due time, who asked, the export made first',
+    sql: (s) => [
+      `ALTER TABLE ${s}.tenants
+         ADD COLUMN deletion_due_at timestamptz,
+         ADD COLUMN deletion_requested_by text,
+         ADD COLUMN deletion_requested_at timestamptz,
+         ADD COLUMN deletion_export jsonb`,
+    ],
+  },
+  // ---- end lifecycle2 ----
 ];
 
 /** The registry version this build writes and reads. */

@@ -10,6 +10,7 @@ import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.js';
 import { TenantAdmin } from '../../src/tenants/lifecycle.js';
+import { REGISTRY_VERSION } from '../../src/tenants/registry-schema.js';
 import { buildDist, DIST_CLI } from '../support/build.js';
 import { TEST_SECRET } from '../support/proxy.js';
 import { createRegistryDatabase, type RegistryDatabase } from '../support/registry.js';
@@ -158,7 +159,7 @@ describe('pg-tenant-proxy tenants', () => {
     expect(audited[0]).toMatchObject({ log: 'audit', event: 'tenant_lifecycle', verb: 'create', tenant: 'cli_a', actor: 'alice', outcome: 'ok' });
     expect(audited[6]).toMatchObject({ verb: 'suspend', details: { reason: 'unpaid invoice' } });
     // The first verb created the registry, and said so.
-    expect(lines[0]).toMatchObject({ verb: 'registry_upgrade', details: { from: 0, to: 1, schema: 'pgtp' } });
+    expect(lines[0]).toMatchObject({ verb: 'registry_upgrade', details: { from: 0, to: REGISTRY_VERSION, schema: 'pgtp' } });
   });
 
   it('usage and configuration errors exit 2 with one line naming the problem', async () => {
@@ -193,9 +194,9 @@ describe('pg-tenant-proxy tenants', () => {
     await ok(['create', 'cli_gone', '--config', config]);
     await query("UPDATE pgtp.tenants SET status = 'deleting' WHERE id = 'cli_gone'");
     await fails(['suspend', 'cli_gone', '--reason', 'x', '--config', config], 1, /tenant "cli_gone" is being deleted/);
-    await fails(['resume', 'cli_gone', '--config', config], 1, /tenant "cli_gone" is being deleted/);
+    // (resume cancels a scheduled deletion: tenants-delete.test.ts)
     await fails(['create', 'cli_gone', '--config', config], 1, /tenant "cli_gone" is being deleted/);
-    const [failed] = await query("SELECT outcome, details->>'code' AS code FROM pgtp.events WHERE tenant_id = 'cli_gone' AND verb = 'resume'");
+    const [failed] = await query("SELECT outcome, details->>'code' AS code FROM pgtp.events WHERE tenant_id = 'cli_gone' AND verb = 'suspend'");
     expect(failed).toEqual({ outcome: 'error', code: 'wrong_status' });
 
     const closed = new URL(rdb.adminUrl);
