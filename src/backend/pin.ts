@@ -64,7 +64,7 @@ export function planPin(
   if (role !== null) statements.push(`SET ROLE ${quoteIdent(role)}`);
   for (const [name, value] of settings) {
     if (serverValue(server, name) === value) continue;
-    statements.push(`SET ${quoteIdent(name)} TO ${quoteLiteral(value)}`);
+    statements.push(setStatement(name, value));
     if (!REPORTED.has(name)) server.applied.set(name, value);
   }
   server.pinnedSchema = schema;
@@ -138,9 +138,18 @@ const RESET = encodeQuery(
 );
 const ROLLBACK = encodeQuery('ROLLBACK');
 
+/**
+ * A client's setting as the proxy applies it on a server: one spelling for the pin, the restore, the login's
+ * validation and the guard's judgement, so none of them can mean something else (set_config and SET read list
+ * values differently).
+ */
+export function setStatement(name: string, value: string, local = false): string {
+  return `SET ${local ? 'LOCAL ' : ''}${quoteIdent(name)} TO ${quoteLiteral(value)}`;
+}
+
 /** Settings put back on a pinned server (the client's startup values after its RESET), with the ones PostgreSQL reports. */
 export function planRestore(settings: ReadonlyMap<string, string>): { frame: Buffer; reported: string[] } {
-  const statements = [...settings].map(([name, value]) => `SET ${quoteIdent(name)} TO ${quoteLiteral(value)}`);
+  const statements = [...settings].map(([name, value]) => setStatement(name, value));
   return { frame: encodeQuery(statements.join('; ')), reported: [...settings.keys()].filter((name) => REPORTED.has(name)) };
 }
 

@@ -14,7 +14,8 @@ commands:
   check-config --config FILE              validate a config and exit
   status --config FILE [--json]           pools, clients per tenant, waiting clients of a running proxy
                                           (reads /admin/status on metrics.host:metrics.port with metrics.adminToken)
-  tenants <verb> ID --config FILE         create, update, list, show, suspend, resume tenants
+  tenants <verb> ID --config FILE         create, update, list, show, suspend, resume, delete, purge,
+                                          certificate, export, import tenants
                                           (pg-tenant-proxy tenants --help for each verb's options)
   tenants query --config FILE "SQL" (--tenants a,b | --all) [--format table|csv|json]
                                           one read-only statement in each tenant, guarded and audited

@@ -1,6 +1,7 @@
 // `pg-tenant-proxy tenants <verb>`: argv → lifecycle verb → one-line result (or JSON) on stdout, one-line error on stderr.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { renderTable } from '../admin/status.js';
+import { DELETE_USAGE, DELETE_VERBS, DeleteUsageError, dispatchDeletion, preflightDeletion, terminalConfirm, type Confirm } from './tenants-delete.js';
 import { ConfigError, loadConfig } from '../config/load.js';
 import {
   defaultActor,
@@ -25,8 +26,8 @@ verbs:
   list [--status active|suspended|deleting|deleted]
   show ID                                            status, tier, schema size and tables, connected clients
   suspend ID --reason TEXT                           refuse new logins, end sessions as their transactions end
-  resume ID                                          admit the tenant again
-
+  resume ID                                          admit the tenant again (cancels a scheduled deletion)
+${DELETE_USAGE}
 --actor names who acts in the registry's events and the audit trail (default: the OS user).
 Connects with admin.url (PGTP_ADMIN_URL, password PGTP_ADMIN_PASSWORD); creates or upgrades the registry first.
 Exit status: 0 done, 2 usage or configuration error, 1 failure (unknown tenant, wrong status, database unreachable).
@@ -58,12 +59,18 @@ const VERBS: Record<string, { options: Options; id: boolean }> = {
   show: { options: {}, id: true },
   suspend: { options: { reason: { type: 'string' } }, id: true },
   resume: { options: {}, id: true },
+  ...DELETE_VERBS,
 };
 
 class UsageError extends Error {}
 
 /** Runs `tenants …` and returns the exit status; nothing but the result reaches stdout. */
-export async function runTenants(argv: string[], out: CliOutput = processOutput, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function runTenants(
+  argv: string[],
+  out: CliOutput = processOutput,
+  env: NodeJS.ProcessEnv = process.env,
+  confirm: Confirm = terminalConfirm(),
+): Promise<number> {
   const [verb, ...rest] = argv;
   if (verb === undefined || verb === 'help' || verb === '--help' || verb === '-h') {
     (verb === undefined ? out.stderr : out.stdout)(TENANTS_USAGE);
@@ -78,6 +85,7 @@ export async function runTenants(argv: string[], out: CliOutput = processOutput,
     const config = loadConfig(values['config'], env);
     if (id !== null) tenantNames(config, id);
     const json = values['json'] === true;
+    if (verb in DELETE_VERBS) await preflightDeletion(verb, id, values, confirm);
     const adminOptions: TenantAdminOptions = typeof values['actor'] === 'string' ? { actor: values['actor'] } : {};
     // --- migrations runner (issue 16): a new tenant gets every migration of tenancy.migrationsDir ---
     if (verb === 'create' && config.tenancy.migrationsDir !== undefined) {
@@ -88,6 +96,11 @@ export async function runTenants(argv: string[], out: CliOutput = processOutput,
     // --- end migrations runner ---
     const admin = await TenantAdmin.open(config, adminOptions);
     try {
+      if (verb in DELETE_VERBS) {
+        const { text, status } = await dispatchDeletion(admin, verb, id, values, json, confirm);
+        out.stdout(text);
+        return status;
+      }
       out.stdout(await dispatch(admin, verb, id, values, json));
     } finally {
       await admin.close();
@@ -241,7 +254,7 @@ function report(err: unknown, out: CliOutput): number {
     out.stderr(`pg-tenant-proxy tenants: invalid configuration: ${message}\n`);
     return 2;
   }
-  if (err instanceof UsageError) {
+  if (err instanceof UsageError || err instanceof DeleteUsageError) {
     out.stderr(`pg-tenant-proxy tenants: ${message} (see pg-tenant-proxy tenants --help)\n`);
     return 2;
   }

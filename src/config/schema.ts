@@ -136,7 +136,11 @@ const policySchema = z.strictObject({
   checkNames: z.boolean().default(true),
   /** Extra functions refused for every tenant. */
   deniedFunctions: z.array(z.string().min(1)).default([]),
-  /** Statements longer than this are refused (54000) rather than parsed. */
+  /**
+   * The most the guard parses of one statement: the text, or for a long one its skeleton (long string literals set
+   * aside), plus any function/DO body or literal a rule reads in full. Past it: 54000. Statements themselves may be
+   * as long as listen.maxMessageBytes.
+   */
   maxStatementBytes: z.number().int().min(1024).default(1024 * 1024),
   /** Entries in each verdict cache (exact text and normalized text). */
   cacheSize: z.number().int().min(0).default(10_000),

@@ -387,7 +387,9 @@ export class PreparedStatements {
       touch(server, statement.key, existing);
       this.touched(existing);
       // Prepared before the client's Parse: DDL the proxy never saw may lie between them (see StalePlanRetry).
-      if (existing.preparedAt < statement.parsedAt && opensSegment) this.retry.arm(server, statement.key, existing, statement.body, this.sendSegment);
+      // On a Bind only: a Describe sends its ParameterDescription before PostgreSQL finds the plan stale, so a replay
+      // would answer it twice.
+      if (binding && existing.preparedAt < statement.parsedAt && opensSegment) this.retry.arm(server, statement.key, existing, statement.body, this.sendSegment);
       return { serverName: existing.name, prefix: null };
     }
     const prefix = this.prepareOn(server, statement, Completion.Swallow, undefined, existing);

@@ -36,6 +36,7 @@ import {
   SSL_REFUSE,
 } from '../protocol/static.js';
 import type { AuditLog, ConnectionAudit } from '../audit/audit-log.js';
+import { parameterTypeRefusal } from '../guard/parameter-types.js';
 import { isRefusal, type Refusal, type SqlGuard } from '../guard/sql-guard.js';
 import { UNAUTHENTICATED, type ProxyMetrics, type TenantMeter } from '../metrics/metrics.js';
 import type { TenantRegistry } from '../tenants/registry.js';
@@ -45,7 +46,7 @@ import { PreparedStatements } from './prepared.js';
 import { SessionSettings } from './session-settings.js';
 import { StatementRecorder } from './statement-recorder.js';
 import { StatementTracker, type StatementSource } from './statement-tracker.js';
-import { interpretStartup, isSchemaPath, plaintextAllowed, refuseUnlessGone, reportedParameters, type ClientStartup } from './startup.js';
+import { interpretStartup, judgeStartupSettings, isSchemaPath, plaintextAllowed, refuseUnlessGone, reportedParameters, type ClientStartup } from './startup.js';
 
 export const SessionState = {
   Startup: 'startup',
@@ -535,6 +536,9 @@ export class ClientSession implements ServerClient {
     if (!guarded) return { analysis: this.deps.guard.describe(text), text: keepText };
     const verdict = this.deps.guard.check(text, identity.schema);
     if (isRefusal(verdict)) return this.refused(verdict, keepText);
+    // A Parse can declare its parameters' types in the message: a reg* type is judged as a cast to it in the text.
+    const typed = code === FrontendCode.Parse ? parameterTypeRefusal(buf, start, end, verdict) : null;
+    if (typed !== null) return this.refused(typed, keepText);
     const overBudget = this.settings!.overBudget(verdict);
     if (overBudget === null) return { analysis: verdict, text: keepText };
     return this.refused({ rule: 'session_state', error: overBudget, analysis: verdict }, keepText);
@@ -690,6 +694,7 @@ export class ClientSession implements ServerClient {
     const identity = await this.deps.verifier.verify(token);
     if (this.state !== SessionState.Authenticating) return;
     await this.deps.registry.admit(identity);
+    if (!identity.guardBypass && this.deps.config.policy.guard) judgeStartupSettings(this.deps.guard, this.startup!.settings, identity.schema);
     const settings = await this.deps.registry.canonicalSettings(this.startup!.settings, identity.schema, identity.role);
     const defaults = await this.deps.pool.parameterDefaults();
     if (this.state !== SessionState.Authenticating) return;
@@ -839,6 +844,12 @@ export class ClientSession implements ServerClient {
   private onCheckedOut(server: ServerConn, needsPin = true): void {
     if (this.state !== SessionState.Waiting) {
       this.deps.pool.giveBack(server);
+      return;
+    }
+    if (this.drainError !== null) {
+      // Drained (suspended, shutting down) while it waited: its next transaction has not begun, so it never does.
+      this.deps.pool.giveBack(server);
+      this.fail(this.drainError);
       return;
     }
     if (server.state === ServerState.Closed) {

@@ -4,6 +4,9 @@ import { FrontendCode, SqlState } from '../protocol/codes.js';
 import type { ErrorFields } from '../protocol/messages.js';
 import { Writer } from '../protocol/writer.js';
 
+/** 'S': a Describe of a prepared statement, not of a portal. */
+const DESCRIBE_STATEMENT = 0x53;
+
 /** What one segment may hold to be replayed; a longer one is not retried (the client hears the 0A000). */
 const MAX_REPLAY_BYTES = 64 * 1024;
 
@@ -41,6 +44,8 @@ export function isStalePlan(fields: ErrorFields): boolean {
  *   implicit transaction, which PostgreSQL rolls back whole), and no Bind, Describe or Execute came before the
  *   shared statement's in it (Parses and Closes before it are not transactional and stay done);
  * - no statement of the segment completed before the error (CommandComplete, EmptyQueryResponse, PortalSuspended);
+ * - it was armed by the segment's one Bind or Describe, a Bind (a Describe's ParameterDescription precedes its
+ *   0A000; a reply to the first of two would reach the client before the second one's 0A000);
  * - the segment ended with its Sync, with no Flush (a client waiting on a Flush reads replies before it syncs), and
  *   the client sent nothing after that Sync (the replay would land behind it), within MAX_REPLAY_BYTES.
  * Once per segment: if the replay fails again, the client hears that error.
@@ -79,7 +84,12 @@ export class StalePlanRetry {
   sent(frame: Buffer, start: number, end: number): void {
     const code = frame[start];
     this.bytes += end - start;
-    if (this.phase !== Phase.Recording || code === FrontendCode.Flush || this.bytes > MAX_REPLAY_BYTES) {
+    // A second Bind, or a Describe of a statement, may fail with the 0A000 after the armed Bind's BindComplete reached
+    // the client, and the replay would send it again (a portal's Describe cannot: its plan was fixed at its Bind).
+    const another =
+      this.buffers.length > 0 &&
+      (code === FrontendCode.Bind || (code === FrontendCode.Describe && frame[start + 5] === DESCRIBE_STATEMENT));
+    if (this.phase !== Phase.Recording || code === FrontendCode.Flush || another || this.bytes > MAX_REPLAY_BYTES) {
       this.off();
       return;
     }

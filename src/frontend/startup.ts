@@ -2,7 +2,9 @@
 import type net from 'node:net';
 import type { Config } from '../config/schema.js';
 import { SqlState } from '../protocol/codes.js';
-import { GUARDED_SETTINGS, normalizeEncodingName, UNSAFE_CLIENT_ENCODINGS } from '../guard/analyze.js';
+import { setStatement } from '../backend/pin.js';
+import { GUARDED_SETTINGS, isReadableClientEncoding } from '../guard/analyze.js';
+import { isRefusal, type SqlGuard } from '../guard/sql-guard.js';
 import { ProxyError } from '../protocol/errors.js';
 import { MAX_CUSTOM_SETTINGS } from './session-settings.js';
 
@@ -76,6 +78,18 @@ export function interpretStartup(raw: ReadonlyMap<string, string>, ignored: read
 }
 
 /** The session's budget of custom settings (SessionSettings) holds from login, before any of them reaches a server. */
+/**
+ * Startup settings are judged by the guard as the SET the pin will send for them, against the tenant's schema: a
+ * value naming another tenant's object (default_text_search_config=tenant_b.cfg) is refused here as it is in SET,
+ * before PostgreSQL's validation could answer differently for names that exist and names that do not.
+ */
+export function judgeStartupSettings(guard: SqlGuard, settings: ReadonlyMap<string, string>, schema: string): void {
+  for (const [name, value] of settings) {
+    const verdict = guard.check(setStatement(name, value), schema);
+    if (isRefusal(verdict)) throw verdict.error.asFatal();
+  }
+}
+
 function refuseTooManyCustom(settings: ReadonlyMap<string, string>): void {
   let custom = 0;
   for (const name of settings.keys()) if (name.includes('.')) custom++;
@@ -127,7 +141,7 @@ export function parseOptions(options: string): Array<[string, string]> {
  * way (SJIS trail bytes that look like a backslash, backslash escapes in plain strings) could hide statements.
  */
 function refuseUnreadableLexing(name: string, value: string): void {
-  if (name === 'client_encoding' && UNSAFE_CLIENT_ENCODINGS.has(normalizeEncodingName(value))) {
+  if (name === 'client_encoding' && !isReadableClientEncoding(value)) {
     throw new ProxyError(SqlState.FEATURE_NOT_SUPPORTED, `client_encoding ${value} is not supported by pg-tenant-proxy`, 'FATAL', undefined, 'use UTF8');
   }
   if (name === 'standard_conforming_strings' && !['on', 'true', 'yes', '1'].includes(value.toLowerCase())) {

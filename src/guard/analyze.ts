@@ -2,6 +2,8 @@
 import { parsePlPgSQLSync, parseSync } from 'libpg-query';
 import { SqlState } from '../protocol/codes.js';
 import { parseQualifiedName } from './qualified-name.js';
+import { sharedObjectWrite, settingsViewWrite } from './shared-objects.js';
+import { skeletonFor, type Skeleton } from './skeleton.js';
 
 /** Bounded rule names: they become metric labels and audit fields. */
 export type GuardRule =
@@ -64,14 +66,27 @@ export const SERVER_STATEMENT_PREFIX = 'pgtp_s';
  */
 export const GUARDED_SETTINGS: ReadonlySet<string> = new Set(['search_path', 'role', 'session_authorization', 'standard_conforming_strings', 'backslash_quote']);
 /**
- * Client encodings in which a multibyte character can end in a byte that looks like a quote or backslash (PostgreSQL
- * refuses them as server encodings for that reason); the guard, reading UTF-8, would see different SQL.
+ * Client encodings whose multibyte characters never hold a byte below 0x80, so a quote or backslash is always
+ * itself: PostgreSQL's server encodings and every alias it accepts for them (src/common/encnames.c). An allowlist,
+ * because the client-only encodings (SJIS, BIG5, GBK, UHC, GB18030, JOHAB) have aliases (windows932, cp936, …) a
+ * denylist missed: in them a trail byte can look like a quote or backslash, and the guard, reading UTF-8, would see
+ * different SQL from PostgreSQL's.
  */
-export const UNSAFE_CLIENT_ENCODINGS = new Set(['SJIS', 'SHIFTJIS', 'MSKANJI', 'BIG5', 'GBK', 'CP936', 'UHC', 'CP949', 'GB18030', 'JOHAB', 'SHIFTJIS2004', 'SJIS2004', 'WIN932', 'WIN936', 'WIN949', 'WIN950', 'CP932', 'CP950']);
+const SAFE_CLIENT_ENCODINGS = new Set([
+  'UTF8', 'UNICODE', 'SQLASCII', 'MULEINTERNAL',
+  'EUCCN', 'EUCJP', 'EUCJIS2004', 'EUCKR', 'EUCTW',
+  'LATIN1', 'LATIN2', 'LATIN3', 'LATIN4', 'LATIN5', 'LATIN6', 'LATIN7', 'LATIN8', 'LATIN9', 'LATIN10',
+  'ISO88591', 'ISO88592', 'ISO88593', 'ISO88594', 'ISO88595', 'ISO88596', 'ISO88597', 'ISO88598', 'ISO88599',
+  'ISO885910', 'ISO885913', 'ISO885914', 'ISO885915', 'ISO885916',
+  'KOI8', 'KOI8R', 'KOI8U', 'ALT', 'ABC', 'TCVN', 'TCVN5712', 'VSCII', 'WIN',
+  'WIN866', 'WIN874', 'WIN1250', 'WIN1251', 'WIN1252', 'WIN1253', 'WIN1254', 'WIN1255', 'WIN1256', 'WIN1257', 'WIN1258',
+  'WINDOWS866', 'WINDOWS874', 'WINDOWS1250', 'WINDOWS1251', 'WINDOWS1252', 'WINDOWS1253', 'WINDOWS1254',
+  'WINDOWS1255', 'WINDOWS1256', 'WINDOWS1257', 'WINDOWS1258',
+]);
 
-/** Encoding names as PostgreSQL matches them: case and punctuation do not count. */
-export function normalizeEncodingName(name: string): string {
-  return name.toUpperCase().replace(/[^A-Z0-9]/g, '');
+/** Whether the guard reads SQL sent in this client encoding as PostgreSQL will (names compared as PostgreSQL does). */
+export function isReadableClientEncoding(name: string): boolean {
+  return SAFE_CLIENT_ENCODINGS.has(name.toUpperCase().replace(/[^A-Z0-9]/g, ''));
 }
 
 /** Statements no tenant may run: server, database and role administration, and other tenants' channels. */
@@ -185,6 +200,11 @@ const NAME_ARGUMENT_FUNCTIONS = new Set([
   'pg_get_indexdef', 'pg_get_triggerdef', 'pg_get_constraintdef', 'pg_get_functiondef', 'pg_get_function_arguments',
   'obj_description', 'col_description', 'pg_describe_object', 'pg_column_size', 'pg_partition_tree',
   'pg_partition_root', 'pg_partition_ancestors', 'pg_sequence_last_value', 'pg_sequence_parameters',
+  // The other built-ins taking a regclass: given a parameter, PostgreSQL infers it as regclass and resolves the
+  // bound value at Bind, as for a parameter declared regclass in the Parse message.
+  'pg_relation_is_updatable', 'pg_column_is_updatable', 'pg_relation_is_publishable', 'pg_get_replica_identity_index',
+  'pg_index_has_property', 'pg_index_column_has_property', 'brin_summarize_range', 'brin_summarize_new_values',
+  'brin_desummarize_range', 'gin_clean_pending_list',
   // The reg* types' own conversion functions: regclass('s.t') is a cast written as a call.
   'regclass', 'regproc', 'regprocedure', 'regoper', 'regoperator', 'regtype', 'regcollation', 'regconfig', 'regdictionary',
 ]);
@@ -239,13 +259,18 @@ function isSchemaChange(stmt: Json): boolean {
   return false;
 }
 
-/** Analyses one SQL text (all its statements). Never throws: parse failures become a syntax denial. */
+/**
+ * Analyses one SQL text (all its statements), or the skeleton the caller already built of it. Never throws: parse
+ * failures become a syntax denial. `maxParseBytes` (policy.maxStatementBytes) bounds what goes through the parser:
+ * a statement's skeleton, a function or DO body, a literal read as a name or setting.
+ */
 export function analyzeSql(
-  text: string,
+  text: string | Skeleton,
   extraDeniedFunctions: ReadonlySet<string> = new Set(),
   tenantSchemaShape: RegExp | null = null,
+  maxParseBytes = Number.POSITIVE_INFINITY,
 ): Analysis {
-  const analyzer = new Analyzer(extraDeniedFunctions, tenantSchemaShape);
+  const analyzer = new Analyzer(extraDeniedFunctions, tenantSchemaShape, maxParseBytes);
   analyzer.sql(text, 0);
   return analyzer.result();
 }
@@ -265,6 +290,7 @@ class Analyzer {
     private readonly extraDeniedFunctions: ReadonlySet<string>,
     /** Matches any tenant's schema name (from tenancy.schemaTemplate), to spot tenant names inside strings. */
     private readonly tenantSchemaShape: RegExp | null,
+    private readonly maxParseBytes: number,
   ) {}
 
   result(): Analysis {
@@ -281,44 +307,93 @@ class Analyzer {
     };
   }
 
-  sql(text: string, depth: number): void {
+  sql(input: string | Skeleton, depth: number): void {
     if (depth > MAX_DEPTH) {
       this.deny('dynamic_sql', 'statements nested deeper than the guard inspects');
       return;
     }
+    // Long statements are parsed as their skeleton, whose literals go back into the tree before any rule looks.
+    const skeleton = typeof input === 'string' ? skeletonFor(input, this.maxParseBytes) : input;
+    const text = skeleton?.text ?? (input as string);
+    if (text.length * 3 > this.maxParseBytes && Buffer.byteLength(text) > this.maxParseBytes) {
+      const size = Buffer.byteLength(text);
+      this.tooLarge(
+        depth > 0
+          ? `a function body of ${size} bytes exceeds the guard's limit of ${this.maxParseBytes} bytes`
+          : skeleton === null
+            ? `statement of ${size} bytes exceeds the guard's limit of ${this.maxParseBytes} bytes`
+            : `statement of ${Buffer.byteLength(skeleton.original)} bytes (${size} once its long string literals are set aside) exceeds the guard's limit of ${this.maxParseBytes} bytes`,
+      );
+      return;
+    }
+    const bytes = Buffer.from(text);
     let tree: { stmts?: Array<{ stmt: Json; stmt_location?: number; stmt_len?: number }> };
     try {
       // libpg-query refuses '' itself; PostgreSQL parses it, like a lone comment, to no statement.
       tree = text === '' ? {} : (parseSync(text) as typeof tree);
     } catch (err) {
       const details = (err as { sqlDetails?: { message: string; cursorPosition: number } }).sqlDetails;
+      const message = skeleton === null ? (details?.message ?? (err as Error).message) : skeleton.elide(details?.message ?? (err as Error).message);
       if (depth === 0) {
         this.denial = {
           rule: 'syntax',
           sqlstate: SqlState.SYNTAX_ERROR,
-          message: details?.message ?? (err as Error).message,
-          position: details === undefined ? undefined : details.cursorPosition + 1,
+          message,
+          position: details === undefined ? undefined : (skeleton === null ? details.cursorPosition : skeleton.originalOffset(details.cursorPosition)) + 1,
         };
       } else {
-        this.deny('dynamic_sql', `a nested statement the guard cannot parse: ${details?.message ?? (err as Error).message}`);
+        this.deny('dynamic_sql', `a nested statement the guard cannot parse: ${message}`);
       }
+      return;
+    }
+    if (skeleton !== null && !skeleton.restoreTree(tree)) {
+      // Cannot happen with PostgreSQL's grammar (it never splices a string constant into another string); should it,
+      // the tree is not the original's, so nothing is judged from it.
+      this.tooLarge(`statement of ${bytes.length} bytes that the guard could not judge from its skeleton`);
       return;
     }
     const statements = tree.stmts ?? [];
     if (depth === 0) this.empty = statements.length === 0;
     const only = statements.length === 1 && depth === 0 ? (statements[0]!.stmt.DeallocateStmt as Json | undefined) : undefined;
     if (only !== undefined) this.deallocate = { name: only.isall === true || typeof only.name !== 'string' ? null : only.name };
-    const bytes = Buffer.from(text);
     for (const entry of statements) {
       if (depth === 0 && isSchemaChange(entry.stmt)) this.changesSchema = true;
       const start = entry.stmt_location ?? 0;
       const end = entry.stmt_len === undefined || entry.stmt_len === 0 ? bytes.length : start + entry.stmt_len;
-      this.walk(entry.stmt, depth, () => bytes.toString('utf8', start, end));
+      const statementText = (): string => (skeleton === null ? bytes.toString('utf8', start, end) : skeleton.source(bytes.toString('utf8', start, end)));
+      this.walk(entry.stmt, depth, statementText);
     }
   }
 
   private deny(rule: GuardRule, what: string, sqlstate: string = SqlState.INSUFFICIENT_PRIVILEGE): void {
     this.denial ??= { rule, sqlstate, message: `${what} is not allowed through pg-tenant-proxy` };
+  }
+
+  /** Text the guard would have to parse beyond policy.maxStatementBytes: refused unread, as PostgreSQL's own limits do. */
+  private tooLarge(message: string): void {
+    this.denial ??= { rule: 'too_large', sqlstate: SqlState.PROGRAM_LIMIT_EXCEEDED, message };
+  }
+
+  /** False (and a refusal) when `text` is longer than the guard parses. */
+  private parsable(text: string, what: string): boolean {
+    if (text.length * 3 <= this.maxParseBytes) return true;
+    const bytes = Buffer.byteLength(text);
+    if (bytes <= this.maxParseBytes) return true;
+    this.tooLarge(`${what} of ${bytes} bytes exceeds the guard's limit of ${this.maxParseBytes} bytes`);
+    return false;
+  }
+
+  /**
+   * A literal's value where a rule reads it (as a name, a setting or its value). Literals outside such places may be
+   * as long as a message; these are bounded like the text the guard parses, so no rule walks megabytes.
+   */
+  private literal(node: unknown): string | undefined {
+    const value = constantString(node);
+    if (value !== undefined && value.length > this.maxParseBytes) {
+      this.tooLarge(`a literal of ${value.length} characters read as a name or setting exceeds the guard's limit of ${this.maxParseBytes} bytes`);
+      return undefined;
+    }
+    return value;
   }
 
   private reference(schema: string, name: string): void {
@@ -361,6 +436,16 @@ class Analyzer {
     const denied = DENIED_STATEMENTS[type];
     if (denied !== undefined) {
       this.deny(denied[0], denied[1]);
+      return;
+    }
+    const shared = sharedObjectWrite(type, node);
+    if (shared !== null) {
+      this.deny('server_admin', `${shared} (shared by every tenant)`);
+      return;
+    }
+    const settings = settingsViewWrite(type, node);
+    if (settings !== null) {
+      this.deny('session_state', settings);
       return;
     }
     switch (type) {
@@ -418,6 +503,13 @@ class Analyzer {
         return;
       case 'ReindexStmt':
         this.reindex(node);
+        return;
+      case 'VacuumStmt':
+      case 'ClusterStmt':
+        // With no table named these process every table the login role may maintain: every tenant's, without roles.
+        if (((node.rels as unknown[] | undefined) ?? []).length === 0 && node.relation === undefined) {
+          this.deny('server_admin', `${type === 'ClusterStmt' ? 'CLUSTER' : node.is_vacuumcmd === true ? 'VACUUM' : 'ANALYZE'} of the whole database`);
+        }
         return;
       case 'DefElem':
         // CREATE SEQUENCE ... OWNED BY schema.table.column
@@ -503,13 +595,13 @@ class Analyzer {
     if (name === 'set_config') {
       this.literalDependent = true;
       this.changesSettings = true;
-      const setting = constantString(args[0]);
+      const setting = this.literal(args[0]);
       if (setting?.includes('.') === true) this.customSettings.add(setting.toLowerCase());
       if (setting === undefined || GUARDED_SETTINGS.has(setting.toLowerCase())) {
         this.deny('session_state', setting === undefined ? 'set_config() with a computed setting name' : `set_config('${setting}', ...)`);
       } else if (setting.toLowerCase() === 'client_encoding') {
-        const value = constantString(args[1]);
-        if (value === undefined || UNSAFE_CLIENT_ENCODINGS.has(normalizeEncodingName(value))) {
+        const value = this.literal(args[1]);
+        if (value === undefined || !isReadableClientEncoding(value)) {
           this.deny('session_state', 'set_config(\'client_encoding\', ...) to an encoding the guard cannot read');
         }
       }
@@ -523,7 +615,7 @@ class Analyzer {
           this.deny('schema', `${name}() with a name passed as a parameter`);
           return;
         }
-        const text = constantString(arg);
+        const text = this.literal(arg);
         if (text === undefined) continue;
         if (schemaArgs.includes(arg)) {
           const parts = parseQualifiedName(text);
@@ -549,7 +641,7 @@ class Analyzer {
       this.deny('schema', `a parameter cast to ${type}`);
       return;
     }
-    const text = constantString(node.arg);
+    const text = this.literal(node.arg);
     if (text === undefined) return;
     const name = parseQualifiedName(text);
     if (name === null) return;
@@ -569,8 +661,8 @@ class Analyzer {
     } else if (name === 'client_encoding') {
       this.literalDependent = true;
       for (const arg of (node.args as unknown[]) ?? []) {
-        const value = constantString(arg);
-        if (value !== undefined && UNSAFE_CLIENT_ENCODINGS.has(normalizeEncodingName(value))) {
+        const value = this.literal(arg);
+        if (value !== undefined && !isReadableClientEncoding(value)) {
           this.deny('session_state', `client_encoding ${value}`);
         }
       }
@@ -596,13 +688,14 @@ class Analyzer {
     let body: string | undefined;
     for (const arg of (node.args as unknown[]) ?? []) {
       const def = (arg as Json).DefElem as Json | undefined;
-      if (def?.defname === 'language') language = (stringValue(def.arg) ?? '').toLowerCase();
+      if (def?.defname === 'language') language = languageName(def.arg);
       if (def?.defname === 'as') body = stringValue(def.arg);
     }
     if (language !== 'plpgsql') {
       this.deny('language', `a DO block in language ${language}`);
       return;
     }
+    if (!this.parsable(body ?? '', 'a DO block')) return;
     const tag = dollarTag(body ?? '');
     this.plpgsql(`CREATE FUNCTION pg_tenant_proxy_do() RETURNS void LANGUAGE plpgsql AS ${tag}${body ?? ''}${tag}`, depth);
   }
@@ -613,7 +706,7 @@ class Analyzer {
     let body: string[] | undefined;
     for (const option of (node.options as unknown[]) ?? []) {
       const def = (option as Json).DefElem as Json | undefined;
-      if (def?.defname === 'language') language = (stringValue(def.arg) ?? '').toLowerCase();
+      if (def?.defname === 'language') language = languageName(def.arg);
       if (def?.defname === 'as') body = stringList(listItems(def.arg) ?? []) ?? undefined;
     }
     language ??= 'sql';
@@ -635,14 +728,16 @@ class Analyzer {
     const set = arg?.VariableSetStmt as Json | undefined;
     if (set === undefined) return;
     const name = typeof set.name === 'string' ? set.name.toLowerCase() : '';
-    if (name === 'role' || name === 'session_authorization') {
+    // standard_conforming_strings and backslash_quote too: a SQL or PL/pgSQL body is lexed again when the function
+    // runs, under its own SET, so 'a\'' ; SELECT … FROM tenant_b.t; --' would be one string to the guard and code there.
+    if (name !== 'search_path' && GUARDED_SETTINGS.has(name)) {
       this.deny('session_state', `a function-level ${name}`);
       return;
     }
     if (name !== 'search_path' || set.kind !== 'VAR_SET_VALUE') return;
     this.literalDependent = true;
     for (const value of (set.args as unknown[]) ?? []) {
-      const schema = constantString(value);
+      const schema = this.literal(value);
       if (schema !== undefined && schema !== '') this.reference(schema, schema);
     }
   }
@@ -653,6 +748,8 @@ class Analyzer {
       this.deny('dynamic_sql', 'functions nested deeper than the guard inspects');
       return;
     }
+    // Its body is code, parsed in full: a long one is refused as a long statement is.
+    if (!this.parsable(createFunctionText, 'a PL/pgSQL function')) return;
     let tree: unknown;
     try {
       tree = parsePlPgSQLSync(createFunctionText);
@@ -719,6 +816,12 @@ function dollarTag(body: string): string {
   let tag = '$pgtp$';
   for (let n = 0; body.includes(tag); n++) tag = `$pgtp${n}$`;
   return tag;
+}
+
+/** A LANGUAGE clause's name, lower case; no language name is long, so a long one is cut for the message. */
+function languageName(node: unknown): string {
+  const name = (stringValue(node) ?? '').slice(0, 64);
+  return name.toLowerCase();
 }
 
 function stringValue(node: unknown): string | undefined {

@@ -7,13 +7,17 @@ import { ProxyError } from '../protocol/errors.js';
 import { analyzeSql, type Analysis, type GuardRule } from './analyze.js';
 import { literalKey } from './literal-key.js';
 import { Lru } from './lru.js';
+import { SKELETON_FROM_CHARS, skeletonFor, type Skeleton } from './skeleton.js';
 
 export interface GuardPolicy {
   /** Schemas every tenant may name besides its own (pg_catalog is always allowed). */
   sharedSchemas: readonly string[];
   /** Extra function names refused for everyone (lower case, unqualified or pg_catalog). */
   deniedFunctions: readonly string[];
-  /** Statements longer than this are refused rather than parsed. */
+  /**
+   * The most the guard parses of one statement: the statement itself, or for a long one its skeleton (long string
+   * literals set aside), and any body or literal it must read in full. Longer is refused (54000).
+   */
   maxStatementBytes: number;
   /** Entries per cache (exact text, normalized text). */
   cacheSize: number;
@@ -27,7 +31,7 @@ export interface GuardPolicy {
 export interface Refusal {
   error: ProxyError;
   rule: GuardRule;
-  /** What the refused statement is, for the audit (absent for statements refused unparsed, as too large). */
+  /** What the refused statement is, for the audit (absent for refusals not about the text, e.g. a parameter type). */
   analysis?: StatementAnalysis;
 }
 
@@ -89,14 +93,20 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
       stats.exactHits++;
       return hit;
     }
-    let key: string | null = literalKey(text);
-    if (key === null) {
+    // A long statement is judged from its skeleton, never parsed (or normalised) whole; it is too long to be cached.
+    const skeleton = skeletonFor(text, policy.maxStatementBytes);
+    const short =
+      skeleton === null &&
+      text.length < SKELETON_FROM_CHARS &&
+      (text.length * 3 <= policy.maxStatementBytes || Buffer.byteLength(text) <= policy.maxStatementBytes);
+    let key: string | null = short ? literalKey(text) : null;
+    if (key === null && short) {
       try {
         key = normalizeSync(text);
       } catch {
         // Unparsable: the full analysis below reports the syntax error.
       }
-    } else {
+    } else if (key !== null) {
       // The cheap key and the parser's normalised text live in different key spaces.
       key = `\u0001${key}`;
     }
@@ -107,7 +117,7 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
       return shareable;
     }
     stats.misses++;
-    const analysis = withFingerprint(analyzeSql(text, deniedFunctions, shape), text);
+    const analysis = withFingerprint(analyzeSql(skeleton ?? text, deniedFunctions, shape, policy.maxStatementBytes), skeleton ?? text);
     if (text.length <= maxCachedText) exact.set(text, analysis);
     // Only analyses that never looked at a literal may serve texts that differ from this one in literals.
     if (key !== null && !analysis.literalDependent && key.length <= maxCachedText) normalized.set(key, analysis);
@@ -118,16 +128,6 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
     stats,
     describe: analyze,
     check(text, schema) {
-      // A UTF-16 unit is at most 3 UTF-8 bytes: only long texts need their byte length counted.
-      if (text.length * 3 > policy.maxStatementBytes) {
-        const bytes = Buffer.byteLength(text);
-        if (bytes > policy.maxStatementBytes) {
-          return {
-            rule: 'too_large',
-            error: new ProxyError(SqlState.PROGRAM_LIMIT_EXCEEDED, `statement of ${bytes} bytes exceeds the guard's limit of ${policy.maxStatementBytes} bytes`),
-          };
-        }
-      }
       const analysis = analyze(text);
       const denial = analysis.denial;
       if (denial !== null) {
@@ -154,11 +154,14 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
   };
 }
 
-function withFingerprint(analysis: Analysis, text: string): StatementAnalysis {
+function withFingerprint(analysis: Analysis, parsed: string | Skeleton): StatementAnalysis {
   let normalizedText: string | null = null;
-  if (analysis.denial?.rule !== 'syntax') {
+  // Nothing unparsed (a syntax error) or over the parse limit is normalised.
+  if (analysis.denial?.rule !== 'syntax' && analysis.denial?.rule !== 'too_large') {
     try {
-      normalizedText = normalizeSync(text);
+      // A skeleton normalises like its statement (literals become $n), but for the placeholders of literals that are
+      // not constants (a DO body): those are shown as an ellipsis, so the fingerprint does not depend on the nonce.
+      normalizedText = typeof parsed === 'string' ? normalizeSync(parsed) : parsed.elide(normalizeSync(parsed.text));
     } catch {
       // Parsed for the analysis but not normalisable: recorded without a text rather than with its literals.
     }

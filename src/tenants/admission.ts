@@ -63,7 +63,7 @@ function authFailure(r: NonNullable<ReturnType<typeof refusal>>): AuthFailure {
  * right after `tenants create` returned). All reads go through one connection, in order, so a later read never
  * applies an older snapshot over a newer one.
  */
-export function registryAdmission(connection: pg.ClientConfig, schema: string, log: Logger): Admission {
+export function registryAdmission(connection: pg.ClientConfig, schema: string, tenantPattern: RegExp, log: Logger): Admission {
   const s = quoteIdent(schema);
   const channel = changeChannel(schema);
   // max 1: reads run one at a time in the order they were asked, each seeing a snapshot no older than the last.
@@ -130,7 +130,9 @@ export function registryAdmission(connection: pg.ClientConfig, schema: string, l
       entries.set(tenantId, next);
       negative.delete(tenantId);
     }
-    if (previous?.status !== TenantStatus.Active) return;
+    // Also when nothing was known before: the mirror is emptied while the registry cannot be read, and a suspension
+    // made meanwhile must still end the sessions admitted earlier.
+    if (previous !== undefined && previous.status !== TenantStatus.Active) return;
     const withdrawn = refusal(tenantId, next);
     if (withdrawn === null) return;
     log.info({ tenant: tenantId, reason: withdrawn.reason }, 'tenant no longer admitted; ending its sessions as their transactions end');
@@ -217,9 +219,12 @@ export function registryAdmission(connection: pg.ClientConfig, schema: string, l
     client.on('notification', (message) => {
       if (message.channel !== channel) return;
       const tenantId = message.payload;
-      // The payload only says where to look; the row itself is read again (a forged NOTIFY costs one lookup).
-      if (tenantId === undefined || tenantId.length === 0 || tenantId.length > 200) void reload(true);
-      else void readOne(tenantId).catch(() => undefined);
+      // The payload only says where to look; the row itself is read again. Any role may NOTIFY, so a payload that is
+      // no tenant id costs nothing, and only a tenant this process knows (admitted, or refused as unknown moments ago)
+      // is worth a lookup now: a flood of forged ids must not queue ahead of logins on the one reader.
+      const known = entries.has(tenantId ?? '') || negative.has(tenantId ?? '');
+      if (tenantId === undefined || tenantId.length === 0) void reload(true);
+      else if (tenantPattern.test(tenantId) && known) void readOne(tenantId).catch(() => undefined);
     });
     try {
       await client.connect();

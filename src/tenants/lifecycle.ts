@@ -14,6 +14,17 @@ import {
 } from './provision.js';
 import { ensureRegistry, RegistryTooNewError } from './registry-schema.js';
 import {
+  cancelDeletion,
+  certificateVerb,
+  deleteTenantVerb,
+  purgeVerb,
+  type DeleteTenantOptions,
+  type DeleteTenantResult,
+  type DeletionCertificate,
+  type DeletionContext,
+  type PurgeResult,
+} from './delete.js';
+import {
   RegistryStore,
   schemaUsage,
   TENANT_STATUSES,
@@ -286,12 +297,17 @@ export class TenantAdmin {
       if (role !== null) {
         await step('role', async () => {
           const { rows } = await db.query(
-            `SELECT rolcanlogin OR rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls AS privileged
-               FROM pg_catalog.pg_roles WHERE rolname = $1`,
+            // A member of other roles would lend every pin what they may read (pg_read_all_data, another tenant).
+            `SELECT rolcanlogin OR rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls
+                    OR EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m WHERE m.member = r.oid) AS privileged
+               FROM pg_catalog.pg_roles r WHERE rolname = $1`,
             [role],
           );
           if ((rows[0] as { privileged?: boolean } | undefined)?.privileged === true) {
-            throw new TenantError('conflict', `role "${role}" exists and can log in or holds privileges; a tenant role must be a plain NOLOGIN role`);
+            throw new TenantError(
+              'conflict',
+              `role "${role}" exists and can log in, holds privileges or is a member of other roles; a tenant role must be a plain NOLOGIN role`,
+            );
           }
           adopted.role = !(await createTenantRole(db, role));
         });
@@ -379,17 +395,67 @@ export class TenantAdmin {
     });
   }
 
-  /** Lets a suspended tenant log in again. */
+  /** Lets a suspended tenant log in again; a tenant whose deletion is scheduled and not yet done is kept after all. */
   async resume(id: string): Promise<StatusChangeResult> {
     tenantNames(this.config, id);
     return this.run<StatusChangeResult>('resume', id, async (db) => {
       const current = await this.mustGet(db, id, true);
+      if (current.status === TenantStatus.Deleting) {
+        const cancelled = await cancelDeletion(db, this.store, id);
+        return { result: { outcome: 'resumed', tenant: (await this.store.get(db, id))! }, outcome: 'ok', details: { cancelledDeletion: cancelled } };
+      }
       refuseGone(current);
       if (current.status === TenantStatus.Active) return { result: { outcome: 'unchanged', tenant: current }, outcome: 'noop', details: {} };
       const tenant = await this.store.update(db, id, { status: TenantStatus.Active, suspendedReason: null });
       return { result: { outcome: 'resumed', tenant }, outcome: 'ok', details: { reason: current.suspendedReason } };
     });
   }
+
+  // ---- lifecycle2: delete, purge, certificate (src/tenants/delete.ts) ----
+
+  /** Deletes the tenant now, or with graceSeconds schedules it for `purge`; see deleteTenantVerb. */
+  async delete(id: string, options: DeleteTenantOptions = {}): Promise<DeleteTenantResult> {
+    tenantNames(this.config, id);
+    return deleteTenantVerb(this.deletionContext(), id, options);
+  }
+
+  /** Completes every scheduled deletion whose grace period is over. */
+  async purge(): Promise<PurgeResult> {
+    return purgeVerb(this.deletionContext());
+  }
+
+  /** The deletion certificate of a deleted tenant. */
+  async certificate(id: string): Promise<DeletionCertificate> {
+    tenantNames(this.config, id);
+    return certificateVerb(this.deletionContext(), id);
+  }
+
+  /** Runs a verb of another module (export, import) as this session runs its own: queued, evented, audited. */
+  runVerb<T>(
+    verb: string,
+    tenant: string | null,
+    body: (db: SqlRunner) => Promise<{ result: T; outcome: LifecycleEvent['outcome']; details: Record<string, unknown> }>,
+    transaction = true,
+  ): Promise<T> {
+    return this.run(verb, tenant, body, transaction);
+  }
+
+  /** The admin options this session was opened with (export reopens one with a migrate step). */
+  get adminOptions(): TenantAdminOptions {
+    return this.options;
+  }
+
+  private deletionContext(): DeletionContext {
+    return {
+      config: this.config,
+      store: this.store,
+      actor: this.actor,
+      run: (verb, tenant, body, transaction) => this.run(verb, tenant, body, transaction),
+      fail: (code, message) => new TenantError(code, message),
+    };
+  }
+
+  // ---- end lifecycle2 ----
 
   private async mustGet(db: SqlRunner, id: string, lock: boolean): Promise<TenantRecord> {
     const tenant = await this.store.get(db, id, lock);

@@ -73,9 +73,22 @@ const STEPS: readonly UpgradeStep[] = [
          FOR EACH STATEMENT EXECUTE FUNCTION ${s}.tenants_count_change()`,
     ],
   },
-  // --- migrations runner (issue 16) ---
+  // ---- lifecycle2: scheduled deletions (src/tenants/delete.ts) ----
   {
     version: 2,
+    description: 'scheduled deletions: due time, who asked, the export made first',
+    sql: (s) => [
+      `ALTER TABLE ${s}.tenants
+         ADD COLUMN deletion_due_at timestamptz,
+         ADD COLUMN deletion_requested_by text,
+         ADD COLUMN deletion_requested_at timestamptz,
+         ADD COLUMN deletion_export jsonb`,
+    ],
+  },
+  // ---- end lifecycle2 ----
+  // --- migrations runner (issue 16) ---
+  {
+    version: 3,
     description: 'tenant migrations: which migration each tenant applied, when, by whom, with which checksum',
     sql: (s) => [
       // In the registry, not in the tenant's schema: the tenant cannot change it and its exports do not carry it.

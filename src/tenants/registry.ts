@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { quoteIdent, type TenantIdentity } from '../auth/identity.js';
 import type { AuthFailure } from '../auth/tenant-token.js';
 import type { UpstreamTarget } from '../backend/connect.js';
+import { setStatement } from '../backend/pin.js';
 import type { Config } from '../config/schema.js';
 import { ProxyError } from '../protocol/errors.js';
 import { registryAdmission, schemaAdmission, type Admission } from './admission.js';
@@ -56,7 +57,7 @@ export function createTenantRegistry(target: UpstreamTarget, tenancy: Config['te
   });
   control.on('error', (err) => log.warn({ err: err.message }, 'control connection error'));
   const admission: Admission = tenancy.registry.enabled
-    ? registryAdmission(controlConnection(target), tenancy.registry.schema, log)
+    ? registryAdmission(controlConnection(target), tenancy.registry.schema, new RegExp(tenancy.tenantPattern), log)
     : schemaAdmission(control, tenancy.schemaCacheTtlMs, tenancy.registry.schema);
 
   const canonical = new Map<string, string>();
@@ -87,10 +88,11 @@ export function createTenantRegistry(target: UpstreamTarget, tenancy: Config['te
         await client.query('BEGIN');
         await client.query("SELECT pg_catalog.set_config('search_path', $1, true)", [quoteIdent(schema)]);
         if (role !== null) await client.query(`SET LOCAL ROLE ${quoteIdent(role)}`);
+        // Applied as the pin will apply them, then read back as PostgreSQL spells them.
+        await client.query(unknown.map(([name, value]) => setStatement(name, value, true)).join('; '));
         const { rows } = await client.query<{ i: string; v: string | null }>(
-          'SELECT s.i, pg_catalog.set_config(s.name, s.value, true) AS v ' +
-            'FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) WITH ORDINALITY AS s(name, value, i)',
-          [unknown.map(([name]) => name), unknown.map(([, value]) => value)],
+          'SELECT s.i, pg_catalog.current_setting(s.name, true) AS v FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS s(name, i)',
+          [unknown.map(([name]) => name)],
         );
         for (const row of rows) {
           const [name, value] = unknown[Number(row.i) - 1]!;

@@ -1024,7 +1024,7 @@ describe('protocol violations, crashes and resource abuse', () => {
 
   it('a large (48 MB) query split into many writes is forwarded intact', async () => {
     tp = await start({ upstream: { poolSize: 1 } });
-    const a = await login('a'); // bypass: the guard caps statement length, the framer is what is tested here
+    const a = await login('a'); // bypass: the framer is what is tested here, not the guard
     const big = m.query(`SELECT length('${'y'.repeat(48 * 1024 * 1024)}')`);
     for (let at = 0; at < big.length; at += 1 << 20) a.raw.write(big.subarray(at, Math.min(big.length, at + (1 << 20))));
     await waitCount(a.raw, 'Z', 1, 20_000);

@@ -219,6 +219,17 @@ describe('driver parity with PostgreSQL', () => {
       ['default_transaction_read_only=on', '42501'],
       ['standard_conforming_strings=off', '0A000'],
       ['client_encoding=SJIS', '0A000'],
+      // PostgreSQL's aliases of the client-only encodings (SJIS, GBK, UHC, BIG5): a denylist once let them through.
+      ['client_encoding=windows932', '0A000'],
+      ['client_encoding=windows936', '0A000'],
+      ['client_encoding=windows949', '0A000'],
+      ['client_encoding=windows950', '0A000'],
+      // Judged as the SET it becomes: a value naming another tenant's object, whether or not the object exists.
+      ['default_text_search_config=tenant_b.english', '42501'],
+      ['default_text_search_config=tenant_b.no_such_config', '42501'],
+      // Validated as the pin applies it (SET … TO 'literal'), not as set_config would read it: otherwise the login
+      // passes and every pin of the client fails, each taking a pooled server down with it.
+      ['temp_tablespaces=pg_default,pg_default', '42704'],
     ];
     for (const [setting, code] of refused) {
       expect(await sqlstateOf(() => tp.connect('a', { options: `-c ${setting}` })), setting).toBe(code);
@@ -229,7 +240,14 @@ describe('driver parity with PostgreSQL', () => {
       await raw.waitClosed();
     }
     const client = await tp.connect('a');
-    for (const statement of ['SET backslash_quote = on', 'SET standard_conforming_strings = off', "SET client_encoding = 'SJIS'", 'SET search_path = tenant_b']) {
+    for (const statement of [
+      'SET backslash_quote = on',
+      'SET standard_conforming_strings = off',
+      "SET client_encoding = 'SJIS'",
+      "SET client_encoding = 'windows932'",
+      "SELECT set_config('client_encoding', 'Windows-936', false)",
+      'SET search_path = tenant_b',
+    ]) {
       expect(await sqlstateOf(() => client.query(statement)), statement).toBe('42501');
     }
     expect((await client.query('SHOW standard_conforming_strings')).rows[0].standard_conforming_strings).toBe('on');

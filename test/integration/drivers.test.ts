@@ -142,16 +142,34 @@ describe('node-postgres', () => {
   }, 60_000);
 });
 
+/** Resolves when a server runs `query` (the proxy's role runs every tenant's statements). */
+async function untilRunning(query: string): Promise<void> {
+  const admin = await adminClient();
+  try {
+    for (let i = 0; i < 200; i++) {
+      const { rowCount } = await admin.query("SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query = $1", [query]);
+      if (rowCount !== 0) return;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    throw new Error(`${query} never started`);
+  } finally {
+    await admin.end();
+  }
+}
+
 describe('postgres.js', () => {
   it('cancels a running statement and keeps the connection, pipelines a batch with an error in the middle', async () => {
     tp = await startTestProxy({ upstream: { poolSize: 1 } });
     const sql = postgres({ host: '127.0.0.1', port: tp.port, user: 'app', database: 'pgtp_test', password: await tp.token('b'), max: 1, onnotice: () => undefined });
     try {
       const started = Date.now();
-      const sleeping = sql`SELECT pg_sleep(10)`;
-      setTimeout(() => sleeping.cancel(), 300);
+      const sleeping = sql`SELECT pg_sleep(10)`.execute();
+      // Cancel once PostgreSQL runs it: postgres.js stalls its connection when it cancels a query still queued
+      // behind its own type lookup, which would time the test out on a slow machine without saying anything.
+      await untilRunning('SELECT pg_sleep(10)');
+      void sleeping.cancel();
       await expect(sleeping).rejects.toMatchObject({ code: '57014' });
-      expect(Date.now() - started).toBeLessThan(5000);
+      expect(Date.now() - started).toBeLessThan(10_000);
       expect((await sql`SELECT current_schema() AS s`)[0]!.s).toBe('tenant_b');
 
       const results = await Promise.allSettled([

@@ -9,6 +9,7 @@
 // tenant b in a mode where it must not (a bypass), the expectation stays the right one and the test fails.
 
 import pg from 'pg';
+import postgres from 'postgres';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { readErrorFields } from '../../src/protocol/messages.js';
 import { Writer } from '../../src/protocol/writer.js';
@@ -235,8 +236,10 @@ const frames = {
     else w.bytes(sql).int8(0);
     return w.end().flush();
   },
-  parse(sql: string, name = ''): Buffer {
-    return new Writer().begin(0x50).cstring(name).cstring(sql).int16(0).end().flush();
+  parse(sql: string, name = '', types: number[] = []): Buffer {
+    const w = new Writer().begin(0x50).cstring(name).cstring(sql).int16(types.length);
+    for (const oid of types) w.int32(oid);
+    return w.end().flush();
   },
   bind(params: string[] = [], statement = ''): Buffer {
     const w = new Writer().begin(0x42).cstring('').cstring(statement).int16(0).int16(params.length);
@@ -498,6 +501,81 @@ const ATTEMPTS: Attempt[] = [
     s("SELECT set_config(lower('ROLE'), 'tenant_b', true)", GUARD),
     s("SELECT set_config(v, 'tenant_b', true) FROM (VALUES ('role')) t(v)", GUARD),
   ] },
+  {
+    category: 'path/role',
+    name: "UPDATE pg_settings (its update rule calls set_config: the session's search_path moves to tenant b)",
+    // Before issue 17 the guard let it through: with the guard alone the next unqualified name read tenant b's rows.
+    steps: [
+      s("UPDATE pg_settings SET setting = 'tenant_b' WHERE name = 'search_path'; SELECT string_agg(name, ',') AS names FROM items", GUARD),
+      s("UPDATE pg_catalog.pg_settings SET setting = 'tenant_b' WHERE name = 'search_path'", GUARD),
+      s("SELECT current_setting('search_path') AS path, string_agg(name, ',') AS names FROM items", ok((r, _ctx, c) => {
+        expect.soft(only(r)[0]?.names, c).toBe('a-one,a-two');
+        expect.soft(only(r)[0]?.path, c).not.toContain('tenant_b');
+      })),
+      s("WITH x AS (UPDATE pg_settings SET setting = 'tenant_b' WHERE name = 'search_path') SELECT 1", GUARD),
+      s("UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'", GUARD),
+      // Reading it, even FOR UPDATE, calls no rule.
+      s("SELECT setting FROM pg_settings WHERE name = 'work_mem' FOR UPDATE", OK),
+    ],
+  },
+  {
+    category: 'path/role',
+    name: 'pg_settings written through a view, a rule or a function',
+    // A view over pg_settings is automatically updatable through pg_settings' own rule.
+    steps: [
+      s('CREATE VIEW iso_settings AS SELECT name, setting FROM pg_settings', GUARD),
+      s("UPDATE iso_settings SET setting = 'tenant_b' WHERE name = 'search_path'", db('42P01')),
+      s("CREATE RULE iso_rule AS ON INSERT TO isofix_sink DO ALSO UPDATE pg_settings SET setting = 'tenant_b' WHERE name = 'search_path'", GUARD),
+      s("CREATE FUNCTION iso_settings_fn() RETURNS void LANGUAGE sql AS $$UPDATE pg_settings SET setting = 'tenant_b' WHERE name = 'search_path'$$", GUARD),
+      s('SELECT iso_settings_fn()', UNDEFINED_FUNCTION),
+      s("DO $$ BEGIN UPDATE pg_settings SET setting = 'tenant_b' WHERE name = 'search_path'; END $$", GUARD),
+    ],
+  },
+  {
+    category: 'path/role',
+    name: 'function-level SET standard_conforming_strings = off (the body is lexed again when it runs)',
+    // The guard reads the body with standard strings: 'a\'' … --' is one literal to it, and code once the function
+    // runs under its own SET. With roles PostgreSQL validates the body under that SET at CREATE and finds tenant_b.
+    steps: [
+      s("CREATE FUNCTION iso_scs() RETURNS SETOF text LANGUAGE sql SET standard_conforming_strings = off AS $f$ SELECT 'a\\'' ; SELECT name FROM tenant_b.items; --' $f$", GUARD),
+      s('SELECT * FROM iso_scs()', UNDEFINED_FUNCTION),
+      s("CREATE FUNCTION iso_plain_scs() RETURNS int LANGUAGE sql AS 'SELECT 1'", OK),
+      s('ALTER FUNCTION iso_plain_scs() SET standard_conforming_strings = off', GUARD),
+      s('ALTER FUNCTION iso_plain_scs() SET backslash_quote = on', GUARD),
+    ],
+  },
+  {
+    category: 'shared objects',
+    name: 'COMMENT, GRANT, RENAME, DROP on what every tenant shares (database, role, extension, language, pg_catalog)',
+    // PostgreSQL allows these wherever the proxy's login role owns the object (it often owns the database); the
+    // guard refuses them whoever owns what.
+    steps: [
+      s((ctx) => `COMMENT ON DATABASE ${ctx.database} IS 'pwned-by-a'`, GUARD),
+      s((ctx) => `COMMENT ON ROLE ${ctx.user} IS 'pwned-by-a'`, GUARD),
+      s("COMMENT ON EXTENSION plpgsql IS 'pwned-by-a'", GUARD),
+      s("COMMENT ON LANGUAGE plpgsql IS 'pwned-by-a'", GUARD),
+      s("COMMENT ON SCHEMA pg_catalog IS 'pwned-by-a'", GUARD),
+      s((ctx) => `GRANT CONNECT ON DATABASE ${ctx.database} TO PUBLIC`, GUARD),
+      s('GRANT USAGE ON LANGUAGE plpgsql TO PUBLIC', GUARD),
+      s((ctx) => `ALTER DATABASE ${ctx.database} RENAME TO iso_renamed`, GUARD),
+      s('DROP EXTENSION plpgsql', GUARD),
+      s('ALTER DEFAULT PRIVILEGES FOR ROLE tenant_b GRANT SELECT ON TABLES TO PUBLIC', GUARD),
+      // With no table named these would process every tenant's tables the login role may maintain.
+      s('VACUUM', GUARD),
+      s('ANALYZE', GUARD),
+      s('CLUSTER', GUARD),
+      // Naming its own tables is fine.
+      s('VACUUM isofix_sink', OK),
+      s("COMMENT ON TABLE isofix_sink IS 'mine'", OK),
+    ],
+    async run(ctx) {
+      const { rows } = await ctx.admin.query(`
+        SELECT (SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = current_database()) AS db,
+               (SELECT obj_description(oid, 'pg_extension') FROM pg_extension WHERE extname = 'plpgsql') AS ext,
+               (SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = 'pg_catalog') AS catalog`);
+      expect.soft(JSON.stringify(rows[0]), `[${ctx.mode.key}] shared objects' comments`).not.toContain('pwned-by-a');
+    },
+  },
   { category: 'path/role', name: 'ALTER ROLE/DATABASE ... SET', steps: [
     s('ALTER ROLE CURRENT_USER SET search_path = tenant_b', GUARD),
     s("ALTER ROLE tenant_a SET role = 'tenant_b'", GUARD),
@@ -860,6 +938,55 @@ const ATTEMPTS: Attempt[] = [
       judge(ctx, 'named Parse of SELECT ... FROM tenant_b.items', NAMED, await runSql(client, { name: 'iso_named_b', text: 'SELECT name FROM tenant_b.items' }));
       await assertPinned(ctx, client, 'named statement');
       await client.end();
+    },
+  },
+  {
+    category: 'extended protocol',
+    name: 'parameter types declared reg* in the Parse message (no cast in the text)',
+    // PostgreSQL resolves the bound value as a name at Bind: whether tenant b's table, schema or type exists shows as
+    // a row or an error. regnamespace and regrole read no privileges, so roles alone do not close it either.
+    async run(ctx) {
+      const { raw } = await rawSession(ctx, 'a');
+      const attempts: Array<[number, string]> = [
+        [2205, 'tenant_b.items'], [2210, '{tenant_b.items}'], [4089, 'tenant_b'], [4090, '{tenant_b}'], [4096, 'tenant_b'],
+        [2206, 'tenant_b.items'], [24, 'tenant_b.iso_fn'], [2202, 'tenant_b.iso_fn()'], [2203, 'tenant_b.+'],
+        [2204, 'tenant_b.+(int,int)'], [3734, 'tenant_b.cfg'], [3769, 'tenant_b.dict'], [4191, 'tenant_b."C"'],
+        [71, '(x)'], [81, '(x)'],
+      ];
+      for (const [oid, value] of attempts) {
+        const ms = await exchange(raw, [frames.parse('SELECT $1', '', [oid]), frames.bind([value]), frames.execute(), frames.sync()]);
+        judge(ctx, `Parse("SELECT $1", type ${oid}) bound to ${value}`, GUARD, rawOutcome(ms));
+        expect.soft(ms.filter((m) => m.code === 'D').length, `rows for type ${oid}`).toBe(0);
+      }
+      // Undeclared, but inferred as regclass from a built-in's signature: the same lookup at Bind.
+      const inferred = await exchange(raw, [frames.parse('SELECT pg_relation_is_updatable($1, true)'), frames.bind(['tenant_b.items']), frames.execute(), frames.sync()]);
+      judge(ctx, 'Parse("SELECT pg_relation_is_updatable($1, true)") bound to tenant_b.items', GUARD, rawOutcome(inferred));
+      // Declared as text (or unspecified) the value is only a string.
+      const text = await exchange(raw, [frames.parse('SELECT $1', 'iso_text', [25]), frames.bind(['tenant_b.items'], 'iso_text'), frames.execute(), frames.sync()]);
+      judge(ctx, 'Parse("SELECT $1", type 25) bound to tenant_b.items', OK, rawOutcome(text));
+      // Inside a transaction the refusal aborts it on the server, as a real error would.
+      const tx = await exchange(raw, [frames.query('BEGIN'), frames.parse('SELECT $1', '', [2205]), frames.bind(['tenant_b.items']), frames.execute(), frames.sync()], 2);
+      judge(ctx, 'BEGIN; Parse("SELECT $1", regclass)', GUARD, rawOutcome(tx));
+      expect.soft(readyStatus(tx)).toEqual(['T', 'E']);
+      expect.soft(readyStatus(await exchange(raw, [frames.query('ROLLBACK')]))).toEqual(['I']);
+      raw.close();
+
+      // A driver that declares parameter types: postgres.js's sql.typed(value, oid).
+      const sql = postgres({ host: '127.0.0.1', port: ctx.tp.port, user: 'app', database: ctx.database, password: await ctx.tp.token('a'), max: 1, onnotice: () => undefined });
+      try {
+        for (const [oid, value] of [[2205, 'tenant_b.items'], [4089, 'tenant_b']] as const) {
+          let outcome: Outcome;
+          try {
+            outcome = { ok: true, results: [await sql`SELECT ${sql.typed(value, oid)}::text AS v`] };
+          } catch (err) {
+            const e = err as { code?: string; message: string };
+            outcome = { ok: false, code: e.code ?? 'none', message: e.message };
+          }
+          judge(ctx, `postgres.js sql.typed(${value}, ${oid})`, GUARD, outcome);
+        }
+      } finally {
+        await sql.end();
+      }
     },
   },
   {

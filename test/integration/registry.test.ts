@@ -34,9 +34,10 @@ afterEach(async () => {
 
 const ACTOR = { actor: 'registry-test' };
 
-function registryProxy(extra: { roles?: boolean; checkNames?: boolean; metricsPort?: number } = {}): Promise<TestProxy> {
+function registryProxy(extra: { roles?: boolean; checkNames?: boolean; metricsPort?: number; poolSize?: number } = {}): Promise<TestProxy> {
   return startTestProxy(
     {
+      ...(extra.poolSize !== undefined && { upstream: { url: rdb.upstreamUrl, poolSize: extra.poolSize } }),
       tenancy: { registry: { enabled: true }, roles: extra.roles ?? false },
       policy: { checkNames: extra.checkNames ?? true },
       admin: { url: rdb.adminUrl },
@@ -125,6 +126,31 @@ describe('admission by the registry', () => {
       await resumeTenant(tp.config, 'reg_c', ACTOR);
       const back = await eventually(() => tp!.connect('reg_c'));
       expect((await back.query('SELECT count(*)::int AS n FROM notes')).rows[0].n).toBe(2);
+    } finally {
+      await admin.end();
+    }
+  });
+
+  it('a statement waiting for a server when its tenant is suspended never runs: the client gets the suspension', async () => {
+    tp = await registryProxy({ poolSize: 1 });
+    await createTenant(tp.config, 'reg_w', ACTOR);
+    await createTenant(tp.config, 'reg_h', ACTOR);
+    const admin = await rdb.connect();
+    try {
+      await admin.query('CREATE TABLE tenant_reg_w.notes (n int)');
+      const holder = await tp.connect('reg_h');
+      const waiting = await tp.connect('reg_w');
+      waiting.on('error', () => undefined);
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1');
+      // The pool's one server is held: this waits for it.
+      const insert = waiting.query('INSERT INTO notes VALUES (9)').catch((err: Error & { code?: string }) => err);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await suspendTenant(tp.config, 'reg_w', 'testing the queue', ACTOR);
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      await holder.query('COMMIT');
+      expect(await insert).toMatchObject({ code: '28000', message: 'tenant "reg_w" is suspended: testing the queue' });
+      expect((await admin.query('SELECT count(*)::int AS n FROM tenant_reg_w.notes')).rows[0].n).toBe(0);
     } finally {
       await admin.end();
     }

@@ -194,9 +194,9 @@ describe('pg-tenant-proxy tenants', () => {
     await ok(['create', 'cli_gone', '--config', config]);
     await query("UPDATE pgtp.tenants SET status = 'deleting' WHERE id = 'cli_gone'");
     await fails(['suspend', 'cli_gone', '--reason', 'x', '--config', config], 1, /tenant "cli_gone" is being deleted/);
-    await fails(['resume', 'cli_gone', '--config', config], 1, /tenant "cli_gone" is being deleted/);
+    // (resume cancels a scheduled deletion: tenants-delete.test.ts)
     await fails(['create', 'cli_gone', '--config', config], 1, /tenant "cli_gone" is being deleted/);
-    const [failed] = await query("SELECT outcome, details->>'code' AS code FROM pgtp.events WHERE tenant_id = 'cli_gone' AND verb = 'resume'");
+    const [failed] = await query("SELECT outcome, details->>'code' AS code FROM pgtp.events WHERE tenant_id = 'cli_gone' AND verb = 'suspend'");
     expect(failed).toEqual({ outcome: 'error', code: 'wrong_status' });
 
     const closed = new URL(rdb.adminUrl);
@@ -207,10 +207,11 @@ describe('pg-tenant-proxy tenants', () => {
 
   it('create is atomic: a failed step undoes everything create did, names the step, and a re-run succeeds', async () => {
     const config = writeConfig('atomic.yaml');
-    // A pre-existing tenant role that is itself a member of the proxy's role: granting it to the proxy is circular.
+    // A pre-existing tenant role that is itself a member of another role (here the proxy's): every pin would lend
+    // the tenant what that role may do, so it is never taken over.
     await query('CREATE ROLE tenant_cli_b NOLOGIN');
     await query(`GRANT ${rdb.proxyRole} TO tenant_cli_b`);
-    await fails(['create', 'cli_b', '--config', config], 1, /create failed at step "grants" \(nothing was left behind\): .*member/);
+    await fails(['create', 'cli_b', '--config', config], 1, /create failed at step "role" \(nothing was left behind\): .*member of other roles/);
     expect(await leftovers('cli_b')).toEqual({ schema: false, role: true, record: false });
     const [membership] = await query<{ n: number }>(
       'SELECT count(*)::int AS n FROM pg_auth_members WHERE roleid = $1::regrole AND member = $2::regrole',
@@ -218,11 +219,17 @@ describe('pg-tenant-proxy tenants', () => {
     );
     expect(membership!.n).toBe(0);
     const [event] = await query("SELECT outcome, details->>'step' AS step FROM pgtp.events WHERE tenant_id = 'cli_b' AND verb = 'create'");
-    expect(event).toEqual({ outcome: 'error', step: 'grants' });
+    expect(event).toEqual({ outcome: 'error', step: 'role' });
 
     await query(`REVOKE ${rdb.proxyRole} FROM tenant_cli_b`);
     expect(await ok(['create', 'cli_b', '--config', config])).toBe('created tenant cli_b (schema tenant_cli_b, role tenant_cli_b); existing role taken over\n');
     expect(await leftovers('cli_b')).toEqual({ schema: true, role: true, record: true });
+
+    // Nor one that reads everything through a predefined role.
+    await query('CREATE ROLE tenant_cli_d NOLOGIN');
+    await query('GRANT pg_read_all_data TO tenant_cli_d');
+    await fails(['create', 'cli_d', '--config', config], 1, /create failed at step "role" .*member of other roles/);
+    expect(await leftovers('cli_d')).toEqual({ schema: false, role: true, record: false });
 
     // A role that could log in is never taken over as a tenant role.
     await query('CREATE ROLE tenant_cli_c LOGIN');

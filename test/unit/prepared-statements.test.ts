@@ -181,6 +181,8 @@ describe('StalePlanRetry', () => {
       b.ready();
     }],
     ['the Sync has not come yet', (b: Client, server: ServerConn) => b.batch([bind('s2'), execute], server)],
+    // The first Bind's BindComplete has reached the client when the second one fails.
+    ['a second Bind follows the first', (b: Client, server: ServerConn) => b.batch([bind('s2'), execute, bind('s2'), execute, sync], server)],
   ])('does not replay when %s', (_, act) => {
     const { server, b, statement } = setUp();
     act(b, server);

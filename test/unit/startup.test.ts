@@ -74,6 +74,11 @@ describe('interpretStartup', () => {
     expect(interpretStartup(base({ geqo: 'off' }), ['geqo']).settings.has('geqo')).toBe(false);
     expect(sqlstate(() => interpretStartup(base({ options: '-d 5' }), []))).toBe('0A000');
     expect(sqlstate(() => interpretStartup(base({ '_pq_.x': '1' }), []))).toBe('0A000');
+    for (const encoding of ['windows932', 'Windows-936', 'windows949', 'windows950', 'SJIS', 'big5']) {
+      expect(sqlstate(() => interpretStartup(base({ client_encoding: encoding }), []))).toBe('0A000');
+      expect(sqlstate(() => interpretStartup(base({ options: `-c client_encoding=${encoding}` }), []))).toBe('0A000');
+    }
+    expect(sqlstate(() => interpretStartup(base({ client_encoding: 'LATIN1' }), []))).toBeUndefined();
     // As PostgreSQL: "-c work_mem requires a value".
     expect(sqlstate(() => interpretStartup(base({ options: '-c work_mem' }), []))).toBe('42601');
     expect(sqlstate(() => interpretStartup(base({ options: '--work-mem' }), []))).toBe('42601');
