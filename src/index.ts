@@ -32,3 +32,6 @@ export { deleteTenant, exportTenant, importTenant, purgeTenants, tenantCertifica
 export { parseDuration } from './tenants/delete.js';
 export type { DeleteTenantOptions, DeleteTenantResult, DeletionCertificate, DeletionCheck, DeletionExport, PurgeResult } from './tenants/delete.js';
 export type { DumpManifest, ExportFormat, ExportResult, ImportResult, JsonlManifest } from './tenants/export.js';
+// Migrations: a new tenant created through the library gets every migration of tenancy.migrationsDir when these
+// hooks are passed to TenantAdmin.open / createTenant, as `tenants create` does.
+export { createMigrationHooks } from './migrations/create-hooks.js';
