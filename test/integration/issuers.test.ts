@@ -154,6 +154,9 @@ describe('several issuers: as recorded in the registry', () => {
     expect((await createTenant(config, 'iss_x', { ...ACTOR, issuer: 'x' })).tenant.issuer).toBe('x');
     await createTenant(config, 'iss_y', { ...ACTOR, issuer: 'y' });
     await createTenant(config, 'iss_none', ACTOR);
+    // A name no configured issuer has would lock the tenant out: refused, nothing recorded.
+    await expect(createTenant(config, 'iss_typo', { ...ACTOR, issuer: 'acme-otka' })).rejects.toThrow(/issuer "acme-otka" is not configured \(auth.issuers: x, y\)/);
+    await expect(updateTenant(config, 'iss_y', { ...ACTOR, issuer: 'z' })).rejects.toThrow(/not configured/);
 
     expect(await login(tp, 'iss_x', await xToken('iss_x'))).toBe('tenant_iss_x');
     expect(await login(tp, 'iss_y', await yToken('iss_y'))).toBe('tenant_iss_y');
