@@ -129,6 +129,11 @@ describe('several issuers: list and pattern', () => {
       ]);
       return Promise.resolve();
     });
+    const authenticated = readFileSync(proxy.config.audit.file!, 'utf8')
+      .split('\n')
+      .filter((line) => line.includes('"connection_authenticated"'))
+      .map((line) => JSON.parse(line) as { tenant: string; issuer?: string });
+    expect(authenticated.map((e) => [e.tenant, e.issuer])).toEqual([['a', 'x'], ['b', 'y']]);
     const metrics = await tp.proxy.metrics.registry.metrics();
     expect(metrics).toMatch(/pgtp_auth_total\{[^}]*reason="issuer_not_allowed"[^}]*\} 2/);
     expect(metrics).toMatch(/pgtp_auth_total\{[^}]*reason="unknown_issuer"[^}]*\} 2/);
