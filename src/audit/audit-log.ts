@@ -77,11 +77,12 @@ export class ConnectionAudit {
     this.bind();
   }
 
-  authenticated(fields: TenantFields): void {
+  /** `issuer`: the auth.issuers entry that verified the token (this event only; statement events stay as they are). */
+  authenticated(fields: TenantFields, issuer?: string): void {
     if (this.logger === null) return;
     this.logger = this.logger.child(fields);
     this.bind();
-    this.logger.info({ event: 'connection_authenticated' });
+    this.logger.info(issuer === undefined ? { event: 'connection_authenticated' } : { event: 'connection_authenticated', issuer });
   }
 
   private bind(): void {

@@ -13,6 +13,10 @@ export interface TenantIdentity {
   readonly expiresAt: number;
   /** The token carries policy.bypassClaim = true: the SQL guard is skipped (and every statement audited). */
   readonly guardBypass: boolean;
+  /** auth.issuers: the name of the issuer whose key verified the token; undefined with auth.jwt. */
+  readonly issuer?: string;
+  /** auth.issuers: that issuer's `tenants` is `registry`, so admission checks the tenant record's issuer. */
+  readonly issuerByRegistry?: boolean;
 }
 
 /** Applies a `{tenant}` template (schema or role name). */

@@ -12,10 +12,26 @@ export interface DevTokenOptions {
   ttlSeconds: number;
   /** Added to the payload; the standard claims and the tenant claim win over these. */
   extraClaims?: Record<string, unknown>;
+  /** With auth.issuers: the issuer (by name) to sign as; it must have a secret. Default: the first one with a secret. */
+  issuer?: string;
+}
+
+type SigningConfig = { secret?: string; privateKeyFile?: string; algorithms?: readonly string[]; tenantClaim: string; issuer?: string; audience?: string };
+
+/** auth.jwt, or with auth.issuers the named one (or the first with a secret): only secrets can mint from an issuer. */
+function signingConfig(config: Config, name: string | undefined): SigningConfig {
+  if (config.auth.jwt !== undefined) return config.auth.jwt;
+  const issuers = config.auth.issuers ?? [];
+  const found = name === undefined ? issuers.find((i) => i.secret !== undefined) : issuers.find((i) => i.name === name);
+  if (found === undefined) {
+    throw new ConfigError(name === undefined ? 'signing a token needs an issuer with a secret' : `no issuer is named "${name}"`, 'auth.issuers');
+  }
+  if (found.secret === undefined) throw new ConfigError(`issuer "${found.name}" has no secret to sign with`, 'auth.issuers');
+  return found;
 }
 
 export async function signDevToken(config: Config, opts: DevTokenOptions): Promise<string> {
-  const jwt = config.auth.jwt;
+  const jwt = signingConfig(config, opts.issuer);
   // Minting a token the verifier would refuse only moves the error somewhere harder to read.
   if (!new RegExp(config.tenancy.tenantPattern).test(opts.tenant)) {
     throw new Error(`tenant "${opts.tenant}" does not match tenancy.tenantPattern ${config.tenancy.tenantPattern}`);
@@ -39,7 +55,7 @@ export async function signDevToken(config: Config, opts: DevTokenOptions): Promi
 }
 
 /** The secret wins when both are set, because the verifier then checks HMAC and would refuse a signed token. */
-function signingKey(jwt: Config['auth']['jwt']): { key: Uint8Array | KeyObject; candidates: string[] } {
+function signingKey(jwt: SigningConfig): { key: Uint8Array | KeyObject; candidates: string[] } {
   if (jwt.secret !== undefined) {
     return { key: new TextEncoder().encode(jwt.secret), candidates: ['HS256', 'HS384', 'HS512'] };
   }

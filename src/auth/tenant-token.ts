@@ -4,6 +4,7 @@ import { X509Certificate, createPublicKey, type KeyObject } from 'node:crypto';
 import {
   createLocalJWKSet,
   createRemoteJWKSet,
+  decodeJwt,
   decodeProtectedHeader,
   errors,
   importJWK,
@@ -14,7 +15,7 @@ import {
   type JWTVerifyOptions,
 } from 'jose';
 import { ConfigError } from '../config/load.js';
-import type { Config } from '../config/schema.js';
+import type { Config, IssuerConfig } from '../config/schema.js';
 import { SqlState } from '../protocol/codes.js';
 import { schemaForTenant, type TenantIdentity } from './identity.js';
 
@@ -30,6 +31,10 @@ export const authFailureSqlState = {
   audience: SqlState.INVALID_PASSWORD,
   token_too_old: SqlState.INVALID_PASSWORD,
   no_key: SqlState.INVALID_PASSWORD,
+  // auth.issuers: the token's iss names no configured issuer, or its issuer may not speak for the tenant it names.
+  // Refused as a bad signature is: to the client, a token from the wrong IdP is no valid credential.
+  unknown_issuer: SqlState.INVALID_PASSWORD,
+  issuer_not_allowed: SqlState.INVALID_PASSWORD,
   // The token itself is genuine; it just does not name a tenant we accept.
   missing_claim: SqlState.INVALID_AUTHORIZATION_SPECIFICATION,
   bad_tenant: SqlState.INVALID_AUTHORIZATION_SPECIFICATION,
@@ -104,53 +109,120 @@ export function algorithmsForKey(key: KeyObject): string[] {
   }
 }
 
-export async function createTenantTokenVerifier(config: Config): Promise<TenantTokenVerifier> {
-  const jwt = config.auth.jwt;
-  const { derived, getKey } = await loadKey(jwt);
-  const algorithms = narrowAlgorithms(derived, jwt.algorithms);
-  const allowed = new Set(algorithms);
-  const tenantPattern = new RegExp(config.tenancy.tenantPattern);
-  const claim = jwt.tenantClaim;
-  const maxAge = jwt.maxTokenAgeSec;
+/** What verifying a token needs from auth.jwt or one entry of auth.issuers. */
+type KeyConfig = Pick<
+  IssuerConfig,
+  'secret' | 'publicKeyFile' | 'jwksFile' | 'jwksUrl' | 'audience' | 'tenantClaim' | 'algorithms' | 'clockToleranceSec' | 'maxTokenAgeSec'
+> & { issuer?: string | undefined };
 
+/** One issuer, ready to verify: its key, its algorithm allow-list and its jose options. */
+interface PreparedIssuer {
+  /** auth.issuers name; undefined for auth.jwt. */
+  name: string | undefined;
+  /** Dotted config key prefix, for messages (auth.jwt, auth.issuers.<name>). */
+  prefix: string;
+  allowed: ReadonlySet<string>;
+  claim: string;
+  maxAge: number;
+  /** The tenant rule: true/false when decided here, 'registry' when admission decides by the tenant's record. */
+  mayServe: (tenantId: string) => boolean | 'registry';
+  verifyPayload(token: string): Promise<JWTPayload>;
+}
+
+async function prepareIssuer(key: KeyConfig, prefix: string, name: string | undefined, tenants: IssuerConfig['tenants'] | undefined): Promise<PreparedIssuer> {
+  const { derived, getKey } = await loadKey(key, prefix);
+  const algorithms = narrowAlgorithms(derived, key.algorithms, prefix);
+  const maxAge = key.maxTokenAgeSec;
   const options: JWTVerifyOptions = {
     algorithms,
     requiredClaims: ['exp'],
-    clockTolerance: jwt.clockToleranceSec,
-    ...(jwt.issuer !== undefined && { issuer: jwt.issuer }),
-    ...(jwt.audience !== undefined && { audience: jwt.audience }),
+    clockTolerance: key.clockToleranceSec,
+    ...(key.issuer !== undefined && { issuer: key.issuer }),
+    ...(key.audience !== undefined && { audience: key.audience }),
     ...(maxAge > 0 && { maxTokenAge: maxAge }),
   };
-
-  async function verifySignedPayload(token: string): Promise<JWTPayload> {
-    try {
-      return (await jwtVerify(token, getKey, options)).payload;
-    } catch (err) {
-      // jose resolves exactly one JWKS key; when several match (rotation without kid) it hands us the candidates.
-      if (!(err instanceof errors.JWKSMultipleMatchingKeys)) throw err;
-      for await (const key of err) {
-        try {
-          return (await jwtVerify(token, key, options)).payload;
-        } catch (inner) {
-          if (!(inner instanceof errors.JWSSignatureVerificationFailed)) throw inner;
+  let mayServe: PreparedIssuer['mayServe'];
+  if (tenants === undefined) {
+    mayServe = () => true;
+  } else if (tenants === 'registry') {
+    mayServe = () => 'registry';
+  } else if (Array.isArray(tenants)) {
+    const ids = new Set(tenants);
+    mayServe = (id) => ids.has(id);
+  } else {
+    const pattern = new RegExp(tenants.pattern);
+    mayServe = (id) => pattern.test(id);
+  }
+  return {
+    name,
+    prefix,
+    allowed: new Set(algorithms),
+    claim: key.tenantClaim,
+    maxAge,
+    mayServe,
+    async verifyPayload(token) {
+      try {
+        return (await jwtVerify(token, getKey, options)).payload;
+      } catch (err) {
+        // jose resolves exactly one JWKS key; when several match (rotation without kid) it hands us the candidates.
+        if (!(err instanceof errors.JWKSMultipleMatchingKeys)) throw err;
+        for await (const candidate of err) {
+          try {
+            return (await jwtVerify(token, candidate, options)).payload;
+          } catch (inner) {
+            if (!(inner instanceof errors.JWSSignatureVerificationFailed)) throw inner;
+          }
         }
+        throw new errors.JWSSignatureVerificationFailed();
       }
-      throw new errors.JWSSignatureVerificationFailed();
+    },
+  };
+}
+
+export async function createTenantTokenVerifier(config: Config): Promise<TenantTokenVerifier> {
+  const tenantPattern = new RegExp(config.tenancy.tenantPattern);
+  const single = config.auth.jwt === undefined ? undefined : await prepareIssuer(config.auth.jwt, 'auth.jwt', undefined, undefined);
+  // auth.issuers: looked up by the token's (unverified) iss; only that issuer's key and options then apply.
+  const byIss = new Map<string, PreparedIssuer>();
+  for (const issuer of config.auth.issuers ?? []) {
+    byIss.set(issuer.issuer, await prepareIssuer(issuer, `auth.issuers.${issuer.name}`, issuer.name, issuer.tenants));
+  }
+
+  /** The issuer that is to verify this token, after the cheap checks (no crypto yet). */
+  function pick(token: string): PreparedIssuer {
+    if (single !== undefined) {
+      checkShape(token, single.allowed);
+      return single;
     }
+    checkShape(token, null);
+    let iss: unknown;
+    try {
+      iss = decodeJwt(token).iss;
+    } catch {
+      throw fail('malformed', 'tenant token payload is not valid base64url JSON');
+    }
+    // Read unverified only to choose a key; the chosen issuer's jwtVerify checks iss again, signed.
+    const issuer = typeof iss === 'string' ? byIss.get(iss) : undefined;
+    if (issuer === undefined) {
+      throw fail('unknown_issuer', iss === undefined ? 'tenant token lacks claim "iss"' : 'tenant token issuer is not a configured one');
+    }
+    checkAlgorithm(token, issuer.allowed);
+    return issuer;
   }
 
   return {
     async verify(token: string): Promise<TenantIdentity> {
-      checkShape(token, allowed);
+      const issuer = pick(token);
+      const { claim, maxAge } = issuer;
       let payload: JWTPayload;
       try {
-        payload = await verifySignedPayload(token);
+        payload = await issuer.verifyPayload(token);
       } catch (err) {
-        throw toAuthFailure(err, maxAge);
+        throw toAuthFailure(err, maxAge, issuer.prefix);
       }
       // Schema lifetime semantics: a token minted to live longer than maxTokenAgeSec is refused even while fresh.
       if (maxAge > 0 && (payload.exp as number) - (payload.iat as number) > maxAge) {
-        throw fail('token_too_old', 'tenant token lifetime exceeds auth.jwt.maxTokenAgeSec');
+        throw fail('token_too_old', `tenant token lifetime exceeds ${issuer.prefix}.maxTokenAgeSec`);
       }
       if (!Object.hasOwn(payload, claim)) throw fail('missing_claim', `tenant token lacks claim "${claim}"`);
       const tenantId = payload[claim];
@@ -158,6 +230,8 @@ export async function createTenantTokenVerifier(config: Config): Promise<TenantT
       if (!tenantPattern.test(tenantId)) {
         throw fail('bad_tenant', `tenant token claim "${claim}" does not match tenancy.tenantPattern`);
       }
+      const allowed = issuer.mayServe(tenantId);
+      if (allowed === false) throw issuerNotAllowed();
       return {
         tenantId,
         schema: schemaForTenant(tenantId, config.tenancy.schemaTemplate),
@@ -165,6 +239,7 @@ export async function createTenantTokenVerifier(config: Config): Promise<TenantT
         actor: typeof payload.sub === 'string' ? payload.sub : undefined,
         expiresAt: payload.exp as number,
         guardBypass: config.policy.bypassClaim !== undefined && payload[config.policy.bypassClaim] === true,
+        ...(issuer.name !== undefined && { issuer: issuer.name, issuerByRegistry: allowed === 'registry' }),
       };
     },
     close(): void {
@@ -173,10 +248,19 @@ export async function createTenantTokenVerifier(config: Config): Promise<TenantT
   };
 }
 
-/** Cheap refusals before any crypto: size, shape, and an algorithm outside the allow-list. */
-function checkShape(token: string, allowed: ReadonlySet<string>): void {
+/** The refusal of a genuine token from an issuer that may not speak for the tenant it names (no names: 28P01 like a bad signature). */
+export function issuerNotAllowed(): AuthFailure {
+  return fail('issuer_not_allowed', 'tenant token issuer may not speak for this tenant');
+}
+
+/** Cheap refusals before any crypto: size, shape, and (when the allow-list is known) an algorithm outside it. */
+function checkShape(token: string, allowed: ReadonlySet<string> | null): void {
   if (token.length > MAX_TOKEN_LENGTH) throw fail('malformed', `tenant token is longer than ${MAX_TOKEN_LENGTH} characters`);
   if (!COMPACT_JWS.test(token)) throw fail('malformed', 'tenant token is not a JWT (three base64url parts)');
+  if (allowed !== null) checkAlgorithm(token, allowed);
+}
+
+function checkAlgorithm(token: string, allowed: ReadonlySet<string>): void {
   let alg: unknown;
   try {
     alg = decodeProtectedHeader(token).alg;
@@ -190,14 +274,14 @@ function checkShape(token: string, allowed: ReadonlySet<string>): void {
   }
 }
 
-function toAuthFailure(err: unknown, maxAge: number): unknown {
+function toAuthFailure(err: unknown, maxAge: number, prefix: string): unknown {
   if (err instanceof AuthFailure) return err;
   if (err instanceof errors.JWTExpired) {
     return err.claim === 'iat'
-      ? fail('token_too_old', 'tenant token is older than auth.jwt.maxTokenAgeSec')
+      ? fail('token_too_old', `tenant token is older than ${prefix}.maxTokenAgeSec`)
       : fail('expired', 'tenant token has expired');
   }
-  if (err instanceof errors.JWTClaimValidationFailed) return claimFailure(err.claim, err.reason, maxAge);
+  if (err instanceof errors.JWTClaimValidationFailed) return claimFailure(err.claim, err.reason, maxAge, prefix);
   if (err instanceof errors.JWSSignatureVerificationFailed) return fail('bad_signature', 'tenant token signature does not verify');
   if (err instanceof errors.JOSEAlgNotAllowed) return fail('alg_not_allowed', 'tenant token algorithm is not allowed for this key');
   if (
@@ -212,7 +296,7 @@ function toAuthFailure(err: unknown, maxAge: number): unknown {
   return err;
 }
 
-function claimFailure(claim: string, reason: string, maxAge: number): AuthFailure {
+function claimFailure(claim: string, reason: string, maxAge: number, prefix: string): AuthFailure {
   switch (claim) {
     case 'exp':
       return reason === 'missing'
@@ -225,7 +309,7 @@ function claimFailure(claim: string, reason: string, maxAge: number): AuthFailur
     case 'iat':
       if (reason === 'invalid') return fail('malformed', 'tenant token claim "iat" is not a number');
       return reason === 'missing'
-        ? fail('token_too_old', `tenant token lacks claim "iat" (required while auth.jwt.maxTokenAgeSec is ${maxAge})`)
+        ? fail('token_too_old', `tenant token lacks claim "iat" (required while ${prefix}.maxTokenAgeSec is ${maxAge})`)
         : fail('not_yet_valid', 'tenant token was issued in the future (iat)');
     case 'iss':
       return fail('issuer', reason === 'missing' ? 'tenant token lacks claim "iss"' : 'tenant token issuer is not the configured one');
@@ -236,16 +320,14 @@ function claimFailure(claim: string, reason: string, maxAge: number): AuthFailur
   }
 }
 
-type JwtConfig = Config['auth']['jwt'];
-
-async function loadKey(jwt: JwtConfig): Promise<{ derived: string[]; getKey: JWTVerifyGetKey }> {
+async function loadKey(jwt: KeyConfig, prefix: string): Promise<{ derived: string[]; getKey: JWTVerifyGetKey }> {
   if (jwt.secret !== undefined) {
     const secret = new TextEncoder().encode(jwt.secret);
     return { derived: HMAC_ALGORITHMS, getKey: () => secret };
   }
-  if (jwt.publicKeyFile !== undefined) return loadPublicKeyFile(jwt.publicKeyFile);
+  if (jwt.publicKeyFile !== undefined) return loadPublicKeyFile(jwt.publicKeyFile, prefix);
   if (jwt.jwksFile !== undefined) {
-    const key = 'auth.jwt.jwksFile';
+    const key = `${prefix}.jwksFile`;
     const text = readKeyFile(jwt.jwksFile, key);
     let local: ReturnType<typeof createLocalJWKSet>;
     try {
@@ -271,11 +353,11 @@ async function loadKey(jwt: JwtConfig): Promise<{ derived: string[]; getKey: JWT
     };
   }
   // The schema requires exactly one key source; reaching here means it changed without this file.
-  throw new ConfigError('no key configured for tenant tokens', 'auth.jwt');
+  throw new ConfigError('no key configured for tenant tokens', prefix);
 }
 
-async function loadPublicKeyFile(file: string): Promise<{ derived: string[]; getKey: JWTVerifyGetKey }> {
-  const configKey = 'auth.jwt.publicKeyFile';
+async function loadPublicKeyFile(file: string, prefix: string): Promise<{ derived: string[]; getKey: JWTVerifyGetKey }> {
+  const configKey = `${prefix}.publicKeyFile`;
   const pem = readKeyFile(file, configKey);
   // A private key would "work" (Node derives the public half) but should never be deployed to the proxy.
   if (pem.includes('PRIVATE KEY-----')) {
@@ -314,13 +396,13 @@ function readKeyFile(file: string, configKey: string): string {
   }
 }
 
-/** `auth.jwt.algorithms` may only narrow what the key allows. */
-function narrowAlgorithms(derived: readonly string[], configured: readonly string[] | undefined): string[] {
+/** `auth.jwt.algorithms` (or an issuer's) may only narrow what the key allows. */
+function narrowAlgorithms(derived: readonly string[], configured: readonly string[] | undefined, prefix: string): string[] {
   if (configured === undefined) return [...derived];
-  if (configured.length === 0) throw new ConfigError('must name at least one algorithm when set', 'auth.jwt.algorithms');
+  if (configured.length === 0) throw new ConfigError('must name at least one algorithm when set', `${prefix}.algorithms`);
   for (const alg of configured) {
     if (!derived.includes(alg)) {
-      throw new ConfigError(`${alg} cannot be used with the configured key (allowed: ${derived.join(', ')})`, 'auth.jwt.algorithms');
+      throw new ConfigError(`${alg} cannot be used with the configured key (allowed: ${derived.join(', ')})`, `${prefix}.algorithms`);
     }
   }
   return derived.filter((alg) => configured.includes(alg));

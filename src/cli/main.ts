@@ -9,8 +9,9 @@ const USAGE = `usage: pg-tenant-proxy <command> [options]
 commands:
   start --config FILE                     run the proxy (SIGTERM drains, SIGHUP reloads)
   demo                                    throwaway PostgreSQL + two tenants + proxy on 127.0.0.1:6432
-  token --tenant ID [--sub S] [--ttl 1h] --config FILE
+  token --tenant ID [--sub S] [--ttl 1h] [--issuer NAME] --config FILE
                                           sign a development token with the configured key
+                                          (auth.issuers: as NAME, or the first issuer with a secret)
   check-config --config FILE              validate a config and exit
   status --config FILE [--json]           pools, clients per tenant, waiting clients of a running proxy
                                           (reads /admin/status on metrics.host:metrics.port with metrics.adminToken)
@@ -52,6 +53,7 @@ async function main(argv: string[]): Promise<void> {
           tenant: { type: 'string', short: 't' },
           sub: { type: 'string' },
           ttl: { type: 'string', default: '1h' },
+          issuer: { type: 'string' },
         },
       });
       if (values.tenant === undefined) throw new UsageError('token needs --tenant ID');
@@ -63,7 +65,7 @@ async function main(argv: string[]): Promise<void> {
         throw new UsageError(`--ttl: ${(err as Error).message}`);
       }
       const config = loadConfig(values.config);
-      const token = await signDevToken(config, { tenant: values.tenant, sub: values.sub, ttlSeconds });
+      const token = await signDevToken(config, { tenant: values.tenant, sub: values.sub, ttlSeconds, issuer: values.issuer });
       process.stdout.write(token + '\n');
       return;
     }

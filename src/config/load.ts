@@ -62,7 +62,8 @@ function readConfigFile(file: string): Record<string, unknown> {
 
 type Leaf = {
   key: string;
-  kind: 'string' | 'number' | 'boolean' | 'array';
+  /** json: a list of mappings (auth.issuers), which has no comma-separated spelling: its env value is JSON. */
+  kind: 'string' | 'number' | 'boolean' | 'array' | 'json';
   /** The schema's default; absent for required keys and for optional ones whose absence means something. */
   default?: unknown;
 };
@@ -76,12 +77,14 @@ export function configKeys(): Leaf[] {
 
 function walk(schema: z.ZodType, prefix: string, out: Leaf[]): void {
   const inner = unwrap(schema);
-  const def = inner.def as { type: string; shape?: Record<string, z.ZodType> };
+  const def = inner.def as { type: string; shape?: Record<string, z.ZodType>; element?: z.ZodType };
   if (def.type === 'object' && def.shape) {
     for (const [name, child] of Object.entries(def.shape)) walk(child, prefix === '' ? name : `${prefix}.${name}`, out);
     return;
   }
-  const kind = def.type === 'number' || def.type === 'boolean' || def.type === 'array' ? def.type : 'string';
+  // A list is one leaf: its elements have no dotted names. A list of mappings is set whole, as JSON, from the env.
+  const ofObjects = def.type === 'array' && def.element !== undefined && unwrap(def.element).def.type === 'object';
+  const kind = ofObjects ? 'json' : def.type === 'number' || def.type === 'boolean' || def.type === 'array' ? def.type : 'string';
   const outer = schema.def as { type: string; defaultValue?: unknown };
   out.push(outer.type === 'default' ? { key: prefix, kind, default: outer.defaultValue } : { key: prefix, kind });
 }
@@ -122,6 +125,12 @@ function coerce(value: string, leaf: Leaf): unknown {
       throw new ConfigError(`${envNameFor(leaf.key)} must be true or false`, leaf.key);
     case 'array':
       return value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    case 'json':
+      try {
+        return JSON.parse(value) as unknown;
+      } catch {
+        throw new ConfigError(`${envNameFor(leaf.key)} must be a JSON list`, leaf.key);
+      }
     case 'string':
       return value;
   }

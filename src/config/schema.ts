@@ -83,6 +83,61 @@ const jwtSchema = z
     path: ['secret'],
   });
 
+/** Which tenants an issuer may speak for: a list of ids, an anchored pattern, or the registry's `issuer` column. */
+const issuerTenantsSchema = z.union([
+  z.array(z.string().min(1)).min(1),
+  z.strictObject({
+    pattern: z.string().refine(isAnchoredRegex, 'must be a valid regular expression anchored with ^ and $'),
+  }),
+  z.literal('registry'),
+]);
+
+/** One identity provider (auth.issuers): picked by the token's `iss`, verified with its own key and options only. */
+const issuerSchema = z
+  .strictObject({
+    /** How the registry (`tenants create/update --issuer NAME`), audit and logs name this issuer. */
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'must be 1-63 letters, digits, ".", "_" or "-"'),
+    /** The `iss` its tokens carry (required: it is how a token finds its issuer). */
+    issuer: z.string().min(1),
+    secret: z.string().min(1).optional(),
+    publicKeyFile: z.string().min(1).optional(),
+    jwksFile: z.string().min(1).optional(),
+    jwksUrl: z.url().optional(),
+    audience: z.string().min(1).optional(),
+    tenantClaim: z.string().min(1).default('tenant_id'),
+    algorithms: z.array(z.string().min(1)).optional(),
+    clockToleranceSec: z.number().int().min(0).max(3600).default(30),
+    maxTokenAgeSec: z.number().int().min(0).default(0),
+    tenants: issuerTenantsSchema,
+  })
+  .refine(
+    (j) => [j.secret, j.publicKeyFile, j.jwksFile, j.jwksUrl].filter((v) => v !== undefined).length === 1,
+    { message: 'exactly one of secret, publicKeyFile, jwksFile, jwksUrl must be set' },
+  )
+  .refine((j) => j.secret === undefined || j.secret.length >= 32, {
+    message: 'secret must be at least 32 characters (HS256 needs 256 bits of key)',
+    path: ['secret'],
+  });
+
+const authSchema = z
+  .strictObject({
+    /** One issuer, trusted for every tenant: the shorthand for a single identity provider. */
+    jwt: jwtSchema.optional(),
+    /** Several identity providers, each allowed for some tenants; a token is verified by the one its `iss` names. */
+    issuers: z.array(issuerSchema).min(1).optional(),
+  })
+  .refine((a) => (a.jwt === undefined) !== (a.issuers === undefined), {
+    message: 'exactly one of auth.jwt and auth.issuers must be set',
+  })
+  .refine((a) => a.issuers === undefined || new Set(a.issuers.map((i) => i.name)).size === a.issuers.length, {
+    message: 'issuer names must be unique',
+    path: ['issuers'],
+  })
+  .refine((a) => a.issuers === undefined || new Set(a.issuers.map((i) => i.issuer)).size === a.issuers.length, {
+    message: 'two issuers must not share an issuer (iss) value: a token would not know which key verifies it',
+    path: ['issuers'],
+  });
+
 const registrySchema = z.strictObject({
   /**
    * Admit only tenants recorded in the registry with status active (unknown: 28000 "not registered"; suspended:
@@ -221,7 +276,7 @@ const logSchema = z.strictObject({
 export const configSchema = z.strictObject({
   listen: listenSchema.default(listenSchema.parse({})),
   upstream: upstreamSchema,
-  auth: z.strictObject({ jwt: jwtSchema }),
+  auth: authSchema,
   tenancy: tenancySchema.default(tenancySchema.parse({})),
   policy: policySchema.default(policySchema.parse({})),
   tls: tlsSchema.default(tlsSchema.parse({})),
@@ -244,6 +299,10 @@ export const configSchema = z.strictObject({
     message: 'is a name tenancy.schemaTemplate can give a tenant schema; choose one no tenant id can produce',
     path: ['tenancy', 'registry', 'schema'],
   })
+  .refine((c) => c.tenancy.registry.enabled || !(c.auth.issuers ?? []).some((i) => i.tenants === 'registry'), {
+    message: 'tenants: registry needs tenancy.registry.enabled',
+    path: ['auth', 'issuers'],
+  })
   .refine((c) => c.admin.url === undefined || urlUser(c.admin.url) !== urlUser(c.upstream.url), {
     message: "must not log in as the proxy's login role (upstream.url): the tenant commands need a privileged role",
     path: ['admin', 'url'],
@@ -255,6 +314,7 @@ export const configSchema = z.strictObject({
 
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
+export type IssuerConfig = z.infer<typeof issuerSchema>;
 
 function isPostgresUrl(value: string): boolean {
   try {

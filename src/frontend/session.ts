@@ -727,8 +727,8 @@ export class ClientSession implements ServerClient {
       actor: identity.actor ?? null,
       application_name: this.applicationName,
       guard_bypass: identity.guardBypass,
-    });
-    this.log.info({ tenant: identity.tenantId, actor: identity.actor }, 'client authenticated');
+    }, identity.issuer);
+    this.log.info({ tenant: identity.tenantId, actor: identity.actor, issuer: identity.issuer }, 'client authenticated');
     this.guarded(() => this.replayQueued());
   }
 

@@ -2,7 +2,7 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { quoteIdent, type TenantIdentity } from '../auth/identity.js';
-import { AuthFailure } from '../auth/tenant-token.js';
+import { AuthFailure, authFailureSqlState, issuerNotAllowed } from '../auth/tenant-token.js';
 import { SqlState } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
 import { changeChannel } from './registry-schema.js';
@@ -34,6 +34,29 @@ const INVALID_SCHEMA_NAME = '3F000';
 interface Entry {
   status: TenantStatus;
   reason: string | null;
+  /** The issuer (auth.issuers name) recorded for the tenant by `tenants create/update --issuer`, or null. */
+  issuer: string | null;
+}
+
+/**
+ * With auth.issuers, whether the verifying issuer may speak for a registered tenant: a tenant whose record names an
+ * issuer admits only that one (whatever another issuer's list or pattern says); one whose record names none admits
+ * any issuer whose own rule allowed it, except an issuer whose rule is `registry`. With auth.jwt (no issuer names),
+ * the record's issuer is not consulted.
+ */
+function issuerAllowed(identity: TenantIdentity, entry: Entry): boolean {
+  if (identity.issuer === undefined) return true;
+  if (entry.issuer === null) return identity.issuerByRegistry !== true;
+  return entry.issuer === identity.issuer;
+}
+
+/** The refusal this identity gets from the tenant's record (null: none), issuer first, or null when it may log in. */
+function admissionRefusal(identity: TenantIdentity, entry: Entry | null | undefined): AuthFailure | null {
+  if (entry !== null && entry !== undefined && entry.status !== TenantStatus.Deleted && !issuerAllowed(identity, entry)) {
+    return issuerNotAllowed();
+  }
+  const refused = refusal(identity.tenantId, entry);
+  return refused === null ? null : authFailure(refused);
 }
 
 /** The refusal a tenant with this record (null: none) gets, or null when it is active. */
@@ -52,7 +75,7 @@ function refusal(tenantId: string, entry: Entry | null | undefined): { reason: '
 }
 
 function authFailure(r: NonNullable<ReturnType<typeof refusal>>): AuthFailure {
-  return new AuthFailure(r.reason, r.message, SqlState.INVALID_AUTHORIZATION_SPECIFICATION);
+  return new AuthFailure(r.reason, r.message, authFailureSqlState[r.reason]);
 }
 
 /**
@@ -141,16 +164,16 @@ export function registryAdmission(connection: pg.ClientConfig, schema: string, t
   };
 
   const readOne = async (tenantId: string): Promise<Entry | null> => {
-    let rows: Array<{ status: TenantStatus; suspended_reason: string | null }>;
+    let rows: Array<{ status: TenantStatus; suspended_reason: string | null; issuer: string | null }>;
     try {
-      ({ rows } = await reader.query(`SELECT status, suspended_reason FROM ${s}.tenants WHERE id = $1`, [tenantId]));
+      ({ rows } = await reader.query(`SELECT status, suspended_reason, issuer FROM ${s}.tenants WHERE id = $1`, [tenantId]));
     } catch (err) {
       if (!registryMissing(err)) throw err;
       negative.set(tenantId, Date.now() + NEGATIVE_TTL_MS);
       return null;
     }
     const row = rows[0];
-    const entry = row === undefined ? null : { status: row.status, reason: row.suspended_reason };
+    const entry = row === undefined ? null : { status: row.status, reason: row.suspended_reason, issuer: row.issuer };
     apply(tenantId, entry);
     return entry;
   };
@@ -169,17 +192,17 @@ export function registryAdmission(connection: pg.ClientConfig, schema: string, t
         }
         // One statement: the counter and the rows come from one snapshot.
         const { rows } = await reader.query(
-          `SELECT r.change_count::text AS n, t.id, t.status, t.suspended_reason
+          `SELECT r.change_count::text AS n, t.id, t.status, t.suspended_reason, t.issuer
              FROM ${s}.registry_state r LEFT JOIN ${s}.tenants t ON true`,
         );
         const fresh = new Map<string, Entry>();
-        for (const row of rows as Array<{ id: string | null; status: TenantStatus; suspended_reason: string | null }>) {
-          if (row.id !== null) fresh.set(row.id, { status: row.status, reason: row.suspended_reason });
+        for (const row of rows as Array<{ id: string | null; status: TenantStatus; suspended_reason: string | null; issuer: string | null }>) {
+          if (row.id !== null) fresh.set(row.id, { status: row.status, reason: row.suspended_reason, issuer: row.issuer });
         }
         for (const id of [...entries.keys()]) if (!fresh.has(id)) apply(id, null);
         for (const [id, entry] of fresh) {
           const known = entries.get(id);
-          if (known?.status !== entry.status || known.reason !== entry.reason) apply(id, entry);
+          if (known?.status !== entry.status || known.reason !== entry.reason || known.issuer !== entry.issuer) apply(id, entry);
         }
         seenChanges = (rows[0] as { n: string } | undefined)?.n ?? null;
         setHealth('ok');
@@ -264,12 +287,11 @@ export function registryAdmission(connection: pg.ClientConfig, schema: string, t
           }
         }
       }
-      const refused = refusal(id, entry);
-      if (refused !== null) throw authFailure(refused);
+      const refused = admissionRefusal(identity, entry);
+      if (refused !== null) throw refused;
     },
     recheck(identity) {
-      const refused = refusal(identity.tenantId, entries.get(identity.tenantId));
-      return refused === null ? null : authFailure(refused);
+      return admissionRefusal(identity, entries.get(identity.tenantId));
     },
     onWithdrawn(listen) {
       listeners.push(listen);

@@ -182,6 +182,16 @@ function checkLabel(name: string, value: string | null | undefined): void {
   }
 }
 
+/** A --issuer value: a label, and with auth.issuers configured one of their names (a typo would lock the tenant out). */
+function checkIssuer(config: Config, value: string | null | undefined): void {
+  checkLabel('issuer', value);
+  const issuers = config.auth.issuers;
+  if (value === null || value === undefined || issuers === undefined) return;
+  if (!issuers.some((i) => i.name === value)) {
+    throw new TenantError('invalid_argument', `issuer "${value}" is not configured (auth.issuers: ${issuers.map((i) => i.name).join(', ')})`);
+  }
+}
+
 /** Validates a --status value. */
 export function parseStatus(value: string): TenantStatus {
   if ((TENANT_STATUSES as readonly string[]).includes(value)) return value as TenantStatus;
@@ -272,7 +282,7 @@ export class TenantAdmin {
   async create(id: string, options: CreateTenantOptions = {}): Promise<CreateTenantResult> {
     const names = tenantNames(this.config, id);
     checkLabel('tier', options.tier);
-    checkLabel('issuer', options.issuer);
+    checkIssuer(this.config, options.issuer);
     // --- migrations runner (issue 16) ---
     const result = await this.createInTransaction(id, names, options);
     const afterCreate = this.options.afterCreate;
@@ -338,7 +348,7 @@ export class TenantAdmin {
   async update(id: string, options: UpdateTenantOptions): Promise<UpdateTenantResult> {
     tenantNames(this.config, id);
     checkLabel('tier', options.tier);
-    checkLabel('issuer', options.issuer);
+    checkIssuer(this.config, options.issuer);
     return this.run<UpdateTenantResult>('update', id, async (db) => {
       const current = await this.mustGet(db, id, true);
       refuseGone(current);

@@ -28,7 +28,7 @@ export function testConfig(overrides: Overrides = {}, upstreamUrl = inject('pg')
   const raw = {
     listen: { host: '127.0.0.1', port: 0, ...overrides.listen },
     upstream: { url: upstreamUrl, poolSize: 2, ...overrides.upstream },
-    auth: { jwt: { secret: TEST_SECRET, ...overrides.auth?.jwt } },
+    auth: overrides.auth?.issuers !== undefined ? { issuers: overrides.auth.issuers } : { jwt: { secret: TEST_SECRET, ...overrides.auth?.jwt } },
     tenancy: { ...overrides.tenancy },
     policy: { ...overrides.policy },
     tls: { mode: 'allow', ...overrides.tls },

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT, decodeProtectedHeader, type JWTPayload } from 'jose';
-import { ConfigError, validateConfig } from '../../src/config/load.js';
+import { ConfigError, configKeys, loadConfig, validateConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import {
   AuthFailure,
@@ -387,5 +387,110 @@ describe('parseDuration', () => {
 
   it.each(['', 'abc', '1.5h', '-5', '0', '10w', '1h30m', 'h', '15 m'])('rejects %j', (text) => {
     expect(() => parseDuration(text)).toThrow();
+  });
+});
+
+describe('several issuers (auth.issuers)', () => {
+  const X_ISS = 'https://x.example.com/';
+  const Y_ISS = 'https://y.example.com/';
+  const Z_ISS = 'https://z.example.com/';
+
+  function issuersConfig(issuers: Array<Record<string, unknown>>, tenancy?: Record<string, unknown>): Config {
+    return validateConfig({
+      upstream: { url: 'postgres://u@127.0.0.1:5432/db' },
+      auth: { issuers },
+      ...(tenancy && { tenancy }),
+    });
+  }
+  const x = (tenants: unknown = ['acme']) => ({ name: 'x', issuer: X_ISS, secret: SECRET, tenants });
+  const y = (tenants: unknown = { pattern: '^y_[a-z]+$' }) => ({ name: 'y', issuer: Y_ISS, publicKeyFile: rsa.publicFile, tenants });
+  const z = (tenants: unknown = ['acme', 'zed']) => ({ name: 'z', issuer: Z_ISS, secret: OTHER_SECRET, tenants });
+  const xToken = (over: JWTPayload = {}) => sign(secretBytes(SECRET), 'HS256', claims({ iss: X_ISS, ...over }));
+  const yToken = (over: JWTPayload = {}) => sign(rsa.privateKey, 'RS256', claims({ iss: Y_ISS, tenant_id: 'y_one', ...over }));
+
+  it('verifies each token with the issuer its iss names, and the identity carries that issuer', async () => {
+    const cfg = issuersConfig([x(), y()]);
+    expect(await verifyWith(cfg, await xToken())).toMatchObject({ tenantId: 'acme', issuer: 'x', issuerByRegistry: false });
+    expect(await verifyWith(cfg, await yToken())).toMatchObject({ tenantId: 'y_one', issuer: 'y', issuerByRegistry: false });
+  });
+
+  it('refuses a tenant outside the issuer\'s list or pattern: issuer_not_allowed, 28P01', async () => {
+    const cfg = issuersConfig([x(), y()]);
+    await expectRefused(cfg, await xToken({ tenant_id: 'y_one' }), 'issuer_not_allowed', '28P01', ['y_one']);
+    await expectRefused(cfg, await yToken({ tenant_id: 'acme' }), 'issuer_not_allowed', '28P01', ['acme']);
+    await expectRefused(cfg, await yToken({ tenant_id: 'yy_one' }), 'issuer_not_allowed', '28P01');
+  });
+
+  it('refuses a token claiming another issuer\'s iss: that issuer\'s key does not verify it', async () => {
+    const cfg = issuersConfig([x(), y(), z()]);
+    // Signed with X's secret, claiming Y (RSA): HS256 is not even an algorithm Y's key allows.
+    await expectRefused(cfg, await sign(secretBytes(SECRET), 'HS256', claims({ iss: Y_ISS, tenant_id: 'y_one' })), 'alg_not_allowed', '28P01');
+    // Signed with X's secret, claiming Z (another secret): the signature fails.
+    await expectRefused(cfg, await sign(secretBytes(SECRET), 'HS256', claims({ iss: Z_ISS, tenant_id: 'zed' })), 'bad_signature', '28P01');
+    // Signed with Y's private key, claiming X: RS256 is not X's.
+    await expectRefused(cfg, await sign(rsa.privateKey, 'RS256', claims({ iss: X_ISS })), 'alg_not_allowed', '28P01');
+  });
+
+  it('refuses an unknown or missing iss like a bad signature: unknown_issuer, 28P01, without echoing it', async () => {
+    const cfg = issuersConfig([x(), y()]);
+    await expectRefused(cfg, await xToken({ iss: 'https://evil.example.com/' }), 'unknown_issuer', '28P01', ['evil']);
+    await expectRefused(cfg, await sign(secretBytes(SECRET), 'HS256', claims()), 'unknown_issuer', '28P01');
+    await expectRefused(cfg, `${b64({ alg: 'HS256' })}.${b64('not an object')}.sig`, 'malformed', '28P01');
+    // An issuer's own options still apply: audience, tenant claim.
+    const strict = issuersConfig([{ ...x(), audience: 'proxy', tenantClaim: 'org' }]);
+    await expectRefused(strict, await xToken({ org: 'acme' }), 'audience', '28P01');
+    expect((await verifyWith(strict, await xToken({ org: 'acme', aud: 'proxy' }))).tenantId).toBe('acme');
+  });
+
+  it('leaves registry-mapped tenants to admission, and verifies a JWKS issuer', async () => {
+    const cfg = issuersConfig([x('registry'), { name: 'j', issuer: Y_ISS, jwksFile, tenants: 'registry' }], { registry: { enabled: true } });
+    expect(await verifyWith(cfg, await xToken({ tenant_id: 'anyone' }))).toMatchObject({ tenantId: 'anyone', issuer: 'x', issuerByRegistry: true });
+    expect(await verifyWith(cfg, await sign(ec.privateKey, 'ES256', claims({ iss: Y_ISS }), 'ec-1'))).toMatchObject({ issuer: 'j' });
+  });
+
+  it('validates the list: exactly one of jwt and issuers, unique names and iss, registry only with the registry, anchored patterns', () => {
+    const keyOf = (fn: () => unknown): string | undefined => {
+      try {
+        fn();
+      } catch (err) {
+        return (err as ConfigError).key ?? 'no key';
+      }
+      return undefined;
+    };
+    const base = { upstream: { url: 'postgres://u@127.0.0.1:5432/db' } };
+    expect(keyOf(() => validateConfig({ ...base, auth: { jwt: { secret: SECRET }, issuers: [x()] } }))).toBe('auth');
+    expect(keyOf(() => validateConfig({ ...base, auth: {} }))).toBe('auth');
+    expect(keyOf(() => validateConfig({ ...base, auth: { issuers: [] } }))).toBe('auth.issuers');
+    expect(keyOf(() => validateConfig({ ...base, auth: { issuers: [x(), { ...z(), name: 'x' }] } }))).toBe('auth.issuers');
+    expect(keyOf(() => validateConfig({ ...base, auth: { issuers: [x(), { ...z(), issuer: X_ISS }] } }))).toBe('auth.issuers');
+    expect(keyOf(() => validateConfig({ ...base, auth: { issuers: [x('registry')] } }))).toBe('auth.issuers');
+    expect(keyOf(() => validateConfig({ ...base, auth: { issuers: [x({ pattern: 'acme' })] } }))).toMatch(/^auth\.issuers\.0\.tenants/);
+    expect(keyOf(() => validateConfig({ ...base, auth: { issuers: [{ ...x(), jwksFile }] } }))).toBe('auth.issuers.0');
+    expect(keyOf(() => validateConfig({ ...base, auth: { issuers: [{ ...x(), tenants: undefined }] } }))).toMatch(/^auth\.issuers\.0/);
+    expect(keyOf(() => validateConfig({ ...base, auth: { issuers: [x(), y()] } }))).toBeUndefined();
+  });
+
+  it('takes the whole list from PGTP_AUTH_ISSUERS as JSON', () => {
+    const leaf = configKeys().find((k) => k.key === 'auth.issuers');
+    expect(leaf).toEqual({ key: 'auth.issuers', kind: 'json' });
+    const loaded = loadConfig(undefined, {
+      PGTP_UPSTREAM_URL: 'postgres://p@db:5432/app',
+      PGTP_AUTH_ISSUERS: JSON.stringify([x(), y()]),
+    });
+    expect(loaded.auth.issuers?.map((i) => i.name)).toEqual(['x', 'y']);
+    expect(loaded.auth.jwt).toBeUndefined();
+    expect(() => loadConfig(undefined, { PGTP_UPSTREAM_URL: 'postgres://p@db:5432/app', PGTP_AUTH_ISSUERS: 'x,y' })).toThrow(/JSON list/);
+  });
+
+  it('names the issuer in a key error', async () => {
+    const cfg = issuersConfig([x(), { ...y(), algorithms: ['ES256'] }]);
+    await expect(createTenantTokenVerifier(cfg)).rejects.toThrow(/^auth\.issuers\.y\.algorithms: ES256 cannot be used/);
+  });
+
+  it('mints a development token as a secret issuer, which that issuer verifies', async () => {
+    const cfg = issuersConfig([x(['acme']), z()]);
+    expect(await verifyWith(cfg, await signDevToken(cfg, { tenant: 'acme', ttlSeconds: 60 }))).toMatchObject({ issuer: 'x' });
+    expect(await verifyWith(cfg, await signDevToken(cfg, { tenant: 'zed', ttlSeconds: 60, issuer: 'z' }))).toMatchObject({ issuer: 'z' });
+    await expect(signDevToken(issuersConfig([y()]), { tenant: 'y_a', ttlSeconds: 60 })).rejects.toThrow(/issuer with a secret/);
   });
 });
