@@ -40,13 +40,17 @@ try {
     log: { level: 'info' },
   });
   const config = validateConfig(raw('B'));
-  for (const [name, build] of [['A', there], ['B', here]]) {
+  for (const [name, build] of [
+    ['A', there],
+    ['B', here],
+  ]) {
     const dir = join(work, name);
     mkdirSync(dir);
     proxies.push({ name, ...(await build.startProxyProcess(raw(name), dir)) });
   }
   const env = (port, tenant) => here.tenantEnv(config, port, 'ab', tenant);
-  for (const tenant of ['t1', 't2']) await here.pgbench(['-i', '-s', '2', '-q', '--no-vacuum'], await env(proxies[0].port, tenant));
+  for (const tenant of ['t1', 't2'])
+    await here.pgbench(['-i', '-s', '2', '-q', '--no-vacuum'], await env(proxies[0].port, tenant));
 
   const postmaster = Number(readFileSync(join(cluster.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
   const runs = { A: { tps: [], proxyCpu: [], pgCpu: [] }, B: { tps: [], proxyCpu: [], pgCpu: [] } };
@@ -54,9 +58,17 @@ try {
     for (const proxy of rep % 2 === 0 ? proxies : [...proxies].reverse()) {
       const [proxyBefore, pgBefore] = [await treeCpuTicks(proxy.child.pid), await treeCpuTicks(postmaster)];
       const outs = await Promise.all(
-        ['t1', 't2'].map(async (tenant) => here.pgbench(['-n', '-S', '-M', MODE, '-c', CLIENTS, '-j', '1', '-T', SECONDS], await env(proxy.port, tenant))),
+        ['t1', 't2'].map(async (tenant) =>
+          here.pgbench(
+            ['-n', '-S', '-M', MODE, '-c', CLIENTS, '-j', '1', '-T', SECONDS],
+            await env(proxy.port, tenant),
+          ),
+        ),
       );
-      const [proxyTicks, pgTicks] = [(await treeCpuTicks(proxy.child.pid)) - proxyBefore, (await treeCpuTicks(postmaster)) - pgBefore];
+      const [proxyTicks, pgTicks] = [
+        (await treeCpuTicks(proxy.child.pid)) - proxyBefore,
+        (await treeCpuTicks(postmaster)) - pgBefore,
+      ];
       const total = outs.reduce((sum, out) => sum + Number(/tps = ([\d.]+)/.exec(out)?.[1] ?? 0), 0);
       const transactions = outs.reduce((sum, out) => sum + Number(/actually processed: (\d+)/.exec(out)?.[1] ?? 0), 0);
       const run = runs[proxy.name];
@@ -64,13 +76,19 @@ try {
       // Clock ticks of 10 ms, in µs per transaction.
       run.proxyCpu.push((proxyTicks * 10_000) / transactions);
       run.pgCpu.push((pgTicks * 10_000) / transactions);
-      console.log(`rep ${rep + 1} ${proxy.name} ${Math.round(total)} tps, CPU µs/tx proxy ${run.proxyCpu.at(-1).toFixed(1)}, PostgreSQL ${run.pgCpu.at(-1).toFixed(1)}`);
+      console.log(
+        `rep ${rep + 1} ${proxy.name} ${Math.round(total)} tps, CPU µs/tx proxy ${run.proxyCpu.at(-1).toFixed(1)}, PostgreSQL ${run.pgCpu.at(-1).toFixed(1)}`,
+      );
     }
   }
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const { A, B } = runs;
-  console.log(`median A ${median(A.tps)} tps, B ${median(B.tps)} tps: B/A ${(median(B.tps) / median(A.tps)).toFixed(3)} (${MODE}, 2 × ${CLIENTS} clients, ${REPS} × ${SECONDS} s each)`);
-  console.log(`median CPU µs/tx: proxy A ${median(A.proxyCpu).toFixed(1)}, B ${median(B.proxyCpu).toFixed(1)}; PostgreSQL A ${median(A.pgCpu).toFixed(1)}, B ${median(B.pgCpu).toFixed(1)}`);
+  console.log(
+    `median A ${median(A.tps)} tps, B ${median(B.tps)} tps: B/A ${(median(B.tps) / median(A.tps)).toFixed(3)} (${MODE}, 2 × ${CLIENTS} clients, ${REPS} × ${SECONDS} s each)`,
+  );
+  console.log(
+    `median CPU µs/tx: proxy A ${median(A.proxyCpu).toFixed(1)}, B ${median(B.proxyCpu).toFixed(1)}; PostgreSQL A ${median(A.pgCpu).toFixed(1)}, B ${median(B.pgCpu).toFixed(1)}`,
+  );
 } finally {
   for (const proxy of proxies) proxy.child.kill('SIGTERM');
   await new Promise((r) => setTimeout(r, 1000));

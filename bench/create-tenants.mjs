@@ -56,15 +56,23 @@ try {
 
   const cliStarted = performance.now();
   for (let i = 0; i < CLI_TENANTS; i++) {
-    execFileSync(process.execPath, [CLI, 'tenants', 'create', `c${String(i).padStart(4, '0')}`, '--config', configFile], { stdio: 'ignore' });
+    execFileSync(
+      process.execPath,
+      [CLI, 'tenants', 'create', `c${String(i).padStart(4, '0')}`, '--config', configFile],
+      { stdio: 'ignore' },
+    );
   }
   const cliMs = performance.now() - cliStarted;
 
   const load = os.loadavg()[0].toFixed(1);
   console.log(`| what | tenants | wall time | per tenant |`);
   console.log(`| --- | ---: | ---: | ---: |`);
-  console.log(`| library, one TenantAdmin | ${TENANTS} | ${(libraryMs / 1000).toFixed(2)} s | ${(libraryMs / TENANTS).toFixed(1)} ms |`);
-  console.log(`| CLI, one process each | ${CLI_TENANTS} | ${(cliMs / 1000).toFixed(2)} s | ${(cliMs / CLI_TENANTS).toFixed(0)} ms |`);
+  console.log(
+    `| library, one TenantAdmin | ${TENANTS} | ${(libraryMs / 1000).toFixed(2)} s | ${(libraryMs / TENANTS).toFixed(1)} ms |`,
+  );
+  console.log(
+    `| CLI, one process each | ${CLI_TENANTS} | ${(cliMs / 1000).toFixed(2)} s | ${(cliMs / CLI_TENANTS).toFixed(0)} ms |`,
+  );
   console.log(`\ntenancy.roles: ${ROLES}; load average at the end: ${load}`);
 } finally {
   await cluster.stop();

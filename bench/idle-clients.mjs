@@ -36,7 +36,10 @@ try {
   let port;
   ({ child: proxy, port } = await startProxyProcess(raw, work));
   const rss = () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${proxy.pid}/status`, 'utf8'))[1]) * 1024;
-  const tokens = { t1: await signDevToken(config, { tenant: 't1', ttlSeconds: 3600 }), t2: await signDevToken(config, { tenant: 't2', ttlSeconds: 3600 }) };
+  const tokens = {
+    t1: await signDevToken(config, { tenant: 't1', ttlSeconds: 3600 }),
+    t2: await signDevToken(config, { tenant: 't2', ttlSeconds: 3600 }),
+  };
 
   // Warm up the pool and the caches with a few clients, then measure from there.
   const sockets = [];
@@ -90,9 +93,15 @@ try {
   // Let parked servers reset, timers and GC settle.
   await new Promise((r) => setTimeout(r, 5000));
   const after = rss();
-  console.log(`${sockets.length} idle clients (logged in, one statement each) opened in ${(openedIn / 1000).toFixed(1)} s`);
-  console.log(`proxy RSS: ${(before / 1048576).toFixed(1)} MB with 20 clients, ${(after / 1048576).toFixed(1)} MB with ${sockets.length}`);
-  console.log(`per idle client: ${((after - before) / (sockets.length - 20) / 1024).toFixed(1)} kB; goal: ${CLIENTS} in at most 300 MB: ${after <= 300 * 1048576 ? 'met' : 'NOT met'}`);
+  console.log(
+    `${sockets.length} idle clients (logged in, one statement each) opened in ${(openedIn / 1000).toFixed(1)} s`,
+  );
+  console.log(
+    `proxy RSS: ${(before / 1048576).toFixed(1)} MB with 20 clients, ${(after / 1048576).toFixed(1)} MB with ${sockets.length}`,
+  );
+  console.log(
+    `per idle client: ${((after - before) / (sockets.length - 20) / 1024).toFixed(1)} kB; goal: ${CLIENTS} in at most 300 MB: ${after <= 300 * 1048576 ? 'met' : 'NOT met'}`,
+  );
   for (const s of sockets) s.destroy();
 } finally {
   proxy?.kill('SIGTERM');

@@ -51,29 +51,44 @@ async function clientLoop(client, tenant, workMem, others, deadline) {
     async () => {
       const r = await client.query('SELECT owner, count(*)::int AS n, current_schema() AS s FROM items GROUP BY owner');
       expectOwn(r.rows, 'read');
-      if (r.rows.length !== 1 || r.rows[0].n !== ROWS || r.rows[0].s !== schema) problem('violations', { tenant, what: 'read', rows: r.rows });
+      if (r.rows.length !== 1 || r.rows[0].n !== ROWS || r.rows[0].s !== schema)
+        problem('violations', { tenant, what: 'read', rows: r.rows });
       return 1;
     },
     async () => {
       await client.query('BEGIN');
       const id = 1 + Math.floor(Math.random() * ROWS);
-      const u = await client.query({ name: 'bump', text: 'UPDATE items SET n = n + 1 WHERE id = $1 RETURNING owner', values: [id] });
-      const i = await client.query({ name: 'log', text: 'INSERT INTO events (owner) VALUES ($1) RETURNING owner', values: [tenant] });
+      const u = await client.query({
+        name: 'bump',
+        text: 'UPDATE items SET n = n + 1 WHERE id = $1 RETURNING owner',
+        values: [id],
+      });
+      const i = await client.query({
+        name: 'log',
+        text: 'INSERT INTO events (owner) VALUES ($1) RETURNING owner',
+        values: [tenant],
+      });
       const s = await client.query('SELECT current_schema() AS s, current_user AS u');
       await client.query('COMMIT');
       expectOwn([...u.rows, ...i.rows], 'write');
-      if (u.rows.length !== 1 || s.rows[0].s !== schema) problem('violations', { tenant, what: 'write', schema: s.rows[0].s });
+      if (u.rows.length !== 1 || s.rows[0].s !== schema)
+        problem('violations', { tenant, what: 'write', schema: s.rows[0].s });
       return 5;
     },
     async () => {
-      const r = await client.query({ name: 'one', text: 'SELECT owner FROM items WHERE id = $1', values: [1 + Math.floor(Math.random() * ROWS)] });
+      const r = await client.query({
+        name: 'one',
+        text: 'SELECT owner FROM items WHERE id = $1',
+        values: [1 + Math.floor(Math.random() * ROWS)],
+      });
       expectOwn(r.rows, 'prepared read');
       if (r.rows.length !== 1) problem('violations', { tenant, what: 'prepared read', rows: r.rows.length });
       return 1;
     },
     async () => {
       const r = await client.query('SHOW work_mem');
-      if (r.rows[0].work_mem !== workMem) problem('violations', { tenant, what: 'work_mem', expected: workMem, saw: r.rows[0].work_mem });
+      if (r.rows[0].work_mem !== workMem)
+        problem('violations', { tenant, what: 'work_mem', expected: workMem, saw: r.rows[0].work_mem });
       return 1;
     },
     async () => {
@@ -116,8 +131,12 @@ try {
   const tenants = Array.from({ length: TENANTS }, (_, i) => tenantId(i));
   const upstreamUrl = await scratchDatabase(cluster, 'load', tenants, async (db, schema) => {
     const tenant = schema.slice('tenant_'.length);
-    await db.query(`CREATE TABLE ${schema}.items (id int PRIMARY KEY, owner text NOT NULL, n bigint NOT NULL DEFAULT 0)`);
-    await db.query(`INSERT INTO ${schema}.items (id, owner) SELECT g, $1 FROM generate_series(1, ${ROWS}) AS g`, [tenant]);
+    await db.query(
+      `CREATE TABLE ${schema}.items (id int PRIMARY KEY, owner text NOT NULL, n bigint NOT NULL DEFAULT 0)`,
+    );
+    await db.query(`INSERT INTO ${schema}.items (id, owner) SELECT g, $1 FROM generate_series(1, ${ROWS}) AS g`, [
+      tenant,
+    ]);
     await db.query(`CREATE TABLE ${schema}.events (id serial PRIMARY KEY, owner text NOT NULL)`);
   });
   const raw = {
@@ -139,7 +158,13 @@ try {
       const tenant = tenantId(j % TENANTS);
       // work_mem values 1025kB.. are shown back exactly as set (no unit rounding below 2048kB).
       const workMem = `${1025 + (j % 1000)}kB`;
-      const client = new pg.Client({ host: '127.0.0.1', port, user: 'app', database: 'load', password: tokens.get(tenant) });
+      const client = new pg.Client({
+        host: '127.0.0.1',
+        port,
+        user: 'app',
+        database: 'load',
+        password: tokens.get(tenant),
+      });
       client.on('error', (err) => problem('errors', { tenant, what: 'connection', message: err.message }));
       batch.push(
         client.connect().then(async () => {
@@ -151,7 +176,9 @@ try {
     await Promise.all(batch);
   }
   const rssAtStart = rssMb(proxy.pid);
-  console.log(`${CLIENTS} clients over ${TENANTS} tenants connected; proxy RSS ${rssAtStart.toFixed(1)} MB; running ${SECONDS} s`);
+  console.log(
+    `${CLIENTS} clients over ${TENANTS} tenants connected; proxy RSS ${rssAtStart.toFixed(1)} MB; running ${SECONDS} s`,
+  );
 
   startedAt = Date.now();
   const deadline = startedAt + SECONDS * 1000;
@@ -159,12 +186,28 @@ try {
   let lastTransactions = 0;
   const sampler = setInterval(() => {
     const at = Math.round((Date.now() - startedAt) / 1000);
-    const sample = { at_s: at, rss_mb: Number(rssMb(proxy.pid).toFixed(1)), tps: (stats.transactions - lastTransactions) / 10, errors: stats.errors, violations: stats.violations };
+    const sample = {
+      at_s: at,
+      rss_mb: Number(rssMb(proxy.pid).toFixed(1)),
+      tps: (stats.transactions - lastTransactions) / 10,
+      errors: stats.errors,
+      violations: stats.violations,
+    };
     lastTransactions = stats.transactions;
     samples.push(sample);
     if (at % 60 === 0) console.log(JSON.stringify(sample));
   }, 10_000);
-  await Promise.all(clients.map(({ client, tenant, workMem }) => clientLoop(client, tenant, workMem, tenants.filter((t) => t !== tenant), deadline)));
+  await Promise.all(
+    clients.map(({ client, tenant, workMem }) =>
+      clientLoop(
+        client,
+        tenant,
+        workMem,
+        tenants.filter((t) => t !== tenant),
+        deadline,
+      ),
+    ),
+  );
   clearInterval(sampler);
 
   const perMinute = Math.max(1, Math.floor(60 / 10));
@@ -184,7 +227,12 @@ try {
     refusals_expected: stats.refusals,
     errors: stats.errors,
     cross_tenant_violations: stats.violations,
-    rss_mb: { after_connect: Number(rssAtStart.toFixed(1)), first_minute: Number(firstMinute.toFixed(1)), last_minute: Number(lastMinute.toFixed(1)), max: Math.max(...samples.map((s) => s.rss_mb)) },
+    rss_mb: {
+      after_connect: Number(rssAtStart.toFixed(1)),
+      first_minute: Number(firstMinute.toFixed(1)),
+      last_minute: Number(lastMinute.toFixed(1)),
+      max: Math.max(...samples.map((s) => s.rss_mb)),
+    },
     problems,
     samples,
   };

@@ -28,11 +28,16 @@ const cluster = await startPgCluster();
 let proxy = null;
 try {
   const started = Date.now();
-  const upstreamUrl = await scratchDatabase(cluster, 'many', Array.from({ length: TENANTS }, (_, i) => tenantId(i)), async (db, schema) => {
-    await db.query(`CREATE TABLE ${schema}.accounts (id int PRIMARY KEY, balance int NOT NULL)`);
-    await db.query(`INSERT INTO ${schema}.accounts SELECT g, g FROM generate_series(1, 1000) AS g`);
-    await db.query(`ANALYZE ${schema}.accounts`);
-  });
+  const upstreamUrl = await scratchDatabase(
+    cluster,
+    'many',
+    Array.from({ length: TENANTS }, (_, i) => tenantId(i)),
+    async (db, schema) => {
+      await db.query(`CREATE TABLE ${schema}.accounts (id int PRIMARY KEY, balance int NOT NULL)`);
+      await db.query(`INSERT INTO ${schema}.accounts SELECT g, g FROM generate_series(1, 1000) AS g`);
+      await db.query(`ANALYZE ${schema}.accounts`);
+    },
+  );
   console.log(`provisioned ${TENANTS} tenant schemas in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
   const raw = {
@@ -54,7 +59,13 @@ try {
       for (let j = i; j < Math.min(CONNECTIONS, i + 100); j++) {
         const tenant = tenantId(j % tenantCount);
         if (!tokens.has(tenant)) tokens.set(tenant, await signDevToken(config, { tenant, ttlSeconds: 3600 }));
-        const client = new pg.Client({ host: '127.0.0.1', port, user: 'app', database: 'many', password: tokens.get(tenant) });
+        const client = new pg.Client({
+          host: '127.0.0.1',
+          port,
+          user: 'app',
+          database: 'many',
+          password: tokens.get(tenant),
+        });
         client.on('error', () => undefined);
         batch.push(client.connect().then(() => client));
       }
@@ -91,7 +102,9 @@ try {
     for (const kind of rep % 2 === 0 ? ['many', 'two'] : ['two', 'many']) {
       const r = await run(sets[kind]);
       results[kind].push(r);
-      console.log(`rep ${rep + 1} ${kind === 'many' ? `${TENANTS} tenants` : '2 tenants'}: ${r.tps.toFixed(0)} tps, ${r.errors} errors`);
+      console.log(
+        `rep ${rep + 1} ${kind === 'many' ? `${TENANTS} tenants` : '2 tenants'}: ${r.tps.toFixed(0)} tps, ${r.errors} errors`,
+      );
     }
   }
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

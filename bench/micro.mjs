@@ -94,7 +94,8 @@ function benchFramer(name, make) {
     const t0 = process.hrtime.bigint();
     for (let p = 0; p < passes; p++) frames += framePass(stream.chunks).n;
     const ns = Number(process.hrtime.bigint() - t0);
-    if (frames !== stream.frames * passes) throw new Error(`framer returned ${frames} frames, expected ${stream.frames * passes}`);
+    if (frames !== stream.frames * passes)
+      throw new Error(`framer returned ${frames} frames, expected ${stream.frames * passes}`);
     samples.push(ns / frames);
   }
   const nsPerFrame = median(samples);
@@ -126,28 +127,29 @@ const STATEMENTS = [
   {
     id: 'join-20',
     name: '4-table join (20 lines)',
-    text: (table, literal) => [
-      'SELECT a.aid,',
-      '       a.abalance,',
-      '       b.bbalance,',
-      '       t.tbalance,',
-      '       count(h.tid) AS history_rows,',
-      '       sum(h.delta) AS total_delta,',
-      '       max(h.mtime) AS last_change',
-      `  FROM ${table} a`,
-      '  JOIN pgbench_branches b ON b.bid = a.bid',
-      '  JOIN pgbench_tellers t ON t.bid = b.bid',
-      '  LEFT JOIN pgbench_history h ON h.aid = a.aid AND h.tid = t.tid',
-      ` WHERE a.aid BETWEEN ${literal} AND ${literal} + 1000`,
-      "   AND a.filler IS NOT NULL AND b.filler <> 'closed'",
-      '   AND t.tbalance > -100000',
-      '   AND h.mtime > now() - interval \'7 days\'',
-      ' GROUP BY a.aid, a.abalance, b.bbalance, t.tbalance',
-      'HAVING count(h.tid) > 0',
-      ' ORDER BY total_delta DESC, a.aid',
-      ' LIMIT 50',
-      '   OFFSET 0;',
-    ].join('\n'),
+    text: (table, literal) =>
+      [
+        'SELECT a.aid,',
+        '       a.abalance,',
+        '       b.bbalance,',
+        '       t.tbalance,',
+        '       count(h.tid) AS history_rows,',
+        '       sum(h.delta) AS total_delta,',
+        '       max(h.mtime) AS last_change',
+        `  FROM ${table} a`,
+        '  JOIN pgbench_branches b ON b.bid = a.bid',
+        '  JOIN pgbench_tellers t ON t.bid = b.bid',
+        '  LEFT JOIN pgbench_history h ON h.aid = a.aid AND h.tid = t.tid',
+        ` WHERE a.aid BETWEEN ${literal} AND ${literal} + 1000`,
+        "   AND a.filler IS NOT NULL AND b.filler <> 'closed'",
+        '   AND t.tbalance > -100000',
+        "   AND h.mtime > now() - interval '7 days'",
+        ' GROUP BY a.aid, a.abalance, b.bbalance, t.tbalance',
+        'HAVING count(h.tid) > 0',
+        ' ORDER BY total_delta DESC, a.aid',
+        ' LIMIT 50',
+        '   OFFSET 0;',
+      ].join('\n'),
     table: 'pgbench_accounts',
   },
 ];
@@ -166,7 +168,8 @@ function textsFor(stmt, kind, n) {
   for (let i = 0; i < n; i++) {
     const u = ++unique;
     if (kind === 'exactHit') out[i] = stmt.text(stmt.table, 4242);
-    else if (kind === 'normalizedHit') out[i] = stmt.text(stmt.table, 1000000 + u); // same statement, new literal
+    else if (kind === 'normalizedHit')
+      out[i] = stmt.text(stmt.table, 1000000 + u); // same statement, new literal
     else out[i] = stmt.text(`${stmt.table}_${u}`, 4242); // a table name never seen: a new normalized text
   }
   return out;
@@ -206,16 +209,31 @@ function benchGuardCase(guard, stmt, kind, stat) {
     checks += n;
     samples.push(res.ns / n / 1000);
   }
-  if (counted !== checks) throw new Error(`guard ${stmt.id} ${kind}: ${counted} of ${checks} checks were ${stat}; the case does not measure what it says`);
-  if (refused > 0) throw new Error(`guard ${stmt.id} ${kind}: ${refused} checks were refused; expected every statement to pass`);
-  return { usPerCheck: round(median(samples), 2), usMin: round(Math.min(...samples), 2), usMax: round(Math.max(...samples), 2), checksPerRound: n, rounds: ROUNDS };
+  if (counted !== checks)
+    throw new Error(
+      `guard ${stmt.id} ${kind}: ${counted} of ${checks} checks were ${stat}; the case does not measure what it says`,
+    );
+  if (refused > 0)
+    throw new Error(`guard ${stmt.id} ${kind}: ${refused} checks were refused; expected every statement to pass`);
+  return {
+    usPerCheck: round(median(samples), 2),
+    usMin: round(Math.min(...samples), 2),
+    usMax: round(Math.max(...samples), 2),
+    checksPerRound: n,
+    rounds: ROUNDS,
+  };
 }
 
 async function benchGuard() {
   await loadParser();
   const results = [];
   for (const stmt of STATEMENTS) {
-    const row = { id: stmt.id, name: stmt.name, bytes: Buffer.byteLength(stmt.text(stmt.table, 4242)), lines: stmt.text(stmt.table, 4242).split('\n').length };
+    const row = {
+      id: stmt.id,
+      name: stmt.name,
+      bytes: Buffer.byteLength(stmt.text(stmt.table, 4242)),
+      lines: stmt.text(stmt.table, 4242).split('\n').length,
+    };
     for (const c of CASES) {
       // A fresh guard per case, as configured in the brief (cacheSize 10000), so one case's entries never serve another.
       const guard = createSqlGuard({
@@ -243,8 +261,15 @@ export function renderMicro(result) {
     '| framer stream (64 KiB chunks) | avg frame | ns/frame (min–max) | MB/s |',
     '| --- | ---: | ---: | ---: |',
   ];
-  for (const f of result.framer) lines.push(`| ${f.name} | ${f.avgFrameBytes} B | ${f.nsPerFrame.toFixed(1)} (${f.nsPerFrameMin.toFixed(1)}–${f.nsPerFrameMax.toFixed(1)}) | ${f.mbPerSec} |`);
-  lines.push('', '| guard.check() µs (min–max) | exact-text hit | normalized-text hit | miss |', '| --- | ---: | ---: | ---: |');
+  for (const f of result.framer)
+    lines.push(
+      `| ${f.name} | ${f.avgFrameBytes} B | ${f.nsPerFrame.toFixed(1)} (${f.nsPerFrameMin.toFixed(1)}–${f.nsPerFrameMax.toFixed(1)}) | ${f.mbPerSec} |`,
+    );
+  lines.push(
+    '',
+    '| guard.check() µs (min–max) | exact-text hit | normalized-text hit | miss |',
+    '| --- | ---: | ---: | ---: |',
+  );
   for (const g of result.guard) {
     const cell = (c) => `${fmtUs(c.usPerCheck)} (${fmtUs(c.usMin)}–${fmtUs(c.usMax)})`;
     lines.push(`| ${g.name}, ${g.bytes} B | ${cell(g.exactHit)} | ${cell(g.normalizedHit)} | ${cell(g.miss)} |`);
@@ -288,7 +313,8 @@ function round(x, digits) {
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   runMicro().then(
-    (result) => process.stdout.write(process.argv.includes('--json') ? `${JSON.stringify(result)}\n` : `${result.markdown}\n`),
+    (result) =>
+      process.stdout.write(process.argv.includes('--json') ? `${JSON.stringify(result)}\n` : `${result.markdown}\n`),
     (err) => {
       process.stderr.write(`micro-benchmarks failed: ${err.stack ?? err}\n`);
       process.exit(1);

@@ -35,7 +35,17 @@
 // outlives its transaction, or search_path as a startup parameter — run and are shown but not counted.
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
@@ -59,14 +69,22 @@ export const EXCLUDED = {
   'test/integration/client/prepared-statement-tests.js':
     'temp table outliving its transaction: temp tables zoom and person (createPersonTable) are created in one statement and read in later ones while other clients of the file run (also: a named Parse of an empty string, see empty-query-tests.js)',
   'test/integration/client/query-error-handling-tests.js':
-    'temp table outliving its transaction: column_err_test and constraint_err_test are created in one statement and used in the next while the file\'s other clients run (also: pg_cancel_backend() and pg_stat_activity refused, 42501)',
+    "temp table outliving its transaction: column_err_test and constraint_err_test are created in one statement and used in the next while the file's other clients run (also: pg_cancel_backend() and pg_stat_activity refused, 42501)",
 };
 
 // ---------------------------------------------------------------------------------------------------------------
 // arguments
 
 function parseArgs(argv) {
-  const opts = { checkout: process.env.NODE_POSTGRES_DIR, json: null, jsonStdout: false, only: null, timeoutS: 60, direct: true, skipExcluded: false };
+  const opts = {
+    checkout: process.env.NODE_POSTGRES_DIR,
+    json: null,
+    jsonStdout: false,
+    only: null,
+    timeoutS: 60,
+    direct: true,
+    skipExcluded: false,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--json') {
@@ -86,7 +104,10 @@ function parseArgs(argv) {
     else if (!a.startsWith('--')) opts.checkout = a;
     else throw new Error(`unknown option ${a}`);
   }
-  if (!opts.checkout) throw new Error('usage: node bench/node-postgres-suite.mjs <node-postgres checkout> [--json [file]] [--only re] [--timeout s] [--no-direct]');
+  if (!opts.checkout)
+    throw new Error(
+      'usage: node bench/node-postgres-suite.mjs <node-postgres checkout> [--json [file]] [--only re] [--timeout s] [--no-direct]',
+    );
   if (!(opts.timeoutS > 0)) throw new Error('--timeout must be a positive number of seconds');
   opts.checkout = resolve(opts.checkout);
   return opts;
@@ -95,14 +116,18 @@ function parseArgs(argv) {
 /** Deep-merges plain objects from `extra` into `target` (for --proxy-config). */
 function mergeInto(target, extra) {
   for (const [k, v] of Object.entries(extra)) {
-    if (v !== null && typeof v === 'object' && !Array.isArray(v) && typeof target[k] === 'object' && target[k] !== null) mergeInto(target[k], v);
+    if (v !== null && typeof v === 'object' && !Array.isArray(v) && typeof target[k] === 'object' && target[k] !== null)
+      mergeInto(target[k], v);
     else target[k] = v;
   }
   return target;
 }
 
 function readHead() {
-  return execFileSync('sed', ['-n', '2,35p', fileURLToPath(import.meta.url)], { encoding: 'utf8' }).replace(/^\/\/ ?/gm, '');
+  return execFileSync('sed', ['-n', '2,35p', fileURLToPath(import.meta.url)], { encoding: 'utf8' }).replace(
+    /^\/\/ ?/gm,
+    '',
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -112,8 +137,10 @@ const WORKSPACE_DEPS = ['pg-protocol', 'pg-pool', 'pg-connection-string'];
 
 function prepareCheckout(checkout, say) {
   const pgDir = join(checkout, 'packages', 'pg');
-  if (!existsSync(join(pgDir, 'test', 'integration'))) throw new Error(`${checkout} is not a node-postgres checkout (no packages/pg/test/integration)`);
-  if (resolve(checkout).startsWith(resolve(ROOT))) throw new Error('the node-postgres checkout must live outside this repository');
+  if (!existsSync(join(pgDir, 'test', 'integration')))
+    throw new Error(`${checkout} is not a node-postgres checkout (no packages/pg/test/integration)`);
+  if (resolve(checkout).startsWith(resolve(ROOT)))
+    throw new Error('the node-postgres checkout must live outside this repository');
   const pkg = JSON.parse(execFileSync('cat', [join(pgDir, 'package.json')], { encoding: 'utf8' }));
   const wanted = { ...pkg.dependencies, ...pkg.devDependencies };
   // What the integration tests and lib/ require from npm (the rest of devDependencies is for other suites).
@@ -133,8 +160,15 @@ function prepareCheckout(checkout, say) {
   const depsDir = join(checkout, '.pgtp-deps');
   mkdirSync(depsDir, { recursive: true });
   const deps = Object.fromEntries(external.map((name) => [name, wanted[name] ?? '*']));
-  writeFileSync(join(depsDir, 'package.json'), JSON.stringify({ name: 'pgtp-node-postgres-deps', private: true, dependencies: deps }, null, 2));
-  execFileSync('npm', ['install', '--no-audit', '--no-fund', '--no-package-lock', '--ignore-scripts', '--loglevel=error'], { cwd: depsDir, stdio: 'inherit' });
+  writeFileSync(
+    join(depsDir, 'package.json'),
+    JSON.stringify({ name: 'pgtp-node-postgres-deps', private: true, dependencies: deps }, null, 2),
+  );
+  execFileSync(
+    'npm',
+    ['install', '--no-audit', '--no-fund', '--no-package-lock', '--ignore-scripts', '--loglevel=error'],
+    { cwd: depsDir, stdio: 'inherit' },
+  );
 
   const nm = join(checkout, 'node_modules');
   if (!existsSync(nm)) symlinkSync(join(depsDir, 'node_modules'), nm);
@@ -153,17 +187,35 @@ function prepareCheckout(checkout, say) {
   // pg-protocol ships TypeScript; compile it (transpile only: its tsconfig wants mocha's types) into its dist/.
   const proto = join(checkout, 'packages', 'pg-protocol');
   if (!existsSync(join(proto, 'dist', 'index.js'))) {
-    say('compiling the checkout\'s pg-protocol');
+    say("compiling the checkout's pg-protocol");
     const src = join(proto, 'src');
-    const files = listFiles(src).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && !f.endsWith('.d.ts') && !f.includes('/testing/'));
+    const files = listFiles(src).filter(
+      (f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && !f.endsWith('.d.ts') && !f.includes('/testing/'),
+    );
     const tsconfig = join(depsDir, 'tsconfig.pg-protocol.json');
-    writeFileSync(tsconfig, JSON.stringify({
-      compilerOptions: {
-        module: 'node16', moduleResolution: 'node16', target: 'es2019', esModuleInterop: true, outDir: join(proto, 'dist'),
-        rootDir: src, declaration: false, sourceMap: false, noCheck: true, skipLibCheck: true, types: [],
-      },
-      files,
-    }, null, 2));
+    writeFileSync(
+      tsconfig,
+      JSON.stringify(
+        {
+          compilerOptions: {
+            module: 'node16',
+            moduleResolution: 'node16',
+            target: 'es2019',
+            esModuleInterop: true,
+            outDir: join(proto, 'dist'),
+            rootDir: src,
+            declaration: false,
+            sourceMap: false,
+            noCheck: true,
+            skipLibCheck: true,
+            types: [],
+          },
+          files,
+        },
+        null,
+        2,
+      ),
+    );
     const tsc = createRequire(join(ROOT, 'package.json')).resolve('typescript/bin/tsc');
     execFileSync(process.execPath, [tsc, '-p', tsconfig], { stdio: 'inherit' });
   }
@@ -209,7 +261,12 @@ function ensureBuilt(say) {
 function runFile(pgDir, file, env, timeoutMs) {
   return new Promise((done) => {
     const started = Date.now();
-    const child = spawn(process.execPath, [file], { cwd: pgDir, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const child = spawn(process.execPath, [file], {
+      cwd: pgDir,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     let output = '';
     const add = (chunk) => {
       if (output.length < 200_000) output += chunk;
@@ -234,10 +291,13 @@ function runFile(pgDir, file, env, timeoutMs) {
 
 /** The lines that say why a file failed: from the suite's first failure line (test name, FAILED!, Message:, the error). */
 function errorLines(run, max = 8) {
-  const lines = run.output.split('\n').map((l) => l.trimEnd())
+  const lines = run.output
+    .split('\n')
+    .map((l) => l.trimEnd())
     .filter((l) => l.trim() !== '' && !/DeprecationWarning|--trace-deprecation|--trace-warnings/.test(l));
   const head = run.timedOut ? [`killed after ${Math.round(run.ms / 1000)} s (--timeout)`] : [];
-  const failure = /FAILED!|Message: |AssertionError|^\s*error: |^\s*(Type|Reference|Range)?Error: |did not complete|ECONNREFUSED|ECONNRESET|Expected /;
+  const failure =
+    /FAILED!|Message: |AssertionError|^\s*error: |^\s*(Type|Reference|Range)?Error: |did not complete|ECONNREFUSED|ECONNRESET|Expected /;
   const start = lines.findIndex((l) => failure.test(l));
   if (start === -1) return [...head, ...lines.slice(-(max - head.length))];
   const picked = [...head];
@@ -322,31 +382,58 @@ async function main() {
     await startProxy();
     const proxyPort = proxy.port;
 
-    const base = { ...process.env, PGHOST: '127.0.0.1', PGDATABASE: DATABASE, PGTESTNOSSL: 'true', PGSSLMODE: 'disable' };
-    for (const k of Object.keys(base)) if (/^SCRAM_TEST_|^PGSSL(?!MODE)|^PGAPPNAME$|^PGOPTIONS$/.test(k)) delete base[k];
+    const base = {
+      ...process.env,
+      PGHOST: '127.0.0.1',
+      PGDATABASE: DATABASE,
+      PGTESTNOSSL: 'true',
+      PGSSLMODE: 'disable',
+    };
+    for (const k of Object.keys(base))
+      if (/^SCRAM_TEST_|^PGSSL(?!MODE)|^PGAPPNAME$|^PGOPTIONS$/.test(k)) delete base[k];
     const superuser = new URL(cluster.superuserUrl);
-    const directEnv = { ...base, PGPORT: String(cluster.port), PGUSER: 'postgres', PGPASSWORD: decodeURIComponent(superuser.password) };
-    const proxyEnvFor = async (port) => ({ ...base, ...(await tenantEnv(config, port, DATABASE, TENANT)), ...{ PGTESTNOSSL: 'true' } });
+    const directEnv = {
+      ...base,
+      PGPORT: String(cluster.port),
+      PGUSER: 'postgres',
+      PGPASSWORD: decodeURIComponent(superuser.password),
+    };
+    const proxyEnvFor = async (port) => ({
+      ...base,
+      ...(await tenantEnv(config, port, DATABASE, TENANT)),
+      ...{ PGTESTNOSSL: 'true' },
+    });
     let proxyEnv = await proxyEnvFor(proxyPort);
     const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
     let npgCommit = null;
     try {
-      npgCommit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: opts.checkout, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+      npgCommit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
+        cwd: opts.checkout,
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      }).trim();
     } catch {
       /* an archive, not a git checkout */
     }
     if (opts.serve) {
-      const exports = (env) => ['PGHOST', 'PGPORT', 'PGUSER', 'PGPASSWORD', 'PGDATABASE', 'PGTESTNOSSL', 'PGSSLMODE'].map((k) => `${k}='${env[k]}'`).join(' ');
-      process.stdout.write([
-        `# direct:\nexport ${exports(directEnv)}`,
-        `# through the proxy (pid ${proxy.child.pid}, audit trail ${raw.audit.file}):\nexport ${exports(proxyEnv)}`,
-        `# then: cd ${pgDir} && node test/integration/<file>      Ctrl-C stops everything.`,
-        '',
-      ].join('\n'));
+      const exports = (env) =>
+        ['PGHOST', 'PGPORT', 'PGUSER', 'PGPASSWORD', 'PGDATABASE', 'PGTESTNOSSL', 'PGSSLMODE']
+          .map((k) => `${k}='${env[k]}'`)
+          .join(' ');
+      process.stdout.write(
+        [
+          `# direct:\nexport ${exports(directEnv)}`,
+          `# through the proxy (pid ${proxy.child.pid}, audit trail ${raw.audit.file}):\nexport ${exports(proxyEnv)}`,
+          `# then: cd ${pgDir} && node test/integration/<file>      Ctrl-C stops everything.`,
+          '',
+        ].join('\n'),
+      );
       await new Promise((r) => process.once('SIGTERM', r));
       return;
     }
-    say(`${rows[0].v.split(',')[0]} on ${cluster.port}; proxy (commit ${commit}) on ${proxyPort}; ${files.length} files, ${opts.timeoutS} s each`);
+    say(
+      `${rows[0].v.split(',')[0]} on ${cluster.port}; proxy (commit ${commit}) on ${proxyPort}; ${files.length} files, ${opts.timeoutS} s each`,
+    );
 
     const results = [];
     const timeoutMs = opts.timeoutS * 1000;
@@ -368,10 +455,18 @@ async function main() {
         proxy_ms: viaProxy.ms,
         proxy_crashed: proxyDied,
         direct_errors: direct && !direct.pass ? errorLines(direct) : [],
-        proxy_errors: viaProxy.pass && !proxyDied ? [] : [...(proxyDied ? [`the proxy process exited: ${JSON.stringify(proxy.exited)}`] : []), ...errorLines(viaProxy)],
+        proxy_errors:
+          viaProxy.pass && !proxyDied
+            ? []
+            : [
+                ...(proxyDied ? [`the proxy process exited: ${JSON.stringify(proxy.exited)}`] : []),
+                ...errorLines(viaProxy),
+              ],
       };
       results.push(row);
-      say(`${row.proxy ? 'pass' : 'FAIL'} proxy, ${row.direct === null ? '-' : row.direct ? 'pass' : 'FAIL'} direct  ${file}${row.excluded ? '  (excluded)' : ''}`);
+      say(
+        `${row.proxy ? 'pass' : 'FAIL'} proxy, ${row.direct === null ? '-' : row.direct ? 'pass' : 'FAIL'} direct  ${file}${row.excluded ? '  (excluded)' : ''}`,
+      );
     }
 
     // ------------------------------------------------------------------ report
@@ -386,7 +481,9 @@ async function main() {
     lines.push('', `${'file'.padEnd(w)}  direct  proxy`, `${'-'.repeat(w)}  ------  -----`);
     for (const r of results) {
       const d = r.direct === null ? '-' : r.direct ? 'pass' : 'FAIL';
-      lines.push(`${r.file.padEnd(w)}  ${d.padEnd(6)}  ${(r.proxy ? 'pass' : 'FAIL').padEnd(5)}${r.excluded ? `  excluded: ${r.excluded}` : ''}`);
+      lines.push(
+        `${r.file.padEnd(w)}  ${d.padEnd(6)}  ${(r.proxy ? 'pass' : 'FAIL').padEnd(5)}${r.excluded ? `  excluded: ${r.excluded}` : ''}`,
+      );
     }
     const regressions = results.filter((r) => !r.proxy && directOk(r));
     if (regressions.length > 0) {
@@ -402,7 +499,9 @@ async function main() {
       for (const r of bothFail) lines.push(`  ${r.file}: ${(r.direct_errors[0] ?? '').slice(0, 200)}`);
     }
     lines.push('');
-    lines.push(`${proxyPass} of ${total} files pass through the proxy; ${opts.direct ? `${directPass} direct` : 'direct not run'}.`);
+    lines.push(
+      `${proxyPass} of ${total} files pass through the proxy; ${opts.direct ? `${directPass} direct` : 'direct not run'}.`,
+    );
     lines.push(`Passing ${eligiblePass} of ${eligible.length} eligible files (${total - eligible.length} excluded).`);
     out.write(lines.join('\n') + '\n');
 

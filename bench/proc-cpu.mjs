@@ -4,7 +4,13 @@ import { readdirSync, readFileSync } from 'node:fs';
 export function readStat(pid) {
   const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = text.slice(text.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
-  return { ppid: Number(f[1]), utime: Number(f[11]), stime: Number(f[12]), cutime: Number(f[13]), cstime: Number(f[14]) };
+  return {
+    ppid: Number(f[1]),
+    utime: Number(f[11]),
+    stime: Number(f[12]),
+    cutime: Number(f[13]),
+    cstime: Number(f[14]),
+  };
 }
 
 /**
@@ -26,7 +32,11 @@ export async function treeCpuTicks(rootPid) {
         // exited meanwhile
       }
     }
-    return { reaped: pm.cutime + pm.cstime, total: pm.utime + pm.stime + pm.cutime + pm.cstime + [...kids.values()].reduce((a, b) => a + b, 0), pids: [...kids.keys()].sort().join(',') };
+    return {
+      reaped: pm.cutime + pm.cstime,
+      total: pm.utime + pm.stime + pm.cutime + pm.cstime + [...kids.values()].reduce((a, b) => a + b, 0),
+      pids: [...kids.keys()].sort().join(','),
+    };
   };
   let prev = snapshot();
   for (let i = 0; i < 80; i++) {

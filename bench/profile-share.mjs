@@ -6,7 +6,10 @@ import { readFileSync } from 'node:fs';
 /** First match wins: a frame's self time is charged to the group of its own code, or of its nearest caller that has one. */
 const GROUPS = [
   ['guard (src/guard, libpg-query)', /\/(dist|src)\/guard\/|libpg-query/],
-  ['audit (src/audit, pino)', /\/(dist|src)\/audit\/|node_modules\/(pino|sonic-boom|fast-redact|quick-format|on-exit|thread-stream|safe-stable)/],
+  [
+    'audit (src/audit, pino)',
+    /\/(dist|src)\/audit\/|node_modules\/(pino|sonic-boom|fast-redact|quick-format|on-exit|thread-stream|safe-stable)/,
+  ],
   ['statement tracking', /statement-tracker/],
   ['metrics (prom-client)', /\/(dist|src)\/metrics\/|prom-client/],
   ['proxy protocol code (src)', /\/(dist|src)\/(frontend|backend|protocol|net)\//],
@@ -42,5 +45,7 @@ const busy = [...self].filter(([g]) => g !== '(idle)').reduce((s, [, v]) => s + 
 console.log(`busy ${(busy / 1e6).toFixed(2)} s of ${(profile.endTime - profile.startTime) / 1e6} s`);
 for (const [g, us] of [...self].sort((a, b) => b[1] - a[1])) {
   if (g === '(idle)') continue;
-  console.log(`${g.padEnd(40)} ${(us / 1e3).toFixed(0).padStart(7)} ms  ${((100 * us) / busy).toFixed(1).padStart(5)}%`);
+  console.log(
+    `${g.padEnd(40)} ${(us / 1e3).toFixed(0).padStart(7)} ms  ${((100 * us) / busy).toFixed(1).padStart(5)}%`,
+  );
 }

@@ -21,7 +21,17 @@
 //   BENCH_OUT=bench/results/latest.json
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -44,7 +54,8 @@ const JOBS = positiveInt('BENCH_JOBS', 1);
 const PROXY_TENANTS = positiveInt('BENCH_PROXY_TENANTS', 2);
 const PROXY_WORKERS = positiveInt('BENCH_PROXY_WORKERS', 1);
 const AUDIT = env.BENCH_AUDIT ?? 'statements';
-if (!['statements', 'connections', 'off'].includes(AUDIT)) throw new Error(`BENCH_AUDIT must be statements, connections or off, got ${AUDIT}`);
+if (!['statements', 'connections', 'off'].includes(AUDIT))
+  throw new Error(`BENCH_AUDIT must be statements, connections or off, got ${AUDIT}`);
 const SHARED_BUFFERS = env.BENCH_SHARED_BUFFERS ?? '512MB';
 const OUT = resolve(ROOT, env.BENCH_OUT ?? 'bench/results/latest.json');
 const QUIET_WAIT = nonNegativeInt('BENCH_QUIET_WAIT', 60);
@@ -74,7 +85,14 @@ const WORKLOADS = [
   { id: 'tpcb-16-simple', label: 'TPC-B-like, 16 clients, simple', script: 'tpcb-like', mode: 'simple', clients: 16 },
   // PgBouncer 1.18 has no prepared-statement support in transaction mode; it is run anyway to record what happens.
   { id: 'S-16-prepared', label: '-S, 16 clients, prepared', script: 'select-only', mode: 'prepared', clients: 16 },
-  { id: 'latency-1', label: '-S, 1 client, simple (latency)', script: 'select-only', mode: 'simple', clients: 1, duration: LATENCY_DURATION },
+  {
+    id: 'latency-1',
+    label: '-S, 1 client, simple (latency)',
+    script: 'select-only',
+    mode: 'simple',
+    clients: 1,
+    duration: LATENCY_DURATION,
+  },
 ].map((w) => ({ ...w, args: [...(w.script === 'select-only' ? ['-S'] : []), '-M', w.mode] }));
 /**
  * node-pipe: bench/node-pipe.mjs, a bare Node.js TCP pipe in front of PostgreSQL (one server per client, no protocol
@@ -84,7 +102,14 @@ const WORKLOADS = [
  */
 const TARGET_IDS = ['direct', 'node-pipe', 'pgbouncer', 'pgbouncer-samejob', 'proxy', 'proxy-noguard'];
 const PROXY_IDS = ['proxy', 'proxy-noguard'];
-const TARGET_LABELS = { direct: 'direct', 'node-pipe': 'node pipe', pgbouncer: 'PgBouncer', 'pgbouncer-samejob': 'PgBouncer same job', proxy: 'proxy', 'proxy-noguard': 'proxy-noguard' };
+const TARGET_LABELS = {
+  direct: 'direct',
+  'node-pipe': 'node pipe',
+  pgbouncer: 'PgBouncer',
+  'pgbouncer-samejob': 'PgBouncer same job',
+  proxy: 'proxy',
+  'proxy-noguard': 'proxy-noguard',
+};
 
 // ---------------------------------------------------------------------------------------------------------------
 // Cleanup: everything started is registered here and torn down on exit, Ctrl-C, SIGTERM and errors.
@@ -167,7 +192,10 @@ async function main() {
   // What dist/ was built from, read now: src/ may change while the matrix runs.
   const build = buildInfo();
   const targetFilter = listEnv('BENCH_TARGETS', TARGET_IDS);
-  const workloadFilter = listEnv('BENCH_WORKLOADS', WORKLOADS.map((w) => w.id));
+  const workloadFilter = listEnv(
+    'BENCH_WORKLOADS',
+    WORKLOADS.map((w) => w.id),
+  );
   const workloads = WORKLOADS.filter((w) => workloadFilter.includes(w.id));
   const notes = [];
 
@@ -217,7 +245,11 @@ async function main() {
   const tenants = TENANTS.slice(0, Math.min(PROXY_TENANTS, TENANTS.length));
   let pgbouncerVersion = null;
   if (pgbouncerBin && targetFilter.includes('pgbouncer')) {
-    const bouncer = await startPgBouncer(pgbouncerBin, work, pgUser, cluster.port, { name: 'pgbouncer', user: DIRECT_ROLE, password: directPassword });
+    const bouncer = await startPgBouncer(pgbouncerBin, work, pgUser, cluster.port, {
+      name: 'pgbouncer',
+      user: DIRECT_ROLE,
+      password: directPassword,
+    });
     pgbouncerVersion = bouncer.version;
     targets.pgbouncer = {
       name: 'pgbouncer',
@@ -243,14 +275,22 @@ async function main() {
       port: bouncer.port,
       pid: bouncer.pid,
       child: bouncer.child,
-      clients: tenants.map((t) => ({ user: PROXY_ROLE, password: proxyPassword, tenant: t, scripts: sameJobScripts(work, t) })),
+      clients: tenants.map((t) => ({
+        user: PROXY_ROLE,
+        password: proxyPassword,
+        tenant: t,
+        scripts: sameJobScripts(work, t),
+      })),
       logFile: bouncer.logFile,
     };
   }
 
   for (const id of PROXY_IDS) {
     if (!targetFilter.includes(id)) continue;
-    const proxyInfo = await startTenantProxy(work, cluster.port, proxyPassword, { name: id, guard: id !== 'proxy-noguard' });
+    const proxyInfo = await startTenantProxy(work, cluster.port, proxyPassword, {
+      name: id,
+      guard: id !== 'proxy-noguard',
+    });
     targets[id] = {
       name: id,
       port: proxyInfo.port,
@@ -267,7 +307,12 @@ async function main() {
   log(`warm-up: ${WARMUP_DURATION} s of -S at 16 clients per target (not recorded)`);
   for (const id of targetList) {
     checkInterrupted();
-    const run = await runPgbench(ctx, targets[id], { id: 'warmup', script: 'select-only', mode: 'simple', args: ['-S', '-M', 'simple'], clients: 16 }, WARMUP_DURATION);
+    const run = await runPgbench(
+      ctx,
+      targets[id],
+      { id: 'warmup', script: 'select-only', mode: 'simple', args: ['-S', '-M', 'simple'], clients: 16 },
+      WARMUP_DURATION,
+    );
     checkInterrupted();
     if (run.status === 'fails') log(`  warm-up against ${id} failed: ${run.firstError}`);
   }
@@ -289,7 +334,9 @@ async function main() {
         checkInterrupted();
         assertAlive(target);
         if (RETRY_DISTURBED && run.status !== 'fails' && run.otherLoad !== null && run.otherLoad > DISTURBED) {
-          log(`  (${w.id} ${id}: other processes took ${(run.otherLoad * 100).toFixed(0)}% of the CPU; running it again)`);
+          log(
+            `  (${w.id} ${id}: other processes took ${(run.otherLoad * 100).toFixed(0)}% of the CPU; running it again)`,
+          );
           await waitQuiet();
           const again = await runPgbench(ctx, target, w, w.duration ?? DURATION);
           checkInterrupted();
@@ -311,7 +358,9 @@ async function main() {
   const proxyLog = targets.proxy ? summarizeLog(targets.proxy.logFile, 'pino') : null;
   const noguardLog = targets['proxy-noguard'] ? summarizeLog(targets['proxy-noguard'].logFile, 'pino') : null;
   const bouncerLog = targets.pgbouncer ? summarizeLog(targets.pgbouncer.logFile, 'pgbouncer') : null;
-  const sameJobLog = targets['pgbouncer-samejob'] ? summarizeLog(targets['pgbouncer-samejob'].logFile, 'pgbouncer') : null;
+  const sameJobLog = targets['pgbouncer-samejob']
+    ? summarizeLog(targets['pgbouncer-samejob'].logFile, 'pgbouncer')
+    : null;
   const pipeLog = targets['node-pipe'] ? summarizeLog(targets['node-pipe'].logFile, 'text') : null;
 
   // Micro-benchmarks on a machine left to them: PostgreSQL, PgBouncer and the proxies are stopped first.
@@ -343,14 +392,37 @@ async function main() {
   const table = renderTable(workloads, targetList, summary, ratios);
   const goals = evaluateGoals(workloads, ratios);
   // Failed runs last a fraction of a second: too short to say anything about the machine.
-  const loads = workloads.flatMap((w) => targetList.flatMap((t) => results[w.id][t].filter((r) => r.status !== 'fails').map((r) => r.otherLoad))).filter((v) => v !== null).sort((a, b) => a - b);
+  const loads = workloads
+    .flatMap((w) =>
+      targetList.flatMap((t) => results[w.id][t].filter((r) => r.status !== 'fails').map((r) => r.otherLoad)),
+    )
+    .filter((v) => v !== null)
+    .sort((a, b) => a - b);
   const noise = loads.length
     ? `other processes on the machine (not PostgreSQL, the pooler, pgbench or this script) used a median ${(median(loads) * 100).toFixed(1)}% and at most ${(loads[loads.length - 1] * 100).toFixed(1)}% of the CPU during the runs${loads[loads.length - 1] >= 0.05 ? ' — some runs were disturbed: compare with care' : ''}`
     : null;
   const latency = renderLatency(workloads, targetList, summary);
-  const errors = renderErrors(workloads, targetList, results, { proxyLog, noguardLog, bouncerLog, sameJobLog, pipeLog }, micro);
+  const errors = renderErrors(
+    workloads,
+    targetList,
+    results,
+    { proxyLog, noguardLog, bouncerLog, sameJobLog, pipeLog },
+    micro,
+  );
   const microText = micro ? (micro.markdown ?? `Micro-benchmarks failed: ${micro.error}`) : null;
-  const text = [...header, ...(noise ? [`noise: ${noise}`] : []), '', table, '', ...(latency ? [latency, ''] : []), renderGoals(goals), '', ...(microText ? [microText, ''] : []), ...notes.map((n) => `note: ${n}`), errors].join('\n');
+  const text = [
+    ...header,
+    ...(noise ? [`noise: ${noise}`] : []),
+    '',
+    table,
+    '',
+    ...(latency ? [latency, ''] : []),
+    renderGoals(goals),
+    '',
+    ...(microText ? [microText, ''] : []),
+    ...notes.map((n) => `note: ${n}`),
+    errors,
+  ].join('\n');
   process.stdout.write(`\n${text}\n`);
 
   mkdirSync(dirname(OUT), { recursive: true });
@@ -359,12 +431,39 @@ async function main() {
     startedAt: new Date(started).toISOString(),
     elapsedSec,
     matrixSec,
-    settings: { quietWaitSec: QUIET_WAIT, retryDisturbed: RETRY_DISTURBED, disturbedThreshold: DISTURBED, quick: QUICK, durationSec: DURATION, reps: REPS, latencyDurationSec: LATENCY_DURATION, warmupSec: WARMUP_DURATION, scale: SCALE, jobsPerProcess: JOBS, poolSize: POOL_SIZE, targets: targetList, proxyTenants, sharedBuffers: SHARED_BUFFERS, clkTck: CLK_TCK, micro: MICRO },
+    settings: {
+      quietWaitSec: QUIET_WAIT,
+      retryDisturbed: RETRY_DISTURBED,
+      disturbedThreshold: DISTURBED,
+      quick: QUICK,
+      durationSec: DURATION,
+      reps: REPS,
+      latencyDurationSec: LATENCY_DURATION,
+      warmupSec: WARMUP_DURATION,
+      scale: SCALE,
+      jobsPerProcess: JOBS,
+      poolSize: POOL_SIZE,
+      targets: targetList,
+      proxyTenants,
+      sharedBuffers: SHARED_BUFFERS,
+      clkTck: CLK_TCK,
+      micro: MICRO,
+    },
     proxyBuild: build,
     versions: { node: process.version, postgres: pgVersion, pgbouncer: pgbouncerVersion, pgbench: pgbenchVersion() },
     machine: { cpus: cpus().length, model: cpus()[0]?.model ?? null, memGiB: Math.round(totalmem() / 2 ** 30) },
     notes,
-    workloads: workloads.map((w) => ({ id: w.id, label: w.label, clients: w.clients, args: w.args, sameJobScript: w.script, median: summary[w.id], ratios: Object.fromEntries(Object.entries(ratios[w.id]).map(([k, r]) => [k, r.value])), guardCost: summary[w.id].proxy?.guardCost ?? null, runs: results[w.id] })),
+    workloads: workloads.map((w) => ({
+      id: w.id,
+      label: w.label,
+      clients: w.clients,
+      args: w.args,
+      sameJobScript: w.script,
+      median: summary[w.id],
+      ratios: Object.fromEntries(Object.entries(ratios[w.id]).map(([k, r]) => [k, r.value])),
+      guardCost: summary[w.id].proxy?.guardCost ?? null,
+      runs: results[w.id],
+    })),
     goals,
     micro,
     proxyLog,
@@ -415,9 +514,26 @@ async function provision(cluster, proxyPassword, directPassword) {
   const superPassword = decodeURIComponent(new URL(cluster.superuserUrl).password);
   for (const t of TENANTS) {
     log(`pgbench -i -s ${SCALE} in tenant_${t}…`);
-    const { code, stderr } = await exec('pgbench', ['-i', '-s', String(SCALE), '--no-vacuum', '-q', '-h', HOST, '-p', String(cluster.port), '-U', 'postgres', DATABASE], {
-      env: pgEnv({ PGPASSWORD: superPassword, PGOPTIONS: `-c search_path=tenant_${t}` }),
-    });
+    const { code, stderr } = await exec(
+      'pgbench',
+      [
+        '-i',
+        '-s',
+        String(SCALE),
+        '--no-vacuum',
+        '-q',
+        '-h',
+        HOST,
+        '-p',
+        String(cluster.port),
+        '-U',
+        'postgres',
+        DATABASE,
+      ],
+      {
+        env: pgEnv({ PGPASSWORD: superPassword, PGOPTIONS: `-c search_path=tenant_${t}` }),
+      },
+    );
     if (code !== 0) throw new Error(`pgbench -i for tenant_${t} failed:\n${stderr}`);
   }
 
@@ -425,8 +541,12 @@ async function provision(cluster, proxyPassword, directPassword) {
   await db2.connect();
   try {
     for (const t of TENANTS) {
-      const n = await db2.query(`SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = $1 AND tablename LIKE 'pgbench_%'`, [`tenant_${t}`]);
-      if (n.rows[0].n !== 4) throw new Error(`tenant_${t} has ${n.rows[0].n} pgbench tables, expected 4 (did PGOPTIONS reach pgbench -i?)`);
+      const n = await db2.query(
+        `SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = $1 AND tablename LIKE 'pgbench_%'`,
+        [`tenant_${t}`],
+      );
+      if (n.rows[0].n !== 4)
+        throw new Error(`tenant_${t} has ${n.rows[0].n} pgbench tables, expected 4 (did PGOPTIONS reach pgbench -i?)`);
       await db2.query(`GRANT ALL ON ALL TABLES IN SCHEMA tenant_${t} TO ${PROXY_ROLE}, ${DIRECT_ROLE}`);
     }
     log('VACUUM ANALYZE…');
@@ -447,22 +567,36 @@ async function provision(cluster, proxyPassword, directPassword) {
 
 /** Finds pgbouncer, installing it with apt-get when missing; null (after a clear message) when that fails. */
 function ensurePgBouncer() {
-  const find = () => ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer', '/usr/local/bin/pgbouncer'].find((p) => existsSync(p)) ?? null;
+  const find = () =>
+    ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer', '/usr/local/bin/pgbouncer'].find((p) => existsSync(p)) ?? null;
   let bin = find();
   if (bin) return bin;
   log('PgBouncer not found; installing it: apt-get update && apt-get install -y pgbouncer …');
   const aptEnv = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const update = spawnSync('apt-get', ['update'], { stdio: ['ignore', 'ignore', 'pipe'], env: aptEnv, encoding: 'utf8' });
-  const install = update.status === 0
-    ? spawnSync('apt-get', ['install', '-y', '--no-install-recommends', 'pgbouncer'], { stdio: ['ignore', 'ignore', 'pipe'], env: aptEnv, encoding: 'utf8' })
-    : update;
+  const update = spawnSync('apt-get', ['update'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: aptEnv,
+    encoding: 'utf8',
+  });
+  const install =
+    update.status === 0
+      ? spawnSync('apt-get', ['install', '-y', '--no-install-recommends', 'pgbouncer'], {
+          stdio: ['ignore', 'ignore', 'pipe'],
+          env: aptEnv,
+          encoding: 'utf8',
+        })
+      : update;
   bin = find();
   if (bin) {
     // The Debian package may start its own service; stop it: we run our own instance.
     spawnSync('service', ['pgbouncer', 'stop'], { stdio: 'ignore' });
     return bin;
   }
-  const why = (install.stderr || install.error?.message || `exit status ${install.status}`).trim().split('\n').slice(-3).join(' | ');
+  const why = (install.stderr || install.error?.message || `exit status ${install.status}`)
+    .trim()
+    .split('\n')
+    .slice(-3)
+    .join(' | ');
   log('');
   log('**************************************************************************************');
   log(`* Could not install PgBouncer: ${why}`);
@@ -486,37 +620,43 @@ async function startPgBouncer(bin, work, owner, pgPort, { name, user, password, 
   const logFile = join(dir, 'pgbouncer.log');
   const pidFile = join(dir, 'pgbouncer.pid');
   writeFileSync(userlist, `"${user}" "${password}"\n`, { mode: 0o600 });
-  writeFileSync(ini, [
-    '[databases]',
-    `${DATABASE} = host=${HOST} port=${pgPort} dbname=${DATABASE}`,
-    '',
-    '[pgbouncer]',
-    `listen_addr = ${HOST}`,
-    `listen_port = ${port}`,
-    'unix_socket_dir =',
-    'auth_type = plain',
-    `auth_file = ${userlist}`,
-    'pool_mode = transaction',
-    `default_pool_size = ${POOL_SIZE}`,
-    'min_pool_size = 0',
-    'reserve_pool_size = 0',
-    'max_client_conn = 2000',
-    `logfile = ${logFile}`,
-    `pidfile = ${pidFile}`,
-    'log_connections = 0',
-    'log_disconnections = 0',
-    'log_pooler_errors = 1',
-    'server_tls_sslmode = disable',
-    'client_tls_sslmode = disable',
-    ...extra,
-    '',
-  ].join('\n'));
+  writeFileSync(
+    ini,
+    [
+      '[databases]',
+      `${DATABASE} = host=${HOST} port=${pgPort} dbname=${DATABASE}`,
+      '',
+      '[pgbouncer]',
+      `listen_addr = ${HOST}`,
+      `listen_port = ${port}`,
+      'unix_socket_dir =',
+      'auth_type = plain',
+      `auth_file = ${userlist}`,
+      'pool_mode = transaction',
+      `default_pool_size = ${POOL_SIZE}`,
+      'min_pool_size = 0',
+      'reserve_pool_size = 0',
+      'max_client_conn = 2000',
+      `logfile = ${logFile}`,
+      `pidfile = ${pidFile}`,
+      'log_connections = 0',
+      'log_disconnections = 0',
+      'log_pooler_errors = 1',
+      'server_tls_sslmode = disable',
+      'client_tls_sslmode = disable',
+      ...extra,
+      '',
+    ].join('\n'),
+  );
   for (const p of [dir, ini, userlist]) chownSync(p, owner.uid, owner.gid);
   writeFileSync(logFile, '');
   chownSync(logFile, owner.uid, owner.gid);
 
-  const version = (spawnSync(bin, ['--version'], { encoding: 'utf8' }).stdout ?? '').split('\n')[0].trim() || 'PgBouncer ?';
-  log(`starting ${version} as ${name} on ${HOST}:${port} (transaction mode, pool ${POOL_SIZE}${extra.length ? `, ${extra.join(', ')}` : ''})…`);
+  const version =
+    (spawnSync(bin, ['--version'], { encoding: 'utf8' }).stdout ?? '').split('\n')[0].trim() || 'PgBouncer ?';
+  log(
+    `starting ${version} as ${name} on ${HOST}:${port} (transaction mode, pool ${POOL_SIZE}${extra.length ? `, ${extra.join(', ')}` : ''})…`,
+  );
   // Exec'd directly as the postgres user (PgBouncer refuses root), so child.pid is PgBouncer itself.
   const out = openSync(join(dir, 'stdout.log'), 'a');
   const child = spawnTracked(bin, [ini], { uid: owner.uid, gid: owner.gid, stdio: ['ignore', out, out], cwd: dir });
@@ -532,13 +672,18 @@ async function startNodePipe(work, pgPort) {
   const logFile = join(work, 'node-pipe.log');
   log(`starting the bare Node.js pipe (bench/node-pipe.mjs) on ${HOST}:${port} → PostgreSQL…`);
   const out = openSync(logFile, 'a');
-  const child = spawnTracked(process.execPath, [join(ROOT, 'bench', 'node-pipe.mjs'), String(port), HOST, String(pgPort), HOST], { stdio: ['ignore', out, out], cwd: ROOT });
+  const child = spawnTracked(
+    process.execPath,
+    [join(ROOT, 'bench', 'node-pipe.mjs'), String(port), HOST, String(pgPort), HOST],
+    { stdio: ['ignore', out, out], cwd: ROOT },
+  );
   closeSync(out);
   cleanups.push(() => stopChild(child, 'node pipe', 'SIGTERM', 3000));
   await waitForPort(port, 10_000, child, () => readTail(logFile));
   // Its CPU is read from /proc/<child.pid>: make sure that is the pipe itself, not a wrapper around it.
   const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0');
-  if (!cmdline.some((arg) => arg.endsWith('node-pipe.mjs'))) throw new Error(`pid ${child.pid} is not the node pipe: ${cmdline.join(' ')}`);
+  if (!cmdline.some((arg) => arg.endsWith('node-pipe.mjs')))
+    throw new Error(`pid ${child.pid} is not the node pipe: ${cmdline.join(' ')}`);
   return { port, child, logFile };
 }
 
@@ -552,7 +697,10 @@ function sameJobScripts(work, tenant) {
   const out = {};
   for (const name of ['select-only', 'tpcb-like']) {
     const shown = spawnSync('pgbench', [`--show-script=${name}`], { encoding: 'utf8' });
-    const lines = `${shown.stdout ?? ''}${shown.stderr ?? ''}`.split('\n').map((l) => l.trimEnd()).filter((l) => l !== '' && !l.startsWith('--'));
+    const lines = `${shown.stdout ?? ''}${shown.stderr ?? ''}`
+      .split('\n')
+      .map((l) => l.trimEnd())
+      .filter((l) => l !== '' && !l.startsWith('--'));
     const set = `SET LOCAL search_path TO tenant_${tenant};`;
     const begin = lines.findIndex((l) => /^BEGIN;$/i.test(l));
     let script;
@@ -560,10 +708,12 @@ function sameJobScripts(work, tenant) {
       script = [...lines.slice(0, begin + 1), set, ...lines.slice(begin + 1)];
     } else {
       const firstSql = lines.findIndex((l) => !l.startsWith('\\'));
-      if (firstSql < 0) throw new Error(`pgbench --show-script=${name} printed no SQL:\n${shown.stdout}${shown.stderr}`);
+      if (firstSql < 0)
+        throw new Error(`pgbench --show-script=${name} printed no SQL:\n${shown.stdout}${shown.stderr}`);
       script = [...lines.slice(0, firstSql), 'BEGIN;', set, ...lines.slice(firstSql), 'END;'];
     }
-    if (!script.some((l) => /^SELECT abalance FROM pgbench_accounts/.test(l))) throw new Error(`pgbench --show-script=${name}: unexpected script:\n${lines.join('\n')}`);
+    if (!script.some((l) => /^SELECT abalance FROM pgbench_accounts/.test(l)))
+      throw new Error(`pgbench --show-script=${name}: unexpected script:\n${lines.join('\n')}`);
     const file = join(work, `samejob-${name}-${tenant}.sql`);
     writeFileSync(file, `${script.join('\n')}\n`);
     out[name] = file;
@@ -576,46 +726,63 @@ async function startTenantProxy(work, pgPort, proxyPassword, { name, guard }) {
   const secret = randomBytes(32).toString('hex');
   const configFile = join(work, `${name}.yaml`);
   const logFile = join(work, `${name}.log`);
-  writeFileSync(configFile, [
-    '# generated by bench/run.mjs',
-    'listen:',
-    `  host: ${HOST}`,
-    `  port: ${port}`,
-    '  maxClients: 10000',
-    `  workers: ${PROXY_WORKERS}`,
-    'upstream:',
-    `  url: postgres://${PROXY_ROLE}@${HOST}:${pgPort}/${DATABASE}`,
-    `  poolSize: ${POOL_SIZE}`,
-    'auth:',
-    '  jwt:',
-    `    secret: ${secret}`,
-    'tenancy:',
-    '  schemaTemplate: tenant_{tenant}',
-    ...(guard ? [] : ['policy:', '  guard: false # proxy-noguard: every SQL check off, to measure what the guard costs']),
-    'tls:',
-    '  mode: allow',
-    'audit:',
-    `  enabled: ${AUDIT !== 'off'}`,
-    `  statements: ${AUDIT === 'statements'}`,
-    `  file: ${join(work, `${name}-audit.log`)}`,
-    'log:',
-    '  level: warn',
-    '',
-  ].join('\n'), { mode: 0o600 });
+  writeFileSync(
+    configFile,
+    [
+      '# generated by bench/run.mjs',
+      'listen:',
+      `  host: ${HOST}`,
+      `  port: ${port}`,
+      '  maxClients: 10000',
+      `  workers: ${PROXY_WORKERS}`,
+      'upstream:',
+      `  url: postgres://${PROXY_ROLE}@${HOST}:${pgPort}/${DATABASE}`,
+      `  poolSize: ${POOL_SIZE}`,
+      'auth:',
+      '  jwt:',
+      `    secret: ${secret}`,
+      'tenancy:',
+      '  schemaTemplate: tenant_{tenant}',
+      ...(guard
+        ? []
+        : ['policy:', '  guard: false # proxy-noguard: every SQL check off, to measure what the guard costs']),
+      'tls:',
+      '  mode: allow',
+      'audit:',
+      `  enabled: ${AUDIT !== 'off'}`,
+      `  statements: ${AUDIT === 'statements'}`,
+      `  file: ${join(work, `${name}-audit.log`)}`,
+      'log:',
+      '  level: warn',
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
   const proxyEnv = { ...process.env, PGTP_UPSTREAM_PASSWORD: proxyPassword };
-  for (const key of Object.keys(proxyEnv)) if (key.startsWith('PGTP_') && key !== 'PGTP_UPSTREAM_PASSWORD') delete proxyEnv[key];
+  for (const key of Object.keys(proxyEnv))
+    if (key.startsWith('PGTP_') && key !== 'PGTP_UPSTREAM_PASSWORD') delete proxyEnv[key];
 
   const tokens = {};
   for (const t of TENANTS) {
-    tokens[t] = execFileSync(process.execPath, [CLI, 'token', '--tenant', t, '--sub', `bench@${t}`, '--ttl', '24h', '--config', configFile], {
-      env: proxyEnv,
-      encoding: 'utf8',
-    }).trim();
+    tokens[t] = execFileSync(
+      process.execPath,
+      [CLI, 'token', '--tenant', t, '--sub', `bench@${t}`, '--ttl', '24h', '--config', configFile],
+      {
+        env: proxyEnv,
+        encoding: 'utf8',
+      },
+    ).trim();
   }
 
-  log(`starting pg-tenant-proxy as ${name} on ${HOST}:${port} (poolSize ${POOL_SIZE}, log.level warn${guard ? '' : ', policy.guard false'})…`);
+  log(
+    `starting pg-tenant-proxy as ${name} on ${HOST}:${port} (poolSize ${POOL_SIZE}, log.level warn${guard ? '' : ', policy.guard false'})…`,
+  );
   const out = openSync(logFile, 'a');
-  const child = spawnTracked(process.execPath, [CLI, 'start', '--config', configFile], { env: proxyEnv, stdio: ['ignore', out, out], cwd: ROOT });
+  const child = spawnTracked(process.execPath, [CLI, 'start', '--config', configFile], {
+    env: proxyEnv,
+    stdio: ['ignore', out, out],
+    cwd: ROOT,
+  });
   closeSync(out);
   cleanups.push(() => stopChild(child, `pg-tenant-proxy (${name})`, 'SIGTERM', 5000));
   await waitForPort(port, 15_000, child, () => readTail(logFile));
@@ -633,13 +800,36 @@ async function runPgbench(ctx, target, workload, duration) {
   const machineBefore = machineTicks();
   const selfBefore = selfTicks();
   const t0 = process.hrtime.bigint();
-  const procs = await Promise.all(split.map((clients, i) => {
-    const creds = target.clients[i % target.clients.length];
-    // The same-job arm runs its tenant's script; a custom script reads :scale from -s (a built-in one from the tables).
-    const scriptArgs = creds.scripts ? ['-f', creds.scripts[workload.script], '-M', workload.mode, '-s', String(SCALE)] : workload.args;
-    const args = ['-h', HOST, '-p', String(target.port), '-U', creds.user, '-n', '-c', String(clients), '-j', String(Math.min(JOBS, clients)), '-T', String(duration), ...scriptArgs, DATABASE];
-    return exec('pgbench', args, { env: pgEnv({ PGPASSWORD: creds.password }), timeoutMs: (duration + 60) * 1000 }).then((r) => ({ ...r, clients, tenant: creds.tenant, parsed: parsePgbench(r.stdout, r.stderr) }));
-  }));
+  const procs = await Promise.all(
+    split.map((clients, i) => {
+      const creds = target.clients[i % target.clients.length];
+      // The same-job arm runs its tenant's script; a custom script reads :scale from -s (a built-in one from the tables).
+      const scriptArgs = creds.scripts
+        ? ['-f', creds.scripts[workload.script], '-M', workload.mode, '-s', String(SCALE)]
+        : workload.args;
+      const args = [
+        '-h',
+        HOST,
+        '-p',
+        String(target.port),
+        '-U',
+        creds.user,
+        '-n',
+        '-c',
+        String(clients),
+        '-j',
+        String(Math.min(JOBS, clients)),
+        '-T',
+        String(duration),
+        ...scriptArgs,
+        DATABASE,
+      ];
+      return exec('pgbench', args, {
+        env: pgEnv({ PGPASSWORD: creds.password }),
+        timeoutMs: (duration + 60) * 1000,
+      }).then((r) => ({ ...r, clients, tenant: creds.tenant, parsed: parsePgbench(r.stdout, r.stderr) }));
+    }),
+  );
   const wallSec = Number(process.hrtime.bigint() - t0) / 1e9;
   const poolerAfter = target.pid ? await poolerCpuTicks(target.pid) : null;
   const machineAfter = machineTicks();
@@ -649,21 +839,27 @@ async function runPgbench(ctx, target, workload, duration) {
 
   const tx = sum(procs.map((p) => p.parsed.transactions ?? 0));
   const tps = sum(procs.map((p) => p.parsed.tps ?? 0));
-  const latencyMs = tx > 0 ? sum(procs.map((p) => (p.parsed.latencyMs ?? 0) * (p.parsed.transactions ?? 0))) / tx : null;
+  const latencyMs =
+    tx > 0 ? sum(procs.map((p) => (p.parsed.latencyMs ?? 0) * (p.parsed.transactions ?? 0))) / tx : null;
   const aborted = sum(procs.map((p) => p.parsed.abortedClients));
   const failedTx = sum(procs.map((p) => p.parsed.failedTransactions ?? 0));
   const errorLines = procs.flatMap((p) => p.parsed.errors);
   // A process that exits 0 without a tps line ran no transaction: with one server per client (direct, node pipe), a
   // short -T and a busy machine, its clients can spend the whole run connecting. Its TPS is missing from the sum.
   for (const p of procs) {
-    if (p.code === 0 && p.parsed.tps === null) errorLines.push(`pgbench process of ${p.clients} client(s) printed no tps (${p.parsed.transactions ?? 0} transactions): connecting took the whole run?`);
+    if (p.code === 0 && p.parsed.tps === null)
+      errorLines.push(
+        `pgbench process of ${p.clients} client(s) printed no tps (${p.parsed.transactions ?? 0} transactions): connecting took the whole run?`,
+      );
   }
   const timedOut = procs.some((p) => p.timedOut);
   const anyBadExit = procs.some((p) => p.code !== 0);
   let status = 'ok';
   if (timedOut || tx === 0 || aborted >= n || procs.some((p) => p.code === 1 || p.code === null)) status = 'fails';
   else if (anyBadExit || aborted > 0 || failedTx > 0 || errorLines.length > 0) status = 'partial';
-  const firstError = timedOut ? `pgbench did not finish within ${duration + 60} s (killed)` : errorLines[0] ?? (anyBadExit ? `pgbench exit status ${procs.map((p) => p.code ?? 'killed').join('/')}` : null);
+  const firstError = timedOut
+    ? `pgbench did not finish within ${duration + 60} s (killed)`
+    : (errorLines[0] ?? (anyBadExit ? `pgbench exit status ${procs.map((p) => p.code ?? 'killed').join('/')}` : null));
 
   const usPerTick = 1e6 / CLK_TCK;
   const poolerCpuUs = poolerBefore !== null && poolerAfter !== null ? (poolerAfter - poolerBefore) * usPerTick : null;
@@ -671,7 +867,11 @@ async function runPgbench(ctx, target, workload, duration) {
   const machineTotal = machineAfter.total - machineBefore.total;
   const machineBusy = machineTotal > 0 ? 1 - (machineAfter.idle - machineBefore.idle) / machineTotal : null;
   // CPU that neither PostgreSQL, the pooler, pgbench nor this script used: other work on the box (noise).
-  const oursTicks = (pgAfter - pgBefore) + (poolerAfter !== null && poolerBefore !== null ? poolerAfter - poolerBefore : 0) + (selfAfter - selfBefore);
+  const oursTicks =
+    pgAfter -
+    pgBefore +
+    (poolerAfter !== null && poolerBefore !== null ? poolerAfter - poolerBefore : 0) +
+    (selfAfter - selfBefore);
   const busyTicks = machineAfter.task - machineBefore.task;
   const otherLoad = machineTotal > 0 ? Math.max(0, (busyTicks - oursTicks) / machineTotal) : null;
   const pgbenchCpuUs = (selfAfter - selfBefore) * usPerTick;
@@ -692,7 +892,13 @@ async function runPgbench(ctx, target, workload, duration) {
     firstError,
     errorCount: errorLines.length,
     errorSamples: [...new Set(errorLines)].slice(0, 5),
-    processes: procs.map((p) => ({ clients: p.clients, tenant: p.tenant ?? null, exitCode: p.code, tps: p.parsed.tps, transactions: p.parsed.transactions })),
+    processes: procs.map((p) => ({
+      clients: p.clients,
+      tenant: p.tenant ?? null,
+      exitCode: p.code,
+      tps: p.parsed.tps,
+      transactions: p.parsed.transactions,
+    })),
   };
 }
 
@@ -701,7 +907,9 @@ function parsePgbench(stdout, stderr) {
     const m = stdout.match(re);
     return m ? Number(m[1]) : null;
   };
-  const errors = stderr.split('\n').map((l) => l.trim())
+  const errors = stderr
+    .split('\n')
+    .map((l) => l.trim())
     .filter((l) => /error|FATAL|PANIC/i.test(l) && !/Run was aborted; the above results are incomplete/.test(l));
   const abortedClients = errors.filter((l) => /client \d+ .*aborted|aborted in command/.test(l)).length;
   return {
@@ -721,14 +929,19 @@ function describeRun(run) {
   if (run.pgCpuUsPerTx !== null) parts.push(`pg ${run.pgCpuUsPerTx.toFixed(1)} µs/tx`);
   if (run.machineBusy !== null) parts.push(`cpu ${(run.machineBusy * 100).toFixed(0)}%`);
   if (run.otherLoad !== null && run.otherLoad >= 0.03) parts.push(`OTHER LOAD ${(run.otherLoad * 100).toFixed(0)}%`);
-  if (run.status !== 'ok') parts.push(`${run.status.toUpperCase()}: ${run.firstError ?? ''}${run.abortedClients ? ` (${run.abortedClients} client(s) aborted)` : ''}`);
+  if (run.status !== 'ok')
+    parts.push(
+      `${run.status.toUpperCase()}: ${run.firstError ?? ''}${run.abortedClients ? ` (${run.abortedClients} client(s) aborted)` : ''}`,
+    );
   return parts.join(', ');
 }
 
 function assertAlive(target) {
   if (!target.child) return;
   if (target.child.exitCode !== null || target.child.signalCode !== null) {
-    throw new Error(`${target.name} exited (code ${target.child.exitCode}, signal ${target.child.signalCode}); log tail:\n${readTail(target.logFile)}`);
+    throw new Error(
+      `${target.name} exited (code ${target.child.exitCode}, signal ${target.child.signalCode}); log tail:\n${readTail(target.logFile)}`,
+    );
   }
 }
 
@@ -758,7 +971,10 @@ async function waitQuiet() {
       log(`  (machine still ${(busy * 100).toFixed(0)}% busy with other work after ${QUIET_WAIT} s; measuring anyway)`);
       return;
     }
-    if (!said) log(`  (machine ${(busy * 100).toFixed(0)}% busy with other work; waiting up to ${QUIET_WAIT} s for it to quiet down)`);
+    if (!said)
+      log(
+        `  (machine ${(busy * 100).toFixed(0)}% busy with other work; waiting up to ${QUIET_WAIT} s for it to quiet down)`,
+      );
     said = true;
     checkInterrupted();
   }
@@ -790,7 +1006,8 @@ function summarize(workloads, targetList, results) {
       const ok = runs.filter((r) => r.status !== 'fails');
       const statuses = [...new Set(runs.map((r) => r.status))];
       out[w.id][t] = {
-        status: ok.length === 0 ? 'fails' : statuses.includes('partial') || statuses.includes('fails') ? 'partial' : 'ok',
+        status:
+          ok.length === 0 ? 'fails' : statuses.includes('partial') || statuses.includes('fails') ? 'partial' : 'ok',
         okRuns: ok.length,
         runs: runs.length,
         tps: median(ok.map((r) => r.tps)),
@@ -819,7 +1036,11 @@ function summarize(workloads, targetList, results) {
     // guard cost = 1 − proxy TPS / proxy-noguard TPS: the share of throughput the SQL checks take.
     const p = out[w.id].proxy;
     const ng = out[w.id]['proxy-noguard'];
-    if (p) p.guardCost = ng?.tps && p.tps !== null && comparableSummary(p) && comparableSummary(ng) ? round(1 - p.tps / ng.tps, 4) : null;
+    if (p)
+      p.guardCost =
+        ng?.tps && p.tps !== null && comparableSummary(p) && comparableSummary(ng)
+          ? round(1 - p.tps / ng.tps, 4)
+          : null;
   }
   return out;
 }
@@ -841,12 +1062,19 @@ function swapProxies(list) {
 
 /** bench/micro.mjs in its own process; { error } instead of throwing, so a failure never loses the matrix. */
 async function runMicro() {
-  const { code, stdout, stderr, timedOut } = await exec(process.execPath, [join(ROOT, 'bench', 'micro.mjs'), '--json'], {
-    env: { ...process.env, BENCH_QUICK: QUICK ? '1' : '0' },
-    timeoutMs: 600_000,
-  });
+  const { code, stdout, stderr, timedOut } = await exec(
+    process.execPath,
+    [join(ROOT, 'bench', 'micro.mjs'), '--json'],
+    {
+      env: { ...process.env, BENCH_QUICK: QUICK ? '1' : '0' },
+      timeoutMs: 600_000,
+    },
+  );
   if (timedOut) return { error: 'bench/micro.mjs did not finish within 600 s (killed)' };
-  if (code !== 0) return { error: `bench/micro.mjs exit status ${code}: ${clip(stderr.trim().split('\n').slice(-3).join(' | ') || '(no output)', 400)}` };
+  if (code !== 0)
+    return {
+      error: `bench/micro.mjs exit status ${code}: ${clip(stderr.trim().split('\n').slice(-3).join(' | ') || '(no output)', 400)}`,
+    };
   try {
     return JSON.parse(stdout.trim().split('\n').pop());
   } catch (err) {
@@ -869,11 +1097,36 @@ const RATIOS = {
 
 /** The issue's figures to reach (issue 14), each over the workload rows it names. */
 const GOALS = [
-  { text: 'TPS ≥ 1.0× PgBouncer doing the same job', ratio: 'proxyToPgBouncerSameJob', min: 1.0, rows: ['S-16-simple', 'S-64-simple', 'S-16-extended', 'S-64-extended', 'tpcb-16-simple'] },
-  { text: 'proxy CPU/tx ≤ 1.5× the node pipe’s', ratio: 'proxyCpuToNodePipe', max: 1.5, rows: WORKLOADS.map((w) => w.id) },
-  { text: 'TPS ≥ 0.70× plain PgBouncer, 16 clients', ratio: 'proxyToPgBouncer', min: 0.7, rows: ['S-16-simple', 'S-16-extended', 'tpcb-16-simple'] },
-  { text: 'TPS ≥ 0.60× plain PgBouncer, 64 clients', ratio: 'proxyToPgBouncer', min: 0.6, rows: ['S-64-simple', 'S-64-extended'] },
-  { text: 'one-client latency ≤ plain PgBouncer’s + 30 µs', ratio: 'proxyLatencyOverPgBouncerUs', max: 30, rows: ['latency-1'] },
+  {
+    text: 'TPS ≥ 1.0× PgBouncer doing the same job',
+    ratio: 'proxyToPgBouncerSameJob',
+    min: 1.0,
+    rows: ['S-16-simple', 'S-64-simple', 'S-16-extended', 'S-64-extended', 'tpcb-16-simple'],
+  },
+  {
+    text: 'proxy CPU/tx ≤ 1.5× the node pipe’s',
+    ratio: 'proxyCpuToNodePipe',
+    max: 1.5,
+    rows: WORKLOADS.map((w) => w.id),
+  },
+  {
+    text: 'TPS ≥ 0.70× plain PgBouncer, 16 clients',
+    ratio: 'proxyToPgBouncer',
+    min: 0.7,
+    rows: ['S-16-simple', 'S-16-extended', 'tpcb-16-simple'],
+  },
+  {
+    text: 'TPS ≥ 0.60× plain PgBouncer, 64 clients',
+    ratio: 'proxyToPgBouncer',
+    min: 0.6,
+    rows: ['S-64-simple', 'S-64-extended'],
+  },
+  {
+    text: 'one-client latency ≤ plain PgBouncer’s + 30 µs',
+    ratio: 'proxyLatencyOverPgBouncerUs',
+    max: 30,
+    rows: ['latency-1'],
+  },
   { text: '-M prepared TPS ≥ 0.8× direct, 16 clients', ratio: 'proxyToDirect', min: 0.8, rows: ['S-16-prepared'] },
 ];
 
@@ -881,21 +1134,34 @@ function ratioOf(s, def) {
   for (const t of [def.of, def.to]) {
     const x = s[t];
     if (!x) return { value: null, why: `${TARGET_LABELS[t]} not run` };
-    if (x.status === 'fails') return { value: null, why: `${TARGET_LABELS[t]} fails: ${clip(x.firstError ?? '?', 80)}` };
+    if (x.status === 'fails')
+      return { value: null, why: `${TARGET_LABELS[t]} fails: ${clip(x.firstError ?? '?', 80)}` };
     if (x.abortedClients > 0) return { value: null, why: `${TARGET_LABELS[t]}: clients aborted` };
     if (x.noResultClients > 0) return { value: null, why: `${TARGET_LABELS[t]}: a pgbench process printed no result` };
   }
   const a = s[def.of];
   const b = s[def.to];
   if (def.kind === 'tps') return b.tps ? { value: round(a.tps / b.tps, 3) } : { value: null, why: 'no TPS' };
-  if (def.kind === 'cpu') return a.poolerCpuUsPerTx !== null && b.poolerCpuUsPerTx ? { value: round(a.poolerCpuUsPerTx / b.poolerCpuUsPerTx, 3) } : { value: null, why: 'no CPU reading' };
-  return a.latencyMs !== null && b.latencyMs !== null ? { value: round((a.latencyMs - b.latencyMs) * 1000, 1) } : { value: null, why: 'no latency' };
+  if (def.kind === 'cpu')
+    return a.poolerCpuUsPerTx !== null && b.poolerCpuUsPerTx
+      ? { value: round(a.poolerCpuUsPerTx / b.poolerCpuUsPerTx, 3) }
+      : { value: null, why: 'no CPU reading' };
+  return a.latencyMs !== null && b.latencyMs !== null
+    ? { value: round((a.latencyMs - b.latencyMs) * 1000, 1) }
+    : { value: null, why: 'no latency' };
 }
 
 function computeRatios(workloads, summary) {
-  return Object.fromEntries(workloads.map((w) => [w.id, Object.fromEntries(Object.entries(RATIOS)
-    .filter(([, def]) => def.kind !== 'latency' || w.clients === 1) // under load, latency is queueing, not overhead
-    .map(([name, def]) => [name, ratioOf(summary[w.id], def)]))]));
+  return Object.fromEntries(
+    workloads.map((w) => [
+      w.id,
+      Object.fromEntries(
+        Object.entries(RATIOS)
+          .filter(([, def]) => def.kind !== 'latency' || w.clients === 1) // under load, latency is queueing, not overhead
+          .map(([name, def]) => [name, ratioOf(summary[w.id], def)]),
+      ),
+    ]),
+  );
 }
 
 function evaluateGoals(workloads, ratios) {
@@ -907,16 +1173,35 @@ function evaluateGoals(workloads, ratios) {
       const r = ratios[id][g.ratio] ?? { value: null, why: 'not computed for this row' };
       const bound = g.min ?? g.max;
       const met = r.value === null ? null : g.min !== undefined ? r.value >= g.min : r.value <= g.max;
-      out.push({ goal: g.text, workload: id, label: w.label, ratio: g.ratio, measured: r.value, ...(g.min !== undefined ? { min: bound } : { max: bound }), met, why: r.why ?? null });
+      out.push({
+        goal: g.text,
+        workload: id,
+        label: w.label,
+        ratio: g.ratio,
+        measured: r.value,
+        ...(g.min !== undefined ? { min: bound } : { max: bound }),
+        met,
+        why: r.why ?? null,
+      });
     }
   }
   return out;
 }
 
 function renderGoals(goals) {
-  const rows = ['Goals (issue 14; ratios within this run, medians):', '', '| goal | workload | measured | verdict |', '| --- | --- | ---: | --- |'];
+  const rows = [
+    'Goals (issue 14; ratios within this run, medians):',
+    '',
+    '| goal | workload | measured | verdict |',
+    '| --- | --- | ---: | --- |',
+  ];
   for (const g of goals) {
-    const measured = g.measured === null ? 'n/a' : g.ratio === 'proxyLatencyOverPgBouncerUs' ? `${g.measured >= 0 ? '+' : '−'}${Math.abs(g.measured).toFixed(0)} µs` : `${g.measured.toFixed(2)}×`;
+    const measured =
+      g.measured === null
+        ? 'n/a'
+        : g.ratio === 'proxyLatencyOverPgBouncerUs'
+          ? `${g.measured >= 0 ? '+' : '−'}${Math.abs(g.measured).toFixed(0)} µs`
+          : `${g.measured.toFixed(2)}×`;
     const verdict = g.met === null ? `n/a (${g.why})` : g.met ? 'met' : '**not met**';
     rows.push(`| ${g.goal} | ${g.label} | ${measured} | ${verdict} |`);
   }
@@ -937,7 +1222,10 @@ function renderTable(workloads, targetList, summary, ratios) {
     if (x.status === 'fails') return `fails: ${clip(x.firstError ?? '?')}`;
     if (x.abortedClients > 0) {
       // TPS of the clients that survived is not comparable: say what happened instead of a ratio.
-      const range = x.abortedClientsMin < x.abortedClients ? `${x.abortedClientsMin}–${x.abortedClients}` : String(x.abortedClients);
+      const range =
+        x.abortedClientsMin < x.abortedClients
+          ? `${x.abortedClientsMin}–${x.abortedClients}`
+          : String(x.abortedClients);
       return `${fmtInt(x.tps)} ⚠ ${range}/${w.clients} clients aborted: ${clip(x.firstError ?? '?')}`;
     }
     let text = fmtInt(x.tps);
@@ -961,7 +1249,10 @@ function renderTable(workloads, targetList, summary, ratios) {
     ['proxy / direct', 'proxyToDirect'],
     ['proxy CPU / node pipe CPU', 'proxyCpuToNodePipe'],
   ];
-  const guardCost = (w) => (has('proxy') && summary[w.id].proxy.guardCost !== null && summary[w.id].proxy.guardCost !== undefined ? fmtPct(summary[w.id].proxy.guardCost) : 'n/a');
+  const guardCost = (w) =>
+    has('proxy') && summary[w.id].proxy.guardCost !== null && summary[w.id].proxy.guardCost !== undefined
+      ? fmtPct(summary[w.id].proxy.guardCost)
+      : 'n/a';
   const ratioTable = [
     'Ratios (n/a: a side did not run, failed or lost clients):',
     '',
@@ -977,9 +1268,19 @@ function renderTable(workloads, targetList, summary, ratios) {
   const cpuTable = [
     'CPU per transaction (µs, median): the pooler’s own process (PgBouncer, node pipe, proxy), and PostgreSQL’s server processes:',
     '',
-    line(['workload', ...poolers.map((t) => `${label(t)} CPU`), ...targetList.map((t) => `PostgreSQL via ${label(t)}`)]),
+    line([
+      'workload',
+      ...poolers.map((t) => `${label(t)} CPU`),
+      ...targetList.map((t) => `PostgreSQL via ${label(t)}`),
+    ]),
     line(['---', ...poolers.map(() => '---:'), ...targetList.map(() => '---:')]),
-    ...workloads.map((w) => line([w.label, ...poolers.map((t) => cpu(w, t, 'poolerCpuUsPerTx')), ...targetList.map((t) => cpu(w, t, 'pgCpuUsPerTx'))])),
+    ...workloads.map((w) =>
+      line([
+        w.label,
+        ...poolers.map((t) => cpu(w, t, 'poolerCpuUsPerTx')),
+        ...targetList.map((t) => cpu(w, t, 'pgCpuUsPerTx')),
+      ]),
+    ),
   ];
   return [...tps, '', ...ratioTable, '', ...cpuTable].join('\n');
 }
@@ -1006,7 +1307,9 @@ function renderLatency(workloads, targetList, summary) {
     const us = x.latencyMs * 1000;
     const over = t === 'direct' || base === null ? '—' : signed(us - base * 1000);
     const overBouncer = t === 'direct' || t === 'pgbouncer' || bouncer === null ? '—' : signed(us - bouncer * 1000);
-    rows.push(`| ${TARGET_LABELS[t]} | ${us.toFixed(0)} | ${over} | ${overBouncer} | ${x.poolerCpuUsPerTx === null ? '—' : x.poolerCpuUsPerTx.toFixed(1)} |`);
+    rows.push(
+      `| ${TARGET_LABELS[t]} | ${us.toFixed(0)} | ${over} | ${overBouncer} | ${x.poolerCpuUsPerTx === null ? '—' : x.poolerCpuUsPerTx.toFixed(1)} |`,
+    );
   }
   return rows.join('\n');
 }
@@ -1017,7 +1320,9 @@ function renderErrors(workloads, targetList, results, logs, micro) {
     for (const t of targetList) {
       for (const r of results[w.id][t]) {
         if (r.status === 'ok') continue;
-        lines.push(`- ${w.id} / ${t} / rep ${r.rep}: ${r.status}; ${r.transactions} tx; ${r.abortedClients} client(s) aborted; ${r.errorCount} error line(s); first: ${r.firstError}`);
+        lines.push(
+          `- ${w.id} / ${t} / rep ${r.rep}: ${r.status}; ${r.transactions} tx; ${r.abortedClients} client(s) aborted; ${r.errorCount} error line(s); first: ${r.firstError}`,
+        );
         for (const sample of r.errorSamples.slice(1, 3)) lines.push(`    also: ${sample}`);
       }
     }
@@ -1058,7 +1363,9 @@ function summarizeLog(file, kind) {
       try {
         const rec = JSON.parse(line);
         if ((rec.level ?? 0) >= 40) {
-          const detail = rec.err ? `: ${typeof rec.err === 'string' ? rec.err : rec.err.message ?? JSON.stringify(rec.err)}` : '';
+          const detail = rec.err
+            ? `: ${typeof rec.err === 'string' ? rec.err : (rec.err.message ?? JSON.stringify(rec.err))}`
+            : '';
           picked.push({ key: `[${pinoLevel(rec.level)}] ${rec.msg ?? ''}${detail}`, line });
         }
       } catch {
@@ -1067,7 +1374,13 @@ function summarizeLog(file, kind) {
     } else if (kind === 'text') {
       if (!/^listening \d+$/.test(line)) picked.push({ key: line.slice(0, 300), line });
     } else if (/\b(WARNING|ERROR|FATAL|LOG .*error)\b/.test(line)) {
-      picked.push({ key: line.replace(/^\S+ \S+ \S+ \[\d+\] /, '').replace(/[CS]-0x[0-9a-f]+: /, '').slice(0, 300), line });
+      picked.push({
+        key: line
+          .replace(/^\S+ \S+ \S+ \[\d+\] /, '')
+          .replace(/[CS]-0x[0-9a-f]+: /, '')
+          .slice(0, 300),
+        line,
+      });
     }
   }
   const counts = new Map();
@@ -1094,7 +1407,12 @@ function exec(file, args, { env: childEnv, timeoutMs } = {}) {
     let timedOut = false;
     child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
-    const timer = timeoutMs ? setTimeout(() => { timedOut = true; killTree(child, 'SIGKILL'); }, timeoutMs) : null;
+    const timer = timeoutMs
+      ? setTimeout(() => {
+          timedOut = true;
+          killTree(child, 'SIGKILL');
+        }, timeoutMs)
+      : null;
     child.once('error', (err) => {
       if (timer) clearTimeout(timer);
       resolve({ code: null, stdout, stderr: `${stderr}\nerror: ${err.message}`, timedOut });
@@ -1151,7 +1469,9 @@ async function waitForPort(port, timeoutMs, child, tail) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`process exited before listening on ${port} (code ${child.exitCode}, signal ${child.signalCode}):\n${tail()}`);
+      throw new Error(
+        `process exited before listening on ${port} (code ${child.exitCode}, signal ${child.signalCode}):\n${tail()}`,
+      );
     }
     const ok = await new Promise((resolve) => {
       const s = createConnection({ host: HOST, port });
@@ -1162,7 +1482,8 @@ async function waitForPort(port, timeoutMs, child, tail) {
       s.once('error', () => resolve(false));
     });
     if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nothing listening on ${HOST}:${port} after ${timeoutMs} ms:\n${tail()}`);
+    if (Date.now() > deadline)
+      throw new Error(`nothing listening on ${HOST}:${port} after ${timeoutMs} ms:\n${tail()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -1177,7 +1498,8 @@ function readTail(file, lines = 30) {
 
 let pgbenchVersionCache;
 function pgbenchVersion() {
-  pgbenchVersionCache ??= (spawnSync('pgbench', ['--version'], { encoding: 'utf8' }).stdout ?? '').trim() || 'pgbench ?';
+  pgbenchVersionCache ??=
+    (spawnSync('pgbench', ['--version'], { encoding: 'utf8' }).stdout ?? '').trim() || 'pgbench ?';
   return pgbenchVersionCache;
 }
 
@@ -1187,11 +1509,21 @@ function buildInfo() {
   const head = git(['rev-parse', '--short', 'HEAD']);
   if (head.status !== 0) return 'unknown (not a git checkout)';
   const dirty = (git(['status', '--porcelain', '--', 'src']).stdout ?? '').split('\n').filter((l) => l.trim() !== '');
-  return `dist/ built from commit ${head.stdout.trim()}${dirty.length ? ` plus uncommitted changes in src/ (${dirty.length} path(s): ${dirty.slice(0, 4).map((l) => l.slice(3)).join(', ')}${dirty.length > 4 ? ', …' : ''})` : ''}`;
+  return `dist/ built from commit ${head.stdout.trim()}${
+    dirty.length
+      ? ` plus uncommitted changes in src/ (${dirty.length} path(s): ${dirty
+          .slice(0, 4)
+          .map((l) => l.slice(3))
+          .join(', ')}${dirty.length > 4 ? ', …' : ''})`
+      : ''
+  }`;
 }
 
 function commandLine() {
-  const knobs = Object.keys(env).filter((k) => k.startsWith('BENCH_')).sort().map((k) => `${k}=${env[k]}`);
+  const knobs = Object.keys(env)
+    .filter((k) => k.startsWith('BENCH_'))
+    .sort()
+    .map((k) => `${k}=${env[k]}`);
   return [...knobs, 'npm run bench'].join(' ');
 }
 
@@ -1214,7 +1546,10 @@ function nonNegativeInt(name, fallback) {
 function listEnv(name, all) {
   const raw = env[name];
   if (!raw) return all;
-  const wanted = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  const wanted = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const unknown = wanted.filter((x) => !all.includes(x));
   if (unknown.length) throw new Error(`${name}: unknown ${unknown.join(', ')} (known: ${all.join(', ')})`);
   return wanted;

@@ -47,7 +47,14 @@ try {
   const port = proxies[names[0]].port;
   for (const tenant of TENANTS) await pgbench(['-i', '-s', '2', '-q', '--no-vacuum'], await env(port, tenant));
   const run = (name, seconds) =>
-    Promise.all(TENANTS.map(async (tenant) => pgbench(['-n', '-S', '-M', MODE, '-c', CLIENTS, '-j', '1', '-T', seconds], await env(proxies[name].port, tenant))));
+    Promise.all(
+      TENANTS.map(async (tenant) =>
+        pgbench(
+          ['-n', '-S', '-M', MODE, '-c', CLIENTS, '-j', '1', '-T', seconds],
+          await env(proxies[name].port, tenant),
+        ),
+      ),
+    );
 
   // One short unmeasured run each, so neither pays for the other's JIT warm-up.
   for (const name of names) await run(name, '3');
@@ -63,7 +70,9 @@ try {
       // /proc ticks are 10 ms: over 10 s of load, well under 1% of the figure.
       const cpuUs = (cpuTicks * 10_000) / tx;
       results[name].push({ tps: Math.round(tps), cpuUs });
-      console.log(`rep ${rep + 1} ${name}: ${Math.round(tps)} tps, proxy CPU ${cpuUs.toFixed(1)} µs/tx, ${failed} failed`);
+      console.log(
+        `rep ${rep + 1} ${name}: ${Math.round(tps)} tps, proxy CPU ${cpuUs.toFixed(1)} µs/tx, ${failed} failed`,
+      );
     }
   }
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -71,7 +80,9 @@ try {
   for (const name of names) {
     const tps = median(results[name].map((r) => r.tps));
     const cpu = median(results[name].map((r) => r.cpuUs));
-    console.log(`median ${name}: ${tps} tps (${(tps / base).toFixed(3)} of ${names[0]}), proxy CPU ${cpu.toFixed(1)} µs/tx`);
+    console.log(
+      `median ${name}: ${tps} tps (${(tps / base).toFixed(3)} of ${names[0]}), proxy CPU ${cpu.toFixed(1)} µs/tx`,
+    );
   }
   console.log(`(${MODE}, 2 pgbench × ${CLIENTS} clients, ${REPS} × ${SECONDS} s each)`);
 } finally {

@@ -30,7 +30,14 @@ export type { TenantRecord } from './tenants/registry-store.js';
 // ---- lifecycle2: delete, purge, certificate, export, import ----
 export { deleteTenant, exportTenant, importTenant, purgeTenants, tenantCertificate } from './tenants/lifecycle-api.js';
 export { parseDuration } from './tenants/delete.js';
-export type { DeleteTenantOptions, DeleteTenantResult, DeletionCertificate, DeletionCheck, DeletionExport, PurgeResult } from './tenants/delete.js';
+export type {
+  DeleteTenantOptions,
+  DeleteTenantResult,
+  DeletionCertificate,
+  DeletionCheck,
+  DeletionExport,
+  PurgeResult,
+} from './tenants/delete.js';
 export type { DumpManifest, ExportFormat, ExportResult, ImportResult, JsonlManifest } from './tenants/export.js';
 // Migrations: a new tenant created through the library gets every migration of tenancy.migrationsDir when these
 // hooks are passed to TenantAdmin.open / createTenant, as `tenants create` does.

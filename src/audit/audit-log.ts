@@ -82,11 +82,14 @@ export class ConnectionAudit {
     if (this.logger === null) return;
     this.logger = this.logger.child(fields);
     this.bind();
-    this.logger.info(issuer === undefined ? { event: 'connection_authenticated' } : { event: 'connection_authenticated', issuer });
+    this.logger.info(
+      issuer === undefined ? { event: 'connection_authenticated' } : { event: 'connection_authenticated', issuer },
+    );
   }
 
   private bind(): void {
-    if (this.logger !== null) this.bindings = (this.logger as unknown as Record<symbol, string>)[pino.symbols.chindingsSym] ?? '';
+    if (this.logger !== null)
+      this.bindings = (this.logger as unknown as Record<symbol, string>)[pino.symbols.chindingsSym] ?? '';
   }
 
   refused(reason: string, sqlstate: string): void {
@@ -94,7 +97,13 @@ export class ConnectionAudit {
   }
 
   closed(reason: string, durationMs: number, statements: number, inTransaction: boolean): void {
-    this.logger?.info({ event: 'connection_closed', reason, duration_ms: durationMs, statements, in_transaction: inTransaction });
+    this.logger?.info({
+      event: 'connection_closed',
+      reason,
+      duration_ms: durationMs,
+      statements,
+      in_transaction: inTransaction,
+    });
   }
 
   statement(event: StatementEvent): void {
@@ -147,7 +156,11 @@ export class AuditLog {
     }
     this.sink = new AuditSink(audit.file);
     this.sink.onFailing((failing) => {
-      if (failing) opsLog.error({ err: this.sink?.state.lastError, onFailure: this.blockOnFailure ? 'block' : 'continue' }, 'audit destination failing');
+      if (failing)
+        opsLog.error(
+          { err: this.sink?.state.lastError, onFailure: this.blockOnFailure ? 'block' : 'continue' },
+          'audit destination failing',
+        );
       else opsLog.warn('audit destination recovered');
     });
     this.root = pino(

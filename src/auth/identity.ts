@@ -40,5 +40,7 @@ export function quoteIdent(name: string): string {
 /** Quotes a string as a PostgreSQL literal (standard_conforming_strings on: only quotes double). */
 export function quoteLiteral(value: string): string {
   if (value.includes('\0')) throw new Error('literal contains NUL');
-  return value.includes('\\') ? ` E'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'` : `'${value.replace(/'/g, "''")}'`;
+  return value.includes('\\')
+    ? ` E'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`
+    : `'${value.replace(/'/g, "''")}'`;
 }

@@ -16,7 +16,14 @@ export interface DevTokenOptions {
   issuer?: string;
 }
 
-type SigningConfig = { secret?: string; privateKeyFile?: string; algorithms?: readonly string[]; tenantClaim: string; issuer?: string; audience?: string };
+type SigningConfig = {
+  secret?: string;
+  privateKeyFile?: string;
+  algorithms?: readonly string[];
+  tenantClaim: string;
+  issuer?: string;
+  audience?: string;
+};
 
 /** auth.jwt, or with auth.issuers the named one (or the first with a secret): only secrets can mint from an issuer. */
 function signingConfig(config: Config, name: string | undefined): SigningConfig {
@@ -24,9 +31,13 @@ function signingConfig(config: Config, name: string | undefined): SigningConfig 
   const issuers = config.auth.issuers ?? [];
   const found = name === undefined ? issuers.find((i) => i.secret !== undefined) : issuers.find((i) => i.name === name);
   if (found === undefined) {
-    throw new ConfigError(name === undefined ? 'signing a token needs an issuer with a secret' : `no issuer is named "${name}"`, 'auth.issuers');
+    throw new ConfigError(
+      name === undefined ? 'signing a token needs an issuer with a secret' : `no issuer is named "${name}"`,
+      'auth.issuers',
+    );
   }
-  if (found.secret === undefined) throw new ConfigError(`issuer "${found.name}" has no secret to sign with`, 'auth.issuers');
+  if (found.secret === undefined)
+    throw new ConfigError(`issuer "${found.name}" has no secret to sign with`, 'auth.issuers');
   return found;
 }
 
@@ -61,7 +72,10 @@ function signingKey(jwt: SigningConfig): { key: Uint8Array | KeyObject; candidat
   }
   const file = jwt.privateKeyFile;
   if (file === undefined) {
-    throw new ConfigError('signing a token needs auth.jwt.secret or auth.jwt.privateKeyFile', 'auth.jwt.privateKeyFile');
+    throw new ConfigError(
+      'signing a token needs auth.jwt.secret or auth.jwt.privateKeyFile',
+      'auth.jwt.privateKeyFile',
+    );
   }
   let pem: string;
   try {
@@ -84,7 +98,9 @@ export function parseDuration(text: string): number {
   const match = /^(\d+)([smhd]?)$/.exec(text.trim());
   const seconds = match === null ? NaN : Number(match[1]) * UNIT_SECONDS[match[2]!]!;
   if (!Number.isSafeInteger(seconds) || seconds <= 0) {
-    throw new Error(`invalid duration "${text}": use a positive number with an optional unit s, m, h or d (e.g. 90, 15m, 1h, 7d)`);
+    throw new Error(
+      `invalid duration "${text}": use a positive number with an optional unit s, m, h or d (e.g. 90, 15m, 1h, 7d)`,
+    );
   }
   return seconds;
 }

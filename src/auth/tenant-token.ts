@@ -112,7 +112,15 @@ export function algorithmsForKey(key: KeyObject): string[] {
 /** What verifying a token needs from auth.jwt or one entry of auth.issuers. */
 type KeyConfig = Pick<
   IssuerConfig,
-  'secret' | 'publicKeyFile' | 'jwksFile' | 'jwksUrl' | 'audience' | 'tenantClaim' | 'algorithms' | 'clockToleranceSec' | 'maxTokenAgeSec'
+  | 'secret'
+  | 'publicKeyFile'
+  | 'jwksFile'
+  | 'jwksUrl'
+  | 'audience'
+  | 'tenantClaim'
+  | 'algorithms'
+  | 'clockToleranceSec'
+  | 'maxTokenAgeSec'
 > & { issuer?: string | undefined };
 
 /** One issuer, ready to verify: its key, its algorithm allow-list and its jose options. */
@@ -129,7 +137,12 @@ interface PreparedIssuer {
   verifyPayload(token: string): Promise<JWTPayload>;
 }
 
-async function prepareIssuer(key: KeyConfig, prefix: string, name: string | undefined, tenants: IssuerConfig['tenants'] | undefined): Promise<PreparedIssuer> {
+async function prepareIssuer(
+  key: KeyConfig,
+  prefix: string,
+  name: string | undefined,
+  tenants: IssuerConfig['tenants'] | undefined,
+): Promise<PreparedIssuer> {
   const { derived, getKey } = await loadKey(key, prefix);
   const algorithms = narrowAlgorithms(derived, key.algorithms, prefix);
   const maxAge = key.maxTokenAgeSec;
@@ -181,7 +194,8 @@ async function prepareIssuer(key: KeyConfig, prefix: string, name: string | unde
 
 export async function createTenantTokenVerifier(config: Config): Promise<TenantTokenVerifier> {
   const tenantPattern = new RegExp(config.tenancy.tenantPattern);
-  const single = config.auth.jwt === undefined ? undefined : await prepareIssuer(config.auth.jwt, 'auth.jwt', undefined, undefined);
+  const single =
+    config.auth.jwt === undefined ? undefined : await prepareIssuer(config.auth.jwt, 'auth.jwt', undefined, undefined);
   // auth.issuers: looked up by the token's (unverified) iss; only that issuer's key and options then apply.
   const byIss = new Map<string, PreparedIssuer>();
   for (const issuer of config.auth.issuers ?? []) {
@@ -204,7 +218,10 @@ export async function createTenantTokenVerifier(config: Config): Promise<TenantT
     // Read unverified only to choose a key; the chosen issuer's jwtVerify checks iss again, signed.
     const issuer = typeof iss === 'string' ? byIss.get(iss) : undefined;
     if (issuer === undefined) {
-      throw fail('unknown_issuer', iss === undefined ? 'tenant token lacks claim "iss"' : 'tenant token issuer is not a configured one');
+      throw fail(
+        'unknown_issuer',
+        iss === undefined ? 'tenant token lacks claim "iss"' : 'tenant token issuer is not a configured one',
+      );
     }
     checkAlgorithm(token, issuer.allowed);
     return issuer;
@@ -255,7 +272,8 @@ export function issuerNotAllowed(): AuthFailure {
 
 /** Cheap refusals before any crypto: size, shape, and (when the allow-list is known) an algorithm outside it. */
 function checkShape(token: string, allowed: ReadonlySet<string> | null): void {
-  if (token.length > MAX_TOKEN_LENGTH) throw fail('malformed', `tenant token is longer than ${MAX_TOKEN_LENGTH} characters`);
+  if (token.length > MAX_TOKEN_LENGTH)
+    throw fail('malformed', `tenant token is longer than ${MAX_TOKEN_LENGTH} characters`);
   if (!COMPACT_JWS.test(token)) throw fail('malformed', 'tenant token is not a JWT (three base64url parts)');
   if (allowed !== null) checkAlgorithm(token, allowed);
 }
@@ -282,8 +300,10 @@ function toAuthFailure(err: unknown, maxAge: number, prefix: string): unknown {
       : fail('expired', 'tenant token has expired');
   }
   if (err instanceof errors.JWTClaimValidationFailed) return claimFailure(err.claim, err.reason, maxAge, prefix);
-  if (err instanceof errors.JWSSignatureVerificationFailed) return fail('bad_signature', 'tenant token signature does not verify');
-  if (err instanceof errors.JOSEAlgNotAllowed) return fail('alg_not_allowed', 'tenant token algorithm is not allowed for this key');
+  if (err instanceof errors.JWSSignatureVerificationFailed)
+    return fail('bad_signature', 'tenant token signature does not verify');
+  if (err instanceof errors.JOSEAlgNotAllowed)
+    return fail('alg_not_allowed', 'tenant token algorithm is not allowed for this key');
   if (
     err instanceof errors.JWKSNoMatchingKey ||
     err instanceof errors.JWKSInvalid ||
@@ -312,9 +332,15 @@ function claimFailure(claim: string, reason: string, maxAge: number, prefix: str
         ? fail('token_too_old', `tenant token lacks claim "iat" (required while ${prefix}.maxTokenAgeSec is ${maxAge})`)
         : fail('not_yet_valid', 'tenant token was issued in the future (iat)');
     case 'iss':
-      return fail('issuer', reason === 'missing' ? 'tenant token lacks claim "iss"' : 'tenant token issuer is not the configured one');
+      return fail(
+        'issuer',
+        reason === 'missing' ? 'tenant token lacks claim "iss"' : 'tenant token issuer is not the configured one',
+      );
     case 'aud':
-      return fail('audience', reason === 'missing' ? 'tenant token lacks claim "aud"' : 'tenant token audience is not the configured one');
+      return fail(
+        'audience',
+        reason === 'missing' ? 'tenant token lacks claim "aud"' : 'tenant token audience is not the configured one',
+      );
     default:
       return fail('malformed', 'tenant token failed claim validation');
   }
@@ -356,7 +382,10 @@ async function loadKey(jwt: KeyConfig, prefix: string): Promise<{ derived: strin
   throw new ConfigError('no key configured for tenant tokens', prefix);
 }
 
-async function loadPublicKeyFile(file: string, prefix: string): Promise<{ derived: string[]; getKey: JWTVerifyGetKey }> {
+async function loadPublicKeyFile(
+  file: string,
+  prefix: string,
+): Promise<{ derived: string[]; getKey: JWTVerifyGetKey }> {
   const configKey = `${prefix}.publicKeyFile`;
   const pem = readKeyFile(file, configKey);
   // A private key would "work" (Node derives the public half) but should never be deployed to the proxy.
@@ -397,12 +426,20 @@ function readKeyFile(file: string, configKey: string): string {
 }
 
 /** `auth.jwt.algorithms` (or an issuer's) may only narrow what the key allows. */
-function narrowAlgorithms(derived: readonly string[], configured: readonly string[] | undefined, prefix: string): string[] {
+function narrowAlgorithms(
+  derived: readonly string[],
+  configured: readonly string[] | undefined,
+  prefix: string,
+): string[] {
   if (configured === undefined) return [...derived];
-  if (configured.length === 0) throw new ConfigError('must name at least one algorithm when set', `${prefix}.algorithms`);
+  if (configured.length === 0)
+    throw new ConfigError('must name at least one algorithm when set', `${prefix}.algorithms`);
   for (const alg of configured) {
     if (!derived.includes(alg)) {
-      throw new ConfigError(`${alg} cannot be used with the configured key (allowed: ${derived.join(', ')})`, `${prefix}.algorithms`);
+      throw new ConfigError(
+        `${alg} cannot be used with the configured key (allowed: ${derived.join(', ')})`,
+        `${prefix}.algorithms`,
+      );
     }
   }
   return derived.filter((alg) => configured.includes(alg));

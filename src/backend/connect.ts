@@ -77,11 +77,13 @@ export async function connectServer(target: UpstreamTarget): Promise<ConnectedSe
 function channelBinding(socket: net.Socket, mechanisms: string[], target: UpstreamTarget): ChannelBinding {
   const setting = target.tls.channelBinding;
   if (!(socket instanceof tls.TLSSocket) || setting === 'disable') {
-    if (setting === 'require') throw new UpstreamError('SCRAM channel binding needs TLS to the upstream (upstream.tls.channelBinding: require)');
+    if (setting === 'require')
+      throw new UpstreamError('SCRAM channel binding needs TLS to the upstream (upstream.tls.channelBinding: require)');
     return { kind: 'none' };
   }
   if (!mechanisms.includes('SCRAM-SHA-256-PLUS')) {
-    if (setting === 'require') throw new UpstreamError('upstream does not offer SCRAM-SHA-256-PLUS (upstream.tls.channelBinding: require)');
+    if (setting === 'require')
+      throw new UpstreamError('upstream does not offer SCRAM-SHA-256-PLUS (upstream.tls.channelBinding: require)');
     return { kind: 'unused' };
   }
   const certificate = socket.getPeerCertificate(true);
@@ -188,14 +190,23 @@ function startup(socket: net.Socket, target: UpstreamTarget): Promise<ConnectedS
               const kind = b.readInt32BE(start + 5);
               if (kind === AuthRequest.Ok) {
                 if (target.tls.channelBinding === 'require' && scram?.mechanism !== 'SCRAM-SHA-256-PLUS') {
-                  throw new UpstreamError('upstream authenticated the proxy without SCRAM channel binding (upstream.tls.channelBinding: require)');
+                  throw new UpstreamError(
+                    'upstream authenticated the proxy without SCRAM channel binding (upstream.tls.channelBinding: require)',
+                  );
                 }
                 // Read after the login's ReadyForQuery: named in the same round trip.
                 socket.write(NAME_QUERY);
                 break;
               }
-              if (target.tls.channelBinding === 'require' && kind !== AuthRequest.SASL && kind !== AuthRequest.SASLContinue && kind !== AuthRequest.SASLFinal) {
-                throw new UpstreamError('upstream asks for a password method without channel binding (upstream.tls.channelBinding: require)');
+              if (
+                target.tls.channelBinding === 'require' &&
+                kind !== AuthRequest.SASL &&
+                kind !== AuthRequest.SASLContinue &&
+                kind !== AuthRequest.SASLFinal
+              ) {
+                throw new UpstreamError(
+                  'upstream asks for a password method without channel binding (upstream.tls.channelBinding: require)',
+                );
               }
               if (kind === AuthRequest.CleartextPassword) sendPassword(needPassword());
               else if (kind === AuthRequest.MD5Password) {
@@ -204,7 +215,8 @@ function startup(socket: net.Socket, target: UpstreamTarget): Promise<ConnectedS
                 sendPassword('md5' + md5(Buffer.concat([Buffer.from(inner), salt])));
               } else if (kind === AuthRequest.SASL) {
                 const mechanisms = b.toString('latin1', start + 9, end).split('\0');
-                if (!mechanisms.includes('SCRAM-SHA-256')) throw new UpstreamError('upstream offers no supported SASL mechanism');
+                if (!mechanisms.includes('SCRAM-SHA-256'))
+                  throw new UpstreamError('upstream offers no supported SASL mechanism');
                 scram = new ScramClient(needPassword(), channelBinding(socket, mechanisms, target));
                 const first = Buffer.from(scram.clientFirst());
                 const body = new Writer(64).cstring(scram.mechanism).int32(first.length).bytes(first).flush();
@@ -237,7 +249,8 @@ function startup(socket: net.Socket, target: UpstreamTarget): Promise<ConnectedS
               break;
             case BackendCode.ReadyForQuery:
               if (--readyOwed > 0) break;
-              if (framer.buffered !== 0) throw new UpstreamError('upstream sent data after ReadyForQuery during startup');
+              if (framer.buffered !== 0)
+                throw new UpstreamError('upstream sent data after ReadyForQuery during startup');
               socket.removeListener('data', onData);
               socket.removeListener('close', onClose);
               settle(null, { socket, params, pid, secret });

@@ -32,7 +32,15 @@ export interface PinPlan {
 function unsynced(sql: string): Buffer {
   return Buffer.concat([encodeUnnamedParse(sql), UNNAMED_BIND, UNNAMED_EXECUTE]);
 }
-const UNNAMED_BIND = new Writer(16).begin(FrontendCode.Bind).cstring('').cstring('').int16(0).int16(0).int16(0).end().flush();
+const UNNAMED_BIND = new Writer(16)
+  .begin(FrontendCode.Bind)
+  .cstring('')
+  .cstring('')
+  .int16(0)
+  .int16(0)
+  .int16(0)
+  .end()
+  .flush();
 const UNNAMED_EXECUTE = new Writer(16).begin(FrontendCode.Execute).cstring('').int32(0).end().flush();
 const BEGIN = unsynced('BEGIN');
 /**
@@ -68,7 +76,10 @@ export function planPin(
     if (!REPORTED.has(name)) server.applied.set(name, value);
   }
   server.pinnedSchema = schema;
-  return { frame: Buffer.concat([BEGIN, ...statements.map(unsynced), COMMIT_AND_CLOSE]), completions: statements.length + 4 };
+  return {
+    frame: Buffer.concat([BEGIN, ...statements.map(unsynced), COMMIT_AND_CLOSE]),
+    completions: statements.length + 4,
+  };
 }
 
 /** A setting's value on the server as far as the proxy knows (undefined: unknown). */
@@ -150,7 +161,10 @@ export function setStatement(name: string, value: string, local = false): string
 /** Settings put back on a pinned server (the client's startup values after its RESET), with the ones PostgreSQL reports. */
 export function planRestore(settings: ReadonlyMap<string, string>): { frame: Buffer; reported: string[] } {
   const statements = [...settings].map(([name, value]) => setStatement(name, value));
-  return { frame: encodeQuery(statements.join('; ')), reported: [...settings.keys()].filter((name) => REPORTED.has(name)) };
+  return {
+    frame: encodeQuery(statements.join('; ')),
+    reported: [...settings.keys()].filter((name) => REPORTED.has(name)),
+  };
 }
 
 /**

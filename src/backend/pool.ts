@@ -260,7 +260,11 @@ export class Pool implements ServerOwner {
         server.terminate(TERMINATE, overSize ? 'pool shrunk' : stale ? 'idle timeout' : 'max lifetime reached');
       }
     }
-    while (!this.closed && this.idle.length + this.connecting < this.options.minIdle && this.total() < this.options.size) {
+    while (
+      !this.closed &&
+      this.idle.length + this.connecting < this.options.minIdle &&
+      this.total() < this.options.size
+    ) {
       this.connectOne();
     }
   }
@@ -269,7 +273,10 @@ export class Pool implements ServerOwner {
   private cancelDiscard(server: ServerConn): void {
     server.discardCancelled();
     server.cancelsInFlight++;
-    this.log.warn({ server: server.id, pid: server.pid }, 'a reset in front of a waiting client is stuck; cancelling it');
+    this.log.warn(
+      { server: server.id, pid: server.pid },
+      'a reset in front of a waiting client is stuck; cancelling it',
+    );
     sendCancel(this.upstream, server.pid, server.secret)
       .catch((err: Error) => this.log.warn({ err: err.message }, 'cancel request to upstream failed'))
       .finally(() => server.cancelSettled());

@@ -43,7 +43,13 @@ export class ScramClient {
     if (!nonce.startsWith(this.clientNonce) || nonce.length === this.clientNonce.length) {
       throw new Error('SCRAM: server nonce does not extend the client nonce');
     }
-    const saltedPassword = pbkdf2Sync(this.password.normalize('NFKC'), Buffer.from(salt, 'base64'), iterations, 32, 'sha256');
+    const saltedPassword = pbkdf2Sync(
+      this.password.normalize('NFKC'),
+      Buffer.from(salt, 'base64'),
+      iterations,
+      32,
+      'sha256',
+    );
     const clientKey = hmac(saltedPassword, 'Client Key');
     const storedKey = createHash('sha256').update(clientKey).digest();
     const bindingData = this.binding.kind === 'bound' ? this.binding.certificateHash : Buffer.alloc(0);

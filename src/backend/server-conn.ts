@@ -380,7 +380,10 @@ export class ServerConn {
         } else if (this.state === ServerState.Resetting) {
           const counts = this.statementCounts;
           if (status !== TxStatus.Idle) this.close('reset left a transaction open');
-          else if (this.resetProof && (counts === null || counts[0] !== '0' || Number(counts[1]) !== this.statements.size)) {
+          else if (
+            this.resetProof &&
+            (counts === null || counts[0] !== '0' || Number(counts[1]) !== this.statements.size)
+          ) {
             this.close('reset found prepared statements the proxy did not make');
           } else {
             this.resetDone = true;
@@ -392,7 +395,8 @@ export class ServerConn {
       case BackendCode.DataRow:
         if (this.state === ServerState.Resetting) {
           const values = columns(buf, start, end);
-          this.statementCounts = values !== null && values.length >= 2 ? [values[values.length - 2]!, values[values.length - 1]!] : null;
+          this.statementCounts =
+            values !== null && values.length >= 2 ? [values[values.length - 2]!, values[values.length - 1]!] : null;
         } else if (this.proxyQuery !== null) {
           const values = columns(buf, start, end);
           if (values !== null) this.proxyQuery.onRow(values);
@@ -408,7 +412,8 @@ export class ServerConn {
       case BackendCode.RowDescription:
         return;
       default:
-        if (this.injected.pending === 0 && this.pinCompletions === 0) this.close(`unexpected message ${code} while idle`);
+        if (this.injected.pending === 0 && this.pinCompletions === 0)
+          this.close(`unexpected message ${code} while idle`);
     }
   }
 
@@ -438,7 +443,10 @@ export class ServerConn {
       client?.onHandOverFailed();
       return;
     }
-    this.close(`pin failed: ${code} ${message}`, new ProxyError(code, `could not set up the tenant's session: ${message}`, 'FATAL'));
+    this.close(
+      `pin failed: ${code} ${message}`,
+      new ProxyError(code, `could not set up the tenant's session: ${message}`, 'FATAL'),
+    );
   }
 
   /** A cancel for this server was sent (or failed): it may serve others again once none are in flight. */

@@ -70,13 +70,21 @@ export async function runDemo(): Promise<void> {
       lines.push('');
     }
     lines.push('Try:  SELECT * FROM orders;   SHOW search_path;   SELECT * FROM tenant_globex.orders;  (refused)');
-    lines.push('', 'Tenants are in the registry (tenancy.registry.enabled): suspend one and its sessions end, resume it:');
+    lines.push(
+      '',
+      'Tenants are in the registry (tenancy.registry.enabled): suspend one and its sessions end, resume it:',
+    );
     lines.push(`  ${cli} tenants list --config ${configFile}`);
     lines.push(`  ${cli} tenants suspend acme --reason "trying it out" --config ${configFile}`);
     lines.push(`  ${cli} tenants resume acme --config ${configFile}`);
     if (proxy.metricsPort !== null) {
-      lines.push('', `Metrics: curl http://127.0.0.1:${proxy.metricsPort}/metrics   Ready: curl http://127.0.0.1:${proxy.metricsPort}/readyz`);
-      lines.push(`Status:  curl -H "Authorization: Bearer ${config.metrics.adminToken}" http://127.0.0.1:${proxy.metricsPort}/admin/status`);
+      lines.push(
+        '',
+        `Metrics: curl http://127.0.0.1:${proxy.metricsPort}/metrics   Ready: curl http://127.0.0.1:${proxy.metricsPort}/readyz`,
+      );
+      lines.push(
+        `Status:  curl -H "Authorization: Bearer ${config.metrics.adminToken}" http://127.0.0.1:${proxy.metricsPort}/admin/status`,
+      );
     }
     lines.push('The audit trail follows on stdout, one JSON line per event.');
     lines.push('Press Ctrl-C to stop the proxy and remove the temporary cluster.', '');

@@ -65,7 +65,12 @@ async function main(argv: string[]): Promise<void> {
         throw new UsageError(`--ttl: ${(err as Error).message}`);
       }
       const config = loadConfig(values.config);
-      const token = await signDevToken(config, { tenant: values.tenant, sub: values.sub, ttlSeconds, issuer: values.issuer });
+      const token = await signDevToken(config, {
+        tenant: values.tenant,
+        sub: values.sub,
+        ttlSeconds,
+        issuer: values.issuer,
+      });
       process.stdout.write(token + '\n');
       return;
     }
@@ -80,7 +85,10 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'status': {
-      const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean', default: false } } });
+      const { values } = parseArgs({
+        args: rest,
+        options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean', default: false } },
+      });
       const config = loadConfig(values.config);
       const { fetchStatus } = await import('./status.js');
       const { renderStatus } = await import('../admin/status.js');
@@ -110,7 +118,9 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'version':
     case '--version': {
-      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+        version: string;
+      };
       process.stdout.write(`pg-tenant-proxy ${pkg.version}\n`);
       return;
     }

@@ -1,7 +1,15 @@
 // `pg-tenant-proxy tenants <verb>`: argv → lifecycle verb → one-line result (or JSON) on stdout, one-line error on stderr.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { renderTable } from '../admin/status.js';
-import { DELETE_USAGE, DELETE_VERBS, DeleteUsageError, dispatchDeletion, preflightDeletion, terminalConfirm, type Confirm } from './tenants-delete.js';
+import {
+  DELETE_USAGE,
+  DELETE_VERBS,
+  DeleteUsageError,
+  dispatchDeletion,
+  preflightDeletion,
+  terminalConfirm,
+  type Confirm,
+} from './tenants-delete.js';
 import { ConfigError, loadConfig } from '../config/load.js';
 import {
   defaultActor,
@@ -111,7 +119,11 @@ export async function runTenants(
   }
 }
 
-function parse(verb: string, options: Options, args: string[]): { values: Record<string, unknown>; positionals: string[] } {
+function parse(
+  verb: string,
+  options: Options,
+  args: string[],
+): { values: Record<string, unknown>; positionals: string[] } {
   try {
     return parseArgs({ args, options: { ...COMMON, ...options }, allowPositionals: true, strict: true });
   } catch (err) {
@@ -134,7 +146,13 @@ function takeId(verb: string, wantsId: boolean, positionals: string[]): string |
   return positionals[0]!;
 }
 
-async function dispatch(admin: TenantAdmin, verb: string, id: string | null, values: Record<string, unknown>, json: boolean): Promise<string> {
+async function dispatch(
+  admin: TenantAdmin,
+  verb: string,
+  id: string | null,
+  values: Record<string, unknown>,
+  json: boolean,
+): Promise<string> {
   const str = (name: string): string | undefined => {
     const value = values[name];
     return typeof value === 'string' ? value : undefined;
@@ -142,12 +160,17 @@ async function dispatch(admin: TenantAdmin, verb: string, id: string | null, val
   const emit = (result: unknown, text: string): string => (json ? `${JSON.stringify(result, null, 2)}\n` : `${text}\n`);
   switch (verb) {
     case 'create': {
-      const result = await admin.create(id!, { tier: str('tier'), canary: values['canary'] === true, issuer: str('issuer') });
+      const result = await admin.create(id!, {
+        tier: str('tier'),
+        canary: values['canary'] === true,
+        issuer: str('issuer'),
+      });
       return emit(result, describeCreate(result));
     }
     case 'update': {
       const canary = str('canary');
-      if (canary !== undefined && canary !== 'true' && canary !== 'false') throw new UsageError('--canary takes true or false');
+      if (canary !== undefined && canary !== 'true' && canary !== 'false')
+        throw new UsageError('--canary takes true or false');
       const tier = str('tier');
       const issuer = str('issuer');
       // An empty value clears the field.
@@ -209,7 +232,9 @@ function describeStatusChange(result: StatusChangeResult): string {
     case 'resumed':
       return `resumed tenant ${t.id}`;
     case 'unchanged':
-      return t.status === 'suspended' ? `tenant ${t.id} is already suspended: ${t.suspendedReason ?? ''}` : `tenant ${t.id} is already ${t.status}`;
+      return t.status === 'suspended'
+        ? `tenant ${t.id} is already suspended: ${t.suspendedReason ?? ''}`
+        : `tenant ${t.id} is already ${t.status}`;
   }
 }
 
@@ -227,7 +252,10 @@ function renderList(tenants: TenantRecord[]): string {
 function renderDetails(t: TenantDetails): string {
   const rows: Array<[string, string]> = [
     ['tenant', t.id],
-    ['status', t.status === 'suspended' ? `suspended since ${t.suspendedAt ?? '?'}: ${t.suspendedReason ?? ''}` : t.status],
+    [
+      'status',
+      t.status === 'suspended' ? `suspended since ${t.suspendedAt ?? '?'}: ${t.suspendedReason ?? ''}` : t.status,
+    ],
     ['tier', show(t.tier)],
     ['canary', t.canary ? 'yes' : 'no'],
     ['issuer', show(t.issuer)],
@@ -235,7 +263,12 @@ function renderDetails(t: TenantDetails): string {
     ['role', show(t.role)],
     ['size', `${t.sizeBytes} bytes`],
     ['tables', String(t.tables)],
-    ['clients', t.connectedClients === null ? `unknown (${t.connectedClientsNote ?? 'proxy not reachable'})` : String(t.connectedClients)],
+    [
+      'clients',
+      t.connectedClients === null
+        ? `unknown (${t.connectedClientsNote ?? 'proxy not reachable'})`
+        : String(t.connectedClients),
+    ],
     ['migration', show(t.migrationVersion)],
     ['created', t.createdAt],
     ['updated', t.updatedAt],

@@ -19,7 +19,13 @@ export class ConfigError extends Error {
 
 /** `auth.jwt.publicKeyFile` → `PGTP_AUTH_JWT_PUBLIC_KEY_FILE`. */
 export function envNameFor(key: string): string {
-  return ENV_PREFIX + key.split('.').map((part) => part.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_');
+  return (
+    ENV_PREFIX +
+    key
+      .split('.')
+      .map((part) => part.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase())
+      .join('_')
+  );
 }
 
 export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Config {
@@ -56,7 +62,8 @@ function readConfigFile(file: string): Record<string, unknown> {
     throw new ConfigError(`config file ${file} must hold a mapping at the top level`);
   }
   // A section holding only commented-out keys (`admin:` above `# url: …`) parses as null: it means "all defaults".
-  for (const [key, value] of Object.entries(parsed)) if (value === null) delete (parsed as Record<string, unknown>)[key];
+  for (const [key, value] of Object.entries(parsed))
+    if (value === null) delete (parsed as Record<string, unknown>)[key];
   return parsed as Record<string, unknown>;
 }
 
@@ -84,7 +91,11 @@ function walk(schema: z.ZodType, prefix: string, out: Leaf[]): void {
   }
   // A list is one leaf: its elements have no dotted names. A list of mappings is set whole, as JSON, from the env.
   const ofObjects = def.type === 'array' && def.element !== undefined && unwrap(def.element).def.type === 'object';
-  const kind = ofObjects ? 'json' : def.type === 'number' || def.type === 'boolean' || def.type === 'array' ? def.type : 'string';
+  const kind = ofObjects
+    ? 'json'
+    : def.type === 'number' || def.type === 'boolean' || def.type === 'array'
+      ? def.type
+      : 'string';
   const outer = schema.def as { type: string; defaultValue?: unknown };
   out.push(outer.type === 'default' ? { key: prefix, kind, default: outer.defaultValue } : { key: prefix, kind });
 }
@@ -124,7 +135,10 @@ function coerce(value: string, leaf: Leaf): unknown {
       if (value === 'false' || value === '0') return false;
       throw new ConfigError(`${envNameFor(leaf.key)} must be true or false`, leaf.key);
     case 'array':
-      return value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+      return value
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
     case 'json':
       try {
         return JSON.parse(value) as unknown;

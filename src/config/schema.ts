@@ -13,13 +13,22 @@ const listenSchema = z.strictObject({
   /** A client must finish TLS, startup and authentication within this time. */
   handshakeTimeoutMs: positiveMs.default(10000),
   /** Largest client message accepted after startup (PostgreSQL's own cap is 1 GB). */
-  maxMessageBytes: z.number().int().min(1024).max(1 << 30).default(256 * 1024 * 1024),
+  maxMessageBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(1 << 30)
+    .default(256 * 1024 * 1024),
   /**
    * Memory one client's named prepared statements may take in the proxy (their text and parameter types twice over,
    * plus 256 bytes each); past it a Parse of a new name gets 54000. PostgreSQL has no such limit, but there each
    * backend pays for its own client; here one client must not be able to exhaust the process every tenant shares.
    */
-  maxPreparedBytes: z.number().int().min(64 * 1024).default(16 * 1024 * 1024),
+  maxPreparedBytes: z
+    .number()
+    .int()
+    .min(64 * 1024)
+    .default(16 * 1024 * 1024),
   /** Startup parameters that are accepted and dropped instead of applied (like PgBouncer's ignore_startup_parameters). */
   ignoreStartupParameters: z.array(z.string().min(1)).default([]),
   /**
@@ -74,10 +83,9 @@ const jwtSchema = z
      */
     maxTokenAgeSec: z.number().int().min(0).default(0),
   })
-  .refine(
-    (j) => [j.secret, j.publicKeyFile, j.jwksFile, j.jwksUrl].filter((v) => v !== undefined).length === 1,
-    { message: 'exactly one of secret, publicKeyFile, jwksFile, jwksUrl must be set' },
-  )
+  .refine((j) => [j.secret, j.publicKeyFile, j.jwksFile, j.jwksUrl].filter((v) => v !== undefined).length === 1, {
+    message: 'exactly one of secret, publicKeyFile, jwksFile, jwksUrl must be set',
+  })
   .refine((j) => j.secret === undefined || j.secret.length >= 32, {
     message: 'secret must be at least 32 characters (HS256 needs 256 bits of key)',
     path: ['secret'],
@@ -110,10 +118,9 @@ const issuerSchema = z
     maxTokenAgeSec: z.number().int().min(0).default(0),
     tenants: issuerTenantsSchema,
   })
-  .refine(
-    (j) => [j.secret, j.publicKeyFile, j.jwksFile, j.jwksUrl].filter((v) => v !== undefined).length === 1,
-    { message: 'exactly one of secret, publicKeyFile, jwksFile, jwksUrl must be set' },
-  )
+  .refine((j) => [j.secret, j.publicKeyFile, j.jwksFile, j.jwksUrl].filter((v) => v !== undefined).length === 1, {
+    message: 'exactly one of secret, publicKeyFile, jwksFile, jwksUrl must be set',
+  })
   .refine((j) => j.secret === undefined || j.secret.length >= 32, {
     message: 'secret must be at least 32 characters (HS256 needs 256 bits of key)',
     path: ['secret'],
@@ -196,7 +203,11 @@ const policySchema = z.strictObject({
    * aside), plus any function/DO body or literal a rule reads in full. Past it: 54000. Statements themselves may be
    * as long as listen.maxMessageBytes.
    */
-  maxStatementBytes: z.number().int().min(1024).default(1024 * 1024),
+  maxStatementBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .default(1024 * 1024),
   /** Entries in each verdict cache (exact text and normalized text). */
   cacheSize: z.number().int().min(0).default(10_000),
   /** Token claim that, when true, skips the guard for support tooling; off unless set, and audited. */
@@ -273,21 +284,23 @@ const logSchema = z.strictObject({
   level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
-export const configSchema = z.strictObject({
-  listen: listenSchema.default(listenSchema.parse({})),
-  upstream: upstreamSchema,
-  auth: authSchema,
-  tenancy: tenancySchema.default(tenancySchema.parse({})),
-  policy: policySchema.default(policySchema.parse({})),
-  tls: tlsSchema.default(tlsSchema.parse({})),
-  pool: poolSchema.default(poolSchema.parse({})),
-  metrics: metricsSchema.default(metricsSchema.parse({})),
-  audit: auditSchema.default(auditSchema.parse({})),
-  admin: adminSchema.default(adminSchema.parse({})),
-  log: logSchema.default(logSchema.parse({})),
-})
+export const configSchema = z
+  .strictObject({
+    listen: listenSchema.default(listenSchema.parse({})),
+    upstream: upstreamSchema,
+    auth: authSchema,
+    tenancy: tenancySchema.default(tenancySchema.parse({})),
+    policy: policySchema.default(policySchema.parse({})),
+    tls: tlsSchema.default(tlsSchema.parse({})),
+    pool: poolSchema.default(poolSchema.parse({})),
+    metrics: metricsSchema.default(metricsSchema.parse({})),
+    audit: auditSchema.default(auditSchema.parse({})),
+    admin: adminSchema.default(adminSchema.parse({})),
+    log: logSchema.default(logSchema.parse({})),
+  })
   .refine((c) => c.listen.workers <= c.upstream.poolSize && c.listen.workers <= c.listen.maxClients, {
-    message: 'each worker needs at least one server and one client: workers must not exceed upstream.poolSize or listen.maxClients',
+    message:
+      'each worker needs at least one server and one client: workers must not exceed upstream.poolSize or listen.maxClients',
     path: ['listen', 'workers'],
   })
   // The registry lists every tenant: no tenant may be pinned to it or be allowed to name it.
@@ -295,10 +308,13 @@ export const configSchema = z.strictObject({
     message: 'the registry schema must not be shared with tenants (tenancy.sharedSchemas)',
     path: ['tenancy', 'registry', 'schema'],
   })
-  .refine((c) => !tenantSchemaShape(c.tenancy.schemaTemplate, c.tenancy.tenantPattern).test(c.tenancy.registry.schema), {
-    message: 'is a name tenancy.schemaTemplate can give a tenant schema; choose one no tenant id can produce',
-    path: ['tenancy', 'registry', 'schema'],
-  })
+  .refine(
+    (c) => !tenantSchemaShape(c.tenancy.schemaTemplate, c.tenancy.tenantPattern).test(c.tenancy.registry.schema),
+    {
+      message: 'is a name tenancy.schemaTemplate can give a tenant schema; choose one no tenant id can produce',
+      path: ['tenancy', 'registry', 'schema'],
+    },
+  )
   .refine((c) => c.tenancy.registry.enabled || !(c.auth.issuers ?? []).some((i) => i.tenants === 'registry'), {
     message: 'tenants: registry needs tenancy.registry.enabled',
     path: ['auth', 'issuers'],

@@ -2,7 +2,20 @@
 
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, appendFileSync, chownSync, constants, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  appendFileSync,
+  chownSync,
+  constants,
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
@@ -66,7 +79,8 @@ export async function startPgCluster(opts: StartPgClusterOptions = {}): Promise<
     const [file, argv] = asRoot ? ['runuser', ['-u', PG_USER, '--', bin, ...args]] : [bin, args];
     return new Promise((resolve, reject) => {
       execFile(file, argv, { cwd: baseDir, timeout: 120_000 }, (err, stdout, stderr) => {
-        if (err) reject(new Error(`${tool} ${args.join(' ')} failed: ${String(stderr || stdout || err.message).trim()}`));
+        if (err)
+          reject(new Error(`${tool} ${args.join(' ')} failed: ${String(stderr || stdout || err.message).trim()}`));
         else resolve(stdout);
       });
     });
@@ -91,23 +105,34 @@ export async function startPgCluster(opts: StartPgClusterOptions = {}): Promise<
   try {
     log(`initdb in ${dataDir} (${binDir})`);
     await run('initdb', [
-      '-D', dataDir, '-U', PG_USER, `--pwfile=${pwFile}`,
-      '--auth-local=trust', '--auth-host=scram-sha-256',
-      '-E', 'UTF8', '--locale=C', '--no-sync',
+      '-D',
+      dataDir,
+      '-U',
+      PG_USER,
+      `--pwfile=${pwFile}`,
+      '--auth-local=trust',
+      '--auth-host=scram-sha-256',
+      '-E',
+      'UTF8',
+      '--locale=C',
+      '--no-sync',
     ]);
-    appendFileSync(join(dataDir, 'postgresql.conf'), [
-      '',
-      '# pg-tenant-proxy test cluster: loopback only, durability off for speed',
-      `listen_addresses = '${HOST}'`,
-      `unix_socket_directories = '${dataDir.replace(/'/g, "''")}'`,
-      'max_connections = 200',
-      'fsync = off',
-      'synchronous_commit = off',
-      'full_page_writes = off',
-      'logging_collector = off',
-      'log_min_messages = warning',
-      '',
-    ].join('\n'));
+    appendFileSync(
+      join(dataDir, 'postgresql.conf'),
+      [
+        '',
+        '# pg-tenant-proxy test cluster: loopback only, durability off for speed',
+        `listen_addresses = '${HOST}'`,
+        `unix_socket_directories = '${dataDir.replace(/'/g, "''")}'`,
+        'max_connections = 200',
+        'fsync = off',
+        'synchronous_commit = off',
+        'full_page_writes = off',
+        'logging_collector = off',
+        'log_min_messages = warning',
+        '',
+      ].join('\n'),
+    );
 
     for (let attempt = 1; ; attempt++) {
       if (!opts.port) port = await freePort();
@@ -123,7 +148,9 @@ export async function startPgCluster(opts: StartPgClusterOptions = {}): Promise<
   } catch (err) {
     const logTail = tail();
     stopSync();
-    throw new Error(`could not start PostgreSQL: ${(err as Error).message}\n--- server log tail ---\n${logTail}`, { cause: err });
+    throw new Error(`could not start PostgreSQL: ${(err as Error).message}\n--- server log tail ---\n${logTail}`, {
+      cause: err,
+    });
   }
   live.add(stopSync);
   log(`PostgreSQL listening on ${HOST}:${port}`);
@@ -136,7 +163,9 @@ export async function startPgCluster(opts: StartPgClusterOptions = {}): Promise<
     try {
       await pgCtlStart();
     } catch (err) {
-      throw new Error(`could not restart PostgreSQL: ${(err as Error).message}\n--- server log tail ---\n${tail()}`, { cause: err });
+      throw new Error(`could not restart PostgreSQL: ${(err as Error).message}\n--- server log tail ---\n${tail()}`, {
+        cause: err,
+      });
     }
   };
 
@@ -202,7 +231,10 @@ export function findBinDir(): string {
   }
 
   try {
-    const dir = execFileSync('pg_config', ['--bindir'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dir = execFileSync('pg_config', ['--bindir'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
     if (hasServer(dir)) return dir;
   } catch {
     // no pg_config on PATH
@@ -232,7 +264,10 @@ export function embeddedBinDir(): string | null {
   }
   const links = join(pkgDir, 'native', 'pg-symlinks.json');
   if (existsSync(links)) {
-    for (const { source, target } of JSON.parse(readFileSync(links, 'utf8')) as Array<{ source: string; target: string }>) {
+    for (const { source, target } of JSON.parse(readFileSync(links, 'utf8')) as Array<{
+      source: string;
+      target: string;
+    }>) {
       const linkPath = join(pkgDir, target);
       if (existsSync(linkPath)) continue;
       try {
@@ -274,7 +309,9 @@ function postgresUserIds(): { uid: number; gid: number } {
     const gid = Number(execFileSync('id', ['-g', PG_USER], { encoding: 'utf8' }).trim());
     return { uid, gid };
   } catch {
-    throw new Error(`running as root, but there is no '${PG_USER}' OS user to run PostgreSQL as (PostgreSQL refuses root)`);
+    throw new Error(
+      `running as root, but there is no '${PG_USER}' OS user to run PostgreSQL as (PostgreSQL refuses root)`,
+    );
   }
 }
 
@@ -311,7 +348,10 @@ async function waitForTcp(port: number, timeoutMs: number): Promise<void> {
 
 function readLogTail(logFile: string, lines: number): string {
   try {
-    return readFileSync(logFile, 'utf8').split('\n').slice(-lines - 1).join('\n');
+    return readFileSync(logFile, 'utf8')
+      .split('\n')
+      .slice(-lines - 1)
+      .join('\n');
   } catch {
     return '(no server log)';
   }

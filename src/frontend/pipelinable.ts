@@ -12,7 +12,8 @@ export function isPipelinableSegment(queued: readonly Buffer[], approved: Buffer
   const first = queued[0];
   if (first === undefined || first !== approved) return false;
   if (first[0] === FrontendCode.Query) return queued.length === 1 && !mentionsCopy(first);
-  if (first[0] !== FrontendCode.Parse || first[5] !== 0 || queued[queued.length - 1]![0] !== FrontendCode.Sync) return false;
+  if (first[0] !== FrontendCode.Parse || first[5] !== 0 || queued[queued.length - 1]![0] !== FrontendCode.Sync)
+    return false;
   for (let i = 1; i < queued.length - 1; i++) {
     const frame = queued[i]!;
     const unnamed =
@@ -27,7 +28,13 @@ export function isPipelinableSegment(queued: readonly Buffer[], approved: Buffer
 /** Whether a Query frame's text may hold COPY, in any case: a false alarm only costs the pipelined reset. */
 export function mentionsCopy(frame: Buffer): boolean {
   for (let i = 5; i + 3 < frame.length; i++) {
-    if ((frame[i]! | 0x20) === 0x63 && (frame[i + 1]! | 0x20) === 0x6f && (frame[i + 2]! | 0x20) === 0x70 && (frame[i + 3]! | 0x20) === 0x79) return true;
+    if (
+      (frame[i]! | 0x20) === 0x63 &&
+      (frame[i + 1]! | 0x20) === 0x6f &&
+      (frame[i + 2]! | 0x20) === 0x70 &&
+      (frame[i + 3]! | 0x20) === 0x79
+    )
+      return true;
   }
   return false;
 }

@@ -76,7 +76,13 @@ let statementClock = 0;
  * settings, the server's prepared statements nor the schema, which the session notes only for what goes to a server.
  */
 function answerableLocally(analysis: StatementAnalysis | null | undefined): boolean {
-  return analysis != null && analysis.denial === null && !analysis.changesSettings && !analysis.touchesPrepared && !analysis.changesSchema;
+  return (
+    analysis != null &&
+    analysis.denial === null &&
+    !analysis.changesSettings &&
+    !analysis.touchesPrepared &&
+    !analysis.changesSchema
+  );
 }
 
 /**
@@ -159,9 +165,11 @@ export class PreparedStatements {
       }
       // A Parse that never completed did not create its statement, on the server or for the client.
       if (e.serverKey !== undefined && e.server !== undefined) e.server.statements.delete(e.serverKey);
-      if (e.clientName !== undefined && this.statements.get(e.clientName)?.key === e.serverKey) this.forget(e.clientName);
+      if (e.clientName !== undefined && this.statements.get(e.clientName)?.key === e.serverKey)
+        this.forget(e.clientName);
       // A Close that never completed left its statement on the server: it stays counted (the reset's proof) and evictable.
-      if (e.closing !== undefined && e.server !== undefined) e.server.statements.set(`\0${e.closing}`, orphan(e.closing));
+      if (e.closing !== undefined && e.server !== undefined)
+        e.server.statements.set(`\0${e.closing}`, orphan(e.closing));
     }
     this.expected = kept;
   }
@@ -230,7 +238,13 @@ export class PreparedStatements {
    * Any Parse: unnamed ones are only counted. `changesSchema`: the statement is DDL. Returns the frame(s) to send, or
    * an error to refuse with.
    */
-  parse(frame: Buffer, start: number, end: number, server: ServerConn, changesSchema: boolean): Buffer | null | ProxyError {
+  parse(
+    frame: Buffer,
+    start: number,
+    end: number,
+    server: ServerConn,
+    changesSchema: boolean,
+  ): Buffer | null | ProxyError {
     if (frame[start + 5] === 0) {
       this.parsesSent++;
       this.unnamedDeallocates = false;
@@ -257,14 +271,31 @@ export class PreparedStatements {
    * and it goes to a server, so the errors of a batch keep their place. Returns the statement's name when answered,
    * the error to refuse it with (42P05, 54000), or null: send it to a server.
    */
-  answerParse(frame: Buffer, start: number, end: number, analysis: StatementAnalysis | null | undefined, next: number): string | ProxyError | null {
-    if (frame[start + 5] === 0 || (next !== FrontendCode.Sync && next !== FrontendCode.Flush) || !answerableLocally(analysis)) return null;
+  answerParse(
+    frame: Buffer,
+    start: number,
+    end: number,
+    analysis: StatementAnalysis | null | undefined,
+    next: number,
+  ): string | ProxyError | null {
+    if (
+      frame[start + 5] === 0 ||
+      (next !== FrontendCode.Sync && next !== FrontendCode.Flush) ||
+      !answerableLocally(analysis)
+    )
+      return null;
     const [name, afterName] = readCString(frame, start + 5, end);
     const statement = this.add(name, frame, afterName, end, false);
     return statement instanceof ProxyError ? statement : name;
   }
 
-  private add(name: string, frame: Buffer, afterName: number, end: number, changesSchema: boolean): ClientStatement | ProxyError {
+  private add(
+    name: string,
+    frame: Buffer,
+    afterName: number,
+    end: number,
+    changesSchema: boolean,
+  ): ClientStatement | ProxyError {
     if (this.statements.has(name)) {
       return new ProxyError(SqlState.DUPLICATE_PREPARED_STATEMENT, `prepared statement "${name}" already exists`);
     }
@@ -374,7 +405,11 @@ export class PreparedStatements {
    * The server name to bind (`binding`) or describe a client statement under, with the frames that must precede it
    * there: its Parse when the server lacks it or holds a version found stale since (which it closes).
    */
-  private ensure(name: string, server: ServerConn, binding: boolean): { serverName: string; prefix: Buffer | null } | ProxyError {
+  private ensure(
+    name: string,
+    server: ServerConn,
+    binding: boolean,
+  ): { serverName: string; prefix: Buffer | null } | ProxyError {
     const statement = this.statements.get(name);
     if (statement === undefined) {
       return new ProxyError(SqlState.INVALID_SQL_STATEMENT_NAME, `prepared statement "${name}" does not exist`);
@@ -389,7 +424,8 @@ export class PreparedStatements {
       // Prepared before the client's Parse: DDL the proxy never saw may lie between them (see StalePlanRetry).
       // On a Bind only: a Describe sends its ParameterDescription before PostgreSQL finds the plan stale, so a replay
       // would answer it twice.
-      if (binding && existing.preparedAt < statement.parsedAt && opensSegment) this.retry.arm(server, statement.key, existing, statement.body, this.sendSegment);
+      if (binding && existing.preparedAt < statement.parsedAt && opensSegment)
+        this.retry.arm(server, statement.key, existing, statement.body, this.sendSegment);
       return { serverName: existing.name, prefix: null };
     }
     const prefix = this.prepareOn(server, statement, Completion.Swallow, undefined, existing);
@@ -420,7 +456,12 @@ export class PreparedStatements {
     }
     const serverName = `${SERVER_STATEMENT_PREFIX}${nextStatementId++}`;
     server.statements.set(statement.key, { name: serverName, preparedAt: ++statementClock, stale: false });
-    const parse = new Writer(statement.body.length + 32).begin(0x50).cstring(serverName).bytes(statement.body).end().flush();
+    const parse = new Writer(statement.body.length + 32)
+      .begin(0x50)
+      .cstring(serverName)
+      .bytes(statement.body)
+      .end()
+      .flush();
     this.expected.push({
       segment: this.sendSegment,
       kind: 'parse',
@@ -435,7 +476,14 @@ export class PreparedStatements {
 
   /** A Close of a server statement the proxy drops, its CloseComplete swallowed. */
   private closeOn(server: ServerConn, name: string): Buffer {
-    this.expected.push({ segment: this.sendSegment, kind: 'close', ordinal: this.closesSent++, action: Completion.Swallow, server, closing: name });
+    this.expected.push({
+      segment: this.sendSegment,
+      kind: 'close',
+      ordinal: this.closesSent++,
+      action: Completion.Swallow,
+      server,
+      closing: name,
+    });
     return new Writer(32).begin(0x43).int8(0x53).cstring(name).end().flush();
   }
 

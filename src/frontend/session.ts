@@ -46,7 +46,15 @@ import { PreparedStatements } from './prepared.js';
 import { SessionSettings } from './session-settings.js';
 import { StatementRecorder } from './statement-recorder.js';
 import { StatementTracker, type StatementSource } from './statement-tracker.js';
-import { interpretStartup, judgeStartupSettings, isSchemaPath, plaintextAllowed, refuseUnlessGone, reportedParameters, type ClientStartup } from './startup.js';
+import {
+  interpretStartup,
+  judgeStartupSettings,
+  isSchemaPath,
+  plaintextAllowed,
+  refuseUnlessGone,
+  reportedParameters,
+  type ClientStartup,
+} from './startup.js';
 
 export const SessionState = {
   Startup: 'startup',
@@ -162,10 +170,17 @@ export class ClientSession implements ServerClient {
     this.clientSocket = socket;
     this.log = deps.log.child({ client: `${socket.remoteAddress}:${socket.remotePort}` });
     this.meter = deps.metrics.tenant(UNAUTHENTICATED);
-    this.audit = deps.audit.connection({ session: this.id, client_addr: socket.remoteAddress, client_port: socket.remotePort });
+    this.audit = deps.audit.connection({
+      session: this.id,
+      client_addr: socket.remoteAddress,
+      client_port: socket.remotePort,
+    });
     socket.setNoDelay(true);
     this.attach(socket);
-    this.handshakeTimer = setTimeout(() => this.fail(ProxyError.handshakeTimeout(deps.config.listen.handshakeTimeoutMs)), deps.config.listen.handshakeTimeoutMs);
+    this.handshakeTimer = setTimeout(
+      () => this.fail(ProxyError.handshakeTimeout(deps.config.listen.handshakeTimeoutMs)),
+      deps.config.listen.handshakeTimeoutMs,
+    );
     this.handshakeTimer.unref();
   }
 
@@ -185,12 +200,15 @@ export class ClientSession implements ServerClient {
       return;
     }
     const plan = planRestore(restore);
-    server.runQuery(plan.frame, () => undefined, (error) =>
-      this.guarded(() => {
-        if (error === null) for (const name of plan.reported) this.tellParameter(name, restore.get(name)!);
-        else this.log.warn({ err: error }, 'could not restore startup settings after a RESET');
-        this.snapshotDone(server);
-      }),
+    server.runQuery(
+      plan.frame,
+      () => undefined,
+      (error) =>
+        this.guarded(() => {
+          if (error === null) for (const name of plan.reported) this.tellParameter(name, restore.get(name)!);
+          else this.log.warn({ err: error }, 'could not restore startup settings after a RESET');
+          this.snapshotDone(server);
+        }),
     );
   }
 
@@ -204,7 +222,10 @@ export class ClientSession implements ServerClient {
   /** Waiting for a server or inside a transaction/statement: what a graceful shutdown lets finish. */
   get busy(): boolean {
     if (this.state === SessionState.Waiting) return true;
-    return this.state === SessionState.Active && (this.heldSegment !== null || this.pendingReady > 0 || this.unsynced || this.txStatus !== TxStatus.Idle);
+    return (
+      this.state === SessionState.Active &&
+      (this.heldSegment !== null || this.pendingReady > 0 || this.unsynced || this.txStatus !== TxStatus.Idle)
+    );
   }
 
   get applicationName(): string | null {
@@ -242,9 +263,16 @@ export class ClientSession implements ServerClient {
       case BackendCode.EmptyQueryResponse:
       case BackendCode.PortalSuspended: {
         // The no-op standing in for a DEALLOCATE the proxy answered itself (PreparedStatements.deallocate).
-        const frame = this.prepared!.onCommandCompletion(this.segmentsDone) ? DEALLOCATE_COMPLETE : buf.subarray(start, end);
+        const frame = this.prepared!.onCommandCompletion(this.segmentsDone)
+          ? DEALLOCATE_COMPLETE
+          : buf.subarray(start, end);
         // The tag is decoded only when something records the statement.
-        if (this.recorder !== null) this.recorder.done(this.segmentsDone, code === BackendCode.CommandComplete ? readCString(frame, 5, frame.length)[0] : null, null);
+        if (this.recorder !== null)
+          this.recorder.done(
+            this.segmentsDone,
+            code === BackendCode.CommandComplete ? readCString(frame, 5, frame.length)[0] : null,
+            null,
+          );
         this.sendToClient(frame);
         return;
       }
@@ -339,7 +367,8 @@ export class ClientSession implements ServerClient {
         }
       }
     } catch (err) {
-      if (err instanceof FrameLengthError && this.state === SessionState.Startup) refuseUnlessGone(this.clientSocket, this.onData, () => this.fail(err));
+      if (err instanceof FrameLengthError && this.state === SessionState.Startup)
+        refuseUnlessGone(this.clientSocket, this.onData, () => this.fail(err));
       else this.failUnexpected(err);
     }
   };
@@ -395,7 +424,8 @@ export class ClientSession implements ServerClient {
   private accountActive(code: number, buf: Buffer, start: number, end: number): Buffer | null {
     const replacement = this.accountFrame(code, buf, start, end);
     // A segment the proxy may have to replay keeps what went out (PreparedStatements.recording).
-    if (this.prepared!.recording && this.state === SessionState.Active) this.prepared!.sent(replacement, buf, start, end);
+    if (this.prepared!.recording && this.state === SessionState.Active)
+      this.prepared!.sent(replacement, buf, start, end);
     return replacement;
   }
 
@@ -434,7 +464,8 @@ export class ClientSession implements ServerClient {
         const verdict = this.judge(code, buf, start, end);
         if (verdict instanceof ProxyError) return this.refuseOnServer(verdict, REFUSAL_PARSE);
         const substitute = buf[start + 5] === 0 ? this.substitute(verdict, 'parse') : null;
-        const frame = substitute ?? this.prepared!.parse(buf, start, end, this.server!, verdict?.analysis?.changesSchema === true);
+        const frame =
+          substitute ?? this.prepared!.parse(buf, start, end, this.server!, verdict?.analysis?.changesSchema === true);
         if (frame instanceof ProxyError) return this.refuseOnServer(frame, REFUSAL_PARSE);
         // Only a Parse the proxy lets through changes the session or names a statement the tracker must keep.
         if (substitute === null) this.trackSessionChanges(verdict);
@@ -554,7 +585,10 @@ export class ClientSession implements ServerClient {
       fingerprint: refusal.analysis?.fingerprint ?? null,
       statement: this.audit.statementText(refusal.analysis ?? null, keepText),
     });
-    this.log.debug({ tenant: this.identity!.tenantId, rule: refusal.rule, sqlstate: refusal.error.sqlstate }, 'statement refused');
+    this.log.debug(
+      { tenant: this.identity!.tenantId, rule: refusal.rule, sqlstate: refusal.error.sqlstate },
+      'statement refused',
+    );
     return refusal.error;
   }
 
@@ -638,7 +672,8 @@ export class ClientSession implements ServerClient {
       return;
     }
     // Bytes pipelined behind SSLRequest would be read as if they came over TLS (CVE-2021-23214): refuse them.
-    if (this.framer.buffered !== 0) throw ProxyError.protocolViolation('data received after SSLRequest before TLS handshake');
+    if (this.framer.buffered !== 0)
+      throw ProxyError.protocolViolation('data received after SSLRequest before TLS handshake');
     const raw = this.clientSocket;
     raw.removeAllListeners('data');
     raw.write(SSL_ACCEPT);
@@ -651,7 +686,8 @@ export class ClientSession implements ServerClient {
 
   private onStartupMessage(buf: Buffer, start: number, end: number): void {
     const config = this.deps.config;
-    if (!this.isTls && !plaintextAllowed(config.tls.mode, this.clientSocket.remoteAddress)) throw ProxyError.tlsRequired();
+    if (!this.isTls && !plaintextAllowed(config.tls.mode, this.clientSocket.remoteAddress))
+      throw ProxyError.tlsRequired();
     const startup = interpretStartup(readStartupParams(buf, start, end), config.listen.ignoreStartupParameters);
     if (startup.database !== this.deps.pool.upstream.database) throw ProxyError.unknownDatabase(startup.database);
     this.startup = startup;
@@ -690,11 +726,13 @@ export class ClientSession implements ServerClient {
   }
 
   private async completeLogin(token: string): Promise<void> {
-    if (token === '') throw new AuthFailure('malformed', 'empty password: the tenant token is the password', SqlState.INVALID_PASSWORD);
+    if (token === '')
+      throw new AuthFailure('malformed', 'empty password: the tenant token is the password', SqlState.INVALID_PASSWORD);
     const identity = await this.deps.verifier.verify(token);
     if (this.state !== SessionState.Authenticating) return;
     await this.deps.registry.admit(identity);
-    if (!identity.guardBypass && this.deps.config.policy.guard) judgeStartupSettings(this.deps.guard, this.startup!.settings, identity.schema);
+    if (!identity.guardBypass && this.deps.config.policy.guard)
+      judgeStartupSettings(this.deps.guard, this.startup!.settings, identity.schema);
     const settings = await this.deps.registry.canonicalSettings(this.startup!.settings, identity.schema, identity.role);
     const defaults = await this.deps.pool.parameterDefaults();
     if (this.state !== SessionState.Authenticating) return;
@@ -703,7 +741,11 @@ export class ClientSession implements ServerClient {
     if (withdrawn !== null) throw withdrawn;
 
     this.identity = identity;
-    this.prepared = new PreparedStatements(identity.schema, this.deps.config.listen.maxPreparedBytes, this.deps.pool.generations.of(identity.schema));
+    this.prepared = new PreparedStatements(
+      identity.schema,
+      this.deps.config.listen.maxPreparedBytes,
+      this.deps.pool.generations.of(identity.schema),
+    );
     this.settings = new SessionSettings(settings);
     this.framer.setTyped(true, this.deps.config.listen.maxMessageBytes);
     this.key = this.deps.cancels.issue(this);
@@ -711,7 +753,14 @@ export class ClientSession implements ServerClient {
     this.handshakeTimer = null;
 
     const told = this.settings.tellAll(reportedParameters(defaults, settings, this.startup!.user, identity.schema));
-    this.sendToClient(Buffer.concat([AUTHENTICATION_OK, ...told, encodeBackendKeyData(this.key.pid, this.key.secret), READY_FOR_QUERY_IDLE]));
+    this.sendToClient(
+      Buffer.concat([
+        AUTHENTICATION_OK,
+        ...told,
+        encodeBackendKeyData(this.key.pid, this.key.secret),
+        READY_FOR_QUERY_IDLE,
+      ]),
+    );
     this.state = SessionState.Idle;
     const pool = this.deps.config.pool;
     this.sessionMode = pool.mode === 'session' || pool.sessionTenants.includes(identity.tenantId);
@@ -721,14 +770,20 @@ export class ClientSession implements ServerClient {
       this.tracker = new StatementTracker();
       this.recorder = new StatementRecorder(this.tracker, this.audit, this.meter, () => this.server?.pid ?? null);
     }
-    this.audit.authenticated({
-      tenant: identity.tenantId,
-      schema: identity.schema,
-      actor: identity.actor ?? null,
-      application_name: this.applicationName,
-      guard_bypass: identity.guardBypass,
-    }, identity.issuer);
-    this.log.info({ tenant: identity.tenantId, actor: identity.actor, issuer: identity.issuer }, 'client authenticated');
+    this.audit.authenticated(
+      {
+        tenant: identity.tenantId,
+        schema: identity.schema,
+        actor: identity.actor ?? null,
+        application_name: this.applicationName,
+        guard_bypass: identity.guardBypass,
+      },
+      identity.issuer,
+    );
+    this.log.info(
+      { tenant: identity.tenantId, actor: identity.actor, issuer: identity.issuer },
+      'client authenticated',
+    );
     this.guarded(() => this.replayQueued());
   }
 
@@ -921,7 +976,8 @@ export class ClientSession implements ServerClient {
       for (const frame of segment) {
         if (this.state !== SessionState.Active) return;
         // takesUnresetServer admitted only frames that go out as they are.
-        if (this.accountActive(frame[0]!, frame, 0, frame.length) !== null) throw new Error('a pipelined frame needed rewriting');
+        if (this.accountActive(frame[0]!, frame, 0, frame.length) !== null)
+          throw new Error('a pipelined frame needed rewriting');
       }
       if (this.state === SessionState.Active && !this.snapshotting && this.framer.buffered > 0) this.forwardActive();
       if (this.state === SessionState.Active && !this.pausedForServer) this.clientSocket.resume();
@@ -1050,7 +1106,10 @@ export class ClientSession implements ServerClient {
           this.guarded(() => {
             if (error !== null) {
               // Unanswered (the client's own 1 ms statement_timeout can do that): its settings stay as last known.
-              this.log.warn({ err: error }, 'could not read the session settings after a SET; keeping the last known ones');
+              this.log.warn(
+                { err: error },
+                'could not read the session settings after a SET; keeping the last known ones',
+              );
               this.snapshotDone(server);
               return;
             }
@@ -1067,10 +1126,17 @@ export class ClientSession implements ServerClient {
     const [name, value] = readParameterStatus(buf, start, end);
     const server = this.server;
     // PostgreSQL 18 reports search_path: any value but the pinned schema means the pin no longer holds.
-    if (name === 'search_path' && server !== null && server.pinnedSchema !== null && !isSchemaPath(value, server.pinnedSchema)) {
+    if (
+      name === 'search_path' &&
+      server !== null &&
+      server.pinnedSchema !== null &&
+      !isSchemaPath(value, server.pinnedSchema)
+    ) {
       this.log.warn({ tenant: this.identity?.tenantId }, 'search_path changed away from the pinned schema');
       this.server = null;
-      this.fail(new ProxyError(SqlState.INSUFFICIENT_PRIVILEGE, 'search_path was changed away from the tenant schema', 'FATAL'));
+      this.fail(
+        new ProxyError(SqlState.INSUFFICIENT_PRIVILEGE, 'search_path was changed away from the tenant schema', 'FATAL'),
+      );
       server.close('search_path changed away from the pinned schema');
       return;
     }
@@ -1144,7 +1210,12 @@ export class ClientSession implements ServerClient {
     // end() waits for the peer; a client that never reads must not hold the socket open.
     setTimeout(() => this.clientSocket.destroy(), 5000).unref();
     this.log.debug({ reason }, 'client session closed');
-    this.audit.closed(reason, Date.now() - this.connectedAt, this.recorder?.completed ?? 0, this.txStatus !== TxStatus.Idle || this.pendingReady > 0);
+    this.audit.closed(
+      reason,
+      Date.now() - this.connectedAt,
+      this.recorder?.completed ?? 0,
+      this.txStatus !== TxStatus.Idle || this.pendingReady > 0,
+    );
     this.deps.onClosed(this);
   }
 

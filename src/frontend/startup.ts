@@ -21,7 +21,9 @@ const MIXED_CASE_NAMES: ReadonlyMap<string, string> = new Map([
  * PgBouncer's CVE-2025-12819 class. standard_conforming_strings is judged by its value (refuseUnreadableLexing).
  */
 const FORBIDDEN: ReadonlySet<string> = new Set(
-  [...GUARDED_SETTINGS, 'replication', 'default_transaction_read_only'].filter((name) => name !== 'standard_conforming_strings'),
+  [...GUARDED_SETTINGS, 'replication', 'default_transaction_read_only'].filter(
+    (name) => name !== 'standard_conforming_strings',
+  ),
 );
 
 export const TOKEN_PARAMETER = 'tenant_token';
@@ -46,7 +48,11 @@ export function interpretStartup(raw: ReadonlyMap<string, string>, ignored: read
   const ignoredSet = new Set(ignored.map((name) => name.toLowerCase()));
   const user = raw.get('user');
   if (user === undefined || user === '') {
-    throw new ProxyError(SqlState.INVALID_AUTHORIZATION_SPECIFICATION, 'no user name specified in startup packet', 'FATAL');
+    throw new ProxyError(
+      SqlState.INVALID_AUTHORIZATION_SPECIFICATION,
+      'no user name specified in startup packet',
+      'FATAL',
+    );
   }
   const startup: ClientStartup = { user, database: raw.get('database') || user, token: undefined, settings: new Map() };
 
@@ -94,7 +100,11 @@ function refuseTooManyCustom(settings: ReadonlyMap<string, string>): void {
   let custom = 0;
   for (const name of settings.keys()) if (name.includes('.')) custom++;
   if (custom <= MAX_CUSTOM_SETTINGS) return;
-  throw new ProxyError(SqlState.PROGRAM_LIMIT_EXCEEDED, `a session may set at most ${MAX_CUSTOM_SETTINGS} distinct custom settings through pg-tenant-proxy`, 'FATAL');
+  throw new ProxyError(
+    SqlState.PROGRAM_LIMIT_EXCEEDED,
+    `a session may set at most ${MAX_CUSTOM_SETTINGS} distinct custom settings through pg-tenant-proxy`,
+    'FATAL',
+  );
 }
 
 /**
@@ -130,7 +140,12 @@ export function parseOptions(options: string): Array<[string, string]> {
     else if (word.startsWith('--')) assignment = word.slice(2);
     if (assignment === undefined) throw unsupportedOption(word);
     const eq = assignment.indexOf('=');
-    if (eq < 0) throw new ProxyError(SqlState.SYNTAX_ERROR, `${word.startsWith('--') ? word : `-c ${assignment}`} requires a value`, 'FATAL');
+    if (eq < 0)
+      throw new ProxyError(
+        SqlState.SYNTAX_ERROR,
+        `${word.startsWith('--') ? word : `-c ${assignment}`} requires a value`,
+        'FATAL',
+      );
     settings.push([assignment.slice(0, eq).replace(/-/g, '_'), assignment.slice(eq + 1)]);
   }
   return settings;
@@ -142,10 +157,20 @@ export function parseOptions(options: string): Array<[string, string]> {
  */
 function refuseUnreadableLexing(name: string, value: string): void {
   if (name === 'client_encoding' && !isReadableClientEncoding(value)) {
-    throw new ProxyError(SqlState.FEATURE_NOT_SUPPORTED, `client_encoding ${value} is not supported by pg-tenant-proxy`, 'FATAL', undefined, 'use UTF8');
+    throw new ProxyError(
+      SqlState.FEATURE_NOT_SUPPORTED,
+      `client_encoding ${value} is not supported by pg-tenant-proxy`,
+      'FATAL',
+      undefined,
+      'use UTF8',
+    );
   }
   if (name === 'standard_conforming_strings' && !['on', 'true', 'yes', '1'].includes(value.toLowerCase())) {
-    throw new ProxyError(SqlState.FEATURE_NOT_SUPPORTED, 'standard_conforming_strings must be on through pg-tenant-proxy', 'FATAL');
+    throw new ProxyError(
+      SqlState.FEATURE_NOT_SUPPORTED,
+      'standard_conforming_strings must be on through pg-tenant-proxy',
+      'FATAL',
+    );
   }
 }
 

@@ -33,10 +33,17 @@ export class StatementRecorder {
   /** Statements that will never complete on the server (it was lost or discarded) are recorded with `sqlstate`. */
   unfinished(sqlstate: string): void {
     const now = performance.now();
-    for (const entry of this.tracker.unfinished()) this.record(entry, null, null, sqlstate, (now - entry.startedAt) / 1000);
+    for (const entry of this.tracker.unfinished())
+      this.record(entry, null, null, sqlstate, (now - entry.startedAt) / 1000);
   }
 
-  private record(entry: RunningStatement, command: string | null, rows: number | null, sqlstate: string | null, seconds: number): void {
+  private record(
+    entry: RunningStatement,
+    command: string | null,
+    rows: number | null,
+    sqlstate: string | null,
+    seconds: number,
+  ): void {
     this.completed++;
     const outcome = sqlstate === null ? 'ok' : 'error';
     this.meter.statement(command ?? (sqlstate === null ? 'EMPTY' : 'ERROR'), outcome, seconds);

@@ -56,7 +56,12 @@ export class StatementTracker {
   }
 
   executed(portal: string, segment: number): void {
-    this.running.push({ source: this.portals.get(portal) ?? UNKNOWN, segment, startedAt: performance.now(), simple: false });
+    this.running.push({
+      source: this.portals.get(portal) ?? UNKNOWN,
+      segment,
+      startedAt: performance.now(),
+      simple: false,
+    });
   }
 
   /**

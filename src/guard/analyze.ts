@@ -64,7 +64,13 @@ export const SERVER_STATEMENT_PREFIX = 'pgtp_s';
  * standard_conforming_strings on and must read every statement exactly as the server does): never changed, by SET,
  * set_config() or in the startup packet (frontend/startup.ts).
  */
-export const GUARDED_SETTINGS: ReadonlySet<string> = new Set(['search_path', 'role', 'session_authorization', 'standard_conforming_strings', 'backslash_quote']);
+export const GUARDED_SETTINGS: ReadonlySet<string> = new Set([
+  'search_path',
+  'role',
+  'session_authorization',
+  'standard_conforming_strings',
+  'backslash_quote',
+]);
 /**
  * Client encodings whose multibyte characters never hold a byte below 0x80, so a quote or backslash is always
  * itself: PostgreSQL's server encodings and every alias it accepts for them (src/common/encnames.c). An allowlist,
@@ -73,15 +79,70 @@ export const GUARDED_SETTINGS: ReadonlySet<string> = new Set(['search_path', 'ro
  * different SQL from PostgreSQL's.
  */
 const SAFE_CLIENT_ENCODINGS = new Set([
-  'UTF8', 'UNICODE', 'SQLASCII', 'MULEINTERNAL',
-  'EUCCN', 'EUCJP', 'EUCJIS2004', 'EUCKR', 'EUCTW',
-  'LATIN1', 'LATIN2', 'LATIN3', 'LATIN4', 'LATIN5', 'LATIN6', 'LATIN7', 'LATIN8', 'LATIN9', 'LATIN10',
-  'ISO88591', 'ISO88592', 'ISO88593', 'ISO88594', 'ISO88595', 'ISO88596', 'ISO88597', 'ISO88598', 'ISO88599',
-  'ISO885910', 'ISO885913', 'ISO885914', 'ISO885915', 'ISO885916',
-  'KOI8', 'KOI8R', 'KOI8U', 'ALT', 'ABC', 'TCVN', 'TCVN5712', 'VSCII', 'WIN',
-  'WIN866', 'WIN874', 'WIN1250', 'WIN1251', 'WIN1252', 'WIN1253', 'WIN1254', 'WIN1255', 'WIN1256', 'WIN1257', 'WIN1258',
-  'WINDOWS866', 'WINDOWS874', 'WINDOWS1250', 'WINDOWS1251', 'WINDOWS1252', 'WINDOWS1253', 'WINDOWS1254',
-  'WINDOWS1255', 'WINDOWS1256', 'WINDOWS1257', 'WINDOWS1258',
+  'UTF8',
+  'UNICODE',
+  'SQLASCII',
+  'MULEINTERNAL',
+  'EUCCN',
+  'EUCJP',
+  'EUCJIS2004',
+  'EUCKR',
+  'EUCTW',
+  'LATIN1',
+  'LATIN2',
+  'LATIN3',
+  'LATIN4',
+  'LATIN5',
+  'LATIN6',
+  'LATIN7',
+  'LATIN8',
+  'LATIN9',
+  'LATIN10',
+  'ISO88591',
+  'ISO88592',
+  'ISO88593',
+  'ISO88594',
+  'ISO88595',
+  'ISO88596',
+  'ISO88597',
+  'ISO88598',
+  'ISO88599',
+  'ISO885910',
+  'ISO885913',
+  'ISO885914',
+  'ISO885915',
+  'ISO885916',
+  'KOI8',
+  'KOI8R',
+  'KOI8U',
+  'ALT',
+  'ABC',
+  'TCVN',
+  'TCVN5712',
+  'VSCII',
+  'WIN',
+  'WIN866',
+  'WIN874',
+  'WIN1250',
+  'WIN1251',
+  'WIN1252',
+  'WIN1253',
+  'WIN1254',
+  'WIN1255',
+  'WIN1256',
+  'WIN1257',
+  'WIN1258',
+  'WINDOWS866',
+  'WINDOWS874',
+  'WINDOWS1250',
+  'WINDOWS1251',
+  'WINDOWS1252',
+  'WINDOWS1253',
+  'WINDOWS1254',
+  'WINDOWS1255',
+  'WINDOWS1256',
+  'WINDOWS1257',
+  'WINDOWS1258',
 ]);
 
 /** Whether the guard reads SQL sent in this client encoding as PostgreSQL will (names compared as PostgreSQL does). */
@@ -150,28 +211,93 @@ const DENIED_STATEMENTS: Record<string, [GuardRule, string]> = {
 /** Functions that reach files, other sessions, the server, database-wide objects or run SQL the guard cannot see. */
 const DENIED_FUNCTIONS = new Map<string, GuardRule>([
   ...[
-    'pg_read_file', 'pg_read_binary_file', 'pg_ls_dir', 'pg_stat_file', 'pg_ls_logdir', 'pg_ls_waldir', 'pg_ls_tmpdir',
-    'pg_ls_archive_statusdir', 'pg_ls_logicalsnapdir', 'pg_ls_logicalmapdir', 'pg_ls_replslotdir', 'pg_file_write',
-    'pg_file_rename', 'pg_file_unlink', 'pg_file_sync', 'pg_logdir_ls', 'pg_current_logfile',
-    'lo_import', 'lo_export', 'lo_create', 'lo_creat', 'lo_open', 'lo_unlink', 'lo_get', 'lo_put', 'lo_from_bytea',
-    'loread', 'lowrite', 'lo_truncate', 'lo_truncate64', 'lo_lseek', 'lo_lseek64', 'lo_tell', 'lo_tell64', 'lo_close',
+    'pg_read_file',
+    'pg_read_binary_file',
+    'pg_ls_dir',
+    'pg_stat_file',
+    'pg_ls_logdir',
+    'pg_ls_waldir',
+    'pg_ls_tmpdir',
+    'pg_ls_archive_statusdir',
+    'pg_ls_logicalsnapdir',
+    'pg_ls_logicalmapdir',
+    'pg_ls_replslotdir',
+    'pg_file_write',
+    'pg_file_rename',
+    'pg_file_unlink',
+    'pg_file_sync',
+    'pg_logdir_ls',
+    'pg_current_logfile',
+    'lo_import',
+    'lo_export',
+    'lo_create',
+    'lo_creat',
+    'lo_open',
+    'lo_unlink',
+    'lo_get',
+    'lo_put',
+    'lo_from_bytea',
+    'loread',
+    'lowrite',
+    'lo_truncate',
+    'lo_truncate64',
+    'lo_lseek',
+    'lo_lseek64',
+    'lo_tell',
+    'lo_tell64',
+    'lo_close',
   ].map((name) => [name, 'file_access'] as const),
   ...[
-    'pg_terminate_backend', 'pg_cancel_backend', 'pg_signal_backend', 'pg_reload_conf', 'pg_rotate_logfile',
-    'pg_promote', 'pg_switch_wal', 'pg_create_restore_point', 'pg_backup_start', 'pg_backup_stop', 'pg_start_backup',
-    'pg_stop_backup', 'pg_log_backend_memory_contexts', 'pg_stat_get_activity', 'pg_stat_get_backend_activity',
-    'pg_stat_get_backend_pid', 'pg_stat_get_backend_userid', 'pg_stat_get_backend_client_addr',
-    'pg_advisory_lock', 'pg_advisory_lock_shared', 'pg_try_advisory_lock', 'pg_try_advisory_lock_shared',
-    'pg_advisory_unlock', 'pg_advisory_unlock_shared', 'pg_advisory_unlock_all', 'pg_notify',
-    'pg_create_physical_replication_slot', 'pg_create_logical_replication_slot', 'pg_drop_replication_slot',
-    'pg_import_system_collations', 'pg_stat_get_backend_idset',
+    'pg_terminate_backend',
+    'pg_cancel_backend',
+    'pg_signal_backend',
+    'pg_reload_conf',
+    'pg_rotate_logfile',
+    'pg_promote',
+    'pg_switch_wal',
+    'pg_create_restore_point',
+    'pg_backup_start',
+    'pg_backup_stop',
+    'pg_start_backup',
+    'pg_stop_backup',
+    'pg_log_backend_memory_contexts',
+    'pg_stat_get_activity',
+    'pg_stat_get_backend_activity',
+    'pg_stat_get_backend_pid',
+    'pg_stat_get_backend_userid',
+    'pg_stat_get_backend_client_addr',
+    'pg_advisory_lock',
+    'pg_advisory_lock_shared',
+    'pg_try_advisory_lock',
+    'pg_try_advisory_lock_shared',
+    'pg_advisory_unlock',
+    'pg_advisory_unlock_shared',
+    'pg_advisory_unlock_all',
+    'pg_notify',
+    'pg_create_physical_replication_slot',
+    'pg_create_logical_replication_slot',
+    'pg_drop_replication_slot',
+    'pg_import_system_collations',
+    'pg_stat_get_backend_idset',
   ].map((name) => [name, 'server_admin'] as const),
   ...[
-    'query_to_xml', 'query_to_xmlschema', 'query_to_xml_and_xmlschema', 'cursor_to_xml', 'cursor_to_xmlschema',
-    'table_to_xml', 'table_to_xmlschema', 'table_to_xml_and_xmlschema', 'schema_to_xml', 'schema_to_xmlschema',
-    'schema_to_xml_and_xmlschema', 'database_to_xml', 'database_to_xmlschema', 'database_to_xml_and_xmlschema',
+    'query_to_xml',
+    'query_to_xmlschema',
+    'query_to_xml_and_xmlschema',
+    'cursor_to_xml',
+    'cursor_to_xmlschema',
+    'table_to_xml',
+    'table_to_xmlschema',
+    'table_to_xml_and_xmlschema',
+    'schema_to_xml',
+    'schema_to_xmlschema',
+    'schema_to_xml_and_xmlschema',
+    'database_to_xml',
+    'database_to_xmlschema',
+    'database_to_xml_and_xmlschema',
     // These run the SQL text they are given.
-    'ts_stat', 'ts_rewrite',
+    'ts_stat',
+    'ts_rewrite',
   ].map((name) => [name, 'dynamic_sql'] as const),
 ]);
 
@@ -186,37 +312,111 @@ const DENIED_FUNCTION_PREFIXES: Array<[string, GuardRule]> = [
 
 /** Relations that show other sessions, hence other tenants, when every backend logs in as the same role. */
 const DENIED_RELATIONS = new Set([
-  'pg_stat_activity', 'pg_stat_statements', 'pg_stat_statements_info', 'pg_locks',
+  'pg_stat_activity',
+  'pg_stat_statements',
+  'pg_stat_statements_info',
+  'pg_locks',
   // Data, not just names, of every table and sequence; and the statements the proxy prepared for other tenants.
-  'pg_stats', 'pg_stats_ext', 'pg_stats_ext_exprs', 'pg_sequences', 'pg_prepared_statements',
+  'pg_stats',
+  'pg_stats_ext',
+  'pg_stats_ext_exprs',
+  'pg_sequences',
+  'pg_prepared_statements',
 ]);
 
 /** Functions resolving a relation/sequence name from a string at run time; their literal arguments are judged. */
 const NAME_ARGUMENT_FUNCTIONS = new Set([
-  'nextval', 'currval', 'setval', 'pg_get_serial_sequence', 'to_regclass', 'to_regproc', 'to_regprocedure', 'to_regoper',
-  'to_regoperator', 'to_regtype', 'to_regtypemod', 'to_regcollation', 'has_table_privilege', 'has_sequence_privilege',
-  'has_column_privilege', 'has_function_privilege', 'has_type_privilege', 'pg_relation_size', 'pg_total_relation_size',
-  'pg_table_size', 'pg_indexes_size', 'pg_relation_filenode', 'pg_relation_filepath', 'pg_get_viewdef',
-  'pg_get_indexdef', 'pg_get_triggerdef', 'pg_get_constraintdef', 'pg_get_functiondef', 'pg_get_function_arguments',
-  'obj_description', 'col_description', 'pg_describe_object', 'pg_column_size', 'pg_partition_tree',
-  'pg_partition_root', 'pg_partition_ancestors', 'pg_sequence_last_value', 'pg_sequence_parameters',
+  'nextval',
+  'currval',
+  'setval',
+  'pg_get_serial_sequence',
+  'to_regclass',
+  'to_regproc',
+  'to_regprocedure',
+  'to_regoper',
+  'to_regoperator',
+  'to_regtype',
+  'to_regtypemod',
+  'to_regcollation',
+  'has_table_privilege',
+  'has_sequence_privilege',
+  'has_column_privilege',
+  'has_function_privilege',
+  'has_type_privilege',
+  'pg_relation_size',
+  'pg_total_relation_size',
+  'pg_table_size',
+  'pg_indexes_size',
+  'pg_relation_filenode',
+  'pg_relation_filepath',
+  'pg_get_viewdef',
+  'pg_get_indexdef',
+  'pg_get_triggerdef',
+  'pg_get_constraintdef',
+  'pg_get_functiondef',
+  'pg_get_function_arguments',
+  'obj_description',
+  'col_description',
+  'pg_describe_object',
+  'pg_column_size',
+  'pg_partition_tree',
+  'pg_partition_root',
+  'pg_partition_ancestors',
+  'pg_sequence_last_value',
+  'pg_sequence_parameters',
   // The other built-ins taking a regclass: given a parameter, PostgreSQL infers it as regclass and resolves the
   // bound value at Bind, as for a parameter declared regclass in the Parse message.
-  'pg_relation_is_updatable', 'pg_column_is_updatable', 'pg_relation_is_publishable', 'pg_get_replica_identity_index',
-  'pg_index_has_property', 'pg_index_column_has_property', 'brin_summarize_range', 'brin_summarize_new_values',
-  'brin_desummarize_range', 'gin_clean_pending_list',
+  'pg_relation_is_updatable',
+  'pg_column_is_updatable',
+  'pg_relation_is_publishable',
+  'pg_get_replica_identity_index',
+  'pg_index_has_property',
+  'pg_index_column_has_property',
+  'brin_summarize_range',
+  'brin_summarize_new_values',
+  'brin_desummarize_range',
+  'gin_clean_pending_list',
   // The reg* types' own conversion functions: regclass('s.t') is a cast written as a call.
-  'regclass', 'regproc', 'regprocedure', 'regoper', 'regoperator', 'regtype', 'regcollation', 'regconfig', 'regdictionary',
+  'regclass',
+  'regproc',
+  'regprocedure',
+  'regoper',
+  'regoperator',
+  'regtype',
+  'regcollation',
+  'regconfig',
+  'regdictionary',
 ]);
 /** Functions whose argument is a schema name. */
 const SCHEMA_ARGUMENT_FUNCTIONS = new Set(['to_regnamespace', 'has_schema_privilege', 'regnamespace']);
 /** reg* types: casting a string to them resolves a name. */
-const NAME_TYPES = new Set(['regclass', 'regproc', 'regprocedure', 'regoper', 'regoperator', 'regtype', 'regcollation', 'regconfig', 'regdictionary']);
+const NAME_TYPES = new Set([
+  'regclass',
+  'regproc',
+  'regprocedure',
+  'regoper',
+  'regoperator',
+  'regtype',
+  'regcollation',
+  'regconfig',
+  'regdictionary',
+]);
 
 /** Fields holding a qualified name as a list of String nodes. */
 const QUALIFIED_NAME_FIELDS = new Set([
-  'funcname', 'names', 'name', 'collname', 'objname', 'defnames', 'typeName', 'opclass', 'opfamilyname', 'opclassname',
-  'conversion_name', 'domainname', 'opname',
+  'funcname',
+  'names',
+  'name',
+  'collname',
+  'objname',
+  'defnames',
+  'typeName',
+  'opclass',
+  'opfamilyname',
+  'opclassname',
+  'conversion_name',
+  'domainname',
+  'opname',
 ]);
 /** Statement fields holding objects as (lists of) qualified names rather than RangeVars. */
 const OBJECT_FIELDS: Record<string, string> = {
@@ -229,7 +429,13 @@ const OBJECT_FIELDS: Record<string, string> = {
 };
 
 /** Object types named as table.member (COMMENT ON COLUMN t.c, DROP TRIGGER g ON t): the last part is no relation. */
-const TABLE_MEMBER_OBJECTS = new Set(['OBJECT_COLUMN', 'OBJECT_TRIGGER', 'OBJECT_POLICY', 'OBJECT_RULE', 'OBJECT_TABCONSTRAINT']);
+const TABLE_MEMBER_OBJECTS = new Set([
+  'OBJECT_COLUMN',
+  'OBJECT_TRIGGER',
+  'OBJECT_POLICY',
+  'OBJECT_RULE',
+  'OBJECT_TABCONSTRAINT',
+]);
 
 const TRUSTED_LANGUAGES = new Set(['sql', 'plpgsql']);
 const MAX_DEPTH = 4;
@@ -241,18 +447,47 @@ type Json = Record<string, unknown>;
  * counts as DDL: a statement type missing here costs a re-prepare, never a stale plan.
  */
 const PLAIN_STATEMENTS = new Set([
-  'SelectStmt', 'InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt', 'TransactionStmt', 'VariableSetStmt',
-  'VariableShowStmt', 'CopyStmt', 'PrepareStmt', 'ExecuteStmt', 'DeallocateStmt', 'LockStmt', 'TruncateStmt',
-  'VacuumStmt', 'NotifyStmt', 'ListenStmt', 'UnlistenStmt', 'DeclareCursorStmt', 'FetchStmt', 'ClosePortalStmt',
-  'CallStmt', 'CheckPointStmt', 'DiscardStmt', 'ConstraintsSetStmt', 'CommentStmt', 'GrantStmt', 'ReindexStmt',
-  'ClusterStmt', 'RefreshMatViewStmt', 'DoStmt', 'LoadStmt', 'SecLabelStmt',
+  'SelectStmt',
+  'InsertStmt',
+  'UpdateStmt',
+  'DeleteStmt',
+  'MergeStmt',
+  'TransactionStmt',
+  'VariableSetStmt',
+  'VariableShowStmt',
+  'CopyStmt',
+  'PrepareStmt',
+  'ExecuteStmt',
+  'DeallocateStmt',
+  'LockStmt',
+  'TruncateStmt',
+  'VacuumStmt',
+  'NotifyStmt',
+  'ListenStmt',
+  'UnlistenStmt',
+  'DeclareCursorStmt',
+  'FetchStmt',
+  'ClosePortalStmt',
+  'CallStmt',
+  'CheckPointStmt',
+  'DiscardStmt',
+  'ConstraintsSetStmt',
+  'CommentStmt',
+  'GrantStmt',
+  'ReindexStmt',
+  'ClusterStmt',
+  'RefreshMatViewStmt',
+  'DoStmt',
+  'LoadStmt',
+  'SecLabelStmt',
 ]);
 
 /** Whether a top-level statement is DDL (SELECT INTO and EXPLAIN of a CREATE TABLE AS create a table too). */
 function isSchemaChange(stmt: Json): boolean {
   for (const type in stmt) {
     const node = stmt[type] as Json;
-    if (type === 'ExplainStmt') return node.query !== null && typeof node.query === 'object' && isSchemaChange(node.query as Json);
+    if (type === 'ExplainStmt')
+      return node.query !== null && typeof node.query === 'object' && isSchemaChange(node.query as Json);
     if (type === 'SelectStmt') return node.intoClause !== undefined;
     return !PLAIN_STATEMENTS.has(type);
   }
@@ -333,13 +568,19 @@ class Analyzer {
       tree = text === '' ? {} : (parseSync(text) as typeof tree);
     } catch (err) {
       const details = (err as { sqlDetails?: { message: string; cursorPosition: number } }).sqlDetails;
-      const message = skeleton === null ? (details?.message ?? (err as Error).message) : skeleton.elide(details?.message ?? (err as Error).message);
+      const message =
+        skeleton === null
+          ? (details?.message ?? (err as Error).message)
+          : skeleton.elide(details?.message ?? (err as Error).message);
       if (depth === 0) {
         this.denial = {
           rule: 'syntax',
           sqlstate: SqlState.SYNTAX_ERROR,
           message,
-          position: details === undefined ? undefined : (skeleton === null ? details.cursorPosition : skeleton.originalOffset(details.cursorPosition)) + 1,
+          position:
+            details === undefined
+              ? undefined
+              : (skeleton === null ? details.cursorPosition : skeleton.originalOffset(details.cursorPosition)) + 1,
         };
       } else {
         this.deny('dynamic_sql', `a nested statement the guard cannot parse: ${message}`);
@@ -354,13 +595,16 @@ class Analyzer {
     }
     const statements = tree.stmts ?? [];
     if (depth === 0) this.empty = statements.length === 0;
-    const only = statements.length === 1 && depth === 0 ? (statements[0]!.stmt.DeallocateStmt as Json | undefined) : undefined;
-    if (only !== undefined) this.deallocate = { name: only.isall === true || typeof only.name !== 'string' ? null : only.name };
+    const only =
+      statements.length === 1 && depth === 0 ? (statements[0]!.stmt.DeallocateStmt as Json | undefined) : undefined;
+    if (only !== undefined)
+      this.deallocate = { name: only.isall === true || typeof only.name !== 'string' ? null : only.name };
     for (const entry of statements) {
       if (depth === 0 && isSchemaChange(entry.stmt)) this.changesSchema = true;
       const start = entry.stmt_location ?? 0;
       const end = entry.stmt_len === undefined || entry.stmt_len === 0 ? bytes.length : start + entry.stmt_len;
-      const statementText = (): string => (skeleton === null ? bytes.toString('utf8', start, end) : skeleton.source(bytes.toString('utf8', start, end)));
+      const statementText = (): string =>
+        skeleton === null ? bytes.toString('utf8', start, end) : skeleton.source(bytes.toString('utf8', start, end));
       this.walk(entry.stmt, depth, statementText);
     }
   }
@@ -390,7 +634,9 @@ class Analyzer {
   private literal(node: unknown): string | undefined {
     const value = constantString(node);
     if (value !== undefined && value.length > this.maxParseBytes) {
-      this.tooLarge(`a literal of ${value.length} characters read as a name or setting exceeds the guard's limit of ${this.maxParseBytes} bytes`);
+      this.tooLarge(
+        `a literal of ${value.length} characters read as a name or setting exceeds the guard's limit of ${this.maxParseBytes} bytes`,
+      );
       return undefined;
     }
     return value;
@@ -420,7 +666,13 @@ class Analyzer {
         this.functionSetting((child as Json).arg as Json | undefined);
         continue;
       }
-      if (key.charCodeAt(0) >= 65 && key.charCodeAt(0) <= 90 && child !== null && typeof child === 'object' && !Array.isArray(child)) {
+      if (
+        key.charCodeAt(0) >= 65 &&
+        key.charCodeAt(0) <= 90 &&
+        child !== null &&
+        typeof child === 'object' &&
+        !Array.isArray(child)
+      ) {
         this.visit(key, child as Json, depth, statementText);
       } else if (QUALIFIED_NAME_FIELDS.has(key) && Array.isArray(child)) {
         const parts = stringList(child);
@@ -467,10 +719,15 @@ class Analyzer {
         this.variableSet(node);
         return;
       case 'CopyStmt':
-        if (node.filename !== undefined || node.is_program === true) this.deny('file_access', 'COPY to or from a server file or program');
+        if (node.filename !== undefined || node.is_program === true)
+          this.deny('file_access', 'COPY to or from a server file or program');
         return;
       case 'ListenStmt':
-        this.deny('unsupported', 'LISTEN in transaction pooling mode (notifications would reach a pooled connection, not you)', SqlState.FEATURE_NOT_SUPPORTED);
+        this.deny(
+          'unsupported',
+          'LISTEN in transaction pooling mode (notifications would reach a pooled connection, not you)',
+          SqlState.FEATURE_NOT_SUPPORTED,
+        );
         return;
       case 'DoStmt':
         this.doStmt(node, depth);
@@ -488,7 +745,12 @@ class Analyzer {
         return;
       }
       case 'DefineStmt':
-        if (node.kind === 'OBJECT_AGGREGATE' || node.kind === 'OBJECT_OPERATOR' || node.kind === 'OBJECT_TSPARSER' || node.kind === 'OBJECT_TSTEMPLATE') {
+        if (
+          node.kind === 'OBJECT_AGGREGATE' ||
+          node.kind === 'OBJECT_OPERATOR' ||
+          node.kind === 'OBJECT_TSPARSER' ||
+          node.kind === 'OBJECT_TSTEMPLATE'
+        ) {
           this.deny('server_admin', `CREATE ${String(node.kind).slice(7).replace('TS', 'TEXT SEARCH ')}`);
         }
         return;
@@ -508,7 +770,10 @@ class Analyzer {
       case 'ClusterStmt':
         // With no table named these process every table the login role may maintain: every tenant's, without roles.
         if (((node.rels as unknown[] | undefined) ?? []).length === 0 && node.relation === undefined) {
-          this.deny('server_admin', `${type === 'ClusterStmt' ? 'CLUSTER' : node.is_vacuumcmd === true ? 'VACUUM' : 'ANALYZE'} of the whole database`);
+          this.deny(
+            'server_admin',
+            `${type === 'ClusterStmt' ? 'CLUSTER' : node.is_vacuumcmd === true ? 'VACUUM' : 'ANALYZE'} of the whole database`,
+          );
         }
         return;
       case 'DefElem':
@@ -569,14 +834,16 @@ class Analyzer {
       }
       const parts = stringList(listItems(object) ?? []);
       // A column, trigger, policy, rule or constraint is named after its table: its own name is not a qualifier.
-      if (parts !== null) this.qualified(objtype !== undefined && TABLE_MEMBER_OBJECTS.has(objtype) ? parts.slice(0, -1) : parts);
+      if (parts !== null)
+        this.qualified(objtype !== undefined && TABLE_MEMBER_OBJECTS.has(objtype) ? parts.slice(0, -1) : parts);
     }
   }
 
   private reindex(node: Json): void {
     const kind = node.kind as string | undefined;
     if (kind === 'REINDEX_OBJECT_SCHEMA' && typeof node.name === 'string') this.reference(node.name, node.name);
-    else if (kind === 'REINDEX_OBJECT_DATABASE' || kind === 'REINDEX_OBJECT_SYSTEM') this.deny('server_admin', 'REINDEX DATABASE/SYSTEM');
+    else if (kind === 'REINDEX_OBJECT_DATABASE' || kind === 'REINDEX_OBJECT_SYSTEM')
+      this.deny('server_admin', 'REINDEX DATABASE/SYSTEM');
   }
 
   private funcCall(node: Json): void {
@@ -598,18 +865,26 @@ class Analyzer {
       const setting = this.literal(args[0]);
       if (setting?.includes('.') === true) this.customSettings.add(setting.toLowerCase());
       if (setting === undefined || GUARDED_SETTINGS.has(setting.toLowerCase())) {
-        this.deny('session_state', setting === undefined ? 'set_config() with a computed setting name' : `set_config('${setting}', ...)`);
+        this.deny(
+          'session_state',
+          setting === undefined ? 'set_config() with a computed setting name' : `set_config('${setting}', ...)`,
+        );
       } else if (setting.toLowerCase() === 'client_encoding') {
         const value = this.literal(args[1]);
         if (value === undefined || !isReadableClientEncoding(value)) {
-          this.deny('session_state', 'set_config(\'client_encoding\', ...) to an encoding the guard cannot read');
+          this.deny('session_state', "set_config('client_encoding', ...) to an encoding the guard cannot read");
         }
       }
       return;
     }
     if (NAME_ARGUMENT_FUNCTIONS.has(name) || SCHEMA_ARGUMENT_FUNCTIONS.has(name)) {
       this.literalDependent = true;
-      const schemaArgs = name === 'has_schema_privilege' ? [args[args.length - 2]] : SCHEMA_ARGUMENT_FUNCTIONS.has(name) ? [args[0]] : [];
+      const schemaArgs =
+        name === 'has_schema_privilege'
+          ? [args[args.length - 2]]
+          : SCHEMA_ARGUMENT_FUNCTIONS.has(name)
+            ? [args[0]]
+            : [];
       for (const arg of args) {
         if (isParam(arg)) {
           this.deny('schema', `${name}() with a name passed as a parameter`);
@@ -697,7 +972,10 @@ class Analyzer {
     }
     if (!this.parsable(body ?? '', 'a DO block')) return;
     const tag = dollarTag(body ?? '');
-    this.plpgsql(`CREATE FUNCTION pg_tenant_proxy_do() RETURNS void LANGUAGE plpgsql AS ${tag}${body ?? ''}${tag}`, depth);
+    this.plpgsql(
+      `CREATE FUNCTION pg_tenant_proxy_do() RETURNS void LANGUAGE plpgsql AS ${tag}${body ?? ''}${tag}`,
+      depth,
+    );
   }
 
   private createFunction(node: Json, depth: number, statementText: () => string): void {

@@ -25,7 +25,7 @@ export function literalKey(text: string): string | null {
       i = copied = close + 1;
       continue;
     }
-    if (ch >= 48 && ch <= 57 && (i === 0 || !isWordChar(text.charCodeAt(i - 1)) && text.charCodeAt(i - 1) !== 46)) {
+    if (ch >= 48 && ch <= 57 && (i === 0 || (!isWordChar(text.charCodeAt(i - 1)) && text.charCodeAt(i - 1) !== 46))) {
       let j = i;
       while (j < n && isDigit(text.charCodeAt(j))) j++;
       if (text.charCodeAt(j) === 46 && isDigit(text.charCodeAt(j + 1))) {

@@ -11,20 +11,33 @@ import type { Refusal, StatementAnalysis } from './sql-guard.js';
  * signatures, arrays and records nest names), for types no application needs as parameters.
  */
 const NAME_TYPES = new Map<number, string>([
-  [24, 'regproc'], [1008, 'regproc[]'],
-  [2202, 'regprocedure'], [2207, 'regprocedure[]'],
-  [2203, 'regoper'], [2208, 'regoper[]'],
-  [2204, 'regoperator'], [2209, 'regoperator[]'],
-  [2205, 'regclass'], [2210, 'regclass[]'],
-  [2206, 'regtype'], [2211, 'regtype[]'],
-  [3734, 'regconfig'], [3735, 'regconfig[]'],
-  [3769, 'regdictionary'], [3770, 'regdictionary[]'],
-  [4089, 'regnamespace'], [4090, 'regnamespace[]'],
-  [4096, 'regrole'], [4097, 'regrole[]'],
-  [4191, 'regcollation'], [4192, 'regcollation[]'],
+  [24, 'regproc'],
+  [1008, 'regproc[]'],
+  [2202, 'regprocedure'],
+  [2207, 'regprocedure[]'],
+  [2203, 'regoper'],
+  [2208, 'regoper[]'],
+  [2204, 'regoperator'],
+  [2209, 'regoperator[]'],
+  [2205, 'regclass'],
+  [2210, 'regclass[]'],
+  [2206, 'regtype'],
+  [2211, 'regtype[]'],
+  [3734, 'regconfig'],
+  [3735, 'regconfig[]'],
+  [3769, 'regdictionary'],
+  [3770, 'regdictionary[]'],
+  [4089, 'regnamespace'],
+  [4090, 'regnamespace[]'],
+  [4096, 'regrole'],
+  [4097, 'regrole[]'],
+  [4191, 'regcollation'],
+  [4192, 'regcollation[]'],
   // Built-in row types with regproc columns: their input reads each field with the field's input function.
-  [71, 'pg_type'], [210, 'pg_type[]'],
-  [81, 'pg_proc'], [272, 'pg_proc[]'],
+  [71, 'pg_type'],
+  [210, 'pg_type[]'],
+  [81, 'pg_proc'],
+  [272, 'pg_proc[]'],
 ]);
 
 /**
@@ -39,7 +52,12 @@ const INITDB_OIDS = { from: 10000, to: 16384 };
  * A refusal when the Parse frame at [start, end) declares a parameter of a type whose input resolves names, else
  * null. `analysis` is the statement's (for the audit).
  */
-export function parameterTypeRefusal(frame: Buffer, start: number, end: number, analysis: StatementAnalysis): Refusal | null {
+export function parameterTypeRefusal(
+  frame: Buffer,
+  start: number,
+  end: number,
+  analysis: StatementAnalysis,
+): Refusal | null {
   // Parse: 'P', int32 length, statement name, query text (both NUL-terminated), int16 count, count × int32 OID.
   const nameEnd = frame.indexOf(0, start + 5);
   if (nameEnd < 0 || nameEnd >= end) return null;
@@ -48,7 +66,9 @@ export function parameterTypeRefusal(frame: Buffer, start: number, end: number, 
   const count = frame.readInt16BE(textEnd + 1);
   for (let i = 0, at = textEnd + 3; i < count && at + 4 <= end; i++, at += 4) {
     const oid = frame.readUInt32BE(at);
-    const name = NAME_TYPES.get(oid) ?? (oid >= INITDB_OIDS.from && oid < INITDB_OIDS.to ? `a system row or domain type` : undefined);
+    const name =
+      NAME_TYPES.get(oid) ??
+      (oid >= INITDB_OIDS.from && oid < INITDB_OIDS.to ? `a system row or domain type` : undefined);
     if (name === undefined) continue;
     return {
       rule: 'schema',

@@ -93,11 +93,16 @@ export function settingsViewWrite(type: string, node: Json): string | null {
   const verb = WRITES[type];
   if (verb !== undefined) {
     if (type === 'CopyStmt' && node.is_from !== true) return null;
-    const targets = type === 'TruncateStmt' ? ((node.relations as unknown[] | undefined) ?? []).map((r) => (r as Json).RangeVar) : [node.relation];
+    const targets =
+      type === 'TruncateStmt'
+        ? ((node.relations as unknown[] | undefined) ?? []).map((r) => (r as Json).RangeVar)
+        : [node.relation];
     return targets.some(isSettingsView) ? `${verb} pg_settings (its update rule calls set_config)` : null;
   }
   if (type === 'ViewStmt' || type === 'RuleStmt') {
-    return mentionsSettingsView(node) ? `a ${type === 'ViewStmt' ? 'view' : 'rule'} over pg_settings (writable through its update rule, which calls set_config)` : null;
+    return mentionsSettingsView(node)
+      ? `a ${type === 'ViewStmt' ? 'view' : 'rule'} over pg_settings (writable through its update rule, which calls set_config)`
+      : null;
   }
   return null;
 }

@@ -104,7 +104,17 @@ export function scanLiterals(text: string): Literal[] | null {
       const tag = text.slice(i, j + 1);
       const close = text.indexOf(tag, j + 1);
       if (close < 0) return null;
-      literals.push({ kind: 'dollar', start: i, end: close + tag.length, bodyStart: j + 1, bodyEnd: close, continued: false, plainEscapes: true, doubled: false, afterUescape });
+      literals.push({
+        kind: 'dollar',
+        start: i,
+        end: close + tag.length,
+        bodyStart: j + 1,
+        bodyEnd: close,
+        continued: false,
+        plainEscapes: true,
+        doubled: false,
+        afterUescape,
+      });
       i = close + tag.length;
     } else if (isIdentStart(c)) {
       let j = i + 1;
@@ -115,8 +125,10 @@ export function scanLiterals(text: string): Literal[] | null {
         const lower = c | 0x20;
         let literal: Literal | null | undefined;
         if (after === QUOTE && lower === 0x65 /* e */) literal = quoted(text, 'escape', i, j + 1);
-        else if (after === QUOTE && (lower === 0x62 /* b */ || lower === 0x78) /* x */) literal = quoted(text, 'bit', i, j + 1);
-        else if (lower === 0x75 /* u */ && after === AMPERSAND && text.charCodeAt(j + 1) === QUOTE) literal = quoted(text, 'unicode', i, j + 2);
+        else if (after === QUOTE && (lower === 0x62 /* b */ || lower === 0x78) /* x */)
+          literal = quoted(text, 'bit', i, j + 1);
+        else if (lower === 0x75 /* u */ && after === AMPERSAND && text.charCodeAt(j + 1) === QUOTE)
+          literal = quoted(text, 'unicode', i, j + 2);
         else if (lower === 0x75 && after === AMPERSAND && text.charCodeAt(j + 1) === DOUBLE_QUOTE) {
           const end = quotedIdentifierEnd(text, j + 2);
           if (end < 0) return null;
@@ -138,7 +150,12 @@ export function scanLiterals(text: string): Literal[] | null {
       for (;;) {
         const d = text.charCodeAt(j);
         if (isDigit(d) || isLetter(d) || d === UNDERSCORE || d === DOT || d >= 0x80) j++;
-        else if ((d === PLUS || d === DASH) && (text.charCodeAt(j - 1) | 0x20) === 0x65 && isDigit(text.charCodeAt(j + 1))) j++;
+        else if (
+          (d === PLUS || d === DASH) &&
+          (text.charCodeAt(j - 1) | 0x20) === 0x65 &&
+          isDigit(text.charCodeAt(j + 1))
+        )
+          j++;
         else break;
       }
       const after = text.charCodeAt(j);
@@ -181,8 +198,14 @@ export const SKELETON_FROM_CHARS = 64 * 1024;
  * The skeleton of a statement that is long (SKELETON_FROM_CHARS) or over the parse limit (maxParseBytes), else null;
  * null too when the scanner cannot vouch for the text or there is no long literal to set aside.
  */
-export function skeletonFor(text: string, maxParseBytes: number, minLiteral = MIN_SET_ASIDE_CHARS, fromChars = SKELETON_FROM_CHARS): Skeleton | null {
-  if (text.length < fromChars && (text.length * 3 <= maxParseBytes || Buffer.byteLength(text) <= maxParseBytes)) return null;
+export function skeletonFor(
+  text: string,
+  maxParseBytes: number,
+  minLiteral = MIN_SET_ASIDE_CHARS,
+  fromChars = SKELETON_FROM_CHARS,
+): Skeleton | null {
+  if (text.length < fromChars && (text.length * 3 <= maxParseBytes || Buffer.byteLength(text) <= maxParseBytes))
+    return null;
   return buildSkeleton(text, minLiteral);
 }
 
@@ -209,7 +232,8 @@ export function buildSkeleton(text: string, minLiteral = MIN_SET_ASIDE_CHARS): S
     // Never an empty one: libpg-query's JSON keeps some empty strings and drops others, so its tree is not restorable.
     const length = literal.bodyEnd - literal.bodyStart;
     if (literal.continued || literal.afterUescape || length === 0 || length < minLiteral) continue;
-    if (literal.kind === 'unicode' || literal.kind === 'bit' || (literal.kind === 'escape' && !literal.plainEscapes)) continue;
+    if (literal.kind === 'unicode' || literal.kind === 'bit' || (literal.kind === 'escape' && !literal.plainEscapes))
+      continue;
     out += text.slice(copied, literal.bodyStart);
     at.push(out.length);
     out += nonce + setAside.length.toString(16).padStart(8, '0');
@@ -347,7 +371,17 @@ function quoted(text: string, kind: LiteralKind, start: number, from: number): L
     const reopen = continuation(text, close + 1);
     if (reopen === AMBIGUOUS) return null;
     if (reopen < 0) {
-      return { kind, start, end: close + 1, bodyStart: from, bodyEnd, continued, plainEscapes, doubled, afterUescape: false };
+      return {
+        kind,
+        start,
+        end: close + 1,
+        bodyStart: from,
+        bodyEnd,
+        continued,
+        plainEscapes,
+        doubled,
+        afterUescape: false,
+      };
     }
     continued = true;
     j = reopen + 1;

@@ -117,7 +117,10 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
       return shareable;
     }
     stats.misses++;
-    const analysis = withFingerprint(analyzeSql(skeleton ?? text, deniedFunctions, shape, policy.maxStatementBytes), skeleton ?? text);
+    const analysis = withFingerprint(
+      analyzeSql(skeleton ?? text, deniedFunctions, shape, policy.maxStatementBytes),
+      skeleton ?? text,
+    );
     if (text.length <= maxCachedText) exact.set(text, analysis);
     // Only analyses that never looked at a literal may serve texts that differ from this one in literals.
     if (key !== null && !analysis.literalDependent && key.length <= maxCachedText) normalized.set(key, analysis);
@@ -145,7 +148,14 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
             SqlState.INSUFFICIENT_PRIVILEGE,
             `"${example}" is outside the tenant's schema`,
             'ERROR',
-            `only schema "${schema}"${shared.size > ALWAYS_ALLOWED.length ? ` and ${[...shared].filter((s) => !ALWAYS_ALLOWED.includes(s)).map((s) => `"${s}"`).join(', ')}` : ''} may be named`,
+            `only schema "${schema}"${
+              shared.size > ALWAYS_ALLOWED.length
+                ? ` and ${[...shared]
+                    .filter((s) => !ALWAYS_ALLOWED.includes(s))
+                    .map((s) => `"${s}"`)
+                    .join(', ')}`
+                : ''
+            } may be named`,
           ),
         };
       }
@@ -166,7 +176,8 @@ function withFingerprint(analysis: Analysis, parsed: string | Skeleton): Stateme
       // Parsed for the analysis but not normalisable: recorded without a text rather than with its literals.
     }
   }
-  const fingerprint = normalizedText === null ? null : createHash('sha256').update(normalizedText).digest('hex').slice(0, 16);
+  const fingerprint =
+    normalizedText === null ? null : createHash('sha256').update(normalizedText).digest('hex').slice(0, 16);
   return { ...analysis, normalized: normalizedText, fingerprint };
 }
 

@@ -28,7 +28,12 @@ export interface OpsServer {
   close(): Promise<void>;
 }
 
-export async function startOpsServer(host: string, port: number, handlers: OpsHandlers, log: Logger): Promise<OpsServer> {
+export async function startOpsServer(
+  host: string,
+  port: number,
+  handlers: OpsHandlers,
+  log: Logger,
+): Promise<OpsServer> {
   const server = http.createServer((req, res) => {
     route(req, res, handlers).catch((err: unknown) => {
       log.error({ err }, 'metrics endpoint failed');

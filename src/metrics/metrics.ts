@@ -43,8 +43,10 @@ export class TenantMeter {
 
   /** @internal scrape time */
   flushBytes(): void {
-    if (this.bytesIn > this.reportedIn) this.metrics.bytesIn.inc({ tenant: this.label }, this.bytesIn - this.reportedIn);
-    if (this.bytesOut > this.reportedOut) this.metrics.bytesOut.inc({ tenant: this.label }, this.bytesOut - this.reportedOut);
+    if (this.bytesIn > this.reportedIn)
+      this.metrics.bytesIn.inc({ tenant: this.label }, this.bytesIn - this.reportedIn);
+    if (this.bytesOut > this.reportedOut)
+      this.metrics.bytesOut.inc({ tenant: this.label }, this.bytesOut - this.reportedOut);
     this.reportedIn = this.bytesIn;
     this.reportedOut = this.bytesOut;
   }
@@ -164,7 +166,8 @@ export class ProxyMetrics {
       collect() {
         const stats = metrics.source?.poolStats();
         if (stats === undefined) return;
-        for (const state of ['idle', 'parked', 'active', 'resetting', 'connecting'] as const) this.set({ state }, stats[state]);
+        for (const state of ['idle', 'parked', 'active', 'resetting', 'connecting'] as const)
+          this.set({ state }, stats[state]);
       },
     });
     const poolGauge = (name: string, help: string, value: (stats: PoolStats & { size: number }) => number): void => {

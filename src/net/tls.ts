@@ -21,6 +21,9 @@ export function loadSecureContext(config: Config['tls']): tls.SecureContext | nu
   try {
     return tls.createSecureContext({ cert, key, minVersion: 'TLSv1.2' });
   } catch (err) {
-    throw new ConfigError(`certificate and key do not form a usable TLS context: ${(err as Error).message}`, 'tls.cert');
+    throw new ConfigError(
+      `certificate and key do not form a usable TLS context: ${(err as Error).message}`,
+      'tls.cert',
+    );
   }
 }

@@ -46,7 +46,11 @@ export class ProxyError extends Error {
 
   /** A StartupMessage of a protocol version other than 3.0 (`request`: major << 16 | minor). */
   static unsupportedProtocol(request: number): ProxyError {
-    return new ProxyError(SqlState.PROTOCOL_VIOLATION, `unsupported frontend protocol ${request >>> 16}.${request & 0xffff}: server supports 3.0`, 'FATAL');
+    return new ProxyError(
+      SqlState.PROTOCOL_VIOLATION,
+      `unsupported frontend protocol ${request >>> 16}.${request & 0xffff}: server supports 3.0`,
+      'FATAL',
+    );
   }
 
   static unknownDatabase(name: string): ProxyError {
@@ -54,7 +58,11 @@ export class ProxyError extends Error {
   }
 
   static handshakeTimeout(ms: number): ProxyError {
-    return new ProxyError(SqlState.PROTOCOL_VIOLATION, `startup and authentication did not finish within ${ms} ms`, 'FATAL');
+    return new ProxyError(
+      SqlState.PROTOCOL_VIOLATION,
+      `startup and authentication did not finish within ${ms} ms`,
+      'FATAL',
+    );
   }
 
   static tooManyClients(limit: number): ProxyError {

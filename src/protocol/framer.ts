@@ -53,7 +53,12 @@ export class Framer {
 
   /** Bytes received but not yet returned as part of a frame. */
   get buffered(): number {
-    return this.chunk.length - this.pos + this.headerFilled + (this.assembling === null && this.pieces === null ? 0 : this.filled);
+    return (
+      this.chunk.length -
+      this.pos +
+      this.headerFilled +
+      (this.assembling === null && this.pieces === null ? 0 : this.filled)
+    );
   }
 
   /** The type byte of the frame after the current one when it has arrived, else -1 (also while one is assembled). */
@@ -139,7 +144,8 @@ export class Framer {
     const len = this.typed ? buf.readUInt32BE(at + 1) : buf.readUInt32BE(at);
     const min = this.typed ? 4 : 8;
     if (len < min) throw new FrameLengthError(`invalid message length ${len}`);
-    if (len > this.maxLength) throw new FrameLengthError(`message length ${len} exceeds the limit of ${this.maxLength} bytes`);
+    if (len > this.maxLength)
+      throw new FrameLengthError(`message length ${len} exceeds the limit of ${this.maxLength} bytes`);
     return this.typed ? len + 1 : len;
   }
 

@@ -55,7 +55,8 @@ export function readErrorFields(frame: Buffer, start: number, end: number): Erro
   while (at < end && frame[at] !== 0) {
     const type = frame[at]!;
     const [value, next] = readCString(frame, at + 1, end);
-    if (type === 0x56 || (type === 0x53 && fields.severity === '')) fields.severity = value; // 'V' wins over 'S'
+    if (type === 0x56 || (type === 0x53 && fields.severity === ''))
+      fields.severity = value; // 'V' wins over 'S'
     else if (type === 0x43) fields.code = value;
     else if (type === 0x4d) fields.message = value;
     else if (type === 0x52) fields.routine = value;

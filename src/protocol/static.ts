@@ -12,7 +12,10 @@ function authentication(kind: number): Buffer {
 
 export const READY_FOR_QUERY_IDLE = readyForQuery(TxStatus.Idle);
 /** An empty simple-protocol Query outside a transaction, answered as PostgreSQL does. */
-export const EMPTY_QUERY_IDLE = Buffer.concat([new Writer(5).begin(BackendCode.EmptyQueryResponse).end().flush(), READY_FOR_QUERY_IDLE]);
+export const EMPTY_QUERY_IDLE = Buffer.concat([
+  new Writer(5).begin(BackendCode.EmptyQueryResponse).end().flush(),
+  READY_FOR_QUERY_IDLE,
+]);
 export const PARSE_COMPLETE = new Writer(5).begin(BackendCode.ParseComplete).end().flush();
 export const AUTHENTICATION_OK = authentication(AuthRequest.Ok);
 export const AUTHENTICATION_CLEARTEXT = authentication(AuthRequest.CleartextPassword);

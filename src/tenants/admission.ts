@@ -52,7 +52,12 @@ function issuerAllowed(identity: TenantIdentity, entry: Entry): boolean {
 
 /** The refusal this identity gets from the tenant's record (null: none), issuer first, or null when it may log in. */
 function admissionRefusal(identity: TenantIdentity, entry: Entry | null | undefined): AuthFailure | null {
-  if (entry !== null && entry !== undefined && entry.status !== TenantStatus.Deleted && !issuerAllowed(identity, entry)) {
+  if (
+    entry !== null &&
+    entry !== undefined &&
+    entry.status !== TenantStatus.Deleted &&
+    !issuerAllowed(identity, entry)
+  ) {
     return issuerNotAllowed();
   }
   const refused = refusal(identity.tenantId, entry);
@@ -60,7 +65,10 @@ function admissionRefusal(identity: TenantIdentity, entry: Entry | null | undefi
 }
 
 /** The refusal a tenant with this record (null: none) gets, or null when it is active. */
-function refusal(tenantId: string, entry: Entry | null | undefined): { reason: 'not_registered' | 'suspended' | 'deleting'; message: string } | null {
+function refusal(
+  tenantId: string,
+  entry: Entry | null | undefined,
+): { reason: 'not_registered' | 'suspended' | 'deleting'; message: string } | null {
   if (entry === null || entry === undefined || entry.status === TenantStatus.Deleted) {
     return { reason: 'not_registered', message: `tenant "${tenantId}" is not registered` };
   }
@@ -68,7 +76,10 @@ function refusal(tenantId: string, entry: Entry | null | undefined): { reason: '
     case TenantStatus.Active:
       return null;
     case TenantStatus.Suspended:
-      return { reason: 'suspended', message: `tenant "${tenantId}" is suspended: ${entry.reason ?? 'no reason given'}` };
+      return {
+        reason: 'suspended',
+        message: `tenant "${tenantId}" is suspended: ${entry.reason ?? 'no reason given'}`,
+      };
     case TenantStatus.Deleting:
       return { reason: 'deleting', message: `tenant "${tenantId}" is being deleted` };
   }
@@ -86,11 +97,21 @@ function authFailure(r: NonNullable<ReturnType<typeof refusal>>): AuthFailure {
  * right after `tenants create` returned). All reads go through one connection, in order, so a later read never
  * applies an older snapshot over a newer one.
  */
-export function registryAdmission(connection: pg.ClientConfig, schema: string, tenantPattern: RegExp, log: Logger): Admission {
+export function registryAdmission(
+  connection: pg.ClientConfig,
+  schema: string,
+  tenantPattern: RegExp,
+  log: Logger,
+): Admission {
   const s = quoteIdent(schema);
   const channel = changeChannel(schema);
   // max 1: reads run one at a time in the order they were asked, each seeing a snapshot no older than the last.
-  const reader = new pg.Pool({ ...connection, max: 1, idleTimeoutMillis: 0, application_name: 'pg-tenant-proxy registry' });
+  const reader = new pg.Pool({
+    ...connection,
+    max: 1,
+    idleTimeoutMillis: 0,
+    application_name: 'pg-tenant-proxy registry',
+  });
   reader.on('error', (err) => log.warn({ err: err.message }, 'registry read connection error'));
   const entries = new Map<string, Entry>();
   const negative = new Map<string, number>();
@@ -113,10 +134,16 @@ export function registryAdmission(connection: pg.ClientConfig, schema: string, t
         log.info({ schema, tenants: entries.size }, 'tenant registry loaded; admitting registered, active tenants');
         break;
       case 'absent':
-        log.warn({ schema }, `tenant registry "${schema}" does not exist yet: no tenant is admitted until \`pg-tenant-proxy tenants create\` creates it`);
+        log.warn(
+          { schema },
+          `tenant registry "${schema}" does not exist yet: no tenant is admitted until \`pg-tenant-proxy tenants create\` creates it`,
+        );
         break;
       case 'forbidden':
-        log.error({ schema, err: detail }, "the proxy's login role cannot read the tenant registry: no tenant is admitted (any `pg-tenant-proxy tenants` command grants it)");
+        log.error(
+          { schema, err: detail },
+          "the proxy's login role cannot read the tenant registry: no tenant is admitted (any `pg-tenant-proxy tenants` command grants it)",
+        );
         break;
       case 'unreachable':
         log.warn({ schema, err: detail }, 'tenant registry unreachable; admitting from the cached registry');
@@ -158,7 +185,10 @@ export function registryAdmission(connection: pg.ClientConfig, schema: string, t
     if (previous !== undefined && previous.status !== TenantStatus.Active) return;
     const withdrawn = refusal(tenantId, next);
     if (withdrawn === null) return;
-    log.info({ tenant: tenantId, reason: withdrawn.reason }, 'tenant no longer admitted; ending its sessions as their transactions end');
+    log.info(
+      { tenant: tenantId, reason: withdrawn.reason },
+      'tenant no longer admitted; ending its sessions as their transactions end',
+    );
     const error = new ProxyError(SqlState.INVALID_AUTHORIZATION_SPECIFICATION, withdrawn.message, 'FATAL');
     for (const listen of listeners) listen(tenantId, error);
   };
@@ -166,7 +196,9 @@ export function registryAdmission(connection: pg.ClientConfig, schema: string, t
   const readOne = async (tenantId: string): Promise<Entry | null> => {
     let rows: Array<{ status: TenantStatus; suspended_reason: string | null; issuer: string | null }>;
     try {
-      ({ rows } = await reader.query(`SELECT status, suspended_reason, issuer FROM ${s}.tenants WHERE id = $1`, [tenantId]));
+      ({ rows } = await reader.query(`SELECT status, suspended_reason, issuer FROM ${s}.tenants WHERE id = $1`, [
+        tenantId,
+      ]));
     } catch (err) {
       if (!registryMissing(err)) throw err;
       negative.set(tenantId, Date.now() + NEGATIVE_TTL_MS);
@@ -196,13 +228,20 @@ export function registryAdmission(connection: pg.ClientConfig, schema: string, t
              FROM ${s}.registry_state r LEFT JOIN ${s}.tenants t ON true`,
         );
         const fresh = new Map<string, Entry>();
-        for (const row of rows as Array<{ id: string | null; status: TenantStatus; suspended_reason: string | null; issuer: string | null }>) {
-          if (row.id !== null) fresh.set(row.id, { status: row.status, reason: row.suspended_reason, issuer: row.issuer });
+        for (const row of rows as Array<{
+          id: string | null;
+          status: TenantStatus;
+          suspended_reason: string | null;
+          issuer: string | null;
+        }>) {
+          if (row.id !== null)
+            fresh.set(row.id, { status: row.status, reason: row.suspended_reason, issuer: row.issuer });
         }
         for (const id of [...entries.keys()]) if (!fresh.has(id)) apply(id, null);
         for (const [id, entry] of fresh) {
           const known = entries.get(id);
-          if (known?.status !== entry.status || known.reason !== entry.reason || known.issuer !== entry.issuer) apply(id, entry);
+          if (known?.status !== entry.status || known.reason !== entry.reason || known.issuer !== entry.issuer)
+            apply(id, entry);
         }
         seenChanges = (rows[0] as { n: string } | undefined)?.n ?? null;
         setHealth('ok');
@@ -316,7 +355,11 @@ export function schemaAdmission(control: pg.Pool, ttlMs: number, registrySchema:
   return {
     async admit(identity) {
       const notProvisioned = (): AuthFailure =>
-        new AuthFailure('bad_tenant', `tenant "${identity.tenantId}" is not provisioned`, SqlState.INVALID_AUTHORIZATION_SPECIFICATION);
+        new AuthFailure(
+          'bad_tenant',
+          `tenant "${identity.tenantId}" is not provisioned`,
+          SqlState.INVALID_AUTHORIZATION_SPECIFICATION,
+        );
       if (identity.schema === registrySchema) throw notProvisioned();
       const now = Date.now();
       const key = `${identity.schema}\0${identity.role ?? ''}`;

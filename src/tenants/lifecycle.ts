@@ -128,7 +128,9 @@ export interface UpdateTenantOptions {
 export interface UpdateTenantResult {
   outcome: 'updated' | 'unchanged';
   tenant: TenantRecord;
-  changes: Partial<Record<'tier' | 'canary' | 'issuer', { from: string | boolean | null; to: string | boolean | null }>>;
+  changes: Partial<
+    Record<'tier' | 'canary' | 'issuer', { from: string | boolean | null; to: string | boolean | null }>
+  >;
 }
 
 export interface TenantDetails extends TenantRecord {
@@ -158,13 +160,19 @@ const MAX_IDENTIFIER_BYTES = 63;
  */
 export function tenantNames(config: Config, id: string): { schema: string; role: string | null } {
   if (!new RegExp(config.tenancy.tenantPattern).test(id)) {
-    throw new TenantError('invalid_id', `tenant id ${JSON.stringify(id)} does not match tenancy.tenantPattern ${config.tenancy.tenantPattern}`);
+    throw new TenantError(
+      'invalid_id',
+      `tenant id ${JSON.stringify(id)} does not match tenancy.tenantPattern ${config.tenancy.tenantPattern}`,
+    );
   }
   const schema = schemaForTenant(id, config.tenancy.schemaTemplate);
   const role = config.tenancy.roles ? schemaForTenant(id, config.tenancy.roleTemplate) : null;
   for (const name of [schema, role]) {
     if (name !== null && Buffer.byteLength(name) > MAX_IDENTIFIER_BYTES) {
-      throw new TenantError('invalid_id', `tenant id "${id}" makes the name "${name}", longer than PostgreSQL's ${MAX_IDENTIFIER_BYTES} bytes`);
+      throw new TenantError(
+        'invalid_id',
+        `tenant id "${id}" makes the name "${name}", longer than PostgreSQL's ${MAX_IDENTIFIER_BYTES} bytes`,
+      );
     }
   }
   return { schema, role };
@@ -178,7 +186,10 @@ function hasControlCharacter(value: string): boolean {
 function checkLabel(name: string, value: string | null | undefined): void {
   if (value === null || value === undefined) return;
   if (value.length === 0 || value.length > MAX_LABEL || hasControlCharacter(value)) {
-    throw new TenantError('invalid_argument', `${name} must be 1 to ${MAX_LABEL} characters without control characters`);
+    throw new TenantError(
+      'invalid_argument',
+      `${name} must be 1 to ${MAX_LABEL} characters without control characters`,
+    );
   }
 }
 
@@ -188,7 +199,10 @@ function checkIssuer(config: Config, value: string | null | undefined): void {
   const issuers = config.auth.issuers;
   if (value === null || value === undefined || issuers === undefined) return;
   if (!issuers.some((i) => i.name === value)) {
-    throw new TenantError('invalid_argument', `issuer "${value}" is not configured (auth.issuers: ${issuers.map((i) => i.name).join(', ')})`);
+    throw new TenantError(
+      'invalid_argument',
+      `issuer "${value}" is not configured (auth.issuers: ${issuers.map((i) => i.name).join(', ')})`,
+    );
   }
 }
 
@@ -259,11 +273,20 @@ export class TenantAdmin {
     try {
       const { rows } = await this.db.query('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1', [proxyRole]);
       if (rows.length === 0) {
-        throw new TenantError('conflict', `the proxy's login role "${proxyRole}" (upstream.url) does not exist; create it first`);
+        throw new TenantError(
+          'conflict',
+          `the proxy's login role "${proxyRole}" (upstream.url) does not exist; create it first`,
+        );
       }
       const { from, to } = await ensureRegistry(this.db, this.store.schema, proxyRole);
       if (from !== to) {
-        const event: LifecycleEvent = { actor: this.actor, verb: 'registry_upgrade', tenant: null, outcome: 'ok', details: { from, to, schema: this.store.schema } };
+        const event: LifecycleEvent = {
+          actor: this.actor,
+          verb: 'registry_upgrade',
+          tenant: null,
+          outcome: 'ok',
+          details: { from, to, schema: this.store.schema },
+        };
         await this.store.recordEvent(this.db, event);
         this.audit.write(event);
       }
@@ -287,19 +310,36 @@ export class TenantAdmin {
     const result = await this.createInTransaction(id, names, options);
     const afterCreate = this.options.afterCreate;
     if (result.outcome !== 'created' || afterCreate === undefined) return result;
-    return this.run<CreateTenantResult>('create_migrations', id, async (db) => {
-      await step('migrations', () => afterCreate(db, { tenant: result.tenant, adopted: result.adopted }));
-      return { result: { ...result, tenant: (await this.store.get(db, id)) ?? result.tenant }, outcome: 'ok', details: {} };
-    }, false);
+    return this.run<CreateTenantResult>(
+      'create_migrations',
+      id,
+      async (db) => {
+        await step('migrations', () => afterCreate(db, { tenant: result.tenant, adopted: result.adopted }));
+        return {
+          result: { ...result, tenant: (await this.store.get(db, id)) ?? result.tenant },
+          outcome: 'ok',
+          details: {},
+        };
+      },
+      false,
+    );
   }
 
-  private async createInTransaction(id: string, names: { schema: string; role: string | null }, options: CreateTenantOptions): Promise<CreateTenantResult> {
+  private async createInTransaction(
+    id: string,
+    names: { schema: string; role: string | null },
+    options: CreateTenantOptions,
+  ): Promise<CreateTenantResult> {
     // --- end migrations runner ---
     return this.run<CreateTenantResult>('create', id, async (db) => {
       const existing = await this.store.get(db, id, true);
       if (existing !== null) {
         refuseGone(existing);
-        return { result: { outcome: 'exists', tenant: existing, adopted: { schema: false, role: false } }, outcome: 'noop', details: { reason: 'already registered' } };
+        return {
+          result: { outcome: 'exists', tenant: existing, adopted: { schema: false, role: false } },
+          outcome: 'noop',
+          details: { reason: 'already registered' },
+        };
       }
       const { schema, role } = names;
       const proxyRole = decodeURIComponent(new URL(this.config.upstream.url).username);
@@ -332,9 +372,20 @@ export class TenantAdmin {
         if (role !== null) await grantTenantRole(db, { role, proxyRole });
         else await grantSchemaUse(db, { schema, grantTo: proxyRole });
       });
-      const migrationVersion = await step('migrations', async () => (await this.options.migrate?.(db, { id, schema, role })) ?? null);
+      const migrationVersion = await step(
+        'migrations',
+        async () => (await this.options.migrate?.(db, { id, schema, role })) ?? null,
+      );
       const tenant = await step('record', () =>
-        this.store.insert(db, { id, schema, role, tier: options.tier ?? null, canary: options.canary ?? false, issuer: options.issuer ?? null, migrationVersion }),
+        this.store.insert(db, {
+          id,
+          schema,
+          role,
+          tier: options.tier ?? null,
+          canary: options.canary ?? false,
+          issuer: options.issuer ?? null,
+          migrationVersion,
+        }),
       );
       return {
         result: { outcome: 'created', tenant, adopted },
@@ -370,20 +421,30 @@ export class TenantAdmin {
 
   async list(options: { status?: TenantStatus } = {}): Promise<TenantRecord[]> {
     if (options.status !== undefined) parseStatus(options.status);
-    return this.run<TenantRecord[]>('list', null, async (db) => {
-      const tenants = await this.store.list(db, options.status);
-      return { result: tenants, outcome: 'ok', details: { status: options.status ?? null, count: tenants.length } };
-    }, false);
+    return this.run<TenantRecord[]>(
+      'list',
+      null,
+      async (db) => {
+        const tenants = await this.store.list(db, options.status);
+        return { result: tenants, outcome: 'ok', details: { status: options.status ?? null, count: tenants.length } };
+      },
+      false,
+    );
   }
 
   async show(id: string): Promise<TenantDetails> {
     tenantNames(this.config, id);
-    return this.run<TenantDetails>('show', id, async (db) => {
-      const tenant = await this.mustGet(db, id, false);
-      const usage = await schemaUsage(db, tenant.schema);
-      const clients = await connectedClients(this.config, id);
-      return { result: { ...tenant, ...usage, ...clients }, outcome: 'ok', details: {} };
-    }, false);
+    return this.run<TenantDetails>(
+      'show',
+      id,
+      async (db) => {
+        const tenant = await this.mustGet(db, id, false);
+        const usage = await schemaUsage(db, tenant.schema);
+        const clients = await connectedClients(this.config, id);
+        return { result: { ...tenant, ...usage, ...clients }, outcome: 'ok', details: {} };
+      },
+      false,
+    );
   }
 
   /**
@@ -412,10 +473,15 @@ export class TenantAdmin {
       const current = await this.mustGet(db, id, true);
       if (current.status === TenantStatus.Deleting) {
         const cancelled = await cancelDeletion(db, this.store, id);
-        return { result: { outcome: 'resumed', tenant: (await this.store.get(db, id))! }, outcome: 'ok', details: { cancelledDeletion: cancelled } };
+        return {
+          result: { outcome: 'resumed', tenant: (await this.store.get(db, id))! },
+          outcome: 'ok',
+          details: { cancelledDeletion: cancelled },
+        };
       }
       refuseGone(current);
-      if (current.status === TenantStatus.Active) return { result: { outcome: 'unchanged', tenant: current }, outcome: 'noop', details: {} };
+      if (current.status === TenantStatus.Active)
+        return { result: { outcome: 'unchanged', tenant: current }, outcome: 'noop', details: {} };
       const tenant = await this.store.update(db, id, { status: TenantStatus.Active, suspendedReason: null });
       return { result: { outcome: 'resumed', tenant }, outcome: 'ok', details: { reason: current.suspendedReason } };
     });
@@ -444,7 +510,9 @@ export class TenantAdmin {
   runVerb<T>(
     verb: string,
     tenant: string | null,
-    body: (db: SqlRunner) => Promise<{ result: T; outcome: LifecycleEvent['outcome']; details: Record<string, unknown> }>,
+    body: (
+      db: SqlRunner,
+    ) => Promise<{ result: T; outcome: LifecycleEvent['outcome']; details: Record<string, unknown> }>,
     transaction = true,
   ): Promise<T> {
     return this.run(verb, tenant, body, transaction);
@@ -481,7 +549,9 @@ export class TenantAdmin {
   private run<T>(
     verb: string,
     tenant: string | null,
-    body: (db: SqlRunner) => Promise<{ result: T; outcome: LifecycleEvent['outcome']; details: Record<string, unknown> }>,
+    body: (
+      db: SqlRunner,
+    ) => Promise<{ result: T; outcome: LifecycleEvent['outcome']; details: Record<string, unknown> }>,
     transaction = true,
   ): Promise<T> {
     const task = async (): Promise<T> => {
@@ -542,13 +612,18 @@ async function step<T>(name: CreateStep, work: () => Promise<T>): Promise<T> {
 }
 
 function refuseGone(tenant: TenantRecord): void {
-  if (tenant.status === TenantStatus.Deleting) throw new TenantError('wrong_status', `tenant "${tenant.id}" is being deleted`);
-  if (tenant.status === TenantStatus.Deleted) throw new TenantError('wrong_status', `tenant "${tenant.id}" was deleted; its id cannot be used again`);
+  if (tenant.status === TenantStatus.Deleting)
+    throw new TenantError('wrong_status', `tenant "${tenant.id}" is being deleted`);
+  if (tenant.status === TenantStatus.Deleted)
+    throw new TenantError('wrong_status', `tenant "${tenant.id}" was deleted; its id cannot be used again`);
 }
 
 export function adminClientConfig(config: Config): pg.ClientConfig {
   if (config.admin.url === undefined) {
-    throw new TenantError('not_configured', 'admin.url is not set: the tenant commands need a privileged connection of their own (admin.url, PGTP_ADMIN_URL)');
+    throw new TenantError(
+      'not_configured',
+      'admin.url is not set: the tenant commands need a privileged connection of their own (admin.url, PGTP_ADMIN_URL)',
+    );
   }
   const url = new URL(config.admin.url);
   // As upstream.password does for upstream.url: the URL's password, if any, is replaced.
@@ -564,27 +639,41 @@ function unreachable(config: Config, err: unknown): TenantError {
   const url = new URL(config.admin.url!);
   const where = `${decodeURIComponent(url.username)}@${url.hostname || 'localhost'}:${url.port || 5432}/${decodeURIComponent(url.pathname.slice(1))}`;
   const message = (err as Error).message || String((err as { code?: string }).code ?? err);
-  return new TenantError('unreachable', `cannot connect to the database as ${where} (admin.url): ${message}`, undefined, { cause: err });
+  return new TenantError(
+    'unreachable',
+    `cannot connect to the database as ${where} (admin.url): ${message}`,
+    undefined,
+    { cause: err },
+  );
 }
 
 /** Connection-level failures (refused, reset, terminated, shutting down) versus errors PostgreSQL answered with. */
 function isConnectionError(err: unknown): boolean {
   const code = (err as { code?: string }).code;
-  if (code === undefined) return /Connection terminated|not queryable|ECONN|EPIPE|timeout/i.test((err as Error).message ?? '');
+  if (code === undefined)
+    return /Connection terminated|not queryable|ECONN|EPIPE|timeout/i.test((err as Error).message ?? '');
   return code.startsWith('08') || code.startsWith('57P') || code.startsWith('E');
 }
 
 function toTenantError(err: unknown): TenantError {
   if (err instanceof TenantError) return err;
-  if (err instanceof RegistryTooNewError) return new TenantError('registry_too_new', err.message, undefined, { cause: err });
+  if (err instanceof RegistryTooNewError)
+    return new TenantError('registry_too_new', err.message, undefined, { cause: err });
   const message = (err as Error).message ?? String(err);
-  if (isConnectionError(err)) return new TenantError('unreachable', `lost the database connection: ${message}`, undefined, { cause: err });
+  if (isConnectionError(err))
+    return new TenantError('unreachable', `lost the database connection: ${message}`, undefined, { cause: err });
   return new TenantError('database', message, undefined, { cause: err });
 }
 
-async function connectedClients(config: Config, id: string): Promise<Pick<TenantDetails, 'connectedClients' | 'connectedClientsNote'>> {
+async function connectedClients(
+  config: Config,
+  id: string,
+): Promise<Pick<TenantDetails, 'connectedClients' | 'connectedClientsNote'>> {
   if (!config.metrics.enabled || config.metrics.adminToken === undefined) {
-    return { connectedClients: null, connectedClientsNote: 'no admin view to ask: metrics.enabled and metrics.adminToken are not both set' };
+    return {
+      connectedClients: null,
+      connectedClientsNote: 'no admin view to ask: metrics.enabled and metrics.adminToken are not both set',
+    };
   }
   try {
     const status = await fetchStatus(config);
@@ -595,7 +684,11 @@ async function connectedClients(config: Config, id: string): Promise<Pick<Tenant
 }
 
 /** Opens a TenantAdmin, runs `work` with it and closes it. */
-export async function withTenantAdmin<T>(config: Config, options: TenantAdminOptions, work: (admin: TenantAdmin) => Promise<T>): Promise<T> {
+export async function withTenantAdmin<T>(
+  config: Config,
+  options: TenantAdminOptions,
+  work: (admin: TenantAdmin) => Promise<T>,
+): Promise<T> {
   const admin = await TenantAdmin.open(config, options);
   try {
     return await work(admin);
@@ -607,17 +700,28 @@ export async function withTenantAdmin<T>(config: Config, options: TenantAdminOpt
 // One call, one connection: for a service that onboards a tenant now and then. For many calls in a row, open a
 // TenantAdmin once and call its methods.
 
-export async function createTenant(config: Config, id: string, options: CreateTenantOptions & TenantAdminOptions = {}): Promise<CreateTenantResult> {
+export async function createTenant(
+  config: Config,
+  id: string,
+  options: CreateTenantOptions & TenantAdminOptions = {},
+): Promise<CreateTenantResult> {
   tenantNames(config, id);
   return withTenantAdmin(config, options, (admin) => admin.create(id, options));
 }
 
-export async function updateTenant(config: Config, id: string, options: UpdateTenantOptions & TenantAdminOptions): Promise<UpdateTenantResult> {
+export async function updateTenant(
+  config: Config,
+  id: string,
+  options: UpdateTenantOptions & TenantAdminOptions,
+): Promise<UpdateTenantResult> {
   tenantNames(config, id);
   return withTenantAdmin(config, options, (admin) => admin.update(id, options));
 }
 
-export async function listTenants(config: Config, options: { status?: TenantStatus } & TenantAdminOptions = {}): Promise<TenantRecord[]> {
+export async function listTenants(
+  config: Config,
+  options: { status?: TenantStatus } & TenantAdminOptions = {},
+): Promise<TenantRecord[]> {
   return withTenantAdmin(config, options, (admin) => admin.list(options));
 }
 
@@ -626,12 +730,21 @@ export async function showTenant(config: Config, id: string, options: TenantAdmi
   return withTenantAdmin(config, options, (admin) => admin.show(id));
 }
 
-export async function suspendTenant(config: Config, id: string, reason: string, options: TenantAdminOptions = {}): Promise<StatusChangeResult> {
+export async function suspendTenant(
+  config: Config,
+  id: string,
+  reason: string,
+  options: TenantAdminOptions = {},
+): Promise<StatusChangeResult> {
   tenantNames(config, id);
   return withTenantAdmin(config, options, (admin) => admin.suspend(id, reason));
 }
 
-export async function resumeTenant(config: Config, id: string, options: TenantAdminOptions = {}): Promise<StatusChangeResult> {
+export async function resumeTenant(
+  config: Config,
+  id: string,
+  options: TenantAdminOptions = {},
+): Promise<StatusChangeResult> {
   tenantNames(config, id);
   return withTenantAdmin(config, options, (admin) => admin.resume(id));
 }

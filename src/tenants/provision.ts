@@ -37,7 +37,10 @@ export async function createTenantSchema(
 }
 
 /** The grants half of createTenantSchema: grantTo may use everything in the schema, now and later. */
-export async function grantSchemaUse(client: SqlRunner, opts: { schema: string; ownerRole?: string; grantTo: string }): Promise<void> {
+export async function grantSchemaUse(
+  client: SqlRunner,
+  opts: { schema: string; ownerRole?: string; grantTo: string },
+): Promise<void> {
   const schema = quoteIdent(opts.schema);
   const grantee = quoteIdent(opts.grantTo);
   const owner = opts.ownerRole === undefined ? undefined : quoteIdent(opts.ownerRole);
@@ -106,7 +109,8 @@ export async function grantTenantRole(client: SqlRunner, opts: { role: string; p
   const proxy = quoteIdent(opts.proxyRole);
   // Only when needed: concurrent ALTER ROLEs of the one proxy role would collide ("tuple concurrently updated").
   const { rows } = await client.query('SELECT rolinherit FROM pg_roles WHERE rolname = $1', [opts.proxyRole]);
-  if ((rows[0] as { rolinherit?: boolean } | undefined)?.rolinherit !== false) await client.query(`ALTER ROLE ${proxy} NOINHERIT`);
+  if ((rows[0] as { rolinherit?: boolean } | undefined)?.rolinherit !== false)
+    await client.query(`ALTER ROLE ${proxy} NOINHERIT`);
   await client.query(`GRANT ${quoteIdent(opts.role)} TO ${proxy}`);
 }
 

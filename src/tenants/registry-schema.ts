@@ -119,7 +119,9 @@ export function changeChannel(schema: string): string {
 /** The registry is newer than this build: it must not write to tables it does not know. */
 export class RegistryTooNewError extends Error {
   constructor(readonly found: number) {
-    super(`the registry is at version ${found}, newer than this pg-tenant-proxy knows (${REGISTRY_VERSION}); upgrade pg-tenant-proxy`);
+    super(
+      `the registry is at version ${found}, newer than this pg-tenant-proxy knows (${REGISTRY_VERSION}); upgrade pg-tenant-proxy`,
+    );
     this.name = 'RegistryTooNewError';
   }
 }
@@ -136,14 +138,21 @@ export interface EnsureRegistryResult {
  * connection (it runs a transaction) with no transaction open. Concurrent callers serialise on an advisory lock;
  * the one that finds the work done does nothing.
  */
-export async function ensureRegistry(client: SqlRunner, schema: string, proxyRole: string): Promise<EnsureRegistryResult> {
+export async function ensureRegistry(
+  client: SqlRunner,
+  schema: string,
+  proxyRole: string,
+): Promise<EnsureRegistryResult> {
   const current = await registryVersion(client, schema);
   if (current > REGISTRY_VERSION) throw new RegistryTooNewError(current);
-  if (current === REGISTRY_VERSION && (await proxyCanRead(client, schema, proxyRole))) return { from: current, to: current };
+  if (current === REGISTRY_VERSION && (await proxyCanRead(client, schema, proxyRole)))
+    return { from: current, to: current };
 
   await client.query('BEGIN');
   try {
-    await client.query('SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1), 0)', [`pg-tenant-proxy registry ${schema}`]);
+    await client.query('SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1), 0)', [
+      `pg-tenant-proxy registry ${schema}`,
+    ]);
     const from = await registryVersion(client, schema);
     if (from > REGISTRY_VERSION) throw new RegistryTooNewError(from);
     const s = quoteIdent(schema);
@@ -161,7 +170,10 @@ export async function ensureRegistry(client: SqlRunner, schema: string, proxyRol
     for (const step of STEPS) {
       if (step.version <= from) continue;
       for (const statement of step.sql(s, schema)) await client.query(statement);
-      await client.query(`INSERT INTO ${s}.registry_version (version, description) VALUES ($1, $2)`, [step.version, step.description]);
+      await client.query(`INSERT INTO ${s}.registry_version (version, description) VALUES ($1, $2)`, [
+        step.version,
+        step.description,
+      ]);
     }
     const proxy = quoteIdent(proxyRole);
     await client.query(`GRANT USAGE ON SCHEMA ${s} TO ${proxy}`);
@@ -176,9 +188,13 @@ export async function ensureRegistry(client: SqlRunner, schema: string, proxyRol
 
 /** The registry's version in `schema`, 0 when there is none. */
 export async function registryVersion(client: SqlRunner, schema: string): Promise<number> {
-  const { rows } = await client.query('SELECT pg_catalog.to_regclass($1) IS NOT NULL AS present', [`${quoteIdent(schema)}.registry_version`]);
+  const { rows } = await client.query('SELECT pg_catalog.to_regclass($1) IS NOT NULL AS present', [
+    `${quoteIdent(schema)}.registry_version`,
+  ]);
   if ((rows[0] as { present: boolean }).present !== true) return 0;
-  const result = await client.query(`SELECT coalesce(max(version), 0) AS v FROM ${quoteIdent(schema)}.registry_version`);
+  const result = await client.query(
+    `SELECT coalesce(max(version), 0) AS v FROM ${quoteIdent(schema)}.registry_version`,
+  );
   return Number((result.rows[0] as { v: number }).v);
 }
 

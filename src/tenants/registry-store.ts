@@ -101,11 +101,17 @@ export class RegistryStore {
   }
 
   async list(db: SqlRunner, status?: TenantStatus): Promise<TenantRecord[]> {
-    const { rows } = await db.query(`${SELECT} FROM ${this.s}.tenants WHERE $1::text IS NULL OR status = $1 ORDER BY id`, [status ?? null]);
+    const { rows } = await db.query(
+      `${SELECT} FROM ${this.s}.tenants WHERE $1::text IS NULL OR status = $1 ORDER BY id`,
+      [status ?? null],
+    );
     return rows.map((row) => toRecord(row as TenantRow));
   }
 
-  async insert(db: SqlRunner, tenant: Pick<TenantRecord, 'id' | 'schema' | 'role' | 'tier' | 'canary' | 'issuer' | 'migrationVersion'>): Promise<TenantRecord> {
+  async insert(
+    db: SqlRunner,
+    tenant: Pick<TenantRecord, 'id' | 'schema' | 'role' | 'tier' | 'canary' | 'issuer' | 'migrationVersion'>,
+  ): Promise<TenantRecord> {
     const { rows } = await db.query(
       `INSERT INTO ${this.s}.tenants (id, schema_name, role_name, tier, canary, issuer, migration_version)
        VALUES ($1, $2, $3, $4, $5, $6, $7)

@@ -25,7 +25,11 @@ export interface TenantRegistry {
    * Validates a client's startup settings where its pin will apply them (the tenant's search_path and role) and
    * returns their values as PostgreSQL spells them (DateStyle ISO → "ISO, MDY"); PostgreSQL's refusal as FATAL.
    */
-  canonicalSettings(settings: ReadonlyMap<string, string>, schema: string, role: string | null): Promise<Map<string, string>>;
+  canonicalSettings(
+    settings: ReadonlyMap<string, string>,
+    schema: string,
+    role: string | null,
+  ): Promise<Map<string, string>>;
   /** Resolves when the upstream answers a query within timeoutMs (readiness). */
   ping(timeoutMs: number): Promise<void>;
   close(): Promise<void>;
@@ -103,7 +107,9 @@ export function createTenantRegistry(target: UpstreamTarget, tenancy: Config['te
       } catch (err) {
         // PostgreSQL's own refusal (42704 unrecognized, 22023 invalid value, 42501 not permitted…), fatal as at its login.
         const e = err as { code?: string; message: string };
-        throw e.code === undefined ? ProxyError.upstreamUnavailable(e.message) : new ProxyError(e.code, e.message, 'FATAL');
+        throw e.code === undefined
+          ? ProxyError.upstreamUnavailable(e.message)
+          : new ProxyError(e.code, e.message, 'FATAL');
       } finally {
         await client.query('ROLLBACK').catch(() => undefined);
         client.release();

@@ -15,13 +15,10 @@ export interface Answers {
 
 export type Question = keyof Answers;
 
-export type ToWorker =
-  | { pgtp: 'ask'; id: number; what: Question }
-  | { pgtp: 'cancel'; pid: number; secret: number };
+export type ToWorker = { pgtp: 'ask'; id: number; what: Question } | { pgtp: 'cancel'; pid: number; secret: number };
 
 export type ToPrimary =
-  | { pgtp: 'answer'; id: number; value: Answers[Question] }
-  | { pgtp: 'cancel'; pid: number; secret: number };
+  { pgtp: 'answer'; id: number; value: Answers[Question] } | { pgtp: 'cancel'; pid: number; secret: number };
 
 export function isMessage<T extends { pgtp: string }>(value: unknown): value is T {
   return typeof value === 'object' && value !== null && typeof (value as { pgtp?: unknown }).pgtp === 'string';

@@ -10,7 +10,15 @@ import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { startOpsServer, type OpsServer, type Readiness } from '../metrics/http.js';
 import { workerConfig } from './share.js';
-import { isMessage, WORKER_COUNT_ENV, WORKER_INDEX_ENV, type Answers, type Question, type ToPrimary, type ToWorker } from './messages.js';
+import {
+  isMessage,
+  WORKER_COUNT_ENV,
+  WORKER_INDEX_ENV,
+  type Answers,
+  type Question,
+  type ToPrimary,
+  type ToWorker,
+} from './messages.js';
 
 /** A worker that has not answered by then counts as not ready and is left out of metrics and status. */
 const ASK_TIMEOUT_MS = 2000;
@@ -132,7 +140,10 @@ export async function runPrimary(configFile: string | undefined, initial: Config
     } catch (err) {
       stopping = true;
       killAll('SIGKILL');
-      throw new Error(`cannot serve metrics on ${config.metrics.host}:${config.metrics.port}: ${(err as Error).message}`, { cause: err });
+      throw new Error(
+        `cannot serve metrics on ${config.metrics.host}:${config.metrics.port}: ${(err as Error).message}`,
+        { cause: err },
+      );
     }
   }
 
@@ -173,15 +184,27 @@ export function combineReadiness(answers: ReadonlyArray<Readiness | null>, stopp
     }
   }
   const answered = answers.filter(isPresent).length;
-  checks.workers = answered === answers.length ? { ok: true } : { ok: false, detail: `${answered} of ${answers.length} workers answered` };
+  checks.workers =
+    answered === answers.length
+      ? { ok: true }
+      : { ok: false, detail: `${answered} of ${answers.length} workers answered` };
   if (stopping) checks.listener = { ok: false, detail: 'shutting down' };
   return { ready: !stopping && answers.every((answer) => answer?.ready === true), checks };
 }
 
 /** One snapshot for every worker: pool counts added up, every client listed, the audit failing if any worker's is. */
 export function combineStatus(parts: readonly StatusSnapshot[], config: Config, startedAt: number): StatusSnapshot {
-  const pool: PoolStats & { size: number } = { idle: 0, parked: 0, active: 0, resetting: 0, connecting: 0, waiting: 0, size: 0 };
-  for (const part of parts) for (const key of Object.keys(pool) as Array<keyof typeof pool>) pool[key] += part.pool[key];
+  const pool: PoolStats & { size: number } = {
+    idle: 0,
+    parked: 0,
+    active: 0,
+    resetting: 0,
+    connecting: 0,
+    waiting: 0,
+    size: 0,
+  };
+  for (const part of parts)
+    for (const key of Object.keys(pool) as Array<keyof typeof pool>) pool[key] += part.pool[key];
   return buildStatus(
     pool,
     parts.flatMap((part) => part.clients),

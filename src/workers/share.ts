@@ -13,7 +13,10 @@ export function shareOf(total: number, index: number, count: number): number {
  * refused, as it would be at start.
  */
 export function workerConfig(config: Config, index: number, count: number): Config {
-  for (const [key, total] of [['upstream.poolSize', config.upstream.poolSize], ['listen.maxClients', config.listen.maxClients]] as const) {
+  for (const [key, total] of [
+    ['upstream.poolSize', config.upstream.poolSize],
+    ['listen.maxClients', config.listen.maxClients],
+  ] as const) {
     if (total < count) throw new ConfigError(`${total} cannot be shared by the ${count} running workers`, key);
   }
   return {

@@ -2,7 +2,15 @@
 import type { Logger } from 'pino';
 import type { CancelPartition } from '../frontend/cancel.js';
 import type { Proxy } from '../main.js';
-import { isMessage, WORKER_COUNT_ENV, WORKER_INDEX_ENV, type Answers, type Question, type ToPrimary, type ToWorker } from './messages.js';
+import {
+  isMessage,
+  WORKER_COUNT_ENV,
+  WORKER_INDEX_ENV,
+  type Answers,
+  type Question,
+  type ToPrimary,
+  type ToWorker,
+} from './messages.js';
 
 export interface WorkerLink {
   index: number;
@@ -47,7 +55,8 @@ export function workerLink(log: Logger): WorkerLink {
         if (message.pgtp !== 'ask') return;
         Promise.resolve(answer(message.what)).then(
           (value) => send({ pgtp: 'answer', id: message.id, value }),
-          (err: unknown) => log.warn({ err: (err as Error).message, what: message.what }, 'could not answer the primary'),
+          (err: unknown) =>
+            log.warn({ err: (err as Error).message, what: message.what }, 'could not answer the primary'),
         );
       });
     },

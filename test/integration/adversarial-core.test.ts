@@ -125,7 +125,12 @@ async function login(tenant: string, params: Record<string, string> = {}, bypass
   const raw = await RawClient.connect(tp!.port);
   raws.push(raw);
   raw.socket.setNoDelay(true);
-  raw.startup({ user: 'app', database: inject('pg').database, tenant_token: await tokenFor(tenant, bypass), ...params });
+  raw.startup({
+    user: 'app',
+    database: inject('pg').database,
+    tenant_token: await tokenFor(tenant, bypass),
+    ...params,
+  });
   const z = await raw.waitFor('Z');
   if (z === undefined) throw new Error(`login failed: ${JSON.stringify(errorsOf(raw))}`);
   const key = raw.messages.find((x) => x.code === 'K')!;
@@ -136,8 +141,10 @@ async function login(tenant: string, params: Record<string, string> = {}, bypass
 async function waitCount(raw: RawClient, code: string, n: number, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (raw.messages.filter((x) => x.code === code).length < n) {
-    if (raw.closed) throw new Error(`socket closed after ${raw.messages.map((x) => x.code).join('')} (waiting for ${n}×${code})`);
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${n}×'${code}', got ${raw.messages.map((x) => x.code).join('')}`);
+    if (raw.closed)
+      throw new Error(`socket closed after ${raw.messages.map((x) => x.code).join('')} (waiting for ${n}×${code})`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${n}×'${code}', got ${raw.messages.map((x) => x.code).join('')}`);
     await sleep(10);
   }
 }
@@ -253,7 +260,10 @@ async function expectCleanVictim(opts: { samePid?: number; otherPid?: number } =
 
 async function stillServes(): Promise<void> {
   const c = await tp!.connect('a');
-  expect((await c.query('SELECT current_schema() AS s, count(*)::int AS n FROM items')).rows[0]).toEqual({ s: 'tenant_a', n: 2 });
+  expect((await c.query('SELECT current_schema() AS s, count(*)::int AS n FROM items')).rows[0]).toEqual({
+    s: 'tenant_a',
+    n: 2,
+  });
   await c.end();
 }
 
@@ -287,7 +297,13 @@ describe('pipelined simple queries', () => {
     expect(errorsOf(a.raw)).toEqual([]);
     // Within its own transaction the shadow works (no guard yet): proves the planted state was real.
     a.raw.messages.length = 0;
-    a.raw.write(Buffer.concat([m.query('BEGIN'), ...PLANT.map((sql) => m.query(sql)), m.query('SELECT string_agg(name, \',\') FROM items')]));
+    a.raw.write(
+      Buffer.concat([
+        m.query('BEGIN'),
+        ...PLANT.map((sql) => m.query(sql)),
+        m.query("SELECT string_agg(name, ',') FROM items"),
+      ]),
+    );
     await waitCount(a.raw, 'Z', PLANT.length + 2);
     expect(rowsOf(a.raw).at(-1)).toEqual(['planted-by-a']);
     // Then a Terminate inside the open transaction: rolled back and reset, the server reused.
@@ -424,7 +440,15 @@ describe('extended protocol tricks', () => {
     const a = await login('a');
     a.raw.write(Buffer.concat(Array.from({ length: 50 }, () => m.sync())));
     await waitCount(a.raw, 'Z', 50);
-    a.raw.write(Buffer.concat([m.parse('SELECT 1'), m.bind(), m.execute(), ...Array.from({ length: 50 }, () => m.sync()), m.query('SELECT 2')]));
+    a.raw.write(
+      Buffer.concat([
+        m.parse('SELECT 1'),
+        m.bind(),
+        m.execute(),
+        ...Array.from({ length: 50 }, () => m.sync()),
+        m.query('SELECT 2'),
+      ]),
+    );
     await waitCount(a.raw, 'Z', 101);
     await sleep(50);
     expect(a.raw.messages.filter((x) => x.code === 'Z').length).toBe(101);
@@ -436,7 +460,9 @@ describe('extended protocol tricks', () => {
   it('Execute and Bind with nothing prepared fail cleanly (34000 / 26000) and release the server', async () => {
     tp = await start({ upstream: { poolSize: 1 } });
     const a = await login('a');
-    a.raw.write(Buffer.concat([m.execute(), m.sync(), m.bind(), m.execute(), m.sync(), m.describePortal('nope'), m.sync()]));
+    a.raw.write(
+      Buffer.concat([m.execute(), m.sync(), m.bind(), m.execute(), m.sync(), m.describePortal('nope'), m.sync()]),
+    );
     await waitCount(a.raw, 'Z', 3);
     expect(errorsOf(a.raw).map((e) => e.code)).toEqual(['34000', '26000', '34000']);
     await until(() => tp!.proxy.pool.stats().idle === 1, 'the server to be released');
@@ -456,7 +482,9 @@ describe('extended protocol tricks', () => {
     expect(errorsOf(b.raw).map((e) => e.code)).toEqual(['26000']);
     // A portal bound inside an explicit transaction, committed: also gone.
     a.raw.messages.length = 0;
-    a.raw.write(Buffer.concat([m.query('BEGIN'), m.parse('SELECT name FROM items'), m.bind(), m.sync(), m.query('COMMIT')]));
+    a.raw.write(
+      Buffer.concat([m.query('BEGIN'), m.parse('SELECT name FROM items'), m.bind(), m.sync(), m.query('COMMIT')]),
+    );
     await waitCount(a.raw, 'Z', 3);
     b.raw.messages.length = 0;
     b.raw.write(Buffer.concat([m.execute(), m.sync()]));
@@ -539,7 +567,9 @@ describe('COPY', () => {
     // BUG: same over-count as above (accountActive), so the server stays pinned to an idle client.
     tp = await start({ upstream: { poolSize: 1, queueTimeoutMs: 1500 } });
     const a = await login('a', {}, false);
-    a.raw.write(Buffer.concat([m.parse(`COPY ${ROWS} FROM STDIN`), m.bind(), m.describePortal(), m.execute(), m.sync()]));
+    a.raw.write(
+      Buffer.concat([m.parse(`COPY ${ROWS} FROM STDIN`), m.bind(), m.describePortal(), m.execute(), m.sync()]),
+    );
     await waitCount(a.raw, 'G', 1);
     a.raw.write(Buffer.concat([m.copyData('1004\tcopy-extended\n'), m.copyDone(), m.sync()]));
     await waitCount(a.raw, 'Z', 1);
@@ -563,7 +593,9 @@ describe('FunctionCall', () => {
   it('FunctionCall of set_config (session-wide) does not outlive the pin', async () => {
     tp = await start({ upstream: { poolSize: 1 } });
     const admin = await adminClient();
-    const oid = Number((await admin.query(`SELECT 'pg_catalog.set_config(text,text,boolean)'::regprocedure::oid AS o`)).rows[0].o);
+    const oid = Number(
+      (await admin.query(`SELECT 'pg_catalog.set_config(text,text,boolean)'::regprocedure::oid AS o`)).rows[0].o,
+    );
     await admin.end();
     const a = await login('a');
     a.raw.write(
@@ -587,7 +619,13 @@ describe('Terminate and disconnects at odd moments', () => {
     const a = await login('a');
     const pid = await backendPid(a);
     a.raw.messages.length = 0;
-    a.raw.write(Buffer.concat([m.query('BEGIN'), m.query(`INSERT INTO ${ROWS} VALUES (1005, 'uncommitted')`), ...PLANT.map((s) => m.query(s))]));
+    a.raw.write(
+      Buffer.concat([
+        m.query('BEGIN'),
+        m.query(`INSERT INTO ${ROWS} VALUES (1005, 'uncommitted')`),
+        ...PLANT.map((s) => m.query(s)),
+      ]),
+    );
     await waitCount(a.raw, 'Z', PLANT.length + 2);
     expect(readyStatuses(a.raw).at(-1)).toBe('T');
     a.raw.write(m.terminate());
@@ -600,7 +638,9 @@ describe('Terminate and disconnects at odd moments', () => {
     // after close() has already nulled this.server), and closes the server because pendingReady > 0.
     tp = await start({ upstream: { poolSize: 1 } });
     const a = await login('a', {}, false);
-    a.raw.write(Buffer.concat([m.query('BEGIN'), m.query(`INSERT INTO ${ROWS} VALUES (1006, 'commit-then-terminate')`)]));
+    a.raw.write(
+      Buffer.concat([m.query('BEGIN'), m.query(`INSERT INTO ${ROWS} VALUES (1006, 'commit-then-terminate')`)]),
+    );
     await waitCount(a.raw, 'Z', 2);
     a.raw.write(Buffer.concat([m.query('COMMIT'), m.terminate()]));
     await a.raw.waitClosed();
@@ -708,7 +748,11 @@ describe('session state across clients on one server', () => {
     raw.raw.write(Buffer.concat([m.bind([], '', 'leaky2'), m.execute(), m.sync()]));
     await waitCount(raw.raw, 'Z', 1);
     expect(rowsOf(raw.raw)).toEqual([]);
-    expect(errorsOf(raw.raw).map((e) => e.code).slice(0, 1)).toEqual([expect.stringMatching(/^(26000|42P01|0A000)$/)]);
+    expect(
+      errorsOf(raw.raw)
+        .map((e) => e.code)
+        .slice(0, 1),
+    ).toEqual([expect.stringMatching(/^(26000|42P01|0A000)$/)]);
   });
 
   // Prepared statements are re-parsed with the current search_path, so the leak shows with a name qualified by
@@ -733,7 +777,9 @@ describe('session state across clients on one server', () => {
     // reset without DEALLOCATE ALL and tenant b's EXECUTE of the leaked statement returns tenant a's rows.
     tp = await start({ upstream: { poolSize: 1 } });
     const a = await connect('a', false);
-    await a.query(`CREATE OR REPLACE FUNCTION adv_mk() RETURNS void LANGUAGE sql AS 'PREPARE leaked_by_fn AS SELECT name FROM tenant_a.items ORDER BY id'`);
+    await a.query(
+      `CREATE OR REPLACE FUNCTION adv_mk() RETURNS void LANGUAGE sql AS 'PREPARE leaked_by_fn AS SELECT name FROM tenant_a.items ORDER BY id'`,
+    );
     try {
       await a.query('SELECT adv_mk()');
       const b = await connect('b', false);
@@ -778,7 +824,13 @@ describe('session state across clients on one server', () => {
         return r.rows[0].ok as boolean;
       };
       const a = await login('a');
-      a.raw.write(Buffer.concat([m.query('SELECT pg_advisory_lock(515151)'), m.query('BEGIN'), m.query('SELECT pg_advisory_xact_lock(525252)')]));
+      a.raw.write(
+        Buffer.concat([
+          m.query('SELECT pg_advisory_lock(515151)'),
+          m.query('BEGIN'),
+          m.query('SELECT pg_advisory_xact_lock(525252)'),
+        ]),
+      );
       await waitCount(a.raw, 'Z', 3);
       expect(await free(525252)).toBe(false);
       a.raw.write(m.terminate());
@@ -829,7 +881,9 @@ describe('session state across clients on one server', () => {
     // Many temp tables make DISCARD ALL slow; a 1 ms statement_timeout then fails it.
     a.raw.write(
       Buffer.concat([
-        m.query(`DO $$ BEGIN FOR i IN 1..1500 LOOP EXECUTE format('CREATE TEMP TABLE t%s (x int)', i); END LOOP; END $$`),
+        m.query(
+          `DO $$ BEGIN FOR i IN 1..1500 LOOP EXECUTE format('CREATE TEMP TABLE t%s (x int)', i); END LOOP; END $$`,
+        ),
         m.query(`BEGIN; ${PLANT.slice(0, 2).join('; ')}; COMMIT`),
         m.query(`SET statement_timeout = '1ms'`),
       ]),
@@ -964,7 +1018,11 @@ describe('protocol violations, crashes and resource abuse', () => {
     await holder.query('COMMIT');
     const code = await a.raw.errorCode(3000).catch(() => 'no answer within 3 s');
     await a.raw.waitClosed(2000).catch(() => undefined);
-    expect({ code, closed: a.raw.closed, rejections: rejections.map(String) }).toEqual({ code: '08P01', closed: true, rejections: [] });
+    expect({ code, closed: a.raw.closed, rejections: rejections.map(String) }).toEqual({
+      code: '08P01',
+      closed: true,
+      rejections: [],
+    });
     await holder.end();
     await stillServes();
   });
@@ -978,7 +1036,11 @@ describe('protocol violations, crashes and resource abuse', () => {
     a.raw.write(Buffer.concat([m.query('SELECT 1'), Buffer.from([0x01, 0, 0, 0, 4])]));
     await sleep(800);
     const codes = errorsOf(a.raw).map((e) => e.code);
-    expect({ codes, closed: a.raw.closed, rejections: rejections.map(String) }).toEqual({ codes: ['53300', '08P01'], closed: true, rejections: [] });
+    expect({ codes, closed: a.raw.closed, rejections: rejections.map(String) }).toEqual({
+      codes: ['53300', '08P01'],
+      closed: true,
+      rejections: [],
+    });
     await holder.query('COMMIT');
     await holder.end();
   });
@@ -1026,7 +1088,8 @@ describe('protocol violations, crashes and resource abuse', () => {
     tp = await start({ upstream: { poolSize: 1 } });
     const a = await login('a'); // bypass: the framer is what is tested here, not the guard
     const big = m.query(`SELECT length('${'y'.repeat(48 * 1024 * 1024)}')`);
-    for (let at = 0; at < big.length; at += 1 << 20) a.raw.write(big.subarray(at, Math.min(big.length, at + (1 << 20))));
+    for (let at = 0; at < big.length; at += 1 << 20)
+      a.raw.write(big.subarray(at, Math.min(big.length, at + (1 << 20))));
     await waitCount(a.raw, 'Z', 1, 20_000);
     expect(rowsOf(a.raw)).toEqual([[String(48 * 1024 * 1024)]]);
     await expectCleanVictim();
@@ -1068,7 +1131,13 @@ describe('startup and TLS tricks', () => {
   it('search_path / role smuggled through option spellings is refused at startup', async () => {
     tp = await start();
     const token = await tp.token('a');
-    for (const options of ['--search-path=tenant_b', '-cSEARCH_PATH=tenant_b', '-c search\\_path=tenant_b', '--ROLE=postgres', '-c session-authorization=postgres']) {
+    for (const options of [
+      '--search-path=tenant_b',
+      '-cSEARCH_PATH=tenant_b',
+      '-c search\\_path=tenant_b',
+      '--ROLE=postgres',
+      '-c session-authorization=postgres',
+    ]) {
       const raw = await RawClient.connect(tp.port);
       raws.push(raw);
       raw.startup({ user: 'app', database: inject('pg').database, options, tenant_token: token });
@@ -1125,7 +1194,10 @@ describe('cross-client response integrity under load', () => {
           ];
           let zs = 2;
           if (i % 3 === 0) {
-            frames.push(m.query(`BEGIN; ${PLANT[1]}; SELECT current_schema(), '${marker}-t'; SELECT 1/0`), m.query('ROLLBACK'));
+            frames.push(
+              m.query(`BEGIN; ${PLANT[1]}; SELECT current_schema(), '${marker}-t'; SELECT 1/0`),
+              m.query('ROLLBACK'),
+            );
             zs += 2;
           }
           if (i % 5 === 0) {
@@ -1135,7 +1207,8 @@ describe('cross-client response integrity under load', () => {
           c.raw.write(Buffer.concat(frames));
           await waitCount(c.raw, 'Z', zs, 15_000);
           for (const row of rowsOf(c.raw).filter((r) => r.length === 2)) {
-            if (row[0] !== schema || !String(row[1]).startsWith(`${marker}-`)) problems.push(`${marker}: ${JSON.stringify(row)}`);
+            if (row[0] !== schema || !String(row[1]).startsWith(`${marker}-`))
+              problems.push(`${marker}: ${JSON.stringify(row)}`);
           }
         }
       }),

@@ -59,8 +59,16 @@ describe('tenant token authentication', () => {
       ['expired', hs({ tenant_id: 'a', exp: now() - 3600 }), '28P01'],
       ['not yet valid', hs({ tenant_id: 'a', exp: now() + 3600, nbf: now() + 1800 }), '28P01'],
       ['wrong secret', hs({ tenant_id: 'a', exp: now() + 60 }, new TextEncoder().encode('x'.repeat(40))), '28P01'],
-      ['RS256 where HMAC is configured', new SignJWT({ tenant_id: 'a', exp: now() + 60 }).setProtectedHeader({ alg: 'RS256' }).sign(privateKey), '28P01'],
-      ['alg none', Promise.resolve(`${b64url({ alg: 'none', typ: 'JWT' })}.${b64url({ tenant_id: 'a', exp: now() + 60 })}.`), '28P01'],
+      [
+        'RS256 where HMAC is configured',
+        new SignJWT({ tenant_id: 'a', exp: now() + 60 }).setProtectedHeader({ alg: 'RS256' }).sign(privateKey),
+        '28P01',
+      ],
+      [
+        'alg none',
+        Promise.resolve(`${b64url({ alg: 'none', typ: 'JWT' })}.${b64url({ tenant_id: 'a', exp: now() + 60 })}.`),
+        '28P01',
+      ],
       ['missing exp', hs({ tenant_id: 'a' }), '28P01'],
       ['missing tenant claim', hs({ exp: now() + 60 }), '28000'],
       ['numeric tenant claim', hs({ tenant_id: 7, exp: now() + 60 }), '28000'],
@@ -84,7 +92,9 @@ describe('tenant token authentication', () => {
   });
 
   it('checks issuer and audience when configured', async () => {
-    tp = await startTestProxy({ auth: { jwt: { secret: TEST_SECRET, issuer: 'https://issuer.test', audience: 'pgtp' } } });
+    tp = await startTestProxy({
+      auth: { jwt: { secret: TEST_SECRET, issuer: 'https://issuer.test', audience: 'pgtp' } },
+    });
     const base = { tenant_id: 'a', exp: now() + 60 };
     expect(await loginCode(await hs({ ...base, iss: 'https://evil.test', aud: 'pgtp' }))).toBe('28P01');
     expect(await loginCode(await hs({ ...base, iss: 'https://issuer.test', aud: 'other' }))).toBe('28P01');

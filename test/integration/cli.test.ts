@@ -51,7 +51,10 @@ function baseConfig(secret = TEST_SECRET): Record<string, unknown> {
   };
 }
 
-async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+async function cli(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(process.execPath, [DIST_CLI, ...args], { env: { ...process.env, ...env } }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
@@ -107,7 +110,10 @@ describe('the pg-tenant-proxy command', () => {
     const r = await cli(['check-config', '--config', file], { PGTP_UPSTREAM_POOL_SIZE: 'many' });
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('upstream.poolSize');
-    const ok = await cli(['check-config', '--config', file], { PGTP_UPSTREAM_POOL_SIZE: '7', PGTP_TLS_MODE: 'disable' });
+    const ok = await cli(['check-config', '--config', file], {
+      PGTP_UPSTREAM_POOL_SIZE: '7',
+      PGTP_TLS_MODE: 'disable',
+    });
     expect(ok.code).toBe(0);
   });
 
@@ -164,24 +170,38 @@ describe('the pg-tenant-proxy command', () => {
     const token = (await cli(['token', '--tenant', 'b', '--sub', 'bob', '--config', file])).stdout.trim();
     const clients = await Promise.all(
       [0, 1].map(async () => {
-        const c = new pg.Client({ host: '127.0.0.1', port, user: 'app', database: inject('pg').database, password: token, application_name: 'audited' });
+        const c = new pg.Client({
+          host: '127.0.0.1',
+          port,
+          user: 'app',
+          database: inject('pg').database,
+          password: token,
+          application_name: 'audited',
+        });
         c.on('error', () => undefined);
         await c.connect();
         return c;
       }),
     );
     const perClient = 150;
-    await Promise.all(clients.map(async (c) => {
-      for (let i = 0; i < perClient; i++) await c.query('SELECT id FROM items WHERE id = $1', [i % 3]);
-    }));
+    await Promise.all(
+      clients.map(async (c) => {
+        for (let i = 0; i < perClient; i++) await c.query('SELECT id FROM items WHERE id = $1', [i % 3]);
+      }),
+    );
 
     const shown = await cli(['status', '--config', file]);
     expect(shown.code).toBe(0);
     expect(shown.stdout).toMatch(/TENANTS\n.*tenant\s+clients[\s\S]*\nb\s+2\s/);
     expect(shown.stdout).toContain('audited');
-    const json = JSON.parse((await cli(['status', '--config', file, '--json'])).stdout) as { tenants: Array<{ tenant: string; clients: number }> };
+    const json = JSON.parse((await cli(['status', '--config', file, '--json'])).stdout) as {
+      tenants: Array<{ tenant: string; clients: number }>;
+    };
     expect(json.tenants).toEqual([expect.objectContaining({ tenant: 'b', clients: 2 })]);
-    const wrongToken = writeConfig('wrong-token.yaml', { ...baseConfig(), metrics: { enabled: true, port: metricsPort, adminToken: 'not-the-admin-token-000' } });
+    const wrongToken = writeConfig('wrong-token.yaml', {
+      ...baseConfig(),
+      metrics: { enabled: true, port: metricsPort, adminToken: 'not-the-admin-token-000' },
+    });
     const denied = await cli(['status', '--config', wrongToken]);
     expect(denied.code).toBe(1);
     expect(denied.stderr).toContain('401');
@@ -191,8 +211,13 @@ describe('the pg-tenant-proxy command', () => {
     child!.kill('SIGTERM');
     expect(await exit).toBe(0);
     child = null;
-    const events = readFileSync(auditFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { event: string; tenant?: string; outcome?: string });
-    expect(events.filter((e) => e.event === 'statement' && e.tenant === 'b' && e.outcome === 'ok')).toHaveLength(2 * perClient);
+    const events = readFileSync(auditFile, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { event: string; tenant?: string; outcome?: string });
+    expect(events.filter((e) => e.event === 'statement' && e.tenant === 'b' && e.outcome === 'ok')).toHaveLength(
+      2 * perClient,
+    );
     expect(events.filter((e) => e.event === 'connection_closed' && e.tenant === 'b')).toHaveLength(2);
     await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
   });
@@ -209,15 +234,26 @@ describe('the pg-tenant-proxy command', () => {
     const ops = `http://127.0.0.1:${metricsPort}`;
     // The primary serves /readyz once every worker listens.
     for (let i = 0; i < 100; i++) {
-      const ready = await fetch(`${ops}/readyz`).then((r) => r.status, () => 0);
+      const ready = await fetch(`${ops}/readyz`).then(
+        (r) => r.status,
+        () => 0,
+      );
       if (ready === 200) break;
       await new Promise((r) => setTimeout(r, 100));
     }
     const tokens = { a: '', b: '' };
-    for (const t of ['a', 'b'] as const) tokens[t] = (await cli(['token', '--tenant', t, '--config', file])).stdout.trim();
+    for (const t of ['a', 'b'] as const)
+      tokens[t] = (await cli(['token', '--tenant', t, '--config', file])).stdout.trim();
     const clients = await Promise.all(
       (['a', 'a', 'b', 'b'] as const).map(async (tenant, i) => {
-        const c = new pg.Client({ host: '127.0.0.1', port, user: 'app', database: inject('pg').database, password: tokens[tenant], application_name: `worker-test-${i}` });
+        const c = new pg.Client({
+          host: '127.0.0.1',
+          port,
+          user: 'app',
+          database: inject('pg').database,
+          password: tokens[tenant],
+          application_name: `worker-test-${i}`,
+        });
         c.on('error', () => undefined);
         await c.connect();
         return { c, tenant, name: `worker-test-${i}` };
@@ -226,18 +262,27 @@ describe('the pg-tenant-proxy command', () => {
     // The proxy-issued pid names the worker (pid mod 2): connections are spread over both.
     const keys = clients.map(({ c }) => c as unknown as { processID: number; secretKey: number });
     expect(new Set(keys.map((k) => k.processID % 2))).toEqual(new Set([0, 1]));
-    for (const { c, tenant } of clients) expect((await c.query('SELECT current_schema() AS s')).rows[0].s).toBe(`tenant_${tenant}`);
+    for (const { c, tenant } of clients)
+      expect((await c.query('SELECT current_schema() AS s')).rows[0].s).toBe(`tenant_${tenant}`);
 
     // Cancel requests are connections of their own, spread like any other: two in a row for each client mean one
     // of them lands on the worker that did not issue the key, which must hand it over.
-    const superuser = new pg.Client({ connectionString: inject('pg').superuserUrl.replace(/\/[^/?]*(\?|$)/, `/${inject('pg').database}$1`) });
+    const superuser = new pg.Client({
+      connectionString: inject('pg').superuserUrl.replace(/\/[^/?]*(\?|$)/, `/${inject('pg').database}$1`),
+    });
     await superuser.connect();
     try {
       for (const [i, { c, name }] of clients.entries()) {
         for (let round = 0; round < 2; round++) {
-          const sleeping = c.query('SELECT pg_sleep(20)').then(() => null, (err: { code?: string }) => err.code);
+          const sleeping = c.query('SELECT pg_sleep(20)').then(
+            () => null,
+            (err: { code?: string }) => err.code,
+          );
           for (let polls = 0; polls < 200; polls++) {
-            const { rows } = await superuser.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE '%pg_sleep%'", [name]);
+            const { rows } = await superuser.query(
+              "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE '%pg_sleep%'",
+              [name],
+            );
             if (rows[0].n === 1) break;
             await new Promise((r) => setTimeout(r, 25));
           }
@@ -250,15 +295,22 @@ describe('the pg-tenant-proxy command', () => {
     }
 
     const metrics = await (await fetch(`${ops}/metrics`)).text();
-    const connected = [...metrics.matchAll(/^pgtp_client_connections\{tenant="(a|b)",state="idle"\} (\d+)$/gm)].map((m) => [m[1], Number(m[2])]);
+    const connected = [...metrics.matchAll(/^pgtp_client_connections\{tenant="(a|b)",state="idle"\} (\d+)$/gm)].map(
+      (m) => [m[1], Number(m[2])],
+    );
     expect(Object.fromEntries(connected)).toEqual({ a: 2, b: 2 });
     expect(metrics).toMatch(/^pgtp_pool_size 2$/m);
-    const status = (await (await fetch(`${ops}/admin/status`, { headers: { authorization: `Bearer ${adminToken}` } })).json()) as {
+    const status = (await (
+      await fetch(`${ops}/admin/status`, { headers: { authorization: `Bearer ${adminToken}` } })
+    ).json()) as {
       pool: { size: number };
       tenants: Array<{ tenant: string; clients: number }>;
     };
     expect(status.pool.size).toBe(2);
-    expect(status.tenants.map((t) => [t.tenant, t.clients]).sort()).toEqual([['a', 2], ['b', 2]]);
+    expect(status.tenants.map((t) => [t.tenant, t.clients]).sort()).toEqual([
+      ['a', 2],
+      ['b', 2],
+    ]);
 
     // SIGHUP reaches every worker, each taking its share of the new pool size again.
     writeConfig('workers.yaml', {
@@ -276,32 +328,57 @@ describe('the pg-tenant-proxy command', () => {
     expect(size).toBe(4);
 
     // A worker that dies takes only its own clients (pid mod 2 names theirs); a replacement takes its place.
-    const workerPids = readFileSync(`/proc/${child!.pid}/task/${child!.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+    const workerPids = readFileSync(`/proc/${child!.pid}/task/${child!.pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number);
     expect(workerPids).toHaveLength(2);
-    const workerIndex = (pid: number): number => Number(/(?:^|\0)PGTP_WORKER_INDEX=(\d+)/.exec(readFileSync(`/proc/${pid}/environ`, 'latin1'))?.[1]);
+    const workerIndex = (pid: number): number =>
+      Number(/(?:^|\0)PGTP_WORKER_INDEX=(\d+)/.exec(readFileSync(`/proc/${pid}/environ`, 'latin1'))?.[1]);
     const killed = workerIndex(workerPids[1]!);
     process.kill(workerPids[1]!, 'SIGKILL');
-    const outcomes = await Promise.all(clients.map(({ c }) => c.query('SELECT 1 AS one').then(() => 'ok', () => 'lost')));
+    const outcomes = await Promise.all(
+      clients.map(({ c }) =>
+        c.query('SELECT 1 AS one').then(
+          () => 'ok',
+          () => 'lost',
+        ),
+      ),
+    );
     expect(outcomes).toEqual(keys.map((k) => (k.processID % 2 === killed ? 'lost' : 'ok')));
     let ready = 0;
     for (let i = 0; i < 100 && ready !== 200; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      ready = await fetch(`${ops}/readyz`).then((r) => r.status, () => 0);
+      ready = await fetch(`${ops}/readyz`).then(
+        (r) => r.status,
+        () => 0,
+      );
     }
     expect(ready).toBe(200);
-    const after = readFileSync(`/proc/${child!.pid}/task/${child!.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+    const after = readFileSync(`/proc/${child!.pid}/task/${child!.pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number);
     expect(after).toHaveLength(2);
     expect(after).not.toContain(workerPids[1]);
     // Both workers serve again: fresh connections land on each in turn.
-    const fresh = await Promise.all([0, 1, 2, 3].map(async () => {
-      const c = new pg.Client({ host: '127.0.0.1', port, user: 'app', database: inject('pg').database, password: tokens.b });
-      c.on('error', () => undefined);
-      await c.connect();
-      const schema = (await c.query('SELECT current_schema() AS s')).rows[0].s as string;
-      const pid = (c as unknown as { processID: number }).processID;
-      await c.end();
-      return { schema, worker: pid % 2 };
-    }));
+    const fresh = await Promise.all(
+      [0, 1, 2, 3].map(async () => {
+        const c = new pg.Client({
+          host: '127.0.0.1',
+          port,
+          user: 'app',
+          database: inject('pg').database,
+          password: tokens.b,
+        });
+        c.on('error', () => undefined);
+        await c.connect();
+        const schema = (await c.query('SELECT current_schema() AS s')).rows[0].s as string;
+        const pid = (c as unknown as { processID: number }).processID;
+        await c.end();
+        return { schema, worker: pid % 2 };
+      }),
+    );
     expect(fresh.every((f) => f.schema === 'tenant_b')).toBe(true);
     expect(new Set(fresh.map((f) => f.worker))).toEqual(new Set([0, 1]));
 
@@ -310,7 +387,15 @@ describe('the pg-tenant-proxy command', () => {
     expect(await exit).toBe(0);
     child = null;
     // Every worker went with the primary: the port is free.
-    await expect(new pg.Client({ host: '127.0.0.1', port, user: 'app', database: inject('pg').database, password: tokens.a }).connect()).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    await expect(
+      new pg.Client({
+        host: '127.0.0.1',
+        port,
+        user: 'app',
+        database: inject('pg').database,
+        password: tokens.a,
+      }).connect(),
+    ).rejects.toMatchObject({ code: 'ECONNREFUSED' });
     await Promise.all(clients.map(({ c }) => c.end().catch(() => undefined)));
   });
 

@@ -13,15 +13,36 @@ afterEach(async () => {
 });
 
 function libpqEnv(token: string): NodeJS.ProcessEnv {
-  return { ...process.env, PGHOST: '127.0.0.1', PGPORT: String(tp.port), PGUSER: 'app', PGDATABASE: inject('pg').database, PGPASSWORD: token, PGSSLMODE: 'disable' };
+  return {
+    ...process.env,
+    PGHOST: '127.0.0.1',
+    PGPORT: String(tp.port),
+    PGUSER: 'app',
+    PGDATABASE: inject('pg').database,
+    PGPASSWORD: token,
+    PGSSLMODE: 'disable',
+  };
 }
 
 describe('real clients through the proxy', () => {
   it('psql runs in its tenant schema with the token as password', async () => {
     tp = await startTestProxy();
-    const { stdout } = await run('psql', ['-X', '-At', '-v', 'ON_ERROR_STOP=1', '-c', 'SELECT current_schema()', '-c', 'SELECT name FROM items ORDER BY id'], {
-      env: libpqEnv(await tp.token('b')),
-    });
+    const { stdout } = await run(
+      'psql',
+      [
+        '-X',
+        '-At',
+        '-v',
+        'ON_ERROR_STOP=1',
+        '-c',
+        'SELECT current_schema()',
+        '-c',
+        'SELECT name FROM items ORDER BY id',
+      ],
+      {
+        env: libpqEnv(await tp.token('b')),
+      },
+    );
     expect(stdout.trim().split('\n')).toEqual(['tenant_b', 'b-one', 'b-two', 'b-three']);
   });
 
@@ -37,7 +58,9 @@ describe('real clients through the proxy', () => {
     const admin = await adminClient();
     try {
       for (const schema of ['tenant_a', 'tenant_b']) {
-        await admin.query(`DROP TABLE IF EXISTS ${schema}.pgbench_accounts, ${schema}.pgbench_branches, ${schema}.pgbench_tellers, ${schema}.pgbench_history`);
+        await admin.query(
+          `DROP TABLE IF EXISTS ${schema}.pgbench_accounts, ${schema}.pgbench_branches, ${schema}.pgbench_tellers, ${schema}.pgbench_history`,
+        );
       }
     } finally {
       await admin.end();
@@ -48,7 +71,9 @@ describe('real clients through the proxy', () => {
       await run('pgbench', ['-i', '-s', '1', '-q', '--no-vacuum'], { env: libpqEnv(await tp.token(tenant)) });
     }
     for (const mode of ['simple', 'extended']) {
-      const { stdout } = await run('pgbench', ['-n', '-c', '4', '-j', '2', '-t', '50', '-M', mode], { env: libpqEnv(await tp.token('a')) });
+      const { stdout } = await run('pgbench', ['-n', '-c', '4', '-j', '2', '-t', '50', '-M', mode], {
+        env: libpqEnv(await tp.token('a')),
+      });
       expect(stdout).toMatch(/number of transactions actually processed: 200\/200/);
       expect(stdout).toMatch(/number of failed transactions: 0/);
     }
@@ -93,11 +118,17 @@ describe('real clients through the proxy', () => {
 
   it('honours startup settings per client on a shared server and reports them', async () => {
     tp = await startTestProxy({ upstream: { poolSize: 1 } });
-    const tokyo = await tp.connect('a', { options: '-c TimeZone=Asia/Tokyo -c DateStyle=German -c extra_float_digits=0' });
+    const tokyo = await tp.connect('a', {
+      options: '-c TimeZone=Asia/Tokyo -c DateStyle=German -c extra_float_digits=0',
+    });
     const utc = await tp.connect('b', { options: '-c TimeZone=UTC' });
     for (let i = 0; i < 3; i++) {
-      const t = await tokyo.query("SELECT current_setting('TimeZone') AS tz, current_setting('DateStyle') AS ds, current_setting('extra_float_digits') AS efd");
-      const u = await utc.query("SELECT current_setting('TimeZone') AS tz, current_setting('DateStyle') AS ds, current_setting('extra_float_digits') AS efd");
+      const t = await tokyo.query(
+        "SELECT current_setting('TimeZone') AS tz, current_setting('DateStyle') AS ds, current_setting('extra_float_digits') AS efd",
+      );
+      const u = await utc.query(
+        "SELECT current_setting('TimeZone') AS tz, current_setting('DateStyle') AS ds, current_setting('extra_float_digits') AS efd",
+      );
       expect(t.rows[0]).toEqual({ tz: 'Asia/Tokyo', ds: 'German, DMY', efd: '0' });
       expect(u.rows[0]).toEqual({ tz: 'UTC', ds: 'ISO, MDY', efd: '1' });
     }
@@ -120,8 +151,14 @@ describe('real clients through the proxy', () => {
       const rows = Array.from({ length: 5000 }, (_, i) => `${1000 + i}\tcopied-${i}`).join('\n') + '\n';
       const load = execFile('psql', ['-X', '-v', 'ON_ERROR_STOP=1', '-c', '\\copy copied FROM STDIN'], { env });
       load.stdin!.end(rows);
-      await new Promise<void>((resolve, reject) => load.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`psql exited ${code}`)))));
-      const { stdout } = await run('psql', ['-X', '-At', '-c', '\\copy (SELECT name FROM copied ORDER BY id) TO STDOUT'], { env });
+      await new Promise<void>((resolve, reject) =>
+        load.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`psql exited ${code}`)))),
+      );
+      const { stdout } = await run(
+        'psql',
+        ['-X', '-At', '-c', '\\copy (SELECT name FROM copied ORDER BY id) TO STDOUT'],
+        { env },
+      );
       expect(stdout.trim().split('\n')).toEqual(Array.from({ length: 5000 }, (_, i) => `copied-${i}`));
       expect((await admin.query('SELECT count(*)::int AS n FROM tenant_a.copied')).rows[0].n).toBe(5000);
     } finally {
@@ -145,13 +182,22 @@ describe('real clients through the proxy', () => {
       }, 50);
       try {
         // 25 million lines of `seq` are 214 MB of COPY data each way; psql streams them from and to its own side.
-        await run('psql', ['-X', '-v', 'ON_ERROR_STOP=1', '-c', "\\copy big_copy FROM PROGRAM 'seq 1 25000000'"], { env, maxBuffer: 1 << 20 });
-        const { stdout } = await run('psql', ['-X', '-At', '-v', 'ON_ERROR_STOP=1', '-c', "\\copy big_copy TO PROGRAM 'wc -c'"], { env, maxBuffer: 1 << 20 });
+        await run('psql', ['-X', '-v', 'ON_ERROR_STOP=1', '-c', "\\copy big_copy FROM PROGRAM 'seq 1 25000000'"], {
+          env,
+          maxBuffer: 1 << 20,
+        });
+        const { stdout } = await run(
+          'psql',
+          ['-X', '-At', '-v', 'ON_ERROR_STOP=1', '-c', "\\copy big_copy TO PROGRAM 'wc -c'"],
+          { env, maxBuffer: 1 << 20 },
+        );
         expect(stdout).toContain('COPY 25000000');
       } finally {
         clearInterval(sampler);
       }
-      expect((await admin.query('SELECT count(*)::int AS n, max(n)::bigint AS top FROM tenant_a.big_copy')).rows[0]).toEqual({ n: 25_000_000, top: '25000000' });
+      expect(
+        (await admin.query('SELECT count(*)::int AS n, max(n)::bigint AS top FROM tenant_a.big_copy')).rows[0],
+      ).toEqual({ n: 25_000_000, top: '25000000' });
       // Both directions went through this process (the proxy runs in the test worker): far less than one copy of the
       // data may have stayed resident at any time.
       expect(peak - baseline).toBeLessThan(150 * 1024 * 1024);

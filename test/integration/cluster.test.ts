@@ -86,29 +86,32 @@ describe.skipIf(!haveServerBinaries)('private cluster', () => {
 
 // The checkout of a root user often sits where the postgres OS user cannot enter (/root, a mode-700 mktemp dir).
 const embedded = embeddedBinDir();
-describe.skipIf(process.getuid?.() !== 0 || embedded === null)('cluster binaries in a directory only root can enter', () => {
-  it('starts, serves and cleans up', async () => {
-    const privateDir = mkdtempSync(join(tmpdir(), 'pgtp-private-'));
-    try {
-      expect(statSync(privateDir).mode & 0o777).toBe(0o700);
-      cpSync(dirname(embedded!), join(privateDir, 'native'), { recursive: true, verbatimSymlinks: true });
-      const cluster = await startPgCluster({ binDir: join(privateDir, 'native', 'bin') });
-      const baseDir = dirname(cluster.dataDir);
+describe.skipIf(process.getuid?.() !== 0 || embedded === null)(
+  'cluster binaries in a directory only root can enter',
+  () => {
+    it('starts, serves and cleans up', async () => {
+      const privateDir = mkdtempSync(join(tmpdir(), 'pgtp-private-'));
       try {
-        const client = await connect(cluster.superuserUrl);
+        expect(statSync(privateDir).mode & 0o777).toBe(0o700);
+        cpSync(dirname(embedded!), join(privateDir, 'native'), { recursive: true, verbatimSymlinks: true });
+        const cluster = await startPgCluster({ binDir: join(privateDir, 'native', 'bin') });
+        const baseDir = dirname(cluster.dataDir);
         try {
-          const { rows } = await client.query<{ v: string }>("SELECT current_setting('server_version_num') AS v");
-          expect(Number(rows[0]!.v)).toBeGreaterThanOrEqual(180000);
+          const client = await connect(cluster.superuserUrl);
+          try {
+            const { rows } = await client.query<{ v: string }>("SELECT current_setting('server_version_num') AS v");
+            expect(Number(rows[0]!.v)).toBeGreaterThanOrEqual(180000);
+          } finally {
+            await client.end();
+          }
         } finally {
-          await client.end();
+          await cluster.stop();
         }
+        // The copy of the binaries lived in the cluster's directory and went with it.
+        expect(existsSync(baseDir)).toBe(false);
       } finally {
-        await cluster.stop();
+        rmSync(privateDir, { recursive: true, force: true });
       }
-      // The copy of the binaries lived in the cluster's directory and went with it.
-      expect(existsSync(baseDir)).toBe(false);
-    } finally {
-      rmSync(privateDir, { recursive: true, force: true });
-    }
-  });
-});
+    });
+  },
+);

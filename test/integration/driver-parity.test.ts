@@ -36,8 +36,13 @@ async function exchange(raw: RawClient, ...frames: Buffer[]): Promise<string> {
   for (;;) {
     const replies = raw.messages.slice(from);
     const ready = replies.findIndex((m) => m.code === 'Z');
-    if (ready >= 0) return `${replies.slice(0, ready + 1).map((m) => m.code).join('')}/${String.fromCharCode(replies[ready]!.body[0]!)}`;
-    if (raw.closed || Date.now() > deadline) throw new Error(`no ReadyForQuery, got ${replies.map((m) => m.code).join('')}`);
+    if (ready >= 0)
+      return `${replies
+        .slice(0, ready + 1)
+        .map((m) => m.code)
+        .join('')}/${String.fromCharCode(replies[ready]!.body[0]!)}`;
+    if (raw.closed || Date.now() > deadline)
+      throw new Error(`no ReadyForQuery, got ${replies.map((m) => m.code).join('')}`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }
@@ -45,7 +50,8 @@ async function exchange(raw: RawClient, ...frames: Buffer[]): Promise<string> {
 const frame = {
   query: (sql: string) => new Writer().begin(0x51).cstring(sql).end().flush(),
   parse: (name: string, sql: string) => new Writer().begin(0x50).cstring(name).cstring(sql).int16(0).end().flush(),
-  bind: (statement: string) => new Writer().begin(0x42).cstring('').cstring(statement).int16(0).int16(0).int16(0).end().flush(),
+  bind: (statement: string) =>
+    new Writer().begin(0x42).cstring('').cstring(statement).int16(0).int16(0).int16(0).end().flush(),
   describePortal: () => new Writer().begin(0x44).int8(0x50).cstring('').end().flush(),
   execute: () => new Writer().begin(0x45).cstring('').int32(0).end().flush(),
   sync: () => new Writer().begin(0x53).end().flush(),
@@ -69,7 +75,8 @@ describe('driver parity with PostgreSQL', () => {
   it('answers an empty query (blank, only a comment, only semicolons) with EmptyQueryResponse, not an error', async () => {
     tp = await startTestProxy();
     const raw = await rawLogin();
-    for (const empty of ['', '   ', '-- x', '/* */', ';', ' ; ;']) expect(await exchange(raw, frame.query(empty)), JSON.stringify(empty)).toBe('IZ/I');
+    for (const empty of ['', '   ', '-- x', '/* */', ';', ' ; ;'])
+      expect(await exchange(raw, frame.query(empty)), JSON.stringify(empty)).toBe('IZ/I');
     // Inside a transaction, and a failed one, the status byte is the server's.
     expect(await exchange(raw, frame.query('BEGIN'))).toBe('CZ/T');
     expect(await exchange(raw, frame.query(''))).toBe('IZ/T');
@@ -77,12 +84,31 @@ describe('driver parity with PostgreSQL', () => {
     expect(await exchange(raw, frame.query('-- x'))).toBe('IZ/E');
     expect(await exchange(raw, frame.query('ROLLBACK'))).toBe('CZ/I');
     // Extended protocol: Parse, Bind, Describe and Execute of an empty statement, unnamed and named.
-    expect(await exchange(raw, frame.parse('', ''), frame.bind(''), frame.describePortal(), frame.execute(), frame.sync())).toBe('12nIZ/I');
-    expect(await exchange(raw, frame.parse('empty_named', '/* */'), frame.bind('empty_named'), frame.execute(), frame.sync())).toBe('12IZ/I');
+    expect(
+      await exchange(raw, frame.parse('', ''), frame.bind(''), frame.describePortal(), frame.execute(), frame.sync()),
+    ).toBe('12nIZ/I');
+    expect(
+      await exchange(
+        raw,
+        frame.parse('empty_named', '/* */'),
+        frame.bind('empty_named'),
+        frame.execute(),
+        frame.sync(),
+      ),
+    ).toBe('12IZ/I');
     raw.close();
 
     // Drivers see what a direct connection gives them.
-    const script: Array<string | pg.QueryConfig> = ['', '-- only a comment', { text: '', values: [] }, 'BEGIN', '', 'SELECT 1/0', '', 'ROLLBACK'];
+    const script: Array<string | pg.QueryConfig> = [
+      '',
+      '-- only a comment',
+      { text: '', values: [] },
+      'BEGIN',
+      '',
+      'SELECT 1/0',
+      '',
+      'ROLLBACK',
+    ];
     const viaProxy = await tp.connect('a');
     const directly = await direct();
     try {
@@ -96,20 +122,30 @@ describe('driver parity with PostgreSQL', () => {
     tp = await startTestProxy({ upstream: { poolSize: 1 } });
     const told: string[] = [];
     const unnamed = new pg.Client(await tp.clientConfig('a'));
-    (unnamed as unknown as { connection: NodeJS.EventEmitter }).connection.on('parameterStatus', (m: { parameterName: string; parameterValue: string }) => {
-      if (m.parameterName === 'application_name') told.push(m.parameterValue);
-    });
+    (unnamed as unknown as { connection: NodeJS.EventEmitter }).connection.on(
+      'parameterStatus',
+      (m: { parameterName: string; parameterValue: string }) => {
+        if (m.parameterName === 'application_name') told.push(m.parameterValue);
+      },
+    );
     unnamed.on('error', () => undefined);
     await unnamed.connect();
     const named = await tp.connect('b', { application_name: 'other-app' });
     const admin = await adminClient();
     const serverName = async (pid: number): Promise<string> =>
-      (await admin.query('SELECT application_name FROM pg_catalog.pg_stat_activity WHERE pid = $1', [pid])).rows[0]?.application_name;
+      (await admin.query('SELECT application_name FROM pg_catalog.pg_stat_activity WHERE pid = $1', [pid])).rows[0]
+        ?.application_name;
     try {
       // The one server goes back and forth between the two, reset in between, renamed and RESET by the other client.
-      for (const [between, expected] of [['SELECT 1', 'other-app'], ["SET application_name = 'renamed'", 'renamed'], ['RESET application_name', 'other-app']]) {
+      for (const [between, expected] of [
+        ['SELECT 1', 'other-app'],
+        ["SET application_name = 'renamed'", 'renamed'],
+        ['RESET application_name', 'other-app'],
+      ]) {
         await unnamed.query('BEGIN');
-        const { rows } = await unnamed.query('SELECT current_setting($1) AS name, pg_backend_pid() AS pid', ['application_name']);
+        const { rows } = await unnamed.query('SELECT current_setting($1) AS name, pg_backend_pid() AS pid', [
+          'application_name',
+        ]);
         expect(rows[0].name).toBe('');
         // pg_stat_activity shows the pinned server as PostgreSQL would show the client's own connection.
         expect(await serverName(rows[0].pid)).toBe('');
@@ -136,7 +172,8 @@ describe('driver parity with PostgreSQL', () => {
       await unnamed.end();
       await named.end();
       // Once reset, an idle server is the proxy's again.
-      for (let i = 0; i < 100 && (await serverName(pid)) !== 'pg-tenant-proxy'; i++) await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 100 && (await serverName(pid)) !== 'pg-tenant-proxy'; i++)
+        await new Promise((r) => setTimeout(r, 20));
       expect(await serverName(pid)).toBe('pg-tenant-proxy');
     } finally {
       await admin.end();
@@ -175,7 +212,13 @@ describe('driver parity with PostgreSQL', () => {
         if (!inTransaction) await other.query('SELECT 1');
       }
       expect(seen).toEqual(expected);
-      expect((await other.query("SELECT current_setting('default_transaction_isolation') AS d, current_setting('app.region', true) AS r")).rows[0]).toEqual({
+      expect(
+        (
+          await other.query(
+            "SELECT current_setting('default_transaction_isolation') AS d, current_setting('app.region', true) AS r",
+          )
+        ).rows[0],
+      ).toEqual({
         d: 'read committed',
         r: '',
       });
@@ -191,10 +234,16 @@ describe('driver parity with PostgreSQL', () => {
       database: inject('pg').database,
       password: await tp.token('a'),
       max: 1,
-      connection: { default_transaction_isolation: 'repeatable read', options: '-c default_transaction_isolation=serializable', DateStyle: 'German' },
+      connection: {
+        default_transaction_isolation: 'repeatable read',
+        options: '-c default_transaction_isolation=serializable',
+        DateStyle: 'German',
+      },
     });
     try {
-      expect((await sql`SELECT current_setting('transaction_isolation') AS t, current_setting('DateStyle') AS s`)[0]).toEqual({ t: 'repeatable read', s: 'German, DMY' });
+      expect(
+        (await sql`SELECT current_setting('transaction_isolation') AS t, current_setting('DateStyle') AS s`)[0],
+      ).toEqual({ t: 'repeatable read', s: 'German, DMY' });
     } finally {
       await sql.end();
     }
@@ -202,7 +251,13 @@ describe('driver parity with PostgreSQL', () => {
 
   it("refuses an unknown setting or an invalid value at login with PostgreSQL's own error", async () => {
     tp = await startTestProxy();
-    for (const options of ['-c no_such_setting=1', '-c default_transaction_isolation=bogus', '-c work_mem=-1', '-c work_mem', '--work-mem']) {
+    for (const options of [
+      '-c no_such_setting=1',
+      '-c default_transaction_isolation=bogus',
+      '-c work_mem=-1',
+      '-c work_mem',
+      '--work-mem',
+    ]) {
       const expected = await sqlstateOf(() => direct({ options }));
       expect(await sqlstateOf(() => tp.connect('a', { options })), options).toBe(expected);
     }
@@ -255,7 +310,8 @@ describe('driver parity with PostgreSQL', () => {
 
   it('closes silently on a client that leaves before finishing its startup packet, its Terminate read as a length', async () => {
     tp = await startTestProxy();
-    const abandoned = async (): Promise<number> => Number(/^pgtp_client_startups_abandoned_total (\d+)/m.exec(await tp.proxy.metrics.text())?.[1] ?? NaN);
+    const abandoned = async (): Promise<number> =>
+      Number(/^pgtp_client_startups_abandoned_total (\d+)/m.exec(await tp.proxy.metrics.text())?.[1] ?? NaN);
     const terminate = Buffer.from([0x58, 0, 0, 0, 4]);
     // Half-closed (it could still read an answer): part of a length then a Terminate, a Terminate alone, half a packet.
     for (const first of [Buffer.from([0, 0]), Buffer.alloc(0), Buffer.from([0, 0, 0, 40, 0, 3])]) {
@@ -263,7 +319,10 @@ describe('driver parity with PostgreSQL', () => {
       raw.write(first);
       raw.socket.end(terminate);
       await raw.waitClosed();
-      expect(raw.messages.map((m) => m.code), first.toString('hex')).toEqual([]);
+      expect(
+        raw.messages.map((m) => m.code),
+        first.toString('hex'),
+      ).toEqual([]);
     }
     expect(await abandoned()).toBe(3);
     // A connection that stays open still hears why it is dropped.

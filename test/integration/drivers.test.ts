@@ -37,10 +37,22 @@ describe('node-postgres', () => {
         const tenant = i % 2 === 0 ? 'a' : 'b';
         for (let t = 0; t < 20; t++) {
           await client.query('BEGIN');
-          const r = await client.query({ name: 'count-items', text: 'SELECT current_schema() AS s, count(*)::int AS n FROM items WHERE id <= $1', values: [3] });
-          const row = await client.query({ name: 'one-item', text: 'SELECT name FROM items WHERE id = $1', values: [1] });
+          const r = await client.query({
+            name: 'count-items',
+            text: 'SELECT current_schema() AS s, count(*)::int AS n FROM items WHERE id <= $1',
+            values: [3],
+          });
+          const row = await client.query({
+            name: 'one-item',
+            text: 'SELECT name FROM items WHERE id = $1',
+            values: [1],
+          });
           await client.query('COMMIT');
-          if (r.rows[0].s !== `tenant_${tenant}` || r.rows[0].n !== (tenant === 'a' ? 2 : 3) || row.rows[0].name !== `${tenant}-one`) {
+          if (
+            r.rows[0].s !== `tenant_${tenant}` ||
+            r.rows[0].n !== (tenant === 'a' ? 2 : 3) ||
+            row.rows[0].name !== `${tenant}-one`
+          ) {
             wrong.push(`${i}/${t}: ${JSON.stringify(r.rows[0])} ${row.rows[0].name}`);
           }
         }
@@ -130,7 +142,9 @@ describe('node-postgres', () => {
       await Promise.all(loads);
       tp = null;
       // Whatever each client saw, every transaction is whole or absent.
-      const { rows } = await admin.query(`SELECT txn, count(*)::int AS parts FROM tenant_a.${table} GROUP BY txn HAVING count(*) <> 2`);
+      const { rows } = await admin.query(
+        `SELECT txn, count(*)::int AS parts FROM tenant_a.${table} GROUP BY txn HAVING count(*) <> 2`,
+      );
       expect(rows).toEqual([]);
       const { rows: done } = await admin.query(`SELECT count(DISTINCT txn)::int AS n FROM tenant_a.${table}`);
       expect(done[0].n).toBeGreaterThan(12);
@@ -147,7 +161,9 @@ async function untilRunning(query: string): Promise<void> {
   const admin = await adminClient();
   try {
     for (let i = 0; i < 200; i++) {
-      const { rowCount } = await admin.query("SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query = $1", [query]);
+      const { rowCount } = await admin.query("SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query = $1", [
+        query,
+      ]);
       if (rowCount !== 0) return;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
@@ -160,7 +176,15 @@ async function untilRunning(query: string): Promise<void> {
 describe('postgres.js', () => {
   it('cancels a running statement and keeps the connection, pipelines a batch with an error in the middle', async () => {
     tp = await startTestProxy({ upstream: { poolSize: 1 } });
-    const sql = postgres({ host: '127.0.0.1', port: tp.port, user: 'app', database: 'pgtp_test', password: await tp.token('b'), max: 1, onnotice: () => undefined });
+    const sql = postgres({
+      host: '127.0.0.1',
+      port: tp.port,
+      user: 'app',
+      database: 'pgtp_test',
+      password: await tp.token('b'),
+      max: 1,
+      onnotice: () => undefined,
+    });
     try {
       const started = Date.now();
       const sleeping = sql`SELECT pg_sleep(10)`.execute();
@@ -196,7 +220,9 @@ describe('postgres.js', () => {
         expect((await sql.unsafe(`SELECT count(*)::int AS n FROM ${table}`))[0]!.n).toBe(5000);
         // Under 16 kB out: postgres.js pauses its socket when a COPY stream's buffer fills and does not resume it
         // once the stream has ended, which stalls the connection whoever is on the other end.
-        const readable = await sql.unsafe(`COPY (SELECT id FROM ${table} WHERE id < 1000 ORDER BY id) TO STDOUT`).readable();
+        const readable = await sql
+          .unsafe(`COPY (SELECT id FROM ${table} WHERE id < 1000 ORDER BY id) TO STDOUT`)
+          .readable();
         let text = '';
         for await (const chunk of readable) text += (chunk as Buffer).toString();
         expect(text.trim().split('\n')).toHaveLength(1000);
@@ -216,7 +242,12 @@ async function runScenario(command: string, args: string[]): Promise<Record<stri
       err ? reject(new Error(`${err.message}\n${out}\n${errOut}`)) : resolve(out),
     );
   });
-  return Object.fromEntries(stdout.trim().split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
+  return Object.fromEntries(
+    stdout
+      .trim()
+      .split('\n')
+      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+  );
 }
 
 /** psycopg 3 from Debian's python3-psycopg (.ci/run installs it), seen by the system Python. */
@@ -231,7 +262,13 @@ describe.skipIf(python === null)('psycopg 3 (python3-psycopg)', () => {
   it('runs prepared statements, a pipeline with an error, cancel, COPY, 10 MB bytea and notices through a pool of 3', async () => {
     tp = await startTestProxy({ upstream: { poolSize: 3 } });
     const script = fileURLToPath(new URL('../drivers/psycopg_scenario.py', import.meta.url));
-    const results = await runScenario(python!, [script, String(tp.port), await tp.token('a'), await tp.token('b'), randomBytes(4).toString('hex')]);
+    const results = await runScenario(python!, [
+      script,
+      String(tp.port),
+      await tp.token('a'),
+      await tp.token('b'),
+      randomBytes(4).toString('hex'),
+    ]);
     expect(results).toEqual({
       prepared: "{'ok': 8}",
       pipeline: '23505 then 0',
@@ -250,7 +287,15 @@ describe.skipIf(jar === null)('pgjdbc (the jar from the local Maven repository)'
   it('runs server-side prepared statements, batches, cancel, COPY, 10 MB bytea and notices through a pool of 3', async () => {
     tp = await startTestProxy({ upstream: { poolSize: 3 } });
     const source = fileURLToPath(new URL('../drivers/JdbcScenario.java', import.meta.url));
-    const results = await runScenario('java', ['-cp', jar!, source, String(tp.port), await tp.token('a'), await tp.token('b'), randomBytes(4).toString('hex')]);
+    const results = await runScenario('java', [
+      '-cp',
+      jar!,
+      source,
+      String(tp.port),
+      await tp.token('a'),
+      await tp.token('b'),
+      randomBytes(4).toString('hex'),
+    ]);
     expect(results).toEqual({
       prepared: '{ok=16}',
       batch: '23505 then 100',

@@ -44,7 +44,9 @@ describe('failures on the client side', () => {
     raw.close();
     // The pool of one must come back clean for the next client: no row 77, no open transaction.
     const b = await tp.connect('a');
-    const r = await b.query("SELECT count(*)::int AS n, current_setting('statement_timeout') AS t FROM items WHERE id = 77");
+    const r = await b.query(
+      "SELECT count(*)::int AS n, current_setting('statement_timeout') AS t FROM items WHERE id = 77",
+    );
     expect(r.rows[0]).toEqual({ n: 0, t: '0' });
     // Rolled back and reused, not closed: still exactly one server.
     const stats = tp.proxy.pool.stats();
@@ -63,7 +65,9 @@ describe('failures on the client side', () => {
     const admin = await adminClient();
     try {
       await waitFor(async () => {
-        const r = await admin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'");
+        const r = await admin.query(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'",
+        );
         return r.rows[0].n === 0;
       }, 'the abandoned statement to be cancelled');
     } finally {

@@ -119,7 +119,8 @@ function judge(ctx: Ctx, what: string, expected: PerMode, outcome: Outcome): voi
     case 'any':
       break;
   }
-  if (outcome.ok) expect.soft(leaksOfB(outcome.results), `${context}\n      (tenant b's data in the result)`).toEqual([]);
+  if (outcome.ok)
+    expect.soft(leaksOfB(outcome.results), `${context}\n      (tenant b's data in the result)`).toEqual([]);
 }
 
 // ── Running statements ────────────────────────────────────────────────────────
@@ -135,7 +136,11 @@ async function runSql(client: pg.Client, sql: string | pg.QueryConfig, values?: 
 }
 
 /** A client for tenant a (or b) whose liveness is tracked: the proxy may end a session it no longer trusts. */
-async function connect(ctx: Ctx, tenant: string, extra?: Partial<pg.ClientConfig>): Promise<{ client: pg.Client; alive: () => boolean }> {
+async function connect(
+  ctx: Ctx,
+  tenant: string,
+  extra?: Partial<pg.ClientConfig>,
+): Promise<{ client: pg.Client; alive: () => boolean }> {
   const client = await ctx.tp.connect(tenant, extra);
   let ended = false;
   client.on('end', () => (ended = true));
@@ -183,7 +188,9 @@ async function restoreB(admin: pg.Client, baseline: TenantBState): Promise<void>
   const now = await snapshotB(admin);
   if (now.items !== baseline.items) {
     await admin.query('DELETE FROM tenant_b.items');
-    await admin.query('INSERT INTO tenant_b.items SELECT * FROM json_populate_recordset(NULL::tenant_b.items, $1)', [baseline.items]);
+    await admin.query('INSERT INTO tenant_b.items SELECT * FROM json_populate_recordset(NULL::tenant_b.items, $1)', [
+      baseline.items,
+    ]);
   }
   if (now.seq !== baseline.seq) {
     const [value, called] = baseline.seq.split('/');
@@ -224,7 +231,9 @@ async function cleanup(ctx: { admin: pg.Client; mode: Mode }): Promise<void> {
       END LOOP;
     END $$`);
   const owner = ctx.mode.roles ? 'tenant_a' : inject('pg').proxyRole;
-  await ctx.admin.query(`CREATE TABLE tenant_a.isofix_sink (id int, name text); ALTER TABLE tenant_a.isofix_sink OWNER TO ${pg.escapeIdentifier(owner)}`);
+  await ctx.admin.query(
+    `CREATE TABLE tenant_a.isofix_sink (id int, name text); ALTER TABLE tenant_a.isofix_sink OWNER TO ${pg.escapeIdentifier(owner)}`,
+  );
 }
 
 // ── Raw protocol ──────────────────────────────────────────────────────────────
@@ -275,14 +284,23 @@ const frames = {
   },
 };
 
-async function rawSession(ctx: Ctx, tenant: string, params: Record<string, string> = {}): Promise<{ raw: RawClient; outcome: Outcome }> {
+async function rawSession(
+  ctx: Ctx,
+  tenant: string,
+  params: Record<string, string> = {},
+): Promise<{ raw: RawClient; outcome: Outcome }> {
   const raw = await RawClient.connect(ctx.tp.port);
   raw.startup({ user: 'app', database: ctx.database, tenant_token: await ctx.tp.token(tenant), ...params });
   await waitForMessages(raw, 0, (ms) => ms.some((m) => m.code === 'Z' || m.code === 'E'));
   return { raw, outcome: rawOutcome(raw.messages) };
 }
 
-async function waitForMessages(raw: RawClient, from: number, done: (ms: RawMessage[]) => boolean, timeoutMs = 10_000): Promise<RawMessage[]> {
+async function waitForMessages(
+  raw: RawClient,
+  from: number,
+  done: (ms: RawMessage[]) => boolean,
+  timeoutMs = 10_000,
+): Promise<RawMessage[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const ms = raw.messages.slice(from);
@@ -320,7 +338,9 @@ function dataRow(body: Buffer): Record<string, unknown> {
 /** The first ErrorResponse, else every DataRow and CopyData as rows. */
 function rawOutcome(ms: RawMessage[]): Outcome {
   const error = ms.find((m) => m.code === 'E');
-  const rows: Rows = ms.flatMap((m) => (m.code === 'D' ? [dataRow(m.body)] : m.code === 'd' ? [{ copy: m.body.toString('utf8') }] : []));
+  const rows: Rows = ms.flatMap((m) =>
+    m.code === 'D' ? [dataRow(m.body)] : m.code === 'd' ? [{ copy: m.body.toString('utf8') }] : [],
+  );
   if (error !== undefined) {
     // Rows before the error still count: they reached the client.
     const { code, message } = errorOf(error);
@@ -366,9 +386,18 @@ const ATTEMPTS: Attempt[] = [
     name: "tenant a's own schema, qualified, and the catalogs",
     // Naming tenant_a itself is fine in every mode: the guard allows the tenant's own schema, and tenant_a's role owns it.
     steps: [
-      s('SELECT name FROM tenant_a.items WHERE id IN (1, 2) ORDER BY id', ok((r, _ctx, c) => expect.soft(only(r), c).toEqual([{ name: 'a-one' }, { name: 'a-two' }]))),
-      s("SELECT nextval('tenant_a.seq') >= 1000 AS mine, 'tenant_a.items'::regclass::text AS rel", ok((r, _ctx, c) => expect.soft(only(r), c).toEqual([{ mine: true, rel: 'items' }]))),
-      s('CREATE TABLE tenant_a.iso_own (x int); INSERT INTO iso_own VALUES (1); SELECT count(*)::int AS n FROM tenant_a.iso_own', ok((r, _ctx, c) => expect.soft(only(r, 2), c).toEqual([{ n: 1 }]))),
+      s(
+        'SELECT name FROM tenant_a.items WHERE id IN (1, 2) ORDER BY id',
+        ok((r, _ctx, c) => expect.soft(only(r), c).toEqual([{ name: 'a-one' }, { name: 'a-two' }])),
+      ),
+      s(
+        "SELECT nextval('tenant_a.seq') >= 1000 AS mine, 'tenant_a.items'::regclass::text AS rel",
+        ok((r, _ctx, c) => expect.soft(only(r), c).toEqual([{ mine: true, rel: 'items' }])),
+      ),
+      s(
+        'CREATE TABLE tenant_a.iso_own (x int); INSERT INTO iso_own VALUES (1); SELECT count(*)::int AS n FROM tenant_a.iso_own',
+        ok((r, _ctx, c) => expect.soft(only(r, 2), c).toEqual([{ n: 1 }])),
+      ),
       s('SELECT count(*) > 0 AS yes FROM pg_catalog.pg_class, information_schema.schemata LIMIT 1', OK),
     ],
   },
@@ -376,7 +405,11 @@ const ATTEMPTS: Attempt[] = [
   // ── Qualified names in every clause ──
   { category: 'names', name: 'FROM', steps: [s('SELECT * FROM tenant_b.items', NAMED)] },
   { category: 'names', name: 'quoted identifiers', steps: [s('SELECT * FROM "tenant_b"."items"', NAMED)] },
-  { category: 'names', name: 'upper-case unquoted (folds to tenant_b)', steps: [s('SELECT * FROM TENANT_B.ITEMS', NAMED)] },
+  {
+    category: 'names',
+    name: 'upper-case unquoted (folds to tenant_b)',
+    steps: [s('SELECT * FROM TENANT_B.ITEMS', NAMED)],
+  },
   { category: 'names', name: 'U& escaped identifier', steps: [s('SELECT * FROM U&"tenant\\005fb".items', NAMED)] },
   {
     category: 'names',
@@ -384,89 +417,198 @@ const ATTEMPTS: Attempt[] = [
     // "TENANT_B" is not tenant_b: without name checks PostgreSQL just finds no such relation (42P01).
     steps: [s('SELECT * FROM "TENANT_B".items', per(GUARD, db('42P01'), GUARD))],
   },
-  { category: 'names', name: 'JOIN', steps: [s('SELECT a.name, b.name FROM items a JOIN tenant_b.items b ON b.id = a.id', NAMED)] },
-  { category: 'names', name: 'subquery in WHERE', steps: [s('SELECT name FROM items WHERE id IN (SELECT id FROM tenant_b.items)', NAMED)] },
-  { category: 'names', name: 'scalar subquery in the select list', steps: [s("SELECT (SELECT string_agg(name, ',') FROM tenant_b.items) AS stolen", NAMED)] },
-  { category: 'names', name: 'subquery in HAVING', steps: [s('SELECT count(*) FROM items HAVING count(*) < (SELECT count(*) FROM tenant_b.items)', NAMED)] },
-  { category: 'names', name: 'CTE', steps: [s('WITH stolen AS (SELECT * FROM tenant_b.items) SELECT * FROM stolen', NAMED)] },
-  { category: 'names', name: 'data-modifying CTE', steps: [s('WITH gone AS (DELETE FROM tenant_b.items RETURNING *) SELECT * FROM gone', NAMED)] },
-  { category: 'names', name: 'LATERAL', steps: [s('SELECT a.id, x.name FROM items a, LATERAL (SELECT name FROM tenant_b.items b WHERE b.id = a.id) x', NAMED)] },
-  { category: 'names', name: 'UNION', steps: [s('SELECT name FROM items UNION ALL SELECT name FROM tenant_b.items', NAMED)] },
-  { category: 'names', name: 'schema-qualified column reference', steps: [s('SELECT tenant_b.items.name FROM tenant_b.items', NAMED)] },
+  {
+    category: 'names',
+    name: 'JOIN',
+    steps: [s('SELECT a.name, b.name FROM items a JOIN tenant_b.items b ON b.id = a.id', NAMED)],
+  },
+  {
+    category: 'names',
+    name: 'subquery in WHERE',
+    steps: [s('SELECT name FROM items WHERE id IN (SELECT id FROM tenant_b.items)', NAMED)],
+  },
+  {
+    category: 'names',
+    name: 'scalar subquery in the select list',
+    steps: [s("SELECT (SELECT string_agg(name, ',') FROM tenant_b.items) AS stolen", NAMED)],
+  },
+  {
+    category: 'names',
+    name: 'subquery in HAVING',
+    steps: [s('SELECT count(*) FROM items HAVING count(*) < (SELECT count(*) FROM tenant_b.items)', NAMED)],
+  },
+  {
+    category: 'names',
+    name: 'CTE',
+    steps: [s('WITH stolen AS (SELECT * FROM tenant_b.items) SELECT * FROM stolen', NAMED)],
+  },
+  {
+    category: 'names',
+    name: 'data-modifying CTE',
+    steps: [s('WITH gone AS (DELETE FROM tenant_b.items RETURNING *) SELECT * FROM gone', NAMED)],
+  },
+  {
+    category: 'names',
+    name: 'LATERAL',
+    steps: [
+      s('SELECT a.id, x.name FROM items a, LATERAL (SELECT name FROM tenant_b.items b WHERE b.id = a.id) x', NAMED),
+    ],
+  },
+  {
+    category: 'names',
+    name: 'UNION',
+    steps: [s('SELECT name FROM items UNION ALL SELECT name FROM tenant_b.items', NAMED)],
+  },
+  {
+    category: 'names',
+    name: 'schema-qualified column reference',
+    steps: [s('SELECT tenant_b.items.name FROM tenant_b.items', NAMED)],
+  },
   { category: 'names', name: "tenant b's row type", steps: [s('SELECT NULL::tenant_b.items', NAMED)] },
-  { category: 'names', name: "function, operator and collation in tenant b's schema", steps: [
-    s('SELECT tenant_b.iso_fn()', NAMED),
-    s('SELECT 1 OPERATOR(tenant_b.+) 1', NAMED),
-    s('SELECT name COLLATE tenant_b."C" FROM items', NAMED),
-  ] },
+  {
+    category: 'names',
+    name: "function, operator and collation in tenant b's schema",
+    steps: [
+      s('SELECT tenant_b.iso_fn()', NAMED),
+      s('SELECT 1 OPERATOR(tenant_b.+) 1', NAMED),
+      s('SELECT name COLLATE tenant_b."C" FROM items', NAMED),
+    ],
+  },
   {
     category: 'names',
     name: 'three-part name',
     // The cross-database rule is not a name-check rule: the guard refuses it in every mode.
     steps: [s((ctx) => `SELECT * FROM ${ctx.database}.tenant_b.items`, GUARD)],
   },
-  { category: 'names', name: 'INSERT target', steps: [s("INSERT INTO tenant_b.items VALUES (99, 'planted-by-a')", NAMED)] },
-  { category: 'names', name: 'INSERT ... SELECT source', steps: [
-    s('INSERT INTO isofix_sink SELECT id, name FROM tenant_b.items', NAMED),
-    s('SELECT * FROM isofix_sink', ok((r) => expect.soft(only(r)).toEqual([]))),
-  ] },
+  {
+    category: 'names',
+    name: 'INSERT target',
+    steps: [s("INSERT INTO tenant_b.items VALUES (99, 'planted-by-a')", NAMED)],
+  },
+  {
+    category: 'names',
+    name: 'INSERT ... SELECT source',
+    steps: [
+      s('INSERT INTO isofix_sink SELECT id, name FROM tenant_b.items', NAMED),
+      s(
+        'SELECT * FROM isofix_sink',
+        ok((r) => expect.soft(only(r)).toEqual([])),
+      ),
+    ],
+  },
   { category: 'names', name: 'UPDATE target', steps: [s("UPDATE tenant_b.items SET name = 'pwned-by-a'", NAMED)] },
-  { category: 'names', name: 'UPDATE ... FROM', steps: [s('UPDATE isofix_sink s SET name = b.name FROM tenant_b.items b WHERE b.id = s.id', NAMED)] },
+  {
+    category: 'names',
+    name: 'UPDATE ... FROM',
+    steps: [s('UPDATE isofix_sink s SET name = b.name FROM tenant_b.items b WHERE b.id = s.id', NAMED)],
+  },
   { category: 'names', name: 'DELETE target', steps: [s('DELETE FROM tenant_b.items', NAMED)] },
-  { category: 'names', name: 'DELETE ... USING', steps: [s('DELETE FROM isofix_sink s USING tenant_b.items b WHERE b.id = s.id', NAMED)] },
-  { category: 'names', name: 'RETURNING', steps: [s("INSERT INTO isofix_sink VALUES (1, 'x') RETURNING (SELECT string_agg(name, ',') FROM tenant_b.items)", NAMED)] },
-  { category: 'names', name: 'MERGE target and source', steps: [
-    s('MERGE INTO tenant_b.items t USING isofix_sink s ON t.id = s.id WHEN MATCHED THEN UPDATE SET name = s.name', NAMED),
-    s('MERGE INTO isofix_sink t USING tenant_b.items s ON t.id = s.id WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.name)', NAMED),
-  ] },
-  { category: 'names', name: 'SELECT INTO and CREATE TABLE in tenant b', steps: [
-    s('SELECT * INTO tenant_b.iso_planted FROM items', NAMED),
-    s('CREATE TABLE tenant_b.iso_planted (x int)', NAMED),
-    // Quoted upper case names a schema that does not exist: PostgreSQL says so (3F000) when names are not checked.
-    s('CREATE TABLE "TENANT_B".iso_planted (x int)', per(GUARD, db('3F000'), GUARD)),
-  ] },
-  { category: 'names', name: 'LIKE, REFERENCES, PARTITION OF', steps: [
-    s('CREATE TABLE iso_like (LIKE tenant_b.items)', NAMED),
-    s('CREATE TABLE iso_fk (id int REFERENCES tenant_b.items)', NAMED),
-    s('CREATE TABLE iso_part PARTITION OF tenant_b.items DEFAULT', NAMED),
-  ] },
-  { category: 'names', name: 'TRUNCATE, LOCK, DROP (inside a rolled-back transaction)', steps: [
-    s('TRUNCATE tenant_b.items', NAMED),
-    s('BEGIN; LOCK TABLE tenant_b.items IN ACCESS EXCLUSIVE MODE; COMMIT', NAMED),
-    // Without name checks the error above left the explicit transaction aborted on the server.
-    s('ROLLBACK', OK),
-    s('BEGIN; DROP TABLE tenant_b.items; ROLLBACK', NAMED),
-    s('ROLLBACK', OK),
-  ] },
-  { category: 'names', name: 'ALTER TABLE/SEQUENCE, COMMENT', steps: [
-    s('ALTER TABLE tenant_b.items ADD COLUMN pwned int', NAMED),
-    s('ALTER SEQUENCE tenant_b.seq RESTART WITH 1', NAMED),
-    s("COMMENT ON TABLE tenant_b.items IS 'pwned'", NAMED),
-  ] },
-  { category: 'names', name: 'VACUUM, ANALYZE, REINDEX SCHEMA', steps: [
-    s('VACUUM tenant_b.items', NAMED),
-    s('ANALYZE tenant_b.items', NAMED),
-    // REINDEX SCHEMA checks ownership of the schema before anything else.
-    s('REINDEX SCHEMA tenant_b', NAMED),
-  ] },
-  { category: 'names', name: 'EXPLAIN ANALYZE, PREPARE, DECLARE', steps: [
-    s('EXPLAIN ANALYZE SELECT * FROM tenant_b.items', NAMED),
-    s('PREPARE iso_q AS SELECT * FROM tenant_b.items', NAMED),
-    s('BEGIN; DECLARE iso_c CURSOR FOR SELECT * FROM tenant_b.items; FETCH ALL FROM iso_c; COMMIT', NAMED),
-    s('ROLLBACK', OK),
-  ] },
-  { category: 'names', name: 'GRANT on tenant b', steps: [
-    s('GRANT SELECT ON tenant_b.items TO PUBLIC', NAMED),
-    s('GRANT USAGE ON SCHEMA tenant_b TO PUBLIC', NAMED),
-    s('GRANT SELECT ON ALL TABLES IN SCHEMA tenant_b TO PUBLIC', NAMED),
-  ] },
-  { category: 'names', name: "role and ownership administration (always refused)", steps: [
-    s('GRANT tenant_b TO tenant_a', GUARD),
-    s('ALTER TABLE tenant_b.items OWNER TO tenant_a', GUARD),
-    s('ALTER SCHEMA tenant_b OWNER TO tenant_a', GUARD),
-    s('ALTER SCHEMA tenant_b RENAME TO iso_stolen', GUARD),
-    s('DROP SCHEMA tenant_b CASCADE', GUARD),
-  ] },
+  {
+    category: 'names',
+    name: 'DELETE ... USING',
+    steps: [s('DELETE FROM isofix_sink s USING tenant_b.items b WHERE b.id = s.id', NAMED)],
+  },
+  {
+    category: 'names',
+    name: 'RETURNING',
+    steps: [
+      s("INSERT INTO isofix_sink VALUES (1, 'x') RETURNING (SELECT string_agg(name, ',') FROM tenant_b.items)", NAMED),
+    ],
+  },
+  {
+    category: 'names',
+    name: 'MERGE target and source',
+    steps: [
+      s(
+        'MERGE INTO tenant_b.items t USING isofix_sink s ON t.id = s.id WHEN MATCHED THEN UPDATE SET name = s.name',
+        NAMED,
+      ),
+      s(
+        'MERGE INTO isofix_sink t USING tenant_b.items s ON t.id = s.id WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.name)',
+        NAMED,
+      ),
+    ],
+  },
+  {
+    category: 'names',
+    name: 'SELECT INTO and CREATE TABLE in tenant b',
+    steps: [
+      s('SELECT * INTO tenant_b.iso_planted FROM items', NAMED),
+      s('CREATE TABLE tenant_b.iso_planted (x int)', NAMED),
+      // Quoted upper case names a schema that does not exist: PostgreSQL says so (3F000) when names are not checked.
+      s('CREATE TABLE "TENANT_B".iso_planted (x int)', per(GUARD, db('3F000'), GUARD)),
+    ],
+  },
+  {
+    category: 'names',
+    name: 'LIKE, REFERENCES, PARTITION OF',
+    steps: [
+      s('CREATE TABLE iso_like (LIKE tenant_b.items)', NAMED),
+      s('CREATE TABLE iso_fk (id int REFERENCES tenant_b.items)', NAMED),
+      s('CREATE TABLE iso_part PARTITION OF tenant_b.items DEFAULT', NAMED),
+    ],
+  },
+  {
+    category: 'names',
+    name: 'TRUNCATE, LOCK, DROP (inside a rolled-back transaction)',
+    steps: [
+      s('TRUNCATE tenant_b.items', NAMED),
+      s('BEGIN; LOCK TABLE tenant_b.items IN ACCESS EXCLUSIVE MODE; COMMIT', NAMED),
+      // Without name checks the error above left the explicit transaction aborted on the server.
+      s('ROLLBACK', OK),
+      s('BEGIN; DROP TABLE tenant_b.items; ROLLBACK', NAMED),
+      s('ROLLBACK', OK),
+    ],
+  },
+  {
+    category: 'names',
+    name: 'ALTER TABLE/SEQUENCE, COMMENT',
+    steps: [
+      s('ALTER TABLE tenant_b.items ADD COLUMN pwned int', NAMED),
+      s('ALTER SEQUENCE tenant_b.seq RESTART WITH 1', NAMED),
+      s("COMMENT ON TABLE tenant_b.items IS 'pwned'", NAMED),
+    ],
+  },
+  {
+    category: 'names',
+    name: 'VACUUM, ANALYZE, REINDEX SCHEMA',
+    steps: [
+      s('VACUUM tenant_b.items', NAMED),
+      s('ANALYZE tenant_b.items', NAMED),
+      // REINDEX SCHEMA checks ownership of the schema before anything else.
+      s('REINDEX SCHEMA tenant_b', NAMED),
+    ],
+  },
+  {
+    category: 'names',
+    name: 'EXPLAIN ANALYZE, PREPARE, DECLARE',
+    steps: [
+      s('EXPLAIN ANALYZE SELECT * FROM tenant_b.items', NAMED),
+      s('PREPARE iso_q AS SELECT * FROM tenant_b.items', NAMED),
+      s('BEGIN; DECLARE iso_c CURSOR FOR SELECT * FROM tenant_b.items; FETCH ALL FROM iso_c; COMMIT', NAMED),
+      s('ROLLBACK', OK),
+    ],
+  },
+  {
+    category: 'names',
+    name: 'GRANT on tenant b',
+    steps: [
+      s('GRANT SELECT ON tenant_b.items TO PUBLIC', NAMED),
+      s('GRANT USAGE ON SCHEMA tenant_b TO PUBLIC', NAMED),
+      s('GRANT SELECT ON ALL TABLES IN SCHEMA tenant_b TO PUBLIC', NAMED),
+    ],
+  },
+  {
+    category: 'names',
+    name: 'role and ownership administration (always refused)',
+    steps: [
+      s('GRANT tenant_b TO tenant_a', GUARD),
+      s('ALTER TABLE tenant_b.items OWNER TO tenant_a', GUARD),
+      s('ALTER SCHEMA tenant_b OWNER TO tenant_a', GUARD),
+      s('ALTER SCHEMA tenant_b RENAME TO iso_stolen', GUARD),
+      s('DROP SCHEMA tenant_b CASCADE', GUARD),
+    ],
+  },
   {
     category: 'names',
     name: 'pg_temp',
@@ -475,43 +617,61 @@ const ATTEMPTS: Attempt[] = [
   },
 
   // ── search_path and role ──
-  { category: 'path/role', name: 'SET search_path', steps: [
-    s('SET search_path TO tenant_b; SELECT name FROM items', GUARD),
-    s('SET search_path = tenant_a, tenant_b', GUARD),
-    s('BEGIN; SET LOCAL search_path TO tenant_b; SELECT name FROM items; COMMIT', GUARD),
-    s("SET SCHEMA 'tenant_b'", GUARD),
-    s('SET "search_path" TO tenant_b', GUARD),
-  ] },
-  { category: 'path/role', name: 'RESET and DISCARD', steps: [
-    s('RESET search_path', GUARD),
-    s('RESET ALL', GUARD),
-    s('DISCARD ALL', GUARD),
-  ] },
-  { category: 'path/role', name: 'SET ROLE and SESSION AUTHORIZATION', steps: [
-    s('SET ROLE tenant_b; SELECT * FROM tenant_b.items', GUARD),
-    s('SET ROLE NONE', GUARD),
-    s('RESET ROLE', GUARD),
-    s('BEGIN; SET LOCAL ROLE tenant_b; SELECT current_user; COMMIT', GUARD),
-    s('SET SESSION AUTHORIZATION tenant_b', GUARD),
-    s('SET SESSION AUTHORIZATION DEFAULT', GUARD),
-  ] },
-  { category: 'path/role', name: 'set_config', steps: [
-    s("SELECT set_config('search_path', 'tenant_b', false); SELECT name FROM items", GUARD),
-    s("SELECT pg_catalog.set_config('ROLE', 'tenant_b', true)", GUARD),
-    s("SELECT set_config(lower('ROLE'), 'tenant_b', true)", GUARD),
-    s("SELECT set_config(v, 'tenant_b', true) FROM (VALUES ('role')) t(v)", GUARD),
-  ] },
+  {
+    category: 'path/role',
+    name: 'SET search_path',
+    steps: [
+      s('SET search_path TO tenant_b; SELECT name FROM items', GUARD),
+      s('SET search_path = tenant_a, tenant_b', GUARD),
+      s('BEGIN; SET LOCAL search_path TO tenant_b; SELECT name FROM items; COMMIT', GUARD),
+      s("SET SCHEMA 'tenant_b'", GUARD),
+      s('SET "search_path" TO tenant_b', GUARD),
+    ],
+  },
+  {
+    category: 'path/role',
+    name: 'RESET and DISCARD',
+    steps: [s('RESET search_path', GUARD), s('RESET ALL', GUARD), s('DISCARD ALL', GUARD)],
+  },
+  {
+    category: 'path/role',
+    name: 'SET ROLE and SESSION AUTHORIZATION',
+    steps: [
+      s('SET ROLE tenant_b; SELECT * FROM tenant_b.items', GUARD),
+      s('SET ROLE NONE', GUARD),
+      s('RESET ROLE', GUARD),
+      s('BEGIN; SET LOCAL ROLE tenant_b; SELECT current_user; COMMIT', GUARD),
+      s('SET SESSION AUTHORIZATION tenant_b', GUARD),
+      s('SET SESSION AUTHORIZATION DEFAULT', GUARD),
+    ],
+  },
+  {
+    category: 'path/role',
+    name: 'set_config',
+    steps: [
+      s("SELECT set_config('search_path', 'tenant_b', false); SELECT name FROM items", GUARD),
+      s("SELECT pg_catalog.set_config('ROLE', 'tenant_b', true)", GUARD),
+      s("SELECT set_config(lower('ROLE'), 'tenant_b', true)", GUARD),
+      s("SELECT set_config(v, 'tenant_b', true) FROM (VALUES ('role')) t(v)", GUARD),
+    ],
+  },
   {
     category: 'path/role',
     name: "UPDATE pg_settings (its update rule calls set_config: the session's search_path moves to tenant b)",
     // Before issue 17 the guard let it through: with the guard alone the next unqualified name read tenant b's rows.
     steps: [
-      s("UPDATE pg_settings SET setting = 'tenant_b' WHERE name = 'search_path'; SELECT string_agg(name, ',') AS names FROM items", GUARD),
+      s(
+        "UPDATE pg_settings SET setting = 'tenant_b' WHERE name = 'search_path'; SELECT string_agg(name, ',') AS names FROM items",
+        GUARD,
+      ),
       s("UPDATE pg_catalog.pg_settings SET setting = 'tenant_b' WHERE name = 'search_path'", GUARD),
-      s("SELECT current_setting('search_path') AS path, string_agg(name, ',') AS names FROM items", ok((r, _ctx, c) => {
-        expect.soft(only(r)[0]?.names, c).toBe('a-one,a-two');
-        expect.soft(only(r)[0]?.path, c).not.toContain('tenant_b');
-      })),
+      s(
+        "SELECT current_setting('search_path') AS path, string_agg(name, ',') AS names FROM items",
+        ok((r, _ctx, c) => {
+          expect.soft(only(r)[0]?.names, c).toBe('a-one,a-two');
+          expect.soft(only(r)[0]?.path, c).not.toContain('tenant_b');
+        }),
+      ),
       s("WITH x AS (UPDATE pg_settings SET setting = 'tenant_b' WHERE name = 'search_path') SELECT 1", GUARD),
       s("UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'", GUARD),
       // Reading it, even FOR UPDATE, calls no rule.
@@ -525,8 +685,14 @@ const ATTEMPTS: Attempt[] = [
     steps: [
       s('CREATE VIEW iso_settings AS SELECT name, setting FROM pg_settings', GUARD),
       s("UPDATE iso_settings SET setting = 'tenant_b' WHERE name = 'search_path'", db('42P01')),
-      s("CREATE RULE iso_rule AS ON INSERT TO isofix_sink DO ALSO UPDATE pg_settings SET setting = 'tenant_b' WHERE name = 'search_path'", GUARD),
-      s("CREATE FUNCTION iso_settings_fn() RETURNS void LANGUAGE sql AS $$UPDATE pg_settings SET setting = 'tenant_b' WHERE name = 'search_path'$$", GUARD),
+      s(
+        "CREATE RULE iso_rule AS ON INSERT TO isofix_sink DO ALSO UPDATE pg_settings SET setting = 'tenant_b' WHERE name = 'search_path'",
+        GUARD,
+      ),
+      s(
+        "CREATE FUNCTION iso_settings_fn() RETURNS void LANGUAGE sql AS $$UPDATE pg_settings SET setting = 'tenant_b' WHERE name = 'search_path'$$",
+        GUARD,
+      ),
       s('SELECT iso_settings_fn()', UNDEFINED_FUNCTION),
       s("DO $$ BEGIN UPDATE pg_settings SET setting = 'tenant_b' WHERE name = 'search_path'; END $$", GUARD),
     ],
@@ -537,7 +703,10 @@ const ATTEMPTS: Attempt[] = [
     // The guard reads the body with standard strings: 'a\'' … --' is one literal to it, and code once the function
     // runs under its own SET. With roles PostgreSQL validates the body under that SET at CREATE and finds tenant_b.
     steps: [
-      s("CREATE FUNCTION iso_scs() RETURNS SETOF text LANGUAGE sql SET standard_conforming_strings = off AS $f$ SELECT 'a\\'' ; SELECT name FROM tenant_b.items; --' $f$", GUARD),
+      s(
+        "CREATE FUNCTION iso_scs() RETURNS SETOF text LANGUAGE sql SET standard_conforming_strings = off AS $f$ SELECT 'a\\'' ; SELECT name FROM tenant_b.items; --' $f$",
+        GUARD,
+      ),
       s('SELECT * FROM iso_scs()', UNDEFINED_FUNCTION),
       s("CREATE FUNCTION iso_plain_scs() RETURNS int LANGUAGE sql AS 'SELECT 1'", OK),
       s('ALTER FUNCTION iso_plain_scs() SET standard_conforming_strings = off', GUARD),
@@ -576,25 +745,45 @@ const ATTEMPTS: Attempt[] = [
       expect.soft(JSON.stringify(rows[0]), `[${ctx.mode.key}] shared objects' comments`).not.toContain('pwned-by-a');
     },
   },
-  { category: 'path/role', name: 'ALTER ROLE/DATABASE ... SET', steps: [
-    s('ALTER ROLE CURRENT_USER SET search_path = tenant_b', GUARD),
-    s("ALTER ROLE tenant_a SET role = 'tenant_b'", GUARD),
-    s((ctx) => `ALTER DATABASE ${ctx.database} SET search_path = tenant_b`, GUARD),
-  ] },
-  { category: 'path/role', name: 'function-level SET role', steps: [
-    s("CREATE FUNCTION iso_as_b() RETURNS text LANGUAGE sql SET role = tenant_b AS 'SELECT current_user::text'", GUARD),
-    s('SELECT iso_as_b()', UNDEFINED_FUNCTION),
-    s("CREATE FUNCTION iso_plain() RETURNS text LANGUAGE sql AS 'SELECT current_user::text'", OK),
-    s('ALTER FUNCTION iso_plain() SET role = tenant_b', GUARD),
-    s('SELECT iso_plain() AS u', ok((r, ctx, c) => expect.soft(only(r), c).toEqual([{ u: ctx.user }]))),
-  ] },
+  {
+    category: 'path/role',
+    name: 'ALTER ROLE/DATABASE ... SET',
+    steps: [
+      s('ALTER ROLE CURRENT_USER SET search_path = tenant_b', GUARD),
+      s("ALTER ROLE tenant_a SET role = 'tenant_b'", GUARD),
+      s((ctx) => `ALTER DATABASE ${ctx.database} SET search_path = tenant_b`, GUARD),
+    ],
+  },
+  {
+    category: 'path/role',
+    name: 'function-level SET role',
+    steps: [
+      s(
+        "CREATE FUNCTION iso_as_b() RETURNS text LANGUAGE sql SET role = tenant_b AS 'SELECT current_user::text'",
+        GUARD,
+      ),
+      s('SELECT iso_as_b()', UNDEFINED_FUNCTION),
+      s("CREATE FUNCTION iso_plain() RETURNS text LANGUAGE sql AS 'SELECT current_user::text'", OK),
+      s('ALTER FUNCTION iso_plain() SET role = tenant_b', GUARD),
+      s(
+        'SELECT iso_plain() AS u',
+        ok((r, ctx, c) => expect.soft(only(r), c).toEqual([{ u: ctx.user }])),
+      ),
+    ],
+  },
   {
     category: 'path/role',
     name: 'aggregate whose transition function is set_config (search_path)',
     // The call never names set_config: only CREATE AGGREGATE does, so that is where the guard must refuse it.
     steps: [
-      s("CREATE AGGREGATE iso_path_agg(text, boolean) (SFUNC = set_config, STYPE = text, INITCOND = 'search_path')", GUARD),
-      s("SELECT iso_path_agg('tenant_b', true); SELECT current_setting('search_path') AS path, name FROM items ORDER BY id; UPDATE items SET name = 'pwned-by-a' WHERE id = 3", UNDEFINED_FUNCTION),
+      s(
+        "CREATE AGGREGATE iso_path_agg(text, boolean) (SFUNC = set_config, STYPE = text, INITCOND = 'search_path')",
+        GUARD,
+      ),
+      s(
+        "SELECT iso_path_agg('tenant_b', true); SELECT current_setting('search_path') AS path, name FROM items ORDER BY id; UPDATE items SET name = 'pwned-by-a' WHERE id = 3",
+        UNDEFINED_FUNCTION,
+      ),
     ],
   },
   {
@@ -602,27 +791,51 @@ const ATTEMPTS: Attempt[] = [
     name: 'aggregates whose transition function is set_config (role and search_path)',
     // Were the aggregates created, guard mode's login role (not a member of tenant_b) could not SET ROLE anyway.
     steps: [
-      s("CREATE AGGREGATE iso_role_agg(text, boolean) (SFUNC = pg_catalog.set_config, STYPE = text, INITCOND = 'role')", GUARD),
-      s("CREATE AGGREGATE iso_path_agg(text, boolean) (SFUNC = set_config, STYPE = text, INITCOND = 'search_path')", GUARD),
-      s("SELECT iso_role_agg('tenant_b', true), iso_path_agg('tenant_b', true); SELECT current_user AS u, name FROM items ORDER BY id; UPDATE items SET name = 'pwned-by-a' WHERE id = 3", UNDEFINED_FUNCTION),
+      s(
+        "CREATE AGGREGATE iso_role_agg(text, boolean) (SFUNC = pg_catalog.set_config, STYPE = text, INITCOND = 'role')",
+        GUARD,
+      ),
+      s(
+        "CREATE AGGREGATE iso_path_agg(text, boolean) (SFUNC = set_config, STYPE = text, INITCOND = 'search_path')",
+        GUARD,
+      ),
+      s(
+        "SELECT iso_role_agg('tenant_b', true), iso_path_agg('tenant_b', true); SELECT current_user AS u, name FROM items ORDER BY id; UPDATE items SET name = 'pwned-by-a' WHERE id = 3",
+        UNDEFINED_FUNCTION,
+      ),
     ],
   },
   {
     category: 'path/role',
     name: 'set_config hidden in a PL/pgSQL assignment target (search_path)',
     // The subscript of an assignment target is SQL too; the guard must read it like the right-hand side.
-    steps: [s("DO $$ DECLARE arr int[]; BEGIN arr[(SELECT length(set_config('search_path', 'tenant_b', true)))] := 1; END $$; SELECT current_setting('search_path') AS path, name FROM items ORDER BY id", GUARD)],
+    steps: [
+      s(
+        "DO $$ DECLARE arr int[]; BEGIN arr[(SELECT length(set_config('search_path', 'tenant_b', true)))] := 1; END $$; SELECT current_setting('search_path') AS path, name FROM items ORDER BY id",
+        GUARD,
+      ),
+    ],
   },
   {
     category: 'path/role',
     name: 'set_config hidden in a PL/pgSQL assignment target (role and search_path)',
-    steps: [s("DO $$ DECLARE arr int[]; BEGIN arr[(SELECT length(set_config('role', 'tenant_b', true) || set_config('search_path', 'tenant_b', true)))] := 1; END $$; SELECT current_user AS u, name FROM items ORDER BY id", GUARD)],
+    steps: [
+      s(
+        "DO $$ DECLARE arr int[]; BEGIN arr[(SELECT length(set_config('role', 'tenant_b', true) || set_config('search_path', 'tenant_b', true)))] := 1; END $$; SELECT current_user AS u, name FROM items ORDER BY id",
+        GUARD,
+      ),
+    ],
   },
   {
     category: 'path/role',
     name: 'search_path, role or session_authorization as startup parameters',
     async run(ctx) {
-      for (const options of ['-c search_path=tenant_b', '-c role=tenant_b', '--search-path=tenant_b', '-c session_authorization=tenant_b']) {
+      for (const options of [
+        '-c search_path=tenant_b',
+        '-c role=tenant_b',
+        '--search-path=tenant_b',
+        '-c session_authorization=tenant_b',
+      ]) {
         let outcome: Outcome;
         try {
           const { client } = await connect(ctx, 'a', { options });
@@ -641,13 +854,17 @@ const ATTEMPTS: Attempt[] = [
   },
   {
     category: 'path/role',
-    name: "parser differential: standard_conforming_strings = off",
+    name: 'parser differential: standard_conforming_strings = off',
     // libpg-query lexes with standard_conforming_strings on; a server told otherwise reads 'x\'' as a complete
     // literal and runs what the guard took for the rest of it. Refusing the SET, or lexing as the server does, are
     // both fine (hence ANY), as long as nothing of tenant b comes back and b is unchanged.
     steps: [
       s('SET standard_conforming_strings = off', ANY),
-      s((ctx) => `SELECT 'x\\'' ; ${ctx.mode.roles ? 'SET ROLE tenant_b; ' : ''}SELECT current_user AS u, name FROM tenant_b.items; UPDATE tenant_b.items SET name = 'pwned-by-a' WHERE id = 3; --'`, ANY),
+      s(
+        (ctx) =>
+          `SELECT 'x\\'' ; ${ctx.mode.roles ? 'SET ROLE tenant_b; ' : ''}SELECT current_user AS u, name FROM tenant_b.items; UPDATE tenant_b.items SET name = 'pwned-by-a' WHERE id = 3; --'`,
+        ANY,
+      ),
     ],
   },
   {
@@ -679,116 +896,228 @@ const ATTEMPTS: Attempt[] = [
       const sql = Buffer.concat([
         Buffer.from("SELECT E'"),
         Buffer.from([0x83, 0x5c]),
-        Buffer.from(`' ; ${ctx.mode.roles ? 'SET ROLE tenant_b; ' : ''}SELECT current_user, name FROM tenant_b.items; --'`),
+        Buffer.from(
+          `' ; ${ctx.mode.roles ? 'SET ROLE tenant_b; ' : ''}SELECT current_user, name FROM tenant_b.items; --'`,
+        ),
       ]);
-      judge(ctx, 'SJIS: SELECT E\'\\x83\\x5c\' ; SELECT ... FROM tenant_b.items', ANY, rawOutcome(await exchange(raw, [frames.query(sql)])));
+      judge(
+        ctx,
+        "SJIS: SELECT E'\\x83\\x5c' ; SELECT ... FROM tenant_b.items",
+        ANY,
+        rawOutcome(await exchange(raw, [frames.query(sql)])),
+      );
       raw.close();
     },
   },
 
   // ── DO and dynamic SQL ──
-  { category: 'DO/EXECUTE', name: 'EXECUTE in DO', steps: [
-    s("DO $$ BEGIN EXECUTE 'DELETE FROM tenant_b.items'; END $$", GUARD),
-    s("DO $$ BEGIN EXECUTE format('SELECT count(*) FROM %I.items', 'tenant_b'); END $$", GUARD),
-    s("DO $$ DECLARE r record; BEGIN FOR r IN EXECUTE 'SELECT 1' LOOP END LOOP; END $$", GUARD),
-  ] },
-  { category: 'DO/EXECUTE', name: 'static SQL in DO', steps: [
-    s('DO $$ BEGIN DELETE FROM tenant_b.items; END $$', NAMED),
-    s("DO $$ BEGIN PERFORM set_config('role', 'tenant_b', true); END $$", GUARD),
-    s('DO $$ BEGIN SET LOCAL search_path TO tenant_b; END $$', GUARD),
-  ] },
-  { category: 'DO/EXECUTE', name: 'untrusted and internal languages', steps: [
-    s("DO LANGUAGE plperlu $$ system('id') $$", GUARD),
-    s("CREATE FUNCTION iso_int(text, text, boolean) RETURNS text LANGUAGE internal AS 'set_config_by_name'", GUARD),
-    s("SELECT iso_int('role', 'tenant_b', true)", UNDEFINED_FUNCTION),
-  ] },
-  { category: 'DO/EXECUTE', name: 'dynamic SQL in a function', steps: [
-    s("CREATE FUNCTION iso_dyn() RETURNS SETOF text LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY EXECUTE 'SELECT name FROM tenant_b.items'; END $$", GUARD),
-    s('SELECT * FROM iso_dyn()', UNDEFINED_FUNCTION),
-    s("CREATE FUNCTION iso_cur() RETURNS refcursor LANGUAGE plpgsql AS $$ DECLARE c refcursor; BEGIN OPEN c FOR EXECUTE 'SELECT 1'; RETURN c; END $$", GUARD),
-  ] },
+  {
+    category: 'DO/EXECUTE',
+    name: 'EXECUTE in DO',
+    steps: [
+      s("DO $$ BEGIN EXECUTE 'DELETE FROM tenant_b.items'; END $$", GUARD),
+      s("DO $$ BEGIN EXECUTE format('SELECT count(*) FROM %I.items', 'tenant_b'); END $$", GUARD),
+      s("DO $$ DECLARE r record; BEGIN FOR r IN EXECUTE 'SELECT 1' LOOP END LOOP; END $$", GUARD),
+    ],
+  },
+  {
+    category: 'DO/EXECUTE',
+    name: 'static SQL in DO',
+    steps: [
+      s('DO $$ BEGIN DELETE FROM tenant_b.items; END $$', NAMED),
+      s("DO $$ BEGIN PERFORM set_config('role', 'tenant_b', true); END $$", GUARD),
+      s('DO $$ BEGIN SET LOCAL search_path TO tenant_b; END $$', GUARD),
+    ],
+  },
+  {
+    category: 'DO/EXECUTE',
+    name: 'untrusted and internal languages',
+    steps: [
+      s("DO LANGUAGE plperlu $$ system('id') $$", GUARD),
+      s("CREATE FUNCTION iso_int(text, text, boolean) RETURNS text LANGUAGE internal AS 'set_config_by_name'", GUARD),
+      s("SELECT iso_int('role', 'tenant_b', true)", UNDEFINED_FUNCTION),
+    ],
+  },
+  {
+    category: 'DO/EXECUTE',
+    name: 'dynamic SQL in a function',
+    steps: [
+      s(
+        "CREATE FUNCTION iso_dyn() RETURNS SETOF text LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY EXECUTE 'SELECT name FROM tenant_b.items'; END $$",
+        GUARD,
+      ),
+      s('SELECT * FROM iso_dyn()', UNDEFINED_FUNCTION),
+      s(
+        "CREATE FUNCTION iso_cur() RETURNS refcursor LANGUAGE plpgsql AS $$ DECLARE c refcursor; BEGIN OPEN c FOR EXECUTE 'SELECT 1'; RETURN c; END $$",
+        GUARD,
+      ),
+    ],
+  },
 
   // ── Functions in tenant a's schema that reach out when they run ──
-  { category: 'functions', name: 'SQL body (validated at CREATE)', steps: [
-    // With name checks off, PostgreSQL validates the body at CREATE and refuses tenant_b there.
-    s("CREATE FUNCTION iso_sqlf() RETURNS text LANGUAGE sql AS 'SELECT string_agg(name, '','') FROM tenant_b.items'", NAMED),
-    s('SELECT iso_sqlf()', UNDEFINED_FUNCTION),
-  ] },
-  { category: 'functions', name: 'SQL body created unvalidated (check_function_bodies off)', steps: [
-    s("SET LOCAL check_function_bodies = off; CREATE FUNCTION iso_sqlf() RETURNS text LANGUAGE sql AS 'SELECT string_agg(name, '','') FROM tenant_b.items'", per(GUARD, OK, GUARD)),
-    // Created without name checks; at run time PostgreSQL refuses tenant_b to tenant_a's role.
-    s('SELECT iso_sqlf()', per(UNDEFINED_FUNCTION, DENIED, UNDEFINED_FUNCTION)),
-  ] },
-  { category: 'functions', name: 'BEGIN ATOMIC body', steps: [
-    s('CREATE FUNCTION iso_atomic() RETURNS bigint LANGUAGE sql BEGIN ATOMIC SELECT count(*) FROM tenant_b.items; END', NAMED),
-    s('SELECT iso_atomic()', UNDEFINED_FUNCTION),
-  ] },
-  { category: 'functions', name: 'PL/pgSQL body', steps: [
-    s("CREATE FUNCTION iso_pl() RETURNS text LANGUAGE plpgsql AS $$ BEGIN RETURN (SELECT string_agg(name, ',') FROM tenant_b.items); END $$", per(GUARD, OK, GUARD)),
-    s('SELECT iso_pl()', per(UNDEFINED_FUNCTION, DENIED, UNDEFINED_FUNCTION)),
-  ] },
-  { category: 'functions', name: 'SECURITY DEFINER (owned by tenant a, so no more rights than tenant a)', steps: [
-    s('CREATE FUNCTION iso_sd() RETURNS int LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN DELETE FROM tenant_b.items; RETURN 1; END $$', per(GUARD, OK, GUARD)),
-    s('SELECT iso_sd()', per(UNDEFINED_FUNCTION, DENIED, UNDEFINED_FUNCTION)),
-  ] },
-  { category: 'functions', name: 'SECURITY DEFINER with SET search_path = tenant_b', steps: [
-    s("CREATE FUNCTION iso_sp() RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = tenant_b AS $$ BEGIN RETURN (SELECT string_agg(name, ',') FROM items); END $$", per(GUARD, OK, GUARD)),
-    // Without name checks the function exists, but tenant_a has no USAGE on tenant_b: PostgreSQL leaves that schema out
-    // of the path, and the unqualified name is simply not found (42P01) rather than refused.
-    s('SELECT iso_sp()', per(UNDEFINED_FUNCTION, db('42P01'), UNDEFINED_FUNCTION)),
-  ] },
+  {
+    category: 'functions',
+    name: 'SQL body (validated at CREATE)',
+    steps: [
+      // With name checks off, PostgreSQL validates the body at CREATE and refuses tenant_b there.
+      s(
+        "CREATE FUNCTION iso_sqlf() RETURNS text LANGUAGE sql AS 'SELECT string_agg(name, '','') FROM tenant_b.items'",
+        NAMED,
+      ),
+      s('SELECT iso_sqlf()', UNDEFINED_FUNCTION),
+    ],
+  },
+  {
+    category: 'functions',
+    name: 'SQL body created unvalidated (check_function_bodies off)',
+    steps: [
+      s(
+        "SET LOCAL check_function_bodies = off; CREATE FUNCTION iso_sqlf() RETURNS text LANGUAGE sql AS 'SELECT string_agg(name, '','') FROM tenant_b.items'",
+        per(GUARD, OK, GUARD),
+      ),
+      // Created without name checks; at run time PostgreSQL refuses tenant_b to tenant_a's role.
+      s('SELECT iso_sqlf()', per(UNDEFINED_FUNCTION, DENIED, UNDEFINED_FUNCTION)),
+    ],
+  },
+  {
+    category: 'functions',
+    name: 'BEGIN ATOMIC body',
+    steps: [
+      s(
+        'CREATE FUNCTION iso_atomic() RETURNS bigint LANGUAGE sql BEGIN ATOMIC SELECT count(*) FROM tenant_b.items; END',
+        NAMED,
+      ),
+      s('SELECT iso_atomic()', UNDEFINED_FUNCTION),
+    ],
+  },
+  {
+    category: 'functions',
+    name: 'PL/pgSQL body',
+    steps: [
+      s(
+        "CREATE FUNCTION iso_pl() RETURNS text LANGUAGE plpgsql AS $$ BEGIN RETURN (SELECT string_agg(name, ',') FROM tenant_b.items); END $$",
+        per(GUARD, OK, GUARD),
+      ),
+      s('SELECT iso_pl()', per(UNDEFINED_FUNCTION, DENIED, UNDEFINED_FUNCTION)),
+    ],
+  },
+  {
+    category: 'functions',
+    name: 'SECURITY DEFINER (owned by tenant a, so no more rights than tenant a)',
+    steps: [
+      s(
+        'CREATE FUNCTION iso_sd() RETURNS int LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN DELETE FROM tenant_b.items; RETURN 1; END $$',
+        per(GUARD, OK, GUARD),
+      ),
+      s('SELECT iso_sd()', per(UNDEFINED_FUNCTION, DENIED, UNDEFINED_FUNCTION)),
+    ],
+  },
+  {
+    category: 'functions',
+    name: 'SECURITY DEFINER with SET search_path = tenant_b',
+    steps: [
+      s(
+        "CREATE FUNCTION iso_sp() RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = tenant_b AS $$ BEGIN RETURN (SELECT string_agg(name, ',') FROM items); END $$",
+        per(GUARD, OK, GUARD),
+      ),
+      // Without name checks the function exists, but tenant_a has no USAGE on tenant_b: PostgreSQL leaves that schema out
+      // of the path, and the unqualified name is simply not found (42P01) rather than refused.
+      s('SELECT iso_sp()', per(UNDEFINED_FUNCTION, db('42P01'), UNDEFINED_FUNCTION)),
+    ],
+  },
   {
     category: 'functions',
     name: 'name hidden in a PL/pgSQL assignment target',
     // Guard mode: the subscript is not analysed, so tenant_b's names travel out through a custom setting.
     // Both: the same gap in the guard, but PostgreSQL refuses tenant_b to tenant_a's role; either line stopping it is fine.
     steps: [
-      s("CREATE FUNCTION iso_peek() RETURNS text LANGUAGE plpgsql AS $$ DECLARE arr int[]; BEGIN arr[(SELECT length(set_config('iso.peek', (SELECT string_agg(name, ',' ORDER BY id) FROM tenant_b.items), true)))] := 1; RETURN current_setting('iso.peek'); END $$", per(GUARD, OK, ANY)),
+      s(
+        "CREATE FUNCTION iso_peek() RETURNS text LANGUAGE plpgsql AS $$ DECLARE arr int[]; BEGIN arr[(SELECT length(set_config('iso.peek', (SELECT string_agg(name, ',' ORDER BY id) FROM tenant_b.items), true)))] := 1; RETURN current_setting('iso.peek'); END $$",
+        per(GUARD, OK, ANY),
+      ),
       s('SELECT iso_peek()', per(UNDEFINED_FUNCTION, DENIED, ANY)),
     ],
   },
 
   // ── Views, triggers and rules created in tenant a that reference tenant b ──
-  { category: 'views/triggers/rules', name: 'view', steps: [
-    s('CREATE VIEW iso_v AS SELECT * FROM tenant_b.items', NAMED),
-    s('SELECT * FROM iso_v', db('42P01')),
-  ] },
-  { category: 'views/triggers/rules', name: 'materialized view', steps: [
-    s('CREATE MATERIALIZED VIEW iso_mv AS SELECT * FROM tenant_b.items', NAMED),
-    s('SELECT * FROM iso_mv', db('42P01')),
-  ] },
-  { category: 'views/triggers/rules', name: 'trigger writing into tenant b', steps: [
-    s('CREATE FUNCTION iso_trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO tenant_b.items VALUES (NEW.id + 600, NEW.name); RETURN NEW; END $$', per(GUARD, OK, GUARD)),
-    s('CREATE TRIGGER iso_t BEFORE INSERT ON isofix_sink FOR EACH ROW EXECUTE FUNCTION iso_trg()', per(UNDEFINED_FUNCTION, OK, UNDEFINED_FUNCTION)),
-    // Without name checks the trigger exists and fires as tenant_a's role: PostgreSQL refuses its INSERT.
-    s("INSERT INTO isofix_sink VALUES (5, 'via-trigger')", per(OK, DENIED, OK)),
-  ] },
-  { category: 'views/triggers/rules', name: 'rule writing into tenant b', steps: [
-    s('CREATE RULE iso_r AS ON INSERT TO isofix_sink DO ALSO INSERT INTO tenant_b.items VALUES (NEW.id + 500, NEW.name)', NAMED),
-    s("INSERT INTO isofix_sink VALUES (7, 'via-rule')", OK),
-  ] },
-  { category: 'views/triggers/rules', name: "column default on tenant b's sequence", steps: [
-    s("CREATE TABLE iso_d (id bigint DEFAULT nextval('tenant_b.seq'))", NAMED),
-    s('INSERT INTO iso_d DEFAULT VALUES', db('42P01')),
-  ] },
+  {
+    category: 'views/triggers/rules',
+    name: 'view',
+    steps: [s('CREATE VIEW iso_v AS SELECT * FROM tenant_b.items', NAMED), s('SELECT * FROM iso_v', db('42P01'))],
+  },
+  {
+    category: 'views/triggers/rules',
+    name: 'materialized view',
+    steps: [
+      s('CREATE MATERIALIZED VIEW iso_mv AS SELECT * FROM tenant_b.items', NAMED),
+      s('SELECT * FROM iso_mv', db('42P01')),
+    ],
+  },
+  {
+    category: 'views/triggers/rules',
+    name: 'trigger writing into tenant b',
+    steps: [
+      s(
+        'CREATE FUNCTION iso_trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO tenant_b.items VALUES (NEW.id + 600, NEW.name); RETURN NEW; END $$',
+        per(GUARD, OK, GUARD),
+      ),
+      s(
+        'CREATE TRIGGER iso_t BEFORE INSERT ON isofix_sink FOR EACH ROW EXECUTE FUNCTION iso_trg()',
+        per(UNDEFINED_FUNCTION, OK, UNDEFINED_FUNCTION),
+      ),
+      // Without name checks the trigger exists and fires as tenant_a's role: PostgreSQL refuses its INSERT.
+      s("INSERT INTO isofix_sink VALUES (5, 'via-trigger')", per(OK, DENIED, OK)),
+    ],
+  },
+  {
+    category: 'views/triggers/rules',
+    name: 'rule writing into tenant b',
+    steps: [
+      s(
+        'CREATE RULE iso_r AS ON INSERT TO isofix_sink DO ALSO INSERT INTO tenant_b.items VALUES (NEW.id + 500, NEW.name)',
+        NAMED,
+      ),
+      s("INSERT INTO isofix_sink VALUES (7, 'via-rule')", OK),
+    ],
+  },
+  {
+    category: 'views/triggers/rules',
+    name: "column default on tenant b's sequence",
+    steps: [
+      s("CREATE TABLE iso_d (id bigint DEFAULT nextval('tenant_b.seq'))", NAMED),
+      s('INSERT INTO iso_d DEFAULT VALUES', db('42P01')),
+    ],
+  },
 
   // ── Names inside strings ──
-  { category: 'names in strings', name: 'nextval/currval/setval', steps: [
-    s("SELECT nextval('tenant_b.seq')", NAMED),
-    s("SELECT currval('tenant_b.seq')", NAMED),
-    s("SELECT setval('tenant_b.seq', 1)", NAMED),
-  ] },
-  { category: 'names in strings', name: 'reg* casts and to_regclass', steps: [
-    s("SELECT 'tenant_b.items'::regclass", NAMED),
-    s("SELECT CAST('tenant_b.seq' AS pg_catalog.regclass)", NAMED),
-    s("SELECT to_regclass('tenant_b.items')", NAMED),
-    s("SELECT pg_relation_size('tenant_b.items')", NAMED),
-  ] },
-  { category: 'names in strings', name: 'table_to_xml and query_to_xml (always refused)', steps: [
-    s("SELECT table_to_xml('tenant_b.items', true, false, '')", GUARD),
-    s("SELECT query_to_xml('SELECT * FROM tenant_b.items', true, false, '')", GUARD),
-    s("SELECT table_to_xml(c.oid, true, false, '') FROM pg_class c WHERE c.relname = 'items'", GUARD),
-  ] },
+  {
+    category: 'names in strings',
+    name: 'nextval/currval/setval',
+    steps: [
+      s("SELECT nextval('tenant_b.seq')", NAMED),
+      s("SELECT currval('tenant_b.seq')", NAMED),
+      s("SELECT setval('tenant_b.seq', 1)", NAMED),
+    ],
+  },
+  {
+    category: 'names in strings',
+    name: 'reg* casts and to_regclass',
+    steps: [
+      s("SELECT 'tenant_b.items'::regclass", NAMED),
+      s("SELECT CAST('tenant_b.seq' AS pg_catalog.regclass)", NAMED),
+      s("SELECT to_regclass('tenant_b.items')", NAMED),
+      s("SELECT pg_relation_size('tenant_b.items')", NAMED),
+    ],
+  },
+  {
+    category: 'names in strings',
+    name: 'table_to_xml and query_to_xml (always refused)',
+    steps: [
+      s("SELECT table_to_xml('tenant_b.items', true, false, '')", GUARD),
+      s("SELECT query_to_xml('SELECT * FROM tenant_b.items', true, false, '')", GUARD),
+      s("SELECT table_to_xml(c.oid, true, false, '') FROM pg_class c WHERE c.relname = 'items'", GUARD),
+    ],
+  },
   {
     category: 'names in strings',
     name: 'ts_stat runs the SQL in its string',
@@ -812,14 +1141,20 @@ const ATTEMPTS: Attempt[] = [
     steps: [
       s('CREATE TABLE iso_refs (r regclass)', OK),
       s("INSERT INTO iso_refs VALUES ('tenant_b.seq')", per(GUARD, DENIED, REFUSED)),
-      s('SELECT nextval(r) FROM iso_refs', ok((r, _ctx, c) => expect.soft(only(r), c).toEqual([]))),
+      s(
+        'SELECT nextval(r) FROM iso_refs',
+        ok((r, _ctx, c) => expect.soft(only(r), c).toEqual([])),
+      ),
     ],
   },
   {
     category: 'names in strings',
     name: 'literal as a regclass parameter default',
     steps: [
-      s("CREATE FUNCTION iso_def(r regclass DEFAULT 'tenant_b.seq') RETURNS bigint LANGUAGE sql AS 'SELECT nextval(r)'", per(GUARD, DENIED, REFUSED)),
+      s(
+        "CREATE FUNCTION iso_def(r regclass DEFAULT 'tenant_b.seq') RETURNS bigint LANGUAGE sql AS 'SELECT nextval(r)'",
+        per(GUARD, DENIED, REFUSED),
+      ),
       s('SELECT iso_def()', UNDEFINED_FUNCTION),
     ],
   },
@@ -833,18 +1168,26 @@ const ATTEMPTS: Attempt[] = [
       s(
         "SELECT nextval('tenant_b' || '.seq') AS v",
         per(
-          ok((r, _ctx, c) => expect.soft(Number(only(r)[0]?.v), `${c} (documented gap: expected to reach tenant_b.seq)`).toBeGreaterThanOrEqual(2000)),
+          ok((r, _ctx, c) =>
+            expect
+              .soft(Number(only(r)[0]?.v), `${c} (documented gap: expected to reach tenant_b.seq)`)
+              .toBeGreaterThanOrEqual(2000),
+          ),
           DENIED,
           DENIED,
         ),
       ),
     ],
   },
-  { category: 'names in strings', name: 'parameters in name positions', steps: [
-    s('SELECT nextval($1)', GUARD, ['tenant_b.seq']),
-    s('SELECT $1::regclass', GUARD, ['tenant_b.items']),
-    s('SELECT to_regclass($1)', GUARD, ['tenant_b.items']),
-  ] },
+  {
+    category: 'names in strings',
+    name: 'parameters in name positions',
+    steps: [
+      s('SELECT nextval($1)', GUARD, ['tenant_b.seq']),
+      s('SELECT $1::regclass', GUARD, ['tenant_b.items']),
+      s('SELECT to_regclass($1)', GUARD, ['tenant_b.items']),
+    ],
+  },
 
   // ── What pg_catalog shows about tenant b ──
   {
@@ -853,7 +1196,12 @@ const ATTEMPTS: Attempt[] = [
     // pg_stats shows most_common_vals and histogram_bounds: tenant b's values, not just names. It filters by
     // has_column_privilege, which the shared login role holds on every tenant's tables when roles are off, so the
     // guard refuses the view in every mode.
-    steps: [s("SELECT attname, most_common_vals::text AS mcv, histogram_bounds::text AS histogram FROM pg_stats WHERE schemaname = 'tenant_b' AND tablename = 'items'", GUARD)],
+    steps: [
+      s(
+        "SELECT attname, most_common_vals::text AS mcv, histogram_bounds::text AS histogram FROM pg_stats WHERE schemaname = 'tenant_b' AND tablename = 'items'",
+        GUARD,
+      ),
+    ],
   },
   {
     category: 'catalog',
@@ -881,61 +1229,103 @@ const ATTEMPTS: Attempt[] = [
     name: 'COPY TO STDOUT and FROM STDIN',
     async run(ctx) {
       const { raw } = await rawSession(ctx, 'a');
-      judge(ctx, 'COPY tenant_b.items TO STDOUT', NAMED, rawOutcome(await exchange(raw, [frames.query('COPY tenant_b.items TO STDOUT')])));
-      judge(ctx, 'COPY (SELECT ...) TO STDOUT', NAMED, rawOutcome(await exchange(raw, [frames.query('COPY (SELECT * FROM tenant_b.items) TO STDOUT')])));
+      judge(
+        ctx,
+        'COPY tenant_b.items TO STDOUT',
+        NAMED,
+        rawOutcome(await exchange(raw, [frames.query('COPY tenant_b.items TO STDOUT')])),
+      );
+      judge(
+        ctx,
+        'COPY (SELECT ...) TO STDOUT',
+        NAMED,
+        rawOutcome(await exchange(raw, [frames.query('COPY (SELECT * FROM tenant_b.items) TO STDOUT')])),
+      );
       // COPY FROM STDIN: if the server ever asks for data, send a row as an attacker would.
       const from = raw.messages.length;
       raw.write(frames.query('COPY tenant_b.items FROM STDIN'));
       const first = await waitForMessages(raw, from, (ms) => ms.some((m) => m.code === 'G' || m.code === 'Z'));
-      if (first.some((m) => m.code === 'G')) raw.write(Buffer.concat([frames.copyData('900\tplanted-by-copy\n'), frames.copyDone()]));
-      judge(ctx, 'COPY tenant_b.items FROM STDIN', NAMED, rawOutcome(await waitForMessages(raw, from, (ms) => ms.some((m) => m.code === 'Z'))));
+      if (first.some((m) => m.code === 'G'))
+        raw.write(Buffer.concat([frames.copyData('900\tplanted-by-copy\n'), frames.copyDone()]));
+      judge(
+        ctx,
+        'COPY tenant_b.items FROM STDIN',
+        NAMED,
+        rawOutcome(await waitForMessages(raw, from, (ms) => ms.some((m) => m.code === 'Z'))),
+      );
       // The connection is still usable and still tenant a's.
-      const own = rawOutcome(await exchange(raw, [frames.query('COPY (SELECT name FROM items WHERE id IN (1, 2) ORDER BY id) TO STDOUT')]));
+      const own = rawOutcome(
+        await exchange(raw, [frames.query('COPY (SELECT name FROM items WHERE id IN (1, 2) ORDER BY id) TO STDOUT')]),
+      );
       expect.soft(own).toEqual({ ok: true, results: [[{ copy: 'a-one\n' }, { copy: 'a-two\n' }]] });
       raw.close();
     },
   },
-  { category: 'COPY', name: 'COPY to a file or program (always refused)', steps: [
-    s("COPY items TO '/tmp/pgtp-isolation-copy'", GUARD),
-    s("COPY items FROM PROGRAM 'id'", GUARD),
-  ] },
+  {
+    category: 'COPY',
+    name: 'COPY to a file or program (always refused)',
+    steps: [s("COPY items TO '/tmp/pgtp-isolation-copy'", GUARD), s("COPY items FROM PROGRAM 'id'", GUARD)],
+  },
 
   // ── Multi-statement strings ──
-  { category: 'multi-statement', name: 'harmless first, cross-tenant second', steps: [
-    s('SELECT 1; SELECT * FROM tenant_b.items', NAMED),
-    s('SELECT 1; DELETE FROM tenant_b.items', NAMED),
-  ] },
-  { category: 'multi-statement', name: 'nothing of a refused string runs', steps: [
-    // The guard refuses the whole string; PostgreSQL runs it as one implicit transaction, so the INSERT rolls back.
-    s("INSERT INTO isofix_sink VALUES (777, 'first'); SELECT * FROM tenant_b.items", NAMED),
-    s('SELECT count(*)::int AS n FROM isofix_sink WHERE id = 777', ok((r, _ctx, c) => expect.soft(only(r), c).toEqual([{ n: 0 }]))),
-  ] },
-  { category: 'multi-statement', name: 'path change then unqualified read', steps: [
-    s('SELECT 1; SET search_path TO tenant_b; SELECT name FROM items', GUARD),
-  ] },
-  { category: 'multi-statement', name: 'inside an explicit transaction across messages', steps: [
-    s('BEGIN', OK),
-    s('SELECT name FROM items', OK),
-    s('SELECT * FROM tenant_b.items', NAMED),
-    // Refused by either line, the transaction is aborted on the server as for any error.
-    s('SELECT 1', db('25P02')),
-    s('ROLLBACK', OK),
-  ] },
+  {
+    category: 'multi-statement',
+    name: 'harmless first, cross-tenant second',
+    steps: [s('SELECT 1; SELECT * FROM tenant_b.items', NAMED), s('SELECT 1; DELETE FROM tenant_b.items', NAMED)],
+  },
+  {
+    category: 'multi-statement',
+    name: 'nothing of a refused string runs',
+    steps: [
+      // The guard refuses the whole string; PostgreSQL runs it as one implicit transaction, so the INSERT rolls back.
+      s("INSERT INTO isofix_sink VALUES (777, 'first'); SELECT * FROM tenant_b.items", NAMED),
+      s(
+        'SELECT count(*)::int AS n FROM isofix_sink WHERE id = 777',
+        ok((r, _ctx, c) => expect.soft(only(r), c).toEqual([{ n: 0 }])),
+      ),
+    ],
+  },
+  {
+    category: 'multi-statement',
+    name: 'path change then unqualified read',
+    steps: [s('SELECT 1; SET search_path TO tenant_b; SELECT name FROM items', GUARD)],
+  },
+  {
+    category: 'multi-statement',
+    name: 'inside an explicit transaction across messages',
+    steps: [
+      s('BEGIN', OK),
+      s('SELECT name FROM items', OK),
+      s('SELECT * FROM tenant_b.items', NAMED),
+      // Refused by either line, the transaction is aborted on the server as for any error.
+      s('SELECT 1', db('25P02')),
+      s('ROLLBACK', OK),
+    ],
+  },
 
   // ── Extended protocol ──
-  { category: 'extended protocol', name: 'parameterised statements (Parse/Bind/Execute)', steps: [
-    s('SELECT name FROM tenant_b.items WHERE id = $1', NAMED, [1]),
-    s('UPDATE tenant_b.items SET name = $1', NAMED, ['pwned-by-a']),
-    s('INSERT INTO isofix_sink SELECT id, name FROM tenant_b.items WHERE id > $1', NAMED, [0]),
-    s('SELECT set_config($1, $2, true)', GUARD, ['role', 'tenant_b']),
-    s("SELECT set_config('search_path', $1, true)", GUARD, ['tenant_b']),
-  ] },
+  {
+    category: 'extended protocol',
+    name: 'parameterised statements (Parse/Bind/Execute)',
+    steps: [
+      s('SELECT name FROM tenant_b.items WHERE id = $1', NAMED, [1]),
+      s('UPDATE tenant_b.items SET name = $1', NAMED, ['pwned-by-a']),
+      s('INSERT INTO isofix_sink SELECT id, name FROM tenant_b.items WHERE id > $1', NAMED, [0]),
+      s('SELECT set_config($1, $2, true)', GUARD, ['role', 'tenant_b']),
+      s("SELECT set_config('search_path', $1, true)", GUARD, ['tenant_b']),
+    ],
+  },
   {
     category: 'extended protocol',
     name: 'named statement',
     async run(ctx) {
       const { client } = await connect(ctx, 'a');
-      judge(ctx, 'named Parse of SELECT ... FROM tenant_b.items', NAMED, await runSql(client, { name: 'iso_named_b', text: 'SELECT name FROM tenant_b.items' }));
+      judge(
+        ctx,
+        'named Parse of SELECT ... FROM tenant_b.items',
+        NAMED,
+        await runSql(client, { name: 'iso_named_b', text: 'SELECT name FROM tenant_b.items' }),
+      );
       await assertPinned(ctx, client, 'named statement');
       await client.end();
     },
@@ -948,33 +1338,85 @@ const ATTEMPTS: Attempt[] = [
     async run(ctx) {
       const { raw } = await rawSession(ctx, 'a');
       const attempts: Array<[number, string]> = [
-        [2205, 'tenant_b.items'], [2210, '{tenant_b.items}'], [4089, 'tenant_b'], [4090, '{tenant_b}'], [4096, 'tenant_b'],
-        [2206, 'tenant_b.items'], [24, 'tenant_b.iso_fn'], [2202, 'tenant_b.iso_fn()'], [2203, 'tenant_b.+'],
-        [2204, 'tenant_b.+(int,int)'], [3734, 'tenant_b.cfg'], [3769, 'tenant_b.dict'], [4191, 'tenant_b."C"'],
-        [71, '(x)'], [81, '(x)'],
+        [2205, 'tenant_b.items'],
+        [2210, '{tenant_b.items}'],
+        [4089, 'tenant_b'],
+        [4090, '{tenant_b}'],
+        [4096, 'tenant_b'],
+        [2206, 'tenant_b.items'],
+        [24, 'tenant_b.iso_fn'],
+        [2202, 'tenant_b.iso_fn()'],
+        [2203, 'tenant_b.+'],
+        [2204, 'tenant_b.+(int,int)'],
+        [3734, 'tenant_b.cfg'],
+        [3769, 'tenant_b.dict'],
+        [4191, 'tenant_b."C"'],
+        [71, '(x)'],
+        [81, '(x)'],
       ];
       for (const [oid, value] of attempts) {
-        const ms = await exchange(raw, [frames.parse('SELECT $1', '', [oid]), frames.bind([value]), frames.execute(), frames.sync()]);
+        const ms = await exchange(raw, [
+          frames.parse('SELECT $1', '', [oid]),
+          frames.bind([value]),
+          frames.execute(),
+          frames.sync(),
+        ]);
         judge(ctx, `Parse("SELECT $1", type ${oid}) bound to ${value}`, GUARD, rawOutcome(ms));
         expect.soft(ms.filter((m) => m.code === 'D').length, `rows for type ${oid}`).toBe(0);
       }
       // Undeclared, but inferred as regclass from a built-in's signature: the same lookup at Bind.
-      const inferred = await exchange(raw, [frames.parse('SELECT pg_relation_is_updatable($1, true)'), frames.bind(['tenant_b.items']), frames.execute(), frames.sync()]);
-      judge(ctx, 'Parse("SELECT pg_relation_is_updatable($1, true)") bound to tenant_b.items', GUARD, rawOutcome(inferred));
+      const inferred = await exchange(raw, [
+        frames.parse('SELECT pg_relation_is_updatable($1, true)'),
+        frames.bind(['tenant_b.items']),
+        frames.execute(),
+        frames.sync(),
+      ]);
+      judge(
+        ctx,
+        'Parse("SELECT pg_relation_is_updatable($1, true)") bound to tenant_b.items',
+        GUARD,
+        rawOutcome(inferred),
+      );
       // Declared as text (or unspecified) the value is only a string.
-      const text = await exchange(raw, [frames.parse('SELECT $1', 'iso_text', [25]), frames.bind(['tenant_b.items'], 'iso_text'), frames.execute(), frames.sync()]);
+      const text = await exchange(raw, [
+        frames.parse('SELECT $1', 'iso_text', [25]),
+        frames.bind(['tenant_b.items'], 'iso_text'),
+        frames.execute(),
+        frames.sync(),
+      ]);
       judge(ctx, 'Parse("SELECT $1", type 25) bound to tenant_b.items', OK, rawOutcome(text));
       // Inside a transaction the refusal aborts it on the server, as a real error would.
-      const tx = await exchange(raw, [frames.query('BEGIN'), frames.parse('SELECT $1', '', [2205]), frames.bind(['tenant_b.items']), frames.execute(), frames.sync()], 2);
+      const tx = await exchange(
+        raw,
+        [
+          frames.query('BEGIN'),
+          frames.parse('SELECT $1', '', [2205]),
+          frames.bind(['tenant_b.items']),
+          frames.execute(),
+          frames.sync(),
+        ],
+        2,
+      );
       judge(ctx, 'BEGIN; Parse("SELECT $1", regclass)', GUARD, rawOutcome(tx));
       expect.soft(readyStatus(tx)).toEqual(['T', 'E']);
       expect.soft(readyStatus(await exchange(raw, [frames.query('ROLLBACK')]))).toEqual(['I']);
       raw.close();
 
       // A driver that declares parameter types: postgres.js's sql.typed(value, oid).
-      const sql = postgres({ host: '127.0.0.1', port: ctx.tp.port, user: 'app', database: ctx.database, password: await ctx.tp.token('a'), max: 1, onnotice: () => undefined });
+      const sql = postgres({
+        host: '127.0.0.1',
+        port: ctx.tp.port,
+        user: 'app',
+        database: ctx.database,
+        password: await ctx.tp.token('a'),
+        max: 1,
+        onnotice: () => undefined,
+      });
       try {
-        for (const [oid, value] of [[2205, 'tenant_b.items'], [4089, 'tenant_b']] as const) {
+        for (const [oid, value] of [
+          [2205, 'tenant_b.items'],
+          [4089, 'tenant_b'],
+        ] as const) {
           let outcome: Outcome;
           try {
             outcome = { ok: true, results: [await sql`SELECT ${sql.typed(value, oid)}::text AS v`] };
@@ -995,8 +1437,13 @@ const ATTEMPTS: Attempt[] = [
     async run(ctx) {
       const { raw } = await rawSession(ctx, 'a');
       const ms = await exchange(raw, [
-        frames.parse('SELECT name FROM tenant_b.items'), frames.bind(), frames.describePortal(), frames.execute(),
-        frames.parse('SELECT name FROM items'), frames.bind(), frames.execute(),
+        frames.parse('SELECT name FROM tenant_b.items'),
+        frames.bind(),
+        frames.describePortal(),
+        frames.execute(),
+        frames.parse('SELECT name FROM items'),
+        frames.bind(),
+        frames.execute(),
         frames.sync(),
       ]);
       judge(ctx, 'Parse(tenant_b) Bind Execute Parse(items) Bind Execute Sync', NAMED, rawOutcome(ms));
@@ -1004,7 +1451,17 @@ const ATTEMPTS: Attempt[] = [
       expect.soft(ms.filter((m) => m.code === 'D').length, 'no rows at all after the refused Parse').toBe(0);
       expect.soft(readyStatus(ms)).toEqual(['I']);
       // Inside a transaction: the refusal aborts it on the server as a real error would.
-      const tx = await exchange(raw, [frames.query('BEGIN'), frames.parse('DELETE FROM tenant_b.items'), frames.bind(), frames.execute(), frames.sync()], 2);
+      const tx = await exchange(
+        raw,
+        [
+          frames.query('BEGIN'),
+          frames.parse('DELETE FROM tenant_b.items'),
+          frames.bind(),
+          frames.execute(),
+          frames.sync(),
+        ],
+        2,
+      );
       judge(ctx, 'BEGIN; Parse(DELETE FROM tenant_b.items) Bind Execute Sync', NAMED, rawOutcome(tx));
       expect.soft(readyStatus(tx)).toEqual(['T', 'E']);
       const after = await exchange(raw, [frames.query('SELECT 1')]);
@@ -1018,7 +1475,12 @@ const ATTEMPTS: Attempt[] = [
     name: 'Parse holding two statements',
     async run(ctx) {
       const { raw } = await rawSession(ctx, 'a');
-      const ms = await exchange(raw, [frames.parse('SELECT 1; SELECT name FROM tenant_b.items'), frames.bind(), frames.execute(), frames.sync()]);
+      const ms = await exchange(raw, [
+        frames.parse('SELECT 1; SELECT name FROM tenant_b.items'),
+        frames.bind(),
+        frames.execute(),
+        frames.sync(),
+      ]);
       // Without name checks PostgreSQL refuses a Parse of two statements outright (42601).
       judge(ctx, 'Parse("SELECT 1; SELECT name FROM tenant_b.items")', per(GUARD, db('42601'), GUARD), rawOutcome(ms));
       raw.close();
@@ -1104,7 +1566,9 @@ describe.each(MODES)('isolation: $title', (mode) => {
     if (attempt.run !== undefined) await attempt.run(ctx);
 
     if (attempt.documentedGapIn?.includes(mode.key)) return; // b's state is restored in afterEach
-    expect.soft(await snapshotB(ctx.admin), `[${mode.key}] tenant b's data after: ${attempt.name}`).toEqual(ctx.baseline);
+    expect
+      .soft(await snapshotB(ctx.admin), `[${mode.key}] tenant b's data after: ${attempt.name}`)
+      .toEqual(ctx.baseline);
   });
 
   it("other sessions: tenant b's running query text stays out of tenant a's reach", async () => {
@@ -1132,7 +1596,10 @@ describe.each(MODES)('isolation: $title', (mode) => {
       s('CREATE VIEW iso_act AS SELECT query FROM pg_stat_activity', GUARD),
       // ts_stat runs SQL the guard never sees. With roles, PostgreSQL shows other roles' sessions as
       // "<insufficient privilege>" (executing and showing nothing is then as good as a refusal).
-      s("SELECT word FROM ts_stat($$SELECT to_tsvector('simple', coalesce(query, '')) FROM pg_stat_activity$$)", per(GUARD, ANY, ANY)),
+      s(
+        "SELECT word FROM ts_stat($$SELECT to_tsvector('simple', coalesce(query, '')) FROM pg_stat_activity$$)",
+        per(GUARD, ANY, ANY),
+      ),
       // An operator names its function only at CREATE OPERATOR; calling it never names pg_stat_get_backend_activity.
       s('CREATE OPERATOR ### (RIGHTARG = int, FUNCTION = pg_stat_get_backend_activity)', per(GUARD, ANY, ANY)),
       // The operator was never created (CREATE OPERATOR is refused), and the id set itself is refused by the guard.
@@ -1152,7 +1619,13 @@ describe.each(MODES)('isolation: $title', (mode) => {
   it('LISTEN/NOTIFY, signals and session advisory locks reach other sessions: always refused', async () => {
     const { client: a } = await connect(ctx, 'a');
     judge(ctx, 'LISTEN iso_chan', { kind: 'guard', code: '0A000' }, await runSql(a, 'LISTEN iso_chan'));
-    for (const sql of ["NOTIFY iso_chan, 'from-a'", "SELECT pg_notify('iso_chan', 'from-a')", 'SELECT pg_cancel_backend(1)', 'SELECT pg_terminate_backend(1)', 'SELECT pg_advisory_lock(42)']) {
+    for (const sql of [
+      "NOTIFY iso_chan, 'from-a'",
+      "SELECT pg_notify('iso_chan', 'from-a')",
+      'SELECT pg_cancel_backend(1)',
+      'SELECT pg_terminate_backend(1)',
+      'SELECT pg_advisory_lock(42)',
+    ]) {
       judge(ctx, sql, GUARD, await runSql(a, sql));
     }
     await a.end();
@@ -1180,7 +1653,10 @@ describe.each(MODES)('isolation: $title', (mode) => {
       const pidA = (await a.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
       const left: Step[] = [
         // The roles database grants no TEMP (a temp table would shadow the next tenant's tables): refused there.
-        s("CREATE TEMP TABLE items (id int, name text); INSERT INTO items VALUES (1, 'planted-by-a')", per(OK, DENIED, DENIED)),
+        s(
+          "CREATE TEMP TABLE items (id int, name text); INSERT INTO items VALUES (1, 'planted-by-a')",
+          per(OK, DENIED, DENIED),
+        ),
         s('PREPARE iso_plan AS SELECT name FROM items', OK),
         // A PREPARE the guard only sees at CREATE FUNCTION time, not when it runs.
         s("CREATE FUNCTION iso_prep() RETURNS void LANGUAGE sql AS 'PREPARE iso_hidden AS SELECT name FROM items'", OK),
@@ -1193,7 +1669,12 @@ describe.each(MODES)('isolation: $title', (mode) => {
       ];
       for (const step of left) judge(pctx, step.sql as string, step.expect, await runSql(a, step.sql as string));
       // A named statement through the protocol, with text only tenant a sends.
-      judge(pctx, 'named statement iso_named_a', ANY, await runSql(a, { name: 'iso_named_a', text: "SELECT name FROM items WHERE name <> 'iso-marker-a'" }));
+      judge(
+        pctx,
+        'named statement iso_named_a',
+        ANY,
+        await runSql(a, { name: 'iso_named_a', text: "SELECT name FROM items WHERE name <> 'iso-marker-a'" }),
+      );
 
       const { client: b } = await connect(pctx, 'b');
       // The PREPARE run inside iso_prep() is invisible to the guard. Either the reset deallocated everything (a's
@@ -1201,26 +1682,57 @@ describe.each(MODES)('isolation: $title', (mode) => {
       // both cases nothing of a's reaches b, which the checks below assert whichever server b got.
       void pidA;
       const sees = async (sql: string): Promise<Outcome> => runSql(b, sql);
-      expect.soft(await sees("SELECT string_agg(name, ',' ORDER BY id) AS names FROM items"), "b's own rows, not a's temp table").toEqual({
-        ok: true,
-        results: [[{ names: 'b-one,b-two,b-three' }]],
-      });
-      expect.soft(await sees("SELECT count(*)::int AS n FROM pg_class WHERE relname = 'items' AND relpersistence = 't' AND relnamespace = pg_my_temp_schema()")).toEqual({ ok: true, results: [[{ n: 0 }]] });
+      expect
+        .soft(
+          await sees("SELECT string_agg(name, ',' ORDER BY id) AS names FROM items"),
+          "b's own rows, not a's temp table",
+        )
+        .toEqual({
+          ok: true,
+          results: [[{ names: 'b-one,b-two,b-three' }]],
+        });
+      expect
+        .soft(
+          await sees(
+            "SELECT count(*)::int AS n FROM pg_class WHERE relname = 'items' AND relpersistence = 't' AND relnamespace = pg_my_temp_schema()",
+          ),
+        )
+        .toEqual({ ok: true, results: [[{ n: 0 }]] });
       expect.soft(summary(await sees('EXECUTE iso_plan')), 'EXECUTE iso_plan').toBe('refused 26000 by PostgreSQL');
       // The reset must drop every prepared statement a left, however it was created: a statement b can EXECUTE by
       // name is a's SQL running in b's session.
-      expect.soft(summary(await sees('EXECUTE iso_hidden')), 'EXECUTE iso_hidden (prepared inside a function)').toBe('refused 26000 by PostgreSQL');
-      expect.soft(summary(await sees('FETCH ALL FROM iso_cur')), 'FETCH from a held cursor').toBe('refused 34000 by PostgreSQL');
+      expect
+        .soft(summary(await sees('EXECUTE iso_hidden')), 'EXECUTE iso_hidden (prepared inside a function)')
+        .toBe('refused 26000 by PostgreSQL');
+      expect
+        .soft(summary(await sees('FETCH ALL FROM iso_cur')), 'FETCH from a held cursor')
+        .toBe('refused 34000 by PostgreSQL');
       expect.soft(summary(await sees('SELECT lastval()')), 'lastval()').toBe('refused 55000 by PostgreSQL');
       const setting = await sees("SELECT current_setting('iso.left_by_a', true) AS v");
-      expect.soft(setting.ok && ['', null].includes(only(setting.results)[0]?.v as string), `custom setting: ${JSON.stringify(setting)}`).toBe(true);
-      expect.soft(await sees("SELECT current_setting('default_transaction_read_only') AS ro, current_setting('statement_timeout') AS t")).toEqual({
-        ok: true,
-        results: [[{ ro: 'off', t: '0' }]],
-      });
+      expect
+        .soft(
+          setting.ok && ['', null].includes(only(setting.results)[0]?.v as string),
+          `custom setting: ${JSON.stringify(setting)}`,
+        )
+        .toBe(true);
+      expect
+        .soft(
+          await sees(
+            "SELECT current_setting('default_transaction_read_only') AS ro, current_setting('statement_timeout') AS t",
+          ),
+        )
+        .toEqual({
+          ok: true,
+          results: [[{ ro: 'off', t: '0' }]],
+        });
       // Statement texts carry literals: another tenant's must not be readable, the proxy's own cached ones included;
       // the guard refuses the view.
-      expect.soft(summary(await sees('SELECT name, statement FROM pg_prepared_statements')), "a's prepared statements, seen from b").toBe('refused 42501 by the guard');
+      expect
+        .soft(
+          summary(await sees('SELECT name, statement FROM pg_prepared_statements')),
+          "a's prepared statements, seen from b",
+        )
+        .toBe('refused 42501 by the guard');
       expect.soft(await sees('SELECT count(*)::int AS n FROM pg_cursors')).toEqual({ ok: true, results: [[{ n: 0 }]] });
       await Promise.all([a.end(), b.end()]);
     });
@@ -1232,14 +1744,22 @@ describe.each(MODES)('isolation: $title', (mode) => {
       await runSql(b, { name: 'b_stmt', text: "SELECT name FROM items WHERE name <> 'secret-b'" }); // named, if supported
 
       const { client: a, alive } = await connect(pctx, 'a');
-      expect((await a.query('SELECT pg_backend_pid() AS pid')).rows[0].pid, 'both tenants on the one pooled server').toBe(pidB);
+      expect(
+        (await a.query('SELECT pg_backend_pid() AS pid')).rows[0].pid,
+        'both tenants on the one pooled server',
+      ).toBe(pidB);
       // The guard refuses the proxy's own statement names in SQL; any other name simply does not exist for a.
       for (const name of ['b_stmt', 'pgtp_s1', 'pgtp_s2', 'pgtp_s3']) {
         const sql = `EXECUTE ${name}`;
         judge(pctx, sql, name.startsWith('pgtp_s') ? GUARD : db('26000'), await runSql(a, sql));
         if (!alive()) break;
       }
-      judge(pctx, 'pg_prepared_statements', GUARD, await runSql(a, 'SELECT name, statement FROM pg_prepared_statements'));
+      judge(
+        pctx,
+        'pg_prepared_statements',
+        GUARD,
+        await runSql(a, 'SELECT name, statement FROM pg_prepared_statements'),
+      );
       await a.end();
 
       // Raw Bind with no Parse of its own: the unnamed statement b left, and proxy-side names.

@@ -26,7 +26,9 @@ let tp: TestProxy | null = null;
 
 beforeAll(async () => {
   yKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const body = JSON.stringify({ keys: [{ ...yKey.publicKey.export({ format: 'jwk' }), kid: 'y-1', alg: 'ES256', use: 'sig' }] });
+  const body = JSON.stringify({
+    keys: [{ ...yKey.publicKey.export({ format: 'jwk' }), kid: 'y-1', alg: 'ES256', use: 'sig' }],
+  });
   jwks = createServer((_req, res) => {
     jwksFetches++;
     res.writeHead(200, { 'content-type': 'application/json' }).end(body);
@@ -46,16 +48,26 @@ afterEach(async () => {
 });
 
 const now = () => Math.floor(Date.now() / 1000);
-const claims = (tenant: string, extra: JWTPayload = {}): JWTPayload => ({ tenant_id: tenant, sub: 'u', iat: now(), exp: now() + 300, ...extra });
+const claims = (tenant: string, extra: JWTPayload = {}): JWTPayload => ({
+  tenant_id: tenant,
+  sub: 'u',
+  iat: now(),
+  exp: now() + 300,
+  ...extra,
+});
 
 /** A token from X: HS256 with X's secret, iss X (unless overridden). */
 function xToken(tenant: string, extra: JWTPayload = {}): Promise<string> {
-  return new SignJWT(claims(tenant, { iss: X_ISS, ...extra })).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(X_SECRET));
+  return new SignJWT(claims(tenant, { iss: X_ISS, ...extra }))
+    .setProtectedHeader({ alg: 'HS256' })
+    .sign(new TextEncoder().encode(X_SECRET));
 }
 
 /** A token from Y: ES256 with Y's private key, kid y-1, iss Y. */
 function yToken(tenant: string, extra: JWTPayload = {}): Promise<string> {
-  return new SignJWT(claims(tenant, { iss: Y_ISS, ...extra })).setProtectedHeader({ alg: 'ES256', kid: 'y-1' }).sign(yKey.privateKey);
+  return new SignJWT(claims(tenant, { iss: Y_ISS, ...extra }))
+    .setProtectedHeader({ alg: 'ES256', kid: 'y-1' })
+    .sign(yKey.privateKey);
 }
 
 type Tenants = string[] | 'registry' | { pattern: string };
@@ -111,7 +123,9 @@ describe('several issuers: list and pattern', () => {
     // Signed by X, claiming to be Y: Y's key does not verify it (not even its algorithm).
     expect(await refusedWith(tp, 'b', await xToken('b', { iss: Y_ISS }))).toBe('28P01');
     // Signed by Y's key but under a kid Y does not publish, claiming Y: no key.
-    const unknownKid = await new SignJWT(claims('b', { iss: Y_ISS })).setProtectedHeader({ alg: 'ES256', kid: 'y-2' }).sign(yKey.privateKey);
+    const unknownKid = await new SignJWT(claims('b', { iss: Y_ISS }))
+      .setProtectedHeader({ alg: 'ES256', kid: 'y-2' })
+      .sign(yKey.privateKey);
     expect(await refusedWith(tp, 'b', unknownKid)).toBe('28P01');
     // An iss no issuer has.
     expect(await refusedWith(tp, 'a', await xToken('a', { iss: 'https://evil.test/' }))).toBe('28P01');
@@ -133,7 +147,10 @@ describe('several issuers: list and pattern', () => {
       .split('\n')
       .filter((line) => line.includes('"connection_authenticated"'))
       .map((line) => JSON.parse(line) as { tenant: string; issuer?: string });
-    expect(authenticated.map((e) => [e.tenant, e.issuer])).toEqual([['a', 'x'], ['b', 'y']]);
+    expect(authenticated.map((e) => [e.tenant, e.issuer])).toEqual([
+      ['a', 'x'],
+      ['b', 'y'],
+    ]);
     const metrics = await tp.proxy.metrics.registry.metrics();
     expect(metrics).toMatch(/pgtp_auth_total\{[^}]*reason="issuer_not_allowed"[^}]*\} 2/);
     expect(metrics).toMatch(/pgtp_auth_total\{[^}]*reason="unknown_issuer"[^}]*\} 2/);
@@ -160,7 +177,9 @@ describe('several issuers: as recorded in the registry', () => {
     await createTenant(config, 'iss_y', { ...ACTOR, issuer: 'y' });
     await createTenant(config, 'iss_none', ACTOR);
     // A name no configured issuer has would lock the tenant out: refused, nothing recorded.
-    await expect(createTenant(config, 'iss_typo', { ...ACTOR, issuer: 'acme-otka' })).rejects.toThrow(/issuer "acme-otka" is not configured \(auth.issuers: x, y\)/);
+    await expect(createTenant(config, 'iss_typo', { ...ACTOR, issuer: 'acme-otka' })).rejects.toThrow(
+      /issuer "acme-otka" is not configured \(auth.issuers: x, y\)/,
+    );
     await expect(updateTenant(config, 'iss_y', { ...ACTOR, issuer: 'z' })).rejects.toThrow(/not configured/);
 
     expect(await login(tp, 'iss_x', await xToken('iss_x'))).toBe('tenant_iss_x');

@@ -61,7 +61,9 @@ describe('large statements through the guard (policy.maxStatementBytes bounds th
   it('is still judged: a long literal hides neither other names nor what a rule reads, and bodies stay bounded', async () => {
     const pad = 'x'.repeat(20 << 20);
     expect(await sqlstateOf(() => client.query(`SELECT length('${pad}') FROM tenant_b.items`))).toBe('42501');
-    expect(await sqlstateOf(() => client.query(`SELECT '${pad}', set_config('search_path', 'tenant_b', false)`))).toBe('42501');
+    expect(await sqlstateOf(() => client.query(`SELECT '${pad}', set_config('search_path', 'tenant_b', false)`))).toBe(
+      '42501',
+    );
     // The literal a rule reads is put back and read: PostgreSQL skips the spaces of a name.
     expect(await sqlstateOf(() => client.query(`SELECT nextval('${' '.repeat(100_000)}tenant_b.seq')`))).toBe('42501');
     expect(await sqlstateOf(() => client.query(`SELECT nextval('${' '.repeat(2 << 20)}tenant_b.seq')`))).toBe('54000');
@@ -87,11 +89,19 @@ describe.skipIf(python === null)('psycopg2 (python3-psycopg2)', () => {
     const script = fileURLToPath(new URL('../drivers/psycopg2_bytea.py', import.meta.url));
     const token = await tp.token('a');
     const stdout = await new Promise<string>((resolve, reject) => {
-      execFile(python!, [script, String(tp.port), token, TABLE], { timeout: 110_000, maxBuffer: 1 << 20 }, (err, out, errOut) =>
-        err ? reject(new Error(`${err.message}\n${out}\n${errOut}`)) : resolve(out),
+      execFile(
+        python!,
+        [script, String(tp.port), token, TABLE],
+        { timeout: 110_000, maxBuffer: 1 << 20 },
+        (err, out, errOut) => (err ? reject(new Error(`${err.message}\n${out}\n${errOut}`)) : resolve(out)),
       );
     });
-    const results = Object.fromEntries(stdout.trim().split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
+    const results = Object.fromEntries(
+      stdout
+        .trim()
+        .split('\n')
+        .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+    );
     expect(results).toEqual({ statement_bytes: 'over_20MB', bytea: 'True', sha256: 'True', refused: '42501' });
   }, 120_000);
 });

@@ -29,7 +29,11 @@ function auditEvents(tp: TestProxy): AuditEvent[] {
     .map((line) => JSON.parse(line) as AuditEvent);
 }
 
-async function waitFor<T>(probe: () => T | undefined | false | Promise<T | undefined | false>, what: string, timeoutMs = 5000): Promise<T> {
+async function waitFor<T>(
+  probe: () => T | undefined | false | Promise<T | undefined | false>,
+  what: string,
+  timeoutMs = 5000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -54,7 +58,11 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
   for (const line of text.split('\n')) {
     const match = /^([a-z_]+)(?:\{(.*)\})? (\S+)$/.exec(line);
     if (match === null || match[1] !== name) continue;
-    const have = (match[2] ?? '').split(',').filter((p) => p !== '').sort().join(',');
+    const have = (match[2] ?? '')
+      .split(',')
+      .filter((p) => p !== '')
+      .sort()
+      .join(',');
     if (have === wanted) return Number(match[3]);
   }
   return 0;
@@ -66,7 +74,9 @@ describe('audit trail', () => {
     const client = await tp.connect('a', { application_name: 'billing-worker' });
     await client.query("SELECT name FROM items WHERE name = 'a-one-literal-4711' OR id = 2");
     await client.query('SELECT name FROM items WHERE id = $1', [1]);
-    expect(await sqlstateOf(() => client.query("SELECT * FROM tenant_b.items WHERE name = 'secret-literal-4712'"))).toBe('42501');
+    expect(
+      await sqlstateOf(() => client.query("SELECT * FROM tenant_b.items WHERE name = 'secret-literal-4712'")),
+    ).toBe('42501');
     expect(await sqlstateOf(() => client.query('SELECT 1/0'))).toBe('22012');
     await client.end();
 
@@ -91,8 +101,22 @@ describe('audit trail', () => {
       expect(e.client_addr).toBe('127.0.0.1');
       expect(typeof e.client_port).toBe('number');
     }
-    const [, auth, literal, bound, refusal, failed, closed] = mine as [AuditEvent, AuditEvent, AuditEvent, AuditEvent, AuditEvent, AuditEvent, AuditEvent];
-    expect(auth).toMatchObject({ tenant: 'a', schema: 'tenant_a', actor: 'user-of-a', application_name: 'billing-worker', guard_bypass: false });
+    const [, auth, literal, bound, refusal, failed, closed] = mine as [
+      AuditEvent,
+      AuditEvent,
+      AuditEvent,
+      AuditEvent,
+      AuditEvent,
+      AuditEvent,
+      AuditEvent,
+    ];
+    expect(auth).toMatchObject({
+      tenant: 'a',
+      schema: 'tenant_a',
+      actor: 'user-of-a',
+      application_name: 'billing-worker',
+      guard_bypass: false,
+    });
     expect(literal).toMatchObject({
       tenant: 'a',
       command: 'SELECT',
@@ -104,8 +128,18 @@ describe('audit trail', () => {
     expect(literal.fingerprint).toMatch(/^[0-9a-f]{16}$/);
     expect(typeof literal.backend_pid).toBe('number');
     expect(literal.duration_ms).toBeGreaterThanOrEqual(0);
-    expect(bound).toMatchObject({ command: 'SELECT', rows: 1, outcome: 'ok', statement: 'SELECT name FROM items WHERE id = $1' });
-    expect(refusal).toMatchObject({ rule: 'schema', sqlstate: '42501', outcome: 'refused', statement: 'SELECT * FROM tenant_b.items WHERE name = $1' });
+    expect(bound).toMatchObject({
+      command: 'SELECT',
+      rows: 1,
+      outcome: 'ok',
+      statement: 'SELECT name FROM items WHERE id = $1',
+    });
+    expect(refusal).toMatchObject({
+      rule: 'schema',
+      sqlstate: '42501',
+      outcome: 'refused',
+      statement: 'SELECT * FROM tenant_b.items WHERE name = $1',
+    });
     expect(failed).toMatchObject({ command: null, outcome: 'error', sqlstate: '22012', rows: null });
     expect(closed).toMatchObject({ statements: 3, in_transaction: false });
 
@@ -128,7 +162,11 @@ describe('audit trail', () => {
       }, 'two statement events');
       expect(statements[0]!.fingerprint).toBe(statements[1]!.fingerprint);
       if (mode === 'none') expect(statements.every((e) => !('statement' in e))).toBe(true);
-      else expect(statements.map((e) => e.statement)).toEqual(['SELECT id FROM items WHERE id = 1', 'SELECT id FROM items WHERE id = 2']);
+      else
+        expect(statements.map((e) => e.statement)).toEqual([
+          'SELECT id FROM items WHERE id = 1',
+          'SELECT id FROM items WHERE id = 2',
+        ]);
       await tp.close();
       tp = null;
     }
@@ -136,7 +174,15 @@ describe('audit trail', () => {
 
   it('records each execution of a pipelined extended-protocol batch, and none of what an error skipped', async () => {
     tp = await startTestProxy();
-    const sql = postgres({ host: '127.0.0.1', port: tp.port, user: 'app', database: 'pgtp_test', password: await tp.token('b'), max: 1, onnotice: () => undefined });
+    const sql = postgres({
+      host: '127.0.0.1',
+      port: tp.port,
+      user: 'app',
+      database: 'pgtp_test',
+      password: await tp.token('b'),
+      max: 1,
+      onnotice: () => undefined,
+    });
     try {
       const results = await Promise.allSettled([
         sql`SELECT id FROM items WHERE id = ${1}`,
@@ -160,7 +206,10 @@ describe('audit trail', () => {
     // postgres.js pipelines all four; the ones before the error ran, whatever came after it in the same sync may not.
     expect(ok.length).toBeGreaterThanOrEqual(2);
     expect(ok.slice(0, 2).map((e) => e.rows)).toEqual([1, 2]);
-    expect(ok.slice(0, 2).map((e) => e.statement)).toEqual(['SELECT id FROM items WHERE id = $1', 'SELECT id FROM items WHERE id >= $1']);
+    expect(ok.slice(0, 2).map((e) => e.statement)).toEqual([
+      'SELECT id FROM items WHERE id = $1',
+      'SELECT id FROM items WHERE id >= $1',
+    ]);
   });
 
   it('records a failed login and a client killed mid-transaction', async () => {
@@ -194,7 +243,10 @@ describe('audit trail', () => {
     const admin = await adminClient();
     try {
       // The kill rolled back: nothing of the half-done transaction reached tenant a.
-      await waitFor(async () => (await admin.query("SELECT name FROM tenant_a.items WHERE id = 1")).rows[0].name === 'a-one', 'rollback');
+      await waitFor(
+        async () => (await admin.query('SELECT name FROM tenant_a.items WHERE id = 1')).rows[0].name === 'a-one',
+        'rollback',
+      );
     } finally {
       await admin.end();
     }
@@ -228,10 +280,22 @@ describe('audit trail', () => {
         bad.on('error', () => undefined);
         await expect(bad.connect()).rejects.toBeTruthy();
       }
-      await waitFor(() => auditEventsFrom(config.audit.file!).filter((e) => e.event === 'connection_closed').length >= 4, 'closes');
+      await waitFor(
+        () => auditEventsFrom(config.audit.file!).filter((e) => e.event === 'connection_closed').length >= 4,
+        'closes',
+      );
       const everything = captured.join('') + readFileSync(config.audit.file!, 'utf8');
       expect(captured.length).toBeGreaterThan(0);
-      for (const secret of [token, unknownTenant, token.split('.')[2]!, 'literal-9931', 'param-9932', 'literal-9933', 'password-9934', config.upstream.url.split('@')[0]!.split(':')[2]!]) {
+      for (const secret of [
+        token,
+        unknownTenant,
+        token.split('.')[2]!,
+        'literal-9931',
+        'param-9932',
+        'literal-9933',
+        'password-9934',
+        config.upstream.url.split('@')[0]!.split(':')[2]!,
+      ]) {
         expect(everything).not.toContain(secret);
       }
     } finally {
@@ -271,7 +335,9 @@ describe('audit destination failures', () => {
   });
 
   it('refuses to start when the audit file cannot be opened', async () => {
-    await expect(startTestProxy({ audit: { file: '/nonexistent-dir/audit.log' } })).rejects.toThrow(/audit|nonexistent/);
+    await expect(startTestProxy({ audit: { file: '/nonexistent-dir/audit.log' } })).rejects.toThrow(
+      /audit|nonexistent/,
+    );
   });
 });
 
@@ -308,12 +374,22 @@ describe('metrics', () => {
     await a.query('SELECT 1');
     await a.query('SELECT 2');
     await a.end();
-    expect(sample(await scrape(tp.proxy.metricsPort!), 'pgtp_statements_total', { tenant: 'a', command: 'SELECT', outcome: 'ok' })).toBe(2);
+    expect(
+      sample(await scrape(tp.proxy.metricsPort!), 'pgtp_statements_total', {
+        tenant: 'a',
+        command: 'SELECT',
+        outcome: 'ok',
+      }),
+    ).toBe(2);
     const events = await waitFor(() => {
       const all = auditEvents(tp!);
       return all.some((e) => e.event === 'connection_closed') && all;
     }, 'connection_closed');
-    expect(events.map((e) => e.event)).toEqual(['connection_accepted', 'connection_authenticated', 'connection_closed']);
+    expect(events.map((e) => e.event)).toEqual([
+      'connection_accepted',
+      'connection_authenticated',
+      'connection_closed',
+    ]);
   });
 
   it('measures waiting for a backend and resets between tenants', async () => {
@@ -323,7 +399,10 @@ describe('metrics', () => {
     await a.query('BEGIN');
     const before = await scrape(tp.proxy.metricsPort!);
     const waiting = b.query('SELECT 1');
-    await waitFor(async () => sample(await scrape(tp!.proxy.metricsPort!), 'pgtp_pool_waiting_clients') === 1, 'one waiting client');
+    await waitFor(
+      async () => sample(await scrape(tp!.proxy.metricsPort!), 'pgtp_pool_waiting_clients') === 1,
+      'one waiting client',
+    );
     await a.query('COMMIT');
     await waiting;
     const text = await scrape(tp.proxy.metricsPort!);
@@ -337,12 +416,20 @@ describe('metrics', () => {
     const base = `http://127.0.0.1:${tp.proxy.metricsPort}`;
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
     expect((await fetch(`${base}/admin/status`)).status).toBe(401);
-    expect((await fetch(`${base}/admin/status`, { headers: { authorization: 'Bearer wrong-token-0123456789abcd' } })).status).toBe(401);
+    expect(
+      (await fetch(`${base}/admin/status`, { headers: { authorization: 'Bearer wrong-token-0123456789abcd' } })).status,
+    ).toBe(401);
     const a = await tp.connect('a', { application_name: 'reporting' });
     await a.query('SELECT 1');
-    const response = await fetch(`${base}/admin/status`, { headers: { authorization: `Bearer ${metricsOn.adminToken}` } });
+    const response = await fetch(`${base}/admin/status`, {
+      headers: { authorization: `Bearer ${metricsOn.adminToken}` },
+    });
     expect(response.status).toBe(200);
-    const status = (await response.json()) as { tenants: Array<{ tenant: string; clients: number }>; clients: Array<{ tenant: string; application_name: string }>; pool: { size: number } };
+    const status = (await response.json()) as {
+      tenants: Array<{ tenant: string; clients: number }>;
+      clients: Array<{ tenant: string; application_name: string }>;
+      pool: { size: number };
+    };
     expect(status.pool.size).toBe(2);
     expect(status.tenants).toEqual([{ tenant: 'a', clients: 1, idle: 1, waiting: 0, active: 0 }]);
     expect(status.clients[0]).toMatchObject({ tenant: 'a', application_name: 'reporting', state: 'idle' });
@@ -356,7 +443,9 @@ describe('metrics endpoint start', () => {
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', () => resolve()));
     const taken = (blocker.address() as net.AddressInfo).port;
     try {
-      await expect(startTestProxy({ metrics: { enabled: true, port: taken } })).rejects.toThrow(`cannot serve metrics on 127.0.0.1:${taken}`);
+      await expect(startTestProxy({ metrics: { enabled: true, port: taken } })).rejects.toThrow(
+        `cannot serve metrics on 127.0.0.1:${taken}`,
+      );
     } finally {
       blocker.close();
     }
@@ -374,16 +463,26 @@ describe('readiness follows the upstream', () => {
 
   it('turns /readyz unready while PostgreSQL is stopped and ready again when it returns', async () => {
     tp = await startTestProxy({ metrics: metricsOn, upstream: { connectTimeoutMs: 1000 } }, cluster.upstreamUrl);
-    const readyz = async (): Promise<{ status: number; body: { ready: boolean; checks: Record<string, { ok: boolean }> } }> => {
+    const readyz = async (): Promise<{
+      status: number;
+      body: { ready: boolean; checks: Record<string, { ok: boolean }> };
+    }> => {
       const r = await fetch(`http://127.0.0.1:${tp!.proxy.metricsPort}/readyz`);
-      return { status: r.status, body: (await r.json()) as { ready: boolean; checks: Record<string, { ok: boolean }> } };
+      return {
+        status: r.status,
+        body: (await r.json()) as { ready: boolean; checks: Record<string, { ok: boolean }> },
+      };
     };
     expect((await readyz()).status).toBe(200);
     await cluster.pause();
-    const down = await waitFor(async () => {
-      const r = await readyz();
-      return r.status === 503 && r;
-    }, 'unready', 10_000);
+    const down = await waitFor(
+      async () => {
+        const r = await readyz();
+        return r.status === 503 && r;
+      },
+      'unready',
+      10_000,
+    );
     expect(down.body.checks.upstream!.ok).toBe(false);
     expect(down.body.checks.listener!.ok).toBe(true);
     expect((await fetch(`http://127.0.0.1:${tp.proxy.metricsPort}/healthz`)).status).toBe(200);

@@ -20,11 +20,16 @@ async function plantSessionState(a: pg.Client): Promise<void> {
 }
 
 describe('transaction pooling with search_path pin and reset', () => {
-  it.runIf(process.env.PGTP_TEST_PG !== undefined)('runs against the PostgreSQL major version the run asked for', async () => {
-    tp = await startTestProxy();
-    const a = await tp.connect('a');
-    expect((await a.query('SHOW server_version_num')).rows[0].server_version_num).toMatch(new RegExp(`^${process.env.PGTP_TEST_PG}`));
-  });
+  it.runIf(process.env.PGTP_TEST_PG !== undefined)(
+    'runs against the PostgreSQL major version the run asked for',
+    async () => {
+      tp = await startTestProxy();
+      const a = await tp.connect('a');
+      expect((await a.query('SHOW server_version_num')).rows[0].server_version_num).toMatch(
+        new RegExp(`^${process.env.PGTP_TEST_PG}`),
+      );
+    },
+  );
 
   it('runs each tenant in its own schema on one shared server', async () => {
     tp = await startTestProxy({ upstream: { poolSize: 1 } });
@@ -127,7 +132,9 @@ describe('transaction pooling with search_path pin and reset', () => {
       expect(row.id).toBe(4242);
       expect(row.pid).not.toBe(pid);
       await admin.query('ROLLBACK');
-      expect((await admin.query('SELECT count(*)::int AS n FROM tenant_b.pipe_once WHERE id = 4242')).rows[0].n).toBe(1);
+      expect((await admin.query('SELECT count(*)::int AS n FROM tenant_b.pipe_once WHERE id = 4242')).rows[0].n).toBe(
+        1,
+      );
     } finally {
       await admin.query('ROLLBACK').catch(() => undefined);
       await admin.query('DROP TABLE IF EXISTS tenant_b.pipe_once');

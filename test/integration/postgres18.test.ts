@@ -34,7 +34,10 @@ describe.skipIf(binDir === null)('on PostgreSQL 18', () => {
 
   it('closes the server and fails the client when search_path is changed away from the pin', async () => {
     // The guard refuses SET search_path for everyone; a support token that bypasses it shows the second check.
-    tp = await startTestProxy({ upstream: { poolSize: 1 }, policy: { bypassClaim: 'pgtp_support' } }, cluster.upstreamUrl);
+    tp = await startTestProxy(
+      { upstream: { poolSize: 1 }, policy: { bypassClaim: 'pgtp_support' } },
+      cluster.upstreamUrl,
+    );
     const a = await tp.connect('a', { password: await tp.token('a', { extraClaims: { pgtp_support: true } }) });
     await a.query('BEGIN');
     const pid = (await a.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
@@ -51,10 +54,14 @@ describe.skipIf(binDir === null)('on PostgreSQL 18', () => {
     const raw = await RawClient.connect(tp.port);
     raw.startup({ user: 'app', database: cluster.database, tenant_token: await tp.token('a') });
     await raw.waitFor('Z');
-    const reported = new Map(raw.messages.filter((m) => m.code === 'S').map((m) => {
-      const [name, value] = m.body.toString('utf8').split('\0');
-      return [name, value];
-    }));
+    const reported = new Map(
+      raw.messages
+        .filter((m) => m.code === 'S')
+        .map((m) => {
+          const [name, value] = m.body.toString('utf8').split('\0');
+          return [name, value];
+        }),
+    );
     expect(reported.get('search_path')).toBe('tenant_a');
     expect(reported.get('server_version')).toMatch(/^18/);
     raw.close();

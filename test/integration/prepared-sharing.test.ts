@@ -74,13 +74,26 @@ describe('a named Parse outside a transaction, answered without a server', () =>
       error: atParse.error,
     });
     // In a transaction block the transaction fails as a direct connection's does when the Parse fails there.
-    const inBlock = await exchange(a, [query('BEGIN'), bind('m'), execute, sync, query('SELECT 1'), query('ROLLBACK')], 4);
-    const inBlockDirect = await exchange(d, [query('BEGIN'), parse('m', text), bind('m'), execute, sync, query('SELECT 1'), query('ROLLBACK')], 4);
+    const inBlock = await exchange(
+      a,
+      [query('BEGIN'), bind('m'), execute, sync, query('SELECT 1'), query('ROLLBACK')],
+      4,
+    );
+    const inBlockDirect = await exchange(
+      d,
+      [query('BEGIN'), parse('m', text), bind('m'), execute, sync, query('SELECT 1'), query('ROLLBACK')],
+      4,
+    );
     expect(inBlock).toEqual(inBlockDirect);
     expect(inBlock).toMatchObject({ codes: 'CZEZEZCZ', status: 'TEEI' });
     // The statement exists for the client (it heard ParseComplete): once the table does, it runs.
     await exchange(a, [query('CREATE TABLE deferred_later (v int); INSERT INTO deferred_later VALUES (7)')]);
-    expect(await exchange(a, rerun('m'))).toMatchObject({ codes: '2TDCZ', tags: ['SELECT 1'], status: 'I', types: [INT4] });
+    expect(await exchange(a, rerun('m'))).toMatchObject({
+      codes: '2TDCZ',
+      tags: ['SELECT 1'],
+      status: 'I',
+      types: [INT4],
+    });
   });
 
   it('answers Parse + Flush too, and keeps ReadyForQuery in order through pipelined batches with errors', async () => {
@@ -101,7 +114,11 @@ describe('a named Parse outside a transaction, answered without a server', () =>
       ...rerun('p1'),
       query('SELECT 2'),
     ];
-    expect(await exchange(a, batch, 5)).toMatchObject({ codes: '1Z1ZEZ2TDCZTDCZ', status: 'IIIII', error: { code: '42P01' } });
+    expect(await exchange(a, batch, 5)).toMatchObject({
+      codes: '1Z1ZEZ2TDCZTDCZ',
+      status: 'IIIII',
+      error: { code: '42P01' },
+    });
 
     // Inside a transaction block a Parse goes to the server as before: its error comes at once, as on a direct connection.
     const d = await direct();
@@ -110,7 +127,11 @@ describe('a named Parse outside a transaction, answered without a server', () =>
     expect(expected).toMatchObject({ codes: 'CZEZCZ', status: 'TEI' });
     expect(await exchange(a, inBlock, 3)).toEqual(expected);
     // A name taken is refused at the Parse, answered here or not.
-    expect(await exchange(a, [parse('p1', 'SELECT 3'), sync])).toMatchObject({ codes: 'EZ', status: 'I', error: { code: '42P05' } });
+    expect(await exchange(a, [parse('p1', 'SELECT 3'), sync])).toMatchObject({
+      codes: 'EZ',
+      status: 'I',
+      error: { code: '42P05' },
+    });
   });
 });
 
@@ -166,7 +187,8 @@ describe('statements shared by text when the schema changes under them', () => {
     const a = await viaProxy();
     const d = await direct();
     const text = 'SELECT v FROM ext_t';
-    const backendPid = async (): Promise<number> => ((await pgClient.query('SELECT pg_backend_pid() AS pid')).rows[0] as { pid: number }).pid;
+    const backendPid = async (): Promise<number> =>
+      ((await pgClient.query('SELECT pg_backend_pid() AS pid')).rows[0] as { pid: number }).pid;
     const pgClient = await tp.connect('a');
     const pid = await backendPid();
     await exchange(a, [query('CREATE TABLE ext_t (v int); INSERT INTO ext_t VALUES (1)')]);
@@ -194,7 +216,11 @@ describe('statements shared by text when the schema changes under them', () => {
     const c = await viaProxy();
     const inBlock = await exchange(c, [query('BEGIN'), ...run('e4', text), query('ROLLBACK')], 3);
     expect(inBlock).toMatchObject({ codes: 'CZ1EZCZ', status: 'TEI', error: { code: '0A000' } });
-    expect(await exchange(c, [query('BEGIN'), ...rerun('e4'), query('COMMIT')], 3)).toMatchObject({ codes: 'CZ2TDCZCZ', status: 'TTI', types: [TEXT] });
+    expect(await exchange(c, [query('BEGIN'), ...rerun('e4'), query('COMMIT')], 3)).toMatchObject({
+      codes: 'CZ2TDCZCZ',
+      status: 'TTI',
+      types: [TEXT],
+    });
 
     // Every statement closed, replaced or prepared again is accounted for: the reset a parked server gets after a
     // second proves that only the proxy's statements remain, else it closes the server. The one server survives.

@@ -23,7 +23,8 @@ const login = async (tenant: string): Promise<RawClient> => {
   return raw;
 };
 const parse = (name: string, sql: string) => new Writer().begin(0x50).cstring(name).cstring(sql).int16(0).end().flush();
-const bind = (stmt: string) => new Writer().begin(0x42).cstring('').cstring(stmt).int16(0).int16(0).int16(0).end().flush();
+const bind = (stmt: string) =>
+  new Writer().begin(0x42).cstring('').cstring(stmt).int16(0).int16(0).int16(0).end().flush();
 const describeStatement = (stmt: string) => new Writer().begin(0x44).int8(0x53).cstring(stmt).end().flush();
 const close = (stmt: string) => new Writer().begin(0x43).int8(0x53).cstring(stmt).end().flush();
 const query = (sql: string) => new Writer().begin(0x51).cstring(sql).end().flush();
@@ -31,16 +32,26 @@ const execute = new Writer().begin(0x45).cstring('').int32(0).end().flush();
 const sync = new Writer().begin(0x53).end().flush();
 const codes = (raw: RawClient) => raw.messages.map((m) => m.code).join('');
 /** The CommandComplete tags received. */
-const tags = (raw: RawClient) => raw.messages.filter((m) => m.code === 'C').map((m) => m.body.toString('utf8', 0, m.body.length - 1));
+const tags = (raw: RawClient) =>
+  raw.messages.filter((m) => m.code === 'C').map((m) => m.body.toString('utf8', 0, m.body.length - 1));
 const settle = async (raw: RawClient, readyCount: number) => {
-  for (let i = 0; i < 100 && raw.messages.filter((m) => m.code === 'Z').length < readyCount; i++) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 100 && raw.messages.filter((m) => m.code === 'Z').length < readyCount; i++)
+    await new Promise((r) => setTimeout(r, 20));
 };
 /** Sends `frames` and waits for `readyCount` ReadyForQuery; returns the message codes and starts afresh. */
-const exchange = async (raw: RawClient, frames: Buffer[], readyCount = 1): Promise<{ codes: string; tags: string[]; error?: string }> => {
+const exchange = async (
+  raw: RawClient,
+  frames: Buffer[],
+  readyCount = 1,
+): Promise<{ codes: string; tags: string[]; error?: string }> => {
   raw.messages.length = 0;
   raw.write(Buffer.concat(frames));
   await settle(raw, readyCount);
-  const result = { codes: codes(raw), tags: tags(raw), error: raw.messages.some((m) => m.code === 'E') ? await raw.errorCode() : undefined };
+  const result = {
+    codes: codes(raw),
+    tags: tags(raw),
+    error: raw.messages.some((m) => m.code === 'E') ? await raw.errorCode() : undefined,
+  };
   raw.messages.length = 0;
   return result;
 };
@@ -50,7 +61,10 @@ describe('named prepared statements in transaction mode', () => {
     tp = await startTestProxy({ upstream: { poolSize: 1 } });
     const a = await tp.connect('a');
     const b = await tp.connect('b');
-    const q = { name: 'count_items', text: 'SELECT current_schema() AS s, count(*)::int AS n FROM items WHERE id > $1' };
+    const q = {
+      name: 'count_items',
+      text: 'SELECT current_schema() AS s, count(*)::int AS n FROM items WHERE id > $1',
+    };
     for (let i = 0; i < 4; i++) {
       expect((await a.query({ ...q, values: [0] })).rows[0]).toEqual({ s: 'tenant_a', n: 2 });
       expect((await b.query({ ...q, values: [0] })).rows[0]).toEqual({ s: 'tenant_b', n: 3 });
@@ -168,7 +182,9 @@ describe('named prepared statements in transaction mode', () => {
     // Another client of the tenant, on the same single server, uses a statement of the same text.
     const other = await login('a');
     expect((await exchange(a, [parse('q', 'SELECT current_schema()'), sync])).codes).toBe('1Z');
-    expect((await exchange(other, [parse('o', 'SELECT current_schema()'), bind('o'), execute, sync])).codes).toBe('12DCZ');
+    expect((await exchange(other, [parse('o', 'SELECT current_schema()'), bind('o'), execute, sync])).codes).toBe(
+      '12DCZ',
+    );
 
     expect(await exchange(a, [query('DEALLOCATE q')])).toEqual({ codes: 'CZ', tags: ['DEALLOCATE'], error: undefined });
     // The name is gone, as on PostgreSQL: Bind and a second DEALLOCATE fail with 26000…
@@ -179,7 +195,13 @@ describe('named prepared statements in transaction mode', () => {
     expect((await exchange(other, [bind('o'), execute, sync])).codes).toBe('2DCZ');
 
     // As an unnamed Parse inside a transaction, pipelined with BEGIN and COMMIT in one write.
-    expect(await exchange(a, [query('BEGIN'), parse('', 'DEALLOCATE PREPARE q'), bind(''), execute, sync, query('COMMIT')], 3)).toEqual({
+    expect(
+      await exchange(
+        a,
+        [query('BEGIN'), parse('', 'DEALLOCATE PREPARE q'), bind(''), execute, sync, query('COMMIT')],
+        3,
+      ),
+    ).toEqual({
       codes: 'CZ12CZCZ',
       tags: ['BEGIN', 'DEALLOCATE', 'COMMIT'],
       error: undefined,
@@ -188,7 +210,11 @@ describe('named prepared statements in transaction mode', () => {
 
     // In a failed transaction it fails as PostgreSQL's would.
     expect((await exchange(a, [parse('r', 'SELECT 3'), sync])).codes).toBe('1Z');
-    const failed = await exchange(a, [query('BEGIN'), query('SELECT 1/0'), query('DEALLOCATE r'), query('ROLLBACK')], 4);
+    const failed = await exchange(
+      a,
+      [query('BEGIN'), query('SELECT 1/0'), query('DEALLOCATE r'), query('ROLLBACK')],
+      4,
+    );
     expect(failed.codes).toBe('CZEZEZCZ');
     expect(failed.tags).toEqual(['BEGIN', 'ROLLBACK']);
 
@@ -199,12 +225,15 @@ describe('named prepared statements in transaction mode', () => {
     expect((await exchange(other, [bind('o'), execute, sync])).codes).toBe('2DCZ');
 
     // A statement made with SQL PREPARE is the server's own: its DEALLOCATE goes through.
-    expect((await exchange(a, [query('BEGIN'), query('PREPARE mine AS SELECT 6'), query('DEALLOCATE mine'), query('COMMIT')], 4)).tags).toEqual([
-      'BEGIN',
-      'PREPARE',
-      'DEALLOCATE',
-      'COMMIT',
-    ]);
+    expect(
+      (
+        await exchange(
+          a,
+          [query('BEGIN'), query('PREPARE mine AS SELECT 6'), query('DEALLOCATE mine'), query('COMMIT')],
+          4,
+        )
+      ).tags,
+    ).toEqual(['BEGIN', 'PREPARE', 'DEALLOCATE', 'COMMIT']);
     a.close();
     other.close();
   });
@@ -252,9 +281,12 @@ describe('named prepared statements in transaction mode', () => {
       PGDATABASE: inject('pg').database,
       PGPASSWORD: await tp.token(tenant),
     });
-    for (const tenant of tenants) await run('pgbench', ['-i', '-s', '1', '-q', '--no-vacuum'], { env: await env(tenant) });
+    for (const tenant of tenants)
+      await run('pgbench', ['-i', '-s', '1', '-q', '--no-vacuum'], { env: await env(tenant) });
     const [ra, rb] = await Promise.all(
-      tenants.map(async (tenant) => run('pgbench', ['-n', '-c', '3', '-j', '1', '-t', '100', '-M', 'prepared'], { env: await env(tenant) })),
+      tenants.map(async (tenant) =>
+        run('pgbench', ['-n', '-c', '3', '-j', '1', '-t', '100', '-M', 'prepared'], { env: await env(tenant) }),
+      ),
     );
     for (const r of [ra!, rb!]) {
       expect(r.stdout).toMatch(/number of transactions actually processed: 300\/300/);
@@ -263,7 +295,9 @@ describe('named prepared statements in transaction mode', () => {
     const check = await adminClient();
     try {
       for (const tenant of tenants) {
-        expect((await check.query(`SELECT count(*)::int AS n FROM tenant_${tenant}.pgbench_history`)).rows[0].n).toBe(300);
+        expect((await check.query(`SELECT count(*)::int AS n FROM tenant_${tenant}.pgbench_history`)).rows[0].n).toBe(
+          300,
+        );
       }
     } finally {
       await check.end();
@@ -293,12 +327,17 @@ describe('named prepared statements in transaction mode', () => {
     };
     await run('pgbench', ['-i', '-s', '1', '-q', '--no-vacuum'], { env });
     // Killed rather than left to hang the file should it block again.
-    const r = await run('pgbench', ['-n', '-c', '200', '-j', '2', '-t', '3', '-M', 'prepared'], { env, timeout: 120_000 });
+    const r = await run('pgbench', ['-n', '-c', '200', '-j', '2', '-t', '3', '-M', 'prepared'], {
+      env,
+      timeout: 120_000,
+    });
     expect(r.stdout).toMatch(/number of transactions actually processed: 600\/600/);
     expect(r.stdout).toMatch(/number of failed transactions: 0/);
     const check = await adminClient();
     try {
-      expect((await check.query(`SELECT count(*)::int AS n FROM tenant_${tenant}.pgbench_history`)).rows[0].n).toBe(600);
+      expect((await check.query(`SELECT count(*)::int AS n FROM tenant_${tenant}.pgbench_history`)).rows[0].n).toBe(
+        600,
+      );
     } finally {
       await check.end();
     }
@@ -307,7 +346,15 @@ describe('named prepared statements in transaction mode', () => {
   it('runs postgres.js with its default prepared statements', async () => {
     tp = await startTestProxy({ upstream: { poolSize: 2 } });
     const connect = async (tenant: string) =>
-      postgres({ host: '127.0.0.1', port: tp.port, user: 'app', database: inject('pg').database, password: await tp.token(tenant), max: 4, onnotice: () => undefined });
+      postgres({
+        host: '127.0.0.1',
+        port: tp.port,
+        user: 'app',
+        database: inject('pg').database,
+        password: await tp.token(tenant),
+        max: 4,
+        onnotice: () => undefined,
+      });
     const a = await connect('a');
     const b = await connect('b');
     try {

@@ -34,14 +34,18 @@ afterEach(async () => {
 
 const ACTOR = { actor: 'registry-test' };
 
-function registryProxy(extra: { roles?: boolean; checkNames?: boolean; metricsPort?: number; poolSize?: number } = {}): Promise<TestProxy> {
+function registryProxy(
+  extra: { roles?: boolean; checkNames?: boolean; metricsPort?: number; poolSize?: number } = {},
+): Promise<TestProxy> {
   return startTestProxy(
     {
       ...(extra.poolSize !== undefined && { upstream: { url: rdb.upstreamUrl, poolSize: extra.poolSize } }),
       tenancy: { registry: { enabled: true }, roles: extra.roles ?? false },
       policy: { checkNames: extra.checkNames ?? true },
       admin: { url: rdb.adminUrl },
-      ...(extra.metricsPort !== undefined && { metrics: { enabled: true, port: extra.metricsPort, adminToken: 'registry-test-admin-token' } }),
+      ...(extra.metricsPort !== undefined && {
+        metrics: { enabled: true, port: extra.metricsPort, adminToken: 'registry-test-admin-token' },
+      }),
     },
     rdb.upstreamUrl,
   );
@@ -61,7 +65,9 @@ async function loginError(proxy: TestProxy, tenant: string): Promise<{ code?: st
 /** Resolves with the error the connection ends with and how long after `since` it came. */
 function ended(client: pg.Client, since: () => number): Promise<{ code?: string; message: string; afterMs: number }> {
   return new Promise((resolve) => {
-    client.on('error', (err: Error & { code?: string }) => resolve({ code: err.code, message: err.message, afterMs: Date.now() - since() }));
+    client.on('error', (err: Error & { code?: string }) =>
+      resolve({ code: err.code, message: err.message, afterMs: Date.now() - since() }),
+    );
   });
 }
 
@@ -69,7 +75,10 @@ describe('admission by the registry', () => {
   it('starts without a registry and admits nobody; a tenant is admitted as soon as create returns; unknown and suspended tenants get 28000', async () => {
     tp = await registryProxy();
     // No registry yet: the proxy runs, and refuses.
-    expect(await loginError(tp, 'reg_early')).toMatchObject({ code: '28000', message: 'tenant "reg_early" is not registered' });
+    expect(await loginError(tp, 'reg_early')).toMatchObject({
+      code: '28000',
+      message: 'tenant "reg_early" is not registered',
+    });
 
     const created = await createTenant(tp.config, 'reg_a', { ...ACTOR, tier: 'pro' });
     expect(created.outcome).toBe('created');
@@ -81,10 +90,16 @@ describe('admission by the registry', () => {
     const early = await eventually(() => tp!.connect('reg_early'));
     await early.end();
 
-    expect(await loginError(tp, 'reg_nobody')).toMatchObject({ code: '28000', message: 'tenant "reg_nobody" is not registered' });
+    expect(await loginError(tp, 'reg_nobody')).toMatchObject({
+      code: '28000',
+      message: 'tenant "reg_nobody" is not registered',
+    });
 
     await suspendTenant(tp.config, 'reg_a', 'unpaid invoice', ACTOR);
-    expect(await loginError(tp, 'reg_a')).toMatchObject({ code: '28000', message: 'tenant "reg_a" is suspended: unpaid invoice' });
+    expect(await loginError(tp, 'reg_a')).toMatchObject({
+      code: '28000',
+      message: 'tenant "reg_a" is suspended: unpaid invoice',
+    });
     await resumeTenant(tp.config, 'reg_a', ACTOR);
     const again = await eventually(() => tp!.connect('reg_a'));
     expect((await again.query('SELECT current_schema() AS s')).rows[0].s).toBe('tenant_reg_a');
@@ -156,7 +171,7 @@ describe('admission by the registry', () => {
     }
   });
 
-  it('another proxy process (with two workers) sharing the registry ends a suspended tenant\'s sessions within 2 s, through NOTIFY and, without it, through polling', async () => {
+  it("another proxy process (with two workers) sharing the registry ends a suspended tenant's sessions within 2 s, through NOTIFY and, without it, through polling", async () => {
     await buildDist();
     tp = await registryProxy();
     const port = await startChildProxy();
@@ -187,7 +202,9 @@ describe('admission by the registry', () => {
       suspendedAt = Date.now();
       await admin.query('BEGIN');
       await admin.query('SET LOCAL session_replication_role = replica');
-      await admin.query("UPDATE pgtp.tenants SET status = 'suspended', suspended_reason = 'silently' WHERE id = 'reg_d'");
+      await admin.query(
+        "UPDATE pgtp.tenants SET status = 'suspended', suspended_reason = 'silently' WHERE id = 'reg_d'",
+      );
       await admin.query('UPDATE pgtp.registry_state SET change_count = change_count + 1');
       await admin.query('COMMIT');
       for (const end of await Promise.all(silentEnds)) {
@@ -200,7 +217,7 @@ describe('admission by the registry', () => {
   });
 });
 
-describe('the registry is out of every tenant\'s reach', () => {
+describe("the registry is out of every tenant's reach", () => {
   it('the guard refuses naming it, with the registry on', async () => {
     tp = await registryProxy();
     await createTenant(tp.config, 'reg_e', ACTOR);
@@ -235,14 +252,20 @@ describe('the registry is out of every tenant\'s reach', () => {
     }
     const f = await tp.connect('reg_f');
     expect((await f.query('SELECT current_user AS u')).rows[0].u).toBe('tenant_reg_f');
-    for (const sql of ['SELECT * FROM pgtp.tenants', 'SELECT * FROM pgtp.events', 'SELECT * FROM pgtp.registry_state']) {
+    for (const sql of [
+      'SELECT * FROM pgtp.tenants',
+      'SELECT * FROM pgtp.events',
+      'SELECT * FROM pgtp.registry_state',
+    ]) {
       expect({ sql, code: await sqlstateOf(() => f.query(sql)) }).toEqual({ sql, code: '42501' });
     }
     // The proxy's own login role (what admission reads with) may read tenants, not the events or certificates.
     const proxyRole = new pg.Client({ connectionString: rdb.upstreamUrl });
     await proxyRole.connect();
     try {
-      expect((await proxyRole.query("SELECT status FROM pgtp.tenants WHERE id = 'reg_f'")).rows).toEqual([{ status: 'active' }]);
+      expect((await proxyRole.query("SELECT status FROM pgtp.tenants WHERE id = 'reg_f'")).rows).toEqual([
+        { status: 'active' },
+      ]);
       expect(await sqlstateOf(() => proxyRole.query('SELECT * FROM pgtp.events'))).toBe('42501');
       expect(await sqlstateOf(() => proxyRole.query('SELECT * FROM pgtp.deletion_certificates'))).toBe('42501');
       expect(await sqlstateOf(() => proxyRole.query("UPDATE pgtp.tenants SET status = 'active'"))).toBe('42501');

@@ -10,7 +10,10 @@ afterEach(async () => {
 });
 
 const rolesProxy = (checkNames: boolean): Promise<TestProxy> =>
-  startTestProxy({ upstream: { poolSize: 1 }, tenancy: { roles: true }, policy: { checkNames } }, inject('pgRoles').upstreamUrl);
+  startTestProxy(
+    { upstream: { poolSize: 1 }, tenancy: { roles: true }, policy: { checkNames } },
+    inject('pgRoles').upstreamUrl,
+  );
 
 describe('tenancy.roles: the database as the second line', () => {
   it('pins SET ROLE with the search_path and resets both', async () => {
@@ -18,8 +21,14 @@ describe('tenancy.roles: the database as the second line', () => {
     const a = await tp.connect('a');
     const b = await tp.connect('b');
     for (let i = 0; i < 3; i++) {
-      expect((await a.query('SELECT current_user AS u, count(*)::int AS n FROM items')).rows[0]).toEqual({ u: 'tenant_a', n: 2 });
-      expect((await b.query('SELECT current_user AS u, count(*)::int AS n FROM items')).rows[0]).toEqual({ u: 'tenant_b', n: 3 });
+      expect((await a.query('SELECT current_user AS u, count(*)::int AS n FROM items')).rows[0]).toEqual({
+        u: 'tenant_a',
+        n: 2,
+      });
+      expect((await b.query('SELECT current_user AS u, count(*)::int AS n FROM items')).rows[0]).toEqual({
+        u: 'tenant_b',
+        n: 3,
+      });
     }
   });
 
@@ -29,7 +38,11 @@ describe('tenancy.roles: the database as the second line', () => {
     // With name checks off the statements reach PostgreSQL, which refuses them for tenant_a's role.
     expect(await sqlstateOf(() => a.query('SELECT * FROM tenant_b.items'))).toBe('42501');
     expect(await sqlstateOf(() => a.query("SELECT nextval('tenant_b.seq')"))).toBe('42501');
-    expect(await sqlstateOf(() => a.query("SELECT count(*) FROM tenant_b.items WHERE 'tenant_b.items'::regclass IS NOT NULL"))).toBe('42501');
+    expect(
+      await sqlstateOf(() =>
+        a.query("SELECT count(*) FROM tenant_b.items WHERE 'tenant_b.items'::regclass IS NOT NULL"),
+      ),
+    ).toBe('42501');
     expect(await sqlstateOf(() => a.query('INSERT INTO tenant_b.items VALUES (99, $1)', ['x']))).toBe('42501');
     // Its own schema works.
     expect((await a.query('SELECT count(*)::int AS n FROM tenant_a.items')).rows[0].n).toBe(2);
@@ -59,9 +72,14 @@ describe('tenancy.roles: the database as the second line', () => {
       await c.query("INSERT INTO log VALUES ('before')");
       await b.query('SELECT 1'); // b takes the one server: c's next statement needs a new pin
       await admin.query(`REVOKE tenant_c FROM ${proxyRole}`);
-      await expect(c.query("INSERT INTO tenant_c.log VALUES ('after the revoke')")).rejects.toMatchObject({ code: '42501' });
+      await expect(c.query("INSERT INTO tenant_c.log VALUES ('after the revoke')")).rejects.toMatchObject({
+        code: '42501',
+      });
       expect((await admin.query('SELECT count(*)::int AS n FROM tenant_c.log')).rows[0].n).toBe(1);
-      expect((await b.query('SELECT current_user AS u, count(*)::int AS n FROM items')).rows[0]).toEqual({ u: 'tenant_b', n: 3 });
+      expect((await b.query('SELECT current_user AS u, count(*)::int AS n FROM items')).rows[0]).toEqual({
+        u: 'tenant_b',
+        n: 3,
+      });
     } finally {
       await admin.query('DROP SCHEMA IF EXISTS tenant_c CASCADE');
       await admin.query('DROP ROLE IF EXISTS tenant_c');
@@ -70,7 +88,10 @@ describe('tenancy.roles: the database as the second line', () => {
   });
 
   it('refuses a login when the tenant role is missing', async () => {
-    tp = await startTestProxy({ tenancy: { roles: true, roleTemplate: 'missing_{tenant}' } }, inject('pgRoles').upstreamUrl);
+    tp = await startTestProxy(
+      { tenancy: { roles: true, roleTemplate: 'missing_{tenant}' } },
+      inject('pgRoles').upstreamUrl,
+    );
     expect(await sqlstateOf(() => tp.connect('a'))).toBe('28000');
   });
 });

@@ -122,13 +122,16 @@ describe('session settings in transaction mode', () => {
     const a = await tp.connect('a', { application_name: 'probe-app' });
     const b = await tp.connect('b');
     const told: string[] = [];
-    (a as unknown as { connection: NodeJS.EventEmitter }).connection.on('parameterStatus', (m: { parameterName: string; parameterValue: string }) =>
-      told.push(`${m.parameterName}=${m.parameterValue}`),
+    (a as unknown as { connection: NodeJS.EventEmitter }).connection.on(
+      'parameterStatus',
+      (m: { parameterName: string; parameterValue: string }) => told.push(`${m.parameterName}=${m.parameterValue}`),
     );
     for (let i = 0; i < 3; i++) {
       // b's statement takes the server, so each of a's is pinned afresh, application_name SET again.
       await b.query('SELECT 1');
-      expect((await a.query('SELECT pg_catalog.current_setting($1) AS v', ['application_name'])).rows[0].v).toBe('probe-app');
+      expect((await a.query('SELECT pg_catalog.current_setting($1) AS v', ['application_name'])).rows[0].v).toBe(
+        'probe-app',
+      );
     }
     expect(told).toEqual([]);
     await a.query("SET application_name = 'renamed'");
@@ -196,7 +199,9 @@ describe('a pin that fails', () => {
     await b.query('SELECT 1'); // b takes the server and keeps it parked; a's next statement gets it handed over
     const before = await itemCount();
     await b.query('SELECT 1');
-    await expect(a.query("INSERT INTO tenant_a.items VALUES (1001, 'behind a failed pin')")).rejects.toMatchObject({ code: '22023' });
+    await expect(a.query("INSERT INTO tenant_a.items VALUES (1001, 'behind a failed pin')")).rejects.toMatchObject({
+      code: '22023',
+    });
     expect(await itemCount()).toBe(before);
     // b is served on, and its session has none of a's.
     expect(await show(b, 'default_text_search_config')).not.toBe('tenant_a.pin_probe');
@@ -207,14 +212,17 @@ describe('a pin that fails', () => {
     await b.query('SELECT 1');
     await b.end(); // the server is reset and idle when a comes back
     const before = await itemCount();
-    await expect(a.query("INSERT INTO tenant_a.items VALUES (1002, 'behind a failed pin')")).rejects.toMatchObject({ code: '22023' });
+    await expect(a.query("INSERT INTO tenant_a.items VALUES (1002, 'behind a failed pin')")).rejects.toMatchObject({
+      code: '22023',
+    });
     expect(await itemCount()).toBe(before);
     expect(tp!.proxy.pool.stats().active).toBe(0);
   });
 });
 
 describe('session pooling mode', () => {
-  const pid = async (client: pg.Client): Promise<number> => (await client.query('SELECT pg_backend_pid() AS p')).rows[0].p as number;
+  const pid = async (client: pg.Client): Promise<number> =>
+    (await client.query('SELECT pg_backend_pid() AS p')).rows[0].p as number;
 
   it('keeps one server for the whole client session: temp tables, WITH HOLD cursors, one backend pid', async () => {
     tp = await startTestProxy({ upstream: { poolSize: 2 }, pool: { mode: 'session' } });
@@ -245,7 +253,9 @@ describe('session pooling mode', () => {
     await expect(b.query('SELECT 1')).rejects.toMatchObject({ code: '53300' });
     await a.end();
     expect((await b.query('SELECT current_schema() AS s')).rows[0].s).toBe('tenant_b');
-    expect((await b.query("SELECT count(*)::int AS n FROM pg_catalog.pg_class WHERE relname = 'mine'")).rows[0].n).toBe(0);
+    expect((await b.query("SELECT count(*)::int AS n FROM pg_catalog.pg_class WHERE relname = 'mine'")).rows[0].n).toBe(
+      0,
+    );
     expect(await show(b, 'work_mem')).toBe('4MB');
   });
 

@@ -56,9 +56,14 @@ interface Run {
 
 function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [DIST_CLI, 'tenants', ...args], { env: { ...process.env, ...env } }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [DIST_CLI, 'tenants', ...args],
+      { env: { ...process.env, ...env } },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -127,25 +132,58 @@ describe('pg-tenant-proxy tenants', () => {
     expect(shown).toMatch(/^status\s+active$/m);
     expect(shown).toMatch(/^tier\s+enterprise$/m);
     expect(shown).toMatch(/^tables\s+1$/m);
-    expect(shown).toMatch(/^clients\s+unknown \(no admin view to ask: metrics.enabled and metrics.adminToken are not both set\)$/m);
-    const details = JSON.parse(await ok(['show', 'cli_a', '--json', ...as])) as { sizeBytes: number; tables: number; role: string };
+    expect(shown).toMatch(
+      /^clients\s+unknown \(no admin view to ask: metrics.enabled and metrics.adminToken are not both set\)$/m,
+    );
+    const details = JSON.parse(await ok(['show', 'cli_a', '--json', ...as])) as {
+      sizeBytes: number;
+      tables: number;
+      role: string;
+    };
     expect(details).toMatchObject({ tables: 1, role: 'tenant_cli_a' });
     expect(details.sizeBytes).toBeGreaterThan(60_000);
 
-    expect(await ok(['suspend', 'cli_a', '--reason', 'unpaid invoice', ...as])).toBe('suspended tenant cli_a: unpaid invoice\n');
-    expect(await ok(['suspend', 'cli_a', '--reason', 'unpaid invoice', ...as])).toBe('tenant cli_a is already suspended: unpaid invoice\n');
+    expect(await ok(['suspend', 'cli_a', '--reason', 'unpaid invoice', ...as])).toBe(
+      'suspended tenant cli_a: unpaid invoice\n',
+    );
+    expect(await ok(['suspend', 'cli_a', '--reason', 'unpaid invoice', ...as])).toBe(
+      'tenant cli_a is already suspended: unpaid invoice\n',
+    );
     const listed = await ok(['list', '--status', 'suspended', ...as]);
     expect(listed.split('\n')[0]).toMatch(/^id\s+status\s+tier\s+canary\s+issuer\s+schema\s+created$/);
     expect(listed).toMatch(/^cli_a\s+suspended\s+enterprise\s+no\s+okta\s+tenant_cli_a\s+\d{4}-/m);
     expect(await ok(['list', '--status', 'deleted', ...as])).toMatch(/\(none\)\n$/);
-    expect(JSON.parse(await ok(['resume', 'cli_a', '--json', ...as]))).toMatchObject({ outcome: 'resumed', tenant: { id: 'cli_a', status: 'active', suspendedReason: null } });
+    expect(JSON.parse(await ok(['resume', 'cli_a', '--json', ...as]))).toMatchObject({
+      outcome: 'resumed',
+      tenant: { id: 'cli_a', status: 'active', suspendedReason: null },
+    });
     expect(await ok(['resume', 'cli_a', ...as])).toBe('tenant cli_a is already active\n');
-    const all = JSON.parse(await ok(['list', '--json', ...as])) as Array<{ id: string; status: string; tier: string; issuer: string }>;
+    const all = JSON.parse(await ok(['list', '--json', ...as])) as Array<{
+      id: string;
+      status: string;
+      tier: string;
+      issuer: string;
+    }>;
     expect(all.find((t) => t.id === 'cli_a')).toMatchObject({ status: 'active', tier: 'enterprise', issuer: 'okta' });
     // Without --actor the OS user acts.
     await ok(['show', 'cli_a', '--config', config]);
 
-    const verbs = ['create', 'create', 'update', 'update', 'show', 'show', 'suspend', 'suspend', 'list', 'list', 'resume', 'resume', 'list', 'show'];
+    const verbs = [
+      'create',
+      'create',
+      'update',
+      'update',
+      'show',
+      'show',
+      'suspend',
+      'suspend',
+      'list',
+      'list',
+      'resume',
+      'resume',
+      'list',
+      'show',
+    ];
     const outcomes = ['ok', 'noop', 'ok', 'noop', 'ok', 'ok', 'ok', 'noop', 'ok', 'ok', 'ok', 'noop', 'ok', 'ok'];
     const events = await query<{ verb: string; actor: string; outcome: string; tenant_id: string | null }>(
       "SELECT verb, actor, outcome, tenant_id FROM pgtp.events WHERE tenant_id = 'cli_a' OR verb = 'list' ORDER BY id",
@@ -153,18 +191,35 @@ describe('pg-tenant-proxy tenants', () => {
     expect(events.map((e) => e.verb)).toEqual(verbs);
     expect(events.map((e) => e.outcome)).toEqual(outcomes);
     expect(events.map((e) => e.actor)).toEqual([...verbs.slice(1).map(() => 'alice'), os.userInfo().username]);
-    const lines = readFileSync(auditFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = readFileSync(auditFile, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     const audited = lines.filter((l) => l['tenant'] === 'cli_a' || l['verb'] === 'list');
     expect(audited.map((l) => l['verb'])).toEqual(verbs);
-    expect(audited[0]).toMatchObject({ log: 'audit', event: 'tenant_lifecycle', verb: 'create', tenant: 'cli_a', actor: 'alice', outcome: 'ok' });
+    expect(audited[0]).toMatchObject({
+      log: 'audit',
+      event: 'tenant_lifecycle',
+      verb: 'create',
+      tenant: 'cli_a',
+      actor: 'alice',
+      outcome: 'ok',
+    });
     expect(audited[6]).toMatchObject({ verb: 'suspend', details: { reason: 'unpaid invoice' } });
     // The first verb created the registry, and said so.
-    expect(lines[0]).toMatchObject({ verb: 'registry_upgrade', details: { from: 0, to: REGISTRY_VERSION, schema: 'pgtp' } });
+    expect(lines[0]).toMatchObject({
+      verb: 'registry_upgrade',
+      details: { from: 0, to: REGISTRY_VERSION, schema: 'pgtp' },
+    });
   });
 
   it('usage and configuration errors exit 2 with one line naming the problem', async () => {
     const config = writeConfig('usage.yaml');
-    await fails(['create', 'cli_u', '--frobnicate', '--config', config], 2, /unknown option --frobnicate for tenants create/);
+    await fails(
+      ['create', 'cli_u', '--frobnicate', '--config', config],
+      2,
+      /unknown option --frobnicate for tenants create/,
+    );
     await fails(['rename', 'cli_u', '--config', config], 2, /unknown verb "rename"/);
     await fails(['create', '--config', config], 2, /tenants create needs a tenant id/);
     await fails(['list', 'cli_u', '--config', config], 2, /takes no tenant id/);
@@ -174,10 +229,19 @@ describe('pg-tenant-proxy tenants', () => {
     await fails(['update', 'cli_u', '--canary', 'yes', '--config', config], 2, /--canary takes true or false/);
     await fails(['list', '--status', 'sleeping', '--config', config], 2, /unknown status "sleeping"/);
     await fails(['show', 'cli_u'], 2, /needs --config FILE/);
-    await fails(['show', 'cli_u', '--config', join(dir, 'missing.yaml')], 2, /invalid configuration: cannot read config file/);
+    await fails(
+      ['show', 'cli_u', '--config', join(dir, 'missing.yaml')],
+      2,
+      /invalid configuration: cannot read config file/,
+    );
     const noAdmin = writeConfig('no-admin.yaml', { ...baseConfig(), admin: undefined });
     await fails(['list', '--config', noAdmin], 2, /admin.url is not set/);
-    await fails(['list', '--config', config], 2, /invalid configuration: admin.url: must not log in as the proxy's login role/, { PGTP_ADMIN_URL: rdb.upstreamUrl });
+    await fails(
+      ['list', '--config', config],
+      2,
+      /invalid configuration: admin.url: must not log in as the proxy's login role/,
+      { PGTP_ADMIN_URL: rdb.upstreamUrl },
+    );
     const help = await cli(['--help']);
     expect(help).toMatchObject({ code: 0, stderr: '' });
     expect(help.stdout).toContain('suspend ID --reason TEXT');
@@ -188,7 +252,12 @@ describe('pg-tenant-proxy tenants', () => {
 
   it('runtime failures exit 1 with one line: unknown tenant, wrong status, database unreachable', async () => {
     const config = writeConfig('runtime.yaml');
-    for (const args of [['show', 'cli_nobody'], ['suspend', 'cli_nobody', '--reason', 'x'], ['resume', 'cli_nobody'], ['update', 'cli_nobody', '--tier', 't']]) {
+    for (const args of [
+      ['show', 'cli_nobody'],
+      ['suspend', 'cli_nobody', '--reason', 'x'],
+      ['resume', 'cli_nobody'],
+      ['update', 'cli_nobody', '--tier', 't'],
+    ]) {
       await fails([...args, '--config', config], 1, /tenant "cli_nobody" is not registered/);
     }
     await ok(['create', 'cli_gone', '--config', config]);
@@ -196,13 +265,22 @@ describe('pg-tenant-proxy tenants', () => {
     await fails(['suspend', 'cli_gone', '--reason', 'x', '--config', config], 1, /tenant "cli_gone" is being deleted/);
     // (resume cancels a scheduled deletion: tenants-delete.test.ts)
     await fails(['create', 'cli_gone', '--config', config], 1, /tenant "cli_gone" is being deleted/);
-    const [failed] = await query("SELECT outcome, details->>'code' AS code FROM pgtp.events WHERE tenant_id = 'cli_gone' AND verb = 'suspend'");
+    const [failed] = await query(
+      "SELECT outcome, details->>'code' AS code FROM pgtp.events WHERE tenant_id = 'cli_gone' AND verb = 'suspend'",
+    );
     expect(failed).toEqual({ outcome: 'error', code: 'wrong_status' });
 
     const closed = new URL(rdb.adminUrl);
     closed.port = String(await freePort());
-    await fails(['list', '--config', config], 1, /cannot connect to the database as postgres@127\.0\.0\.1:\d+\/pgtp_tenants_cli \(admin\.url\)/, { PGTP_ADMIN_URL: closed.toString() });
-    await fails(['list', '--config', config], 1, /password authentication failed/, { PGTP_ADMIN_PASSWORD: 'wrong-password' });
+    await fails(
+      ['list', '--config', config],
+      1,
+      /cannot connect to the database as postgres@127\.0\.0\.1:\d+\/pgtp_tenants_cli \(admin\.url\)/,
+      { PGTP_ADMIN_URL: closed.toString() },
+    );
+    await fails(['list', '--config', config], 1, /password authentication failed/, {
+      PGTP_ADMIN_PASSWORD: 'wrong-password',
+    });
   });
 
   it('create is atomic: a failed step undoes everything create did, names the step, and a re-run succeeds', async () => {
@@ -211,18 +289,26 @@ describe('pg-tenant-proxy tenants', () => {
     // the tenant what that role may do, so it is never taken over.
     await query('CREATE ROLE tenant_cli_b NOLOGIN');
     await query(`GRANT ${rdb.proxyRole} TO tenant_cli_b`);
-    await fails(['create', 'cli_b', '--config', config], 1, /create failed at step "role" \(nothing was left behind\): .*member of other roles/);
+    await fails(
+      ['create', 'cli_b', '--config', config],
+      1,
+      /create failed at step "role" \(nothing was left behind\): .*member of other roles/,
+    );
     expect(await leftovers('cli_b')).toEqual({ schema: false, role: true, record: false });
     const [membership] = await query<{ n: number }>(
       'SELECT count(*)::int AS n FROM pg_auth_members WHERE roleid = $1::regrole AND member = $2::regrole',
       ['tenant_cli_b', rdb.proxyRole],
     );
     expect(membership!.n).toBe(0);
-    const [event] = await query("SELECT outcome, details->>'step' AS step FROM pgtp.events WHERE tenant_id = 'cli_b' AND verb = 'create'");
+    const [event] = await query(
+      "SELECT outcome, details->>'step' AS step FROM pgtp.events WHERE tenant_id = 'cli_b' AND verb = 'create'",
+    );
     expect(event).toEqual({ outcome: 'error', step: 'role' });
 
     await query(`REVOKE ${rdb.proxyRole} FROM tenant_cli_b`);
-    expect(await ok(['create', 'cli_b', '--config', config])).toBe('created tenant cli_b (schema tenant_cli_b, role tenant_cli_b); existing role taken over\n');
+    expect(await ok(['create', 'cli_b', '--config', config])).toBe(
+      'created tenant cli_b (schema tenant_cli_b, role tenant_cli_b); existing role taken over\n',
+    );
     expect(await leftovers('cli_b')).toEqual({ schema: true, role: true, record: true });
 
     // Nor one that reads everything through a predefined role.
@@ -233,7 +319,11 @@ describe('pg-tenant-proxy tenants', () => {
 
     // A role that could log in is never taken over as a tenant role.
     await query('CREATE ROLE tenant_cli_c LOGIN');
-    await fails(['create', 'cli_c', '--config', config], 1, /create failed at step "role" .*role "tenant_cli_c" exists and can log in/);
+    await fails(
+      ['create', 'cli_c', '--config', config],
+      1,
+      /create failed at step "role" .*role "tenant_cli_c" exists and can log in/,
+    );
     expect(await leftovers('cli_c')).toEqual({ schema: false, role: true, record: false });
   });
 
@@ -245,11 +335,15 @@ describe('pg-tenant-proxy tenants', () => {
       // The events row is create's last write: holding its table stops create after role, schema, grants and record.
       await holder.query('BEGIN');
       await holder.query('LOCK TABLE pgtp.events IN ACCESS EXCLUSIVE MODE');
-      stuck = spawn(process.execPath, [DIST_CLI, 'tenants', 'create', 'cli_k', '--config', config], { stdio: 'ignore' });
+      stuck = spawn(process.execPath, [DIST_CLI, 'tenants', 'create', 'cli_k', '--config', config], {
+        stdio: 'ignore',
+      });
       const waiting = async (): Promise<boolean> =>
-        (await query<{ n: number }>(
-          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pg-tenant-proxy tenants' AND wait_event_type = 'Lock'",
-        ))[0]!.n === 1;
+        (
+          await query<{ n: number }>(
+            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pg-tenant-proxy tenants' AND wait_event_type = 'Lock'",
+          )
+        )[0]!.n === 1;
       for (let i = 0; i < 200 && !(await waiting()); i++) await new Promise((r) => setTimeout(r, 50));
       expect(await waiting()).toBe(true);
       stuck.kill('SIGKILL');
@@ -260,12 +354,16 @@ describe('pg-tenant-proxy tenants', () => {
     }
     // PostgreSQL notices the dead client once the lock is granted, and rolls its transaction back.
     for (let i = 0; i < 100; i++) {
-      const [row] = await query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pg-tenant-proxy tenants'");
+      const [row] = await query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pg-tenant-proxy tenants'",
+      );
       if (row!.n === 0) break;
       await new Promise((r) => setTimeout(r, 50));
     }
     expect(await leftovers('cli_k')).toEqual({ schema: false, role: false, record: false });
-    expect(await ok(['create', 'cli_k', '--config', config])).toBe('created tenant cli_k (schema tenant_cli_k, role tenant_cli_k)\n');
+    expect(await ok(['create', 'cli_k', '--config', config])).toBe(
+      'created tenant cli_k (schema tenant_cli_k, role tenant_cli_k)\n',
+    );
     expect(await leftovers('cli_k')).toEqual({ schema: true, role: true, record: true });
   });
 
@@ -303,7 +401,9 @@ describe('pg-tenant-proxy tenants', () => {
       console.log(JSON.stringify({ outcome: created.outcome, status: shown.status, tier: shown.tier, code }));
     `;
     const out = await new Promise<string>((resolve, reject) => {
-      execFile(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT }, (err, stdout, stderr) => (err ? reject(new Error(stderr)) : resolve(stdout)));
+      execFile(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT }, (err, stdout, stderr) =>
+        err ? reject(new Error(stderr)) : resolve(stdout),
+      );
     });
     expect(JSON.parse(out)).toEqual({ outcome: 'created', status: 'active', tier: 'pro', code: 'invalid_id' });
     const [event] = await query("SELECT actor FROM pgtp.events WHERE tenant_id = 'cli_lib' AND verb = 'create'");

@@ -40,7 +40,10 @@ beforeAll(async () => {
     serverCert = cert;
     const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
     const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
-    for (const [from, to] of [[cert, 'server.crt'], [key, 'server.key']] as const) {
+    for (const [from, to] of [
+      [cert, 'server.crt'],
+      [key, 'server.key'],
+    ] as const) {
       const path = join(cluster.dataDir, to);
       copyFileSync(from, path);
       if (process.getuid?.() === 0) chownSync(path, uid, gid);
@@ -84,14 +87,20 @@ describe('authenticating to the upstream', () => {
   });
 
   it('speaks TLS to the upstream with verify-full and binds SCRAM to it (SCRAM-SHA-256-PLUS)', async () => {
-    tp = await startTestProxy({ upstream: { tls: { mode: 'verify-full', ca: serverCert, channelBinding: 'require' } } }, cluster.upstreamUrl.replace('127.0.0.1', 'localhost'));
+    tp = await startTestProxy(
+      { upstream: { tls: { mode: 'verify-full', ca: serverCert, channelBinding: 'require' } } },
+      cluster.upstreamUrl.replace('127.0.0.1', 'localhost'),
+    );
     const client = await tp.connect('a');
     expect((await client.query('SELECT count(*)::int AS n FROM items')).rows[0].n).toBe(2);
     const db = new pg.Client({ connectionString: withDatabase(cluster.superuserUrl, cluster.database) });
     await db.connect();
     try {
       // By role: a server parked for its client shows the client's application_name, not the proxy's.
-      const { rows } = await db.query('SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.usename = $1', [cluster.proxyRole]);
+      const { rows } = await db.query(
+        'SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.usename = $1',
+        [cluster.proxyRole],
+      );
       expect(rows.length).toBeGreaterThan(0);
       expect(rows.every((r) => r.ssl === true)).toBe(true);
     } finally {
@@ -101,17 +110,26 @@ describe('authenticating to the upstream', () => {
 
   it('refuses an upstream whose certificate the configured CA did not sign (verify-full)', async () => {
     const other = selfSignedCert('localhost');
-    tp = await startTestProxy({ upstream: { connectTimeoutMs: 2000, tls: { mode: 'verify-full', ca: other.cert } } }, cluster.upstreamUrl.replace('127.0.0.1', 'localhost'));
+    tp = await startTestProxy(
+      { upstream: { connectTimeoutMs: 2000, tls: { mode: 'verify-full', ca: other.cert } } },
+      cluster.upstreamUrl.replace('127.0.0.1', 'localhost'),
+    );
     expect(await sqlstateOf(() => tp.connect('a'))).toMatch(/^08/);
   });
 
   it('with channelBinding require, refuses to log in without TLS or with a method that cannot bind', async () => {
-    tp = await startTestProxy({ upstream: { tls: { mode: 'disable', channelBinding: 'require' } } }, cluster.upstreamUrl);
+    tp = await startTestProxy(
+      { upstream: { tls: { mode: 'disable', channelBinding: 'require' } } },
+      cluster.upstreamUrl,
+    );
     const err = await tp.connect('a').catch((e: unknown) => e as pg.DatabaseError);
     expect(err).toMatchObject({ code: expect.stringMatching(/^08/) });
     expect((err as Error).message).toContain('channel binding');
     await tp.close();
-    tp = await startTestProxy({ upstream: { tls: { mode: 'require', channelBinding: 'require' } } }, urlFor(METHODS.md5, `secret-${METHODS.md5}`));
+    tp = await startTestProxy(
+      { upstream: { tls: { mode: 'require', channelBinding: 'require' } } },
+      urlFor(METHODS.md5, `secret-${METHODS.md5}`),
+    );
     const md5 = await tp.connect('a').catch((e: unknown) => e as pg.DatabaseError);
     expect((md5 as Error).message).toContain('channel binding');
   });

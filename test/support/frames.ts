@@ -5,8 +5,10 @@ import type { Config } from '../../src/config/schema.js';
 import { Writer } from '../../src/protocol/writer.js';
 import { RawClient, type RawMessage } from './raw-client.js';
 
-export const parse = (name: string, sql: string) => new Writer().begin(0x50).cstring(name).cstring(sql).int16(0).end().flush();
-export const bind = (stmt: string) => new Writer().begin(0x42).cstring('').cstring(stmt).int16(0).int16(0).int16(0).end().flush();
+export const parse = (name: string, sql: string) =>
+  new Writer().begin(0x50).cstring(name).cstring(sql).int16(0).end().flush();
+export const bind = (stmt: string) =>
+  new Writer().begin(0x42).cstring('').cstring(stmt).int16(0).int16(0).int16(0).end().flush();
 export const describeStatement = (stmt: string) => new Writer().begin(0x44).int8(0x53).cstring(stmt).end().flush();
 export const describePortal = new Writer().begin(0x44).int8(0x50).cstring('').end().flush();
 export const close = (stmt: string) => new Writer().begin(0x43).int8(0x53).cstring(stmt).end().flush();
@@ -17,9 +19,11 @@ export const flush = new Writer().begin(0x48).end().flush();
 
 export const codes = (raw: RawClient) => raw.messages.map((m) => m.code).join('');
 /** The CommandComplete tags received. */
-export const tags = (raw: RawClient) => raw.messages.filter((m) => m.code === 'C').map((m) => m.body.toString('utf8', 0, m.body.length - 1));
+export const tags = (raw: RawClient) =>
+  raw.messages.filter((m) => m.code === 'C').map((m) => m.body.toString('utf8', 0, m.body.length - 1));
 export const settle = async (raw: RawClient, readyCount: number) => {
-  for (let i = 0; i < 100 && raw.messages.filter((m) => m.code === 'Z').length < readyCount; i++) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 100 && raw.messages.filter((m) => m.code === 'Z').length < readyCount; i++)
+    await new Promise((r) => setTimeout(r, 20));
 };
 
 /** An ErrorResponse's fields by their type letter (C code, M message, P position, R routine…). */
@@ -69,9 +73,13 @@ export async function exchange(raw: RawClient, frames: Buffer[], readyCount = 1)
   const result: Exchange = {
     codes: codes(raw),
     tags: tags(raw),
-    status: raw.messages.filter((m) => m.code === 'Z').map((m) => String.fromCharCode(m.body[0]!)).join(''),
+    status: raw.messages
+      .filter((m) => m.code === 'Z')
+      .map((m) => String.fromCharCode(m.body[0]!))
+      .join(''),
   };
-  if (fields !== undefined) result.error = { code: fields.C!, message: fields.M!, ...(fields.P === undefined ? {} : { position: fields.P }) };
+  if (fields !== undefined)
+    result.error = { code: fields.C!, message: fields.M!, ...(fields.P === undefined ? {} : { position: fields.P }) };
   if (rows.length > 0) result.types = columnTypes(rows[rows.length - 1]!);
   raw.messages.length = 0;
   return result;

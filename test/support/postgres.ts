@@ -5,7 +5,12 @@ import { readFileSync, statSync } from 'node:fs';
 import pg from 'pg';
 import { inject, type TestContext } from 'vitest';
 import { startPgCluster } from '../../src/dev/pg-cluster.js';
-import { createTenantSchema, prepareProxyRole, provisionTenant, revokePublicDefaults } from '../../src/tenants/provision.js';
+import {
+  createTenantSchema,
+  prepareProxyRole,
+  provisionTenant,
+  revokePublicDefaults,
+} from '../../src/tenants/provision.js';
 
 export interface PgFixture {
   /** Superuser URL of the server, as given or generated (its database is usually `postgres`). */
@@ -52,8 +57,21 @@ export const TENANT_SCHEMAS = ['tenant_a', 'tenant_b'] as const;
 
 /** Same tables in every tenant, different rows, and sequences starting apart so a leak shows in nextval(). */
 const TENANT_ROWS: Record<(typeof TENANT_SCHEMAS)[number], { rows: [number, string][]; seqStart: number }> = {
-  tenant_a: { rows: [[1, 'a-one'], [2, 'a-two']], seqStart: 1000 },
-  tenant_b: { rows: [[1, 'b-one'], [2, 'b-two'], [3, 'b-three']], seqStart: 2000 },
+  tenant_a: {
+    rows: [
+      [1, 'a-one'],
+      [2, 'a-two'],
+    ],
+    seqStart: 1000,
+  },
+  tenant_b: {
+    rows: [
+      [1, 'b-one'],
+      [2, 'b-two'],
+      [3, 'b-three'],
+    ],
+    seqStart: 2000,
+  },
 };
 
 /** The URL with its database replaced. */

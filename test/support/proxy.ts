@@ -15,7 +15,10 @@ export interface TestProxy {
   proxy: Proxy;
   config: Config;
   port: number;
-  token(tenant: string, opts?: { sub?: string; ttlSeconds?: number; extraClaims?: Record<string, unknown> }): Promise<string>;
+  token(
+    tenant: string,
+    opts?: { sub?: string; ttlSeconds?: number; extraClaims?: Record<string, unknown> },
+  ): Promise<string>;
   /** node-postgres client config for a tenant, token as password. */
   clientConfig(tenant: string, extra?: Partial<pg.ClientConfig>): Promise<pg.ClientConfig>;
   connect(tenant: string, extra?: Partial<pg.ClientConfig>): Promise<pg.Client>;
@@ -28,7 +31,10 @@ export function testConfig(overrides: Overrides = {}, upstreamUrl = inject('pg')
   const raw = {
     listen: { host: '127.0.0.1', port: 0, ...overrides.listen },
     upstream: { url: upstreamUrl, poolSize: 2, ...overrides.upstream },
-    auth: overrides.auth?.issuers !== undefined ? { issuers: overrides.auth.issuers } : { jwt: { secret: TEST_SECRET, ...overrides.auth?.jwt } },
+    auth:
+      overrides.auth?.issuers !== undefined
+        ? { issuers: overrides.auth.issuers }
+        : { jwt: { secret: TEST_SECRET, ...overrides.auth?.jwt } },
     tenancy: { ...overrides.tenancy },
     policy: { ...overrides.policy },
     tls: { mode: 'allow', ...overrides.tls },
@@ -49,7 +55,12 @@ export async function startTestProxy(overrides: Overrides = {}, upstreamUrl?: st
   const proxy = await startProxy(config, log);
   const database = new URL(config.upstream.url).pathname.slice(1);
   const token: TestProxy['token'] = (tenant, opts = {}) =>
-    signDevToken(config, { tenant, sub: opts.sub ?? `user-of-${tenant}`, ttlSeconds: opts.ttlSeconds ?? 300, extraClaims: opts.extraClaims });
+    signDevToken(config, {
+      tenant,
+      sub: opts.sub ?? `user-of-${tenant}`,
+      ttlSeconds: opts.ttlSeconds ?? 300,
+      extraClaims: opts.extraClaims,
+    });
   const clientConfig: TestProxy['clientConfig'] = async (tenant, extra = {}) => ({
     host: '127.0.0.1',
     port: proxy.port,

@@ -28,7 +28,10 @@ export class RawClient {
       this.framer.push(data);
       while (this.framer.next()) {
         const { buffer, start, end } = this.framer;
-        this.messages.push({ code: String.fromCharCode(buffer[start]!), body: Buffer.from(buffer.subarray(start + 5, end)) });
+        this.messages.push({
+          code: String.fromCharCode(buffer[start]!),
+          body: Buffer.from(buffer.subarray(start + 5, end)),
+        });
       }
       this.wake();
     });
@@ -83,7 +86,8 @@ export class RawClient {
       const found = this.messages.find((m) => m.code === code);
       if (found !== undefined) return found;
       if (this.closed) return undefined;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for '${code}', got ${this.messages.map((m) => m.code).join('')}`);
+      if (Date.now() > deadline)
+        throw new Error(`timed out waiting for '${code}', got ${this.messages.map((m) => m.code).join('')}`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 50);
         this.waiters.push(() => {

@@ -19,12 +19,45 @@ describe('statement audit lines', () => {
     });
     const log = new AuditLog(config, pino({ level: 'silent' }));
     const events: StatementEvent[] = [
-      { command: 'SELECT', fingerprint: '0123456789abcdef', statement: "SELECT $1 -- \"quoted\" \\ é→ \n\t\u0001", outcome: 'ok', sqlstate: null, duration_ms: 0.123, rows: 1, backend_pid: 4242 },
-      { command: null, fingerprint: null, statement: null, outcome: 'error', sqlstate: '22012', duration_ms: 12.5, rows: null, backend_pid: null },
-      { command: 'INSERT', fingerprint: 'ffff', statement: undefined, outcome: 'ok', sqlstate: null, duration_ms: 0, rows: 3, backend_pid: 7 },
+      {
+        command: 'SELECT',
+        fingerprint: '0123456789abcdef',
+        statement: 'SELECT $1 -- "quoted" \\ é→ \n\t\u0001',
+        outcome: 'ok',
+        sqlstate: null,
+        duration_ms: 0.123,
+        rows: 1,
+        backend_pid: 4242,
+      },
+      {
+        command: null,
+        fingerprint: null,
+        statement: null,
+        outcome: 'error',
+        sqlstate: '22012',
+        duration_ms: 12.5,
+        rows: null,
+        backend_pid: null,
+      },
+      {
+        command: 'INSERT',
+        fingerprint: 'ffff',
+        statement: undefined,
+        outcome: 'ok',
+        sqlstate: null,
+        duration_ms: 0,
+        rows: 3,
+        backend_pid: 7,
+      },
     ];
     const audit = log.connection({ session: 's"1', client_addr: '127.0.0.1', client_port: undefined });
-    audit.authenticated({ tenant: 'acme"\\', schema: 'tenant_acme', actor: null, application_name: 'app\n1', guard_bypass: false });
+    audit.authenticated({
+      tenant: 'acme"\\',
+      schema: 'tenant_acme',
+      actor: null,
+      application_name: 'app\n1',
+      guard_bypass: false,
+    });
     // The same logger pino would have used: the connection's child, with the tenant's fields bound.
     const viaPino = (audit as unknown as { logger: pino.Logger }).logger;
     for (const event of events) {
@@ -39,7 +72,12 @@ describe('statement audit lines', () => {
       const [fast, slow] = [statements[2 * i]!, statements[2 * i + 1]!];
       // The time may tick between the two lines; everything else is identical.
       expect(fast.replace(/"time":"[^"]+"/, '')).toBe(slow.replace(/"time":"[^"]+"/, ''));
-      expect(JSON.parse(fast)).toMatchObject({ log: 'audit', tenant: 'acme"\\', event: 'statement', outcome: events[i]!.outcome });
+      expect(JSON.parse(fast)).toMatchObject({
+        log: 'audit',
+        tenant: 'acme"\\',
+        event: 'statement',
+        outcome: events[i]!.outcome,
+      });
     }
   });
 });

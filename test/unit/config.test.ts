@@ -41,14 +41,30 @@ describe('config', () => {
     const config = validateConfig(minimal);
     expect(config.tenancy.registry).toEqual({ enabled: false, schema: 'pgtp' });
     expect(config.admin.url).toBeUndefined();
-    expect(keyOf(() => validateConfig({ ...minimal, tenancy: { registry: { schema: 'tenant_x' } } }))).toBe('tenancy.registry.schema');
-    expect(keyOf(() => validateConfig({ ...minimal, tenancy: { schemaTemplate: '{tenant}' } }))).toBe('tenancy.registry.schema');
-    expect(keyOf(() => validateConfig({ ...minimal, tenancy: { sharedSchemas: ['pgtp'] } }))).toBe('tenancy.registry.schema');
-    expect(keyOf(() => validateConfig({ ...minimal, tenancy: { registry: { schema: 'pg_registry' } } }))).toBe('tenancy.registry.schema');
-    expect(keyOf(() => validateConfig({ ...minimal, tenancy: { registry: { schema: 'Bad-Name' } } }))).toBe('tenancy.registry.schema');
-    expect(keyOf(() => validateConfig({ ...minimal, admin: { url: 'postgres://p@127.0.0.1:5432/app' } }))).toBe('admin.url');
-    expect(keyOf(() => validateConfig({ ...minimal, admin: { url: 'postgres://admin@127.0.0.1:5432/other' } }))).toBe('admin.url');
-    expect(validateConfig({ ...minimal, admin: { url: 'postgres://admin@127.0.0.1:5432/app' } }).admin.url).toContain('admin@');
+    expect(keyOf(() => validateConfig({ ...minimal, tenancy: { registry: { schema: 'tenant_x' } } }))).toBe(
+      'tenancy.registry.schema',
+    );
+    expect(keyOf(() => validateConfig({ ...minimal, tenancy: { schemaTemplate: '{tenant}' } }))).toBe(
+      'tenancy.registry.schema',
+    );
+    expect(keyOf(() => validateConfig({ ...minimal, tenancy: { sharedSchemas: ['pgtp'] } }))).toBe(
+      'tenancy.registry.schema',
+    );
+    expect(keyOf(() => validateConfig({ ...minimal, tenancy: { registry: { schema: 'pg_registry' } } }))).toBe(
+      'tenancy.registry.schema',
+    );
+    expect(keyOf(() => validateConfig({ ...minimal, tenancy: { registry: { schema: 'Bad-Name' } } }))).toBe(
+      'tenancy.registry.schema',
+    );
+    expect(keyOf(() => validateConfig({ ...minimal, admin: { url: 'postgres://p@127.0.0.1:5432/app' } }))).toBe(
+      'admin.url',
+    );
+    expect(keyOf(() => validateConfig({ ...minimal, admin: { url: 'postgres://admin@127.0.0.1:5432/other' } }))).toBe(
+      'admin.url',
+    );
+    expect(validateConfig({ ...minimal, admin: { url: 'postgres://admin@127.0.0.1:5432/app' } }).admin.url).toContain(
+      'admin@',
+    );
     const fromEnv = loadConfig(undefined, {
       PGTP_UPSTREAM_URL: 'postgres://p@db:5432/app',
       PGTP_AUTH_JWT_SECRET: 'y'.repeat(40),
@@ -72,9 +88,17 @@ describe('config', () => {
     expect(keyOf(() => validateConfig({ ...minimal, upstream: { url: 'http://x' } }))).toBe('upstream.url');
     expect(keyOf(() => validateConfig({ ...minimal, auth: { jwt: { secret: 'short' } } }))).toBe('auth.jwt.secret');
     expect(keyOf(() => validateConfig({ ...minimal, auth: { jwt: {} } }))).toBe('auth.jwt');
-    expect(keyOf(() => validateConfig({ ...minimal, tenancy: { tenantPattern: '[a-z]+' } }))).toBe('tenancy.tenantPattern');
-    expect(keyOf(() => validateConfig({ ...minimal, tenancy: { schemaTemplate: 'fixed' } }))).toBe('tenancy.schemaTemplate');
-    expect(keyOf(() => validateConfig({ ...minimal, upstream: { ...minimal.upstream, poolSize: 2 }, listen: { workers: 3 } }))).toBe('listen.workers');
+    expect(keyOf(() => validateConfig({ ...minimal, tenancy: { tenantPattern: '[a-z]+' } }))).toBe(
+      'tenancy.tenantPattern',
+    );
+    expect(keyOf(() => validateConfig({ ...minimal, tenancy: { schemaTemplate: 'fixed' } }))).toBe(
+      'tenancy.schemaTemplate',
+    );
+    expect(
+      keyOf(() =>
+        validateConfig({ ...minimal, upstream: { ...minimal.upstream, poolSize: 2 }, listen: { workers: 3 } }),
+      ),
+    ).toBe('listen.workers');
     expect(keyOf(() => validateConfig({ ...minimal, listen: { prot: 1 } }))).toBe('listen');
     expect(keyOf(() => validateConfig({ ...minimal, tls: { mode: 'require' } }))).toBe('tls.mode');
   });
@@ -82,10 +106,23 @@ describe('config', () => {
   it('maps every key to an environment variable and applies it', () => {
     const names = configKeys().map((k) => envNameFor(k.key));
     for (const required of [
-      'PGTP_LISTEN_HOST', 'PGTP_LISTEN_PORT', 'PGTP_UPSTREAM_URL', 'PGTP_UPSTREAM_POOL_SIZE', 'PGTP_AUTH_JWT_SECRET',
-      'PGTP_AUTH_JWT_PUBLIC_KEY_FILE', 'PGTP_AUTH_JWT_JWKS_FILE', 'PGTP_AUTH_JWT_JWKS_URL', 'PGTP_AUTH_JWT_ISSUER',
-      'PGTP_AUTH_JWT_AUDIENCE', 'PGTP_AUTH_JWT_TENANT_CLAIM', 'PGTP_TENANCY_SCHEMA_TEMPLATE', 'PGTP_TENANCY_TENANT_PATTERN',
-      'PGTP_TLS_CERT', 'PGTP_TLS_KEY', 'PGTP_TLS_MODE', 'PGTP_METRICS_PORT',
+      'PGTP_LISTEN_HOST',
+      'PGTP_LISTEN_PORT',
+      'PGTP_UPSTREAM_URL',
+      'PGTP_UPSTREAM_POOL_SIZE',
+      'PGTP_AUTH_JWT_SECRET',
+      'PGTP_AUTH_JWT_PUBLIC_KEY_FILE',
+      'PGTP_AUTH_JWT_JWKS_FILE',
+      'PGTP_AUTH_JWT_JWKS_URL',
+      'PGTP_AUTH_JWT_ISSUER',
+      'PGTP_AUTH_JWT_AUDIENCE',
+      'PGTP_AUTH_JWT_TENANT_CLAIM',
+      'PGTP_TENANCY_SCHEMA_TEMPLATE',
+      'PGTP_TENANCY_TENANT_PATTERN',
+      'PGTP_TLS_CERT',
+      'PGTP_TLS_KEY',
+      'PGTP_TLS_MODE',
+      'PGTP_METRICS_PORT',
     ]) {
       expect(names).toContain(required);
     }
@@ -103,9 +140,15 @@ describe('config', () => {
 
   it('turns metrics on when a port is set, unless enabled says false', () => {
     expect(validateConfig(minimal).metrics).toMatchObject({ enabled: false, port: 9930 });
-    expect(validateConfig({ ...minimal, metrics: { port: 9999 } }).metrics).toMatchObject({ enabled: true, port: 9999 });
+    expect(validateConfig({ ...minimal, metrics: { port: 9999 } }).metrics).toMatchObject({
+      enabled: true,
+      port: 9999,
+    });
     expect(validateConfig({ ...minimal, metrics: { port: 9999, enabled: false } }).metrics.enabled).toBe(false);
-    expect(validateConfig({ ...minimal, metrics: { enabled: true } }).metrics).toMatchObject({ enabled: true, port: 9930 });
+    expect(validateConfig({ ...minimal, metrics: { enabled: true } }).metrics).toMatchObject({
+      enabled: true,
+      port: 9930,
+    });
     const fromEnv = loadConfig(undefined, {
       PGTP_UPSTREAM_URL: 'postgres://p@db:5432/app',
       PGTP_AUTH_JWT_SECRET: 'y'.repeat(40),

@@ -48,7 +48,9 @@ describe('config/proxy.example.yaml', () => {
 
   it('shows no key the schema does not have', () => {
     const known = new Set(configKeys().map((leaf) => leaf.key));
-    const prefixes = new Set([...known].flatMap((k) => k.split('.').map((_, i, parts) => parts.slice(0, i + 1).join('.'))));
+    const prefixes = new Set(
+      [...known].flatMap((k) => k.split('.').map((_, i, parts) => parts.slice(0, i + 1).join('.'))),
+    );
     expect([...documented].filter((key) => !prefixes.has(key))).toEqual([]);
   });
 
@@ -56,7 +58,10 @@ describe('config/proxy.example.yaml', () => {
     const differing = configKeys()
       .filter((leaf) => 'default' in leaf)
       .filter((leaf) => JSON.stringify(valueAt(set, leaf.key)) !== JSON.stringify(leaf.default))
-      .map((leaf) => `${leaf.key}: example ${JSON.stringify(valueAt(set, leaf.key))}, default ${JSON.stringify(leaf.default)}`);
+      .map(
+        (leaf) =>
+          `${leaf.key}: example ${JSON.stringify(valueAt(set, leaf.key))}, default ${JSON.stringify(leaf.default)}`,
+      );
     expect(differing).toEqual([]);
   });
 

@@ -48,7 +48,7 @@ describe('Framer', () => {
     const random = (): number => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
     for (let round = 0; round < 200; round++) {
       const chunks: Buffer[] = [];
-      for (let at = 0; at < stream.length; ) {
+      for (let at = 0; at < stream.length;) {
         const size = 1 + Math.floor(random() * 40);
         chunks.push(stream.subarray(at, at + size));
         at += size;

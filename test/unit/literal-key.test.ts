@@ -3,8 +3,12 @@ import { literalKey } from '../../src/guard/literal-key.js';
 
 describe('literalKey', () => {
   it('abstracts plain numbers and strings', () => {
-    expect(literalKey('SELECT abalance FROM pgbench_accounts WHERE aid = 42;')).toBe(literalKey('SELECT abalance FROM pgbench_accounts WHERE aid = 7;'));
-    expect(literalKey("SELECT * FROM items WHERE name = 'x' AND id > 1.5")).toBe("SELECT * FROM items WHERE name = '?' AND id > 0");
+    expect(literalKey('SELECT abalance FROM pgbench_accounts WHERE aid = 42;')).toBe(
+      literalKey('SELECT abalance FROM pgbench_accounts WHERE aid = 7;'),
+    );
+    expect(literalKey("SELECT * FROM items WHERE name = 'x' AND id > 1.5")).toBe(
+      "SELECT * FROM items WHERE name = '?' AND id > 0",
+    );
   });
 
   it('keeps identifiers and everything that is not a literal', () => {

@@ -15,7 +15,10 @@ describe('examples/ dashboard and alert rules', () => {
     for (const file of ['examples/grafana-dashboard.json', 'examples/prometheus-alerts.yaml']) {
       const named = new Set(read(file).match(/pgtp_[a-z0-9_]+/g) ?? []);
       expect(named.size).toBeGreaterThan(5);
-      expect([...named].filter((name) => !exported.has(name)), file).toEqual([]);
+      expect(
+        [...named].filter((name) => !exported.has(name)),
+        file,
+      ).toEqual([]);
     }
   });
 });

@@ -21,24 +21,49 @@ const judged = (types: number[], text?: string): string | null => {
 };
 
 describe('parameter types declared in a Parse', () => {
-  it('allows none, unspecified and ordinary types (built-in and an application\'s own)', () => {
+  it("allows none, unspecified and ordinary types (built-in and an application's own)", () => {
     expect(judged([])).toBeNull();
     expect(judged([0, 0])).toBeNull();
     expect(judged([23, 25, 17, 1043, 3802, 2950, 1184, 1009, 26, 16384, 99999])).toBeNull();
   });
 
   it.each([
-    [24, 'regproc'], [1008, 'regproc[]'], [2202, 'regprocedure'], [2207, 'regprocedure[]'], [2203, 'regoper'],
-    [2208, 'regoper[]'], [2204, 'regoperator'], [2209, 'regoperator[]'], [2205, 'regclass'], [2210, 'regclass[]'],
-    [2206, 'regtype'], [2211, 'regtype[]'], [3734, 'regconfig'], [3735, 'regconfig[]'], [3769, 'regdictionary'],
-    [3770, 'regdictionary[]'], [4089, 'regnamespace'], [4090, 'regnamespace[]'], [4096, 'regrole'], [4097, 'regrole[]'],
-    [4191, 'regcollation'], [4192, 'regcollation[]'], [71, 'pg_type'], [81, 'pg_proc'], [210, 'pg_type[]'], [272, 'pg_proc[]'],
+    [24, 'regproc'],
+    [1008, 'regproc[]'],
+    [2202, 'regprocedure'],
+    [2207, 'regprocedure[]'],
+    [2203, 'regoper'],
+    [2208, 'regoper[]'],
+    [2204, 'regoperator'],
+    [2209, 'regoperator[]'],
+    [2205, 'regclass'],
+    [2210, 'regclass[]'],
+    [2206, 'regtype'],
+    [2211, 'regtype[]'],
+    [3734, 'regconfig'],
+    [3735, 'regconfig[]'],
+    [3769, 'regdictionary'],
+    [3770, 'regdictionary[]'],
+    [4089, 'regnamespace'],
+    [4090, 'regnamespace[]'],
+    [4096, 'regrole'],
+    [4097, 'regrole[]'],
+    [4191, 'regcollation'],
+    [4192, 'regcollation[]'],
+    [71, 'pg_type'],
+    [81, 'pg_proc'],
+    [210, 'pg_type[]'],
+    [272, 'pg_proc[]'],
   ])('refuses type %i (%s), naming it and the parameter', (oid, name) => {
-    expect(judged([25, oid], 'SELECT $1, $2')).toBe(`schema:42501:parameter $2 declared as ${name} (type ${oid}) in the Parse message is not allowed through pg-tenant-proxy`);
+    expect(judged([25, oid], 'SELECT $1, $2')).toBe(
+      `schema:42501:parameter $2 declared as ${name} (type ${oid}) in the Parse message is not allowed through pg-tenant-proxy`,
+    );
   });
 
   it('refuses the OIDs initdb assigns (system row types and domains, which differ between versions)', () => {
-    expect(judged([10000])).toMatch(/^schema:42501:parameter \$1 declared as a system row or domain type \(type 10000\)/);
+    expect(judged([10000])).toMatch(
+      /^schema:42501:parameter \$1 declared as a system row or domain type \(type 10000\)/,
+    );
     expect(judged([12345])).not.toBeNull();
     expect(judged([16383])).not.toBeNull();
   });

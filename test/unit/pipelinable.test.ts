@@ -16,8 +16,10 @@ const cstr = (s: string): Buffer => Buffer.from(`${s}\0`);
 const bind = (portal: string, statement: string): Buffer =>
   frame('B', Buffer.concat([cstr(portal), cstr(statement), Buffer.from([0, 0, 0, 0, 0, 0])]));
 const execute = (portal: string): Buffer => frame('E', Buffer.concat([cstr(portal), Buffer.from([0, 0, 0, 0])]));
-const describeFrame = (kind: 'S' | 'P', name: string): Buffer => frame('D', Buffer.concat([Buffer.from(kind), cstr(name)]));
-const namedParse = (name: string, sql: string): Buffer => frame('P', Buffer.concat([cstr(name), cstr(sql), Buffer.from([0, 0])]));
+const describeFrame = (kind: 'S' | 'P', name: string): Buffer =>
+  frame('D', Buffer.concat([Buffer.from(kind), cstr(name)]));
+const namedParse = (name: string, sql: string): Buffer =>
+  frame('P', Buffer.concat([cstr(name), cstr(sql), Buffer.from([0, 0])]));
 
 describe('isPipelinableSegment', () => {
   it('takes one approved simple Query', () => {

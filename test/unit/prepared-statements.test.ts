@@ -18,11 +18,22 @@ interface FakeServer {
 }
 const fakeServer = (): FakeServer & ServerConn => {
   const server: FakeServer = { statements: new Map(), sent: [] };
-  return Object.assign(server, { send: (buf: Buffer) => server.sent.push(buf) > 0 }) as unknown as FakeServer & ServerConn;
+  return Object.assign(server, { send: (buf: Buffer) => server.sent.push(buf) > 0 }) as unknown as FakeServer &
+    ServerConn;
 };
 
-const STALE: ErrorFields = { severity: 'ERROR', code: '0A000', message: 'cached plan must not change result type', routine: 'RevalidateCachedQuery' };
-const MISSING: ErrorFields = { severity: 'ERROR', code: '42P01', message: 'relation "t" does not exist', routine: 'parserOpenTable' };
+const STALE: ErrorFields = {
+  severity: 'ERROR',
+  code: '0A000',
+  message: 'cached plan must not change result type',
+  routine: 'RevalidateCachedQuery',
+};
+const MISSING: ErrorFields = {
+  severity: 'ERROR',
+  code: '42P01',
+  message: 'relation "t" does not exist',
+  routine: 'parserOpenTable',
+};
 const TEXT = 'SELECT v FROM t';
 
 /** The frame types and statement names in what the proxy sends instead of a client frame. */
@@ -64,7 +75,8 @@ class Client {
         // Flush, Describe, Close and the rest pass through unaccounted, as in the session.
         break;
     }
-    if (this.prepared.recording && !(replacement instanceof ProxyError)) this.prepared.sent(replacement, frame, 0, frame.length);
+    if (this.prepared.recording && !(replacement instanceof ProxyError))
+      this.prepared.sent(replacement, frame, 0, frame.length);
     return replacement;
   }
   batch(frames: Buffer[], server: ServerConn): string[] {
@@ -117,10 +129,14 @@ describe('statements shared by text', () => {
     // A later Parse gets a fresh statement, closing the stale one; here an error skips both, so the old one stays
     // on the server under a key of its own (the reset's count of the proxy's statements must still match).
     const b = new Client(generations);
-    expect(b.batch([parse('s9', TEXT)], server)).toEqual([`C:${first.name} P:pgtp_s${Number(first.name.slice(6)) + 1}`]);
+    expect(b.batch([parse('s9', TEXT)], server)).toEqual([
+      `C:${first.name} P:pgtp_s${Number(first.name.slice(6)) + 1}`,
+    ]);
     b.batch([sync], server);
     b.ready();
-    expect([...server.statements.entries()]).toEqual([[`\0${first.name}`, { name: first.name, preparedAt: 0, stale: true }]]);
+    expect([...server.statements.entries()]).toEqual([
+      [`\0${first.name}`, { name: first.name, preparedAt: 0, stale: true }],
+    ]);
   });
 });
 
@@ -145,7 +161,9 @@ describe('StalePlanRetry', () => {
     const preparedAt = statement.preparedAt;
     b.batch([bind('s2'), execute, sync], server);
     expect(b.prepared.onServerError(STALE)).toBe(true);
-    expect(server.sent.map(describeFrames)).toEqual([`C:${statement.name} P:${statement.name} B:${statement.name} E: S:`]);
+    expect(server.sent.map(describeFrames)).toEqual([
+      `C:${statement.name} P:${statement.name} B:${statement.name} E: S:`,
+    ]);
     expect(statement.preparedAt).toBeGreaterThan(preparedAt);
     expect(statement.stale).toBe(false);
     expect(b.ready()).toBe(false); // the failed attempt's
@@ -169,20 +187,39 @@ describe('StalePlanRetry', () => {
   });
 
   it.each([
-    ['a statement of the segment completed first', (b: Client, server: ServerConn) => {
-      b.batch([bind('s2'), execute, sync], server);
-      b.prepared.onCommandCompletion(1);
-    }],
-    ['the client sent more after the Sync', (b: Client, server: ServerConn) => b.batch([bind('s2'), execute, sync, bind('s2')], server)],
-    ['the segment holds a Flush', (b: Client, server: ServerConn) => b.batch([bind('s2'), flush, execute, sync], server)],
-    ['an Execute came before the Bind', (b: Client, server: ServerConn) => b.batch([parse('', 'SELECT 1'), bind(''), execute, bind('s2'), execute, sync], server)],
-    ['another segment was in flight', (b: Client, server: ServerConn) => {
-      b.batch([parse('', 'SELECT 1'), bind(''), execute, sync, bind('s2'), execute, sync], server);
-      b.ready();
-    }],
+    [
+      'a statement of the segment completed first',
+      (b: Client, server: ServerConn) => {
+        b.batch([bind('s2'), execute, sync], server);
+        b.prepared.onCommandCompletion(1);
+      },
+    ],
+    [
+      'the client sent more after the Sync',
+      (b: Client, server: ServerConn) => b.batch([bind('s2'), execute, sync, bind('s2')], server),
+    ],
+    [
+      'the segment holds a Flush',
+      (b: Client, server: ServerConn) => b.batch([bind('s2'), flush, execute, sync], server),
+    ],
+    [
+      'an Execute came before the Bind',
+      (b: Client, server: ServerConn) =>
+        b.batch([parse('', 'SELECT 1'), bind(''), execute, bind('s2'), execute, sync], server),
+    ],
+    [
+      'another segment was in flight',
+      (b: Client, server: ServerConn) => {
+        b.batch([parse('', 'SELECT 1'), bind(''), execute, sync, bind('s2'), execute, sync], server);
+        b.ready();
+      },
+    ],
     ['the Sync has not come yet', (b: Client, server: ServerConn) => b.batch([bind('s2'), execute], server)],
     // The first Bind's BindComplete has reached the client when the second one fails.
-    ['a second Bind follows the first', (b: Client, server: ServerConn) => b.batch([bind('s2'), execute, bind('s2'), execute, sync], server)],
+    [
+      'a second Bind follows the first',
+      (b: Client, server: ServerConn) => b.batch([bind('s2'), execute, bind('s2'), execute, sync], server),
+    ],
   ])('does not replay when %s', (_, act) => {
     const { server, b, statement } = setUp();
     act(b, server);
@@ -202,7 +239,8 @@ describe('a Parse answered without a server', () => {
     expect(p.answerParse(parse('r', TEXT), 0, frame.length, analysis(TEXT), 0x48)).toBe('r');
     const unnamed = parse('', TEXT);
     expect(p.answerParse(unnamed, 0, unnamed.length, analysis(TEXT), 0x53)).toBeNull();
-    for (const next of [0x42, 0x44, -1]) expect(p.answerParse(parse('x', TEXT), 0, frame.length, analysis(TEXT), next)).toBeNull();
+    for (const next of [0x42, 0x44, -1])
+      expect(p.answerParse(parse('x', TEXT), 0, frame.length, analysis(TEXT), next)).toBeNull();
     for (const sql of ['ALTER TABLE t ADD w int', "SET work_mem = '1MB'", 'PREPARE x AS SELECT 1', 'SELEC 1']) {
       const other = parse('x', sql);
       expect(p.answerParse(other, 0, other.length, analysis(sql), 0x53), sql).toBeNull();
@@ -212,10 +250,24 @@ describe('a Parse answered without a server', () => {
 
   it('counts DDL as a schema change, plain statements not', () => {
     const changes = (sql: string) => analyzeSql(sql).changesSchema;
-    for (const sql of ['CREATE TEMP TABLE tt (a int)', 'ALTER TABLE t ALTER v TYPE text', 'DROP TABLE t', 'SELECT 1 INTO t2', 'CREATE VIEW w AS SELECT 1', 'EXPLAIN ANALYZE CREATE TABLE x AS SELECT 1']) {
+    for (const sql of [
+      'CREATE TEMP TABLE tt (a int)',
+      'ALTER TABLE t ALTER v TYPE text',
+      'DROP TABLE t',
+      'SELECT 1 INTO t2',
+      'CREATE VIEW w AS SELECT 1',
+      'EXPLAIN ANALYZE CREATE TABLE x AS SELECT 1',
+    ]) {
       expect(changes(sql), sql).toBe(true);
     }
-    for (const sql of ['SELECT 1', 'INSERT INTO t VALUES (1)', 'BEGIN', 'EXPLAIN SELECT 1', 'TRUNCATE t', 'SET work_mem = 64']) {
+    for (const sql of [
+      'SELECT 1',
+      'INSERT INTO t VALUES (1)',
+      'BEGIN',
+      'EXPLAIN SELECT 1',
+      'TRUNCATE t',
+      'SET work_mem = 64',
+    ]) {
       expect(changes(sql), sql).toBe(false);
     }
   });

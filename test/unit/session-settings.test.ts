@@ -5,26 +5,58 @@ import { createSqlGuard, loadParser, type SqlGuard } from '../../src/guard/sql-g
 let guard: SqlGuard;
 beforeAll(async () => {
   await loadParser();
-  guard = createSqlGuard({ sharedSchemas: [], deniedFunctions: [], maxStatementBytes: 1 << 20, cacheSize: 100, checkNames: true });
+  guard = createSqlGuard({
+    sharedSchemas: [],
+    deniedFunctions: [],
+    maxStatementBytes: 1 << 20,
+    cacheSize: 100,
+    checkNames: true,
+  });
 });
 
 describe('SessionSettings', () => {
   it('adopts a snapshot, handing back the startup settings it lacks (RESET) to be set again', () => {
-    const settings = new SessionSettings(new Map([['TimeZone', 'UTC'], ['work_mem', '8MB']]));
-    const restore = settings.adopt(new Map([['work_mem', '16MB'], ['app.user', 'u1']]));
+    const settings = new SessionSettings(
+      new Map([
+        ['TimeZone', 'UTC'],
+        ['work_mem', '8MB'],
+      ]),
+    );
+    const restore = settings.adopt(
+      new Map([
+        ['work_mem', '16MB'],
+        ['app.user', 'u1'],
+      ]),
+    );
     expect([...restore]).toEqual([['TimeZone', 'UTC']]);
     expect(Object.fromEntries(settings.current)).toEqual({ work_mem: '16MB', 'app.user': 'u1', TimeZone: 'UTC' });
   });
 
   it('asks for custom startup settings by name, which pg_settings does not list, so a snapshot keeps them', () => {
-    const settings = new SessionSettings(new Map([['app.region', 'eu'], ['work_mem', '8MB']]));
+    const settings = new SessionSettings(
+      new Map([
+        ['app.region', 'eu'],
+        ['work_mem', '8MB'],
+      ]),
+    );
     expect(settings.beginSnapshot().toString('latin1')).toContain("'app.region'");
-    expect([...settings.adopt(new Map([['app.region', 'eu'], ['work_mem', '8MB']]))]).toEqual([]);
+    expect([
+      ...settings.adopt(
+        new Map([
+          ['app.region', 'eu'],
+          ['work_mem', '8MB'],
+        ]),
+      ),
+    ]).toEqual([]);
   });
 
   it('tells the client a value once, and again only when it changes', () => {
     const settings = new SessionSettings(new Map());
-    expect([settings.tell('DateStyle', 'ISO'), settings.tell('DateStyle', 'ISO'), settings.tell('DateStyle', 'SQL')]).toEqual([true, false, true]);
+    expect([
+      settings.tell('DateStyle', 'ISO'),
+      settings.tell('DateStyle', 'ISO'),
+      settings.tell('DateStyle', 'SQL'),
+    ]).toEqual([true, false, true]);
   });
 
   it('marks a snapshot due after a SET, asks custom settings by name, and holds their number to the budget', () => {
@@ -35,7 +67,9 @@ describe('SessionSettings', () => {
     expect(settings.changed).toBe(true);
     expect(settings.beginSnapshot().toString('latin1')).toContain("'app.tenant_user'");
     expect(settings.changed).toBe(false);
-    const many = guard.describe(Array.from({ length: MAX_CUSTOM_SETTINGS - 1 }, (_, i) => `SET app.s${i} = '1'`).join('; '));
+    const many = guard.describe(
+      Array.from({ length: MAX_CUSTOM_SETTINGS - 1 }, (_, i) => `SET app.s${i} = '1'`).join('; '),
+    );
     expect(settings.overBudget(many)).toBeNull();
     settings.noteStatement(many);
     expect(settings.overBudget(guard.describe("SET app.s0 = '2'"))).toBeNull();

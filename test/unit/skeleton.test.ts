@@ -8,27 +8,95 @@ beforeAll(async () => {
 
 /** Each literal as [kind, its token's text], the way a reader checks a scanner. */
 const literals = (text: string): Array<[string, string]> | null =>
-  scanLiterals(text)?.map((l: Literal) => [l.kind + (l.continued ? '+' : '') + (l.kind === 'escape' && !l.plainEscapes ? '!' : ''), text.slice(l.start, l.end)]) ?? null;
+  scanLiterals(text)?.map((l: Literal) => [
+    l.kind + (l.continued ? '+' : '') + (l.kind === 'escape' && !l.plainEscapes ? '!' : ''),
+    text.slice(l.start, l.end),
+  ]) ?? null;
 
 describe('scanLiterals reads quotes as PostgreSQL does (standard_conforming_strings on)', () => {
   it.each<[string, Array<[string, string]> | null]>([
-    ["SELECT 'a', 'it''s', ''", [['standard', "'a'"], ['standard', "'it''s'"], ['standard', "''"]]],
+    [
+      "SELECT 'a', 'it''s', ''",
+      [
+        ['standard', "'a'"],
+        ['standard', "'it''s'"],
+        ['standard', "''"],
+      ],
+    ],
     // Backslashes are plain in a standard string: 'a\' ends at its second quote.
-    ["SELECT 'a\\' , 'b'", [['standard', "'a\\'"], ['standard', "'b'"]]],
-    ["SELECT E'a\\'b', e'\\\\', E'it''s'", [['escape', "E'a\\'b'"], ['escape', "e'\\\\'"], ['escape', "E'it''s'"]]],
-    ["SELECT E'\\x41', E'\\101', E'\\u0041', E'\\\\x41'", [['escape!', "E'\\x41'"], ['escape!', "E'\\101'"], ['escape!', "E'\\u0041'"], ['escape', "E'\\\\x41'"]]],
-    ['SELECT $$a\'b$$, $f$ $$ $g$ $f$, $x_1$$x_1$', [['dollar', "$$a'b$$"], ['dollar', '$f$ $$ $g$ $f$'], ['dollar', '$x_1$$x_1$']]],
+    [
+      "SELECT 'a\\' , 'b'",
+      [
+        ['standard', "'a\\'"],
+        ['standard', "'b'"],
+      ],
+    ],
+    [
+      "SELECT E'a\\'b', e'\\\\', E'it''s'",
+      [
+        ['escape', "E'a\\'b'"],
+        ['escape', "e'\\\\'"],
+        ['escape', "E'it''s'"],
+      ],
+    ],
+    [
+      "SELECT E'\\x41', E'\\101', E'\\u0041', E'\\\\x41'",
+      [
+        ['escape!', "E'\\x41'"],
+        ['escape!', "E'\\101'"],
+        ['escape!', "E'\\u0041'"],
+        ['escape', "E'\\\\x41'"],
+      ],
+    ],
+    [
+      "SELECT $$a'b$$, $f$ $$ $g$ $f$, $x_1$$x_1$",
+      [
+        ['dollar', "$$a'b$$"],
+        ['dollar', '$f$ $$ $g$ $f$'],
+        ['dollar', '$x_1$$x_1$'],
+      ],
+    ],
     // $1 is a parameter, a$b$ an identifier, a lone $ just a character.
     ["SELECT $1, a$b$, $ 'x'", [['standard', "'x'"]]],
-    ['SELECT 1 -- \'not\' $$ a /* literal\n, /* \'no\' /* nested */ $$ */ \'yes\'', [['standard', "'yes'"]]],
+    ["SELECT 1 -- 'not' $$ a /* literal\n, /* 'no' /* nested */ $$ */ 'yes'", [['standard', "'yes'"]]],
     // Names in double quotes are names, not literals; "" is a quote inside them.
     ['SELECT "a\'b", "x""y", U&"d\\0061t" FROM t', []],
-    ["SELECT U&'d\\0061t' UESCAPE '!', B'0101', X'1F', N'n'", [['unicode', "U&'d\\0061t'"], ['standard', "'!'"], ['bit', "B'0101'"], ['bit', "X'1F'"], ['standard', "'n'"]]],
+    [
+      "SELECT U&'d\\0061t' UESCAPE '!', B'0101', X'1F', N'n'",
+      [
+        ['unicode', "U&'d\\0061t'"],
+        ['standard', "'!'"],
+        ['bit', "B'0101'"],
+        ['bit', "X'1F'"],
+        ['standard', "'n'"],
+      ],
+    ],
     // A prefix letter only counts alone: name'x' is a word, then a standard string.
-    ["SELECT name'x', tie'y', xe'z'", [['standard', "'x'"], ['standard', "'y'"], ['standard', "'z'"]]],
+    [
+      "SELECT name'x', tie'y', xe'z'",
+      [
+        ['standard', "'x'"],
+        ['standard', "'y'"],
+        ['standard', "'z'"],
+      ],
+    ],
     // Segments joined across a newline are one constant, keeping the first one's escaping.
-    ["SELECT 'a'\n'b', E'c' \n  'd\\'e'", [['standard+', "'a'\n'b'"], ['escape+', "E'c' \n  'd\\'e'"]]],
-    ["SELECT 'a' 'b', 'c' /* x */\n'd'", [['standard', "'a'"], ['standard', "'b'"], ['standard', "'c'"], ['standard', "'d'"]]],
+    [
+      "SELECT 'a'\n'b', E'c' \n  'd\\'e'",
+      [
+        ['standard+', "'a'\n'b'"],
+        ['escape+', "E'c' \n  'd\\'e'"],
+      ],
+    ],
+    [
+      "SELECT 'a' 'b', 'c' /* x */\n'd'",
+      [
+        ['standard', "'a'"],
+        ['standard', "'b'"],
+        ['standard', "'c'"],
+        ['standard', "'d'"],
+      ],
+    ],
     // PostgreSQL joins these across the comment, libpg-query does not: no skeleton of such a text.
     ["SELECT 'a' -- c\n'b'", null],
     ["SELECT 'a'\n-- c\n'b'", null],
@@ -45,7 +113,10 @@ describe('scanLiterals reads quotes as PostgreSQL does (standard_conforming_stri
   });
 
   it('reads non-ASCII identifiers as words (no prefix letter)', () => {
-    expect(literals("SELECT é'x', Ē'y'")).toEqual([['standard', "'x'"], ['standard', "'y'"]]);
+    expect(literals("SELECT é'x', Ē'y'")).toEqual([
+      ['standard', "'x'"],
+      ['standard', "'y'"],
+    ]);
   });
 });
 
@@ -53,10 +124,69 @@ describe('scanLiterals reads quotes as PostgreSQL does (standard_conforming_stri
 
 /** Fragments that exercise every quoting rule; random sequences of them make texts no human would write. */
 const FRAGMENTS = [
-  'SELECT ', ' ', '\n', '\r\n', '\t', "'", "''", "'x'", "'long literal body'", "E'", "e'", "E'\\'", "\\", "\\'", "\\\\", '\\n', '\\x41',
-  '\\0', '$$', '$a$', '$b$', '$1', '$', 'a$', '--', '-- c\n', '/*', '*/', '/* c */', '"', '""', '"id"', "U&'", 'U&"', "u&'",
-  "B'", "X'", "N'", 'x', 'e', 'E', 'u', 'n', 'b', '1', '1.5', '1e3', '.', ';', ',', '(', ')', '::text', '&', '+', '-', '*', '/',
-  'UESCAPE', "UESCAPE '!'", 'tenant_b.items', 'name', "'tenant_b.seq'",
+  'SELECT ',
+  ' ',
+  '\n',
+  '\r\n',
+  '\t',
+  "'",
+  "''",
+  "'x'",
+  "'long literal body'",
+  "E'",
+  "e'",
+  "E'\\'",
+  '\\',
+  "\\'",
+  '\\\\',
+  '\\n',
+  '\\x41',
+  '\\0',
+  '$$',
+  '$a$',
+  '$b$',
+  '$1',
+  '$',
+  'a$',
+  '--',
+  '-- c\n',
+  '/*',
+  '*/',
+  '/* c */',
+  '"',
+  '""',
+  '"id"',
+  "U&'",
+  'U&"',
+  "u&'",
+  "B'",
+  "X'",
+  "N'",
+  'x',
+  'e',
+  'E',
+  'u',
+  'n',
+  'b',
+  '1',
+  '1.5',
+  '1e3',
+  '.',
+  ';',
+  ',',
+  '(',
+  ')',
+  '::text',
+  '&',
+  '+',
+  '-',
+  '*',
+  '/',
+  'UESCAPE',
+  "UESCAPE '!'",
+  'tenant_b.items',
+  'name',
+  "'tenant_b.seq'",
 ];
 
 function* randomTexts(seed: number, count: number): Generator<string> {
@@ -74,7 +204,24 @@ function* randomTexts(seed: number, count: number): Generator<string> {
 }
 
 /** Literal spellings with bodies full of what a scanner could trip on. */
-const BODY_PARTS = ["''", '\\', '\\n', '"', '$', '$$', '$a$', '--', '/*', '*/', '\n', 'é', 'tenant_b.items', ';', ' ', 'x'];
+const BODY_PARTS = [
+  "''",
+  '\\',
+  '\\n',
+  '"',
+  '$',
+  '$$',
+  '$a$',
+  '--',
+  '/*',
+  '*/',
+  '\n',
+  'é',
+  'tenant_b.items',
+  ';',
+  ' ',
+  'x',
+];
 const SPELLINGS: Array<(body: string) => string> = [
   (b) => `'${b.replaceAll('\\', '')}'`,
   (b) => `'${b}'`,
@@ -88,11 +235,11 @@ const SPELLINGS: Array<(body: string) => string> = [
 ];
 const TEMPLATES = [
   'SELECT #, # FROM t WHERE x = #',
-  "INSERT INTO items VALUES (1, #), (2, #::bytea) RETURNING #",
+  'INSERT INTO items VALUES (1, #), (2, #::bytea) RETURNING #',
   'SELECT set_config(#, #, false); SELECT nextval(#)',
   'SELECT #::regclass, to_regclass(#), # LIKE # ESCAPE #',
-  "DO $do$ BEGIN PERFORM #; END $do$; COMMENT ON TABLE t IS #",
-  "CREATE FUNCTION f() RETURNS text LANGUAGE sql AS #",
+  'DO $do$ BEGIN PERFORM #; END $do$; COMMENT ON TABLE t IS #',
+  'CREATE FUNCTION f() RETURNS text LANGUAGE sql AS #',
   'SELECT "a#b", #"x" FROM "t#"',
 ];
 
@@ -149,8 +296,13 @@ describe('skeleton against libpg-query', () => {
       const mine = scanLiterals(text);
       if (mine === null) continue; // the scanner gave up: the text is parsed whole, which is always right
       // libpg-query names only SCONST; U&'', B'' and X'' tokens are told by their spelling.
-      const constants = tokens.filter((t) => t.tokenName === 'SCONST' || /^([bBxX]|[uU]&)'/.test(text.slice(t.start, t.end)));
-      expect(mine.map((l) => [l.start, l.end]), text).toEqual(constants.map((t) => [t.start, t.end]));
+      const constants = tokens.filter(
+        (t) => t.tokenName === 'SCONST' || /^([bBxX]|[uU]&)'/.test(text.slice(t.start, t.end)),
+      );
+      expect(
+        mine.map((l) => [l.start, l.end]),
+        text,
+      ).toEqual(constants.map((t) => [t.start, t.end]));
       compared++;
     }
     expect(compared).toBeGreaterThan(5000);

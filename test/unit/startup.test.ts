@@ -3,7 +3,8 @@ import { MAX_CUSTOM_SETTINGS } from '../../src/frontend/session-settings.js';
 import { interpretStartup, parseOptions, plaintextAllowed, reportedParameters } from '../../src/frontend/startup.js';
 import { ProxyError } from '../../src/protocol/errors.js';
 
-const base = (extra: Record<string, string>): Map<string, string> => new Map(Object.entries({ user: 'app', database: 'appdb', ...extra }));
+const base = (extra: Record<string, string>): Map<string, string> =>
+  new Map(Object.entries({ user: 'app', database: 'appdb', ...extra }));
 
 function sqlstate(fn: () => unknown): string | undefined {
   try {
@@ -16,7 +17,10 @@ function sqlstate(fn: () => unknown): string | undefined {
 
 describe('interpretStartup', () => {
   it('keeps the settings that shape results, by their canonical names', () => {
-    const s = interpretStartup(base({ datestyle: 'ISO', TimeZone: 'UTC', extra_float_digits: '2', application_name: 'x' }), []);
+    const s = interpretStartup(
+      base({ datestyle: 'ISO', TimeZone: 'UTC', extra_float_digits: '2', application_name: 'x' }),
+      [],
+    );
     expect([...s.settings]).toEqual([
       ['DateStyle', 'ISO'],
       ['TimeZone', 'UTC'],
@@ -30,7 +34,9 @@ describe('interpretStartup', () => {
     expect(interpretStartup(base({ tenant_token: 'abc' }), []).token).toBe('abc');
     expect(interpretStartup(base({ options: '-c tenant_token=abc -c statement_timeout=5s' }), []).token).toBe('abc');
     expect(interpretStartup(base({ options: '--tenant-token=abc' }), []).token).toBe('abc');
-    expect(sqlstate(() => interpretStartup(base({ tenant_token: 'a', options: '-ctenant_token=b' }), []))).toBe('08P01');
+    expect(sqlstate(() => interpretStartup(base({ tenant_token: 'a', options: '-ctenant_token=b' }), []))).toBe(
+      '08P01',
+    );
   });
 
   it('refuses search_path, role and session authorization, also inside options and in any case', () => {
@@ -49,12 +55,18 @@ describe('interpretStartup', () => {
       { backslash_quote: 'on' },
       { options: '-c Backslash_Quote=safe_encoding' },
     ]) {
-      expect(sqlstate(() => interpretStartup(base(params), [])), JSON.stringify(params)).toBe('42501');
+      expect(
+        sqlstate(() => interpretStartup(base(params), [])),
+        JSON.stringify(params),
+      ).toBe('42501');
     }
   });
 
   it('takes any other parameter as a setting for PostgreSQL to judge at login, named as PostgreSQL spells it', () => {
-    const s = interpretStartup(base({ default_transaction_isolation: 'serializable', GEQO: 'off', options: '-c app.Region=eu -c TIMEZONE=UTC' }), []);
+    const s = interpretStartup(
+      base({ default_transaction_isolation: 'serializable', GEQO: 'off', options: '-c app.Region=eu -c TIMEZONE=UTC' }),
+      [],
+    );
     expect([...s.settings]).toEqual([
       ['app.region', 'eu'],
       ['TimeZone', 'UTC'],
@@ -91,7 +103,9 @@ describe('interpretStartup', () => {
 
   it('holds the custom settings budget from login', () => {
     const many = (n: number): string => Array.from({ length: n }, (_, i) => `-c a.s${i}=1`).join(' ');
-    expect(interpretStartup(base({ options: many(MAX_CUSTOM_SETTINGS) }), []).settings.size).toBe(MAX_CUSTOM_SETTINGS + 1);
+    expect(interpretStartup(base({ options: many(MAX_CUSTOM_SETTINGS) }), []).settings.size).toBe(
+      MAX_CUSTOM_SETTINGS + 1,
+    );
     expect(sqlstate(() => interpretStartup(base({ options: many(MAX_CUSTOM_SETTINGS + 1) }), []))).toBe('54000');
   });
 
@@ -113,8 +127,10 @@ describe('parseOptions', () => {
 
 describe('plaintextAllowed', () => {
   it('lets tokens travel in cleartext only from loopback, unless TLS is off or required', () => {
-    for (const address of ['127.0.0.1', '127.4.5.6', '::1', '::ffff:127.0.0.1']) expect(plaintextAllowed('allow', address)).toBe(true);
-    for (const address of ['10.0.0.1', '::ffff:10.0.0.1', '128.0.0.1', undefined]) expect(plaintextAllowed('allow', address)).toBe(false);
+    for (const address of ['127.0.0.1', '127.4.5.6', '::1', '::ffff:127.0.0.1'])
+      expect(plaintextAllowed('allow', address)).toBe(true);
+    for (const address of ['10.0.0.1', '::ffff:10.0.0.1', '128.0.0.1', undefined])
+      expect(plaintextAllowed('allow', address)).toBe(false);
     expect(plaintextAllowed('require', '127.0.0.1')).toBe(false);
     expect(plaintextAllowed('disable', '10.0.0.1')).toBe(true);
   });
@@ -130,7 +146,15 @@ describe('reportedParameters', () => {
   ]);
 
   it('reports the client as PostgreSQL would: its own settings, its user, its schema, never the proxy role', () => {
-    const out = reportedParameters(defaults, new Map([['TimeZone', 'Europe/Paris'], ['statement_timeout', '5s']]), 'app', 'tenant_acme');
+    const out = reportedParameters(
+      defaults,
+      new Map([
+        ['TimeZone', 'Europe/Paris'],
+        ['statement_timeout', '5s'],
+      ]),
+      'app',
+      'tenant_acme',
+    );
     expect(out.get('TimeZone')).toBe('Europe/Paris');
     expect(out.get('DateStyle')).toBe('ISO, MDY');
     expect(out.has('statement_timeout')).toBe(false); // not a reported setting

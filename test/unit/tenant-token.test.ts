@@ -9,11 +9,7 @@ import { join } from 'node:path';
 import { SignJWT, decodeProtectedHeader, type JWTPayload } from 'jose';
 import { ConfigError, configKeys, loadConfig, validateConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
-import {
-  AuthFailure,
-  createTenantTokenVerifier,
-  type AuthFailureReason,
-} from '../../src/auth/tenant-token.js';
+import { AuthFailure, createTenantTokenVerifier, type AuthFailureReason } from '../../src/auth/tenant-token.js';
 import { parseDuration, signDevToken } from '../../src/auth/sign-token.js';
 
 const SECRET = 'test-secret-that-is-at-least-32-characters-long';
@@ -74,7 +70,8 @@ function config(jwt: Record<string, unknown>, tenancy?: Record<string, unknown>)
 }
 
 const secretConfig = (extra: Record<string, unknown> = {}) => config({ secret: SECRET, ...extra });
-const pemConfig = (pair: Pair, extra: Record<string, unknown> = {}) => config({ publicKeyFile: pair.publicFile, ...extra });
+const pemConfig = (pair: Pair, extra: Record<string, unknown> = {}) =>
+  config({ publicKeyFile: pair.publicFile, ...extra });
 
 function claims(overrides: JWTPayload = {}): JWTPayload {
   return { tenant_id: 'acme', sub: 'user-1', iat: now(), exp: now() + 300, ...overrides };
@@ -182,7 +179,10 @@ describe('valid tokens', () => {
   });
 
   it('a token without sub has no actor', async () => {
-    const identity = await verifyWith(secretConfig(), await sign(secretBytes(SECRET), 'HS256', claims({ sub: undefined })));
+    const identity = await verifyWith(
+      secretConfig(),
+      await sign(secretBytes(SECRET), 'HS256', claims({ sub: undefined })),
+    );
     expect(identity.actor).toBeUndefined();
   });
 
@@ -194,7 +194,10 @@ describe('valid tokens', () => {
 
   it('custom tenantClaim and schemaTemplate', async () => {
     const cfg = config({ secret: SECRET, tenantClaim: 'org' }, { schemaTemplate: 'org_{tenant}_data' });
-    const identity = await verifyWith(cfg, await sign(secretBytes(SECRET), 'HS256', claims({ tenant_id: undefined, org: 'beta' })));
+    const identity = await verifyWith(
+      cfg,
+      await sign(secretBytes(SECRET), 'HS256', claims({ tenant_id: undefined, org: 'beta' })),
+    );
     expect(identity).toMatchObject({ tenantId: 'beta', schema: 'org_beta_data' });
   });
 
@@ -217,7 +220,12 @@ describe('refused tokens (28P01)', () => {
   });
 
   it('wrong secret', async () => {
-    await expectRefused(secretConfig(), await sign(secretBytes(OTHER_SECRET), 'HS256', claims()), 'bad_signature', '28P01');
+    await expectRefused(
+      secretConfig(),
+      await sign(secretBytes(OTHER_SECRET), 'HS256', claims()),
+      'bad_signature',
+      '28P01',
+    );
   });
 
   it('wrong public key', async () => {
@@ -243,7 +251,12 @@ describe('refused tokens (28P01)', () => {
 
   it('wrong or missing issuer', async () => {
     const cfg = secretConfig({ issuer: 'https://idp.example' });
-    await expectRefused(cfg, await sign(secretBytes(SECRET), 'HS256', claims({ iss: 'https://evil.example' })), 'issuer', '28P01');
+    await expectRefused(
+      cfg,
+      await sign(secretBytes(SECRET), 'HS256', claims({ iss: 'https://evil.example' })),
+      'issuer',
+      '28P01',
+    );
     await expectRefused(cfg, await sign(secretBytes(SECRET), 'HS256', claims()), 'issuer', '28P01');
   });
 
@@ -255,7 +268,12 @@ describe('refused tokens (28P01)', () => {
   });
 
   it('missing exp', async () => {
-    await expectRefused(secretConfig(), await sign(secretBytes(SECRET), 'HS256', claims({ exp: undefined })), 'missing_exp', '28P01');
+    await expectRefused(
+      secretConfig(),
+      await sign(secretBytes(SECRET), 'HS256', claims({ exp: undefined })),
+      'missing_exp',
+      '28P01',
+    );
   });
 
   it('unknown kid in a JWKS', async () => {
@@ -267,9 +285,24 @@ describe('refused tokens (28P01)', () => {
     const cfg = secretConfig({ maxTokenAgeSec: 600 });
     const short = await sign(secretBytes(SECRET), 'HS256', claims({ exp: now() + 300 }));
     expect((await verifyWith(cfg, short)).tenantId).toBe('acme');
-    await expectRefused(cfg, await sign(secretBytes(SECRET), 'HS256', claims({ exp: now() + 3600 })), 'token_too_old', '28P01');
-    await expectRefused(cfg, await sign(secretBytes(SECRET), 'HS256', claims({ iat: now() - 3600 })), 'token_too_old', '28P01');
-    await expectRefused(cfg, await sign(secretBytes(SECRET), 'HS256', claims({ iat: undefined })), 'token_too_old', '28P01');
+    await expectRefused(
+      cfg,
+      await sign(secretBytes(SECRET), 'HS256', claims({ exp: now() + 3600 })),
+      'token_too_old',
+      '28P01',
+    );
+    await expectRefused(
+      cfg,
+      await sign(secretBytes(SECRET), 'HS256', claims({ iat: now() - 3600 })),
+      'token_too_old',
+      '28P01',
+    );
+    await expectRefused(
+      cfg,
+      await sign(secretBytes(SECRET), 'HS256', claims({ iat: undefined })),
+      'token_too_old',
+      '28P01',
+    );
   });
 
   it.each([
@@ -297,7 +330,12 @@ describe('tenant claim (28000)', () => {
   });
 
   it('a number', async () => {
-    await expectRefused(secretConfig(), await sign(secretBytes(SECRET), 'HS256', claims({ tenant_id: 42 })), 'bad_tenant', '28000');
+    await expectRefused(
+      secretConfig(),
+      await sign(secretBytes(SECRET), 'HS256', claims({ tenant_id: 42 })),
+      'bad_tenant',
+      '28000',
+    );
   });
 
   it.each(['../x', 'A', 'a;drop', 'a'.repeat(49), ''])('does not match the pattern: %j', async (tenant) => {
@@ -318,14 +356,19 @@ describe('algorithms and key loading', () => {
       name: 'ConfigError',
       key: 'auth.jwt.algorithms',
     });
-    await expect(createTenantTokenVerifier(secretConfig({ algorithms: ['ES256'] }))).rejects.toBeInstanceOf(ConfigError);
+    await expect(createTenantTokenVerifier(secretConfig({ algorithms: ['ES256'] }))).rejects.toBeInstanceOf(
+      ConfigError,
+    );
   });
 
   it('unreadable, private or garbage key files are ConfigErrors naming the key', async () => {
     const garbage = join(dir, 'garbage.pem');
     writeFileSync(garbage, '-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----\n');
     const small = join(dir, 'small.pub.pem');
-    writeFileSync(small, generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }));
+    writeFileSync(
+      small,
+      generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }),
+    );
     for (const file of [join(dir, 'missing.pem'), rsa.privateFile, garbage, small]) {
       await expect(createTenantTokenVerifier(config({ publicKeyFile: file }))).rejects.toMatchObject({
         name: 'ConfigError',
@@ -356,7 +399,11 @@ describe('signDevToken', () => {
 
   it('round-trips with an EC private key', async () => {
     const cfg = pemConfig(ec, { privateKeyFile: ec.privateFile });
-    const token = await signDevToken(cfg, { tenant: 'acme', ttlSeconds: 60, extraClaims: { tenant_id: 'evil', role: 'x' } });
+    const token = await signDevToken(cfg, {
+      tenant: 'acme',
+      ttlSeconds: 60,
+      extraClaims: { tenant_id: 'evil', role: 'x' },
+    });
     expect(decodeProtectedHeader(token).alg).toBe('ES256');
     expect(await verifyWith(cfg, token)).toMatchObject({ tenantId: 'acme', actor: undefined });
   });
@@ -403,30 +450,54 @@ describe('several issuers (auth.issuers)', () => {
     });
   }
   const x = (tenants: unknown = ['acme']) => ({ name: 'x', issuer: X_ISS, secret: SECRET, tenants });
-  const y = (tenants: unknown = { pattern: '^y_[a-z]+$' }) => ({ name: 'y', issuer: Y_ISS, publicKeyFile: rsa.publicFile, tenants });
+  const y = (tenants: unknown = { pattern: '^y_[a-z]+$' }) => ({
+    name: 'y',
+    issuer: Y_ISS,
+    publicKeyFile: rsa.publicFile,
+    tenants,
+  });
   const z = (tenants: unknown = ['acme', 'zed']) => ({ name: 'z', issuer: Z_ISS, secret: OTHER_SECRET, tenants });
   const xToken = (over: JWTPayload = {}) => sign(secretBytes(SECRET), 'HS256', claims({ iss: X_ISS, ...over }));
-  const yToken = (over: JWTPayload = {}) => sign(rsa.privateKey, 'RS256', claims({ iss: Y_ISS, tenant_id: 'y_one', ...over }));
+  const yToken = (over: JWTPayload = {}) =>
+    sign(rsa.privateKey, 'RS256', claims({ iss: Y_ISS, tenant_id: 'y_one', ...over }));
 
   it('verifies each token with the issuer its iss names, and the identity carries that issuer', async () => {
     const cfg = issuersConfig([x(), y()]);
-    expect(await verifyWith(cfg, await xToken())).toMatchObject({ tenantId: 'acme', issuer: 'x', issuerByRegistry: false });
-    expect(await verifyWith(cfg, await yToken())).toMatchObject({ tenantId: 'y_one', issuer: 'y', issuerByRegistry: false });
+    expect(await verifyWith(cfg, await xToken())).toMatchObject({
+      tenantId: 'acme',
+      issuer: 'x',
+      issuerByRegistry: false,
+    });
+    expect(await verifyWith(cfg, await yToken())).toMatchObject({
+      tenantId: 'y_one',
+      issuer: 'y',
+      issuerByRegistry: false,
+    });
   });
 
-  it('refuses a tenant outside the issuer\'s list or pattern: issuer_not_allowed, 28P01', async () => {
+  it("refuses a tenant outside the issuer's list or pattern: issuer_not_allowed, 28P01", async () => {
     const cfg = issuersConfig([x(), y()]);
     await expectRefused(cfg, await xToken({ tenant_id: 'y_one' }), 'issuer_not_allowed', '28P01', ['y_one']);
     await expectRefused(cfg, await yToken({ tenant_id: 'acme' }), 'issuer_not_allowed', '28P01', ['acme']);
     await expectRefused(cfg, await yToken({ tenant_id: 'yy_one' }), 'issuer_not_allowed', '28P01');
   });
 
-  it('refuses a token claiming another issuer\'s iss: that issuer\'s key does not verify it', async () => {
+  it("refuses a token claiming another issuer's iss: that issuer's key does not verify it", async () => {
     const cfg = issuersConfig([x(), y(), z()]);
     // Signed with X's secret, claiming Y (RSA): HS256 is not even an algorithm Y's key allows.
-    await expectRefused(cfg, await sign(secretBytes(SECRET), 'HS256', claims({ iss: Y_ISS, tenant_id: 'y_one' })), 'alg_not_allowed', '28P01');
+    await expectRefused(
+      cfg,
+      await sign(secretBytes(SECRET), 'HS256', claims({ iss: Y_ISS, tenant_id: 'y_one' })),
+      'alg_not_allowed',
+      '28P01',
+    );
     // Signed with X's secret, claiming Z (another secret): the signature fails.
-    await expectRefused(cfg, await sign(secretBytes(SECRET), 'HS256', claims({ iss: Z_ISS, tenant_id: 'zed' })), 'bad_signature', '28P01');
+    await expectRefused(
+      cfg,
+      await sign(secretBytes(SECRET), 'HS256', claims({ iss: Z_ISS, tenant_id: 'zed' })),
+      'bad_signature',
+      '28P01',
+    );
     // Signed with Y's private key, claiming X: RS256 is not X's.
     await expectRefused(cfg, await sign(rsa.privateKey, 'RS256', claims({ iss: X_ISS })), 'alg_not_allowed', '28P01');
   });
@@ -443,9 +514,17 @@ describe('several issuers (auth.issuers)', () => {
   });
 
   it('leaves registry-mapped tenants to admission, and verifies a JWKS issuer', async () => {
-    const cfg = issuersConfig([x('registry'), { name: 'j', issuer: Y_ISS, jwksFile, tenants: 'registry' }], { registry: { enabled: true } });
-    expect(await verifyWith(cfg, await xToken({ tenant_id: 'anyone' }))).toMatchObject({ tenantId: 'anyone', issuer: 'x', issuerByRegistry: true });
-    expect(await verifyWith(cfg, await sign(ec.privateKey, 'ES256', claims({ iss: Y_ISS }), 'ec-1'))).toMatchObject({ issuer: 'j' });
+    const cfg = issuersConfig([x('registry'), { name: 'j', issuer: Y_ISS, jwksFile, tenants: 'registry' }], {
+      registry: { enabled: true },
+    });
+    expect(await verifyWith(cfg, await xToken({ tenant_id: 'anyone' }))).toMatchObject({
+      tenantId: 'anyone',
+      issuer: 'x',
+      issuerByRegistry: true,
+    });
+    expect(await verifyWith(cfg, await sign(ec.privateKey, 'ES256', claims({ iss: Y_ISS }), 'ec-1'))).toMatchObject({
+      issuer: 'j',
+    });
   });
 
   it('validates the list: exactly one of jwt and issuers, unique names and iss, registry only with the registry, anchored patterns', () => {
@@ -461,12 +540,20 @@ describe('several issuers (auth.issuers)', () => {
     expect(keyOf(() => validateConfig({ ...base, auth: { jwt: { secret: SECRET }, issuers: [x()] } }))).toBe('auth');
     expect(keyOf(() => validateConfig({ ...base, auth: {} }))).toBe('auth');
     expect(keyOf(() => validateConfig({ ...base, auth: { issuers: [] } }))).toBe('auth.issuers');
-    expect(keyOf(() => validateConfig({ ...base, auth: { issuers: [x(), { ...z(), name: 'x' }] } }))).toBe('auth.issuers');
-    expect(keyOf(() => validateConfig({ ...base, auth: { issuers: [x(), { ...z(), issuer: X_ISS }] } }))).toBe('auth.issuers');
+    expect(keyOf(() => validateConfig({ ...base, auth: { issuers: [x(), { ...z(), name: 'x' }] } }))).toBe(
+      'auth.issuers',
+    );
+    expect(keyOf(() => validateConfig({ ...base, auth: { issuers: [x(), { ...z(), issuer: X_ISS }] } }))).toBe(
+      'auth.issuers',
+    );
     expect(keyOf(() => validateConfig({ ...base, auth: { issuers: [x('registry')] } }))).toBe('auth.issuers');
-    expect(keyOf(() => validateConfig({ ...base, auth: { issuers: [x({ pattern: 'acme' })] } }))).toMatch(/^auth\.issuers\.0\.tenants/);
+    expect(keyOf(() => validateConfig({ ...base, auth: { issuers: [x({ pattern: 'acme' })] } }))).toMatch(
+      /^auth\.issuers\.0\.tenants/,
+    );
     expect(keyOf(() => validateConfig({ ...base, auth: { issuers: [{ ...x(), jwksFile }] } }))).toBe('auth.issuers.0');
-    expect(keyOf(() => validateConfig({ ...base, auth: { issuers: [{ ...x(), tenants: undefined }] } }))).toMatch(/^auth\.issuers\.0/);
+    expect(keyOf(() => validateConfig({ ...base, auth: { issuers: [{ ...x(), tenants: undefined }] } }))).toMatch(
+      /^auth\.issuers\.0/,
+    );
     expect(keyOf(() => validateConfig({ ...base, auth: { issuers: [x(), y()] } }))).toBeUndefined();
   });
 
@@ -479,7 +566,9 @@ describe('several issuers (auth.issuers)', () => {
     });
     expect(loaded.auth.issuers?.map((i) => i.name)).toEqual(['x', 'y']);
     expect(loaded.auth.jwt).toBeUndefined();
-    expect(() => loadConfig(undefined, { PGTP_UPSTREAM_URL: 'postgres://p@db:5432/app', PGTP_AUTH_ISSUERS: 'x,y' })).toThrow(/JSON list/);
+    expect(() =>
+      loadConfig(undefined, { PGTP_UPSTREAM_URL: 'postgres://p@db:5432/app', PGTP_AUTH_ISSUERS: 'x,y' }),
+    ).toThrow(/JSON list/);
   });
 
   it('names the issuer in a key error', async () => {
@@ -489,8 +578,14 @@ describe('several issuers (auth.issuers)', () => {
 
   it('mints a development token as a secret issuer, which that issuer verifies', async () => {
     const cfg = issuersConfig([x(['acme']), z()]);
-    expect(await verifyWith(cfg, await signDevToken(cfg, { tenant: 'acme', ttlSeconds: 60 }))).toMatchObject({ issuer: 'x' });
-    expect(await verifyWith(cfg, await signDevToken(cfg, { tenant: 'zed', ttlSeconds: 60, issuer: 'z' }))).toMatchObject({ issuer: 'z' });
-    await expect(signDevToken(issuersConfig([y()]), { tenant: 'y_a', ttlSeconds: 60 })).rejects.toThrow(/issuer with a secret/);
+    expect(await verifyWith(cfg, await signDevToken(cfg, { tenant: 'acme', ttlSeconds: 60 }))).toMatchObject({
+      issuer: 'x',
+    });
+    expect(
+      await verifyWith(cfg, await signDevToken(cfg, { tenant: 'zed', ttlSeconds: 60, issuer: 'z' })),
+    ).toMatchObject({ issuer: 'z' });
+    await expect(signDevToken(issuersConfig([y()]), { tenant: 'y_a', ttlSeconds: 60 })).rejects.toThrow(
+      /issuer with a secret/,
+    );
   });
 });

@@ -6,7 +6,12 @@ import { shareOf, workerConfig } from '../../src/workers/share.js';
 
 describe('worker shares', () => {
   it('split every total exactly, at least one each', () => {
-    for (const [total, count] of [[20, 2], [21, 4], [3, 3], [10000, 7]] as const) {
+    for (const [total, count] of [
+      [20, 2],
+      [21, 4],
+      [3, 3],
+      [10000, 7],
+    ] as const) {
       const parts = Array.from({ length: count }, (_, i) => shareOf(total, i, count));
       expect(parts.reduce((a, b) => a + b, 0)).toBe(total);
       expect(Math.min(...parts)).toBeGreaterThanOrEqual(1);
@@ -27,15 +32,20 @@ describe('worker shares', () => {
     expect(a.upstream.url).toBe(config.upstream.url);
     expect(a.auth).toBe(config.auth);
     // A reload that would leave a running worker without a server is refused, naming the key.
-    const small = validateConfig({ upstream: { url: 'postgres://p@127.0.0.1:5432/app', poolSize: 1 }, auth: { jwt: { secret: 'x'.repeat(32) } } });
+    const small = validateConfig({
+      upstream: { url: 'postgres://p@127.0.0.1:5432/app', poolSize: 1 },
+      auth: { jwt: { secret: 'x'.repeat(32) } },
+    });
     expect(() => workerConfig(small, 1, 2)).toThrow(/upstream\.poolSize: 1 cannot be shared by the 2 running workers/);
   });
 });
 
 describe('cancel keys across workers', () => {
-  it('issue pids from the worker\'s own residue class and hand foreign keys to their owner, never their own', () => {
+  it("issue pids from the worker's own residue class and hand foreign keys to their owner, never their own", () => {
     const forwarded: Array<[number, number]> = [];
-    const registries = [0, 1, 2].map((index) => new CancelRegistry({ index, count: 3, forward: (pid, secret) => forwarded.push([pid, secret]) }));
+    const registries = [0, 1, 2].map(
+      (index) => new CancelRegistry({ index, count: 3, forward: (pid, secret) => forwarded.push([pid, secret]) }),
+    );
     let cancelled = 0;
     const session = { cancelCurrent: () => void cancelled++ };
     const keys = registries.map((r, index) => {
@@ -67,7 +77,10 @@ describe('readiness over workers', () => {
   const ok = { ready: true, checks: { listener: { ok: true }, upstream: { ok: true } } };
   it('is ready only when every worker answers ready', () => {
     expect(combineReadiness([ok, ok], false).ready).toBe(true);
-    const down = { ready: false, checks: { listener: { ok: true }, upstream: { ok: false, detail: 'connection refused' } } };
+    const down = {
+      ready: false,
+      checks: { listener: { ok: true }, upstream: { ok: false, detail: 'connection refused' } },
+    };
     const mixed = combineReadiness([ok, down], false);
     expect(mixed.ready).toBe(false);
     expect(mixed.checks.upstream).toEqual({ ok: false, detail: 'connection refused' });
