@@ -8,6 +8,7 @@ import type { AuthFailure } from '../auth/tenant-token.js';
 import type { UpstreamTarget } from '../backend/connect.js';
 import { setStatement } from '../backend/pin.js';
 import type { Config } from '../config/schema.js';
+import { Lru } from '../guard/lru.js';
 import { ProxyError } from '../protocol/errors.js';
 import { registryAdmission, schemaAdmission, type Admission } from './admission.js';
 
@@ -64,7 +65,9 @@ export function createTenantRegistry(target: UpstreamTarget, tenancy: Config['te
     ? registryAdmission(controlConnection(target), tenancy.registry.schema, new RegExp(tenancy.tenantPattern), log)
     : schemaAdmission(control, tenancy.schemaCacheTtlMs, tenancy.registry.schema);
 
-  const canonical = new Map<string, string>();
+  // Least recently used goes first: clearing all at once would send every tenant's next logins back to the control
+  // pool together, which one tenant cycling through random values could force.
+  const canonical = new Lru<string, string>(MAX_CACHE);
 
   return {
     admit: (identity) => admission.admit(identity),
@@ -100,7 +103,6 @@ export function createTenantRegistry(target: UpstreamTarget, tenancy: Config['te
         );
         for (const row of rows) {
           const [name, value] = unknown[Number(row.i) - 1]!;
-          if (canonical.size >= MAX_CACHE) canonical.clear();
           canonical.set(`${context}${name}=${value}`, row.v ?? value);
           out.set(name, row.v ?? value);
         }
