@@ -86,7 +86,13 @@ export async function startProxy(
   const sessions = new Set<ClientSession>();
   // A suspended (or deleted) tenant's sessions end as their transactions end; idle ones at once.
   registry.onWithdrawn((tenantId, error) => {
-    for (const session of sessions) if (session.identity?.tenantId === tenantId) session.drain(error);
+    const deadlineMs = config.tenancy.registry.withdrawTimeoutMs;
+    for (const session of sessions) {
+      if (session.identity?.tenantId !== tenantId) continue;
+      session.drain(error);
+      // Past the deadline an open transaction is cut as a shutdown's is: the session fails, the server is reset.
+      if (deadlineMs > 0 && session.busy) setTimeout(() => session.fail(error), deadlineMs).unref();
+    }
   });
 
   const janitor = setInterval(() => pool.maintain(), JANITOR_INTERVAL_MS);

@@ -153,6 +153,11 @@ const registrySchema = z.strictObject({
    */
   enabled: z.boolean().default(false),
   /**
+   * A suspended or deleted tenant's session still inside a transaction this long after the change is ended (its
+   * transaction rolls back), so holding a transaction open cannot keep a tenant in; 0 waits for the transaction.
+   */
+  withdrawTimeoutMs: z.number().int().min(0).default(30_000),
+  /**
    * The control schema holding the registry, in the upstream database. Its change channel is `<schema>_changes`,
    * so the name is kept short enough for a channel name (63 bytes).
    */

@@ -35,12 +35,24 @@ afterEach(async () => {
 const ACTOR = { actor: 'registry-test' };
 
 function registryProxy(
-  extra: { roles?: boolean; checkNames?: boolean; metricsPort?: number; poolSize?: number } = {},
+  extra: {
+    roles?: boolean;
+    checkNames?: boolean;
+    metricsPort?: number;
+    poolSize?: number;
+    withdrawTimeoutMs?: number;
+  } = {},
 ): Promise<TestProxy> {
   return startTestProxy(
     {
       ...(extra.poolSize !== undefined && { upstream: { url: rdb.upstreamUrl, poolSize: extra.poolSize } }),
-      tenancy: { registry: { enabled: true }, roles: extra.roles ?? false },
+      tenancy: {
+        registry: {
+          enabled: true,
+          ...(extra.withdrawTimeoutMs !== undefined && { withdrawTimeoutMs: extra.withdrawTimeoutMs }),
+        },
+        roles: extra.roles ?? false,
+      },
       policy: { checkNames: extra.checkNames ?? true },
       admin: { url: rdb.adminUrl },
       ...(extra.metricsPort !== undefined && {
@@ -166,6 +178,29 @@ describe('admission by the registry', () => {
       await holder.query('COMMIT');
       expect(await insert).toMatchObject({ code: '28000', message: 'tenant "reg_w" is suspended: testing the queue' });
       expect((await admin.query('SELECT count(*)::int AS n FROM tenant_reg_w.notes')).rows[0].n).toBe(0);
+    } finally {
+      await admin.end();
+    }
+  });
+
+  it('a transaction held open past tenancy.registry.withdrawTimeoutMs after the suspension is ended and rolled back', async () => {
+    tp = await registryProxy({ withdrawTimeoutMs: 500 });
+    await createTenant(tp.config, 'reg_o', ACTOR);
+    const admin = await rdb.connect();
+    try {
+      await admin.query('CREATE TABLE tenant_reg_o.notes (n int)');
+      const holder = await tp.connect('reg_o');
+      await holder.query('BEGIN');
+      await holder.query('INSERT INTO notes VALUES (1)');
+      const suspendedAt = Date.now();
+      const end = ended(holder, () => suspendedAt);
+      await suspendTenant(tp.config, 'reg_o', 'overdue', ACTOR);
+      const error = await end;
+      expect(error).toMatchObject({ code: '28000', message: 'tenant "reg_o" is suspended: overdue' });
+      expect(error.afterMs).toBeGreaterThanOrEqual(400);
+      expect(error.afterMs).toBeLessThan(5000);
+      // Its transaction never committed.
+      expect((await admin.query('SELECT count(*)::int AS n FROM tenant_reg_o.notes')).rows[0].n).toBe(0);
     } finally {
       await admin.end();
     }

@@ -39,7 +39,7 @@ describe('config', () => {
 
   it('keeps the registry out of tenant reach and the admin role apart from the proxy role', () => {
     const config = validateConfig(minimal);
-    expect(config.tenancy.registry).toEqual({ enabled: false, schema: 'pgtp' });
+    expect(config.tenancy.registry).toEqual({ enabled: false, withdrawTimeoutMs: 30_000, schema: 'pgtp' });
     expect(config.admin.url).toBeUndefined();
     expect(keyOf(() => validateConfig({ ...minimal, tenancy: { registry: { schema: 'tenant_x' } } }))).toBe(
       'tenancy.registry.schema',
@@ -73,7 +73,7 @@ describe('config', () => {
       PGTP_ADMIN_URL: 'postgres://admin@db:5432/app',
       PGTP_ADMIN_PASSWORD: 'secret',
     });
-    expect(fromEnv.tenancy.registry).toEqual({ enabled: true, schema: 'control' });
+    expect(fromEnv.tenancy.registry).toEqual({ enabled: true, withdrawTimeoutMs: 30_000, schema: 'control' });
     expect(fromEnv.admin).toEqual({ url: 'postgres://admin@db:5432/app', password: 'secret' });
   });
 
