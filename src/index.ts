@@ -27,7 +27,7 @@ export type {
 export { REGISTRY_VERSION } from './tenants/registry-schema.js';
 export { TENANT_STATUSES, TenantStatus } from './tenants/registry-store.js';
 export type { TenantRecord } from './tenants/registry-store.js';
-// ---- lifecycle2: delete, purge, certificate, export, import ----
+// Delete, purge, certificate, export, import.
 export { deleteTenant, exportTenant, importTenant, purgeTenants, tenantCertificate } from './tenants/lifecycle-api.js';
 export { parseDuration } from './tenants/delete.js';
 export type {

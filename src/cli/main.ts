@@ -96,21 +96,18 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(values.json ? `${JSON.stringify(status, null, 2)}\n` : renderStatus(status));
       return;
     }
-    // --- migrations runner (issue 16) ---
     case 'migrate': {
       const { runMigrate } = await import('./migrate.js');
       process.exitCode = await runMigrate(rest);
       return;
     }
-    // --- end migrations runner ---
     case 'tenants': {
-      // --- migrations runner (issue 16): the cross-tenant query lives in a module of its own ---
+      // The cross-tenant query lives in a module of its own.
       if (rest[0] === 'query') {
         const { runTenantsQuery } = await import('./tenants-query.js');
         process.exitCode = await runTenantsQuery(rest.slice(1));
         return;
       }
-      // --- end migrations runner ---
       const { runTenants } = await import('./tenants.js');
       // Its own errors are one line each, with its own exit status: 2 usage/config, 1 runtime.
       process.exitCode = await runTenants(rest);

@@ -95,13 +95,12 @@ export async function runTenants(
     const json = values['json'] === true;
     if (verb in DELETE_VERBS) await preflightDeletion(verb, id, values, confirm);
     const adminOptions: TenantAdminOptions = typeof values['actor'] === 'string' ? { actor: values['actor'] } : {};
-    // --- migrations runner (issue 16): a new tenant gets every migration of tenancy.migrationsDir ---
+    // A new tenant gets every migration of tenancy.migrationsDir.
     if (verb === 'create' && config.tenancy.migrationsDir !== undefined) {
       // Loaded only here: the parser it needs is not worth every verb's start-up.
       const { createMigrationHooks } = await import('../migrations/create-hooks.js');
       Object.assign(adminOptions, await createMigrationHooks(config, adminOptions.actor ?? defaultActor()));
     }
-    // --- end migrations runner ---
     const admin = await TenantAdmin.open(config, adminOptions);
     try {
       if (verb in DELETE_VERBS) {

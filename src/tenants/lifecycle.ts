@@ -87,14 +87,12 @@ export interface TenantAdminOptions {
    * whole create, and names the step "migrations".
    */
   migrate?: (db: SqlRunner, tenant: { id: string; schema: string; role: string | null }) => Promise<string | null>;
-  // --- migrations runner (issue 16) ---
   /**
    * Runs after create committed a new tenant, on the admin connection with no transaction open: the migrations that
    * cannot run in create's transaction (no-transaction files and what follows them). It drops the tenant again
    * before it throws; create then fails at step "migrations".
    */
   afterCreate?: (db: SqlRunner, created: CreatedTenant) => Promise<void>;
-  // --- end migrations runner ---
 }
 
 /** What afterCreate gets: the new tenant and what create took over rather than made. */
@@ -306,7 +304,6 @@ export class TenantAdmin {
     const names = tenantNames(this.config, id);
     checkLabel('tier', options.tier);
     checkIssuer(this.config, options.issuer);
-    // --- migrations runner (issue 16) ---
     const result = await this.createInTransaction(id, names, options);
     const afterCreate = this.options.afterCreate;
     if (result.outcome !== 'created' || afterCreate === undefined) return result;
@@ -330,7 +327,6 @@ export class TenantAdmin {
     names: { schema: string; role: string | null },
     options: CreateTenantOptions,
   ): Promise<CreateTenantResult> {
-    // --- end migrations runner ---
     return this.run<CreateTenantResult>('create', id, async (db) => {
       const existing = await this.store.get(db, id, true);
       if (existing !== null) {
@@ -487,7 +483,7 @@ export class TenantAdmin {
     });
   }
 
-  // ---- lifecycle2: delete, purge, certificate (src/tenants/delete.ts) ----
+  // Delete, purge, certificate (src/tenants/delete.ts)
 
   /** Deletes the tenant now, or with graceSeconds schedules it for `purge`; see deleteTenantVerb. */
   async delete(id: string, options: DeleteTenantOptions = {}): Promise<DeleteTenantResult> {
@@ -533,7 +529,6 @@ export class TenantAdmin {
     };
   }
 
-  // ---- end lifecycle2 ----
 
   private async mustGet(db: SqlRunner, id: string, lock: boolean): Promise<TenantRecord> {
     const tenant = await this.store.get(db, id, lock);

@@ -73,7 +73,7 @@ const STEPS: readonly UpgradeStep[] = [
          FOR EACH STATEMENT EXECUTE FUNCTION ${s}.tenants_count_change()`,
     ],
   },
-  // ---- lifecycle2: scheduled deletions (src/tenants/delete.ts) ----
+  // Scheduled deletions (src/tenants/delete.ts)
   {
     version: 2,
     description: 'scheduled deletions: due time, who asked, the export made first',
@@ -85,8 +85,6 @@ const STEPS: readonly UpgradeStep[] = [
          ADD COLUMN deletion_export jsonb`,
     ],
   },
-  // ---- end lifecycle2 ----
-  // --- migrations runner (issue 16) ---
   {
     version: 3,
     description: 'tenant migrations: which migration each tenant applied, when, by whom, with which checksum',
@@ -105,7 +103,6 @@ const STEPS: readonly UpgradeStep[] = [
       `CREATE INDEX tenant_migrations_migration ON ${s}.tenant_migrations (migration_id, checksum)`,
     ],
   },
-  // --- end migrations runner ---
 ];
 
 /** The registry version this build writes and reads. */
