@@ -529,7 +529,6 @@ export class TenantAdmin {
     };
   }
 
-
   private async mustGet(db: SqlRunner, id: string, lock: boolean): Promise<TenantRecord> {
     const tenant = await this.store.get(db, id, lock);
     if (tenant === null) throw new TenantError('not_found', `tenant "${id}" is not registered`);
