@@ -28,8 +28,10 @@ import type { TenantRecord } from '../tenants/registry-store.js';
 export const TENANTS_USAGE = `usage: pg-tenant-proxy tenants <verb> --config FILE [--actor NAME] [--json]
 
 verbs:
-  create ID [--tier T] [--canary] [--issuer NAME]   role (tenancy.roles), schema, grants, registry record;
-                                                     a second create of the same id changes nothing
+  create ID [--tier T] [--canary] [--issuer NAME] [--from-template SCHEMA]
+                                                     role (tenancy.roles), schema, grants, then the migrations of
+                                                     tenancy.migrationsDir or a structural copy of SCHEMA, registry
+                                                     record; a second create of the same id changes nothing
   update ID [--tier T] [--canary true|false] [--issuer NAME]
   list [--status active|suspended|deleting|deleted]
   show ID                                            status, tier, schema size and tables, connected clients
@@ -61,7 +63,15 @@ const COMMON: Options = {
 
 /** Per verb: its own options, and whether it takes a tenant id. */
 const VERBS: Record<string, { options: Options; id: boolean }> = {
-  create: { options: { tier: { type: 'string' }, canary: { type: 'boolean' }, issuer: { type: 'string' } }, id: true },
+  create: {
+    options: {
+      tier: { type: 'string' },
+      canary: { type: 'boolean' },
+      issuer: { type: 'string' },
+      'from-template': { type: 'string' },
+    },
+    id: true,
+  },
   update: { options: { tier: { type: 'string' }, canary: { type: 'string' }, issuer: { type: 'string' } }, id: true },
   list: { options: { status: { type: 'string' } }, id: false },
   show: { options: {}, id: true },
@@ -95,8 +105,16 @@ export async function runTenants(
     const json = values['json'] === true;
     if (verb in DELETE_VERBS) await preflightDeletion(verb, id, values, confirm);
     const adminOptions: TenantAdminOptions = typeof values['actor'] === 'string' ? { actor: values['actor'] } : {};
-    // A new tenant gets every migration of tenancy.migrationsDir.
-    if (verb === 'create' && config.tenancy.migrationsDir !== undefined) {
+    // A new tenant is a structural copy of a template schema, or else gets every migration of tenancy.migrationsDir.
+    const template = values['from-template'];
+    if (verb === 'create' && typeof template === 'string') {
+      const { copyTemplate } = await import('../tenants/export.js');
+      const proxyRole = decodeURIComponent(new URL(config.upstream.url).username);
+      adminOptions.migrate = async (db, tenant) => {
+        await copyTemplate(db, template, tenant, proxyRole);
+        return null;
+      };
+    } else if (verb === 'create' && config.tenancy.migrationsDir !== undefined) {
       // Loaded only here: the parser it needs is not worth every verb's start-up.
       const { createMigrationHooks } = await import('../migrations/create-hooks.js');
       Object.assign(adminOptions, await createMigrationHooks(config, adminOptions.actor ?? defaultActor()));

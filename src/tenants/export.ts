@@ -90,6 +90,34 @@ function fail(
   return new TenantError(code, message);
 }
 
+/**
+ * `tenants create --from-template SCHEMA`: the template's structure (types, sequences from their start, tables with
+ * their defaults and constraints, indexes, views, comments; the export's DDL, without rows, grants or sequence
+ * positions) made again in the new tenant's schema inside create's transaction, owned as the tenant's own traffic
+ * needs (its role, else the proxy's). Returns what the DDL generator does not carry (functions, triggers, …).
+ */
+export async function copyTemplate(
+  db: SqlRunner,
+  template: string,
+  tenant: { schema: string; role: string | null },
+  proxyRole: string,
+): Promise<string[]> {
+  if (template === tenant.schema || template.startsWith('pg_') || template === 'information_schema') {
+    throw fail('invalid_argument', `schema "${template}" cannot serve as a template`);
+  }
+  const { rows } = await db.query('SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1', [template]);
+  if (rows.length === 0) throw fail('invalid_argument', `template schema "${template}" does not exist`);
+  // Generated with the template on the search path, so the DDL names no schema and lands wherever it runs.
+  await db.query(`SET LOCAL search_path = ${quoteIdent(template)}`);
+  const { ddl, skipped } = await schemaDdl(db, template, false);
+  await db.query(`SET LOCAL search_path = ${quoteIdent(tenant.schema)}`);
+  await db.query(`SET LOCAL ROLE ${quoteIdent(tenant.role ?? proxyRole)}`);
+  for (const sql of [...ddl.preData, ...ddl.postData]) await db.query(sql);
+  await db.query('RESET ROLE');
+  await db.query('SET LOCAL search_path TO DEFAULT');
+  return skipped;
+}
+
 /** Exports a tenant's schema; the tenant may be active or suspended (suspend it first for a frozen copy). */
 export async function exportTenant(
   admin: TenantAdmin,
@@ -244,7 +272,11 @@ async function exportJsonl(
  * (with their current values), constraints, indexes, views, materialized views, comments; and its grants. Run
  * with search_path = the schema, the pg_get_* functions leave its names unqualified, so the DDL fits any schema.
  */
-async function schemaDdl(db: SqlRunner, schema: string): Promise<Pick<JsonlManifest, 'ddl' | 'grants' | 'skipped'>> {
+async function schemaDdl(
+  db: SqlRunner,
+  schema: string,
+  sequencePositions = true,
+): Promise<Pick<JsonlManifest, 'ddl' | 'grants' | 'skipped'>> {
   const preData: string[] = [];
   const postData: string[] = [];
   const skipped: string[] = [];
@@ -278,16 +310,18 @@ async function schemaDdl(db: SqlRunner, schema: string): Promise<Pick<JsonlManif
     const state = rows[0] as { last: string; is_called: boolean };
     if (s.identity) {
       const [table, column] = String(s['owned_by']).split('.') as [string, string];
-      postData.push(
-        `SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence(${quoteLiteral(q(table))}, ${quoteLiteral(column)}), ${state.last}, ${state.is_called})`,
-      );
+      if (sequencePositions)
+        postData.push(
+          `SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence(${quoteLiteral(q(table))}, ${quoteLiteral(column)}), ${state.last}, ${state.is_called})`,
+        );
       continue;
     }
     preData.push(
       `CREATE SEQUENCE ${q(s.name)} AS ${String(s['type'])} INCREMENT BY ${String(s['inc'])} MINVALUE ${String(s['min'])} MAXVALUE ${String(s['max'])} START WITH ${String(s['start'])} CACHE ${String(s['cache'])}${s['cycle'] === true ? ' CYCLE' : ' NO CYCLE'}`,
     );
     if (s['owned_by_sql'] !== null) postData.push(`ALTER SEQUENCE ${q(s.name)} OWNED BY ${String(s['owned_by_sql'])}`);
-    postData.push(`SELECT pg_catalog.setval(${quoteLiteral(q(s.name))}, ${state.last}, ${state.is_called})`);
+    if (sequencePositions)
+      postData.push(`SELECT pg_catalog.setval(${quoteLiteral(q(s.name))}, ${state.last}, ${state.is_called})`);
   }
 
   const tableList = await tables(db, schema);

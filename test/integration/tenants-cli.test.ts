@@ -409,4 +409,53 @@ describe('pg-tenant-proxy tenants', () => {
     const [event] = await query("SELECT actor FROM pgtp.events WHERE tenant_id = 'cli_lib' AND verb = 'create'");
     expect(event).toEqual({ actor: 'onboarding-service' });
   });
+
+  it("create --from-template copies a template schema's structure, without its rows, owned by the tenant role", async () => {
+    const config = writeConfig('template.yaml');
+    await query(`DROP SCHEMA IF EXISTS tenant_cli_template CASCADE`);
+    await query(`CREATE SCHEMA tenant_cli_template`);
+    await query(`SET search_path = tenant_cli_template;
+      CREATE TYPE mood AS ENUM ('ok', 'meh');
+      CREATE TABLE authors (id serial PRIMARY KEY, name text NOT NULL UNIQUE, mood mood DEFAULT 'ok');
+      CREATE TABLE posts (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, author int REFERENCES authors (id),
+                          title text CHECK (title <> ''));
+      CREATE INDEX posts_by_author ON posts (author);
+      CREATE VIEW titles AS SELECT title FROM posts;
+      COMMENT ON TABLE posts IS 'blog posts';
+      INSERT INTO authors (name) VALUES ('a'), ('b');
+      INSERT INTO posts (author, title) VALUES (1, 'x')`);
+    expect(await ok(['create', 'cli_tpl', '--from-template', 'tenant_cli_template', '--config', config])).toMatch(
+      /^created tenant cli_tpl/,
+    );
+    const objects = await query<{ name: string; kind: string; owner: string }>(
+      `SELECT c.relname AS name, c.relkind::text AS kind, pg_get_userbyid(c.relowner) AS owner FROM pg_class c
+        WHERE c.relnamespace = 'tenant_cli_tpl'::regnamespace ORDER BY 1`,
+    );
+    expect(objects.map((o) => `${o.name}:${o.kind}`)).toEqual([
+      'authors:r',
+      'authors_id_seq:S',
+      'authors_name_key:i',
+      'authors_pkey:i',
+      'posts:r',
+      'posts_by_author:i',
+      'posts_id_seq:S',
+      'posts_pkey:i',
+      'titles:v',
+    ]);
+    expect(new Set(objects.map((o) => o.owner))).toEqual(new Set(['tenant_cli_tpl']));
+    // No rows; sequences from their start; the enum, defaults, constraints and comment are there.
+    expect(await query(`SELECT count(*)::int AS n FROM tenant_cli_tpl.posts`)).toEqual([{ n: 0 }]);
+    await query(`INSERT INTO tenant_cli_tpl.authors (name) VALUES ('first')`);
+    expect(await query(`SELECT id, mood::text FROM tenant_cli_tpl.authors`)).toEqual([{ id: 1, mood: 'ok' }]);
+    expect(await query(`SELECT obj_description('tenant_cli_tpl.posts'::regclass) AS c`)).toEqual([{ c: 'blog posts' }]);
+    await expect(query(`INSERT INTO tenant_cli_tpl.posts (author, title) VALUES (99, 'y')`)).rejects.toMatchObject({
+      code: '23503',
+    });
+    await fails(
+      ['create', 'cli_tpl2', '--from-template', 'no_such_schema', '--config', config],
+      1,
+      /template schema "no_such_schema" does not exist/,
+    );
+    expect(await leftovers('cli_tpl2')).toEqual({ schema: false, role: false, record: false });
+  });
 });
