@@ -324,6 +324,19 @@ const DENIED_RELATIONS = new Set([
   'pg_prepared_statements',
 ]);
 
+/** The reg* types whose input resolves a name (regnamespace, which takes a schema, is judged on its own). */
+const REG_NAME_TYPES = [
+  'regclass',
+  'regproc',
+  'regprocedure',
+  'regoper',
+  'regoperator',
+  'regtype',
+  'regcollation',
+  'regconfig',
+  'regdictionary',
+] as const;
+
 /** Functions resolving a relation/sequence name from a string at run time; their literal arguments are judged. */
 const NAME_ARGUMENT_FUNCTIONS = new Set([
   'nextval',
@@ -377,30 +390,12 @@ const NAME_ARGUMENT_FUNCTIONS = new Set([
   'brin_desummarize_range',
   'gin_clean_pending_list',
   // The reg* types' own conversion functions: regclass('s.t') is a cast written as a call.
-  'regclass',
-  'regproc',
-  'regprocedure',
-  'regoper',
-  'regoperator',
-  'regtype',
-  'regcollation',
-  'regconfig',
-  'regdictionary',
+  ...REG_NAME_TYPES,
 ]);
 /** Functions whose argument is a schema name. */
 const SCHEMA_ARGUMENT_FUNCTIONS = new Set(['to_regnamespace', 'has_schema_privilege', 'regnamespace']);
 /** reg* types: casting a string to them resolves a name. */
-const NAME_TYPES = new Set([
-  'regclass',
-  'regproc',
-  'regprocedure',
-  'regoper',
-  'regoperator',
-  'regtype',
-  'regcollation',
-  'regconfig',
-  'regdictionary',
-]);
+const NAME_TYPES: ReadonlySet<string> = new Set(REG_NAME_TYPES);
 
 /** Fields holding a qualified name as a list of String nodes. */
 const QUALIFIED_NAME_FIELDS = new Set([
