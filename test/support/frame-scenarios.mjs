@@ -24,7 +24,8 @@ export function frame(code, ...parts) {
 }
 
 export const query = (sql) => frame('Q', cstring(sql));
-export const parse = (name, sql, types = []) => frame('P', cstring(name), cstring(sql), int16(types.length), ...types.map(int32));
+export const parse = (name, sql, types = []) =>
+  frame('P', cstring(name), cstring(sql), int16(types.length), ...types.map(int32));
 /** Bind with text parameters (null: SQL NULL), no format codes, text results. */
 export const bind = (portal, statement, params = []) =>
   frame(
@@ -59,13 +60,7 @@ const PREFIX = 'pgtp_s';
 
 /** backend/pin.ts planPin(): BEGIN, the SETs, COMMIT, Close of the unnamed statement and portal, all unsynced. */
 function pin(statements) {
-  return [
-    ...unsynced('BEGIN'),
-    ...statements.flatMap(unsynced),
-    ...unsynced('COMMIT'),
-    close('S', ''),
-    close('P', ''),
-  ];
+  return [...unsynced('BEGIN'), ...statements.flatMap(unsynced), ...unsynced('COMMIT'), close('S', ''), close('P', '')];
 }
 
 /** Frames the proxy builds, by name; test/unit/frame-fixtures.test.ts compares each with src/. */
@@ -152,7 +147,9 @@ export const scenarios = [
   {
     name: 'simple-multi-statement',
     description: 'Several statements in one simple Query: one ReadyForQuery at the end.',
-    segments: [{ owner: 'client', frames: [query("SELECT 1 AS one; SELECT 'two' AS two; CREATE TEMP TABLE mt (a int)")] }],
+    segments: [
+      { owner: 'client', frames: [query("SELECT 1 AS one; SELECT 'two' AS two; CREATE TEMP TABLE mt (a int)")] },
+    ],
   },
   {
     name: 'simple-multi-statement-error',
@@ -202,7 +199,8 @@ export const scenarios = [
   },
   {
     name: 'pin-failed-then-extended',
-    description: "The pin's SET ROLE fails: the client's batch is skipped up to its Sync; the pin's BEGIN left it aborted.",
+    description:
+      "The pin's SET ROLE fails: the client's batch is skipped up to its Sync; the pin's BEGIN left it aborted.",
     segments: [
       { owner: 'pin', frames: [proxyFrames.pinMissingRole] },
       { owner: 'client', frames: [...extended('SELECT id, name FROM items ORDER BY id'), sync] },
@@ -211,7 +209,8 @@ export const scenarios = [
   },
   {
     name: 'extended-pipelined-error',
-    description: 'Three Sync-terminated batches, the middle one fails at Execute: its Close is skipped, the third runs.',
+    description:
+      'Three Sync-terminated batches, the middle one fails at Execute: its Close is skipped, the third runs.',
     segments: [
       { owner: 'client', frames: [...extended('SELECT 1 AS one'), sync] },
       { owner: 'client', frames: [...extended('SELECT 1/0 AS boom'), close('S', ''), sync] },
@@ -240,7 +239,13 @@ export const scenarios = [
     segments: [
       {
         owner: 'client',
-        frames: [parse('', 'SELECT g FROM generate_series(1, 3) g'), bind('', ''), execute('', 2), execute('', 0), sync],
+        frames: [
+          parse('', 'SELECT g FROM generate_series(1, 3) g'),
+          bind('', ''),
+          execute('', 2),
+          execute('', 0),
+          sync,
+        ],
       },
     ],
   },
@@ -255,7 +260,12 @@ export const scenarios = [
         readies: 0,
         why: 'the ReadyForQuery of a COPY FROM STDIN comes after its CopyDone',
       },
-      { owner: 'client', frames: [copyData('1\tone\n'), copyData('2\ttwo\n'), copyDone], readies: 1, why: 'the COPY Query' },
+      {
+        owner: 'client',
+        frames: [copyData('1\tone\n'), copyData('2\ttwo\n'), copyDone],
+        readies: 1,
+        why: 'the COPY Query',
+      },
       { owner: 'client', frames: [query('SELECT count(*) FROM copy_in')] },
     ],
   },
@@ -270,7 +280,12 @@ export const scenarios = [
         readies: 0,
         why: 'the ReadyForQuery of a COPY FROM STDIN comes after its CopyFail',
       },
-      { owner: 'client', frames: [copyData('1\tone\n'), copyFail('client gave up')], readies: 1, why: 'the COPY Query' },
+      {
+        owner: 'client',
+        frames: [copyData('1\tone\n'), copyFail('client gave up')],
+        readies: 1,
+        why: 'the COPY Query',
+      },
     ],
   },
   {
@@ -350,7 +365,10 @@ export const scenarios = [
     segments: [
       { owner: 'reset', frames: [proxyFrames.pipelinedReset] },
       { owner: 'pin', frames: [proxyFrames.pinTenantA] },
-      { owner: 'client', frames: [...extended('SELECT current_setting($$work_mem$$), name FROM items WHERE id = 1'), sync] },
+      {
+        owner: 'client',
+        frames: [...extended('SELECT current_setting($$work_mem$$), name FROM items WHERE id = 1'), sync],
+      },
     ],
   },
   {
@@ -393,9 +411,10 @@ export const scenarios = [
   },
   {
     name: 'reset-discard',
-    description: "The reset of a server released to the pool (DISCARD form: Query, unsynced DISCARD ALL and SET, Sync).",
+    description:
+      'The reset of a server released to the pool (DISCARD form: Query, unsynced DISCARD ALL and SET, Sync).',
     setup: [query("SET work_mem = '16MB'; SET application_name = 'previous-client'")],
-    segments: [{ owner: 'reset', frames: [proxyFrames.resetDiscard], readies: 2, why: 'the Query and the Sync' }],
+    segments: [{ owner: 'reset', frames: [proxyFrames.resetDiscard] }],
   },
   {
     name: 'reset-keep-statements',
@@ -410,7 +429,7 @@ export const scenarios = [
       { owner: 'client', frames: [query('BEGIN')] },
       { owner: 'client', frames: [query('SELECT 1/0')] },
       { owner: 'reset', frames: [proxyFrames.rollback] },
-      { owner: 'reset', frames: [proxyFrames.resetDiscard], readies: 2, why: 'the Query and the Sync' },
+      { owner: 'reset', frames: [proxyFrames.resetDiscard] },
     ],
   },
   {
@@ -494,7 +513,7 @@ export const scenarios = [
       'A shared statement whose table changed type under it: 0A000 cached plan must not change result type; the ' +
       "proxy's Close + Parse under the same name, then the client's segment replayed (stale-plan-retry.ts).",
     setup: [
-      query("CREATE TEMP TABLE stale_t (a int); INSERT INTO stale_t VALUES (1)"),
+      query('CREATE TEMP TABLE stale_t (a int); INSERT INTO stale_t VALUES (1)'),
       parse(`${PREFIX}3`, 'SELECT * FROM stale_t'),
       sync,
       query('ALTER TABLE stale_t ALTER a TYPE text'),
@@ -530,7 +549,11 @@ export const scenarios = [
       },
       {
         owner: 'client',
-        frames: [...extended("DO $$BEGIN RAISE NOTICE 'extended notice'; END$$"), ...extended('SET search_path = public'), sync],
+        frames: [
+          ...extended("DO $$BEGIN RAISE NOTICE 'extended notice'; END$$"),
+          ...extended('SET search_path = public'),
+          sync,
+        ],
       },
       { owner: 'client', frames: [query('ROLLBACK')] },
     ],

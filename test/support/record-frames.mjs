@@ -62,7 +62,7 @@ function binDirFor(major) {
 /** Splits whole frontend frames (code + int32 length + body) into {code, payload}. */
 function splitFrames(buf) {
   const out = [];
-  for (let at = 0; at < buf.length; ) {
+  for (let at = 0; at < buf.length;) {
     const length = buf.readInt32BE(at + 1);
     out.push({ code: String.fromCharCode(buf[at]), payload: buf.subarray(at + 5, at + 1 + length) });
     at += 1 + length;
@@ -72,7 +72,7 @@ function splitFrames(buf) {
 
 const cstrings = (payload, from = 0) => {
   const out = [];
-  for (let at = from; at < payload.length; ) {
+  for (let at = from; at < payload.length;) {
     const nul = payload.indexOf(0, at);
     if (nul < 0) break;
     out.push(payload.toString('utf8', at, nul));
@@ -85,7 +85,7 @@ const clip = (s, n = 120) => (s.length > n ? `${s.slice(0, n)}…` : s);
 /** Error/notice fields by letter. */
 function fields(payload) {
   const out = {};
-  for (let at = 0; at < payload.length && payload[at] !== 0; ) {
+  for (let at = 0; at < payload.length && payload[at] !== 0;) {
     const nul = payload.indexOf(0, at + 1);
     out[String.fromCharCode(payload[at])] = payload.toString('utf8', at + 1, nul);
     at = nul + 1;
@@ -197,7 +197,11 @@ function summariseReply(code, p) {
   }
 }
 
-const stored = (summarise) => (f) => ({ code: f.code, payload: f.payload.toString('hex'), summary: summarise(f.code, f.payload) });
+const stored = (summarise) => (f) => ({
+  code: f.code,
+  payload: f.payload.toString('hex'),
+  summary: summarise(f.code, f.payload),
+});
 
 // ---- Raw connections ----
 
@@ -376,7 +380,8 @@ function compare(name, stepwise, pipelined) {
   for (let i = 0; i < Math.max(a.length, pipelined.length); i++) {
     const x = a[i];
     const y = pipelined[i];
-    const same = x && y && x.code === y.code && comparableReply(x.code, x.payload) === comparableReply(y.code, y.payload);
+    const same =
+      x && y && x.code === y.code && comparableReply(x.code, x.payload) === comparableReply(y.code, y.payload);
     if (!same) {
       const show = (f) => (f ? summariseReply(f.code, f.payload) : '(nothing)');
       throw new Error(
@@ -433,7 +438,9 @@ async function recordVersion(major, only) {
     await prepareCluster(cluster);
     const hello = await RawConnection.open(cluster.port);
     hello.end();
-    const version = cstrings(hello.frames.find((f) => f.code === 'S' && cstrings(f.payload)[0] === 'server_version').payload)[1];
+    const version = cstrings(
+      hello.frames.find((f) => f.code === 'S' && cstrings(f.payload)[0] === 'server_version').payload,
+    )[1];
     if (!version.startsWith(`${major}.`)) throw new Error(`asked for PostgreSQL ${major}, got ${version}`);
     const recorded = [];
     for (const scenario of scenarios) {
@@ -459,7 +466,10 @@ async function recordVersion(major, only) {
         pipelined: pipelined.map(stored(summariseReply)),
       });
       console.log(
-        `PG${major} ${scenario.name}: ${recorded.at(-1).segments.map((s) => `${s.owner}[${s.replies.map((r) => r.code).join('')}]`).join(' ')}`,
+        `PG${major} ${scenario.name}: ${recorded
+          .at(-1)
+          .segments.map((s) => `${s.owner}[${s.replies.map((r) => r.code).join('')}]`)
+          .join(' ')}`,
       );
     }
     return {
