@@ -1,22 +1,22 @@
 // `pg-tenant-proxy migrate`: argv → the migrations runner over every selected tenant → progress, summary, report, audit.
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import pg from 'pg';
-import { LifecycleAudit } from '../audit/lifecycle-audit.js';
-import { ConfigError, loadConfig } from '../config/load.js';
-import type { Config } from '../config/schema.js';
+import { loadConfig } from '../config/load.js';
 import { MigrationError } from '../migrations/migration-error.js';
 import { createProgress, renderSummary, type ProgressStream } from '../migrations/report.js';
+import { MigrateRunError, prepareFolder, runMigrations, type MigrateReport } from '../migrations/runner.js';
+import { defaultActor } from '../tenants/actor.js';
+import type { LifecycleEvent } from '../tenants/registry-store.js';
 import {
-  MigrateRunError,
-  prepareFolder,
-  proxyRoleOf,
-  runMigrations,
-  type MigrateReport,
-} from '../migrations/runner.js';
-import { adminClientConfig, defaultActor, TenantError, tenantNames } from '../tenants/lifecycle.js';
-import { ensureRegistry, RegistryTooNewError } from '../tenants/registry-schema.js';
-import { RegistryStore, type LifecycleEvent } from '../tenants/registry-store.js';
+  openAdminSession,
+  parseFlags,
+  positiveInt,
+  parseTimeout,
+  reportError,
+  tenantList,
+  UsageError,
+  wantsHelp,
+  type AdminSession,
+} from './admin-command.js';
 
 export const MIGRATE_USAGE = `usage: pg-tenant-proxy migrate --config FILE [options]
 
@@ -48,75 +48,43 @@ const processOutput: MigrateCliOutput = {
   stderr: (text) => process.stderr.write(text),
 };
 
-class UsageError extends Error {}
-
-/** A duration as PostgreSQL settings take it ('5000ms'): 250ms, 5s, 10min (or 10m), 1h; a bare number is seconds. */
-export function parseTimeout(flag: string, text: string): string {
-  const match = /^(\d+)(ms|s|min|m|h)?$/.exec(text.trim());
-  const unit = { ms: 1, s: 1000, min: 60_000, m: 60_000, h: 3_600_000 } as const;
-  const ms = match === null ? NaN : Number(match[1]) * unit[(match[2] ?? 's') as keyof typeof unit];
-  if (!Number.isSafeInteger(ms) || ms <= 0 || ms > 2_147_483_647) {
-    throw new UsageError(`${flag}: invalid duration "${text}" (e.g. 500ms, 5s, 10min, 1h)`);
-  }
-  return `${ms}ms`;
-}
-
-function positiveInt(flag: string, text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback;
-  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > 1000)
-    throw new UsageError(`${flag} takes a whole number from 1 to 1000 (got "${text}")`);
-  return Number(text);
-}
-
 /** Runs `migrate …` and returns the exit status. */
 export async function runMigrate(
   argv: string[],
   out: MigrateCliOutput = processOutput,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
+  if (wantsHelp(argv)) {
     out.stdout.write(MIGRATE_USAGE);
     return 0;
   }
-  let audit: LifecycleAudit | undefined;
-  let db: pg.Client | undefined;
+  let session: AdminSession | undefined;
   try {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args: argv,
-        options: {
-          config: { type: 'string', short: 'c' },
-          dir: { type: 'string' },
-          tenants: { type: 'string' },
-          canary: { type: 'string' },
-          concurrency: { type: 'string' },
-          'dry-run': { type: 'boolean', default: false },
-          'stop-on-error': { type: 'boolean', default: false },
-          'lock-timeout': { type: 'string', default: '5s' },
-          'statement-timeout': { type: 'string', default: '10min' },
-          report: { type: 'string' },
-          json: { type: 'boolean', default: false },
-          actor: { type: 'string' },
-        },
-        allowPositionals: false,
-        strict: true,
-      });
-    } catch (err) {
-      throw new UsageError((err as Error).message.split('. ')[0]);
-    }
+    const parsed = parseFlags({
+      args: argv,
+      options: {
+        config: { type: 'string', short: 'c' },
+        dir: { type: 'string' },
+        tenants: { type: 'string' },
+        canary: { type: 'string' },
+        concurrency: { type: 'string' },
+        'dry-run': { type: 'boolean', default: false },
+        'stop-on-error': { type: 'boolean', default: false },
+        'lock-timeout': { type: 'string', default: '5s' },
+        'statement-timeout': { type: 'string', default: '10min' },
+        report: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        actor: { type: 'string' },
+      },
+      allowPositionals: false,
+      strict: true,
+    });
     const v = parsed.values;
     if (v.config === undefined) throw new UsageError('migrate needs --config FILE');
     const config = loadConfig(v.config, env);
     const dir = v.dir ?? config.tenancy.migrationsDir;
     if (dir === undefined) throw new UsageError('no migrations folder: pass --dir DIR or set tenancy.migrationsDir');
-    const tenants = v.tenants
-      ?.split(',')
-      .map((t) => t.trim())
-      .filter((t) => t !== '');
-    for (const id of tenants ?? []) tenantNames(config, id);
-    if (v.tenants !== undefined && tenants!.length === 0)
-      throw new UsageError('--tenants needs at least one tenant id');
+    const tenants = tenantList(config, v.tenants);
     const options = {
       actor: v.actor ?? defaultActor(),
       ...(tenants !== undefined && { tenants }),
@@ -137,15 +105,12 @@ export async function runMigrate(
         );
       throw err;
     });
-    audit = new LifecycleAudit(config);
-    db = await connectAdmin(config);
-    await ensureRegistry(db, config.tenancy.registry.schema, proxyRoleOf(config));
+    session = await openAdminSession(config, 'pg-tenant-proxy migrate');
     const json = v.json === true;
     const progress = json ? undefined : createProgress(out.stdout);
     let report: MigrateReport;
-    const store = new RegistryStore(config.tenancy.registry.schema);
     try {
-      report = await runMigrations(config, items, db, options, progress);
+      report = await runMigrations(config, items, session.db, options, progress);
     } catch (err) {
       if (err instanceof MigrateRunError) {
         const event: LifecycleEvent = {
@@ -155,8 +120,7 @@ export async function runMigrate(
           outcome: 'error',
           details: { error: err.message, code: err.code, dir },
         };
-        await store.recordEvent(db, event).catch(() => undefined);
-        audit.write(event);
+        await session.record(event, true);
       }
       throw err;
     }
@@ -178,8 +142,7 @@ export async function runMigrate(
         durationMs: report.durationMs,
       },
     };
-    await store.recordEvent(db, event);
-    audit.write(event);
+    await session.record(event);
     if (v.report !== undefined) writeFileSync(v.report, `${JSON.stringify(report, null, 2)}\n`);
     out.stdout.write(json ? `${JSON.stringify(report, null, 2)}\n` : renderSummary(report));
     if (report.failed.length > 0) {
@@ -190,47 +153,8 @@ export async function runMigrate(
     }
     return 0;
   } catch (err) {
-    return reportError(err, out);
+    return reportError(err, 'migrate', out.stderr);
   } finally {
-    audit?.close();
-    await db?.end().catch(() => undefined);
+    await session?.close();
   }
-}
-
-async function connectAdmin(config: Config): Promise<pg.Client> {
-  const db = new pg.Client({ ...adminClientConfig(config), application_name: 'pg-tenant-proxy migrate' });
-  db.on('error', () => undefined);
-  try {
-    await db.connect();
-  } catch (err) {
-    throw new TenantError(
-      'unreachable',
-      `cannot connect to the database (admin.url): ${(err as Error).message}`,
-      undefined,
-      { cause: err },
-    );
-  }
-  return db;
-}
-
-function reportError(err: unknown, out: MigrateCliOutput): number {
-  const message = ((err as Error).message ?? String(err)).split('\n')[0]!;
-  if (err instanceof UsageError) {
-    out.stderr(`pg-tenant-proxy migrate: ${message} (see pg-tenant-proxy migrate --help)\n`);
-    return 2;
-  }
-  if (err instanceof ConfigError) {
-    out.stderr(`pg-tenant-proxy migrate: invalid configuration: ${message}\n`);
-    return 2;
-  }
-  if (err instanceof TenantError) {
-    out.stderr(`pg-tenant-proxy migrate: ${message}\n`);
-    return err.exitStatus;
-  }
-  if (err instanceof RegistryTooNewError || err instanceof MigrateRunError) {
-    out.stderr(`pg-tenant-proxy migrate: ${message}\n`);
-    return 1;
-  }
-  out.stderr(`pg-tenant-proxy migrate: ${message}\n`);
-  return 1;
 }
