@@ -28,7 +28,36 @@ export class UsageError extends Error {}
 /** A command's option declarations, as node:util parseArgs takes them. */
 export type Options = NonNullable<ParseArgsConfig['options']>;
 
-export function wantsHelp(argv: string[]): boolean {
+/** The flags every admin command takes: its config, who acts, and JSON output. */
+export const COMMON_FLAGS = {
+  config: { type: 'string', short: 'c' },
+  actor: { type: 'string' },
+  json: { type: 'boolean', default: false },
+} as const satisfies Options;
+
+/**
+ * The frame of `pg-tenant-proxy <command>` over one admin session: --help prints the usage; otherwise `body` runs
+ * with `open` to get the session, closed however the body ends, and any error becomes its message and exit status.
+ */
+export async function runAdminCommand(
+  frame: { command: string; argv: string[]; printUsage: () => void; stderr: (text: string) => void },
+  body: (open: (config: Config) => Promise<AdminSession>) => Promise<number>,
+): Promise<number> {
+  if (wantsHelp(frame.argv)) {
+    frame.printUsage();
+    return 0;
+  }
+  let session: AdminSession | undefined;
+  try {
+    return await body(async (config) => (session = await openAdminSession(config, `pg-tenant-proxy ${frame.command}`)));
+  } catch (err) {
+    return reportError(err, frame.command, frame.stderr);
+  } finally {
+    await session?.close();
+  }
+}
+
+function wantsHelp(argv: string[]): boolean {
   return argv.includes('--help') || argv.includes('-h');
 }
 

@@ -7,15 +7,13 @@ import { MigrateRunError, prepareFolder, runMigrations, type MigrateReport } fro
 import { defaultActor } from '../tenants/actor.js';
 import type { LifecycleEvent } from '../tenants/registry-store.js';
 import {
-  openAdminSession,
+  COMMON_FLAGS,
   parseFlags,
-  positiveInt,
   parseTimeout,
-  reportError,
+  positiveInt,
+  runAdminCommand,
   tenantList,
   UsageError,
-  wantsHelp,
-  type AdminSession,
 } from './admin-command.js';
 
 export const MIGRATE_USAGE = `usage: pg-tenant-proxy migrate --config FILE [options]
@@ -54,107 +52,99 @@ export async function runMigrate(
   out: MigrateCliOutput = processOutput,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<number> {
-  if (wantsHelp(argv)) {
-    out.stdout.write(MIGRATE_USAGE);
-    return 0;
-  }
-  let session: AdminSession | undefined;
-  try {
-    const parsed = parseFlags({
-      args: argv,
-      options: {
-        config: { type: 'string', short: 'c' },
-        dir: { type: 'string' },
-        tenants: { type: 'string' },
-        canary: { type: 'string' },
-        concurrency: { type: 'string' },
-        'dry-run': { type: 'boolean', default: false },
-        'stop-on-error': { type: 'boolean', default: false },
-        'lock-timeout': { type: 'string', default: '5s' },
-        'statement-timeout': { type: 'string', default: '10min' },
-        report: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        actor: { type: 'string' },
-      },
-      allowPositionals: false,
-      strict: true,
-    });
-    const v = parsed.values;
-    if (v.config === undefined) throw new UsageError('migrate needs --config FILE');
-    const config = loadConfig(v.config, env);
-    const dir = v.dir ?? config.tenancy.migrationsDir;
-    if (dir === undefined) throw new UsageError('no migrations folder: pass --dir DIR or set tenancy.migrationsDir');
-    const tenants = tenantList(config, v.tenants);
-    const options = {
-      actor: v.actor ?? defaultActor(),
-      ...(tenants !== undefined && { tenants }),
-      ...(v.canary !== undefined && { canary: positiveInt('--canary', v.canary, 1) }),
-      concurrency: positiveInt('--concurrency', v.concurrency, 4),
-      dryRun: v['dry-run'] === true,
-      stopOnError: v['stop-on-error'] === true,
-      lockTimeout: parseTimeout('--lock-timeout', v['lock-timeout']),
-      statementTimeout: parseTimeout('--statement-timeout', v['statement-timeout']),
-    };
-    // The folder is read and every file rewritten before anything connects: a refused file stops the run untouched.
-    const items = await prepareFolder(config, dir).catch((err: unknown) => {
-      if (err instanceof MigrationError) throw new MigrateRunError('migrations', err.message, { cause: err });
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT')
-        throw new MigrateRunError(
-          'migrations',
-          `cannot read the migrations folder "${dir}": ${(err as Error).message}`,
-        );
-      throw err;
-    });
-    session = await openAdminSession(config, 'pg-tenant-proxy migrate');
-    const json = v.json === true;
-    const progress = json ? undefined : createProgress(out.stdout);
-    let report: MigrateReport;
-    try {
-      report = await runMigrations(config, items, session.db, options, progress);
-    } catch (err) {
-      if (err instanceof MigrateRunError) {
-        const event: LifecycleEvent = {
-          actor: options.actor,
-          verb: 'migrate',
-          tenant: null,
-          outcome: 'error',
-          details: { error: err.message, code: err.code, dir },
-        };
-        await session.record(event, true);
-      }
-      throw err;
-    }
-    const event: LifecycleEvent = {
-      actor: options.actor,
-      verb: report.dryRun ? 'migrate_dry_run' : 'migrate',
-      tenant: null,
-      outcome: report.failed.length > 0 ? 'error' : report.succeeded.length === 0 ? 'noop' : 'ok',
-      details: {
-        dir,
-        migrations: report.migrations.length,
-        selected: report.selected,
-        succeeded: report.succeeded.length,
-        failed: report.failed.map((f) => ({ tenant: f.tenant, migration: f.migration, sqlstate: f.sqlstate })),
-        skipped: report.skipped.length,
-        upToDate: report.upToDate.length,
-        ...(options.canary !== undefined && { canary: options.canary }),
+  return runAdminCommand(
+    { command: 'migrate', argv, printUsage: () => out.stdout.write(MIGRATE_USAGE), stderr: out.stderr },
+    async (open) => {
+      const parsed = parseFlags({
+        args: argv,
+        options: {
+          ...COMMON_FLAGS,
+          dir: { type: 'string' },
+          tenants: { type: 'string' },
+          canary: { type: 'string' },
+          concurrency: { type: 'string' },
+          'dry-run': { type: 'boolean', default: false },
+          'stop-on-error': { type: 'boolean', default: false },
+          'lock-timeout': { type: 'string', default: '5s' },
+          'statement-timeout': { type: 'string', default: '10min' },
+          report: { type: 'string' },
+        },
+        allowPositionals: false,
+        strict: true,
+      });
+      const v = parsed.values;
+      if (v.config === undefined) throw new UsageError('migrate needs --config FILE');
+      const config = loadConfig(v.config, env);
+      const dir = v.dir ?? config.tenancy.migrationsDir;
+      if (dir === undefined) throw new UsageError('no migrations folder: pass --dir DIR or set tenancy.migrationsDir');
+      const tenants = tenantList(config, v.tenants);
+      const options = {
+        actor: v.actor ?? defaultActor(),
         ...(tenants !== undefined && { tenants }),
-        durationMs: report.durationMs,
-      },
-    };
-    await session.record(event);
-    if (v.report !== undefined) writeFileSync(v.report, `${JSON.stringify(report, null, 2)}\n`);
-    out.stdout.write(json ? `${JSON.stringify(report, null, 2)}\n` : renderSummary(report));
-    if (report.failed.length > 0) {
-      out.stderr(
-        `pg-tenant-proxy migrate: ${report.failed.length} of ${report.selected} tenants failed (see the report)\n`,
-      );
-      return 1;
-    }
-    return 0;
-  } catch (err) {
-    return reportError(err, 'migrate', out.stderr);
-  } finally {
-    await session?.close();
-  }
+        ...(v.canary !== undefined && { canary: positiveInt('--canary', v.canary, 1) }),
+        concurrency: positiveInt('--concurrency', v.concurrency, 4),
+        dryRun: v['dry-run'] === true,
+        stopOnError: v['stop-on-error'] === true,
+        lockTimeout: parseTimeout('--lock-timeout', v['lock-timeout']),
+        statementTimeout: parseTimeout('--statement-timeout', v['statement-timeout']),
+      };
+      // The folder is read and every file rewritten before anything connects: a refused file stops the run untouched.
+      const items = await prepareFolder(config, dir).catch((err: unknown) => {
+        if (err instanceof MigrationError) throw new MigrateRunError('migrations', err.message, { cause: err });
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+          throw new MigrateRunError(
+            'migrations',
+            `cannot read the migrations folder "${dir}": ${(err as Error).message}`,
+          );
+        throw err;
+      });
+      const session = await open(config);
+      const json = v.json === true;
+      const progress = json ? undefined : createProgress(out.stdout);
+      let report: MigrateReport;
+      try {
+        report = await runMigrations(config, items, session.db, options, progress);
+      } catch (err) {
+        if (err instanceof MigrateRunError) {
+          const event: LifecycleEvent = {
+            actor: options.actor,
+            verb: 'migrate',
+            tenant: null,
+            outcome: 'error',
+            details: { error: err.message, code: err.code, dir },
+          };
+          await session.record(event, true);
+        }
+        throw err;
+      }
+      const event: LifecycleEvent = {
+        actor: options.actor,
+        verb: report.dryRun ? 'migrate_dry_run' : 'migrate',
+        tenant: null,
+        outcome: report.failed.length > 0 ? 'error' : report.succeeded.length === 0 ? 'noop' : 'ok',
+        details: {
+          dir,
+          migrations: report.migrations.length,
+          selected: report.selected,
+          succeeded: report.succeeded.length,
+          failed: report.failed.map((f) => ({ tenant: f.tenant, migration: f.migration, sqlstate: f.sqlstate })),
+          skipped: report.skipped.length,
+          upToDate: report.upToDate.length,
+          ...(options.canary !== undefined && { canary: options.canary }),
+          ...(tenants !== undefined && { tenants }),
+          durationMs: report.durationMs,
+        },
+      };
+      await session.record(event);
+      if (v.report !== undefined) writeFileSync(v.report, `${JSON.stringify(report, null, 2)}\n`);
+      out.stdout.write(json ? `${JSON.stringify(report, null, 2)}\n` : renderSummary(report));
+      if (report.failed.length > 0) {
+        out.stderr(
+          `pg-tenant-proxy migrate: ${report.failed.length} of ${report.selected} tenants failed (see the report)\n`,
+        );
+        return 1;
+      }
+      return 0;
+    },
+  );
 }

@@ -4,16 +4,14 @@ import { defaultActor } from '../tenants/actor.js';
 import { formatRows, queryTenants, type QueryFormat } from '../tenants/query.js';
 import type { LifecycleEvent } from '../tenants/registry-store.js';
 import {
-  openAdminSession,
+  COMMON_FLAGS,
   parseFlags,
   parseTimeout,
   positiveInt,
   processOutput,
-  reportError,
+  runAdminCommand,
   tenantList,
   UsageError,
-  wantsHelp,
-  type AdminSession,
   type CliOutput,
 } from './admin-command.js';
 
@@ -37,70 +35,62 @@ export async function runTenantsQuery(
   out: CliOutput = processOutput,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<number> {
-  if (wantsHelp(argv)) {
-    out.stdout(QUERY_USAGE);
-    return 0;
-  }
-  let session: AdminSession | undefined;
-  try {
-    const parsed = parseFlags({
-      args: argv,
-      options: {
-        config: { type: 'string', short: 'c' },
-        tenants: { type: 'string' },
-        all: { type: 'boolean', default: false },
-        format: { type: 'string', default: 'table' },
-        concurrency: { type: 'string', default: '4' },
-        timeout: { type: 'string', default: '30s' },
-        actor: { type: 'string' },
-        json: { type: 'boolean', default: false },
-      },
-      allowPositionals: true,
-      strict: true,
-    });
-    const { values: v, positionals } = parsed;
-    if (v.config === undefined) throw new UsageError('tenants query needs --config FILE');
-    if (positionals.length !== 1 || positionals[0]!.trim() === '')
-      throw new UsageError('tenants query takes one SQL statement (quote it)');
-    const sql = positionals[0]!;
-    if ((v.tenants === undefined) === (v.all !== true))
-      throw new UsageError('tenants query needs either --tenants a,b or --all');
-    const format = (v.json === true ? 'json' : v.format) as QueryFormat;
-    if (!FORMATS.includes(format)) throw new UsageError(`--format takes ${FORMATS.join(', ')} (got "${v.format}")`);
-    const concurrency = positiveInt('--concurrency', v.concurrency, 4);
-    const timeout = parseTimeout('--timeout', v.timeout);
-    const config = loadConfig(v.config, env);
-    const tenants = tenantList(config, v.tenants);
-    const actor = v.actor ?? defaultActor();
-    session = await openAdminSession(config, 'pg-tenant-proxy tenants query');
-    const result = await queryTenants(config, session.db, sql, {
-      ...(tenants !== undefined && { tenants }),
-      concurrency,
-      timeout,
-    });
-    const event: LifecycleEvent = {
-      actor,
-      verb: 'query',
-      tenant: null,
-      outcome: result.failed.length > 0 ? 'error' : 'ok',
-      details: {
-        statement: sql,
-        tenants: result.tenants,
-        rows: result.rowCounts,
-        failed: result.failed.map((f) => ({ tenant: f.tenant, sqlstate: f.sqlstate, refused: f.refused })),
-      },
-    };
-    await session.record(event);
-    out.stdout(formatRows(result, format));
-    for (const f of result.failed) {
-      out.stderr(
-        `pg-tenant-proxy tenants query: tenant ${f.tenant}: ${f.refused ? 'refused: ' : ''}${f.message}${f.sqlstate === null ? '' : ` (SQLSTATE ${f.sqlstate})`}\n`,
-      );
-    }
-    return result.failed.length > 0 ? 1 : 0;
-  } catch (err) {
-    return reportError(err, 'tenants query', out.stderr);
-  } finally {
-    await session?.close();
-  }
+  return runAdminCommand(
+    { command: 'tenants query', argv, printUsage: () => out.stdout(QUERY_USAGE), stderr: out.stderr },
+    async (open) => {
+      const parsed = parseFlags({
+        args: argv,
+        options: {
+          ...COMMON_FLAGS,
+          tenants: { type: 'string' },
+          all: { type: 'boolean', default: false },
+          format: { type: 'string', default: 'table' },
+          concurrency: { type: 'string', default: '4' },
+          timeout: { type: 'string', default: '30s' },
+        },
+        allowPositionals: true,
+        strict: true,
+      });
+      const { values: v, positionals } = parsed;
+      if (v.config === undefined) throw new UsageError('tenants query needs --config FILE');
+      if (positionals.length !== 1 || positionals[0]!.trim() === '')
+        throw new UsageError('tenants query takes one SQL statement (quote it)');
+      const sql = positionals[0]!;
+      if ((v.tenants === undefined) === (v.all !== true))
+        throw new UsageError('tenants query needs either --tenants a,b or --all');
+      const format = (v.json === true ? 'json' : v.format) as QueryFormat;
+      if (!FORMATS.includes(format)) throw new UsageError(`--format takes ${FORMATS.join(', ')} (got "${v.format}")`);
+      const concurrency = positiveInt('--concurrency', v.concurrency, 4);
+      const timeout = parseTimeout('--timeout', v.timeout);
+      const config = loadConfig(v.config, env);
+      const tenants = tenantList(config, v.tenants);
+      const actor = v.actor ?? defaultActor();
+      const session = await open(config);
+      const result = await queryTenants(config, session.db, sql, {
+        ...(tenants !== undefined && { tenants }),
+        concurrency,
+        timeout,
+      });
+      const event: LifecycleEvent = {
+        actor,
+        verb: 'query',
+        tenant: null,
+        outcome: result.failed.length > 0 ? 'error' : 'ok',
+        details: {
+          statement: sql,
+          tenants: result.tenants,
+          rows: result.rowCounts,
+          failed: result.failed.map((f) => ({ tenant: f.tenant, sqlstate: f.sqlstate, refused: f.refused })),
+        },
+      };
+      await session.record(event);
+      out.stdout(formatRows(result, format));
+      for (const f of result.failed) {
+        out.stderr(
+          `pg-tenant-proxy tenants query: tenant ${f.tenant}: ${f.refused ? 'refused: ' : ''}${f.message}${f.sqlstate === null ? '' : ` (SQLSTATE ${f.sqlstate})`}\n`,
+        );
+      }
+      return result.failed.length > 0 ? 1 : 0;
+    },
+  );
 }

@@ -13,7 +13,15 @@ import type {
 } from '../tenants/lifecycle-types.js';
 import type { TenantRecord } from '../tenants/registry-store.js';
 import { parseStatus, tenantNames } from '../tenants/tenant-input.js';
-import { parseFlags, processOutput, reportError, UsageError, type CliOutput, type Options } from './admin-command.js';
+import {
+  COMMON_FLAGS,
+  parseFlags,
+  processOutput,
+  reportError,
+  UsageError,
+  type CliOutput,
+  type Options,
+} from './admin-command.js';
 import {
   DELETE_USAGE,
   DELETE_VERBS,
@@ -40,12 +48,6 @@ ${DELETE_USAGE}
 Connects with admin.url (PGTP_ADMIN_URL, password PGTP_ADMIN_PASSWORD); creates or upgrades the registry first.
 Exit status: 0 done, 2 usage or configuration error, 1 failure (unknown tenant, wrong status, database unreachable).
 `;
-
-const COMMON: Options = {
-  config: { type: 'string', short: 'c' },
-  actor: { type: 'string' },
-  json: { type: 'boolean', default: false },
-};
 
 /** Per verb: its own options, and whether it takes a tenant id. */
 const VERBS: Record<string, { options: Options; id: boolean }> = {
@@ -126,7 +128,7 @@ function parse(
   args: string[],
 ): { values: Record<string, unknown>; positionals: string[] } {
   return parseFlags(
-    { args, options: { ...COMMON, ...options }, allowPositionals: true, strict: true },
+    { args, options: { ...COMMON_FLAGS, ...options }, allowPositionals: true, strict: true },
     `tenants ${verb}`,
   );
 }
