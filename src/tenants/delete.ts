@@ -11,7 +11,7 @@ export interface DeletionContext {
   store: RegistryStore;
   actor: string;
   run<T>(verb: string, tenant: string | null, body: VerbBody<T>, transaction?: boolean): Promise<T>;
-  /** A TenantError (lifecycle.ts owns the class; passed in to keep the import one-way). */
+  /** A TenantError (tenant-error.ts; passed in by the TenantAdmin that runs these verbs). */
   fail(code: 'not_found' | 'wrong_status' | 'invalid_argument' | 'database', message: string): Error;
 }
 
