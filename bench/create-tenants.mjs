@@ -4,39 +4,17 @@
 // `npm run build && node bench/create-tenants.mjs` (TENANTS=200 CLI_TENANTS=20 ROLES=1 TEMPLATE_TABLES=50
 // TEMPLATE_TENANTS=5: CLI creates of a copy of a template schema of that many tables); markdown on stdout.
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import pg from 'pg';
-import { stringify } from 'yaml';
-import { startPgCluster } from '../dist/dev/pg-cluster.js';
-import { prepareProxyRole, revokePublicDefaults } from '../dist/tenants/provision.js';
-import { TenantAdmin, validateConfig } from '../dist/index.js';
+import { TenantAdmin } from '../dist/index.js';
+import { CLI, ROLES, withTenantBench } from './tenant-bench.mjs';
 
 const TENANTS = Number(process.env.TENANTS ?? 200);
 const CLI_TENANTS = Number(process.env.CLI_TENANTS ?? 20);
-const ROLES = process.env.ROLES !== '0';
 const TEMPLATE_TABLES = Number(process.env.TEMPLATE_TABLES ?? 50);
 const TEMPLATE_TENANTS = Number(process.env.TEMPLATE_TENANTS ?? 5);
-const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 
-const cluster = await startPgCluster();
-const work = mkdtempSync(join(os.tmpdir(), 'pgtp-create-bench-'));
-try {
-  const su = new pg.Client({ connectionString: cluster.superuserUrl });
-  await su.connect();
-  await su.query('CREATE DATABASE bench');
-  const proxyPassword = randomBytes(12).toString('hex');
-  await prepareProxyRole(su, { role: 'bench_proxy', password: proxyPassword });
-  await su.end();
-  const adminUrl = new URL(cluster.superuserUrl);
-  adminUrl.pathname = '/bench';
-  const db = new pg.Client({ connectionString: adminUrl.toString() });
-  await db.connect();
-  await revokePublicDefaults(db, 'bench', 'bench_proxy');
-  // A template of TEMPLATE_TABLES tables, each with a serial key, a default, a unique index and a foreign key.
+// A template of TEMPLATE_TABLES tables, each with a serial key, a default, a unique index and a foreign key.
+async function createTemplate(db) {
   const tables = ['CREATE SCHEMA tmpl', 'SET search_path = tmpl'];
   for (let i = 0; i < TEMPLATE_TABLES; i++) {
     const ref = i === 0 ? '' : `, parent int REFERENCES t${i - 1} (id)`;
@@ -45,61 +23,51 @@ try {
     );
   }
   await db.query(tables.join('; '));
-  await db.end();
-
-  const raw = {
-    upstream: { url: `postgres://bench_proxy:${proxyPassword}@${cluster.host}:${cluster.port}/bench` },
-    auth: { jwt: { secret: randomBytes(32).toString('hex') } },
-    tenancy: { roles: ROLES, registry: { enabled: true } },
-    admin: { url: adminUrl.toString() },
-    audit: { file: join(work, 'audit.log') },
-  };
-  const config = validateConfig(raw);
-  const configFile = join(work, 'proxy.yaml');
-  writeFileSync(configFile, stringify(raw));
-
-  // The first open creates the registry; not counted.
-  await (await TenantAdmin.open(config, { actor: 'bench' })).close();
-  const admin = await TenantAdmin.open(config, { actor: 'bench' });
-  const started = performance.now();
-  for (let i = 0; i < TENANTS; i++) await admin.create(`t${String(i).padStart(4, '0')}`, { tier: 'free' });
-  const libraryMs = performance.now() - started;
-  await admin.close();
-
-  const cliStarted = performance.now();
-  for (let i = 0; i < CLI_TENANTS; i++) {
-    execFileSync(
-      process.execPath,
-      [CLI, 'tenants', 'create', `c${String(i).padStart(4, '0')}`, '--config', configFile],
-      { stdio: 'ignore' },
-    );
-  }
-  const cliMs = performance.now() - cliStarted;
-
-  const templateStarted = performance.now();
-  for (let i = 0; i < TEMPLATE_TENANTS; i++) {
-    execFileSync(
-      process.execPath,
-      [CLI, 'tenants', 'create', `m${String(i).padStart(4, '0')}`, '--from-template', 'tmpl', '--config', configFile],
-      { stdio: 'ignore' },
-    );
-  }
-  const templateMs = performance.now() - templateStarted;
-
-  const load = os.loadavg()[0].toFixed(1);
-  console.log(`| what | tenants | wall time | per tenant |`);
-  console.log(`| --- | ---: | ---: | ---: |`);
-  console.log(
-    `| library, one TenantAdmin | ${TENANTS} | ${(libraryMs / 1000).toFixed(2)} s | ${(libraryMs / TENANTS).toFixed(1)} ms |`,
-  );
-  console.log(
-    `| CLI, one process each | ${CLI_TENANTS} | ${(cliMs / 1000).toFixed(2)} s | ${(cliMs / CLI_TENANTS).toFixed(0)} ms |`,
-  );
-  console.log(
-    `| CLI, \`--from-template\` of ${TEMPLATE_TABLES} tables, one process each | ${TEMPLATE_TENANTS} | ${(templateMs / 1000).toFixed(2)} s | ${(templateMs / TEMPLATE_TENANTS).toFixed(0)} ms |`,
-  );
-  console.log(`\ntenancy.roles: ${ROLES}; load average at the end: ${load}`);
-} finally {
-  await cluster.stop();
-  rmSync(work, { recursive: true, force: true });
 }
+
+await withTenantBench(
+  { name: 'create', tenancy: { registry: { enabled: true } }, prepare: createTemplate },
+  async ({ config, configFile }) => {
+    // The first open creates the registry; not counted.
+    await (await TenantAdmin.open(config, { actor: 'bench' })).close();
+    const admin = await TenantAdmin.open(config, { actor: 'bench' });
+    const started = performance.now();
+    for (let i = 0; i < TENANTS; i++) await admin.create(`t${String(i).padStart(4, '0')}`, { tier: 'free' });
+    const libraryMs = performance.now() - started;
+    await admin.close();
+
+    const cliStarted = performance.now();
+    for (let i = 0; i < CLI_TENANTS; i++) {
+      execFileSync(
+        process.execPath,
+        [CLI, 'tenants', 'create', `c${String(i).padStart(4, '0')}`, '--config', configFile],
+        { stdio: 'ignore' },
+      );
+    }
+    const cliMs = performance.now() - cliStarted;
+
+    const templateStarted = performance.now();
+    for (let i = 0; i < TEMPLATE_TENANTS; i++) {
+      execFileSync(
+        process.execPath,
+        [CLI, 'tenants', 'create', `m${String(i).padStart(4, '0')}`, '--from-template', 'tmpl', '--config', configFile],
+        { stdio: 'ignore' },
+      );
+    }
+    const templateMs = performance.now() - templateStarted;
+
+    const load = os.loadavg()[0].toFixed(1);
+    console.log(`| what | tenants | wall time | per tenant |`);
+    console.log(`| --- | ---: | ---: | ---: |`);
+    console.log(
+      `| library, one TenantAdmin | ${TENANTS} | ${(libraryMs / 1000).toFixed(2)} s | ${(libraryMs / TENANTS).toFixed(1)} ms |`,
+    );
+    console.log(
+      `| CLI, one process each | ${CLI_TENANTS} | ${(cliMs / 1000).toFixed(2)} s | ${(cliMs / CLI_TENANTS).toFixed(0)} ms |`,
+    );
+    console.log(
+      `| CLI, \`--from-template\` of ${TEMPLATE_TABLES} tables, one process each | ${TEMPLATE_TENANTS} | ${(templateMs / 1000).toFixed(2)} s | ${(templateMs / TEMPLATE_TENANTS).toFixed(0)} ms |`,
+    );
+    console.log(`\ntenancy.roles: ${ROLES}; load average at the end: ${load}`);
+  },
+);

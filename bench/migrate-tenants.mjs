@@ -3,49 +3,18 @@
 // migrations, at CONCURRENCY, on a throwaway PostgreSQL; then a rerun with nothing to do.
 // `npm run build && node bench/migrate-tenants.mjs` (TENANTS=500 MIGRATIONS=3 CONCURRENCY=4 ROLES=1); markdown on stdout.
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import pg from 'pg';
-import { stringify } from 'yaml';
-import { startPgCluster } from '../dist/dev/pg-cluster.js';
-import { prepareProxyRole, revokePublicDefaults } from '../dist/tenants/provision.js';
-import { TenantAdmin, validateConfig } from '../dist/index.js';
+import { TenantAdmin } from '../dist/index.js';
+import { CLI, ROLES, withTenantBench } from './tenant-bench.mjs';
 
 const TENANTS = Number(process.env.TENANTS ?? 500);
 const MIGRATIONS = Number(process.env.MIGRATIONS ?? 3);
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 4);
-const ROLES = process.env.ROLES !== '0';
-const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 
-const cluster = await startPgCluster();
-const work = mkdtempSync(join(os.tmpdir(), 'pgtp-migrate-bench-'));
-try {
-  const su = new pg.Client({ connectionString: cluster.superuserUrl });
-  await su.connect();
-  await su.query('CREATE DATABASE bench');
-  const proxyPassword = randomBytes(12).toString('hex');
-  await prepareProxyRole(su, { role: 'bench_proxy', password: proxyPassword });
-  await su.end();
-  const adminUrl = new URL(cluster.superuserUrl);
-  adminUrl.pathname = '/bench';
-  const db = new pg.Client({ connectionString: adminUrl.toString() });
-  await db.connect();
-  await revokePublicDefaults(db, 'bench', 'bench_proxy');
-  await db.end();
-
-  const raw = {
-    upstream: { url: `postgres://bench_proxy:${proxyPassword}@${cluster.host}:${cluster.port}/bench` },
-    auth: { jwt: { secret: randomBytes(32).toString('hex') } },
-    tenancy: { roles: ROLES },
-    admin: { url: adminUrl.toString() },
-    audit: { file: join(work, 'audit.log') },
-  };
-  const configFile = join(work, 'proxy.yaml');
-  writeFileSync(configFile, stringify(raw));
-  const admin = await TenantAdmin.open(validateConfig(raw), { actor: 'bench' });
+await withTenantBench({ name: 'migrate' }, async ({ config, configFile, work }) => {
+  const admin = await TenantAdmin.open(config, { actor: 'bench' });
   for (let i = 0; i < TENANTS; i++) await admin.create(`t${String(i).padStart(4, '0')}`);
   await admin.close();
 
@@ -84,7 +53,4 @@ try {
   console.log(
     `\ntenancy.roles: ${ROLES}; load average at the end: ${os.loadavg()[0].toFixed(1)} (CLI process start included)`,
   );
-} finally {
-  await cluster.stop();
-  rmSync(work, { recursive: true, force: true });
-}
+});

@@ -1,5 +1,6 @@
 // The admin view (what PgBouncer's SHOW POOLS / CLIENTS / STATS give): a snapshot, and its rendering for the CLI.
 import type { PoolStats } from '../backend/pool.js';
+import { renderTable } from '../format/table.js';
 
 export interface StatusClient {
   session: string;
@@ -81,18 +82,4 @@ export function renderStatus(status: StatusSnapshot): string {
       (status.audit.dropped > 0 ? `, ${status.audit.dropped} events dropped` : ''),
   ];
   return `${lines.join('\n')}\n`;
-}
-
-/** Aligned columns under a header and a rule; "(none)" for no rows. */
-export function renderTable(header: string[], rows: Array<Array<string | number>>): string {
-  const cells = [header, ...rows.map((r) => r.map(String))];
-  const widths = header.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
-  const line = (r: string[]): string =>
-    r
-      .map((c, i) => c.padEnd(widths[i]!))
-      .join('  ')
-      .trimEnd();
-  const out = [line(header), line(widths.map((w) => '-'.repeat(w))), ...cells.slice(1).map(line)];
-  if (rows.length === 0) out.push('(none)');
-  return out.join('\n');
 }

@@ -90,7 +90,7 @@ async function main(argv: string[]): Promise<void> {
         options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean', default: false } },
       });
       const config = loadConfig(values.config);
-      const { fetchStatus } = await import('./status.js');
+      const { fetchStatus } = await import('../admin/status-client.js');
       const { renderStatus } = await import('../admin/status.js');
       const status = await fetchStatus(config);
       process.stdout.write(values.json ? `${JSON.stringify(status, null, 2)}\n` : renderStatus(status));

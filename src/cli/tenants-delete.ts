@@ -1,22 +1,16 @@
 // `tenants delete|purge|certificate|export|import`: their options, the confirmation a destructive verb needs, their output.
 import { createInterface } from 'node:readline/promises';
-import type { ParseArgsConfig } from 'node:util';
 import {
   parseDuration,
   type DeleteTenantResult,
   type DeletionCertificate,
   type PurgeResult,
 } from '../tenants/delete.js';
-import {
-  exportTenant,
-  importTenant,
-  type ExportFormat,
-  type ExportResult,
-  type ImportResult,
-} from '../tenants/export.js';
+import { exportTenant } from '../tenants/export.js';
+import type { ExportFormat, ExportResult, ImportResult } from '../tenants/export-manifest.js';
+import { importTenant } from '../tenants/import.js';
 import type { TenantAdmin } from '../tenants/lifecycle.js';
-
-type Options = NonNullable<ParseArgsConfig['options']>;
+import { UsageError, type Options } from './admin-command.js';
 
 export const DELETE_VERBS: Record<string, { options: Options; id: boolean }> = {
   delete: {
@@ -60,7 +54,7 @@ export function terminalConfirm(): Confirm {
 }
 
 /** A usage error (exit 2) thrown by these verbs; tenants.ts reports it like its own. */
-export class DeleteUsageError extends Error {}
+export class DeleteUsageError extends UsageError {}
 
 /**
  * What these verbs check before anything connects: their option values, and for delete --yes or a "y" typed on the

@@ -1,29 +1,35 @@
 // `pg-tenant-proxy tenants <verb>`: argv → lifecycle verb → one-line result (or JSON) on stdout, one-line error on stderr.
-import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { renderTable } from '../admin/status.js';
+import { loadConfig } from '../config/load.js';
+import { renderTable } from '../format/table.js';
+import { defaultActor } from '../tenants/actor.js';
+import { proxyRoleOf } from '../tenants/admin-connection.js';
+import { TenantAdmin } from '../tenants/lifecycle.js';
+import type {
+  CreateTenantResult,
+  StatusChangeResult,
+  TenantAdminOptions,
+  TenantDetails,
+  UpdateTenantResult,
+} from '../tenants/lifecycle-types.js';
+import type { TenantRecord } from '../tenants/registry-store.js';
+import { parseStatus, tenantNames } from '../tenants/tenant-input.js';
+import {
+  COMMON_FLAGS,
+  parseFlags,
+  processOutput,
+  reportError,
+  UsageError,
+  type CliOutput,
+  type Options,
+} from './admin-command.js';
 import {
   DELETE_USAGE,
   DELETE_VERBS,
-  DeleteUsageError,
   dispatchDeletion,
   preflightDeletion,
   terminalConfirm,
   type Confirm,
 } from './tenants-delete.js';
-import { ConfigError, loadConfig } from '../config/load.js';
-import {
-  defaultActor,
-  parseStatus,
-  TenantAdmin,
-  TenantError,
-  tenantNames,
-  type CreateTenantResult,
-  type StatusChangeResult,
-  type TenantAdminOptions,
-  type TenantDetails,
-  type UpdateTenantResult,
-} from '../tenants/lifecycle.js';
-import type { TenantRecord } from '../tenants/registry-store.js';
 
 export const TENANTS_USAGE = `usage: pg-tenant-proxy tenants <verb> --config FILE [--actor NAME] [--json]
 
@@ -43,24 +49,6 @@ Connects with admin.url (PGTP_ADMIN_URL, password PGTP_ADMIN_PASSWORD); creates 
 Exit status: 0 done, 2 usage or configuration error, 1 failure (unknown tenant, wrong status, database unreachable).
 `;
 
-export interface CliOutput {
-  stdout: (text: string) => void;
-  stderr: (text: string) => void;
-}
-
-const processOutput: CliOutput = {
-  stdout: (text) => process.stdout.write(text),
-  stderr: (text) => process.stderr.write(text),
-};
-
-type Options = NonNullable<ParseArgsConfig['options']>;
-
-const COMMON: Options = {
-  config: { type: 'string', short: 'c' },
-  actor: { type: 'string' },
-  json: { type: 'boolean', default: false },
-};
-
 /** Per verb: its own options, and whether it takes a tenant id. */
 const VERBS: Record<string, { options: Options; id: boolean }> = {
   create: {
@@ -79,8 +67,6 @@ const VERBS: Record<string, { options: Options; id: boolean }> = {
   resume: { options: {}, id: true },
   ...DELETE_VERBS,
 };
-
-class UsageError extends Error {}
 
 /** Runs `tenants …` and returns the exit status; nothing but the result reaches stdout. */
 export async function runTenants(
@@ -108,8 +94,8 @@ export async function runTenants(
     // A new tenant is a structural copy of a template schema, or else gets every migration of tenancy.migrationsDir.
     const template = values['from-template'];
     if (verb === 'create' && typeof template === 'string') {
-      const { copyTemplate } = await import('../tenants/export.js');
-      const proxyRole = decodeURIComponent(new URL(config.upstream.url).username);
+      const { copyTemplate } = await import('../tenants/template.js');
+      const proxyRole = proxyRoleOf(config);
       adminOptions.migrate = async (db, tenant) => {
         await copyTemplate(db, template, tenant, proxyRole);
         return null;
@@ -132,7 +118,7 @@ export async function runTenants(
     }
     return 0;
   } catch (err) {
-    return report(err, out);
+    return reportError(err, 'tenants', out.stderr, true);
   }
 }
 
@@ -141,16 +127,10 @@ function parse(
   options: Options,
   args: string[],
 ): { values: Record<string, unknown>; positionals: string[] } {
-  try {
-    return parseArgs({ args, options: { ...COMMON, ...options }, allowPositionals: true, strict: true });
-  } catch (err) {
-    const message = (err as Error).message;
-    const option = /'(-[^']*)'/.exec(message)?.[1];
-    if ((err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && option !== undefined) {
-      throw new UsageError(`unknown option ${option} for tenants ${verb}`);
-    }
-    throw new UsageError(message.split('. ')[0]);
-  }
+  return parseFlags(
+    { args, options: { ...COMMON_FLAGS, ...options }, allowPositionals: true, strict: true },
+    `tenants ${verb}`,
+  );
 }
 
 function takeId(verb: string, wantsId: boolean, positionals: string[]): string | null {
@@ -292,22 +272,4 @@ function renderDetails(t: TenantDetails): string {
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n') + '\n';
-}
-
-function report(err: unknown, out: CliOutput): number {
-  const message = (err as Error).message ?? String(err);
-  if (err instanceof TenantError) {
-    out.stderr(`pg-tenant-proxy tenants: ${message}\n`);
-    return err.exitStatus;
-  }
-  if (err instanceof ConfigError) {
-    out.stderr(`pg-tenant-proxy tenants: invalid configuration: ${message}\n`);
-    return 2;
-  }
-  if (err instanceof UsageError || err instanceof DeleteUsageError) {
-    out.stderr(`pg-tenant-proxy tenants: ${message} (see pg-tenant-proxy tenants --help)\n`);
-    return 2;
-  }
-  out.stderr(`pg-tenant-proxy tenants: ${message.split('\n')[0]}\n`);
-  return 1;
 }

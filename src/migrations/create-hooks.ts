@@ -4,8 +4,9 @@
 import { quoteIdent } from '../auth/identity.js';
 import type { Config } from '../config/schema.js';
 import type { SqlRunner } from '../tenants/provision.js';
-import type { CreatedTenant, TenantAdminOptions } from '../tenants/lifecycle.js';
-import { applyInOpenTransaction, applyWithoutTransaction, prepareFolder, proxyRoleOf } from './runner.js';
+import type { CreatedTenant, TenantAdminOptions } from '../tenants/lifecycle-types.js';
+import { proxyRoleOf } from '../tenants/admin-connection.js';
+import { applyInOpenTransaction, applyWithoutTransaction, prepareFolder } from './runner.js';
 import { MigrationTracking } from './tracking.js';
 
 /** Per tenant migration, as `migrate` defaults them. */

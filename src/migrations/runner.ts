@@ -4,7 +4,7 @@ import pg from 'pg';
 import { quoteIdent, quoteLiteral, tenantSchemaShape } from '../auth/identity.js';
 import type { Config } from '../config/schema.js';
 import { loadParser } from '../guard/sql-guard.js';
-import { adminClientConfig } from '../tenants/lifecycle.js';
+import { adminClientConfig, proxyRoleOf } from '../tenants/admin-connection.js';
 import type { SqlRunner } from '../tenants/provision.js';
 import { RegistryStore, TenantStatus, type TenantRecord } from '../tenants/registry-store.js';
 import { prepareMigration, type PreparedMigration } from './rewrite.js';
@@ -109,11 +109,6 @@ export interface MigrateProgress {
 }
 
 const silent: MigrateProgress = { start: () => undefined, tenantDone: () => undefined, finish: () => undefined };
-
-/** The proxy's login role (upstream.url): what objects are owned by when tenancy.roles is off. */
-export function proxyRoleOf(config: Config): string {
-  return decodeURIComponent(new URL(config.upstream.url).username);
-}
 
 /** Loads and rewrites a migrations folder for this config (refusals are MigrationError). */
 export async function prepareFolder(

@@ -2,22 +2,16 @@
 import { quoteIdent } from '../auth/identity.js';
 import type { Config } from '../config/schema.js';
 import type { SqlRunner } from './provision.js';
-import { TenantStatus, type LifecycleEvent, type RegistryStore, type TenantRecord } from './registry-store.js';
+import type { VerbBody } from './verb-runner.js';
+import { TenantStatus, type RegistryStore, type TenantRecord } from './registry-store.js';
 
 /** What the lifecycle session lends the deletion verbs: its registry, its actor and its way of running a verb. */
 export interface DeletionContext {
   config: Config;
   store: RegistryStore;
   actor: string;
-  run<T>(
-    verb: string,
-    tenant: string | null,
-    body: (
-      db: SqlRunner,
-    ) => Promise<{ result: T; outcome: LifecycleEvent['outcome']; details: Record<string, unknown> }>,
-    transaction?: boolean,
-  ): Promise<T>;
-  /** A TenantError (lifecycle.ts owns the class; passed in to keep the import one-way). */
+  run<T>(verb: string, tenant: string | null, body: VerbBody<T>, transaction?: boolean): Promise<T>;
+  /** A TenantError (tenant-error.ts; passed in by the TenantAdmin that runs these verbs). */
   fail(code: 'not_found' | 'wrong_status' | 'invalid_argument' | 'database', message: string): Error;
 }
 

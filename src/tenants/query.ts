@@ -3,8 +3,9 @@
 import pg from 'pg';
 import { quoteIdent, quoteLiteral } from '../auth/identity.js';
 import type { Config } from '../config/schema.js';
+import { renderTable } from '../format/table.js';
 import { createSqlGuard, isRefusal, loadParser } from '../guard/sql-guard.js';
-import { adminClientConfig } from './lifecycle.js';
+import { adminClientConfig, proxyRoleOf } from './admin-connection.js';
 import type { SqlRunner } from './provision.js';
 import { RegistryStore, TenantStatus, type TenantRecord } from './registry-store.js';
 
@@ -78,7 +79,7 @@ export async function queryTenants(
     if (unknown.length > 0) throw new TenantQueryError(`not registered (or being deleted): ${unknown.join(', ')}`);
     selected = [...new Set(options.tenants)].map((id) => byId.get(id)!);
   }
-  const proxyRole = decodeURIComponent(new URL(config.upstream.url).username);
+  const proxyRole = proxyRoleOf(config);
   const pool = new pg.Pool({
     ...adminClientConfig(config),
     application_name: 'pg-tenant-proxy tenants query',
@@ -186,19 +187,12 @@ export function formatRows(result: Pick<TenantQueryResult, 'columns' | 'rows'>, 
         .map((line) => `${line.map(csvField).join(',')}\r\n`)
         .join('');
     case 'table': {
-      const cells = [
+      const table = renderTable(
         result.columns,
-        ...result.rows.map((r) => result.columns.map((c) => text(r[c]).replace(/\r?\n/g, '\\n'))),
-      ];
-      const widths = result.columns.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
-      const line = (r: string[]): string =>
-        r
-          .map((c, i) => c.padEnd(widths[i]!))
-          .join(' | ')
-          .trimEnd();
-      const out = [line(result.columns), widths.map((w) => '-'.repeat(w)).join('-+-'), ...cells.slice(1).map(line)];
-      out.push(`(${result.rows.length} row${result.rows.length === 1 ? '' : 's'})`);
-      return `${out.join('\n')}\n`;
+        result.rows.map((r) => result.columns.map((c) => text(r[c]).replace(/\r?\n/g, '\\n'))),
+        { gap: ' | ', ruleGap: '-+-', empty: null },
+      );
+      return `${table}\n(${result.rows.length} row${result.rows.length === 1 ? '' : 's'})\n`;
     }
     default: {
       const never: never = format;

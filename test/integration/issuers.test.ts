@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { SignJWT, type JWTPayload } from 'jose';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createTenant, updateTenant } from '../../src/tenants/lifecycle.js';
+import { createTenant, updateTenant } from '../../src/tenants/lifecycle-api.js';
 import { sqlstateOf, startTestProxy, type TestProxy } from '../support/proxy.js';
 import { createRegistryDatabase, type RegistryDatabase } from '../support/registry.js';
 

@@ -1,5 +1,5 @@
-// `pg-tenant-proxy status`: asks a running proxy for its admin view over the metrics port.
-import type { StatusSnapshot } from '../admin/status.js';
+// Asks a running proxy for its admin view over the metrics port (`pg-tenant-proxy status`, `tenants show`).
+import type { StatusSnapshot } from './status.js';
 import { ConfigError } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 
