@@ -88,7 +88,7 @@ export async function startProxy(
   registry.onWithdrawn((tenantId, error) => {
     const deadlineMs = config.tenancy.registry.withdrawTimeoutMs;
     for (const session of sessions) {
-      if (session.identity?.tenantId !== tenantId) continue;
+      if (session.tenant?.tenantId !== tenantId) continue;
       session.drain(error);
       // Past the deadline an open transaction is cut as a shutdown's is: the session fails, the server is reset.
       if (deadlineMs > 0 && session.busy) setTimeout(() => session.fail(error), deadlineMs).unref();
@@ -135,7 +135,7 @@ export async function startProxy(
     clientCounts() {
       const counts = new Map<string, { tenant: string; state: string; count: number }>();
       for (const session of sessions) {
-        const tenant = session.identity === null ? UNAUTHENTICATED : session.meter.label;
+        const tenant = session.tenant === null ? UNAUTHENTICATED : session.meter.label;
         const key = `${tenant}\0${session.state}`;
         const row = counts.get(key);
         if (row === undefined) counts.set(key, { tenant, state: session.state, count: 1 });
@@ -150,7 +150,7 @@ export async function startProxy(
       poolStats(),
       [...sessions].map((s) => ({
         session: s.id,
-        tenant: s.identity?.tenantId ?? null,
+        tenant: s.tenant?.tenantId ?? null,
         state: s.state,
         client: `${s.clientSocket.remoteAddress}:${s.clientSocket.remotePort}`,
         connected_at: new Date(s.connectedAt).toISOString(),

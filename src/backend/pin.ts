@@ -26,6 +26,10 @@ export interface PinPlan {
   frame: Buffer;
   /** CommandCompletes and CloseCompletes to swallow: the pin is over at the last CloseComplete. */
   completions: number;
+  /** The schema it pins. */
+  schema: string;
+  /** Unreported settings it applies (the server then knows their values without asking). */
+  applied: [string, string][];
 }
 
 /** One statement as an unnamed Parse/Bind/Execute with no Sync: if it fails, PostgreSQL skips all up to the next Sync. */
@@ -70,21 +74,23 @@ export function planPin(
 ): PinPlan {
   const statements = [`SET search_path TO ${quoteIdent(schema)}`];
   if (role !== null) statements.push(`SET ROLE ${quoteIdent(role)}`);
+  const applied: [string, string][] = [];
   for (const [name, value] of settings) {
     if (serverValue(server, name) === value) continue;
     statements.push(setStatement(name, value));
-    if (!REPORTED.has(name)) server.applied.set(name, value);
+    if (!REPORTED.has(name)) applied.push([name, value]);
   }
-  server.pinnedSchema = schema;
   return {
     frame: Buffer.concat([BEGIN, ...statements.map(unsynced), COMMIT_AND_CLOSE]),
     completions: statements.length + 4,
+    schema,
+    applied,
   };
 }
 
 /** A setting's value on the server as far as the proxy knows (undefined: unknown). */
 function serverValue(server: ServerConn, name: string): string | undefined {
-  if (!REPORTED.has(name)) return server.applied.get(name);
+  if (!REPORTED.has(name)) return server.applied(name);
   if (!server.needsReset) return server.reported.get(name);
   // Behind a reset sent in the same write, the reported values are the previous client's until its replies arrive;
   // only application_name is known: DISCARD ALL returns it to the server's empty login value (see connect.ts).
@@ -118,22 +124,18 @@ export const PIPELINED_RESET = unsynced('DISCARD ALL');
 
 /** The reset can be DISCARD ALL: the server holds none of the proxy's statements, or a client's PREPARE dooms them. */
 function discardable(server: ServerConn): boolean {
-  return server.statements.size === 0 || server.sqlPrepared;
-}
-
-/** DISCARD ALL takes every prepared statement with it. */
-function forgetStatements(server: ServerConn): void {
-  server.statements.clear();
-  server.sqlPrepared = false;
+  return server.statements.size === 0 || server.statements.distrusted;
 }
 
 /** Whether the reset of this server may ride with the next client's first statement: no cancel can still land. */
 export function canHandOver(server: ServerConn): boolean {
-  return server.cancelsInFlight === 0 && discardable(server);
+  return !server.cancelling && discardable(server);
 }
 
-/** A server that goes straight to a waiting client, reset in the same write as that client's first statement. */
-export const planHandOver = forgetStatements;
+/** A server that goes straight to a waiting client, reset (DISCARD ALL) in the same write as its first statement. */
+export function planHandOver(server: ServerConn): void {
+  server.statements.discarded();
+}
 
 /**
  * Everything DISCARD ALL resets except the proxy's own prepared statements (and cached plans, which hold nothing
@@ -197,7 +199,7 @@ export interface ResetPlan {
 /** The reset run before a server may serve anyone else, after a ROLLBACK when a transaction was left open. */
 export function planReset(server: ServerConn, inTransaction: boolean): ResetPlan {
   const discard = discardable(server);
-  if (discard) forgetStatements(server);
+  if (discard) server.statements.discarded();
   const frame = discard ? DISCARD : RESET;
   const replies = discard ? 2 : 1;
   return inTransaction

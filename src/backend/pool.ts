@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { ProxyError } from '../protocol/errors.js';
 import { TERMINATE } from '../protocol/static.js';
-import { connectServer, sendCancel, type UpstreamTarget } from './connect.js';
+import { connectServer, type UpstreamTarget } from './connect.js';
 import { canHandOver, planHandOver, planReset } from './pin.js';
 import { SchemaGenerations } from './schema-generations.js';
 import { ServerConn, ServerState, type ServerOwner } from './server-conn.js';
@@ -169,8 +169,7 @@ export class Pool implements ServerOwner {
   resetServer(server: ServerConn, rollback: boolean): void {
     this.busy.add(server);
     this.events.backendReset();
-    const plan = planReset(server, rollback);
-    server.reset(plan.frame, plan.replies, plan.proof);
+    server.reset(planReset(server, rollback));
   }
 
   /** The hot path: a clean idle server right now, or null. Never jumps ahead of queued waiters. */
@@ -227,6 +226,10 @@ export class Pool implements ServerOwner {
     this.makeIdle(server);
   }
 
+  onCancelFailed(_server: ServerConn, err: Error): void {
+    this.log.warn({ err: err.message }, 'cancel request to upstream failed');
+  }
+
   onClosed(server: ServerConn, reason: string): void {
     this.busy.delete(server);
     this.parked.delete(server);
@@ -243,7 +246,13 @@ export class Pool implements ServerOwner {
         server.close('reset did not finish in time');
       }
       const discarding = server.discardingSince;
-      if (discarding !== 0 && now - discarding > HAND_OVER_DEADLINE_MS) this.cancelDiscard(server);
+      if (discarding !== 0 && now - discarding > HAND_OVER_DEADLINE_MS) {
+        this.log.warn(
+          { server: server.id, pid: server.pid },
+          'a reset in front of a waiting client is stuck; cancelling it',
+        );
+        server.cancelDiscard();
+      }
     }
     for (const [server] of this.parked) {
       if (now - server.lastUsedAt > PARK_MS) {
@@ -267,19 +276,6 @@ export class Pool implements ServerOwner {
     ) {
       this.connectOne();
     }
-  }
-
-  /** Cancels a hand-over's DISCARD ALL: it fails, and its client's statement goes to another server. */
-  private cancelDiscard(server: ServerConn): void {
-    server.discardCancelled();
-    server.cancelsInFlight++;
-    this.log.warn(
-      { server: server.id, pid: server.pid },
-      'a reset in front of a waiting client is stuck; cancelling it',
-    );
-    sendCancel(this.upstream, server.pid, server.secret)
-      .catch((err: Error) => this.log.warn({ err: err.message }, 'cancel request to upstream failed'))
-      .finally(() => server.cancelSettled());
   }
 
   close(): void {
@@ -311,7 +307,7 @@ export class Pool implements ServerOwner {
       waiter.resolve(server);
       return;
     }
-    server.lastUsedAt = Date.now();
+    server.markUsed();
     this.idle.push(server);
   }
 
@@ -336,7 +332,7 @@ export class Pool implements ServerOwner {
       (connected) => {
         this.connecting--;
         this.events.backendConnected(true);
-        const server = new ServerConn(connected, this, this.options.maxLifetimeMs);
+        const server = new ServerConn(connected, this, this.target, this.options.maxLifetimeMs);
         this.defaults ??= new Map(connected.params);
         if (this.closed) {
           server.terminate(TERMINATE, 'pool closed');

@@ -1,4 +1,5 @@
 // Named prepared statements in transaction mode: the client's names, mapped onto statements cached per server.
+import { Route } from '../backend/replies.js';
 import type { SchemaGeneration } from '../backend/schema-generations.js';
 import type { ServerConn, ServerStatement } from '../backend/server-conn.js';
 import { SERVER_STATEMENT_PREFIX } from '../guard/analyze.js';
@@ -8,10 +9,6 @@ import { ProxyError } from '../protocol/errors.js';
 import { encodeQuery, encodeUnnamedParse, readCString, type ErrorFields } from '../protocol/messages.js';
 import { Writer } from '../protocol/writer.js';
 import { isStalePlan, StalePlanRetry } from './stale-plan-retry.js';
-
-/** What the session does with a ParseComplete/CloseComplete from the server. */
-export const Completion = { Pass: 0, Swallow: 1, AsParseComplete: 2 } as const;
-export type Completion = (typeof Completion)[keyof typeof Completion];
 
 interface ClientStatement {
   /**
@@ -34,21 +31,6 @@ interface ClientStatement {
 /** Per-statement charge besides its body (held twice: as the key and the body): the map entries and objects. */
 const STATEMENT_OVERHEAD_BYTES = 256;
 
-/** A ParseComplete/CloseComplete the session must treat specially, identified by its ordinal within its segment. */
-interface Expected {
-  segment: number;
-  /** command: the CommandComplete (or EmptyQueryResponse, PortalSuspended) of a substituted DEALLOCATE. */
-  kind: 'parse' | 'close' | 'command';
-  ordinal: number;
-  action: Completion;
-  /** For Parses of server statements: the server entry to drop if the Parse never completes. */
-  serverKey?: string;
-  server?: ServerConn;
-  clientName?: string;
-  /** For Closes of server statements: the name that stays on the server if the Close is skipped. */
-  closing?: string;
-}
-
 /** A statement name no server ever holds: Close/Describe aimed at it answer without touching anything real. */
 const NO_SUCH_STATEMENT = `${SERVER_STATEMENT_PREFIX}none`;
 /** Closing a portal that does not exist is answered with CloseComplete: a stand-in for a Parse already done. */
@@ -59,9 +41,9 @@ const CLOSE_NOTHING_STATEMENT = new Writer(32).begin(0x43).int8(0x53).cstring(NO
  * Stands in for a DEALLOCATE the proxy answers itself: a no-op that, like DEALLOCATE, answers with a bare
  * CommandComplete and fails with 25P02 in an aborted transaction. Its place in the replies marks it, not its tag.
  */
-const NO_OP = 'UNLISTEN pgtp_deallocate';
-const NO_OP_QUERY = encodeQuery(NO_OP);
-const NO_OP_PARSE = encodeUnnamedParse(NO_OP);
+export const DEALLOCATE_NO_OP = 'UNLISTEN pgtp_deallocate';
+const NO_OP_QUERY = encodeQuery(DEALLOCATE_NO_OP);
+const NO_OP_PARSE = encodeUnnamedParse(DEALLOCATE_NO_OP);
 
 /** Statements kept per server before the least recently used is closed. */
 const SERVER_STATEMENT_LIMIT = 500;
@@ -100,14 +82,7 @@ export class PreparedStatements {
   private readonly statements = new Map<string, ClientStatement>();
   /** The statements' summed cost, held under maxBytes. */
   private bytes = 0;
-  private expected: Expected[] = [];
   private sendSegment = 0;
-  private parsesSent = 0;
-  private closesSent = 0;
-  private parsesSeen = 0;
-  private closesSeen = 0;
-  private executesSent = 0;
-  private commandsSeen = 0;
   /** The unnamed statement is a substituted DEALLOCATE, and the unnamed portal was bound to it. */
   private unnamedDeallocates = false;
   private unnamedPortalDeallocates = false;
@@ -136,17 +111,11 @@ export class PreparedStatements {
     // Fewer than before: COPY FROM STDIN swallowed Syncs; nothing of that segment is replayed.
     if (next <= this.sendSegment) this.retry.segmentOver(this.sendSegment);
     this.sendSegment = next;
-    this.parsesSent = 0;
-    this.closesSent = 0;
-    this.executesSent = 0;
     this.segmentTouched = false;
   }
 
-  /** ReadyForQuery (transaction status `status`) ended segment `done`: what it still expected was skipped after an error. */
+  /** ReadyForQuery (transaction status `status`) ended segment `done`. */
   segmentDone(done: number, status: number): void {
-    this.parsesSeen = 0;
-    this.closesSeen = 0;
-    this.commandsSeen = 0;
     this.answered = done + 1;
     this.status = status;
     this.retry.segmentOver(done);
@@ -156,22 +125,6 @@ export class PreparedStatements {
       this.generation.value++;
     }
     if (this.touchedSegments.length > 0) this.untouch(done);
-    if (this.expected.length === 0) return;
-    const kept: Expected[] = [];
-    for (const e of this.expected) {
-      if (e.segment > done) {
-        kept.push(e);
-        continue;
-      }
-      // A Parse that never completed did not create its statement, on the server or for the client.
-      if (e.serverKey !== undefined && e.server !== undefined) e.server.statements.delete(e.serverKey);
-      if (e.clientName !== undefined && this.statements.get(e.clientName)?.key === e.serverKey)
-        this.forget(e.clientName);
-      // A Close that never completed left its statement on the server: it stays counted (the reset's proof) and evictable.
-      if (e.closing !== undefined && e.server !== undefined)
-        e.server.statements.set(`\0${e.closing}`, orphan(e.closing));
-    }
-    this.expected = kept;
   }
 
   /**
@@ -194,11 +147,6 @@ export class PreparedStatements {
     return this.retry.retried(fields, this.answered, ++statementClock);
   }
 
-  /** A ReadyForQuery, before the session handles it: true when it ends an attempt that is being replayed. */
-  swallowReady(): boolean {
-    return this.retry.ready();
-  }
-
   /** Whether a frame sent to the server must be reported to `sent`. */
   get recording(): boolean {
     return this.retry.recording;
@@ -210,28 +158,9 @@ export class PreparedStatements {
     else this.retry.sent(replacement, 0, replacement.length);
   }
 
-  /** Classifies one ParseComplete/CloseComplete of the segment being received. */
-  onCompletion(isParse: boolean, segment: number): Completion {
-    // The re-prepare in front of a replay comes before any of the replayed segment's replies.
-    if (this.retry.completion()) return Completion.Swallow;
-    const ordinal = isParse ? this.parsesSeen++ : this.closesSeen++;
-    if (this.expected.length === 0) return Completion.Pass;
-    return this.take(segment, isParse ? 'parse' : 'close', ordinal)?.action ?? Completion.Pass;
-  }
-
-  /**
-   * A CommandComplete, EmptyQueryResponse or PortalSuspended of the segment being received: true when it answers a
-   * substituted DEALLOCATE.
-   */
-  onCommandCompletion(segment: number): boolean {
+  /** A statement of the segment being received completed (CommandComplete, EmptyQueryResponse, PortalSuspended). */
+  statementCompleted(): void {
     this.retry.ran();
-    const ordinal = this.commandsSeen++;
-    return this.expected.length > 0 && this.take(segment, 'command', ordinal) !== undefined;
-  }
-
-  private take(segment: number, kind: Expected['kind'], ordinal: number): Expected | undefined {
-    const at = this.expected.findIndex((e) => e.segment === segment && e.kind === kind && e.ordinal === ordinal);
-    return at < 0 ? undefined : this.expected.splice(at, 1)[0];
   }
 
   /**
@@ -246,7 +175,6 @@ export class PreparedStatements {
     changesSchema: boolean,
   ): Buffer | null | ProxyError {
     if (frame[start + 5] === 0) {
-      this.parsesSent++;
       this.unnamedDeallocates = false;
       return null;
     }
@@ -255,11 +183,11 @@ export class PreparedStatements {
     if (statement instanceof ProxyError) return statement;
     const existing = server.statements.get(statement.key);
     if (existing !== undefined && shareable(existing, statement)) {
-      touch(server, statement.key, existing);
-      this.expect('close', this.closesSent++, Completion.AsParseComplete);
+      server.statements.touch(statement.key, existing);
+      server.replies.expect('close', Route.AsParseComplete);
       return CLOSE_NOTHING;
     }
-    return this.prepareOn(server, statement, Completion.Pass, name, existing);
+    return this.prepareOn(server, statement, Route.Pass, name, existing);
   }
 
   /**
@@ -354,7 +282,6 @@ export class PreparedStatements {
 
   /** Close of a statement forgets the client's name; the server keeps its copy for the next client of the tenant. */
   close(frame: Buffer, start: number, end: number): Buffer | null {
-    this.closesSent++;
     if (frame[start + 5] !== 0x53 || frame[start + 6] === 0) return null;
     this.forget(readCString(frame, start + 6, end)[0]);
     return CLOSE_NOTHING_STATEMENT;
@@ -364,20 +291,19 @@ export class PreparedStatements {
    * An Execute: counted, so the completion that answers a substituted DEALLOCATE is known by its place. Drivers run
    * one through the unnamed portal; bound to a named portal it answers with the no-op's tag.
    */
-  execute(frame: Buffer, start: number): void {
+  execute(frame: Buffer, start: number, server: ServerConn): void {
     this.segmentTouched = true;
-    const ordinal = this.executesSent++;
-    if (this.unnamedPortalDeallocates && frame[start + 5] === 0) this.expect('command', ordinal, Completion.Pass);
+    if (this.unnamedPortalDeallocates && frame[start + 5] === 0) server.replies.expect('command', Route.AsDeallocate);
   }
 
   /**
    * SQL DEALLOCATE, sent as a Query or an unnamed Parse (psycopg and Rails do so when they evict from their statement
    * caches). Of a name the client prepared with a protocol Parse, which no server knows: the name is forgotten and
-   * the no-op to send instead is returned, its CommandComplete turned into DEALLOCATE's (onCommandCompletion); the
+   * the no-op to send instead is returned, its CommandComplete turned into DEALLOCATE's (Route.AsDeallocate); the
    * server keeps its copy for the tenant's other clients, as after a Close. DEALLOCATE ALL forgets every name and
    * goes to the server (it drops what SQL PREPARE made there too). Null: send the frame as it is.
    */
-  deallocate(name: string | null, via: 'query' | 'parse'): Buffer | null {
+  deallocate(name: string | null, via: 'query' | 'parse', server: ServerConn): Buffer | null {
     if (name === null) {
       this.statements.clear();
       this.bytes = 0;
@@ -385,10 +311,9 @@ export class PreparedStatements {
     }
     if (!this.forget(name)) return null;
     if (via === 'query') {
-      this.expect('command', 0, Completion.Pass);
+      server.replies.expect('command', Route.AsDeallocate);
       return NO_OP_QUERY;
     }
-    this.parsesSent++;
     this.unnamedDeallocates = true;
     return NO_OP_PARSE;
   }
@@ -419,7 +344,7 @@ export class PreparedStatements {
     this.segmentTouched = true;
     const existing = server.statements.get(statement.key);
     if (existing !== undefined && shareable(existing, statement)) {
-      touch(server, statement.key, existing);
+      server.statements.touch(statement.key, existing);
       this.touched(existing);
       // Prepared before the client's Parse: DDL the proxy never saw may lie between them (see StalePlanRetry).
       // On a Bind only: a Describe sends its ParameterDescription before PostgreSQL finds the plan stale, so a replay
@@ -428,7 +353,7 @@ export class PreparedStatements {
         this.retry.arm(server, statement.key, existing, statement.body, this.sendSegment);
       return { serverName: existing.name, prefix: null };
     }
-    const prefix = this.prepareOn(server, statement, Completion.Swallow, undefined, existing);
+    const prefix = this.prepareOn(server, statement, Route.Swallow, undefined, existing);
     const prepared = server.statements.get(statement.key)!;
     this.touched(prepared);
     return { serverName: prepared.name, prefix };
@@ -441,7 +366,7 @@ export class PreparedStatements {
   private prepareOn(
     server: ServerConn,
     statement: ClientStatement,
-    action: Completion,
+    fate: typeof Route.Pass | typeof Route.Swallow,
     clientName: string | undefined,
     replaced: ServerStatement | undefined,
   ): Buffer {
@@ -450,40 +375,30 @@ export class PreparedStatements {
       server.statements.delete(statement.key);
       close = this.closeOn(server, replaced.name);
     } else if (server.statements.size >= SERVER_STATEMENT_LIMIT) {
-      const [oldestKey, oldest] = server.statements.entries().next().value as [string, ServerStatement];
-      server.statements.delete(oldestKey);
-      close = this.closeOn(server, oldest.name);
+      close = this.closeOn(server, server.statements.evictOldest()!.name);
     }
     const serverName = `${SERVER_STATEMENT_PREFIX}${nextStatementId++}`;
-    server.statements.set(statement.key, { name: serverName, preparedAt: ++statementClock, stale: false });
+    const key = statement.key;
+    server.statements.touch(key, { name: serverName, preparedAt: ++statementClock, stale: false });
     const parse = new Writer(statement.body.length + 32)
       .begin(0x50)
       .cstring(serverName)
       .bytes(statement.body)
       .end()
       .flush();
-    this.expected.push({
-      segment: this.sendSegment,
-      kind: 'parse',
-      ordinal: this.parsesSent++,
-      action,
-      serverKey: statement.key,
-      server,
-      clientName,
+    // A Parse that never completes creates its statement neither on the server nor for the client.
+    server.replies.expect('parse', fate, () => {
+      server.statements.delete(key);
+      if (clientName !== undefined && this.statements.get(clientName)?.key === key) this.forget(clientName);
     });
     return concat(close, parse);
   }
 
   /** A Close of a server statement the proxy drops, its CloseComplete swallowed. */
   private closeOn(server: ServerConn, name: string): Buffer {
-    this.expected.push({
-      segment: this.sendSegment,
-      kind: 'close',
-      ordinal: this.closesSent++,
-      action: Completion.Swallow,
-      server,
-      closing: name,
-    });
+    // A Close that never completes leaves its statement on the server: still counted (the reset's proof), and evicted
+    // in its turn under a key no client has.
+    server.replies.expect('close', Route.Swallow, () => server.statements.touch(`\0${name}`, orphan(name)));
     return new Writer(32).begin(0x43).int8(0x53).cstring(name).end().flush();
   }
 
@@ -516,16 +431,6 @@ export class PreparedStatements {
       if (this.touchedSegments[i] === segment) this.touchedStatements[i]!.stale = true;
     }
   }
-
-  private expect(kind: Expected['kind'], ordinal: number, action: Completion): void {
-    this.expected.push({ segment: this.sendSegment, kind, ordinal, action });
-  }
-}
-
-/** Most recently used last: the eviction takes the first. */
-function touch(server: ServerConn, key: string, statement: ServerStatement): void {
-  server.statements.delete(key);
-  server.statements.set(key, statement);
 }
 
 /**

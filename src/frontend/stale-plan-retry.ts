@@ -16,10 +16,6 @@ const Phase = {
   Recording: 1,
   /** The Sync went out; the segment's replies are awaited. */
   Recorded: 2,
-  /** The replay went out: the failed segment's ReadyForQuery, then the re-prepare's Close and Parse replies are ours. */
-  AwaitReady: 3,
-  AwaitClose: 4,
-  AwaitParse: 5,
 } as const;
 type Phase = (typeof Phase)[keyof typeof Phase];
 
@@ -114,45 +110,23 @@ export class StalePlanRetry {
    * again, `preparedAt` on the statement clock, and the segment replayed.
    */
   retried(fields: ErrorFields, segment: number, preparedAt: number): boolean {
-    if (this.phase === Phase.AwaitParse) {
-      // The re-prepare itself failed (say the table is gone): the client hears why, and the statement is no more.
-      if (this.server!.statements.get(this.key) === this.statement) this.server!.statements.delete(this.key);
-      this.off();
-      return false;
-    }
     if (this.phase !== Phase.Recorded || segment !== this.segment || !isStalePlan(fields)) {
       if (this.recording) this.off();
       return false;
     }
     const statement = this.statement!;
+    const server = this.server!;
+    const key = this.key;
     const frames: Buffer[] = [closeStatement(statement.name), parseStatement(statement.name, this.body!)];
     for (let i = 0; i < this.buffers.length; i++) frames.push(this.buffers[i]!.subarray(this.starts[i], this.ends[i]));
-    this.server!.send(Buffer.concat(frames));
+    // The re-prepare itself failing (say the table is gone): the client hears why, and the statement is no more.
+    server.replay(Buffer.concat(frames), () => {
+      if (server.statements.get(key) === statement) server.statements.delete(key);
+    });
     statement.preparedAt = preparedAt;
     statement.stale = false;
-    this.clearFrames();
-    this.phase = Phase.AwaitReady;
+    this.off();
     return true;
-  }
-
-  /** A ReadyForQuery: true when it ends the failed attempt, which the client never sees. */
-  ready(): boolean {
-    if (this.phase !== Phase.AwaitReady) return false;
-    this.phase = Phase.AwaitClose;
-    return true;
-  }
-
-  /** A ParseComplete or CloseComplete: true when it answers the re-prepare. */
-  completion(): boolean {
-    if (this.phase === Phase.AwaitClose) {
-      this.phase = Phase.AwaitParse;
-      return true;
-    }
-    if (this.phase === Phase.AwaitParse) {
-      this.off();
-      return true;
-    }
-    return false;
   }
 
   private off(): void {

@@ -1,26 +1,41 @@
-// PreparedStatements and its StalePlanRetry fed the frames a session forwards and the replies a server sends, without PostgreSQL.
+// PreparedStatements and its StalePlanRetry fed the frames a session forwards and the replies a server sends (through
+// a real ReplyLedger), without PostgreSQL.
 import { beforeAll, describe, expect, it } from 'vitest';
+import { ReplyLedger, Route } from '../../src/backend/replies.js';
 import { SchemaGenerations } from '../../src/backend/schema-generations.js';
-import type { ServerConn, ServerStatement } from '../../src/backend/server-conn.js';
-import { Completion, PreparedStatements } from '../../src/frontend/prepared.js';
+import type { ServerConn } from '../../src/backend/server-conn.js';
+import { ServerStatements } from '../../src/backend/server-statements.js';
+import { PreparedStatements } from '../../src/frontend/prepared.js';
 import { analyzeSql } from '../../src/guard/analyze.js';
 import { loadParser, type StatementAnalysis } from '../../src/guard/sql-guard.js';
-import { TxStatus } from '../../src/protocol/codes.js';
+import { BackendCode, TxStatus } from '../../src/protocol/codes.js';
 import { ProxyError } from '../../src/protocol/errors.js';
-import type { ErrorFields } from '../../src/protocol/messages.js';
+import { encodeCommandComplete, type ErrorFields } from '../../src/protocol/messages.js';
+import { Writer } from '../../src/protocol/writer.js';
 import { bind, execute, flush, parse, sync } from '../support/frames.js';
 
 beforeAll(loadParser);
 
+/** The parts of a server PreparedStatements uses: its statement cache and reply ledger, and what it was sent. */
 interface FakeServer {
-  statements: Map<string, ServerStatement>;
+  statements: ServerStatements;
+  replies: ReplyLedger;
   sent: Buffer[];
 }
-const fakeServer = (): FakeServer & ServerConn => {
-  const server: FakeServer = { statements: new Map(), sent: [] };
-  return Object.assign(server, { send: (buf: Buffer) => server.sent.push(buf) > 0 }) as unknown as FakeServer &
-    ServerConn;
+type Bench = FakeServer & ServerConn;
+const fakeServer = (): Bench => {
+  const server: FakeServer = { statements: new ServerStatements(), replies: new ReplyLedger(), sent: [] };
+  const replay = (frames: Buffer, failed: () => void) => {
+    server.replies.replay(failed);
+    server.sent.push(frames);
+  };
+  return Object.assign(server, { replay }) as unknown as FakeServer & ServerConn;
 };
+
+const bare = (code: number) => new Writer(8).begin(code).end().flush();
+const ready = (status: number) => new Writer(8).begin(BackendCode.ReadyForQuery).int8(status).end().flush();
+const errorFrame = (fields: ErrorFields) => new ProxyError(fields.code, fields.message).encode();
+const statementsOf = (server: FakeServer) => [...server.statements.entries()];
 
 const STALE: ErrorFields = {
   severity: 'ERROR',
@@ -51,12 +66,11 @@ function describeFrames(buf: Buffer | null | ProxyError): string {
 /** A session's view of one client: its statements, and the session's segment bookkeeping around them. */
 class Client {
   readonly prepared: PreparedStatements;
-  private segment = 0;
   constructor(generations: SchemaGenerations) {
     this.prepared = new PreparedStatements('tenant_a', 1 << 20, generations.of('tenant_a'));
   }
-  /** Sends a frame as ClientSession.accountActive would; returns what goes to the server instead, if anything. */
-  send(frame: Buffer, server: ServerConn): Buffer | null | ProxyError {
+  /** Sends a frame as LinkRequests.account would; returns what goes to the server instead, if anything. */
+  send(frame: Buffer, server: Bench): Buffer | null | ProxyError {
     let replacement: Buffer | null | ProxyError = null;
     switch (frame[0]) {
       case 0x50:
@@ -66,29 +80,46 @@ class Client {
         replacement = this.prepared.bind(frame, 0, frame.length, server);
         break;
       case 0x45:
-        this.prepared.execute(frame, 0);
-        break;
-      case 0x53:
-        this.prepared.segmentSent(++this.segment);
+        this.prepared.execute(frame, 0, server);
         break;
       default:
         // Flush, Describe, Close and the rest pass through unaccounted, as in the session.
         break;
     }
-    if (this.prepared.recording && !(replacement instanceof ProxyError))
-      this.prepared.sent(replacement, frame, 0, frame.length);
+    if (replacement instanceof ProxyError) return replacement;
+    const ended = replacement === null ? server.replies.request(frame[0]!) : server.replies.requests(replacement);
+    if (ended) this.prepared.segmentSent(server.replies.sent);
+    if (this.prepared.recording) this.prepared.sent(replacement, frame, 0, frame.length);
     return replacement;
   }
-  batch(frames: Buffer[], server: ServerConn): string[] {
+  batch(frames: Buffer[], server: Bench): string[] {
     return frames.map((frame) => describeFrames(this.send(frame, server)));
   }
-  /** ReadyForQuery, as ClientSession.onServerReady hands it on; false when the proxy swallowed it. */
-  ready(status: number = TxStatus.Idle): boolean {
-    if (this.prepared.swallowReady()) return false;
-    this.prepared.segmentDone(this.answered++, status);
+  /** A reply through the server's ledger, as ServerConn routes it. */
+  reply(server: FakeServer, frame: Buffer): Route {
+    return server.replies.route(frame[0]!, frame, 0, frame.length);
+  }
+  /** A ParseComplete or CloseComplete: what the client gets of it. */
+  completion(server: FakeServer, isParse: boolean): Route {
+    return this.reply(server, bare(isParse ? BackendCode.ParseComplete : BackendCode.CloseComplete));
+  }
+  /** A statement's CommandComplete; the link tells PreparedStatements when it reaches the client. */
+  command(server: FakeServer): Route {
+    const route = this.reply(server, encodeCommandComplete('SELECT 1'));
+    if (route !== Route.Swallow) this.prepared.statementCompleted();
+    return route;
+  }
+  /** An error from the server: true when the proxy swallowed it (a stale-plan replay). */
+  error(server: FakeServer, fields: ErrorFields): boolean {
+    const route = this.reply(server, errorFrame(fields));
+    return route === Route.Swallow || this.prepared.onServerError(fields);
+  }
+  /** ReadyForQuery, as the link hands it on; false when the proxy swallowed it. */
+  ready(server: FakeServer, status: number = TxStatus.Idle): boolean {
+    if (this.reply(server, ready(status)) !== Route.Pass) return false;
+    this.prepared.segmentDone(server.replies.done - 1, status);
     return true;
   }
-  answered = 0;
 }
 
 describe('statements shared by text', () => {
@@ -98,13 +129,13 @@ describe('statements shared by text', () => {
     const a = new Client(generations);
     const b = new Client(generations);
     expect(a.batch([parse('s1', TEXT), sync], server)).toEqual(['P:pgtp_s' + nameOf(server), 'null']);
-    a.prepared.onCompletion(true, 0);
-    a.ready();
+    a.completion(server, true);
+    a.ready(server);
     // Same text, same generation: a Close of nothing stands in for the Parse, its CloseComplete made a ParseComplete.
     expect(b.batch([parse('s1', TEXT)], server)).toEqual(['C:pgtp_snone']);
-    expect(b.prepared.onCompletion(false, 0)).toBe(Completion.AsParseComplete);
+    expect(b.completion(server, false)).toBe(Route.AsParseComplete);
     // DDL through the proxy: a Parse after it gets a statement of its own; the one before stays for a's.
-    const before = [...server.statements.values()][0]!.name;
+    const before = statementsOf(server).map(([, statement]) => statement)[0]!.name;
     b.prepared.schemaChanged();
     expect(b.batch([parse('s2', TEXT)], server)[0]).toMatch(/^P:pgtp_s\d+$/);
     expect(server.statements.size).toBe(2);
@@ -116,15 +147,15 @@ describe('statements shared by text', () => {
     const server = fakeServer();
     const a = new Client(generations);
     a.batch([parse('s1', TEXT), sync], server);
-    a.prepared.onCompletion(true, 0);
-    a.ready();
-    const first = [...server.statements.values()][0]!;
+    a.completion(server, true);
+    a.ready(server);
+    const first = statementsOf(server).map(([, statement]) => statement)[0]!;
     // Inside a transaction block: no replay, the client hears the 0A000 and the statement is marked.
     a.batch([parse('', 'BEGIN'), bind(''), execute, sync], server);
-    a.ready(TxStatus.InTransaction);
+    a.ready(server, TxStatus.InTransaction);
     a.batch([bind('s1'), execute, sync], server);
-    expect(a.prepared.onServerError(STALE)).toBe(false);
-    expect(a.ready(TxStatus.Failed)).toBe(true);
+    expect(a.error(server, STALE)).toBe(false);
+    expect(a.ready(server, TxStatus.Failed)).toBe(true);
     expect(first.stale).toBe(true);
     // A later Parse gets a fresh statement, closing the stale one; here an error skips both, so the old one stays
     // on the server under a key of its own (the reset's count of the proxy's statements must still match).
@@ -133,10 +164,8 @@ describe('statements shared by text', () => {
       `C:${first.name} P:pgtp_s${Number(first.name.slice(6)) + 1}`,
     ]);
     b.batch([sync], server);
-    b.ready();
-    expect([...server.statements.entries()]).toEqual([
-      [`\0${first.name}`, { name: first.name, preparedAt: 0, stale: true }],
-    ]);
+    b.ready(server);
+    expect(statementsOf(server)).toEqual([[`\0${first.name}`, { name: first.name, preparedAt: 0, stale: true }]]);
   });
 });
 
@@ -147,83 +176,80 @@ describe('StalePlanRetry', () => {
     const server = fakeServer();
     const a = new Client(generations);
     a.batch([parse('s1', TEXT), sync], server);
-    a.prepared.onCompletion(true, 0);
-    a.ready();
+    a.completion(server, true);
+    a.ready(server);
     const b = new Client(generations);
     b.batch([parse('s2', TEXT), sync], server);
-    expect(b.prepared.onCompletion(false, 0)).toBe(Completion.AsParseComplete);
-    b.ready();
-    return { server, b, statement: [...server.statements.values()][0]! };
+    expect(b.completion(server, false)).toBe(Route.AsParseComplete);
+    b.ready(server);
+    return { server, b, statement: statementsOf(server).map(([, statement]) => statement)[0]! };
   };
 
   it('re-prepares the statement under its name and replays the segment, swallowing what answers the failed attempt', () => {
     const { server, b, statement } = setUp();
     const preparedAt = statement.preparedAt;
     b.batch([bind('s2'), execute, sync], server);
-    expect(b.prepared.onServerError(STALE)).toBe(true);
+    expect(b.error(server, STALE)).toBe(true);
     expect(server.sent.map(describeFrames)).toEqual([
       `C:${statement.name} P:${statement.name} B:${statement.name} E: S:`,
     ]);
     expect(statement.preparedAt).toBeGreaterThan(preparedAt);
     expect(statement.stale).toBe(false);
-    expect(b.ready()).toBe(false); // the failed attempt's
-    expect(b.prepared.onCompletion(false, 1)).toBe(Completion.Swallow);
-    expect(b.prepared.onCompletion(true, 1)).toBe(Completion.Swallow);
-    expect(b.prepared.onCommandCompletion(1)).toBe(false);
-    expect(b.ready()).toBe(true); // the replay's, the client's
+    expect(b.ready(server)).toBe(false); // the failed attempt's
+    expect(b.completion(server, false)).toBe(Route.Swallow);
+    expect(b.completion(server, true)).toBe(Route.Swallow);
+    expect(b.command(server)).toBe(Route.Pass);
+    expect(b.ready(server)).toBe(true); // the replay's, the client's
     // Once: the next stale plan reaches the client.
-    expect(b.prepared.onServerError(STALE)).toBe(false);
+    expect(b.error(server, STALE)).toBe(false);
   });
 
   it('lets the client hear why when the re-prepare fails, and forgets the statement', () => {
     const { server, b, statement } = setUp();
     b.batch([bind('s2'), execute, sync], server);
-    expect(b.prepared.onServerError(STALE)).toBe(true);
-    expect(b.ready()).toBe(false);
-    expect(b.prepared.onCompletion(false, 1)).toBe(Completion.Swallow);
-    expect(b.prepared.onServerError(MISSING)).toBe(false);
-    expect(b.ready()).toBe(true);
-    expect([...server.statements.values()]).not.toContain(statement);
+    expect(b.error(server, STALE)).toBe(true);
+    expect(b.ready(server)).toBe(false);
+    expect(b.completion(server, false)).toBe(Route.Swallow);
+    expect(b.error(server, MISSING)).toBe(false);
+    expect(b.ready(server)).toBe(true);
+    expect(statementsOf(server).map(([, statement]) => statement)).not.toContain(statement);
   });
 
   it.each([
     [
       'a statement of the segment completed first',
-      (b: Client, server: ServerConn) => {
+      (b: Client, server: Bench) => {
         b.batch([bind('s2'), execute, sync], server);
-        b.prepared.onCommandCompletion(1);
+        b.command(server);
       },
     ],
     [
       'the client sent more after the Sync',
-      (b: Client, server: ServerConn) => b.batch([bind('s2'), execute, sync, bind('s2')], server),
+      (b: Client, server: Bench) => b.batch([bind('s2'), execute, sync, bind('s2')], server),
     ],
-    [
-      'the segment holds a Flush',
-      (b: Client, server: ServerConn) => b.batch([bind('s2'), flush, execute, sync], server),
-    ],
+    ['the segment holds a Flush', (b: Client, server: Bench) => b.batch([bind('s2'), flush, execute, sync], server)],
     [
       'an Execute came before the Bind',
-      (b: Client, server: ServerConn) =>
+      (b: Client, server: Bench) =>
         b.batch([parse('', 'SELECT 1'), bind(''), execute, bind('s2'), execute, sync], server),
     ],
     [
       'another segment was in flight',
-      (b: Client, server: ServerConn) => {
+      (b: Client, server: Bench) => {
         b.batch([parse('', 'SELECT 1'), bind(''), execute, sync, bind('s2'), execute, sync], server);
-        b.ready();
+        b.ready(server);
       },
     ],
-    ['the Sync has not come yet', (b: Client, server: ServerConn) => b.batch([bind('s2'), execute], server)],
+    ['the Sync has not come yet', (b: Client, server: Bench) => b.batch([bind('s2'), execute], server)],
     // The first Bind's BindComplete has reached the client when the second one fails.
     [
       'a second Bind follows the first',
-      (b: Client, server: ServerConn) => b.batch([bind('s2'), execute, bind('s2'), execute, sync], server),
+      (b: Client, server: Bench) => b.batch([bind('s2'), execute, bind('s2'), execute, sync], server),
     ],
   ])('does not replay when %s', (_, act) => {
     const { server, b, statement } = setUp();
     act(b, server);
-    expect(b.prepared.onServerError(STALE)).toBe(false);
+    expect(b.error(server, STALE)).toBe(false);
     expect(server.sent).toEqual([]);
     expect(statement.stale).toBe(true);
   });
@@ -274,5 +300,5 @@ describe('a Parse answered without a server', () => {
 });
 
 function nameOf(server: FakeServer): string {
-  return [...server.statements.values()].at(-1)!.name.slice('pgtp_s'.length);
+  return statementsOf(server).at(-1)![1].name.slice('pgtp_s'.length);
 }

@@ -1,0 +1,399 @@
+// A client linked to a server: its frames in (judged, rewritten, entered in the server's ledger), replies out, and the
+// release-or-abandon decision when the transaction or the client ends.
+import type { Logger } from 'pino';
+import type { TenantIdentity } from '../auth/identity.js';
+import type { Config } from '../config/schema.js';
+import type { TenantMeter } from '../metrics/metrics.js';
+import type { Conn, Pausable } from '../net/conn.js';
+import { BackendCode, SqlState, TxStatus } from '../protocol/codes.js';
+import { ProxyError } from '../protocol/errors.js';
+import type { Framer } from '../protocol/framer.js';
+import { encodeCommandComplete, readCString, readParameterStatus } from '../protocol/messages.js';
+import type { PreparedStatements } from '../frontend/prepared.js';
+import type { SessionSettings } from '../frontend/session-settings.js';
+import type { StatementRecorder } from '../frontend/statement-recorder.js';
+import type { StatementSource, StatementTracker } from '../frontend/statement-tracker.js';
+import { isSchemaPath } from '../frontend/startup.js';
+import { PIPELINED_RESET, planPin, type PinPlan } from './pin.js';
+import type { Pool } from './pool.js';
+import { Route } from './replies.js';
+import { LinkRequests } from './link-requests.js';
+import { SettingsFollow } from './settings-follow.js';
+import type { ServerClient, ServerConn } from './server-conn.js';
+
+const DEALLOCATE_COMPLETE = encodeCommandComplete('DEALLOCATE');
+/** How long statements a departed client left running may finish before their server is cancelled and closed. */
+const ABANDON_DRAIN_MS = 10_000;
+
+/** What the link needs of its client session. */
+export interface LinkHost {
+  /** The client's write side. */
+  readonly conn: Conn;
+  /** The client's frames, read while linked. */
+  readonly framer: Framer;
+  readonly identity: TenantIdentity;
+  readonly meter: TenantMeter;
+  readonly log: Logger;
+  /** Pauses or resumes reading the client's socket. */
+  pauseClient(): void;
+  resumeClient(): void;
+  /** The link gave its server back between transactions, parked for the client's next one: the client is idle. */
+  unlinked(parked: ServerConn): void;
+  /** A hand-over's reset failed and the held segment never ran: it waits for another server. */
+  handOverFailed(segment: Buffer[]): void;
+  /** Runs a continuation of a server reply; a failure in it ends the session, nothing else. */
+  guarded(step: () => void): void;
+  /** Sends the error; a FATAL one ends the session. */
+  fail(err: ProxyError): void;
+  /** The client said goodbye or left; `terminated`: Terminate was received. */
+  close(reason: string, terminated?: boolean): void;
+  /** Set when the session is draining: the transaction's end ends the session. */
+  readonly drainError: ProxyError | null;
+  /** The session keeps its server across transactions (pool.mode session). */
+  readonly sessionMode: boolean;
+}
+
+export interface LinkParts {
+  config: Config;
+  pool: Pool;
+  prepared: PreparedStatements;
+  settings: SessionSettings;
+  tracker: StatementTracker | null;
+  recorder: StatementRecorder | null;
+  judge(code: number, buf: Buffer, start: number, end: number): ProxyError | StatementSource | null;
+}
+
+/**
+ * The client's side of its time on a server. A newcomer reading a Query from socket to socket: the session's data
+ * handler calls forward(); each frame is judged and rewritten where the proxy must (LinkRequests), entered in the
+ * server's ReplyLedger and written in runs; ServerConn routes each reply through the ledger and hands the client's
+ * control replies to onServerControl below; the ReadyForQuery that ends the transaction releases the server (park).
+ */
+export class ClientLink implements ServerClient, Pausable {
+  server: ServerConn | null = null;
+  /** The server's last ReadyForQuery status. */
+  txStatus: number = TxStatus.Idle;
+  /** The client's segments so far, across its servers (the tracker's and the prepared cache's numbering). */
+  private segments = 0;
+  /** The first statement sent behind a pipelined reset (see attachHandedOver), accounted once the reset is confirmed. */
+  heldSegment: Buffer[] | null = null;
+  /** The server forwarded a FATAL error: its disconnect needs no second error for the client. */
+  private serverSentFatal = false;
+  /** The client's reading is paused because the server's socket is full. */
+  pausedForServer = false;
+  private abandonTimer: NodeJS.Timeout | null = null;
+  /** The client has left (see leave). */
+  private abandoned = false;
+  private readonly requests: LinkRequests;
+  private readonly follow: SettingsFollow;
+
+  constructor(
+    private readonly host: LinkHost,
+    private readonly parts: LinkParts,
+  ) {
+    this.requests = new LinkRequests(
+      host,
+      parts,
+      (buf) => this.sendToServer(buf),
+      (server) => this.server === server && !this.abandoned,
+    );
+    this.follow = new SettingsFollow(
+      host,
+      parts.settings,
+      (frame) => this.sendToClient(frame),
+      (server) => this.server === server,
+      () => this.settingsFollowed(),
+    );
+  }
+
+  /** Waiting on the server: a statement running, an unsynced batch, an open transaction, a pin or reset in flight. */
+  get busy(): boolean {
+    const server = this.server;
+    if (server === null) return false;
+    return (
+      this.heldSegment !== null || server.replies.owed > 0 || server.replies.unsynced || this.txStatus !== TxStatus.Idle
+    );
+  }
+
+  /** The frame the session judged while idle; its replay onto the server reuses that verdict. */
+  approve(frame: Buffer, source: StatementSource | null): void {
+    this.requests.approve(frame, source);
+  }
+
+  /** Links a server: `pin` when it is not the client's own parked one. Then the queued frames go out. */
+  attach(server: ServerConn, pin: boolean, queued: Buffer[]): void {
+    this.link(server);
+    server.pin(this, pin ? this.pinPlan(server) : null);
+    for (const frame of queued) {
+      if (this.server !== server || this.abandoned) return;
+      this.requests.frame(server, frame);
+    }
+  }
+
+  /**
+   * Links a server handed over unreset: reset, pin and the queued segment go out together (ServerConn.pinAfterReset).
+   * The client stays paused until the pin is confirmed: what it sends meanwhile would pile up unprocessed in the
+   * framer, for as long as a DISCARD ALL can be made to wait on a lock (HAND_OVER_DEADLINE_MS).
+   */
+  attachHandedOver(server: ServerConn, segment: Buffer[]): void {
+    this.link(server);
+    server.pinAfterReset(this, PIPELINED_RESET, this.pinPlan(server));
+    this.heldSegment = segment;
+    for (const frame of segment) server.send(frame, this);
+  }
+
+  private link(server: ServerConn): void {
+    this.server = server;
+    this.serverSentFatal = false;
+    server.replies.attach(this.segments);
+  }
+
+  private pinPlan(server: ServerConn): PinPlan {
+    const identity = this.host.identity;
+    return planPin(server, identity.schema, identity.role, this.parts.settings.current);
+  }
+
+  /** Pass-through while linked: frames judged and accounted one by one, written in runs. */
+  forward(): void {
+    if (this.follow.busy || this.heldSegment !== null || this.server === null) return;
+    this.requests.forward(this.server);
+  }
+
+  // ── ServerClient ────────────────────────────────────────────────────────────
+
+  deliver(buf: Buffer, from: Pausable): void {
+    this.host.meter.bytesOut += buf.length;
+    this.host.conn.forward(buf, from);
+  }
+
+  private sendToClient(buf: Buffer): void {
+    this.host.meter.bytesOut += buf.length;
+    this.host.conn.write(buf);
+  }
+
+  private sendToServer(buf: Buffer): void {
+    this.server?.send(buf, this);
+  }
+
+  /** Pausable: the server's socket is full. */
+  pause(): void {
+    this.pausedForServer = true;
+    this.host.pauseClient();
+  }
+
+  resume(): void {
+    if (!this.pausedForServer) return;
+    this.pausedForServer = false;
+    if (this.server !== null && !this.follow.busy && this.heldSegment === null) this.host.resumeClient();
+  }
+
+  onServerControl(code: number, route: Route, buf: Buffer, start: number, end: number): void {
+    const prepared = this.parts.prepared;
+    switch (code) {
+      case BackendCode.ReadyForQuery:
+        this.onReady(buf, start, end);
+        return;
+      case BackendCode.ParameterStatus:
+        this.onParameter(buf, start, end);
+        return;
+      case BackendCode.ErrorResponse:
+        this.onError(route, buf, start, end);
+        return;
+      case BackendCode.CopyInResponse:
+        // Syncs pipelined behind the Execute that started it will never be answered (see ReplyLedger.onCopyIn).
+        prepared.segmentSent(this.server!.replies.sent);
+        this.sendToClient(buf.subarray(start, end));
+        return;
+      default: {
+        // CommandComplete, EmptyQueryResponse, PortalSuspended.
+        prepared.statementCompleted();
+        const frame = route === Route.AsDeallocate ? DEALLOCATE_COMPLETE : buf.subarray(start, end);
+        if (this.parts.recorder !== null)
+          this.parts.recorder.done(
+            this.server!.replies.done,
+            code === BackendCode.CommandComplete ? readCString(frame, 5, frame.length)[0] : null,
+            null,
+          );
+        this.sendToClient(frame);
+      }
+    }
+  }
+
+  private onError(route: Route, buf: Buffer, start: number, end: number): void {
+    const replies = this.server!.replies;
+    const fields = replies.lastError!;
+    if (route === Route.AsRefusal) {
+      // The rest of the segment is skipped by the server: none of it ran.
+      this.parts.tracker?.dropSegment(replies.done);
+      this.sendToClient(replies.refusalOfHead()!.encode());
+      return;
+    }
+    // A stale plan of a shared statement, prepared again with the client's segment replayed: never the client's.
+    if (this.parts.prepared.onServerError(fields)) return;
+    this.parts.recorder?.done(replies.done, null, fields.code);
+    if (fields.severity === 'FATAL' || fields.severity === 'PANIC') this.serverSentFatal = true;
+    this.sendToClient(buf.subarray(start, end));
+  }
+
+  private onReady(buf: Buffer, start: number, end: number): void {
+    const server = this.server!;
+    const done = server.replies.done;
+    this.segments = done;
+    this.txStatus = buf[start + 5]!;
+    this.parts.prepared.segmentDone(done - 1, this.txStatus);
+    this.parts.tracker?.segmentsFinished(done, this.txStatus !== TxStatus.Idle);
+    if (this.abandoned) {
+      // The client left; its last statements have now run.
+      if (server.replies.owed === 0) {
+        if (this.abandonTimer !== null) clearTimeout(this.abandonTimer);
+        this.abandon(server);
+      }
+      return;
+    }
+    this.sendToClient(buf.subarray(start, end));
+    this.releaseIfDone();
+  }
+
+  private onParameter(buf: Buffer, start: number, end: number): void {
+    const [name, value] = readParameterStatus(buf, start, end);
+    const server = this.server!;
+    // PostgreSQL 18 reports search_path: any value but the pinned schema means the pin no longer holds.
+    if (name === 'search_path' && server.pinnedSchema !== null && !isSchemaPath(value, server.pinnedSchema)) {
+      this.host.log.warn({ tenant: this.host.identity.tenantId }, 'search_path changed away from the pinned schema');
+      this.server = null;
+      this.host.fail(
+        new ProxyError(SqlState.INSUFFICIENT_PRIVILEGE, 'search_path was changed away from the tenant schema', 'FATAL'),
+      );
+      server.close('search_path changed away from the pinned schema');
+      return;
+    }
+    this.follow.reported(name, value, buf.subarray(start, end));
+  }
+
+  onServerLost(err: ProxyError): void {
+    this.parts.recorder?.unfinished(SqlState.CONNECTION_FAILURE);
+    this.server = null;
+    this.heldSegment = null;
+    if (this.abandoned) return;
+    if (this.serverSentFatal) this.host.close('server sent FATAL');
+    else this.host.fail(err);
+  }
+
+  onPinConfirmed(): void {
+    const segment = this.heldSegment;
+    const server = this.server;
+    if (segment === null || server === null) return;
+    this.heldSegment = null;
+    this.host.guarded(() => {
+      for (const frame of segment) {
+        if (this.server !== server || this.abandoned) return;
+        // takesUnresetServer admitted only frames that go out as they are.
+        if (this.requests.account(server, frame[0]!, frame, 0, frame.length) !== null)
+          throw new Error('a pipelined frame needed rewriting');
+      }
+      if (this.server === server && !this.abandoned && !this.pausedForServer) this.host.resumeClient();
+    });
+  }
+
+  onHandOverFailed(): void {
+    const segment = this.heldSegment;
+    this.heldSegment = null;
+    this.server = null;
+    if (segment === null || this.abandoned) return;
+    // PostgreSQL skipped the segment: it never ran, so it waits for another server as if just sent.
+    this.host.log.warn('a server could not be reset in front of this client; its statement goes to another server');
+    this.host.handOverFailed(segment);
+  }
+
+  /** A cancel from the client's key: the server's statement, if one runs. */
+  cancelCurrent(): void {
+    const server = this.server;
+    // Nothing running means nothing to cancel; PostgreSQL ignores a cancel for an idle backend too.
+    if (server === null || server.replies.owed === 0 || this.abandoned) return;
+    server.cancel();
+  }
+
+  // ── Release and abandon ─────────────────────────────────────────────────────
+
+  /**
+   * Between transactions the server goes back to the pool; first, when the transaction changed settings, they are
+   * read back from the server to follow the client to whatever server it gets next (SettingsFollow).
+   */
+  private releaseIfDone(): void {
+    const server = this.server;
+    if (server === null || this.busy || this.follow.busy) return;
+    if (this.host.drainError !== null) {
+      // Draining: the transaction is over, the client goes now rather than start another.
+      this.host.fail(this.host.drainError);
+      return;
+    }
+    if (this.follow.begin(server)) return;
+    if (this.host.sessionMode) return;
+    this.release();
+  }
+
+  private settingsFollowed(): void {
+    if (this.server !== null) this.releaseIfDone();
+    // Statements held meanwhile go on, on this server or through checkout.
+    if (!this.pausedForServer) this.host.resumeClient();
+  }
+
+  private release(): void {
+    const server = this.server!;
+    this.server = null;
+    server.forget(this);
+    this.pausedForServer = false;
+    this.host.unlinked(server);
+    this.parts.pool.park(server, this.host);
+  }
+
+  /**
+   * The client left while linked. After a Terminate, statements it already sent still run, as on a direct
+   * connection (a COMMIT pipelined with Terminate commits); their results are dropped and the server is then rolled
+   * back and reset. A client that vanished mid-statement, a server in COPY FROM STDIN or holding an unsynced
+   * extended-protocol batch, or statements outlasting ABANDON_DRAIN_MS: cancelled and closed.
+   */
+  leave(terminated: boolean): void {
+    this.abandoned = true;
+    const server = this.server;
+    if (server === null) return;
+    if (this.heldSegment !== null) {
+      // Its reset and first statement are still in flight, unaccounted: nothing to wait for reliably.
+      this.heldSegment = null;
+      this.discard(server, 'client left while its server was being reset');
+      return;
+    }
+    const replies = server.replies;
+    if (replies.owed === 0 && !replies.unsynced) {
+      this.abandon(server);
+      return;
+    }
+    if (replies.unsynced || replies.copyIn || !terminated) {
+      this.discard(server, 'client left mid-statement');
+      return;
+    }
+    // Kept linked: onReady finishes the abandon when the last ReadyForQuery arrives.
+    this.abandonTimer = setTimeout(() => {
+      if (this.server === server) this.discard(server, 'abandoned statements ran too long');
+    }, ABANDON_DRAIN_MS);
+    this.abandonTimer.unref();
+  }
+
+  /** Whether the client was in a transaction or had statements outstanding (the audit's `interrupted`). */
+  get interrupted(): boolean {
+    return this.txStatus !== TxStatus.Idle || (this.server?.replies.owed ?? 0) > 0;
+  }
+
+  private abandon(server: ServerConn): void {
+    this.server = null;
+    this.parts.pool.resetServer(server, this.txStatus !== TxStatus.Idle);
+  }
+
+  private discard(server: ServerConn, reason: string): void {
+    this.parts.recorder?.unfinished(SqlState.QUERY_CANCELED);
+    this.server = null;
+    // PostgreSQL notices a vanished client only when it next writes: cancel first so the statement stops now.
+    server.cancel();
+    server.close(reason);
+  }
+}

@@ -1,0 +1,50 @@
+// A client's login after its startup packet: the token verified, the tenant admitted, its startup settings judged.
+import type { TenantIdentity } from '../auth/identity.js';
+import { AuthFailure, type TenantTokenVerifier } from '../auth/tenant-token.js';
+import type { Pool } from '../backend/pool.js';
+import type { SqlGuard } from '../guard/sql-guard.js';
+import { SqlState } from '../protocol/codes.js';
+import type { TenantRegistry } from '../tenants/registry.js';
+import { judgeStartupSettings, type ClientStartup } from './startup.js';
+
+export interface LoginDeps {
+  verifier: TenantTokenVerifier;
+  registry: TenantRegistry;
+  guard: SqlGuard;
+  pool: Pool;
+  /** policy.guard */
+  guardOn: boolean;
+}
+
+export interface LoggedIn {
+  identity: TenantIdentity;
+  /** The client's startup settings in the server's spelling (see TenantRegistry.canonicalSettings). */
+  settings: Map<string, string>;
+  /** The upstream's ParameterStatus set, reported to the client at login. */
+  defaults: ReadonlyMap<string, string>;
+}
+
+/**
+ * Verifies the token and admits its tenant; throws AuthFailure (28P01/28000) or a ProxyError. `stillWanted` is asked
+ * after each wait: a client that left meanwhile gets null.
+ */
+export async function login(
+  deps: LoginDeps,
+  startup: ClientStartup,
+  token: string,
+  stillWanted: () => boolean,
+): Promise<LoggedIn | null> {
+  if (token === '')
+    throw new AuthFailure('malformed', 'empty password: the tenant token is the password', SqlState.INVALID_PASSWORD);
+  const identity = await deps.verifier.verify(token);
+  if (!stillWanted()) return null;
+  await deps.registry.admit(identity);
+  if (!identity.guardBypass && deps.guardOn) judgeStartupSettings(deps.guard, startup.settings, identity.schema);
+  const settings = await deps.registry.canonicalSettings(startup.settings, identity.schema, identity.role);
+  const defaults = await deps.pool.parameterDefaults();
+  if (!stillWanted()) return null;
+  // A suspension that arrived during the awaits above found no session of this tenant to end: refuse here.
+  const withdrawn = deps.registry.recheck(identity);
+  if (withdrawn !== null) throw withdrawn;
+  return { identity, settings, defaults };
+}
