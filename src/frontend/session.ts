@@ -1,101 +1,31 @@
 // One client connection: startup → auth → idle ↔ waiting ↔ active (linked to a server) → closed.
 import { randomUUID } from 'node:crypto';
 import type net from 'node:net';
-import tls from 'node:tls';
+import type { ConnectionAudit } from '../audit/audit-log.js';
 import type { Logger } from 'pino';
-import type { AuditLog, ConnectionAudit } from '../audit/audit-log.js';
 import type { TenantIdentity } from '../auth/identity.js';
-import { AuthFailure, type TenantTokenVerifier } from '../auth/tenant-token.js';
-import { ClientLink, type LinkHost } from '../backend/link.js';
-import type { Pool } from '../backend/pool.js';
+import type { ClientLink, LinkHost } from '../backend/link.js';
 import { ServerState, type ServerConn } from '../backend/server-conn.js';
-import type { Config } from '../config/schema.js';
-import type { SqlGuard } from '../guard/sql-guard.js';
-import { UNAUTHENTICATED, type ProxyMetrics, type TenantMeter } from '../metrics/metrics.js';
+import { UNAUTHENTICATED, type TenantMeter } from '../metrics/metrics.js';
 import { Conn } from '../net/conn.js';
-import { FrontendCode, RequestCode } from '../protocol/codes.js';
+import { FrontendCode } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
 import { FrameLengthError, Framer } from '../protocol/framer.js';
-import { encodeBackendKeyData, readCString, readStartupParams } from '../protocol/messages.js';
-import {
-  AUTHENTICATION_CLEARTEXT,
-  AUTHENTICATION_OK,
-  EMPTY_QUERY_IDLE,
-  GSSENC_REFUSE,
-  PARSE_COMPLETE,
-  READY_FOR_QUERY_IDLE,
-  SSL_ACCEPT,
-  SSL_REFUSE,
-} from '../protocol/static.js';
-import type { TenantRegistry } from '../tenants/registry.js';
-import type { CancelRegistry } from './cancel.js';
-import { StatementJudge } from './judge.js';
-import { login } from './login.js';
+import { EMPTY_QUERY_IDLE, PARSE_COMPLETE, READY_FOR_QUERY_IDLE } from '../protocol/static.js';
+import { clientParts, type ClientParts } from './client-parts.js';
+import { Handshake, type HandshakeHost } from './handshake.js';
+import type { LoggedIn } from './login.js';
 import { isPipelinableSegment } from './pipelinable.js';
-import { PreparedStatements } from './prepared.js';
-import { SessionSettings } from './session-settings.js';
-import { StatementRecorder } from './statement-recorder.js';
-import { StatementTracker, type StatementSource } from './statement-tracker.js';
-import {
-  interpretStartup,
-  plaintextAllowed,
-  refuseUnlessGone,
-  reportedParameters,
-  type ClientStartup,
-} from './startup.js';
+import type { StatementSource } from './statement-tracker.js';
+import { refuseUnlessGone } from './startup.js';
+import { SESSION_EDGES, SessionState, type SessionDeps } from './session-state.js';
 
-export const SessionState = {
-  Startup: 'startup',
-  Password: 'password',
-  Authenticating: 'authenticating',
-  Idle: 'idle',
-  Waiting: 'waiting',
-  Active: 'active',
-  Closed: 'closed',
-} as const;
-export type SessionState = (typeof SessionState)[keyof typeof SessionState];
+export { SessionState, type SessionDeps } from './session-state.js';
 
-/** Who may move the session where; every change goes through transition(). */
-const EDGES: Record<SessionState, readonly SessionState[]> = {
-  startup: ['password', 'authenticating', 'closed'],
-  password: ['authenticating', 'closed'],
-  authenticating: ['idle', 'closed'],
-  idle: ['waiting', 'closed'],
-  waiting: ['active', 'idle', 'closed'],
-  active: ['idle', 'waiting', 'closed'],
-  closed: [],
-};
-
+/** The startup packet's cap (PostgreSQL's is 10,000 bytes too). */
 const MAX_STARTUP_BYTES = 10_000;
-/** The password message carries the token; JWTs with many claims outgrow the startup cap. */
-const MAX_PASSWORD_BYTES = 64 * 1024;
 
-export interface SessionDeps {
-  config: Config;
-  pool: Pool;
-  verifier: TenantTokenVerifier;
-  registry: TenantRegistry;
-  guard: SqlGuard;
-  cancels: CancelRegistry;
-  log: Logger;
-  audit: AuditLog;
-  metrics: ProxyMetrics;
-  secureContext(): tls.SecureContext | null;
-  onClosed(session: ClientSession): void;
-}
-
-/** What a logged-in client has: set together at login. */
-interface LoggedInParts {
-  identity: TenantIdentity;
-  settings: SessionSettings;
-  judge: StatementJudge;
-  prepared: PreparedStatements;
-  link: ClientLink;
-  tracker: StatementTracker | null;
-  recorder: StatementRecorder | null;
-}
-
-export class ClientSession implements LinkHost {
+export class ClientSession implements LinkHost, HandshakeHost {
   state: SessionState = SessionState.Startup;
   readonly conn: Conn;
   /** Names this connection in the audit trail and the admin view. */
@@ -110,8 +40,7 @@ export class ClientSession implements LinkHost {
   /** pool.mode session (or a tenant in pool.sessionTenants): the first server stays linked until the client leaves. */
   sessionMode = false;
 
-  private startup: ClientStartup | null = null;
-  private parts: LoggedInParts | null = null;
+  private parts: ClientParts | null = null;
   /** The server this client's last transaction ran on, parked with its session for the next one. */
   private parkedServer: ServerConn | null = null;
   /** Frames held while authentication or checkout is in progress (the socket is paused meanwhile). */
@@ -123,7 +52,7 @@ export class ClientSession implements LinkHost {
   private skipping = false;
   private key: { pid: number; secret: number } | null = null;
   private handshakeTimer: NodeJS.Timeout | null;
-  private isTls = false;
+  private readonly handshake: Handshake;
 
   constructor(
     socket: net.Socket,
@@ -138,6 +67,7 @@ export class ClientSession implements LinkHost {
       client_port: socket.remotePort,
     });
     socket.setNoDelay(true);
+    this.handshake = new Handshake(this, deps);
     this.attach(socket);
     this.handshakeTimer = setTimeout(
       () => this.fail(ProxyError.handshakeTimeout(deps.config.listen.handshakeTimeoutMs)),
@@ -184,7 +114,8 @@ export class ClientSession implements LinkHost {
   }
 
   private transition(next: SessionState): void {
-    if (!EDGES[this.state].includes(next)) throw new Error(`session: illegal transition ${this.state} → ${next}`);
+    if (!SESSION_EDGES[this.state].includes(next))
+      throw new Error(`session: illegal transition ${this.state} → ${next}`);
     this.state = next;
   }
 
@@ -192,10 +123,6 @@ export class ClientSession implements LinkHost {
 
   pauseClient(): void {
     this.clientSocket.pause();
-  }
-
-  resumeClient(): void {
-    this.resumeReading();
   }
 
   unlinked(parked: ServerConn | null): void {
@@ -228,7 +155,7 @@ export class ClientSession implements LinkHost {
 
   // ── Incoming client bytes ───────────────────────────────────────────────────
 
-  private attach(socket: net.Socket): void {
+  attach(socket: net.Socket): void {
     socket.on('data', this.onData);
     socket.on('error', (err) => this.close(`client socket error: ${err.message}`));
     socket.on('close', this.onSocketClosed);
@@ -274,10 +201,10 @@ export class ClientSession implements LinkHost {
   private dispatch(buf: Buffer, start: number, end: number): void {
     switch (this.state) {
       case SessionState.Startup:
-        this.onStartupFrame(buf, start, end);
+        this.handshake.onStartupFrame(buf, start, end);
         return;
       case SessionState.Password:
-        this.onPasswordFrame(buf, start, end);
+        this.handshake.onPasswordFrame(buf, start, end);
         return;
       case SessionState.Authenticating:
       case SessionState.Waiting:
@@ -296,174 +223,38 @@ export class ClientSession implements LinkHost {
     }
   }
 
-  // ── Startup and authentication ──────────────────────────────────────────────
+  // ── Startup and authentication (frontend/handshake) ─────────────────────────
 
-  private onStartupFrame(buf: Buffer, start: number, end: number): void {
-    const length = end - start;
-    const request = buf.readUInt32BE(start + 4);
-    switch (request) {
-      case RequestCode.SSLRequest:
-        if (length !== 8 || this.isTls) throw ProxyError.protocolViolation('invalid SSLRequest');
-        this.onSslRequest();
-        return;
-      case RequestCode.GSSENCRequest:
-        if (length !== 8) throw ProxyError.protocolViolation('invalid GSSENCRequest');
-        this.clientSocket.write(GSSENC_REFUSE);
-        return;
-      case RequestCode.CancelRequest:
-        if (length !== 16) throw ProxyError.protocolViolation('invalid CancelRequest');
-        this.deps.cancels.cancel(buf.readInt32BE(start + 8), buf.readInt32BE(start + 12));
-        this.close('cancel request');
-        return;
-      case RequestCode.ProtocolV3:
-        this.onStartupMessage(buf, start, end);
-        return;
-      default:
-        throw ProxyError.unsupportedProtocol(request);
-    }
+  awaitPassword(): void {
+    this.transition(SessionState.Password);
   }
 
-  private onSslRequest(): void {
-    const context = this.deps.secureContext();
-    if (context === null || this.deps.config.tls.mode === 'disable') {
-      this.clientSocket.write(SSL_REFUSE);
-      return;
-    }
-    // Bytes pipelined behind SSLRequest would be read as if they came over TLS (CVE-2021-23214): refuse them.
-    if (this.framer.buffered !== 0)
-      throw ProxyError.protocolViolation('data received after SSLRequest before TLS handshake');
-    const raw = this.clientSocket;
-    raw.removeAllListeners('data');
-    raw.write(SSL_ACCEPT);
-    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context });
-    this.isTls = true;
-    this.conn.replace(secure);
-    raw.on('error', () => undefined);
-    this.attach(secure);
-  }
-
-  private onStartupMessage(buf: Buffer, start: number, end: number): void {
-    const config = this.deps.config;
-    if (!this.isTls && !plaintextAllowed(config.tls.mode, this.clientSocket.remoteAddress))
-      throw ProxyError.tlsRequired();
-    const startup = interpretStartup(readStartupParams(buf, start, end), config.listen.ignoreStartupParameters);
-    if (startup.database !== this.deps.pool.upstream.database) throw ProxyError.unknownDatabase(startup.database);
-    this.startup = startup;
-    this.framer.setTyped(true, MAX_PASSWORD_BYTES);
-    if (startup.token !== undefined) {
-      this.authenticate(startup.token);
-    } else {
-      this.transition(SessionState.Password);
-      this.clientSocket.write(AUTHENTICATION_CLEARTEXT);
-    }
-  }
-
-  private onPasswordFrame(buf: Buffer, start: number, end: number): void {
-    if (buf[start] !== FrontendCode.PasswordMessage) {
-      throw ProxyError.protocolViolation(`expected password message, got message type ${buf[start]}`);
-    }
-    const [token, after] = readCString(buf, start + 5, end);
-    if (after !== end) throw ProxyError.protocolViolation('malformed password message');
-    this.authenticate(token);
-  }
-
-  private authenticate(token: string): void {
+  authenticating(): void {
     this.transition(SessionState.Authenticating);
     this.clientSocket.pause();
-    const { deps } = this;
-    const loginDeps = { ...deps, guardOn: deps.config.policy.guard };
-    login(loginDeps, this.startup!, token, () => this.state === SessionState.Authenticating).then(
-      (loggedIn) => {
-        if (loggedIn !== null)
-          this.guarded(() => this.loggedIn(loggedIn.identity, loggedIn.settings, loggedIn.defaults));
-      },
-      (err: unknown): void => {
-        if (err instanceof AuthFailure) {
-          this.log.info({ reason: err.reason }, 'authentication failed');
-          deps.metrics.authOutcome('failed', err.reason);
-          this.fail(ProxyError.authFailed(err.sqlstate, err.message), err.reason);
-        } else if (err instanceof ProxyError) {
-          this.fail(err.asFatal());
-        } else {
-          this.failUnexpected(err);
-        }
-      },
-    );
   }
 
-  private loggedIn(
-    identity: TenantIdentity,
-    startupSettings: Map<string, string>,
-    defaults: ReadonlyMap<string, string>,
-  ): void {
+  get authenticatingNow(): boolean {
+    return this.state === SessionState.Authenticating;
+  }
+
+  loggedIn(loggedIn: LoggedIn): void {
     const { deps } = this;
     const config = deps.config;
+    const identity = loggedIn.identity;
     this.meter = deps.metrics.tenant(identity.tenantId);
-    const settings = new SessionSettings(startupSettings);
-    const prepared = new PreparedStatements(
-      identity.schema,
-      config.listen.maxPreparedBytes,
-      deps.pool.generations.of(identity.schema),
-    );
-    const recording = this.audit.recordsStatements || config.metrics.enabled;
-    const tracker = recording ? new StatementTracker() : null;
-    const recorder =
-      tracker === null
-        ? null
-        : new StatementRecorder(tracker, this.audit, this.meter, () => this.parts?.link.server?.pid ?? null);
-    const judge = new StatementJudge(
-      identity,
-      settings,
-      deps.guard,
-      config.policy.guard,
-      deps.audit,
-      this.audit,
-      this.meter,
-      this.log,
-      recording,
-    );
-    const link = new ClientLink(this, {
-      config,
-      pool: deps.pool,
-      prepared,
-      settings,
-      tracker,
-      recorder,
-      judge: (code, buf, start, end) => judge.verdict(code, buf, start, end),
-    });
-    this.parts = { identity, settings, judge, prepared, link, tracker, recorder };
+    this.parts = clientParts(this, deps, identity, loggedIn.settings, this.audit, this.meter);
     this.framer.setTyped(true, config.listen.maxMessageBytes);
     this.key = deps.cancels.issue(this);
     if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
 
-    const told = settings.tellAll(reportedParameters(defaults, startupSettings, this.startup!.user, identity.schema));
-    this.sendToClient(
-      Buffer.concat([
-        AUTHENTICATION_OK,
-        ...told,
-        encodeBackendKeyData(this.key.pid, this.key.secret),
-        READY_FOR_QUERY_IDLE,
-      ]),
-    );
     this.transition(SessionState.Idle);
     this.sessionMode = config.pool.mode === 'session' || config.pool.sessionTenants.includes(identity.tenantId);
-    deps.metrics.authOutcome('ok', identity.guardBypass ? 'guard_bypass' : 'token');
-    this.audit.authenticated(
-      {
-        tenant: identity.tenantId,
-        schema: identity.schema,
-        actor: identity.actor ?? null,
-        application_name: this.applicationName,
-        guard_bypass: identity.guardBypass,
-      },
-      identity.issuer,
-    );
-    this.log.info(
-      { tenant: identity.tenantId, actor: identity.actor, issuer: identity.issuer },
-      'client authenticated',
-    );
-    this.replayQueued();
+    this.sendToClient(this.handshake.greet(this.parts, loggedIn.defaults, this.key, this.audit));
+    const queued = this.queued;
+    this.queued = [];
+    this.replay(queued);
   }
 
   // ── Idle: no server linked ──────────────────────────────────────────────────
@@ -611,7 +402,7 @@ export class ClientSession implements LinkHost {
     this.transition(SessionState.Active);
     this.passApproval(link);
     link.attach(server, needsPin, queued);
-    if ((this.state as SessionState) === SessionState.Active && !link.pausedForServer) this.resumeReading();
+    if ((this.state as SessionState) === SessionState.Active && !link.pausedForServer) this.resumeClient();
   }
 
   /** The frame judged while idle goes to the link with its verdict, so its replay onto the server is not judged twice. */
@@ -646,21 +437,15 @@ export class ClientSession implements LinkHost {
     this.replay(queued.slice(1));
   }
 
-  private replayQueued(): void {
-    const queued = this.queued;
-    this.queued = [];
-    this.replay(queued);
-  }
-
   private replay(frames: Buffer[]): void {
     for (const frame of frames) {
       if (this.state === SessionState.Idle) this.onIdleFrame(frame, 0, frame.length);
       else this.queued.push(frame);
     }
-    this.resumeReading();
+    this.resumeClient();
   }
 
-  private resumeReading(): void {
+  resumeClient(): void {
     if (this.state === SessionState.Closed) return;
     this.clientSocket.resume();
     // Frames that arrived in the same chunk as the one that paused us are still in the framer.
@@ -669,7 +454,7 @@ export class ClientSession implements LinkHost {
 
   // ── Failure and close ───────────────────────────────────────────────────────
 
-  private failUnexpected(err: unknown): void {
+  failUnexpected(err: unknown): void {
     if (!(err instanceof ProxyError)) this.log.error({ err }, 'unexpected error in client session');
     this.fail(ProxyError.internal(err));
   }
