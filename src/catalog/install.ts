@@ -34,6 +34,14 @@ export interface CatalogFilterResult {
   changed: boolean;
 }
 
+/** installCatalogFilter with the config's shared schemas, when policy.catalogFilter is on (the lifecycle's bootstrap). */
+export async function ensureCatalogFilter(
+  client: SqlRunner,
+  config: { policy: { catalogFilter: boolean }; tenancy: { sharedSchemas: readonly string[] } },
+): Promise<void> {
+  if (config.policy.catalogFilter) await installCatalogFilter(client, { sharedSchemas: config.tenancy.sharedSchemas });
+}
+
 /** The installed filter's version in the connected database, 0 when none is installed. */
 export async function catalogFilterVersion(client: SqlRunner): Promise<number> {
   const { rows } = await client.query(`SELECT pg_catalog.to_regprocedure($1) IS NOT NULL AS present`, [
@@ -152,12 +160,12 @@ function view(name: string, schema: string, columns: Column[], filter: string | 
 
 const ROLE_COLUMNS = new Set(['grantor', 'grantee', 'role_name', 'authorization_identifier']);
 
-/** information_schema: every *_schema column names a visible schema, every role column a visible role (or PUBLIC). */
+/** information_schema: every *_schema (and schemata.schema_name) column names a visible schema, every role column a visible role (or PUBLIC). */
 function informationSchemaFilter(columns: Column[]): string | null {
   const parts: string[] = [];
   for (const c of columns) {
     const col = `t.${quoteIdent(c.name)}`;
-    if (c.name.endsWith('_schema'))
+    if (c.name.endsWith('_schema') || c.name === 'schema_name')
       parts.push(
         `${col} IS NULL OR ${col}::pg_catalog.name IN (SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.oid = ANY ((SELECT ${S}.visible_namespaces())::pg_catalog.oid[]))`,
       );

@@ -37,6 +37,7 @@ import {
 } from '../protocol/static.js';
 import type { AuditLog, ConnectionAudit } from '../audit/audit-log.js';
 import { parameterTypeRefusal } from '../guard/parameter-types.js';
+import { catalogFrame } from '../guard/rewrite-frame.js';
 import { isRefusal, type Refusal, type SqlGuard } from '../guard/sql-guard.js';
 import { UNAUTHENTICATED, type ProxyMetrics, type TenantMeter } from '../metrics/metrics.js';
 import type { TenantRegistry } from '../tenants/registry.js';
@@ -440,6 +441,7 @@ export class ClientSession implements ServerClient {
           this.tracker?.query(verdict ?? NO_SOURCE, this.segmentsSent);
           replacement = this.substitute(verdict, 'query');
           if (replacement === null) this.trackSessionChanges(verdict);
+          replacement ??= catalogFrame(buf, start, end, verdict); // catalog references → filtered views (issue 17)
         }
         this.syncsSinceExecute = 0;
         this.endSegment();
@@ -464,8 +466,13 @@ export class ClientSession implements ServerClient {
         const verdict = this.judge(code, buf, start, end);
         if (verdict instanceof ProxyError) return this.refuseOnServer(verdict, REFUSAL_PARSE);
         const substitute = buf[start + 5] === 0 ? this.substitute(verdict, 'parse') : null;
+        const ddl = verdict?.analysis?.changesSchema === true;
+        const rewritten = catalogFrame(buf, start, end, verdict); // catalog references → filtered views (issue 17)
         const frame =
-          substitute ?? this.prepared!.parse(buf, start, end, this.server!, verdict?.analysis?.changesSchema === true);
+          substitute ??
+          (rewritten === null
+            ? this.prepared!.parse(buf, start, end, this.server!, ddl)
+            : (this.prepared!.parse(rewritten, 0, rewritten.length, this.server!, ddl) ?? rewritten));
         if (frame instanceof ProxyError) return this.refuseOnServer(frame, REFUSAL_PARSE);
         // Only a Parse the proxy lets through changes the session or names a statement the tracker must keep.
         if (substitute === null) this.trackSessionChanges(verdict);
@@ -951,6 +958,7 @@ export class ClientSession implements ServerClient {
     this.state === SessionState.Waiting &&
     this.framer.buffered === 0 &&
     this.approvedFrame?.source?.analysis?.deallocate == null &&
+    this.approvedFrame?.source?.analysis?.catalog == null && // a catalog statement goes out rewritten (issue 17)
     isPipelinableSegment(this.queued, this.approvedFrame?.frame);
 
   /** A server handed over unreset: reset, pin and the queued segment go out together (ServerConn.pinAfterReset). */

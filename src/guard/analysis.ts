@@ -1,4 +1,5 @@
 // What the guard's analysis of a statement records, and what its rule modules may do to it while it is walked.
+import type { CatalogRefs, Splice } from './catalog-refs.js';
 /** Bounded rule names: they become metric labels and audit fields. */
 export type GuardRule =
   | 'schema'
@@ -12,7 +13,8 @@ export type GuardRule =
   | 'unsupported'
   | 'syntax'
   | 'too_large'
-  | 'protocol';
+  | 'protocol'
+  | 'catalog';
 
 export interface Denial {
   rule: GuardRule;
@@ -48,6 +50,11 @@ export interface Analysis {
    * must be prepared again before another client shares them (see frontend/prepared).
    */
   changesSchema: boolean;
+  /**
+   * With policy.catalogFilter, the splices that point the statement's catalog references at the filtered views
+   * (byte offsets in its UTF-8 text, sorted); null when it names no catalog, so other statements pay nothing.
+   */
+  catalog: { splices: readonly Splice[] } | null;
 }
 
 /** Prefix of the names the proxy gives prepared statements on servers; clients may not name them in SQL. */
@@ -71,4 +78,7 @@ export interface RuleContext {
   qualified(parts: string[]): void;
   /** Analyses nested SQL (a function body, a PL/pgSQL expression). */
   sql(text: string, depth: number): void;
+  /** Catalog references being collected (policy.catalogFilter), else null. */
+  readonly catalog: CatalogRefs | null;
+  catalogRefusal(what: string | null): void;
 }

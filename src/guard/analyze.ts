@@ -16,6 +16,7 @@ import {
 } from './rule-tables.js';
 import { functionSetting, variableSet } from './settings-rules.js';
 import { sharedObjectWrite, settingsViewWrite } from './shared-objects.js';
+import { CatalogRefs, isFilteredRelation, orderSplices } from './catalog-refs.js';
 import { skeletonFor, type Skeleton } from './skeleton.js';
 import { constantString, listItems, stringList, stringValue, type Json } from './tree-nodes.js';
 
@@ -32,8 +33,9 @@ export function analyzeSql(
   extraDeniedFunctions: ReadonlySet<string> = new Set(),
   tenantSchemaShape: RegExp | null = null,
   maxParseBytes = Number.POSITIVE_INFINITY,
+  catalogFilter = false,
 ): Analysis {
-  const analyzer = new Analyzer(extraDeniedFunctions, tenantSchemaShape, maxParseBytes);
+  const analyzer = new Analyzer(extraDeniedFunctions, tenantSchemaShape, maxParseBytes, catalogFilter);
   analyzer.sql(text, 0);
   return analyzer.result();
 }
@@ -54,7 +56,15 @@ class Analyzer implements RuleContext {
     /** Matches any tenant's schema name (from tenancy.schemaTemplate), to spot tenant names inside strings. */
     readonly tenantSchemaShape: RegExp | null,
     private readonly maxParseBytes: number,
+    /** policy.catalogFilter: catalog references are rewritten to the filtered views (see catalog-refs.ts). */
+    private readonly catalogFilter: boolean,
   ) {}
+
+  /** Catalog references of the top-level text; null when the filter is off. */
+  catalog: CatalogRefs | null = null;
+  private topLevelCatalog: CatalogRefs | null = null;
+  /** Relations a statement creates (CREATE TABLE pg_x …): named in the tenant's schema, never rewritten. */
+  private readonly created = new WeakSet<object>();
 
   result(): Analysis {
     return {
@@ -67,7 +77,24 @@ class Analyzer implements RuleContext {
       customSettings: [...this.customSettings],
       empty: this.empty,
       changesSchema: this.changesSchema,
+      catalog: this.catalogRewrite(),
     };
+  }
+
+  private catalogRewrite(): Analysis['catalog'] {
+    const splices = this.topLevelCatalog?.splices ?? [];
+    if (splices.length === 0 || this.denial !== null) return null;
+    const ordered = orderSplices(splices);
+    if (ordered === null) {
+      this.deny('catalog', 'a catalog reference the proxy cannot rewrite');
+      return null;
+    }
+    return { splices: ordered };
+  }
+
+  /** Reports a catalog rule's refusal. */
+  catalogRefusal(what: string | null): void {
+    if (what !== null) this.deny('catalog', what);
   }
 
   sql(input: string | Skeleton, depth: number): void {
@@ -123,6 +150,12 @@ class Analyzer implements RuleContext {
     }
     const statements = tree.stmts ?? [];
     if (depth === 0) this.empty = statements.length === 0;
+    const outerCatalog = this.catalog;
+    if (this.catalogFilter) {
+      // Only the top-level text's own bytes can be spliced; a skeleton's offsets are not the text's.
+      this.catalog = new CatalogRefs(depth === 0 && skeleton === null ? bytes : null);
+      if (depth === 0) this.topLevelCatalog = this.catalog;
+    }
     const only =
       statements.length === 1 && depth === 0 ? (statements[0]!.stmt.DeallocateStmt as Json | undefined) : undefined;
     if (only !== undefined)
@@ -135,6 +168,7 @@ class Analyzer implements RuleContext {
         skeleton === null ? bytes.toString('utf8', start, end) : skeleton.source(bytes.toString('utf8', start, end));
       this.walk(entry.stmt, depth, statementText);
     }
+    this.catalog = outerCatalog;
   }
 
   deny(rule: GuardRule, what: string, sqlstate: string = SqlState.INSUFFICIENT_PRIVILEGE): void {
@@ -228,6 +262,7 @@ class Analyzer implements RuleContext {
       this.deny('session_state', settings);
       return;
     }
+    if (this.catalog !== null) this.catalogNode(type, node);
     switch (type) {
       case 'ColumnRef': {
         const fields = node.fields as unknown[] | undefined;
@@ -341,9 +376,35 @@ class Analyzer implements RuleContext {
     }
     const schema = node.schemaname as string | undefined;
     if (schema !== undefined) this.reference(schema, `${schema}.${relname}`);
-    if ((schema === undefined || schema === 'pg_catalog' || schema === 'public') && DENIED_RELATIONS.has(relname)) {
+    if (
+      (schema === undefined || schema === 'pg_catalog' || schema === 'public') &&
+      DENIED_RELATIONS.has(relname) &&
+      !(this.catalog !== null && schema !== 'public' && isFilteredRelation(relname))
+    ) {
       this.deny('server_admin', `reading ${relname} (it shows other tenants' sessions)`);
+      return;
     }
+    if (this.catalog !== null && !this.created.has(node)) this.catalogRefusal(this.catalog.relation(node));
+  }
+
+  /** Catalog-filter bookkeeping for one node: relations it creates, and WITH queries named like a catalog. */
+  private catalogNode(type: string, node: Json): void {
+    const created =
+      type === 'CreateStmt'
+        ? node.relation
+        : type === 'IntoClause'
+          ? node.rel
+          : type === 'ViewStmt'
+            ? node.view
+            : type === 'CreateSeqStmt'
+              ? node.sequence
+              : type === 'CompositeTypeStmt'
+                ? node.typevar
+                : undefined;
+    if (created !== null && typeof created === 'object') this.created.add(created);
+    // A WITH query shadows the catalog of its name, so its references must not be rewritten; nobody names one so.
+    if (type === 'CommonTableExpr' && typeof node.ctename === 'string' && isFilteredRelation(node.ctename))
+      this.deny('catalog', `a WITH query named ${node.ctename} (the name of a filtered catalog)`);
   }
 
   /** Objects named by lists of strings (DROP TABLE a.b, GRANT ... ON SCHEMA s, COMMENT ON ...). */

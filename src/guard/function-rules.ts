@@ -1,4 +1,5 @@
 // Function and cast rules: denied functions, set_config, and names resolved from strings (reg* casts, nextval('s.t')).
+import { REG_TYPES } from '../catalog/surfaces.js';
 import type { RuleContext } from './analysis.js';
 import { parseQualifiedName } from './qualified-name.js';
 import {
@@ -23,6 +24,7 @@ export function funcCall(a: RuleContext, node: Json): void {
     a.deny(rule, `the function ${name}()`);
     return;
   }
+  if (a.catalog !== null) a.catalogRefusal(a.catalog.call(parts, node));
   const args = (node.args as unknown[] | undefined) ?? [];
   if (name === 'set_config') {
     a.literalDependent = true;
@@ -70,6 +72,8 @@ export function typeCast(a: RuleContext, node: Json): void {
   const parts = stringList((typeName?.names as unknown[]) ?? []) ?? [];
   const type = parts[parts.length - 1];
   if (type === undefined || (parts.length > 1 && parts[0] !== 'pg_catalog')) return;
+  if (a.catalog !== null && REG_TYPES.has(type) && !isParam(node.arg))
+    a.catalogRefusal(a.catalog.cast(node, type, typeName!));
   const isNameType = NAME_TYPES.has(type);
   if (!isNameType && type !== 'regnamespace') return;
   a.literalDependent = true;

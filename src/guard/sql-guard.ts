@@ -23,6 +23,11 @@ export interface GuardPolicy {
   cacheSize: number;
   /** false turns off the cross-schema name rules only; session identity and escape-hatch rules always apply. */
   checkNames: boolean;
+  /**
+   * policy.catalogFilter: catalog references are rewritten to the filtered views in CATALOG_SCHEMA (StatementAnalysis
+   * .catalog, applied by rewrite-frame.ts). Off when absent.
+   */
+  catalogFilter?: boolean;
   /** tenancy.schemaTemplate and tenancy.tenantPattern: what any tenant's schema name looks like. */
   schemaTemplate?: string;
   tenantPattern?: string;
@@ -118,18 +123,27 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
     }
     stats.misses++;
     const analysis = withFingerprint(
-      analyzeSql(skeleton ?? text, deniedFunctions, shape, policy.maxStatementBytes),
+      catalogChecked(
+        analyzeSql(skeleton ?? text, deniedFunctions, shape, policy.maxStatementBytes, policy.catalogFilter === true),
+        text,
+      ),
       skeleton ?? text,
     );
     if (text.length <= maxCachedText) exact.set(text, analysis);
-    // Only analyses that never looked at a literal may serve texts that differ from this one in literals.
-    if (key !== null && !analysis.literalDependent && key.length <= maxCachedText) normalized.set(key, analysis);
+    // Only analyses that never looked at a literal may serve texts that differ from this one in literals; nor may a
+    // catalog rewrite, whose splice offsets are this text's (a literal of another length moves them).
+    if (key !== null && !analysis.literalDependent && analysis.catalog === null && key.length <= maxCachedText)
+      normalized.set(key, analysis);
     return analysis;
   };
 
   return {
     stats,
-    describe: analyze,
+    // A session the guard does not check is audited, not rewritten: it reads the catalogs as they are.
+    describe(text) {
+      const analysis = analyze(text);
+      return analysis.catalog === null ? analysis : { ...analysis, catalog: null };
+    },
     check(text, schema) {
       const analysis = analyze(text);
       const denial = analysis.denial;
@@ -160,6 +174,23 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
         };
       }
       return analysis;
+    },
+  };
+}
+
+/**
+ * Splice offsets are bytes of the text's UTF-8 encoding, which are the frame's own bytes only when the frame was
+ * valid UTF-8; one that was not decodes with U+FFFD in it, and a catalog statement like that is refused, not guessed.
+ */
+function catalogChecked(analysis: Analysis, text: string): Analysis {
+  if (analysis.catalog === null || !text.includes('\uFFFD')) return analysis;
+  return {
+    ...analysis,
+    catalog: null,
+    denial: {
+      rule: 'catalog',
+      sqlstate: SqlState.INSUFFICIENT_PRIVILEGE,
+      message: 'a catalog query that is not valid UTF-8 is not allowed through pg-tenant-proxy',
     },
   };
 }

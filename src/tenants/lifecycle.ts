@@ -13,6 +13,7 @@ import {
   type SqlRunner,
 } from './provision.js';
 import { ensureRegistry, RegistryTooNewError } from './registry-schema.js';
+import { ensureCatalogFilter } from '../catalog/install.js';
 import {
   cancelDeletion,
   certificateVerb,
@@ -277,6 +278,7 @@ export class TenantAdmin {
         );
       }
       const { from, to } = await ensureRegistry(this.db, this.store.schema, proxyRole);
+      await ensureCatalogFilter(this.db, this.config); // catalog privacy views (src/catalog/install.ts)
       if (from !== to) {
         const event: LifecycleEvent = {
           actor: this.actor,
