@@ -59,6 +59,11 @@ export interface SqlGuard {
   check(text: string, schema: string): Refusal | StatementAnalysis;
   /** The cached analysis without judging it (for auditing sessions the guard does not check). */
   describe(text: string): StatementAnalysis;
+  /**
+   * Why the catalog filter cannot be used (not installed, another version), or null: while set, statements that
+   * name a catalog are refused with a hint naming the install command, never sent unfiltered.
+   */
+  catalogFilterMissing(reason: string | null): void;
   readonly stats: GuardStats;
 }
 
@@ -89,6 +94,7 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
       ? null
       : tenantSchemaShape(policy.schemaTemplate, policy.tenantPattern);
   const stats: GuardStats = { exactHits: 0, normalizedHits: 0, misses: 0 };
+  let catalogMissing: string | null = null;
   /** Texts larger than this are analysed but not kept, so the cache's memory stays bounded. */
   const maxCachedText = 16 * 1024;
 
@@ -144,6 +150,9 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
       const analysis = analyze(text);
       return analysis.catalog === null ? analysis : { ...analysis, catalog: null };
     },
+    catalogFilterMissing(reason) {
+      catalogMissing = reason;
+    },
     check(text, schema) {
       const analysis = analyze(text);
       const denial = analysis.denial;
@@ -151,6 +160,19 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
         const error = new ProxyError(denial.sqlstate, denial.message);
         error.position = denial.position;
         return { rule: denial.rule, error, analysis };
+      }
+      if (catalogMissing !== null && analysis.catalog !== null) {
+        return {
+          rule: 'catalog',
+          analysis,
+          error: new ProxyError(
+            SqlState.INSUFFICIENT_PRIVILEGE,
+            `reading the catalogs is not allowed through pg-tenant-proxy: ${catalogMissing}`,
+            'ERROR',
+            undefined,
+            'an administrator runs `pg-tenant-proxy catalog install --config FILE` (or sets policy.catalogFilter: false)',
+          ),
+        };
       }
       if (!policy.checkNames) return analysis;
       for (const [named, example] of analysis.schemas) {

@@ -418,3 +418,38 @@ for (const mode of MODES) {
     });
   });
 }
+
+describe('catalog filter missing from the database', () => {
+  it('catalog statements are refused with the install command as hint, never sent unfiltered', async () => {
+    const fixture = inject('pg');
+    const server = new pg.Client({ connectionString: fixture.superuserUrl });
+    await server.connect();
+    await server.query('DROP DATABASE IF EXISTS pgtp_nofilter WITH (FORCE)');
+    await server.query('CREATE DATABASE pgtp_nofilter');
+    await server.end();
+    const db = new pg.Client({ connectionString: withDatabase(fixture.superuserUrl, 'pgtp_nofilter') });
+    await db.connect();
+    await createTenantSchema(db, { schema: 'tenant_a', grantTo: fixture.proxyRole });
+    await db.end();
+    const tp = await startTestProxy({}, withDatabase(fixture.upstreamUrl, 'pgtp_nofilter'));
+    try {
+      const a = await tp.connect('a');
+      let error: { code?: string; message: string; hint?: string } | undefined;
+      for (let i = 0; i < 100; i++) {
+        error = await a.query('SELECT relname FROM pg_class').then(
+          () => undefined,
+          (err: { code?: string; message: string; hint?: string }) => err,
+        );
+        if (error?.hint !== undefined) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      // Before the proxy's check answers, PostgreSQL itself refuses the missing view (42P01): never unfiltered.
+      expect(error?.code).toBe('42501');
+      expect(error?.message).toContain('not installed');
+      expect(error?.hint).toContain('pg-tenant-proxy catalog install');
+      expect((await a.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await tp.close();
+    }
+  });
+});

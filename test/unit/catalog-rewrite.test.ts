@@ -108,3 +108,26 @@ describe('catalog rewrite', () => {
     );
   });
 });
+
+describe('catalog filter not installed', () => {
+  it('refuses catalog statements with a hint naming the install command, and nothing else', () => {
+    const g = createSqlGuard({
+      sharedSchemas: [],
+      deniedFunctions: [],
+      maxStatementBytes: 1024 * 1024,
+      cacheSize: 100,
+      checkNames: true,
+      catalogFilter: true,
+    });
+    g.catalogFilterMissing('the catalog filter (schema pgtp_catalog) is not installed in database "x"');
+    const refused = g.check('SELECT relname FROM pg_class', 'tenant_a');
+    expect(isRefusal(refused)).toBe(true);
+    if (!isRefusal(refused)) return;
+    expect(refused.error.sqlstate).toBe('42501');
+    expect(refused.error.message).toContain('not installed');
+    expect(refused.error.hint).toContain('pg-tenant-proxy catalog install');
+    expect(isRefusal(g.check('SELECT 1 FROM items', 'tenant_a'))).toBe(false);
+    g.catalogFilterMissing(null);
+    expect(isRefusal(g.check('SELECT relname FROM pg_class', 'tenant_a'))).toBe(false);
+  });
+});
