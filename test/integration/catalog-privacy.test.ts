@@ -6,6 +6,10 @@
 // or role name (tenant_<anything but cata>).
 
 import { execFile } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import postgres from 'postgres';
@@ -16,6 +20,17 @@ import { withDatabase } from '../support/postgres.js';
 import { sqlstateOf, startTestProxy, type TestProxy } from '../support/proxy.js';
 
 const run = promisify(execFile);
+
+/** The pgjdbc jar of the local Maven repository, as test/integration/drivers.test.ts finds it. */
+function jdbcJar(): string | null {
+  const dir = join(homedir(), '.m2/repository/org/postgresql/postgresql');
+  if (!existsSync(dir)) return null;
+  for (const version of readdirSync(dir).sort().reverse()) {
+    const jar = join(dir, version, `postgresql-${version}.jar`);
+    if (existsSync(jar)) return jar;
+  }
+  return null;
+}
 
 /** Any other tenant's names: catb's objects, and every tenant schema or role but cata's own. */
 const LEAK = /catb|tenant_(?!cata(?![a-z0-9_]))/;
@@ -388,6 +403,42 @@ for (const mode of MODES) {
       });
       expect(parsed.rows[0].m).toEqual(['cata_happy']);
     });
+
+    it.skipIf(jdbcJar() === null)(
+      "pgjdbc DatabaseMetaData lists the tenant's tables, columns, keys and nobody else's",
+      async () => {
+        const source = fileURLToPath(new URL('../drivers/JdbcMetadata.java', import.meta.url));
+        const { stdout } = await run(
+          'java',
+          [
+            '-cp',
+            jdbcJar()!,
+            source,
+            String(ctx.tp.port),
+            mode.database(),
+            await ctx.tp.token('cata'),
+            'tenant_cata',
+            'cata_table',
+          ],
+          { timeout: 120_000 },
+        );
+        expect(stdout).not.toMatch(LEAK);
+        const lines = Object.fromEntries(
+          stdout
+            .trim()
+            .split('\n')
+            .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+        );
+        expect(lines.tables).toContain('tenant_cata.cata_table');
+        expect(lines.tables).toContain('tenant_cata.cata_view');
+        expect(lines.columns).toBe("[id:int4:null, cata_col:text:'cata_default'::text, mood:cata_mood:null]");
+        expect(lines.primaryKeys).toBe('[id@cata_table_pkey]');
+        expect(lines.schemas).toBe('[information_schema, pg_catalog, tenant_cata]');
+        expect(lines.functions).toContain('tenant_cata.cata_fn');
+        expect(lines.indexes).toContain('cata_idx');
+      },
+      150_000,
+    );
 
     it('the wrapped functions and filtered views all exist in the installed filter', async () => {
       const { rows } = await ctx.admin.query(
