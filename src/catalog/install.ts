@@ -12,6 +12,7 @@ import {
   CATALOG_SCHEMA,
   FILTERED_RELATIONS,
   INFORMATION_SCHEMA_RELATIONS,
+  PRIVILEGE_OBJECTS,
   REG_TYPES,
   WRAPPED_FUNCTIONS,
   type WrappedKind,
@@ -281,6 +282,27 @@ BEGIN
   schema := CASE WHEN pg_catalog.left(m[1], 1) = '"' THEN pg_catalog.replace(pg_catalog.substr(m[1], 2, pg_catalog.length(m[1]) - 2), '""', '"') ELSE pg_catalog.lower(m[1]) END;
   RETURN EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = schema AND n.oid = ANY (${S}.visible_namespaces()));
 END $$`,
+    // Raising checks for the has_*_privilege wrappers: true, or the error PostgreSQL gives for a missing object.
+    `CREATE OR REPLACE FUNCTION ${S}.schema_ok(pg_catalog.text) RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+BEGIN
+  PERFORM ${S}.check_schema_of($1);
+  RETURN true;
+END $$`,
+    `CREATE OR REPLACE FUNCTION ${S}.schema_name_ok(pg_catalog.text) RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = $1 AND n.oid = ANY (${S}.visible_namespaces())) THEN
+    RAISE EXCEPTION 'schema "%" does not exist', $1 USING ERRCODE = '3F000';
+  END IF;
+  RETURN true;
+END $$`,
+    `CREATE OR REPLACE FUNCTION ${S}.role_ok(pg_catalog.name) RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+BEGIN
+  IF pg_catalog.lower($1) <> 'public' AND NOT EXISTS (
+       SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = $1 AND r.oid = ANY (${S}.visible_roles())) THEN
+    RAISE EXCEPTION 'role "%" does not exist', $1 USING ERRCODE = '42704';
+  END IF;
+  RETURN true;
+END $$`,
     // A name qualified by a schema the session may not see fails as if that schema did not exist.
     `CREATE OR REPLACE FUNCTION ${S}.check_schema_of(pg_catalog.text) RETURNS void LANGUAGE plpgsql STABLE AS $$
 BEGIN
@@ -365,10 +387,33 @@ function wrapperCheck(name: string, kind: WrappedKind, args: string[]): string |
         return `${S}.visible_object(pg_catalog.to_regclass('pg_catalog.' || pg_catalog.quote_ident($2::pg_catalog.text)), $1)`;
       return `${S}.visible_object($1, $2)`;
     case 'to_reg':
+    case 'privilege':
+    case 'membership':
       return null;
     default:
       throw new Error(`no check for ${name}`);
   }
+}
+
+/**
+ * has_*_privilege([user,] object, …) and pg_has_role([user,] role, …): every role or object argument must be one the
+ * session may see; a name that is not fails as a missing one does, an oid that is not makes the answer NULL.
+ */
+function privilegeChecks(name: string, kind: WrappedKind, types: string[]): string[] {
+  const role = (i: number): string =>
+    types[i] === 'name'
+      ? `${S}.role_ok($${i + 1})`
+      : `${S}.visible_object('pg_catalog.pg_authid'::pg_catalog.regclass, $${i + 1})`;
+  if (kind === 'membership') return types.slice(0, -1).map((_, i) => role(i));
+  const base = name === 'has_column_privilege' ? 3 : 2;
+  const checks: string[] = [];
+  const object = types.length === base + 1 ? 1 : 0;
+  if (object === 1) checks.push(role(0));
+  const catalog = PRIVILEGE_OBJECTS[name]!;
+  if (types[object] === 'text')
+    checks.push(catalog === 'pg_namespace' ? `${S}.schema_name_ok($${object + 1})` : `${S}.schema_ok($${object + 1})`);
+  else checks.push(`${S}.visible_object('pg_catalog.${catalog}'::pg_catalog.regclass, $${object + 1})`);
+  return checks;
 }
 
 /** One wrapper per pg_catalog overload of each WRAPPED_FUNCTIONS name, with the same arguments and result. */
@@ -403,6 +448,8 @@ async function wrappers(client: SqlRunner): Promise<string[]> {
       // The schema first: PostgreSQL's own to_regclass('tenant_b.t') fails with "permission denied for schema".
       const schemaCheck = type === 'regnamespace' || type === 'regrole' ? 'true' : `${S}.schema_visible($1)`;
       body = `SELECT CASE WHEN ${schemaCheck} THEN (SELECT r FROM ${call} r WHERE ${S}.visible_object('pg_catalog.${catalog}'::pg_catalog.regclass, r::pg_catalog.oid)) END`;
+    } else if (kind === 'privilege' || kind === 'membership') {
+      body = `SELECT CASE WHEN ${privilegeChecks(row.name, kind, row.types).join(' AND ')} THEN ${call} END`;
     } else if (row.name === 'pg_get_userbyid') {
       body = `SELECT CASE WHEN ${wrapperCheck(row.name, kind, row.types)} THEN ${call} ELSE 'unknown (OID=' || $1 || ')' END`;
     } else if (row.name === 'format_type') {

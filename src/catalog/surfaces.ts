@@ -278,7 +278,9 @@ export type WrappedKind =
   | 'role'
   | 'object'
   | 'expression'
-  | 'to_reg';
+  | 'to_reg'
+  | 'privilege'
+  | 'membership';
 
 /**
  * pg_catalog functions that print a name, definition, comment or size of an object given its oid (or resolve a name
@@ -337,6 +339,26 @@ export const WRAPPED_FUNCTIONS: Readonly<Record<string, WrappedKind>> = {
   to_regnamespace: 'to_reg',
   to_regrole: 'to_reg',
   to_regcollation: 'to_reg',
+  // A name of another tenant's object or role fails as a missing one does; an oid of one gives NULL.
+  has_table_privilege: 'privilege',
+  has_sequence_privilege: 'privilege',
+  has_column_privilege: 'privilege',
+  has_any_column_privilege: 'privilege',
+  has_function_privilege: 'privilege',
+  has_type_privilege: 'privilege',
+  has_schema_privilege: 'privilege',
+  pg_has_role: 'membership',
+};
+
+/** The catalog of each wrapped has_*_privilege function's object. */
+export const PRIVILEGE_OBJECTS: Readonly<Record<string, string>> = {
+  has_table_privilege: 'pg_class',
+  has_sequence_privilege: 'pg_class',
+  has_column_privilege: 'pg_class',
+  has_any_column_privilege: 'pg_class',
+  has_function_privilege: 'pg_proc',
+  has_type_privilege: 'pg_type',
+  has_schema_privilege: 'pg_namespace',
 };
 
 /**

@@ -247,7 +247,10 @@ for (const mode of MODES) {
           pg_table_size(${o.rel}) AS size, pg_relation_size(${o.rel}) AS relsize,
           pg_total_relation_size(${o.rel}) AS total, ${o.rel}::regclass AS rc, ${o.type}::regtype AS rt,
           ${o.fn}::regproc AS rp, ${o.ns}::regnamespace AS rn, CAST(${o.rel} AS regclass) AS rc2,
-          pg_get_expr((SELECT adbin FROM pg_attrdef LIMIT 1), ${o.rel}) AS expr`;
+          pg_get_expr((SELECT adbin FROM pg_attrdef LIMIT 1), ${o.rel}) AS expr,
+          has_table_privilege(${o.rel}, 'SELECT') AS tablepriv, has_schema_privilege(${o.ns}, 'USAGE') AS schemapriv,
+          has_function_privilege(${o.fn}, 'EXECUTE') AS fnpriv, has_type_privilege(${o.type}, 'USAGE') AS typepriv,
+          has_column_privilege(${o.rel}, 1::smallint, 'SELECT') AS colpriv`;
       const missing = Object.fromEntries(Object.keys(b).map((k) => [k, 2_000_000_000 + k.length]));
       const leaked = await asTenant(probe(b));
       expect(JSON.stringify(leaked)).not.toMatch(LEAK);
@@ -291,8 +294,32 @@ for (const mode of MODES) {
           "SELECT pg_get_viewdef('tenant_' || 'zzzz.catb_view') AS r",
         ],
       ];
+      pairs.push(
+        [
+          "SELECT has_table_privilege('tenant_' || 'catb.catb_table', 'SELECT') AS r",
+          "SELECT has_table_privilege('tenant_' || 'zzzz.catb_table', 'SELECT') AS r",
+        ],
+        [
+          "SELECT has_schema_privilege('tenant_' || 'catb', 'USAGE') AS r",
+          "SELECT has_schema_privilege('tenant_' || 'zzzz', 'USAGE') AS r",
+        ],
+        [
+          "SELECT has_function_privilege('tenant_' || 'catb.catb_fn()', 'EXECUTE') AS r",
+          "SELECT has_function_privilege('tenant_' || 'zzzz.catb_fn()', 'EXECUTE') AS r",
+        ],
+      );
       if (mode.roles)
-        pairs.push(["SELECT ('tenant_' || 'catb')::regrole AS r", "SELECT ('tenant_' || 'zzzz')::regrole AS r"]);
+        pairs.push(
+          ["SELECT ('tenant_' || 'catb')::regrole AS r", "SELECT ('tenant_' || 'zzzz')::regrole AS r"],
+          [
+            "SELECT pg_has_role('tenant_' || 'catb', 'MEMBER') AS r",
+            "SELECT pg_has_role('tenant_' || 'zzzz', 'MEMBER') AS r",
+          ],
+          [
+            "SELECT has_table_privilege('tenant_' || 'catb', 'cata_table', 'SELECT') AS r",
+            "SELECT has_table_privilege('tenant_' || 'zzzz', 'cata_table', 'SELECT') AS r",
+          ],
+        );
       for (const [other, none] of pairs) {
         const outcome = async (sql: string): Promise<unknown> => {
           try {
