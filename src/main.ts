@@ -10,6 +10,7 @@ import { loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { CancelRegistry, type CancelPartition } from './frontend/cancel.js';
 import { ClientSession } from './frontend/session.js';
+import { catalogFilterProblem } from './catalog/readiness.js';
 import { createSqlGuard, loadParser, type SqlGuard } from './guard/sql-guard.js';
 import { startOpsServer, type OpsServer, type Readiness } from './metrics/http.js';
 import { ProxyMetrics, UNAUTHENTICATED } from './metrics/metrics.js';
@@ -73,6 +74,16 @@ export async function startProxy(
   let config = initial;
   await loadParser();
   let guard = guardFor(config);
+  /** undefined: not known (not asked yet, or the database could not be asked). */
+  let catalogProblem: string | null | undefined;
+  if (config.policy.guard && config.policy.catalogFilter) {
+    void catalogFilterProblem(config.upstream).then((problem) => {
+      catalogProblem = problem;
+      if (problem === undefined || problem === null) return;
+      guard.catalogFilterMissing(problem);
+      log.error({ problem }, 'catalog statements are refused until `pg-tenant-proxy catalog install` runs');
+    });
+  }
   let verifier: TenantTokenVerifier = await createTenantTokenVerifier(config);
   let secureContext = loadSecureContext(config.tls);
   const target = upstreamTarget(config);
@@ -234,6 +245,7 @@ export async function startProxy(
       config = next;
       verifier = nextVerifier;
       guard = guardFor(next);
+      if (typeof catalogProblem === 'string') guard.catalogFilterMissing(catalogProblem);
       secureContext = nextContext;
       pool.reconfigure(poolOptions(next));
       audit.reconfigure(next);

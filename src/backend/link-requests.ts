@@ -1,5 +1,6 @@
 // The client-to-server direction of a link: each frame judged, rewritten where the proxy must, entered in the ledger.
 import { FrontendCode } from '../protocol/codes.js';
+import { catalogFrame } from '../guard/rewrite-frame.js';
 import { ProxyError } from '../protocol/errors.js';
 import { encodeQuery, encodeUnnamedParse, readCString } from '../protocol/messages.js';
 import type { StatementSource } from '../frontend/statement-tracker.js';
@@ -106,8 +107,10 @@ export class LinkRequests {
         if (verdict instanceof ProxyError) return this.refuse(server, verdict, REFUSAL_QUERY);
         tracker?.query(verdict ?? NO_SOURCE, replies.sent);
         const substitute = this.substitute(server, verdict, 'query');
-        if (substitute === null) this.trackSessionChanges(server, verdict);
-        return substitute;
+        if (substitute !== null) return substitute;
+        this.trackSessionChanges(server, verdict);
+        // Catalog references go to the filtered views (guard/rewrite-frame.ts); null for every other statement.
+        return catalogFrame(buf, start, end, verdict);
       }
       case FrontendCode.FunctionCall:
         this.refuseInsideBatch(server, code);
@@ -117,7 +120,13 @@ export class LinkRequests {
         const verdict = this.judge(code, buf, start, end);
         if (verdict instanceof ProxyError) return this.refuse(server, verdict, REFUSAL_PARSE);
         const substitute = buf[start + 5] === 0 ? this.substitute(server, verdict, 'parse') : null;
-        const frame = substitute ?? prepared.parse(buf, start, end, server, verdict?.analysis?.changesSchema === true);
+        const ddl = verdict?.analysis?.changesSchema === true;
+        const rewritten = catalogFrame(buf, start, end, verdict);
+        const frame =
+          substitute ??
+          (rewritten === null
+            ? prepared.parse(buf, start, end, server, ddl)
+            : (prepared.parse(rewritten, 0, rewritten.length, server, ddl) ?? rewritten));
         if (frame instanceof ProxyError) return this.refuse(server, frame, REFUSAL_PARSE);
         // Only a Parse the proxy lets through changes the session or names a statement the tracker must keep.
         if (substitute === null) this.trackSessionChanges(server, verdict);

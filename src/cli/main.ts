@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Command line: argv → start | demo | token | check-config | status | tenants | version.
+// Command line: argv → start | demo | token | check-config | status | tenants | catalog | migrate | version.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/load.js';
@@ -20,6 +20,7 @@ commands:
                                           (pg-tenant-proxy tenants --help for each verb's options)
   tenants query --config FILE "SQL" (--tenants a,b | --all) [--format table|csv|json]
                                           one read-only statement in each tenant, guarded and audited
+  catalog install --config FILE           install or upgrade the catalog filter (policy.catalogFilter) in admin.url's database
   migrate --config FILE [--dir DIR]       apply missing migrations to every tenant schema
                                           (--canary N, --tenants a,b, --dry-run; pg-tenant-proxy migrate --help)
   version                                 print the version
@@ -94,6 +95,11 @@ async function main(argv: string[]): Promise<void> {
       const { renderStatus } = await import('../admin/status.js');
       const status = await fetchStatus(config);
       process.stdout.write(values.json ? `${JSON.stringify(status, null, 2)}\n` : renderStatus(status));
+      return;
+    }
+    case 'catalog': {
+      const { runCatalog } = await import('./catalog.js');
+      process.exitCode = await runCatalog(rest);
       return;
     }
     case 'migrate': {

@@ -215,6 +215,12 @@ const policySchema = z.strictObject({
     .default(1024 * 1024),
   /** Entries in each verdict cache (exact text and normalized text). */
   cacheSize: z.number().int().min(0).default(10_000),
+  /**
+   * Catalog privacy: a tenant's references to pg_catalog and information_schema are rewritten to filtered views
+   * (schema pgtp_catalog, installed by `pg-tenant-proxy tenants` commands and bootstrap) that show only its own
+   * schema, shared schemas, built-in objects and visible roles. false shows every tenant's names (not recommended).
+   */
+  catalogFilter: z.boolean().default(true),
   /** Token claim that, when true, skips the guard for support tooling; off unless set, and audited. */
   bypassClaim: z.string().min(1).optional(),
 });

@@ -63,7 +63,8 @@ function answerableLocally(analysis: StatementAnalysis | null | undefined): bool
     analysis.denial === null &&
     !analysis.changesSettings &&
     !analysis.touchesPrepared &&
-    !analysis.changesSchema
+    !analysis.changesSchema &&
+    analysis.catalog === null // a catalog statement is stored as rewritten, on its way to a server (session.ts)
   );
 }
 

@@ -419,6 +419,7 @@ export class ClientSession implements LinkHost, HandshakeHost {
     this.state === SessionState.Waiting &&
     this.framer.buffered === 0 &&
     this.approved?.source?.analysis?.deallocate == null &&
+    this.approved?.source?.analysis?.catalog == null && // a catalog statement goes out rewritten
     isPipelinableSegment(this.queued, this.approved?.frame);
 
   /** No server: the queued statements fail with the reason, the session survives and can retry. */

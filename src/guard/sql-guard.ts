@@ -23,6 +23,11 @@ export interface GuardPolicy {
   cacheSize: number;
   /** false turns off the cross-schema name rules only; session identity and escape-hatch rules always apply. */
   checkNames: boolean;
+  /**
+   * policy.catalogFilter: catalog references are rewritten to the filtered views in CATALOG_SCHEMA (StatementAnalysis
+   * .catalog, applied by rewrite-frame.ts). Off when absent.
+   */
+  catalogFilter?: boolean;
   /** tenancy.schemaTemplate and tenancy.tenantPattern: what any tenant's schema name looks like. */
   schemaTemplate?: string;
   tenantPattern?: string;
@@ -54,6 +59,11 @@ export interface SqlGuard {
   check(text: string, schema: string): Refusal | StatementAnalysis;
   /** The cached analysis without judging it (for auditing sessions the guard does not check). */
   describe(text: string): StatementAnalysis;
+  /**
+   * Why the catalog filter cannot be used (not installed, another version), or null: while set, statements that
+   * name a catalog are refused with a hint naming the install command, never sent unfiltered.
+   */
+  catalogFilterMissing(reason: string | null): void;
   readonly stats: GuardStats;
 }
 
@@ -84,6 +94,7 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
       ? null
       : tenantSchemaShape(policy.schemaTemplate, policy.tenantPattern);
   const stats: GuardStats = { exactHits: 0, normalizedHits: 0, misses: 0 };
+  let catalogMissing: string | null = null;
   /** Texts larger than this are analysed but not kept, so the cache's memory stays bounded. */
   const maxCachedText = 16 * 1024;
 
@@ -118,18 +129,30 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
     }
     stats.misses++;
     const analysis = withFingerprint(
-      analyzeSql(skeleton ?? text, deniedFunctions, shape, policy.maxStatementBytes),
+      catalogChecked(
+        analyzeSql(skeleton ?? text, deniedFunctions, shape, policy.maxStatementBytes, policy.catalogFilter === true),
+        text,
+      ),
       skeleton ?? text,
     );
     if (text.length <= maxCachedText) exact.set(text, analysis);
-    // Only analyses that never looked at a literal may serve texts that differ from this one in literals.
-    if (key !== null && !analysis.literalDependent && key.length <= maxCachedText) normalized.set(key, analysis);
+    // Only analyses that never looked at a literal may serve texts that differ from this one in literals; nor may a
+    // catalog rewrite, whose splice offsets are this text's (a literal of another length moves them).
+    if (key !== null && !analysis.literalDependent && analysis.catalog === null && key.length <= maxCachedText)
+      normalized.set(key, analysis);
     return analysis;
   };
 
   return {
     stats,
-    describe: analyze,
+    // A session the guard does not check is audited, not rewritten: it reads the catalogs as they are.
+    describe(text) {
+      const analysis = analyze(text);
+      return analysis.catalog === null ? analysis : { ...analysis, catalog: null };
+    },
+    catalogFilterMissing(reason) {
+      catalogMissing = reason;
+    },
     check(text, schema) {
       const analysis = analyze(text);
       const denial = analysis.denial;
@@ -137,6 +160,19 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
         const error = new ProxyError(denial.sqlstate, denial.message);
         error.position = denial.position;
         return { rule: denial.rule, error, analysis };
+      }
+      if (catalogMissing !== null && analysis.catalog !== null) {
+        return {
+          rule: 'catalog',
+          analysis,
+          error: new ProxyError(
+            SqlState.INSUFFICIENT_PRIVILEGE,
+            `reading the catalogs is not allowed through pg-tenant-proxy: ${catalogMissing}`,
+            'ERROR',
+            undefined,
+            'an administrator runs `pg-tenant-proxy catalog install --config FILE` (or sets policy.catalogFilter: false)',
+          ),
+        };
       }
       if (!policy.checkNames) return analysis;
       for (const [named, example] of analysis.schemas) {
@@ -160,6 +196,23 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
         };
       }
       return analysis;
+    },
+  };
+}
+
+/**
+ * Splice offsets are bytes of the text's UTF-8 encoding, which are the frame's own bytes only when the frame was
+ * valid UTF-8; one that was not decodes with U+FFFD in it, and a catalog statement like that is refused, not guessed.
+ */
+function catalogChecked(analysis: Analysis, text: string): Analysis {
+  if (analysis.catalog === null || !text.includes('\uFFFD')) return analysis;
+  return {
+    ...analysis,
+    catalog: null,
+    denial: {
+      rule: 'catalog',
+      sqlstate: SqlState.INSUFFICIENT_PRIVILEGE,
+      message: 'a catalog query that is not valid UTF-8 is not allowed through pg-tenant-proxy',
     },
   };
 }

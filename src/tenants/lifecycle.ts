@@ -1,6 +1,7 @@
 // TenantAdmin: a session of lifecycle verbs over one admin connection (create, update, list, show, suspend, resume, delete…).
 import type pg from 'pg';
 import { LifecycleAudit } from '../audit/lifecycle-audit.js';
+import { ensureCatalogFilter } from '../catalog/install.js';
 import type { Config } from '../config/schema.js';
 import { defaultActor } from './actor.js';
 import { connectAdmin, proxyRoleOf } from './admin-connection.js';
@@ -94,6 +95,7 @@ export class TenantAdmin {
         );
       }
       const { from, to } = await ensureRegistry(this.db, this.store.schema, proxyRole);
+      await ensureCatalogFilter(this.db, this.config); // catalog privacy views (src/catalog/install.ts)
       if (from !== to) {
         const event: LifecycleEvent = {
           actor: this.actor,

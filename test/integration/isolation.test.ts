@@ -1105,7 +1105,15 @@ const ATTEMPTS: Attempt[] = [
     steps: [
       s("SELECT 'tenant_b.items'::regclass", NAMED),
       s("SELECT CAST('tenant_b.seq' AS pg_catalog.regclass)", NAMED),
-      s("SELECT to_regclass('tenant_b.items')", NAMED),
+      // With the catalog filter, to_regclass answers for a schema the tenant may not see as for a missing one: NULL.
+      s(
+        "SELECT to_regclass('tenant_b.items')",
+        per(
+          GUARD,
+          ok((r, _ctx, c) => expect.soft(only(r), c).toEqual([{ to_regclass: null }])),
+          GUARD,
+        ),
+      ),
       s("SELECT pg_relation_size('tenant_b.items')", NAMED),
     ],
   },
@@ -1128,7 +1136,8 @@ const ATTEMPTS: Attempt[] = [
   {
     category: 'names in strings',
     name: "regclass(text) function-style cast on tenant b's sequence",
-    steps: [s("SELECT nextval(regclass('tenant_b.seq'))", per(GUARD, DENIED, REFUSED))],
+    // The catalog filter resolves the name as if tenant b's schema did not exist (3F000), not "permission denied".
+    steps: [s("SELECT nextval(regclass('tenant_b.seq'))", per(GUARD, db('3F000'), REFUSED))],
   },
   {
     category: 'names in strings',
@@ -1192,14 +1201,14 @@ const ATTEMPTS: Attempt[] = [
   // ── What pg_catalog shows about tenant b ──
   {
     category: 'catalog',
-    name: 'names are visible (documented), data is not: pg_stats',
+    name: "pg_stats: tenant b's rows are filtered out",
     // pg_stats shows most_common_vals and histogram_bounds: tenant b's values, not just names. It filters by
-    // has_column_privilege, which the shared login role holds on every tenant's tables when roles are off, so the
-    // guard refuses the view in every mode.
+    // has_column_privilege, which the shared login role holds on every tenant's tables when roles are off; the
+    // catalog filter (pgtp_catalog.pg_stats) shows only schemas the session may see, in every mode.
     steps: [
       s(
         "SELECT attname, most_common_vals::text AS mcv, histogram_bounds::text AS histogram FROM pg_stats WHERE schemaname = 'tenant_b' AND tablename = 'items'",
-        GUARD,
+        ok((r, _ctx, c) => expect.soft(only(r), c).toEqual([])),
       ),
     ],
   },
@@ -1207,18 +1216,21 @@ const ATTEMPTS: Attempt[] = [
     category: 'catalog',
     name: "pg_sequences.last_value of tenant b's sequence",
     steps: [
-      // last_value is data; the guard refuses the view in every mode.
-      s("SELECT last_value FROM pg_sequences WHERE schemaname = 'tenant_b' AND sequencename = 'seq'", GUARD),
+      // last_value is data; the catalog filter shows no row of tenant b's schema in any mode.
+      s(
+        "SELECT last_value FROM pg_sequences WHERE schemaname = 'tenant_b' AND sequencename = 'seq'",
+        ok((r, _ctx, c) => expect.soft(only(r), c).toEqual([])),
+      ),
     ],
   },
   {
     category: 'catalog',
-    name: "tenant b's relation names (documented as visible)",
-    // README, "What stays visible": catalog names. Asserted so that a change in either direction is noticed.
+    name: "tenant b's relation names (filtered out by the catalog filter)",
+    // README, "What a tenant can observe": the catalogs show the tenant's own schema only.
     steps: [
       s(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'tenant_b' AND c.relname IN ('items', 'seq') ORDER BY 1",
-        ok((r, _ctx, c) => expect.soft(only(r), c).toEqual([{ relname: 'items' }, { relname: 'seq' }])),
+        ok((r, _ctx, c) => expect.soft(only(r), c).toEqual([])),
       ),
     ],
   },
@@ -1592,7 +1604,13 @@ describe.each(MODES)('isolation: $title', (mode) => {
       s("SELECT query FROM pg_catalog.pg_stat_activity WHERE state = 'active'", GUARD),
       s('SELECT * FROM pg_stat_get_activity(NULL)', GUARD),
       s('SELECT pg_stat_get_backend_activity(i) FROM pg_stat_get_backend_idset() i', GUARD),
-      s('SELECT * FROM pg_locks', GUARD),
+      // pg_locks through the catalog filter: the locks of the tenant's own server only.
+      s(
+        'SELECT * FROM pg_locks',
+        ok((r, _ctx, c) =>
+          expect.soft(new Set(only(r).map((row) => (row as { pid: number }).pid)).size, c).toBeLessThanOrEqual(1),
+        ),
+      ),
       s('CREATE VIEW iso_act AS SELECT query FROM pg_stat_activity', GUARD),
       // ts_stat runs SQL the guard never sees. With roles, PostgreSQL shows other roles' sessions as
       // "<insufficient privilege>" (executing and showing nothing is then as good as a refusal).

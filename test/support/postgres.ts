@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import pg from 'pg';
 import { inject, type TestContext } from 'vitest';
+import { installCatalogFilter } from '../../src/catalog/install.js';
 import { startPgCluster } from '../../src/dev/pg-cluster.js';
 import {
   createTenantSchema,
@@ -113,6 +114,7 @@ export async function createFixture(
       await db.query(`CREATE SEQUENCE ${schema}.seq START ${seqStart}`);
       for (const [id, name] of rows) await db.query(`INSERT INTO ${schema}.items VALUES ($1, $2)`, [id, name]);
     }
+    await installCatalogFilter(db, { sharedSchemas: [] });
   } finally {
     await db.end();
   }
@@ -164,6 +166,7 @@ export async function createRolesFixture(superuserUrl: string): Promise<RolesFix
       await db.query(`ALTER TABLE ${schema}.items OWNER TO ${schema}`);
       await db.query(`ALTER SEQUENCE ${schema}.seq OWNER TO ${schema}`);
     }
+    await installCatalogFilter(db, { sharedSchemas: [] });
   } finally {
     await db.end();
   }
