@@ -64,7 +64,7 @@ function answerableLocally(analysis: StatementAnalysis | null | undefined): bool
     !analysis.changesSettings &&
     !analysis.touchesPrepared &&
     !analysis.changesSchema &&
-    analysis.catalog === null // a catalog statement is stored as rewritten, on its way to a server (session.ts)
+    analysis.catalog === null // a catalog statement is stored as rewritten, on its way to a server (link-requests.ts)
   );
 }
 
