@@ -351,7 +351,7 @@ export class ServerConn implements Pausable {
   close(reason: string, err = ProxyError.serverLost(reason)): void {
     if (this.#state === ServerState.Closed) return;
     const client = this.#client;
-    this.#state = ServerState.Closed;
+    this.#transition(ServerState.Closed);
     this.#client = null;
     this.#socket.destroy();
     client?.onServerLost(err);
