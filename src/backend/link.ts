@@ -162,11 +162,14 @@ export class ClientLink implements ServerClient, Pausable {
   // ── ServerClient ────────────────────────────────────────────────────────────
 
   deliver(buf: Buffer, from: Pausable): void {
+    // A departed client's statements may still be answered (see leave): their replies go nowhere.
+    if (this.abandoned) return;
     this.host.meter.bytesOut += buf.length;
     this.host.conn.forward(buf, from);
   }
 
   private sendToClient(buf: Buffer): void {
+    if (this.abandoned) return;
     this.host.meter.bytesOut += buf.length;
     this.host.conn.write(buf);
   }
