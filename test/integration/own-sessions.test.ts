@@ -167,7 +167,7 @@ for (const mode of MODES) {
       const ended = new Promise<void>((resolve) => victim.once('end', () => resolve()));
       const sleep = 'SELECT pg_sleep(30) /* a-victim */';
       const running = victim.query(sleep).catch((e: unknown) => e);
-      const pid = await runningPid(sleep);
+      await runningPid(sleep);
       const b = await connect('b');
 
       const killer = await connect('a');
@@ -206,9 +206,9 @@ for (const mode of MODES) {
           expect(rows).toEqual([{ r: false }]);
           expect(notices[0]).toMatch(NOT_A_BACKEND);
         }
-        expect((await a2.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1', [pid])).rows[0].n).toBe(
-          0,
-        );
+        expect(
+          (await a2.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1', [pid])).rows[0].n,
+        ).toBe(0);
         expect((await b.query('SELECT count(*)::int AS n FROM items')).rows[0].n).toBe(3);
         await b.query('COMMIT');
       } finally {
