@@ -1,5 +1,6 @@
 // The statements the proxy injects: SET search_path (+ client settings) on pin, the reset before a server is reused.
 import { quoteIdent, quoteLiteral } from '../auth/identity.js';
+import { TENANT_MARKER_CLASS } from '../catalog/surfaces.js';
 import { SERVER_STATEMENT_PREFIX } from '../guard/analyze.js';
 import { FrontendCode } from '../protocol/codes.js';
 import { encodeQuery, encodeUnnamedParse } from '../protocol/messages.js';
@@ -72,7 +73,7 @@ export function planPin(
   role: string | null,
   settings: ReadonlyMap<string, string>,
 ): PinPlan {
-  const statements = [`SET search_path TO ${quoteIdent(schema)}`];
+  const statements = [`SET search_path TO ${quoteIdent(schema)}`, tenantMarker(schema)];
   if (role !== null) statements.push(`SET ROLE ${quoteIdent(role)}`);
   const applied: [string, string][] = [];
   for (const [name, value] of settings) {
@@ -86,6 +87,17 @@ export function planPin(
     schema,
     applied,
   };
+}
+
+/**
+ * Takes the tenant's marker (see TENANT_MARKER_CLASS): a shared advisory lock the reset releases, by which the catalog
+ * filter knows the tenant's own sessions. It returns no row, so its only reply is a CommandComplete.
+ */
+function tenantMarker(schema: string): string {
+  return (
+    `SELECT WHERE pg_catalog.pg_advisory_lock_shared(${TENANT_MARKER_CLASS}, ` +
+    `(SELECT n.oid::pg_catalog.int4 FROM pg_catalog.pg_namespace n WHERE n.nspname = ${quoteLiteral(schema)})) IS NULL`
+  );
 }
 
 /** A setting's value on the server as far as the proxy knows (undefined: unknown). */

@@ -14,6 +14,7 @@ import {
   INFORMATION_SCHEMA_RELATIONS,
   PRIVILEGE_OBJECTS,
   REG_TYPES,
+  TENANT_MARKER_CLASS,
   WRAPPED_FUNCTIONS,
   type WrappedKind,
 } from './surfaces.js';
@@ -101,7 +102,8 @@ async function filterStatements(client: SqlRunner, shared: readonly string[]): P
   for (const [name, filter] of Object.entries(FILTERED_RELATIONS)) {
     const cols = columns.get(`pg_catalog.${name}`);
     if (cols === undefined) continue; // not in this PostgreSQL version: nothing to filter, nothing to name
-    out.push(view(name, 'pg_catalog', cols, filter));
+    if (name === 'pg_stat_activity') out.push(...activityView(cols, filter));
+    else out.push(view(name, 'pg_catalog', cols, filter));
   }
   for (const name of INFORMATION_SCHEMA_RELATIONS) {
     const cols = columns.get(`information_schema.${name}`);
@@ -143,7 +145,7 @@ async function catalogColumns(client: SqlRunner): Promise<Map<string, Column[]>>
  * A view of the same name and columns; ACL columns keep only entries for roles the session may see; anyarray columns
  * become text.
  */
-function view(name: string, schema: string, columns: Column[], filter: string | null): string {
+function view(name: string, schema: string, columns: Column[], filter: string | null, from?: string): string {
   const list = columns.map((c) => {
     const col = quoteIdent(c.name);
     if (c.type === 'aclitem[]') return `${S}.visible_acl(t.${col}) AS ${col}`;
@@ -154,7 +156,7 @@ function view(name: string, schema: string, columns: Column[], filter: string | 
   });
   return [
     `CREATE OR REPLACE VIEW ${S}.${quoteIdent(name)} WITH (security_barrier) AS`,
-    `SELECT ${list.join(', ')} FROM ${schema}.${quoteIdent(name)} t${filter === null ? '' : ` WHERE ${filter}`};`,
+    `SELECT ${list.join(', ')} FROM ${from ?? `${schema}.${quoteIdent(name)}`} t${filter === null ? '' : ` WHERE ${filter}`};`,
     `GRANT SELECT ON ${S}.${quoteIdent(name)} TO PUBLIC`,
   ].join('\n');
 }
@@ -313,6 +315,58 @@ END $$`,
   ];
 }
 
+/**
+ * The tenant's own sessions (see TENANT_MARKER_CLASS): the backends holding the marker of the schema the caller's
+ * search path names. The proxy pins that path and the guard refuses changing it, so a tenant session can only ever
+ * name its own tenant. It is read from the search_path setting itself, not current_schema(), which skips a schema the
+ * current role may not use (a SECURITY DEFINER caller's owner, the proxy role before SET ROLE). Evaluated when the
+ * statement runs, not when the proxy sent it: a backend reset and handed to another tenant meanwhile has lost the
+ * marker. Every operator is qualified: the definer functions below run with the caller's search path.
+ */
+function tenantBackends(): string {
+  const eq = 'OPERATOR(pg_catalog.=)';
+  return `CREATE OR REPLACE FUNCTION ${S}.tenant_backends() RETURNS pg_catalog.int4[] LANGUAGE sql STABLE AS $$
+  SELECT pg_catalog.array_agg(l.pid) FROM pg_catalog.pg_locks l
+   WHERE l.locktype ${eq} 'advisory' AND l.classid ${eq} ${TENANT_MARKER_CLASS}::pg_catalog.oid AND l.objsubid ${eq} 2
+     AND l.granted
+     AND l.database ${eq} (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname ${eq} pg_catalog.current_database())
+     AND l.objid ${eq} (SELECT n.oid FROM pg_catalog.pg_namespace n
+                        WHERE pg_catalog.quote_ident(n.nspname) ${eq} pg_catalog.current_setting('search_path')) $$`;
+}
+
+/**
+ * pg_stat_activity: a SECURITY DEFINER function (PostgreSQL shows another backend's query only to a role with the
+ * privileges of its login role, which a tenant role lacks) returning the rows of the tenant's own backends, and the
+ * view of the same name and columns over it. The function's owner (the installing role) must be able to read the
+ * proxy role's activity and signal its backends: a superuser, or a member of the proxy role, or of pg_read_all_stats
+ * and pg_signal_backend.
+ */
+function activityView(columns: Column[], filter: string): string[] {
+  return [
+    tenantBackends(),
+    `CREATE OR REPLACE FUNCTION ${S}.tenant_activity() RETURNS SETOF pg_catalog.pg_stat_activity LANGUAGE sql STABLE SECURITY DEFINER AS $$
+  SELECT t.* FROM pg_catalog.pg_stat_activity t WHERE ${filter} $$`,
+    view('pg_stat_activity', 'pg_catalog', columns, null, `${S}.tenant_activity()`),
+  ];
+}
+
+/**
+ * pg_cancel_backend and pg_terminate_backend with their own signature: the real function for a backend serving the
+ * caller's tenant (checked as the signal is sent), else what PostgreSQL answers for a pid that is no backend: false
+ * and a WARNING. SECURITY DEFINER as tenant_activity(): a tenant role may not signal the login role's backends.
+ */
+function signalWrapper(name: string, args: string, result: string, arity: number): string {
+  const params = Array.from({ length: arity }, (_, i) => `$${i + 1}`).join(', ');
+  return `CREATE OR REPLACE FUNCTION ${S}.${quoteIdent(name)}(${args}) RETURNS ${result} LANGUAGE plpgsql VOLATILE STRICT SECURITY DEFINER AS $$
+BEGIN
+  IF $1 OPERATOR(pg_catalog.=) ANY (${S}.tenant_backends()) THEN
+    RETURN pg_catalog.${name}(${params});
+  END IF;
+  RAISE WARNING 'PID % is not a PostgreSQL backend process', $1;
+  RETURN false;
+END $$`;
+}
+
 /** Catalog of each reg* type's objects, and PostgreSQL's error for a name of that kind that does not exist. */
 const REG_TYPE_OBJECTS: Record<string, { catalog: string; errcode: string; message: string }> = {
   regclass: { catalog: 'pg_class', errcode: '42P01', message: 'relation "%" does not exist' },
@@ -389,6 +443,7 @@ function wrapperCheck(name: string, kind: WrappedKind, args: string[]): string |
     case 'to_reg':
     case 'privilege':
     case 'membership':
+    case 'signal':
       return null;
     default:
       throw new Error(`no check for ${name}`);
@@ -439,6 +494,10 @@ async function wrappers(client: SqlRunner): Promise<string[]> {
     types: string[];
   }>) {
     const kind = WRAPPED_FUNCTIONS[row.name]!;
+    if (kind === 'signal') {
+      out.push(signalWrapper(row.name, row.args, row.result, row.types.length));
+      continue;
+    }
     const params = row.types.map((_, i) => `$${i + 1}`).join(', ');
     const call = `pg_catalog.${row.name}(${params})`;
     let body: string;

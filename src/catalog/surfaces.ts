@@ -12,7 +12,17 @@ export const CATALOG_SCHEMA = 'pgtp_catalog';
  * Version of what install.ts creates; the installer replaces everything when the installed one is older. Bump it
  * whenever a view's filter or a wrapper changes.
  */
-export const CATALOG_FILTER_VERSION = 1;
+export const CATALOG_FILTER_VERSION = 2;
+
+/**
+ * The tenant marker: every pin takes a session-level shared advisory lock (TENANT_MARKER_CLASS, the oid of the
+ * tenant's schema) and the reset (DISCARD ALL, or pg_advisory_unlock_all) releases it, so pg_locks says at each moment
+ * which backends serve which tenant — pinned or parked — across every proxy process sharing the database. The
+ * tenant's own sessions (pg_stat_activity, pg_cancel_backend, pg_terminate_backend) are the backends holding its
+ * marker, checked when the statement runs. Tenants cannot take or release advisory locks (the guard refuses the
+ * functions). 0x70677470 is "pgtp".
+ */
+export const TENANT_MARKER_CLASS = 0x70677470;
 
 /** SQL building blocks over the row alias `t`, evaluated once per query (InitPlans), not per row. */
 const NS = `(SELECT ${CATALOG_SCHEMA}.visible_namespaces())::pg_catalog.oid[]`;
@@ -31,6 +41,8 @@ const roleName = (column: string): string =>
   `t.${column} IN (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = ANY (${ROLES}))`;
 const object = (classid: string, objid: string): string => `${CATALOG_SCHEMA}.visible_object(t.${classid}, t.${objid})`;
 const ownBackend = 't.pid = pg_catalog.pg_backend_pid()';
+/** The proxy's tenant marker is not the tenant's lock: hidden from its pg_locks like the proxy's statements are. */
+const notMarker = `NOT (t.locktype = 'advisory' AND t.classid = ${TENANT_MARKER_CLASS} AND t.objsubid = 2)`;
 const thisDatabase = (column: string): string =>
   `(t.${column} = 0 OR t.${column} = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()))`;
 const and = (...parts: string[]): string => parts.map((p) => `(${p})`).join(' AND ');
@@ -84,7 +96,10 @@ export const FILTERED_RELATIONS: Readonly<Record<string, string>> = {
   pg_auth_members: and(role('roleid'), role('member'), role('grantor')),
   pg_user_mappings: `t.umuser = 0 OR ${role('umuser')}`,
   pg_prepared_xacts: roleName('owner'),
-  pg_locks: ownBackend,
+  pg_locks: and(ownBackend, notMarker),
+  // Read through CATALOG_SCHEMA.tenant_activity(), which may see the query text of the login role's backends.
+  // (a SECURITY DEFINER function: the filter's operators are qualified, the caller's search path being in force).
+  pg_stat_activity: `t.pid OPERATOR(pg_catalog.=) ANY (${CATALOG_SCHEMA}.tenant_backends())`,
   pg_stat_progress_analyze: ownBackend,
   pg_stat_progress_basebackup: ownBackend,
   pg_stat_progress_cluster: ownBackend,
@@ -280,7 +295,8 @@ export type WrappedKind =
   | 'expression'
   | 'to_reg'
   | 'privilege'
-  | 'membership';
+  | 'membership'
+  | 'signal';
 
 /**
  * pg_catalog functions that print a name, definition, comment or size of an object given its oid (or resolve a name
@@ -348,6 +364,9 @@ export const WRAPPED_FUNCTIONS: Readonly<Record<string, WrappedKind>> = {
   has_type_privilege: 'privilege',
   has_schema_privilege: 'privilege',
   pg_has_role: 'membership',
+  // Signals only to a backend holding the session's tenant marker; any other pid is answered as one that does not exist.
+  pg_cancel_backend: 'signal',
+  pg_terminate_backend: 'signal',
 };
 
 /** The catalog of each wrapped has_*_privilege function's object. */

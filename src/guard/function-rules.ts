@@ -1,5 +1,5 @@
 // Function and cast rules: denied functions, set_config, and names resolved from strings (reg* casts, nextval('s.t')).
-import { REG_TYPES } from '../catalog/surfaces.js';
+import { REG_TYPES, WRAPPED_FUNCTIONS } from '../catalog/surfaces.js';
 import type { RuleContext } from './analysis.js';
 import { parseQualifiedName } from './qualified-name.js';
 import {
@@ -16,8 +16,11 @@ export function funcCall(a: RuleContext, node: Json): void {
   const parts = stringList((node.funcname as unknown[]) ?? []) ?? [];
   const name = parts[parts.length - 1] ?? '';
   if (parts.length > 1 && parts[parts.length - 2] !== 'pg_catalog') return;
+  // pg_cancel_backend/pg_terminate_backend reach other backends: only through the filter's wrappers, which signal
+  // nothing but the tenant's own (see catalog/install.ts signalWrapper); refused when the filter is off.
+  const wrappedSignal = a.catalog !== null && WRAPPED_FUNCTIONS[name] === 'signal';
   const rule =
-    DENIED_FUNCTIONS.get(name) ??
+    (wrappedSignal ? undefined : DENIED_FUNCTIONS.get(name)) ??
     DENIED_FUNCTION_PREFIXES.find(([prefix]) => name.startsWith(prefix))?.[1] ??
     (a.extraDeniedFunctions.has(name) ? 'denied_function' : undefined);
   if (rule !== undefined) {

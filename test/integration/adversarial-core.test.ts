@@ -10,6 +10,7 @@ import net from 'node:net';
 import { randomInt } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { TENANT_MARKER_CLASS } from '../../src/catalog/surfaces.js';
 import { readErrorFields } from '../../src/protocol/messages.js';
 import { Writer } from '../../src/protocol/writer.js';
 import { selfSignedCert } from '../support/certs.js';
@@ -207,6 +208,7 @@ function sendCancel(pid: number, secret: number): Promise<void> {
 }
 
 // ── Victim-side checks ────────────────────────────────────────────────────────
+// The proxy's own tenant marker (a shared advisory lock of the pinned tenant, see catalog/surfaces.ts) is expected.
 
 const STATE_SQL = `SELECT current_schema() AS schema, current_user AS usr, pg_backend_pid() AS pid,
   current_setting('statement_timeout') AS timeout, current_setting('lock_timeout') AS lock_timeout,
@@ -215,7 +217,8 @@ const STATE_SQL = `SELECT current_schema() AS schema, current_user AS usr, pg_ba
   (SELECT count(*)::int FROM pg_cursors) AS cursors,
   (SELECT count(*)::int FROM pg_prepared_statements) AS prepared,
   (SELECT count(*)::int FROM pg_listening_channels()) AS channels,
-  (SELECT count(*)::int FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) AS advisory,
+  (SELECT count(*)::int FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
+     AND NOT (classid = ${TENANT_MARKER_CLASS} AND objid = current_schema()::regnamespace)) AS advisory,
   (SELECT string_agg(name, ',' ORDER BY id) FROM items) AS names`;
 
 const CLEAN_B = {

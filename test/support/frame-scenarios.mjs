@@ -58,7 +58,12 @@ const NAME_UNPINNED_SERVER = "SET application_name = 'pg-tenant-proxy'";
 /** guard/analyze.ts SERVER_STATEMENT_PREFIX. */
 const PREFIX = 'pgtp_s';
 
-/** backend/pin.ts planPin(): BEGIN, the SETs, COMMIT, Close of the unnamed statement and portal, all unsynced. */
+/** backend/pin.ts tenantMarker('tenant_a'): the shared advisory lock marking the server as tenant_a's. */
+const MARKER_TENANT_A =
+  'SELECT WHERE pg_catalog.pg_advisory_lock_shared(1885828208, ' +
+  "(SELECT n.oid::pg_catalog.int4 FROM pg_catalog.pg_namespace n WHERE n.nspname = 'tenant_a')) IS NULL";
+
+/** backend/pin.ts planPin(): BEGIN, the SETs (the marker after search_path), COMMIT, Close of the unnamed statement and portal, all unsynced. */
 function pin(statements) {
   return [...unsynced('BEGIN'), ...statements.flatMap(unsynced), ...unsynced('COMMIT'), close('S', ''), close('P', '')];
 }
@@ -66,18 +71,19 @@ function pin(statements) {
 /** Frames the proxy builds, by name; test/unit/frame-fixtures.test.ts compares each with src/. */
 export const proxyFrames = {
   /** planPin(server, 'tenant_a', null, {}) on a server fresh from reset. */
-  pinTenantA: Buffer.concat(pin(['SET search_path TO "tenant_a"'])),
+  pinTenantA: Buffer.concat(pin(['SET search_path TO "tenant_a"', MARKER_TENANT_A])),
   /** planPin(server, 'tenant_a', 'tenant_a', {application_name: 'client-app', work_mem: '8MB'}) after a reset. */
   pinTenantARoleSettings: Buffer.concat(
     pin([
       'SET search_path TO "tenant_a"',
+      MARKER_TENANT_A,
       'SET ROLE "tenant_a"',
       `SET "application_name" TO 'client-app'`,
       `SET "work_mem" TO '8MB'`,
     ]),
   ),
   /** planPin(server, 'tenant_a', 'tenant_gone', {}): a tenant role dropped meanwhile. */
-  pinMissingRole: Buffer.concat(pin(['SET search_path TO "tenant_a"', 'SET ROLE "tenant_gone"'])),
+  pinMissingRole: Buffer.concat(pin(['SET search_path TO "tenant_a"', MARKER_TENANT_A, 'SET ROLE "tenant_gone"'])),
   /** backend/pin.ts PIPELINED_RESET. */
   pipelinedReset: Buffer.concat(unsynced('DISCARD ALL')),
   /** planReset(server, false) for a server holding none of the proxy's statements (DISCARD). */

@@ -51,9 +51,19 @@ describe('catalog rewrite', () => {
     ['SELECT * FROM pg_stats', 'SELECT * FROM pgtp_catalog.pg_stats'],
     ['SELECT * FROM pg_locks', 'SELECT * FROM pgtp_catalog.pg_locks'],
     ['SELECT é, * FROM pg_class', 'SELECT é, * FROM pgtp_catalog.pg_class'],
+    ['SELECT * FROM pg_stat_activity', 'SELECT * FROM pgtp_catalog.pg_stat_activity'],
     [
-      'SELECT * FROM pg_stat_activity',
-      "REFUSED 42501: reading pg_stat_activity (it shows other tenants' sessions) is not allowed through pg-tenant-proxy",
+      'SELECT pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE pid = $1',
+      'SELECT pgtp_catalog.pg_terminate_backend(pid) FROM pgtp_catalog.pg_stat_activity WHERE pid = $1',
+    ],
+    ['SELECT pg_catalog.pg_cancel_backend(42)', 'SELECT pgtp_catalog.pg_cancel_backend(42)'],
+    [
+      'CREATE FUNCTION kill(int) RETURNS bool LANGUAGE sql AS $$ SELECT pg_terminate_backend($1) $$',
+      'REFUSED 42501: the function pg_terminate_backend inside a function body or a long statement is not allowed through pg-tenant-proxy',
+    ],
+    [
+      'SELECT pg_stat_get_activity(NULL)',
+      'REFUSED 42501: the function pg_stat_get_activity() is not allowed through pg-tenant-proxy',
     ],
     [
       'SELECT * FROM pg_catalog.pg_nothing',
