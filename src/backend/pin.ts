@@ -91,11 +91,14 @@ export function planPin(
 
 /**
  * Takes the tenant's marker (see TENANT_MARKER_CLASS): a shared advisory lock the reset releases, by which the catalog
- * filter knows the tenant's own sessions. It returns no row, so its only reply is a CommandComplete.
+ * filter knows the tenant's own sessions. It returns no row, so its only reply is a CommandComplete. A try-lock: a
+ * transaction holding the key exclusively (pg_advisory_xact_lock is a tenant's to call, and keys are one space for the
+ * whole database) must never make a pin wait; at worst the pinned backend goes unmarked, missing from its own tenant's
+ * pg_stat_activity for that transaction.
  */
 function tenantMarker(schema: string): string {
   return (
-    `SELECT WHERE pg_catalog.pg_advisory_lock_shared(${TENANT_MARKER_CLASS}, ` +
+    `SELECT WHERE pg_catalog.pg_try_advisory_lock_shared(${TENANT_MARKER_CLASS}, ` +
     `(SELECT n.oid::pg_catalog.int4 FROM pg_catalog.pg_namespace n WHERE n.nspname = ${quoteLiteral(schema)})) IS NULL`
   );
 }

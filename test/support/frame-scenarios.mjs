@@ -60,7 +60,7 @@ const PREFIX = 'pgtp_s';
 
 /** backend/pin.ts tenantMarker('tenant_a'): the shared advisory lock marking the server as tenant_a's. */
 const MARKER_TENANT_A =
-  'SELECT WHERE pg_catalog.pg_advisory_lock_shared(1885828208, ' +
+  'SELECT WHERE pg_catalog.pg_try_advisory_lock_shared(1885828208, ' +
   "(SELECT n.oid::pg_catalog.int4 FROM pg_catalog.pg_namespace n WHERE n.nspname = 'tenant_a')) IS NULL";
 
 /** backend/pin.ts planPin(): BEGIN, the SETs (the marker after search_path), COMMIT, Close of the unnamed statement and portal, all unsynced. */
