@@ -23,6 +23,9 @@ commands:
   catalog install --config FILE           install or upgrade the catalog filter (policy.catalogFilter) in admin.url's database
   migrate --config FILE [--dir DIR]       apply missing migrations to every tenant schema
                                           (--canary N, --tenants a,b, --dry-run; pg-tenant-proxy migrate --help)
+  verify-isolation --config FILE          attack one tenant from another through the running proxy; report
+                                          leaked/refused/harmless per attempt, exit 1 on a leak
+                                          (--tenants a,b, --proxy HOST:PORT, --report FILE; --help)
   version                                 print the version
 
 Every config key can also come from the environment: auth.jwt.secret → PGTP_AUTH_JWT_SECRET.
@@ -100,6 +103,10 @@ async function main(argv: string[]): Promise<void> {
     case 'catalog': {
       const { runCatalog } = await import('./catalog.js');
       process.exitCode = await runCatalog(rest);
+      return;
+    }
+    case 'verify-isolation': {
+      process.exitCode = await (await import('./verify-isolation.js')).runVerifyIsolation(rest);
       return;
     }
     case 'migrate': {
