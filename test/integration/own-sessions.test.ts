@@ -4,6 +4,7 @@
 
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { TENANT_MARKER_CLASS } from '../../src/catalog/surfaces.js';
 import { withDatabase } from '../support/postgres.js';
 import { sqlstateOf, startTestProxy, type TestProxy } from '../support/proxy.js';
 
@@ -89,6 +90,22 @@ for (const mode of MODES) {
         client.off('notice', onNotice);
       }
     }
+
+    it("cannot stall b's pins by holding b's marker key exclusively", async () => {
+      const { rows } = await admin.query<{ oid: number }>(
+        "SELECT oid::int4 AS oid FROM pg_namespace WHERE nspname = 'tenant_b'",
+      );
+      const a = await connect('a');
+      await a.query('BEGIN');
+      await a.query('SELECT pg_advisory_xact_lock($1::int4, $2::int4)', [TENANT_MARKER_CLASS, rows[0]!.oid]);
+      const b = await connect('b');
+      const answered = await Promise.race([
+        b.query('SELECT 1 AS one').then((r) => r.rows[0]),
+        new Promise((resolve) => setTimeout(() => resolve('stalled'), 5000)),
+      ]);
+      expect(answered).toEqual({ one: 1 });
+      await a.query('ROLLBACK');
+    });
 
     it("shows a's other client's running query, pid and state, and never b's", async () => {
       const a1 = await connect('a');
