@@ -57,12 +57,6 @@ export function funcCall(a: RuleContext, node: Json): void {
         return;
       }
       const text = a.literal(arg);
-      if (text === undefined && arg === args[0] && SEQUENCE_FUNCTIONS.has(name) && !isSerialSequenceCall(arg)) {
-        // A sequence name computed at run time (concat('tenant_', 'b.seq')) reaches any schema: in guard-only mode
-        // it would advance another tenant's sequence, with roles on its error tells whether that schema exists.
-        a.deny('schema', `${name}() of a sequence name computed at run time`);
-        return;
-      }
       if (text === undefined) continue;
       if (schemaArgs.includes(arg)) {
         const parts = parseQualifiedName(text);
@@ -74,23 +68,6 @@ export function funcCall(a: RuleContext, node: Json): void {
       if (parts !== null) a.qualified(parts);
     }
   }
-}
-
-/** The sequence functions take their sequence as text resolved at run time (an implicit cast to regclass). */
-const SEQUENCE_FUNCTIONS = new Set(['nextval', 'currval', 'setval']);
-
-/**
- * pg_get_serial_sequence(table, column), its own arguments judged as names: it can only name the sequence of a table
- * the tenant may name (Django's sqlsequencereset and Rails' fixtures reset sequences so).
- */
-function isSerialSequenceCall(arg: unknown): boolean {
-  const call = (arg as Json | undefined)?.FuncCall as Json | undefined;
-  const parts = stringList((call?.funcname as unknown[]) ?? []);
-  return (
-    parts !== null &&
-    parts[parts.length - 1] === 'pg_get_serial_sequence' &&
-    (parts.length === 1 || parts[0] === 'pg_catalog')
-  );
 }
 
 export function typeCast(a: RuleContext, node: Json): void {
