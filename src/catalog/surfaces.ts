@@ -12,7 +12,7 @@ export const CATALOG_SCHEMA = 'pgtp_catalog';
  * Version of what install.ts creates; the installer replaces everything when the installed one is older. Bump it
  * whenever a view's filter or a wrapper changes.
  */
-export const CATALOG_FILTER_VERSION = 2;
+export const CATALOG_FILTER_VERSION = 3;
 
 /**
  * The tenant marker: every pin takes a session-level shared advisory lock (TENANT_MARKER_CLASS, the oid of the
@@ -37,6 +37,12 @@ const type = (column: string): string =>
   `t.${column} IN (SELECT y.oid FROM pg_catalog.pg_type y WHERE y.typnamespace = ANY (${NS}))`;
 const schemaName = (column: string): string =>
   `t.${column} IN (SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.oid = ANY (${NS}))`;
+/**
+ * Statistics name no object, they show values: those of the shared catalogs (pg_class.relname, pg_proc.prosrc, once
+ * autovacuum has analyzed them) are every tenant's names and sources, so only the tenant's own schemas' count.
+ */
+const ownSchemaName = (column: string): string =>
+  `${schemaName(column)} AND t.${column} NOT IN ('pg_catalog', 'information_schema', 'pg_toast')`;
 const roleName = (column: string): string =>
   `t.${column} IN (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = ANY (${ROLES}))`;
 const object = (classid: string, objid: string): string => `${CATALOG_SCHEMA}.visible_object(t.${classid}, t.${objid})`;
@@ -113,9 +119,9 @@ export const FILTERED_RELATIONS: Readonly<Record<string, string>> = {
   pg_rules: schemaName('schemaname'),
   pg_policies: schemaName('schemaname'),
   pg_sequences: schemaName('schemaname'),
-  pg_stats: schemaName('schemaname'),
-  pg_stats_ext: schemaName('schemaname'),
-  pg_stats_ext_exprs: schemaName('schemaname'),
+  pg_stats: ownSchemaName('schemaname'),
+  pg_stats_ext: ownSchemaName('schemaname'),
+  pg_stats_ext_exprs: ownSchemaName('schemaname'),
   pg_seclabels: object('classoid', 'objoid'),
   pg_publication_tables: schemaName('schemaname'),
   ...Object.fromEntries(

@@ -154,6 +154,16 @@ for (const mode of MODES) {
       expect(JSON.stringify(rows)).not.toMatch(LEAK);
     });
 
+    it("pg_stats shows no statistics of the shared catalogs, whose values are every tenant's names", async () => {
+      await ctx.admin.query('ANALYZE pg_catalog.pg_class');
+      const [row] = (await asTenant(
+        "SELECT (SELECT count(*) FROM pg_stats WHERE schemaname IN ('pg_catalog', 'information_schema'))::int AS shared, " +
+          '(SELECT json_agg(s) FROM pg_stats s) AS all_rows',
+      )) as { shared: number; all_rows: unknown }[];
+      expect(row!.shared).toBe(0);
+      expect(JSON.stringify(row!.all_rows)).not.toMatch(LEAK);
+    });
+
     it('the same surfaces named without a schema are filtered too', async () => {
       const rows = await asTenant(
         'SELECT (SELECT json_agg(n) FROM pg_namespace n) AS ns, (SELECT json_agg(r) FROM pg_roles r) AS roles, (SELECT json_agg(c.relname) FROM pg_class c) AS rels',
