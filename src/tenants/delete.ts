@@ -257,10 +257,16 @@ async function completeDeletion(
     const dropped = schemaOid === null ? emptyInventory() : await inventory(db, schemaOid);
     if (schemaOid !== null) {
       // Counted under ACCESS EXCLUSIVE: the numbers are exactly what the DROP takes away.
-      const lockable = dropped.tables.map((t) => `${quoteIdent(schema)}.${quoteIdent(t.name)}`);
+      // LOCK TABLE refuses materialized views; their rows change only by REFRESH, which the tenant, locked out and
+      // its sessions ended, can no longer run.
+      const lockable = dropped.tables
+        .filter((t) => t.kind !== 'materialized view')
+        .map((t) => `${quoteIdent(schema)}.${quoteIdent(t.name)}`);
       if (lockable.length > 0) await db.query(`LOCK TABLE ${lockable.join(', ')} IN ACCESS EXCLUSIVE MODE`);
+      const unpopulated = await unpopulatedViews(db, schemaOid);
       for (const table of dropped.tables) {
-        if (table.kind === 'partitioned table') continue;
+        // An unpopulated materialized view refuses a count and holds no rows.
+        if (table.kind === 'partitioned table' || unpopulated.has(table.name)) continue;
         const { rows } = await db.query(
           `SELECT count(*)::bigint AS n FROM ONLY ${quoteIdent(schema)}.${quoteIdent(table.name)}`,
         );
@@ -350,6 +356,14 @@ async function terminateHolders(db: SqlRunner, schemaOid: string): Promise<numbe
 
 function emptyInventory(): DeletionCertificate['dropped'] {
   return { tables: [], views: [], sequences: [], indexes: [], functions: [], types: [], other: [], totalRows: 0 };
+}
+
+async function unpopulatedViews(db: SqlRunner, schemaOid: string): Promise<Set<string>> {
+  const { rows } = await db.query(
+    `SELECT relname AS name FROM pg_catalog.pg_class WHERE relnamespace = $1::oid AND relkind = 'm' AND NOT relispopulated`,
+    [schemaOid],
+  );
+  return new Set((rows as Array<{ name: string }>).map((r) => r.name));
 }
 
 /** Everything in the schema, by kind (row counts filled in later). */

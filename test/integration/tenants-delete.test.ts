@@ -229,6 +229,34 @@ describe('tenants delete, purge, certificate', () => {
     expect(noCertificate.code).toBe(1);
   });
 
+  it('deletes a tenant holding materialized views, populated or not, and counts their rows', async () => {
+    const config = writeConfig('delete-matview.yaml', configFor(rdb));
+    const as = ['--config', config, '--actor', 'dpo'];
+    await ok(['create', 'del_mv', ...as]);
+    await query(
+      rdb,
+      `SET ROLE tenant_del_mv;
+       CREATE TABLE tenant_del_mv.t (n int);
+       INSERT INTO tenant_del_mv.t SELECT generate_series(1, 7);
+       CREATE MATERIALIZED VIEW tenant_del_mv.filled AS SELECT n FROM tenant_del_mv.t WHERE n > 2;
+       CREATE MATERIALIZED VIEW tenant_del_mv.empty AS SELECT n FROM tenant_del_mv.t WITH NO DATA;
+       RESET ROLE;`,
+    );
+    expect(await ok(['delete', 'del_mv', '--yes', ...as])).toMatch(/^deleted tenant del_mv: 3 tables \(12 rows\)/);
+    const certificate = JSON.parse(await ok(['certificate', 'del_mv', ...as])) as DeletionCertificate;
+    expect(certificate.dropped.tables).toEqual([
+      { name: 'empty', kind: 'materialized view', rows: 0 },
+      { name: 'filled', kind: 'materialized view', rows: 5 },
+      { name: 't', kind: 'table', rows: 7 },
+    ]);
+    expect(certificate.checks.every((c) => c.passed)).toBe(true);
+    const [left] = await query<{ n: number }>(
+      rdb,
+      "SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'tenant_del_mv'",
+    );
+    expect(left!.n).toBe(0);
+  });
+
   it('refuses without --yes and without a terminal (exit 2, nothing changed)', async () => {
     const config = writeConfig('refuse.yaml', configFor(rdb));
     await ok(['create', 'del_r', '--config', config]);
