@@ -475,11 +475,20 @@ async function wrappers(client: SqlRunner): Promise<string[]> {
       const check = wrapperCheck(row.name, kind, row.types);
       body = row.set ? `SELECT * FROM ${call} WHERE ${check}` : `SELECT ${call} WHERE ${check}`;
     }
+    const attributes = `LANGUAGE sql ${row.volatility === 'v' ? 'VOLATILE' : 'STABLE'}${row.strict ? ' STRICT' : ''}`;
     out.push(
-      `CREATE OR REPLACE FUNCTION ${S}.${quoteIdent(row.name)}(${row.args}) RETURNS ${row.result} LANGUAGE sql ${
-        row.volatility === 'v' ? 'VOLATILE' : 'STABLE'
-      }${row.strict ? ' STRICT' : ''} AS $$ ${body} $$`,
+      `CREATE OR REPLACE FUNCTION ${S}.${quoteIdent(row.name)}(${row.args}) RETURNS ${row.result} ${attributes} AS $$ ${body} $$`,
     );
+    if (row.types[0] === 'regclass') {
+      // A text argument (a name computed at run time) would be cast to regclass by PostgreSQL before the wrapper
+      // above runs, and that cast tells "permission denied for schema" from "does not exist": resolved here instead.
+      const rest = row.types.slice(1);
+      const forwarded = [`${S}.regclass_in($1)`, ...rest.map((_, i) => `$${i + 2}`)].join(', ');
+      const wrapped = `${S}.${quoteIdent(row.name)}(${forwarded})`;
+      out.push(
+        `CREATE OR REPLACE FUNCTION ${S}.${quoteIdent(row.name)}(${['pg_catalog.text', ...rest].join(', ')}) RETURNS ${row.result} ${attributes} AS $$ SELECT ${row.set ? `* FROM ${wrapped}` : wrapped} $$`,
+      );
+    }
   }
   return out;
 }

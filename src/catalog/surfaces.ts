@@ -12,7 +12,7 @@ export const CATALOG_SCHEMA = 'pgtp_catalog';
  * Version of what install.ts creates; the installer replaces everything when the installed one is older. Bump it
  * whenever a view's filter or a wrapper changes.
  */
-export const CATALOG_FILTER_VERSION = 3;
+export const CATALOG_FILTER_VERSION = 4;
 
 /**
  * The tenant marker: every pin takes a session-level shared advisory lock (TENANT_MARKER_CLASS, the oid of the
@@ -305,6 +305,13 @@ export type WrappedKind =
   | 'signal';
 
 /**
+ * The sequence functions resolve a text argument to a sequence at run time (an implicit cast to regclass), where no
+ * name rule sees it: a computed name goes through the wrappers, whose text overload resolves it as a missing one when
+ * it is not the tenant's. A string literal is judged by the guard's name rules and keeps PostgreSQL's own function.
+ */
+export const SEQUENCE_FUNCTIONS: ReadonlySet<string> = new Set(['nextval', 'currval', 'setval']);
+
+/**
  * pg_catalog functions that print a name, definition, comment or size of an object given its oid (or resolve a name
  * given as text): each has wrappers in CATALOG_SCHEMA, one per overload, answering as PostgreSQL does for an object
  * that does not exist when the object is not visible.
@@ -338,6 +345,10 @@ export const WRAPPED_FUNCTIONS: Readonly<Record<string, WrappedKind>> = {
   pg_index_has_property: 'relation',
   pg_index_column_has_property: 'relation',
   col_description: 'relation',
+  // Only when the sequence is not a string literal (see SEQUENCE_FUNCTIONS): a name computed at run time.
+  nextval: 'relation',
+  currval: 'relation',
+  setval: 'relation',
   pg_get_expr: 'expression',
   pg_get_constraintdef: 'constraint',
   pg_get_triggerdef: 'trigger',

@@ -10,6 +10,7 @@ import {
   INFORMATION_SCHEMA_RELATIONS,
   OPEN_RELATIONS,
   REG_TYPES,
+  SEQUENCE_FUNCTIONS,
   WRAPPED_FUNCTIONS,
 } from '../catalog/surfaces.js';
 import type { Json } from './tree-nodes.js';
@@ -59,6 +60,7 @@ export class CatalogRefs {
   call(parts: string[], node: Json): CatalogRefusal {
     const name = parts[parts.length - 1]!;
     if (parts.length > 2 || (parts.length === 2 && parts[0] !== 'pg_catalog')) return null;
+    if (SEQUENCE_FUNCTIONS.has(name) && isStringLiteral((node.args as unknown[] | undefined)?.[0])) return null;
     if (WRAPPED_FUNCTIONS[name] !== undefined) return this.replaceName(node.location, parts, name, 'the function');
     if (REG_TYPES.has(name)) return this.replaceName(node.location, parts, `${name}_in`, 'the cast');
     return null;
@@ -158,6 +160,12 @@ export function orderSplices(splices: Splice[]): Splice[] | null {
     end = s.end;
   }
   return sorted.map(({ s }) => s);
+}
+
+function isStringLiteral(node: unknown): boolean {
+  return (
+    typeof (((node as Json | undefined)?.A_Const as Json | undefined)?.sval as Json | undefined)?.sval === 'string'
+  );
 }
 
 /** The smallest `location` in a subtree: where the expression's text starts. */

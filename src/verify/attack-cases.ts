@@ -112,6 +112,12 @@ export function oracleCases(f: Facts): AttackCase[] {
       'roles',
     ),
     c(
+      'size of a computed relation name',
+      `SELECT pg_relation_size(concat('${S}', '.${X}_t')) AS v`,
+      `SELECT pg_relation_size(concat('${f.missingSchema}', '.${X}_t')) AS v`,
+      'roles',
+    ),
+    c(
       'tenant-shaped string literal',
       `SELECT v FROM (VALUES ('${S}.${X}_t'::regclass)) s(v)`,
       `SELECT v FROM (VALUES ('${S}.${X}_missing'::regclass)) s(v)`,
