@@ -233,6 +233,7 @@ export class ClientLink implements ServerClient, Pausable {
     }
     // A stale plan of a shared statement, prepared again with the client's segment replayed: never the client's.
     if (this.parts.prepared.onServerError(fields)) return;
+    replies.errorPassed();
     this.parts.recorder?.done(replies.done, null, fields.code);
     if (fields.severity === 'FATAL' || fields.severity === 'PANIC') this.serverSentFatal = true;
     this.sendToClient(buf.subarray(start, end));

@@ -338,6 +338,19 @@ export class ReplyLedger {
     }
   }
 
+  /**
+   * The head segment's error went to the client: the server skips the rest of the segment, so what the marks still
+   * wait for will not come. Run their `skipped` now, not at ReadyForQuery: a client that acts on the error at once (a
+   * pipelining driver re-Parsing the failed statement's name) must find the proxy's state as PostgreSQL left it.
+   */
+  errorPassed(): void {
+    const entry = this.entries[this.head];
+    if (entry?.kind !== 'client' || entry.marks === null) return;
+    const marks = entry.marks;
+    entry.marks = null;
+    for (const mark of marks) mark.skipped?.();
+  }
+
   /** The refusal the last AsRefusal stands for. */
   refusalOfHead(): ProxyError | null {
     const entry = this.entries[this.head];

@@ -267,6 +267,23 @@ describe('ledger bookkeeping', () => {
     expect(skipped).toEqual(['parse']);
   });
 
+  it('runs the skipped marks as soon as the segment’s error goes to the client, once', () => {
+    // A pipelining client re-Parses a failed statement's name on the ErrorResponse, before ReadyForQuery arrives.
+    const ledger = new ReplyLedger();
+    const skipped: string[] = [];
+    ledger.expect('parse', Route.Swallow, () => skipped.push('parse'));
+    ledger.request(0x50);
+    ledger.request(0x42);
+    ledger.request(0x53);
+    const e = new ProxyError('42704', 'type "nonexistent_type_xyz" does not exist').encode();
+    expect(ledger.route(BackendCode.ErrorResponse, e, 0, e.length)).toBe(Route.Pass);
+    ledger.errorPassed();
+    expect(skipped).toEqual(['parse']);
+    const z = readyFor('I');
+    expect(ledger.route(BackendCode.ReadyForQuery, z, 0, z.length)).toBe(Route.Pass);
+    expect(skipped).toEqual(['parse']);
+  });
+
   it('detaches a departed client’s proxy queries: they finish without calling back', () => {
     const ledger = new ReplyLedger();
     const done: string[] = [];
