@@ -25,9 +25,9 @@
 //
 // What runs: our dist/ (rebuilt with `npm run build` when a file under src/ is newer), a throwaway PostgreSQL
 // (src/dev/pg-cluster.ts; as root it runs as the postgres OS user), database `npg_suite` with the proxy role `px`
-// (TEMP granted: the suite creates temp tables everywhere) and tenant `npg` (schema tenant_npg), and the proxy as
-// its own process with the default config (transaction mode, guard on, audit trail to a file, pool of 10) on a free
-// port. Each file runs as `node <file>` in packages/pg with libpq's variables, PGTESTNOSSL=true as in the suite's CI:
+// (TEMP granted: the suite creates temp tables everywhere), tenant `npg` (schema tenant_npg) and the catalog filter,
+// and the proxy as its own process with the default config (transaction mode, guard on, audit trail to a file, pool
+// of 10) on a free port. Each file runs as `node <file>` in packages/pg with libpq's variables, PGTESTNOSSL=true as in the suite's CI:
 //   direct: PGUSER=postgres (a superuser, as in node-postgres's CI), PGDATABASE=npg_suite, the cluster's password;
 //   proxy:  PGUSER=app, PGDATABASE=npg_suite, PGPASSWORD=<a tenant token for npg>.
 // A file passes when node exits 0 within the timeout. For each file failing through the proxy, the first lines of
@@ -321,6 +321,7 @@ async function main() {
   const { startPgCluster } = await import('../dist/dev/pg-cluster.js');
   const { validateConfig } = await import('../dist/config/load.js');
   const { prepareProxyRole, provisionTenant, revokePublicDefaults } = await import('../dist/tenants/provision.js');
+  const { installCatalogFilter } = await import('../dist/catalog/install.js');
   const { startProxyProcess, tenantEnv } = await import('./scratch.mjs');
   const { default: pg } = await import('pg');
 
@@ -359,6 +360,8 @@ async function main() {
     await prepareProxyRole(db, { role: 'px', password: proxyPassword });
     await revokePublicDefaults(db, DATABASE, 'px', { allowTemp: true });
     await provisionTenant(db, { schema: `tenant_${TENANT}`, role: null, proxyRole: 'px' });
+    // As a deployment has it (policy.catalogFilter is on by default): without it catalog statements are refused.
+    await installCatalogFilter(db, { sharedSchemas: [] });
     const { rows } = await db.query('SELECT version() AS v');
     await db.end();
 

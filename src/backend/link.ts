@@ -15,7 +15,7 @@ import type { StatementRecorder } from '../frontend/statement-recorder.js';
 import type { StatementSource, StatementTracker } from '../frontend/statement-tracker.js';
 import { isSchemaPath } from '../frontend/startup.js';
 import { PIPELINED_RESET, planPin, type PinPlan } from './pin.js';
-import type { Pool } from './pool.js';
+import type { ParkedClient, Pool } from './pool.js';
 import { Route } from './replies.js';
 import { LinkRequests } from './link-requests.js';
 import { SettingsFollow } from './settings-follow.js';
@@ -26,7 +26,7 @@ const DEALLOCATE_COMPLETE = encodeCommandComplete('DEALLOCATE');
 const ABANDON_DRAIN_MS = 10_000;
 
 /** What the link needs of its client session. */
-export interface LinkHost {
+export interface LinkHost extends ParkedClient {
   /** The client's write side. */
   readonly conn: Conn;
   /** The client's frames, read while linked. */

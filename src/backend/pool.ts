@@ -15,6 +15,11 @@ const HAND_OVER_DEADLINE_MS = 5_000;
 /** A parked server waits this long for its client's next transaction before it is reset for everyone. */
 const PARK_MS = 1000;
 
+/** A client its server is parked for, told when the server ends with an error of its own (terminated, say). */
+export interface ParkedClient {
+  parkedServerEnded(server: ServerConn, error: ProxyError): void;
+}
+
 interface Waiter {
   resolve(server: ServerConn): void;
   /** Asked when a server could go to this waiter unreset, its reset riding with the waiter's first statement. */
@@ -66,7 +71,7 @@ export class Pool implements ServerOwner {
   /** Servers pinned to a client or being reset: everything open that is neither idle nor parked. */
   private readonly busy = new Set<ServerConn>();
   /** Unpinned servers still holding one client's session, oldest first, with the client they belong to. */
-  private readonly parked = new Map<ServerConn, object>();
+  private readonly parked = new Map<ServerConn, ParkedClient>();
   private readonly waiters: Waiter[] = [];
   private connecting = 0;
   private closed = false;
@@ -118,7 +123,7 @@ export class Pool implements ServerOwner {
    * client's next transaction, which then needs no pin and the server no reset. Anyone else gets it only after a
    * reset: at once when clients are waiting, else after PARK_MS or when its client leaves.
    */
-  park(server: ServerConn, owner: object): void {
+  park(server: ServerConn, owner: ParkedClient): void {
     this.busy.delete(server);
     server.park();
     if (this.closed || this.waiters.length > 0) {
@@ -147,7 +152,7 @@ export class Pool implements ServerOwner {
   }
 
   /** The parked server back for the client that left it, or false when it was reset or lost meanwhile. */
-  reclaim(server: ServerConn, owner: object): boolean {
+  reclaim(server: ServerConn, owner: ParkedClient): boolean {
     if (this.parked.get(server) !== owner) return false;
     this.parked.delete(server);
     this.busy.add(server);
@@ -155,7 +160,7 @@ export class Pool implements ServerOwner {
   }
 
   /** The client a server is parked for has gone: reset it for everyone. */
-  release(server: ServerConn, owner: object): void {
+  release(server: ServerConn, owner: ParkedClient): void {
     if (this.parked.get(server) !== owner) return;
     this.parked.delete(server);
     this.resetParked(server);
@@ -230,9 +235,11 @@ export class Pool implements ServerOwner {
     this.log.warn({ err: err.message }, 'cancel request to upstream failed');
   }
 
-  onClosed(server: ServerConn, reason: string): void {
+  onClosed(server: ServerConn, reason: string, error: ProxyError | null): void {
     this.busy.delete(server);
+    const parkedFor = this.parked.get(server);
     this.parked.delete(server);
+    if (parkedFor !== undefined && error !== null) parkedFor.parkedServerEnded(server, error);
     const at = this.idle.indexOf(server);
     if (at >= 0) this.idle.splice(at, 1);
     this.log.debug({ server: server.id, pid: server.pid, reason }, 'server closed');
