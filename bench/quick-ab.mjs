@@ -1,6 +1,7 @@
 // Quick A/B of one proxy build: a throwaway cluster, two tenants, an in-process proxy (pool 20), two pgbench -S
 // processes of 8 clients for 8 s. GUARD=off sets policy.guard: false; MODE=simple|extended|prepared;
-// AUDIT=statements|connections|off (default statements, to a temporary file).
+// AUDIT=statements|connections|off (default statements, to a temporary file); SCRIPT=tpcb runs pgbench's TPC-B-like
+// transaction (seven statements) instead of -S.
 // Run after `npm run build`: node bench/quick-ab.mjs; add --cpu-prof to profile the proxy.
 import pg from 'pg';
 import { readFileSync } from 'node:fs';
@@ -57,7 +58,18 @@ const run = async (t) => {
   return new Promise((res) =>
     execFile(
       'pgbench',
-      ['-n', '-S', '-c', process.env.CLIENTS ?? '8', '-j', '1', '-T', '8', '-M', mode],
+      [
+        '-n',
+        ...(process.env.SCRIPT === 'tpcb' ? [] : ['-S']),
+        '-c',
+        process.env.CLIENTS ?? '8',
+        '-j',
+        '1',
+        '-T',
+        '8',
+        '-M',
+        mode,
+      ],
       { env: childEnv },
       (e, out) => res(out),
     ),
