@@ -17,7 +17,9 @@ import { ProxyMetrics, UNAUTHENTICATED } from './metrics/metrics.js';
 import { listen, type Listener } from './net/listener.js';
 import { loadSecureContext } from './net/tls.js';
 import { ProxyError } from './protocol/errors.js';
-import { createTenantRegistry, type TenantRegistry } from './tenants/registry.js';
+import { controlConnection, createTenantRegistry, type TenantRegistry } from './tenants/registry.js';
+import { UsageBook } from './usage/usage-book.js';
+import { flushConnector, UsageFlusher, type FlushResult } from './usage/usage-flusher.js';
 import { workerConfig } from './workers/share.js';
 
 export interface Proxy {
@@ -34,6 +36,11 @@ export interface Proxy {
   readiness(): Promise<Readiness>;
   /** A cancel request for a key this process issued (forwarded by the primary when another worker received it). */
   cancel(pid: number, secret: number): void;
+  /**
+   * Adds the usage counted so far to the registry now (as the flushIntervalMs timer does); null when usage metering
+   * is off (usage.enabled false, or no registry).
+   */
+  flushUsage(): Promise<FlushResult | null>;
   /** Applies a new config: keys, TLS, pool sizes; the listen address and upstream stay as started. */
   reload(config: Config): Promise<void>;
   /** Stops accepting, lets pinned clients finish up to drainTimeoutMs, then closes everything. */
@@ -93,6 +100,18 @@ export async function startProxy(
   const audit = new AuditLog(config, log.child({ component: 'audit' }));
   const pool = new Pool(target, poolOptions(config), log.child({ component: 'pool' }), metrics);
   const registry: TenantRegistry = createTenantRegistry(target, config.tenancy, log.child({ component: 'registry' }));
+  // Usage goes to the registry, so without one nothing is counted (usage.enabled and interval are fixed at start).
+  const metering = config.usage.enabled && config.tenancy.registry.enabled;
+  const usage = new UsageBook(metering);
+  const usageFlusher = metering
+    ? new UsageFlusher(usage, {
+        schema: config.tenancy.registry.schema,
+        intervalMs: config.usage.flushIntervalMs,
+        connect: flushConnector(controlConnection(target), log),
+        log: log.child({ component: 'usage' }),
+      })
+    : null;
+  if (config.usage.enabled && !metering) log.info('usage metering is off: it needs tenancy.registry.enabled');
   const cancels = new CancelRegistry(worker);
   const sessions = new Set<ClientSession>();
   // A suspended (or deleted) tenant's sessions end as their transactions end; idle ones at once.
@@ -132,6 +151,7 @@ export async function startProxy(
         log,
         audit,
         metrics,
+        usage,
         secureContext: () => secureContext,
         onClosed: (s) => sessions.delete(s),
       });
@@ -218,6 +238,7 @@ export async function startProxy(
       clearInterval(janitor);
       pool.destroy();
       verifier.close();
+      await usageFlusher?.close(0);
       await registry.close().catch(() => undefined);
       await audit.close();
       throw new Error(
@@ -237,6 +258,7 @@ export async function startProxy(
     status,
     readiness,
     cancel: (pid, secret) => void cancels.cancel(pid, secret),
+    flushUsage: () => usageFlusher?.flush() ?? Promise.resolve(null),
     async reload(next) {
       // Build everything first: a bad key or certificate leaves the running config untouched.
       const nextVerifier = await createTenantTokenVerifier(next);
@@ -264,6 +286,8 @@ export async function startProxy(
         clearInterval(janitor);
         pool.destroy();
         verifier.close();
+        // After every session and server is gone, so the last flush holds all they counted.
+        await usageFlusher?.close();
         await registry.close().catch(() => undefined);
         await audit.close();
         await ops?.close();

@@ -4,6 +4,8 @@ import type { Logger } from 'pino';
 import type { TenantIdentity } from '../auth/identity.js';
 import type { Config } from '../config/schema.js';
 import type { TenantMeter } from '../metrics/metrics.js';
+import type { TenantUsage } from '../usage/tenant-usage.js';
+import { UsageTap } from '../usage/usage-tap.js';
 import type { Conn, Pausable } from '../net/conn.js';
 import { BackendCode, SqlState, TxStatus } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
@@ -33,6 +35,7 @@ export interface LinkHost extends ParkedClient {
   readonly framer: Framer;
   readonly identity: TenantIdentity;
   readonly meter: TenantMeter;
+  readonly usage: TenantUsage;
   readonly log: Logger;
   /** Pauses or resumes reading the client's socket. */
   pauseClient(): void;
@@ -70,7 +73,7 @@ export interface LinkParts {
  * control replies to onServerControl below; the ReadyForQuery that ends the transaction releases the server (park).
  */
 export class ClientLink implements ServerClient, Pausable {
-  server: ServerConn | null = null;
+  #server: ServerConn | null = null;
   /** The server's last ReadyForQuery status. */
   txStatus: number = TxStatus.Idle;
   /** The client's segments so far, across its servers (the tracker's and the prepared cache's numbering). */
@@ -86,11 +89,13 @@ export class ClientLink implements ServerClient, Pausable {
   private abandoned = false;
   private readonly requests: LinkRequests;
   private readonly follow: SettingsFollow;
+  private readonly tap: UsageTap;
 
   constructor(
     private readonly host: LinkHost,
     private readonly parts: LinkParts,
   ) {
+    this.tap = new UsageTap(host.usage);
     this.requests = new LinkRequests(
       host,
       parts,
@@ -104,6 +109,16 @@ export class ClientLink implements ServerClient, Pausable {
       (server) => this.server === server,
       () => this.settingsFollowed(),
     );
+  }
+
+  get server(): ServerConn | null {
+    return this.#server;
+  }
+
+  /** Every link and unlink goes through here, so the tenant's server time cannot miss one. */
+  set server(server: ServerConn | null) {
+    if ((server === null) !== (this.#server === null)) this.tap.serverChanged(server !== null);
+    this.#server = server;
   }
 
   /** Waiting on the server: a statement running, an unsynced batch, an open transaction, a pin or reset in flight. */
@@ -165,12 +180,14 @@ export class ClientLink implements ServerClient, Pausable {
     // A departed client's statements may still be answered (see leave): their replies go nowhere.
     if (this.abandoned) return;
     this.host.meter.bytesOut += buf.length;
+    this.tap.usage.bytesOut += buf.length;
     this.host.conn.forward(buf, from);
   }
 
   private sendToClient(buf: Buffer): void {
     if (this.abandoned) return;
     this.host.meter.bytesOut += buf.length;
+    this.tap.usage.bytesOut += buf.length;
     this.host.conn.write(buf);
   }
 
@@ -205,11 +222,13 @@ export class ClientLink implements ServerClient, Pausable {
       case BackendCode.CopyInResponse:
         // Syncs pipelined behind the Execute that started it will never be answered (see ReplyLedger.onCopyIn).
         prepared.segmentSent(this.server!.replies.sent);
+        this.tap.copyIn();
         this.sendToClient(buf.subarray(start, end));
         return;
       default: {
         // CommandComplete, EmptyQueryResponse, PortalSuspended.
         prepared.statementCompleted();
+        if (code === BackendCode.CommandComplete) this.tap.completed(buf, start, end);
         const frame = route === Route.AsDeallocate ? DEALLOCATE_COMPLETE : buf.subarray(start, end);
         if (this.parts.recorder !== null)
           this.parts.recorder.done(
@@ -234,6 +253,7 @@ export class ClientLink implements ServerClient, Pausable {
     // A stale plan of a shared statement, prepared again with the client's segment replayed: never the client's.
     if (this.parts.prepared.onServerError(fields)) return;
     replies.errorPassed();
+    this.tap.failed();
     this.parts.recorder?.done(replies.done, null, fields.code);
     if (fields.severity === 'FATAL' || fields.severity === 'PANIC') this.serverSentFatal = true;
     this.sendToClient(buf.subarray(start, end));
@@ -244,6 +264,7 @@ export class ClientLink implements ServerClient, Pausable {
     const done = server.replies.done;
     this.segments = done;
     this.txStatus = buf[start + 5]!;
+    this.tap.ready(this.txStatus);
     this.parts.prepared.segmentDone(done - 1, this.txStatus);
     this.parts.tracker?.segmentsFinished(done, this.txStatus !== TxStatus.Idle);
     if (this.abandoned) {

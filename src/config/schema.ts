@@ -291,6 +291,17 @@ const adminSchema = z.strictObject({
   password: z.string().optional(),
 });
 
+const usageSchema = z.strictObject({
+  /**
+   * Count each tenant's usage (transactions, statements, server time, bytes, rows, peak clients) and add it to the
+   * registry's hourly buckets. Needs tenancy.registry.enabled: without a registry there is nowhere to add it, and
+   * nothing is counted.
+   */
+  enabled: z.boolean().default(true),
+  /** How often each proxy process adds what it counted to the registry (and retries a flush that failed). */
+  flushIntervalMs: z.number().int().min(1000).max(3_600_000).default(10_000),
+});
+
 const logSchema = z.strictObject({
   level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -307,6 +318,7 @@ export const configSchema = z
     metrics: metricsSchema.default(metricsSchema.parse({})),
     audit: auditSchema.default(auditSchema.parse({})),
     admin: adminSchema.default(adminSchema.parse({})),
+    usage: usageSchema.default(usageSchema.parse({})),
     log: logSchema.default(logSchema.parse({})),
   })
   .refine((c) => c.listen.workers <= c.upstream.poolSize && c.listen.workers <= c.listen.maxClients, {

@@ -48,11 +48,23 @@ export interface HandshakeHost {
 export class Handshake {
   private isTls = false;
   private startup: ClientStartup | null = null;
+  /** TLS, startup and token check must be over by listen.handshakeTimeoutMs. */
+  private timer: NodeJS.Timeout | null;
 
   constructor(
     private readonly host: HandshakeHost,
     private readonly deps: SessionDeps,
-  ) {}
+  ) {
+    const ms = deps.config.listen.handshakeTimeoutMs;
+    this.timer = setTimeout(() => host.fail(ProxyError.handshakeTimeout(ms)), ms);
+    this.timer.unref();
+  }
+
+  /** Logged in, or closed: the deadline no longer applies. */
+  finished(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
 
   /** A frame before login: untyped while starting up, a password message after. */
   onStartupFrame(buf: Buffer, start: number, end: number): void {

@@ -8,6 +8,7 @@ import type { Config } from '../config/schema.js';
 import type { SqlGuard } from '../guard/sql-guard.js';
 import type { ProxyMetrics } from '../metrics/metrics.js';
 import type { TenantRegistry } from '../tenants/registry.js';
+import type { UsageBook } from '../usage/usage-book.js';
 import type { CancelRegistry } from './cancel.js';
 import type { ClientSession } from './session.js';
 
@@ -43,6 +44,7 @@ export interface SessionDeps {
   log: Logger;
   audit: AuditLog;
   metrics: ProxyMetrics;
+  usage: UsageBook;
   secureContext(): tls.SecureContext | null;
   onClosed(session: ClientSession): void;
 }

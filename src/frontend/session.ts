@@ -8,6 +8,7 @@ import type { ClientLink, LinkHost } from '../backend/link.js';
 import { ServerState, type ServerConn } from '../backend/server-conn.js';
 import { UNAUTHENTICATED, type TenantMeter } from '../metrics/metrics.js';
 import { Conn } from '../net/conn.js';
+import { UNMETERED, type TenantUsage } from '../usage/tenant-usage.js';
 import { FrontendCode, SqlState } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
 import { FrameLengthError, Framer } from '../protocol/framer.js';
@@ -31,8 +32,9 @@ export class ClientSession implements LinkHost, HandshakeHost {
   /** Names this connection in the audit trail and the admin view. */
   readonly id = randomUUID();
   readonly connectedAt = Date.now();
-  /** Bytes and statements are counted under this tenant label (UNAUTHENTICATED until login). */
+  /** Prometheus counts go to `meter` (by label, UNAUTHENTICATED until login), the registry's usage to `usage`. */
   meter: TenantMeter;
+  usage: TenantUsage = UNMETERED;
   readonly framer = new Framer(MAX_STARTUP_BYTES, false);
   readonly log: Logger;
   /** Set by drain(): the FATAL the session ends with once its transaction is over (shutdown, tenant suspended). */
@@ -51,7 +53,6 @@ export class ClientSession implements LinkHost, HandshakeHost {
   /** After a local refusal: drop messages until Sync, as PostgreSQL does after an error. */
   private skipping = false;
   private key: { pid: number; secret: number } | null = null;
-  private handshakeTimer: NodeJS.Timeout | null;
   private readonly handshake: Handshake;
 
   constructor(
@@ -69,11 +70,6 @@ export class ClientSession implements LinkHost, HandshakeHost {
     socket.setNoDelay(true);
     this.handshake = new Handshake(this, deps);
     this.attach(socket);
-    this.handshakeTimer = setTimeout(
-      () => this.fail(ProxyError.handshakeTimeout(deps.config.listen.handshakeTimeoutMs)),
-      deps.config.listen.handshakeTimeoutMs,
-    );
-    this.handshakeTimer.unref();
   }
 
   get clientSocket(): net.Socket {
@@ -157,6 +153,7 @@ export class ClientSession implements LinkHost, HandshakeHost {
   private sendToClient(buf: Buffer): void {
     if (this.state === SessionState.Closed) return;
     this.meter.bytesOut += buf.length;
+    this.usage.bytesOut += buf.length;
     this.conn.write(buf);
   }
 
@@ -178,6 +175,7 @@ export class ClientSession implements LinkHost, HandshakeHost {
   private readonly onData = (chunk: Buffer): void => {
     if (this.state === SessionState.Closed) return;
     this.meter.bytesIn += chunk.length;
+    this.usage.bytesIn += chunk.length;
     this.framer.push(chunk);
     this.processFrames();
   };
@@ -250,11 +248,11 @@ export class ClientSession implements LinkHost, HandshakeHost {
     const config = deps.config;
     const identity = loggedIn.identity;
     this.meter = deps.metrics.tenant(identity.tenantId);
+    this.usage = deps.usage.login(identity.tenantId);
     this.parts = clientParts(this, deps, identity, loggedIn.settings, this.audit, this.meter);
     this.framer.setTyped(true, config.listen.maxMessageBytes);
     this.key = deps.cancels.issue(this);
-    if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
-    this.handshakeTimer = null;
+    this.handshake.finished();
 
     this.transition(SessionState.Idle);
     this.sessionMode = config.pool.mode === 'session' || config.pool.sessionTenants.includes(identity.tenantId);
@@ -479,12 +477,13 @@ export class ClientSession implements LinkHost, HandshakeHost {
   close(reason: string, terminated = false): void {
     if (this.state === SessionState.Closed) return;
     this.transition(SessionState.Closed);
-    if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
+    this.handshake.finished();
     if (this.key !== null) this.deps.cancels.revoke(this.key.pid, this.key.secret);
     if (this.parkedServer !== null) this.deps.pool.release(this.parkedServer, this);
     this.parkedServer = null;
     const link = this.parts?.link ?? null;
     link?.leave(terminated);
+    if (link !== null) this.usage.disconnected();
     this.clientSocket.end();
     // end() waits for the peer; a client that never reads must not hold the socket open.
     setTimeout(() => this.clientSocket.destroy(), 5000).unref();

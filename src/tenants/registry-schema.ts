@@ -1,6 +1,7 @@
 // The registry's own tables in the control schema: numbered upgrade steps applied in order, once, under a lock.
 import { quoteIdent, quoteLiteral } from '../auth/identity.js';
 import type { SqlRunner } from './provision.js';
+import { USAGE_FLUSH_SIGNATURE, usageTables } from '../usage/usage-schema.js';
 
 /** One upgrade of the registry's tables; never edited once released, only followed by new steps. */
 interface UpgradeStep {
@@ -103,6 +104,12 @@ const STEPS: readonly UpgradeStep[] = [
       `CREATE INDEX tenant_migrations_migration ON ${s}.tenant_migrations (migration_id, checksum)`,
     ],
   },
+  // Version 4 is per-tenant limits (issue 20, first half); 6 is routes.
+  {
+    version: 5,
+    description: 'usage metering: hourly usage per tenant, per-instance peaks, flushes applied exactly once',
+    sql: (s) => usageTables(s),
+  },
 ];
 
 /** The registry version this build writes and reads. */
@@ -131,7 +138,7 @@ export interface EnsureRegistryResult {
 
 /**
  * Creates or upgrades the registry in `schema` and grants `proxyRole` (the proxy's login role) what it reads: USAGE on
- * the schema and SELECT on tenants and registry_state, nothing else (LISTEN needs no privilege). `client` must be one
+ * the schema, SELECT on tenants and registry_state and EXECUTE on usage_flush, nothing else (LISTEN needs no privilege). `client` must be one
  * connection (it runs a transaction) with no transaction open. Concurrent callers serialise on an advisory lock;
  * the one that finds the work done does nothing.
  */
@@ -175,6 +182,8 @@ export async function ensureRegistry(
     const proxy = quoteIdent(proxyRole);
     await client.query(`GRANT USAGE ON SCHEMA ${s} TO ${proxy}`);
     await client.query(`GRANT SELECT ON ${s}.tenants, ${s}.registry_state TO ${proxy}`);
+    // Usage reaches the registry only through this function (it can add, never rewrite or read).
+    await client.query(`GRANT EXECUTE ON FUNCTION ${s}.${USAGE_FLUSH_SIGNATURE} TO ${proxy}`);
     await client.query('COMMIT');
     return { from, to: REGISTRY_VERSION };
   } catch (err) {
@@ -199,8 +208,15 @@ async function proxyCanRead(client: SqlRunner, schema: string, proxyRole: string
   const { rows } = await client.query(
     `SELECT pg_catalog.has_schema_privilege($1, $2, 'USAGE')
         AND pg_catalog.has_table_privilege($1, $3, 'SELECT')
-        AND pg_catalog.has_table_privilege($1, $4, 'SELECT') AS ok`,
-    [proxyRole, schema, `${quoteIdent(schema)}.tenants`, `${quoteIdent(schema)}.registry_state`],
+        AND pg_catalog.has_table_privilege($1, $4, 'SELECT')
+        AND pg_catalog.has_function_privilege($1, $5, 'EXECUTE') AS ok`,
+    [
+      proxyRole,
+      schema,
+      `${quoteIdent(schema)}.tenants`,
+      `${quoteIdent(schema)}.registry_state`,
+      `${quoteIdent(schema)}.${USAGE_FLUSH_SIGNATURE}`,
+    ],
   );
   return (rows[0] as { ok: boolean }).ok === true;
 }
