@@ -20,6 +20,8 @@ commands:
                                           (pg-tenant-proxy tenants --help for each verb's options)
   tenants query --config FILE "SQL" (--tenants a,b | --all) [--format table|csv|json]
                                           one read-only statement in each tenant, guarded and audited
+  tenants usage --config FILE [--since DATE] [--until DATE] [--tenant ID] [--storage] [--format table|csv|json]
+                                          usage per tenant and hour, as the proxies added it to the registry
   catalog install --config FILE           install or upgrade the catalog filter (policy.catalogFilter) in admin.url's database
   migrate --config FILE [--dir DIR]       apply missing migrations to every tenant schema
                                           (--canary N, --tenants a,b, --dry-run; pg-tenant-proxy migrate --help)
@@ -115,10 +117,15 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'tenants': {
-      // The cross-tenant query lives in a module of its own.
+      // The cross-tenant query and the usage report live in modules of their own.
       if (rest[0] === 'query') {
         const { runTenantsQuery } = await import('./tenants-query.js');
         process.exitCode = await runTenantsQuery(rest.slice(1));
+        return;
+      }
+      if (rest[0] === 'usage') {
+        const { runTenantsUsage } = await import('./tenants-usage.js');
+        process.exitCode = await runTenantsUsage(rest.slice(1));
         return;
       }
       const { runTenants } = await import('./tenants.js');

@@ -44,6 +44,8 @@ verbs:
   suspend ID --reason TEXT                           refuse new logins, end sessions as their transactions end
   resume ID                                          admit the tenant again (cancels a scheduled deletion)
 ${DELETE_USAGE}
+  usage [--since DATE] [--until DATE] [--tenant ID] [--storage] [--format table|csv|json]
+                                                     usage per tenant and hour (pg-tenant-proxy tenants usage --help)
 --actor names who acts in the registry's events and the audit trail (default: the OS user).
 Connects with admin.url (PGTP_ADMIN_URL, password PGTP_ADMIN_PASSWORD); creates or upgrades the registry first.
 Exit status: 0 done, 2 usage or configuration error, 1 failure (unknown tenant, wrong status, database unreachable).

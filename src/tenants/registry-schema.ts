@@ -137,10 +137,10 @@ export interface EnsureRegistryResult {
 }
 
 /**
- * Creates or upgrades the registry in `schema` and grants `proxyRole` (the proxy's login role) what it reads: USAGE on
- * the schema, SELECT on tenants and registry_state and EXECUTE on usage_flush, nothing else (LISTEN needs no privilege). `client` must be one
- * connection (it runs a transaction) with no transaction open. Concurrent callers serialise on an advisory lock;
- * the one that finds the work done does nothing.
+ * Creates or upgrades the registry in `schema` and grants `proxyRole` (the proxy's login role) what it needs: USAGE
+ * on the schema, SELECT on tenants and registry_state, EXECUTE on usage_flush, nothing else (LISTEN needs no
+ * privilege). `client` must be one connection (it runs a transaction) with no transaction open. Concurrent callers
+ * serialise on an advisory lock; the one that finds the work done does nothing.
  */
 export async function ensureRegistry(
   client: SqlRunner,
