@@ -1,11 +1,17 @@
 // Usage metering: a known load through the proxy gives exactly those numbers in the registry's hourly buckets, across
 // a restart, with two proxy processes, and through failed flushes; no tenant reaches the usage tables.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
+import { stringify } from 'yaml';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTenant } from '../../src/tenants/lifecycle-api.js';
 import { TenantAdmin } from '../../src/tenants/lifecycle.js';
 import { readUsage, type UsageRow } from '../../src/usage/usage-report.js';
-import { sqlstateOf, startTestProxy, type TestProxy } from '../support/proxy.js';
+import { buildDist, DIST_CLI } from '../support/build.js';
+import { sqlstateOf, startTestProxy, TEST_SECRET, type TestProxy } from '../support/proxy.js';
 import { createRegistryDatabase, type RegistryDatabase } from '../support/registry.js';
 
 let rdb: RegistryDatabase;
@@ -238,6 +244,68 @@ describe('usage buckets', () => {
     expect(counts(t)).toEqual(times(13, SMALL));
     expect(t.peak_clients).toBe(3);
   });
+});
+
+describe('listen.workers', () => {
+  it('each worker adds its own share and flushes it when SIGTERM drains it', async () => {
+    await buildDist();
+    const tp = await usageProxy();
+    await tenantWithTable(tp, 'use_w');
+    const dir = mkdtempSync(join(tmpdir(), 'pgtp-usage-'));
+    const file = join(dir, 'proxy.yaml');
+    writeFileSync(
+      file,
+      stringify({
+        listen: { host: '127.0.0.1', port: 0, workers: 2 },
+        upstream: { url: rdb.upstreamUrl, poolSize: 2 },
+        auth: { jwt: { secret: TEST_SECRET } },
+        tenancy: { registry: { enabled: true } },
+        audit: { file: join(dir, 'audit.log') },
+        log: { level: 'info' },
+      }),
+    );
+    let child: ChildProcess | null = null;
+    const port = await new Promise<number>((resolve, reject) => {
+      child = spawn(process.execPath, [DIST_CLI, 'start', '--config', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let buffered = '';
+      child.stderr!.on('data', (chunk: Buffer) => {
+        buffered += chunk.toString();
+        const match = /"port":(\d+),"msg":"listening"/.exec(buffered);
+        // Both workers listening, or the first would take every client.
+        if (match && buffered.includes('"msg":"workers started"')) resolve(Number(match[1]));
+      });
+      child.on('exit', (code) => reject(new Error(`exited with ${code}: ${buffered}`)));
+    });
+    const exited = new Promise<number | null>((resolve) => child!.on('exit', (code) => resolve(code)));
+    try {
+      const clients: pg.Client[] = [];
+      // Round robin: two clients on each worker, all connected at once.
+      for (let i = 0; i < 4; i++) {
+        const client = new pg.Client(await tp.clientConfig('use_w', { port }));
+        client.on('error', () => undefined);
+        await client.connect();
+        clients.push(client);
+      }
+      await Promise.all(clients.map(async (c, i) => smallLoad(c, i).then(() => smallLoad(c, 10 + i))));
+      await Promise.all(clients.map((c) => c.end()));
+      child!.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      child!.kill('SIGKILL');
+    }
+    const t = await totals('use_w');
+    expect(counts(t)).toEqual(times(8, SMALL));
+    expect(t.peak_clients).toBe(4);
+    const db = await rdb.connect();
+    try {
+      const { rows } = await db.query(
+        "SELECT count(DISTINCT instance)::int AS n FROM pgtp.usage_peaks WHERE tenant_id = 'use_w'",
+      );
+      expect(rows[0].n).toBe(2);
+    } finally {
+      await db.end();
+    }
+  }, 120_000);
 });
 
 describe('a failed flush', () => {
