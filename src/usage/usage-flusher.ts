@@ -91,8 +91,9 @@ export class UsageFlusher {
         this.failures = 0;
       } catch (err) {
         result.error = err as Error;
-        if (this.failures++ === 0)
-          this.options.log.warn({ err: (err as Error).message, seq: batch.seq }, 'usage flush failed; retrying');
+        // The first failure and then about every 5 minutes at the default interval, not every tick.
+        if (this.failures++ % 30 === 0)
+          this.options.log.warn(failureLog(err, batch, this.failures), 'usage flush failed; retrying');
         this.dropConnection();
         break;
       }
@@ -152,6 +153,15 @@ export class UsageFlusher {
     }
     this.dropConnection();
   }
+}
+
+function failureLog(err: unknown, batch: UsageBatch, failures: number): Record<string, unknown> {
+  const { message, code } = err as { message: string; code?: string };
+  const hint =
+    code === '42883' || code === '3F000'
+      ? 'the registry has no usage_flush (version 5): any `pg-tenant-proxy tenants` command creates or upgrades it'
+      : undefined;
+  return { err: message, code, hint, seq: batch.seq, failures };
 }
 
 /** A registry connection for flushes: the statement and lock waits bounded so a stuck flush fails and is retried. */
