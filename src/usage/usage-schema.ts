@@ -52,6 +52,12 @@ export function usageTables(s: string): string[] {
        IF p_hour <> date_trunc('hour', p_hour, 'UTC') OR p_seq < 1 THEN
          RAISE EXCEPTION 'usage_flush: bad hour % or sequence %', p_hour, p_seq;
        END IF;
+       -- Whoever may call this can only add: no negative delta takes usage away.
+       IF 0 > ANY (p_transactions) OR 0 > ANY (p_statements) OR 0 > ANY (p_server_ms) OR 0 > ANY (p_bytes_in)
+          OR 0 > ANY (p_bytes_out) OR 0 > ANY (p_rows_returned) OR 0 > ANY (p_rows_affected)
+          OR 0 > ANY (p_peak_clients) THEN
+         RAISE EXCEPTION 'usage_flush: negative delta';
+       END IF;
        IF p_seq = 1 THEN
          -- A new process: forget processes silent for long (their retries could not still be pending).
          DELETE FROM ${s}.usage_instances WHERE last_flush_at < now() - interval '35 days';

@@ -408,6 +408,16 @@ describe('a failed flush', () => {
           ),
         ),
       ).toBe('P0001');
+      // Nor can a caller take usage away.
+      expect(
+        await sqlstateOf(() =>
+          proxyRole.query(
+            'SELECT pgtp.usage_flush($1, 3, $2, $2, $2, ARRAY[$3], ARRAY[-5], ARRAY[1], ARRAY[1], ARRAY[1], ARRAY[1], ARRAY[1], ARRAY[1], ARRAY[1])',
+            ['00000000-0000-4000-8000-00000000abcd', hour, 'use_dup'],
+          ),
+        ),
+      ).toBe('P0001');
+      expect((await totals('use_dup')).statements).toBe(11);
     } finally {
       await proxyRole.end();
     }
