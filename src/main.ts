@@ -175,6 +175,7 @@ export async function startProxy(
       return counts.values();
     },
     auditState: () => audit.state,
+    usageState: () => usageFlusher?.state ?? null,
   });
   const status = (): StatusSnapshot =>
     buildStatus(

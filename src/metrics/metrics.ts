@@ -58,6 +58,8 @@ export interface MetricsSource {
   /** Client sessions by tenant label and state. */
   clientCounts(): Iterable<{ tenant: string; state: string; count: number }>;
   auditState(): { failing: boolean; dropped: number } | null;
+  /** Usage flushes to the registry (null when metering is off): failed attempts so far, a batch unconfirmed now. */
+  usageState?(): { failures: number; pending: boolean } | null;
 }
 
 export class ProxyMetrics {
@@ -65,6 +67,7 @@ export class ProxyMetrics {
   private readonly tenants = new Map<string, TenantMeter>();
   private source: MetricsSource | null = null;
   private auditDroppedReported = 0;
+  private usageFailuresReported = 0;
   private ownLabels = 0;
 
   readonly statements: Counter<'tenant' | 'command' | 'outcome'>;
@@ -199,6 +202,24 @@ export class ProxyMetrics {
         const dropped = metrics.source?.auditState()?.dropped ?? 0;
         if (dropped > metrics.auditDroppedReported) this.inc(dropped - metrics.auditDroppedReported);
         metrics.auditDroppedReported = dropped;
+      },
+    });
+    new Counter({
+      name: `${PREFIX}usage_flush_failures_total`,
+      help: 'Attempts to add usage to the registry that failed (each is retried with the same batch)',
+      registers,
+      collect() {
+        const failures = metrics.source?.usageState?.()?.failures ?? 0;
+        if (failures > metrics.usageFailuresReported) this.inc(failures - metrics.usageFailuresReported);
+        metrics.usageFailuresReported = failures;
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}usage_flush_pending`,
+      help: '1 while a usage batch waits for the registry to confirm it (a flush failed and is being retried)',
+      registers,
+      collect() {
+        this.set(metrics.source?.usageState?.()?.pending ? 1 : 0);
       },
     });
   }

@@ -39,7 +39,9 @@ export class UsageFlusher {
   private connection: FlushConnection | null = null;
   private running: Promise<FlushResult> | null = null;
   private readonly timer: NodeJS.Timeout | null;
+  /** Consecutive failed attempts (for the log), and all of them (for the metric). */
   private failures = 0;
+  private totalFailures = 0;
   private closed = false;
   private readonly sql: string;
 
@@ -57,6 +59,11 @@ export class UsageFlusher {
       if (this.running === null) void this.flush();
     }, options.intervalMs);
     this.timer.unref();
+  }
+
+  /** For the metrics: failed attempts so far, and whether a batch awaits confirmation. */
+  get state(): { failures: number; pending: boolean } {
+    return { failures: this.totalFailures, pending: this.pending !== null };
   }
 
   /** The batch sent but not yet confirmed (for tests and the shutdown log). */
@@ -91,6 +98,7 @@ export class UsageFlusher {
         this.failures = 0;
       } catch (err) {
         result.error = err as Error;
+        this.totalFailures++;
         // The first failure and then about every 5 minutes at the default interval, not every tick.
         if (this.failures++ % 30 === 0)
           this.options.log.warn(failureLog(err, batch, this.failures), 'usage flush failed; retrying');

@@ -325,8 +325,11 @@ describe('a failed flush', () => {
       await locker.query('ROLLBACK');
       await locker.end();
     }
-    // Nothing was added by the failed attempt.
+    // Nothing was added by the failed attempt; the metrics say a batch waits.
     expect((await totals('use_d')).statements).toBe(0);
+    const metrics = await tp.proxy.metrics.text();
+    expect(metrics).toMatch(/^pgtp_usage_flush_failures_total 1$/m);
+    expect(metrics).toMatch(/^pgtp_usage_flush_pending 1$/m);
     // Counting went on meanwhile.
     await smallLoad(c, 2);
     await smallLoad(c, 3);
@@ -334,6 +337,7 @@ describe('a failed flush', () => {
     // The batch that failed, as it was, then what was counted since.
     expect(retried).toEqual({ applied: 2, duplicates: 0, error: null });
     expect(counts(await totals('use_d'))).toEqual(times(3, SMALL));
+    expect(await tp.proxy.metrics.text()).toMatch(/^pgtp_usage_flush_pending 0$/m);
   }, 30_000);
 
   it('with its connection killed (pg_terminate_backend): the retry on a new connection adds it once', async () => {
