@@ -38,7 +38,7 @@ export class UsageFlusher {
   private pending: UsageBatch | null = null;
   private connection: FlushConnection | null = null;
   private running: Promise<FlushResult> | null = null;
-  private readonly timer: NodeJS.Timeout | null;
+  private timer: NodeJS.Timeout | null = null;
   /** Consecutive failed attempts (for the log), and all of them (for the metric). */
   private failures = 0;
   private totalFailures = 0;
@@ -51,13 +51,18 @@ export class UsageFlusher {
     start = true,
   ) {
     this.sql = `SELECT ${quoteIdent(options.schema)}.usage_flush($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) AS applied`;
-    if (!start) {
-      this.timer = null;
-      return;
-    }
-    this.timer = setInterval(() => {
+    if (!start) return;
+    const tick = (): void => {
       if (this.running === null) void this.flush();
-    }, options.intervalMs);
+    };
+    // Started at a random point of the first interval: workers and proxies started together do not all flush (and
+    // wait on each other's row locks) at the same instant ever after.
+    this.timer = setTimeout(() => {
+      tick();
+      if (this.closed) return;
+      this.timer = setInterval(tick, options.intervalMs);
+      this.timer.unref();
+    }, Math.random() * options.intervalMs);
     this.timer.unref();
   }
 
@@ -144,7 +149,8 @@ export class UsageFlusher {
   async close(deadlineMs = CLOSE_DEADLINE_MS): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.timer !== null) clearInterval(this.timer);
+    // clearTimeout clears an interval as well.
+    if (this.timer !== null) clearTimeout(this.timer);
     const deadline = Date.now() + deadlineMs;
     for (;;) {
       const result = await this.flush();
