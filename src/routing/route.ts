@@ -1,5 +1,5 @@
 // A tenant's route as the registry records it: which upstream serves it, in which database, shared or dedicated.
-import { DEFAULT_UPSTREAM } from '../config/schema.js';
+import { DEFAULT_UPSTREAM, type Config } from '../config/schema.js';
 
 export const Placement = {
   /** One of many tenant schemas in a database other tenants share. */
@@ -32,4 +32,10 @@ export function sameRoute(a: TenantRoute, b: TenantRoute): boolean {
 /** How logs, `tenants route` and errors name where a tenant goes: `b`, or `b/dbname` for a database of its own. */
 export function routeLabel(route: Pick<TenantRoute, 'upstream' | 'database'>): string {
   return route.database === null ? route.upstream : `${route.upstream}/${route.database}`;
+}
+
+/** The settings of the upstream called `name`, or undefined when this config has none by that name. */
+export function upstreamSettings(config: Config, name: string): Config['upstream'] | undefined {
+  if (name === DEFAULT_UPSTREAM) return config.upstream;
+  return Object.hasOwn(config.upstreams, name) ? config.upstreams[name] : undefined;
 }

@@ -6,7 +6,7 @@ import { Pool, poolOptions, type PoolEvents, type PoolStats } from '../backend/p
 import { DEFAULT_UPSTREAM, type Config } from '../config/schema.js';
 import type { ProxyMetrics } from '../metrics/metrics.js';
 import { controlConnection } from '../tenants/registry.js';
-import { routeLabel, type TenantRoute } from './route.js';
+import { routeLabel, upstreamSettings, type TenantRoute } from './route.js';
 
 /** One upstream's pool and its small control pool (startup-setting checks, readiness). */
 export interface Upstream {
@@ -19,12 +19,6 @@ export interface Upstream {
 }
 
 export type UpstreamStats = PoolStats & { size: number; upstream: string };
-
-/** The settings of the upstream called `name`, or undefined when this config has none by that name. */
-export function upstreamSettings(config: Config, name: string): Config['upstream'] | undefined {
-  if (name === DEFAULT_UPSTREAM) return config.upstream;
-  return Object.hasOwn(config.upstreams, name) ? config.upstreams[name] : undefined;
-}
 
 /**
  * Owns every pool. The set of upstreams is fixed at start (a reload changes their sizes and timeouts only); a route
