@@ -329,12 +329,22 @@ export const configSchema = z
      * is the one named default and holds the registry. Fixed at start: adding or removing one needs a restart.
      */
     upstreams: z
-      .record(
-        z.string().regex(UPSTREAM_NAME, 'upstream names must be lower-case letters, digits, "_" or "-"'),
-        namedUpstreamSchema,
-      )
-      .refine((u) => !(DEFAULT_UPSTREAM in u), {
-        message: 'the upstream named default is configured by the `upstream` key; name this one otherwise',
+      .record(z.string(), namedUpstreamSchema)
+      .superRefine((upstreams, ctx) => {
+        for (const name of Object.keys(upstreams)) {
+          if (name === DEFAULT_UPSTREAM)
+            ctx.addIssue({
+              code: 'custom',
+              path: [name],
+              message: 'the upstream named default is configured by the `upstream` key; name this one otherwise',
+            });
+          else if (!UPSTREAM_NAME.test(name))
+            ctx.addIssue({
+              code: 'custom',
+              path: [name],
+              message: 'an upstream name is 1-63 lower-case letters, digits, "_" or "-", starting with a letter',
+            });
+        }
       })
       .default({}),
     auth: authSchema,
