@@ -1,4 +1,4 @@
-// `migrate` across upstreams: a pool of admin connections per upstream, and the registry's connection beside each.
+// The tenant commands across upstreams: admin pools per upstream, and for `migrate` the registry's connection beside each.
 import pg from 'pg';
 import { DEFAULT_UPSTREAM, type Config } from '../config/schema.js';
 import type { SqlRunner } from '../tenants/provision.js';
@@ -11,25 +11,52 @@ export interface MigrateConnection {
   release(broken?: Error): void;
 }
 
-/**
- * Admin pools of `max` connections per upstream, opened on first use. A worker holds at most one connection of
- * default's pool at a time (its tenant's, or the registry's beside another upstream's), so `max` workers never wait
- * on each other.
- */
-export class MigrateConnections {
+/** Admin pools of `max` connections per upstream (its adminUrl; admin.url for default), opened on first use. */
+export class AdminPools {
   private readonly pools = new Map<string, pg.Pool>();
 
   constructor(
     private readonly config: Config,
     private readonly max: number,
+    private readonly applicationName: string,
   ) {}
 
+  pool(upstream: string): pg.Pool {
+    let pool = this.pools.get(upstream);
+    if (pool === undefined) {
+      pool = new pg.Pool({
+        ...upstreamAdminConfig(this.config, upstream),
+        application_name: this.applicationName,
+        max: this.max,
+      });
+      pool.on('error', () => undefined);
+      this.pools.set(upstream, pool);
+    }
+    return pool;
+  }
+
+  async end(): Promise<void> {
+    await Promise.all([...this.pools.values()].map((p) => p.end().catch(() => undefined)));
+  }
+}
+
+/**
+ * `migrate`'s connections: a worker holds at most one connection of default's pool at a time (its tenant's, or the
+ * registry's beside another upstream's), so `max` workers never wait on each other.
+ */
+export class MigrateConnections {
+  private readonly pools: AdminPools;
+
+  constructor(config: Config, max: number) {
+    this.pools = new AdminPools(config, max, 'pg-tenant-proxy migrate');
+  }
+
   async acquire(upstream: string): Promise<MigrateConnection> {
-    const client = await this.pool(upstream).connect();
+    const client = await this.pools.pool(upstream).connect();
     if (upstream === DEFAULT_UPSTREAM) return { client, registry: client, release: (broken) => client.release(broken) };
     let registry: pg.PoolClient;
     try {
-      registry = await this.pool(DEFAULT_UPSTREAM).connect();
+      registry = await this.pools.pool(DEFAULT_UPSTREAM).connect();
     } catch (err) {
       client.release();
       throw err;
@@ -44,22 +71,8 @@ export class MigrateConnections {
     };
   }
 
-  async end(): Promise<void> {
-    await Promise.all([...this.pools.values()].map((p) => p.end().catch(() => undefined)));
-  }
-
-  private pool(upstream: string): pg.Pool {
-    let pool = this.pools.get(upstream);
-    if (pool === undefined) {
-      pool = new pg.Pool({
-        ...upstreamAdminConfig(this.config, upstream),
-        application_name: 'pg-tenant-proxy migrate',
-        max: this.max,
-      });
-      pool.on('error', () => undefined);
-      this.pools.set(upstream, pool);
-    }
-    return pool;
+  end(): Promise<void> {
+    return this.pools.end();
   }
 }
 

@@ -116,19 +116,23 @@ async function waitFor(check: () => Promise<boolean>, what: string, ms = 5000): 
   }
 }
 
+const onDefault = (): Promise<pg.Client> => rdb.connect();
+const onB = (): Promise<pg.Client> => b.connect();
+
 const portOf = async (client: pg.Client): Promise<number> =>
   Number((await client.query<{ port: string }>("SELECT current_setting('port') AS port")).rows[0]!.port);
 
-describe('routing table', () => {
-  beforeAll(async () => {
-    await withAdmin(async (admin) => {
-      await admin.create('rt_shared');
-      await admin.create('rt_vip', { upstream: 'b', dedicated: true });
-    });
-    await plant(rdb.connect, 'rt_shared', 'default');
-    await plant(b.connect, 'rt_vip', 'b');
-  }, 60_000);
+// Two tenants every test may use: one shared on default, one dedicated on b, each with a row naming its cluster.
+beforeAll(async () => {
+  await withAdmin(async (admin) => {
+    await admin.create('rt_shared');
+    await admin.create('rt_vip', { upstream: 'b', dedicated: true });
+  });
+  await plant(onDefault, 'rt_shared', 'default');
+  await plant(onB, 'rt_vip', 'b');
+}, 60_000);
 
+describe('routing table', () => {
   it('routing by placement: a shared tenant runs on default, a dedicated one on its own cluster, each seeing only its own', async () => {
     tp = await routedProxy();
     const shared = await tp.connect('rt_shared');
@@ -159,7 +163,7 @@ describe('routing table', () => {
     expect(await sqlstateOf(() => vip.query('SELECT * FROM tenant_rt_shared.marker'))).toBe('42501');
     // What PostgreSQL itself says on b (a role of b, a cluster without the registry), guard aside.
     const rows = (await onCluster(
-      b.connect,
+      onB,
       "SELECT to_regnamespace('pgtp') IS NULL AS no_registry, to_regnamespace('tenant_rt_shared') IS NULL AS no_other",
     )) as Array<{ no_registry: boolean; no_other: boolean }>;
     expect(rows).toEqual([{ no_registry: true, no_other: true }]);
@@ -204,7 +208,7 @@ describe('routing table', () => {
 
   it("a route changed in the registry reaches a running proxy: the same session's next transaction runs on the new upstream", async () => {
     await withAdmin((admin) => admin.create('rt_mover'));
-    await plant(rdb.connect, 'rt_mover', 'default');
+    await plant(onDefault, 'rt_mover', 'default');
     // The copy a move would make, by hand: role, schema and data on b.
     const client = await b.connect();
     try {
@@ -212,18 +216,18 @@ describe('routing table', () => {
     } finally {
       await client.end();
     }
-    await plant(b.connect, 'rt_mover', 'b');
+    await plant(onB, 'rt_mover', 'b');
     tp = await routedProxy();
     const mover = await tp.connect('rt_mover');
     expect((await mover.query('SELECT cluster FROM marker')).rows).toEqual([{ cluster: 'default' }]);
-    await onCluster(rdb.connect, "UPDATE pgtp.tenants SET upstream = 'b' WHERE id = 'rt_mover'");
+    await onCluster(onDefault, "UPDATE pgtp.tenants SET upstream = 'b' WHERE id = 'rt_mover'");
     await waitFor(
       async () => (await mover.query('SELECT cluster FROM marker')).rows[0]?.cluster === 'b',
       'the route change to reach the session',
     );
     expect(await portOf(mover)).toBe(b.port);
     // A route to an upstream this proxy's config lacks: FATAL at login, naming it.
-    await onCluster(rdb.connect, "UPDATE pgtp.tenants SET upstream = 'nowhere' WHERE id = 'rt_mover'");
+    await onCluster(onDefault, "UPDATE pgtp.tenants SET upstream = 'nowhere' WHERE id = 'rt_mover'");
     await waitFor(async () => {
       const e = (await tp!.connect('rt_mover').then(
         (c) => c.end().then(() => null),
@@ -247,9 +251,9 @@ describe('tenant commands across upstreams', () => {
     const created = await cli(['tenants', 'create', 'rt_cli', '--upstream', 'b', '--dedicated', '--config', config]);
     expect(created).toMatchObject({ code: 0, stderr: '' });
     expect(created.stdout).toMatch(/created tenant rt_cli .*upstream b, dedicated/);
-    const schemaOnB = await onCluster(b.connect, "SELECT 1 FROM pg_namespace WHERE nspname = 'tenant_rt_cli'");
+    const schemaOnB = await onCluster(onB, "SELECT 1 FROM pg_namespace WHERE nspname = 'tenant_rt_cli'");
     expect(schemaOnB).toHaveLength(1);
-    const schemaOnDefault = await onCluster(rdb.connect, "SELECT 1 FROM pg_namespace WHERE nspname = 'tenant_rt_cli'");
+    const schemaOnDefault = await onCluster(onDefault, "SELECT 1 FROM pg_namespace WHERE nspname = 'tenant_rt_cli'");
     expect(schemaOnDefault).toHaveLength(0);
     const route = await cli(['tenants', 'route', 'rt_cli', '--config', config]);
     expect(route).toMatchObject({ code: 0, stderr: '' });
@@ -262,6 +266,34 @@ describe('tenant commands across upstreams', () => {
     expect(bad.code).toBe(2);
     expect(bad.stdout).toBe('');
     expect(bad.stderr).toMatch(/no upstream "nowhere" in the configuration \(configured: default, b\)/);
+  }, 60_000);
+
+  it('tenants query asks each tenant on its own upstream; catalog install installs on every upstream with an adminUrl', async () => {
+    const config = writeConfig('query.yaml');
+    const run = await cli([
+      'tenants',
+      'query',
+      '--config',
+      config,
+      "SELECT cluster, current_setting('port')::int AS port FROM marker",
+      '--tenants',
+      'rt_shared,rt_vip',
+      '--format',
+      'json',
+    ]);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const rows = JSON.parse(run.stdout) as Array<{ tenant: string; cluster: string; port: number }>;
+    expect(rows.map((r) => [r.tenant, r.cluster])).toEqual([
+      ['rt_shared', 'default'],
+      ['rt_vip', 'b'],
+    ]);
+    expect(rows[1]!.port).toBe(b.port);
+    const install = await cli(['catalog', 'install', '--config', config]);
+    expect(install).toMatchObject({ code: 0, stderr: '' });
+    expect(install.stdout).toMatch(
+      /^catalog filter already at version \d+\nupstream b: catalog filter already at version \d+\n$/,
+    );
   }, 60_000);
 
   it('a config error names the key: an upstream called default, an adminUrl on the wrong database', async () => {
@@ -295,7 +327,8 @@ describe('tenant commands across upstreams', () => {
     const run = await cli(['migrate', '--dir', migrations, '--tenants', 'rt_m_a,rt_m_b', '--json', '--config', config]);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
-    expect(JSON.parse(run.stdout).succeeded.map((s: { tenant: string }) => s.tenant)).toEqual(['rt_m_a', 'rt_m_b']);
+    const report = JSON.parse(run.stdout) as { succeeded: Array<{ tenant: string }> };
+    expect(report.succeeded.map((s) => s.tenant)).toEqual(['rt_m_a', 'rt_m_b']);
     const where = async (connect: () => Promise<pg.Client>): Promise<string[]> =>
       (
         (await onCluster(
@@ -303,16 +336,16 @@ describe('tenant commands across upstreams', () => {
           "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = 'widgets' AND n.nspname LIKE 'tenant_rt_m_%' ORDER BY 1",
         )) as Array<{ nspname: string }>
       ).map((r) => r.nspname);
-    expect(await where(rdb.connect)).toEqual(['tenant_rt_m_a']);
-    expect(await where(b.connect)).toEqual(['tenant_rt_m_b']);
+    expect(await where(onDefault)).toEqual(['tenant_rt_m_a']);
+    expect(await where(onB)).toEqual(['tenant_rt_m_b']);
     const tracked = (await onCluster(
-      rdb.connect,
+      onDefault,
       "SELECT tenant_id FROM pgtp.tenant_migrations WHERE tenant_id LIKE 'rt_m_%' ORDER BY 1",
     )) as Array<{ tenant_id: string }>;
     expect(tracked.map((r) => r.tenant_id)).toEqual(['rt_m_a', 'rt_m_b']);
     // Owned by the tenant's role on b, as the proxy pins it there.
     const owner = await onCluster(
-      b.connect,
+      onB,
       "SELECT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE oid = 'tenant_rt_m_b.widgets'::regclass",
     );
     expect(owner).toEqual([{ owner: 'tenant_rt_m_b' }]);
