@@ -96,3 +96,16 @@ export async function withUpstreamAdmin<T>(
     await db.end().catch(() => undefined);
   }
 }
+
+/**
+ * For the verbs that do not act on other upstreams yet (delete, purge, export): a tenant elsewhere is refused rather
+ * than have its schema looked for, or dropped and certified, on the wrong cluster.
+ */
+export function refuseOtherUpstream(verb: string, tenant: { id: string; upstream?: string | null }): void {
+  const upstream = tenant.upstream ?? DEFAULT_UPSTREAM;
+  if (upstream === DEFAULT_UPSTREAM) return;
+  throw new TenantError(
+    'conflict',
+    `tenant "${tenant.id}" is on upstream "${upstream}"; ${verb} acts on the default upstream only so far (nothing was changed)`,
+  );
+}

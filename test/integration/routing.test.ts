@@ -262,6 +262,12 @@ describe('tenant commands across upstreams', () => {
     expect(route.stdout).toMatch(/^placement\s+dedicated$/m);
     const json = await cli(['tenants', 'route', 'rt_cli', '--json', '--config', config]);
     expect(JSON.parse(json.stdout)).toMatchObject({ upstream: 'b', database: 'pgtp_routes_b', placement: 'dedicated' });
+    // Not yet upstream-aware: refused, rather than dropped and certified on the wrong cluster.
+    const del = await cli(['tenants', 'delete', 'rt_cli', '--yes', '--config', config]);
+    expect(del.code).toBe(1);
+    expect(del.stderr).toMatch(/tenant "rt_cli" is on upstream "b"; delete acts on the default upstream only/);
+    const still = await onCluster(onDefault, "SELECT status FROM pgtp.tenants WHERE id = 'rt_cli'");
+    expect(still).toEqual([{ status: 'active' }]);
     const bad = await cli(['tenants', 'create', 'rt_nowhere', '--upstream', 'nowhere', '--config', config]);
     expect(bad.code).toBe(2);
     expect(bad.stdout).toBe('');
