@@ -5,7 +5,7 @@ import { buildStatus, type StatusSnapshot } from './admin/status.js';
 import { AuditLog } from './audit/audit-log.js';
 import { createTenantTokenVerifier, type TenantTokenVerifier } from './auth/tenant-token.js';
 import { upstreamTarget } from './backend/connect.js';
-import { Pool, poolOptions } from './backend/pool.js';
+import type { Pool } from './backend/pool.js';
 import { loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { CancelRegistry, type CancelPartition } from './frontend/cancel.js';
@@ -17,6 +17,8 @@ import { ProxyMetrics, UNAUTHENTICATED } from './metrics/metrics.js';
 import { listen, type Listener } from './net/listener.js';
 import { loadSecureContext } from './net/tls.js';
 import { ProxyError } from './protocol/errors.js';
+import { readinessChecks } from './routing/readiness.js';
+import { Upstreams } from './routing/upstreams.js';
 import { controlConnection, createTenantRegistry, type TenantRegistry } from './tenants/registry.js';
 import { UsageBook } from './usage/usage-book.js';
 import { flushConnector, UsageFlusher, type FlushResult } from './usage/usage-flusher.js';
@@ -25,7 +27,10 @@ import { workerConfig } from './workers/share.js';
 export interface Proxy {
   readonly host: string;
   readonly port: number;
+  /** The default upstream's pool. */
   readonly pool: Pool;
+  /** Every upstream's pool. */
+  readonly upstreams: Upstreams;
   /** Open client sessions (for status views and tests). */
   readonly sessions: ReadonlySet<ClientSession>;
   readonly metrics: ProxyMetrics;
@@ -90,6 +95,13 @@ export async function startProxy(
       guard.catalogFilterMissing(problem);
       log.error({ problem }, 'catalog statements are refused until `pg-tenant-proxy catalog install` runs');
     });
+    // The guard is one for every upstream; elsewhere a missing filter fails closed in PostgreSQL (no such view).
+    for (const [name, upstream] of Object.entries(config.upstreams)) {
+      void catalogFilterProblem(upstream).then((problem) => {
+        if (typeof problem === 'string')
+          log.error({ upstream: name, problem }, 'catalog statements of tenants on this upstream fail until installed');
+      });
+    }
   }
   let verifier: TenantTokenVerifier = await createTenantTokenVerifier(config);
   let secureContext = loadSecureContext(config.tls);
@@ -98,7 +110,8 @@ export async function startProxy(
   const metrics = new ProxyMetrics(config.metrics.maxTenantLabels);
   // Opening the audit file first: an unwritable destination stops the start before anything listens.
   const audit = new AuditLog(config, log.child({ component: 'audit' }));
-  const pool = new Pool(target, poolOptions(config), log.child({ component: 'pool' }), metrics);
+  const upstreams = new Upstreams(config, log, metrics);
+  const pool = upstreams.default.pool;
   const registry: TenantRegistry = createTenantRegistry(target, config.tenancy, log.child({ component: 'registry' }));
   // Usage goes to the registry, so without one nothing is counted (usage.enabled and interval are fixed at start).
   const metering = config.usage.enabled && config.tenancy.registry.enabled;
@@ -125,9 +138,9 @@ export async function startProxy(
     }
   });
 
-  const janitor = setInterval(() => pool.maintain(), JANITOR_INTERVAL_MS);
+  const janitor = setInterval(() => upstreams.maintain(), JANITOR_INTERVAL_MS);
   janitor.unref();
-  pool.maintain();
+  upstreams.maintain();
 
   const listener: Listener = await listen(
     config.listen.host,
@@ -139,7 +152,7 @@ export async function startProxy(
         get config() {
           return config;
         },
-        pool,
+        upstreams,
         get verifier() {
           return verifier;
         },
@@ -160,9 +173,8 @@ export async function startProxy(
     log,
   );
 
-  const poolStats = () => ({ ...pool.stats(), size: config.upstream.poolSize });
   metrics.attach({
-    poolStats,
+    poolStats: () => upstreams.stats(),
     clientCounts() {
       const counts = new Map<string, { tenant: string; state: string; count: number }>();
       for (const session of sessions) {
@@ -179,10 +191,11 @@ export async function startProxy(
   });
   const status = (): StatusSnapshot =>
     buildStatus(
-      poolStats(),
+      upstreams.stats(),
       [...sessions].map((s) => ({
         session: s.id,
         tenant: s.tenant?.tenantId ?? null,
+        upstream: s.upstream,
         state: s.state,
         client: `${s.clientSocket.remoteAddress}:${s.clientSocket.remotePort}`,
         connected_at: new Date(s.connectedAt).toISOString(),
@@ -200,27 +213,26 @@ export async function startProxy(
   let lastReadiness: { at: number; result: Promise<Readiness> } | null = null;
   const readiness = (): Promise<Readiness> => {
     if (lastReadiness !== null && Date.now() - lastReadiness.at < READINESS_CACHE_MS) return lastReadiness.result;
-    const result = registry
-      .ping(READINESS_TIMEOUT_MS)
-      .then(
-        () => ({ ok: true }),
-        (err: unknown) => ({ ok: false, detail: (err as Error).message }),
-      )
-      .then((upstream): Readiness => {
+    const result = readinessChecks(registry, upstreams, READINESS_TIMEOUT_MS).then(
+      ({ upstream, others }): Readiness => {
         const listening = closing === null;
         const auditOk = audit.blockingError() === null;
         return {
+          // Only the default upstream (which holds the registry) decides: the others' tenants fail with a clear
+          // error, and taking every proxy out of the load balancer would fail everyone else's too.
           ready: listening && upstream.ok && auditOk,
           checks: {
             listener: listening ? { ok: true } : { ok: false, detail: 'shutting down' },
             upstream,
+            ...others,
             config: { ok: true },
             audit: auditOk
               ? { ok: true }
               : { ok: false, detail: `audit destination failing: ${audit.state?.lastError ?? ''}` },
           },
         };
-      });
+      },
+    );
     lastReadiness = { at: Date.now(), result };
     return result;
   };
@@ -237,7 +249,7 @@ export async function startProxy(
       // A metrics port already taken must not leave a half-started proxy listening.
       await listener.stop();
       clearInterval(janitor);
-      pool.destroy();
+      await upstreams.destroy();
       verifier.close();
       await usageFlusher?.close(0);
       await registry.close().catch(() => undefined);
@@ -253,6 +265,7 @@ export async function startProxy(
     host: listener.address.address,
     port: listener.address.port,
     pool,
+    upstreams,
     sessions,
     metrics,
     metricsPort: ops?.port ?? null,
@@ -270,7 +283,7 @@ export async function startProxy(
       guard = guardFor(next);
       if (typeof catalogProblem === 'string') guard.catalogFilterMissing(catalogProblem);
       secureContext = nextContext;
-      pool.reconfigure(poolOptions(next));
+      upstreams.reconfigure(next);
       audit.reconfigure(next);
       previous.close();
       log.info('configuration reloaded');
@@ -285,7 +298,7 @@ export async function startProxy(
         }
         for (const session of [...sessions]) session.fail(ProxyError.shuttingDown());
         clearInterval(janitor);
-        pool.destroy();
+        await upstreams.destroy();
         verifier.close();
         // After every session and server is gone, so the last flush holds all they counted.
         await usageFlusher?.close();

@@ -9,19 +9,41 @@ export interface StatusClient {
   client: string;
   connected_at: string;
   application_name: string | null;
+  /** The upstream its transactions go to (null before login). */
+  upstream: string | null;
 }
+
+export type UpstreamPoolStats = PoolStats & { size: number; upstream: string };
 
 export interface StatusSnapshot {
   time: string;
   uptime_s: number;
+  /** Every upstream's pool added up. */
   pool: PoolStats & { size: number };
+  /** One row per upstream pool. */
+  upstreams: UpstreamPoolStats[];
   tenants: Array<{ tenant: string; clients: number; idle: number; waiting: number; active: number }>;
   clients: StatusClient[];
   audit: { enabled: boolean; failing: boolean; dropped: number; last_error: string | null };
 }
 
+/** Pool counts added up, per upstream label. */
+export function sumPools(rows: readonly UpstreamPoolStats[]): UpstreamPoolStats[] {
+  const byName = new Map<string, UpstreamPoolStats>();
+  for (const row of rows) {
+    const sum = byName.get(row.upstream);
+    if (sum === undefined) {
+      byName.set(row.upstream, { ...row });
+      continue;
+    }
+    for (const key of ['idle', 'parked', 'active', 'resetting', 'connecting', 'waiting', 'size'] as const)
+      sum[key] += row[key];
+  }
+  return [...byName.values()];
+}
+
 export function buildStatus(
-  pool: PoolStats & { size: number },
+  upstreams: UpstreamPoolStats[],
   clients: StatusClient[],
   audit: StatusSnapshot['audit'],
   startedAt: number,
@@ -37,10 +59,13 @@ export function buildStatus(
     row.clients++;
     if (client.state === 'idle' || client.state === 'waiting' || client.state === 'active') row[client.state]++;
   }
+  const pool = { idle: 0, parked: 0, active: 0, resetting: 0, connecting: 0, waiting: 0, size: 0 };
+  for (const row of upstreams) for (const key of Object.keys(pool) as Array<keyof typeof pool>) pool[key] += row[key];
   return {
     time: new Date().toISOString(),
     uptime_s: Math.round((Date.now() - startedAt) / 1000),
     pool,
+    upstreams,
     tenants: [...tenants.values()].sort((a, b) => b.clients - a.clients || a.tenant.localeCompare(b.tenant)),
     clients,
     audit,
@@ -49,14 +74,22 @@ export function buildStatus(
 
 /** Plain-text tables for `pg-tenant-proxy status`. */
 export function renderStatus(status: StatusSnapshot): string {
-  const p = status.pool;
   const lines = [
     `pg-tenant-proxy status at ${status.time} (up ${status.uptime_s} s)`,
     '',
-    'POOL',
+    'POOLS',
     renderTable(
-      ['size', 'active', 'idle', 'parked', 'resetting', 'connecting', 'waiting clients'],
-      [[p.size, p.active, p.idle, p.parked, p.resetting, p.connecting, p.waiting]],
+      ['upstream', 'size', 'active', 'idle', 'parked', 'resetting', 'connecting', 'waiting clients'],
+      status.upstreams.map((p) => [
+        p.upstream,
+        p.size,
+        p.active,
+        p.idle,
+        p.parked,
+        p.resetting,
+        p.connecting,
+        p.waiting,
+      ]),
     ),
     '',
     'TENANTS',
@@ -67,10 +100,11 @@ export function renderStatus(status: StatusSnapshot): string {
     '',
     'CLIENTS',
     renderTable(
-      ['session', 'tenant', 'state', 'client', 'connected at', 'application_name'],
+      ['session', 'tenant', 'upstream', 'state', 'client', 'connected at', 'application_name'],
       status.clients.map((c) => [
         c.session,
         c.tenant ?? '-',
+        c.upstream ?? '-',
         c.state,
         c.client,
         c.connected_at,

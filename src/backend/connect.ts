@@ -11,6 +11,8 @@ import { Writer } from '../protocol/writer.js';
 import { certificateHash, ScramClient, type ChannelBinding } from './scram.js';
 
 export interface UpstreamTarget {
+  /** The upstream's name in the config (`default` for the `upstream` key): errors and metrics say which. */
+  name: string;
   host: string;
   port: number;
   user: string;
@@ -21,16 +23,22 @@ export interface UpstreamTarget {
 }
 
 export function upstreamTarget(config: Config): UpstreamTarget {
-  const url = new URL(config.upstream.url);
+  return targetOf('default', config.upstream);
+}
+
+/** Where the pool of the upstream called `name` dials; `database` replaces the url's (a dedicated database). */
+export function targetOf(name: string, upstream: Config['upstream'], database?: string): UpstreamTarget {
+  const url = new URL(upstream.url);
   const user = decodeURIComponent(url.username);
   return {
+    name,
     host: url.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1',
     port: url.port === '' ? 5432 : Number(url.port),
     user,
-    password: config.upstream.password ?? (url.password === '' ? undefined : decodeURIComponent(url.password)),
-    database: decodeURIComponent(url.pathname.slice(1)) || user,
-    connectTimeoutMs: config.upstream.connectTimeoutMs,
-    tls: config.upstream.tls,
+    password: upstream.password ?? (url.password === '' ? undefined : decodeURIComponent(url.password)),
+    database: database ?? (decodeURIComponent(url.pathname.slice(1)) || user),
+    connectTimeoutMs: upstream.connectTimeoutMs,
+    tls: upstream.tls,
   };
 }
 

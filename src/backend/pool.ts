@@ -54,8 +54,8 @@ export interface PoolOptions {
   maxLifetimeMs: number;
 }
 
-export function poolOptions(config: Config): PoolOptions {
-  const u = config.upstream;
+export function poolOptions(config: Config, upstream: Config['upstream'] = config.upstream): PoolOptions {
+  const u = upstream;
   return {
     size: u.poolSize,
     minIdle: Math.min(u.minIdle, u.poolSize),
@@ -356,7 +356,7 @@ export class Pool implements ServerOwner {
         const waiter = this.waiters.shift();
         if (waiter !== undefined) {
           clearTimeout(waiter.timer);
-          waiter.reject(ProxyError.upstreamUnavailable(err.message));
+          waiter.reject(ProxyError.upstreamUnavailable(err.message, this.target.name));
         }
       },
     );

@@ -2,7 +2,8 @@
 import { loadConfig } from '../config/load.js';
 import { renderTable } from '../format/table.js';
 import { defaultActor } from '../tenants/actor.js';
-import { proxyRoleOf } from '../tenants/admin-connection.js';
+import { checkUpstream, proxyRoleOn } from '../routing/upstream-admin.js';
+import { renderRoute } from '../routing/route-info.js';
 import { TenantAdmin } from '../tenants/lifecycle.js';
 import type {
   CreateTenantResult,
@@ -34,10 +35,14 @@ import {
 export const TENANTS_USAGE = `usage: pg-tenant-proxy tenants <verb> --config FILE [--actor NAME] [--json]
 
 verbs:
-  create ID [--tier T] [--canary] [--issuer NAME] [--from-template SCHEMA]
+  create ID [--tier T] [--canary] [--issuer NAME] [--from-template SCHEMA] [--upstream U] [--dedicated]
                                                      role (tenancy.roles), schema, grants, then the migrations of
                                                      tenancy.migrationsDir or a structural copy of SCHEMA, registry
-                                                     record; a second create of the same id changes nothing
+                                                     record; a second create of the same id changes nothing.
+                                                     --upstream places it on that upstream (through its adminUrl;
+                                                     the record stays in default's registry); --dedicated records
+                                                     placement dedicated rather than shared
+  route ID                                           upstream, database and placement its transactions go to
   update ID [--tier T] [--canary true|false] [--issuer NAME]
   list [--status active|suspended|deleting|deleted]
   show ID                                            status, tier, schema size and tables, connected clients
@@ -59,9 +64,12 @@ const VERBS: Record<string, { options: Options; id: boolean }> = {
       canary: { type: 'boolean' },
       issuer: { type: 'string' },
       'from-template': { type: 'string' },
+      upstream: { type: 'string' },
+      dedicated: { type: 'boolean' },
     },
     id: true,
   },
+  route: { options: {}, id: true },
   update: { options: { tier: { type: 'string' }, canary: { type: 'string' }, issuer: { type: 'string' } }, id: true },
   list: { options: { status: { type: 'string' } }, id: false },
   show: { options: {}, id: true },
@@ -95,9 +103,10 @@ export async function runTenants(
     const adminOptions: TenantAdminOptions = typeof values['actor'] === 'string' ? { actor: values['actor'] } : {};
     // A new tenant is a structural copy of a template schema, or else gets every migration of tenancy.migrationsDir.
     const template = values['from-template'];
+    if (verb === 'create' && typeof values['upstream'] === 'string') checkUpstream(config, values['upstream']);
     if (verb === 'create' && typeof template === 'string') {
       const { copyTemplate } = await import('../tenants/template.js');
-      const proxyRole = proxyRoleOf(config);
+      const proxyRole = proxyRoleOn(config, typeof values['upstream'] === 'string' ? values['upstream'] : 'default');
       adminOptions.migrate = async (db, tenant) => {
         await copyTemplate(db, template, tenant, proxyRole);
         return null;
@@ -163,8 +172,14 @@ async function dispatch(
         tier: str('tier'),
         canary: values['canary'] === true,
         issuer: str('issuer'),
+        upstream: str('upstream'),
+        dedicated: values['dedicated'] === true,
       });
       return emit(result, describeCreate(result));
+    }
+    case 'route': {
+      const info = await admin.route(id!);
+      return json ? `${JSON.stringify(info, null, 2)}\n` : renderRoute(info);
     }
     case 'update': {
       const canary = str('canary');
@@ -212,6 +227,7 @@ function describeCreate(result: CreateTenantResult): string {
   if (t.tier !== null) parts.push(`tier ${t.tier}`);
   if (t.canary) parts.push('canary');
   if (t.issuer !== null) parts.push(`issuer ${t.issuer}`);
+  if (t.upstream !== 'default' || t.placement !== 'shared') parts.push(`upstream ${t.upstream}, ${t.placement}`);
   const adopted = [result.adopted.schema && 'schema', result.adopted.role && 'role'].filter(Boolean);
   const note = adopted.length === 0 ? '' : `; existing ${adopted.join(' and ')} taken over`;
   return `created tenant ${t.id} (${parts.join(', ')})${note}`;
@@ -260,6 +276,7 @@ function renderDetails(t: TenantDetails): string {
     ['issuer', show(t.issuer)],
     ['schema', t.schema],
     ['role', show(t.role)],
+    ['upstream', `${t.upstream}${t.database === null ? '' : `/${t.database}`} (${t.placement})`],
     ['size', `${t.sizeBytes} bytes`],
     ['tables', String(t.tables)],
     [

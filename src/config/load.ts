@@ -91,11 +91,13 @@ function walk(schema: z.ZodType, prefix: string, out: Leaf[]): void {
   }
   // A list is one leaf: its elements have no dotted names. A list of mappings is set whole, as JSON, from the env.
   const ofObjects = def.type === 'array' && def.element !== undefined && unwrap(def.element).def.type === 'object';
-  const kind = ofObjects
-    ? 'json'
-    : def.type === 'number' || def.type === 'boolean' || def.type === 'array'
-      ? def.type
-      : 'string';
+  // A mapping of named entries (upstreams) has no fixed dotted names either: JSON too, merged into the file's.
+  const kind =
+    ofObjects || def.type === 'record'
+      ? 'json'
+      : def.type === 'number' || def.type === 'boolean' || def.type === 'array'
+        ? def.type
+        : 'string';
   const outer = schema.def as { type: string; defaultValue?: unknown };
   out.push(outer.type === 'default' ? { key: prefix, kind, default: outer.defaultValue } : { key: prefix, kind });
 }
@@ -119,7 +121,10 @@ function applyEnvOverrides(raw: Record<string, unknown>, env: NodeJS.ProcessEnv)
   for (const leaf of configKeys()) {
     const value = env[envNameFor(leaf.key)];
     if (value === undefined || value === '') continue;
-    setPath(raw, leaf.key, coerce(value, leaf));
+    const coerced = coerce(value, leaf);
+    const current = getPath(raw, leaf.key);
+    // upstreams from the file and from the env meet: the env's entries (a password) go into the file's.
+    setPath(raw, leaf.key, isMapping(current) && isMapping(coerced) ? mergeDeep(current, coerced) : coerced);
   }
 }
 
@@ -143,11 +148,36 @@ function coerce(value: string, leaf: Leaf): unknown {
       try {
         return JSON.parse(value) as unknown;
       } catch {
-        throw new ConfigError(`${envNameFor(leaf.key)} must be a JSON list`, leaf.key);
+        throw new ConfigError(
+          `${envNameFor(leaf.key)} must be ${leaf.key === 'upstreams' ? 'a JSON mapping' : 'a JSON list'}`,
+          leaf.key,
+        );
       }
     case 'string':
       return value;
   }
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+function mergeDeep(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    const existing = out[key];
+    out[key] = isMapping(existing) && isMapping(value) ? mergeDeep(existing, value) : value;
+  }
+  return out;
+}
+
+function getPath(target: Record<string, unknown>, key: string): unknown {
+  let node: unknown = target;
+  for (const part of key.split('.')) {
+    if (!isMapping(node)) return undefined;
+    node = node[part];
+  }
+  return node;
 }
 
 function setPath(target: Record<string, unknown>, key: string, value: unknown): void {

@@ -63,6 +63,31 @@ const upstreamSchema = z.strictObject({
   tls: upstreamTlsSchema.default(upstreamTlsSchema.parse({})),
 });
 
+/** An upstream's name, as routes in the registry and the `upstream` metric label spell it. */
+export const UPSTREAM_NAME = /^[a-z][a-z0-9_-]{0,62}$/;
+/** The upstream the `upstream` key configures; every tenant without a route of its own goes there. */
+export const DEFAULT_UPSTREAM = 'default';
+
+/** One of `upstreams`: the keys of `upstream`, plus the privileged URL the tenant commands use on that cluster. */
+const namedUpstreamSchema = upstreamSchema
+  .extend({
+    /**
+     * postgres://role[:password]@host:port/database of a privileged role on this upstream for `tenants create
+     * --upstream`, `migrate` and the other tenant commands (admin.url plays this part for `default`).
+     */
+    adminUrl: z.string().refine(isPostgresUrl, 'must be a postgres:// or postgresql:// URL').optional(),
+    /** Overrides the password in adminUrl. */
+    adminPassword: z.string().optional(),
+  })
+  .refine((u) => u.adminUrl === undefined || urlUser(u.adminUrl) !== urlUser(u.url), {
+    message: "must not log in as the proxy's login role (url): the tenant commands need a privileged role",
+    path: ['adminUrl'],
+  })
+  .refine((u) => u.adminUrl === undefined || urlDatabase(u.adminUrl) === urlDatabase(u.url), {
+    message: 'must name the database of url: tenant schemas are made where the proxy reads them',
+    path: ['adminUrl'],
+  });
+
 const jwtSchema = z
   .strictObject({
     secret: z.string().min(1).optional(),
@@ -310,6 +335,29 @@ export const configSchema = z
   .strictObject({
     listen: listenSchema.default(listenSchema.parse({})),
     upstream: upstreamSchema,
+    /**
+     * More upstreams by name, each a cluster (or database) tenants can be routed to (the registry's route). `upstream`
+     * is the one named default and holds the registry. Fixed at start: adding or removing one needs a restart.
+     */
+    upstreams: z
+      .record(z.string(), namedUpstreamSchema)
+      .superRefine((upstreams, ctx) => {
+        for (const name of Object.keys(upstreams)) {
+          if (name === DEFAULT_UPSTREAM)
+            ctx.addIssue({
+              code: 'custom',
+              path: [name],
+              message: 'the upstream named default is configured by the `upstream` key; name this one otherwise',
+            });
+          else if (!UPSTREAM_NAME.test(name))
+            ctx.addIssue({
+              code: 'custom',
+              path: [name],
+              message: 'an upstream name is 1-63 lower-case letters, digits, "_" or "-", starting with a letter',
+            });
+        }
+      })
+      .default({}),
     auth: authSchema,
     tenancy: tenancySchema.default(tenancySchema.parse({})),
     policy: policySchema.default(policySchema.parse({})),
@@ -321,11 +369,17 @@ export const configSchema = z
     usage: usageSchema.default(usageSchema.parse({})),
     log: logSchema.default(logSchema.parse({})),
   })
-  .refine((c) => c.listen.workers <= c.upstream.poolSize && c.listen.workers <= c.listen.maxClients, {
-    message:
-      'each worker needs at least one server and one client: workers must not exceed upstream.poolSize or listen.maxClients',
-    path: ['listen', 'workers'],
-  })
+  .refine(
+    (c) =>
+      c.listen.workers <= c.upstream.poolSize &&
+      c.listen.workers <= c.listen.maxClients &&
+      Object.values(c.upstreams).every((u) => c.listen.workers <= u.poolSize),
+    {
+      message:
+        'each worker needs at least one server of every upstream and one client: workers must not exceed upstream.poolSize, any upstreams.<name>.poolSize or listen.maxClients',
+      path: ['listen', 'workers'],
+    },
+  )
   // The registry lists every tenant: no tenant may be pinned to it or be allowed to name it.
   .refine((c) => !c.tenancy.sharedSchemas.includes(c.tenancy.registry.schema), {
     message: 'the registry schema must not be shared with tenants (tenancy.sharedSchemas)',

@@ -3,6 +3,8 @@ import type { ConnectionAudit } from '../audit/audit-log.js';
 import type { TenantIdentity } from '../auth/identity.js';
 import { ClientLink, type LinkHost } from '../backend/link.js';
 import type { TenantMeter } from '../metrics/metrics.js';
+import { SessionRoute } from '../routing/session-route.js';
+import type { LoggedIn } from './login.js';
 import { StatementJudge } from './judge.js';
 import { PreparedStatements } from './prepared.js';
 import type { SessionDeps } from './session-state.js';
@@ -16,6 +18,8 @@ export interface ClientParts {
   judge: StatementJudge;
   prepared: PreparedStatements;
   link: ClientLink;
+  /** The upstream its transactions go to, followed from the registry at each checkout. */
+  route: SessionRoute;
   /** What each statement is and when it completes, when the audit or the metrics want it. */
   tracker: StatementTracker | null;
   recorder: StatementRecorder | null;
@@ -24,17 +28,25 @@ export interface ClientParts {
 export function clientParts(
   host: LinkHost,
   deps: SessionDeps,
-  identity: TenantIdentity,
-  startupSettings: Map<string, string>,
+  loggedIn: LoggedIn,
   audit: ConnectionAudit,
   meter: TenantMeter,
 ): ClientParts {
   const config = deps.config;
-  const settings = new SessionSettings(startupSettings);
+  const identity: TenantIdentity = loggedIn.identity;
+  const settings = new SessionSettings(loggedIn.settings);
+  const route = new SessionRoute(
+    identity.tenantId,
+    loggedIn.upstream,
+    loggedIn.route,
+    deps.upstreams,
+    deps.registry,
+    identity.schema,
+  );
   const prepared = new PreparedStatements(
     identity.schema,
     config.listen.maxPreparedBytes,
-    deps.pool.generations.of(identity.schema),
+    route.pool.generations.of(identity.schema),
   );
   const recording = audit.recordsStatements || config.metrics.enabled;
   const tracker = recording ? new StatementTracker() : null;
@@ -53,12 +65,15 @@ export function clientParts(
   );
   const link: ClientLink = new ClientLink(host, {
     config,
-    pool: deps.pool,
+    // Read at each park and reset: the route may have moved the session since the link was made.
+    get pool() {
+      return route.pool;
+    },
     prepared,
     settings,
     tracker,
     recorder,
     judge: (code, buf, start, end) => judge.verdict(code, buf, start, end),
   });
-  return { identity, settings, judge, prepared, link, tracker, recorder };
+  return { identity, settings, judge, prepared, link, route, tracker, recorder };
 }

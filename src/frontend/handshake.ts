@@ -125,7 +125,9 @@ export class Handshake {
     if (!this.isTls && !plaintextAllowed(config.tls.mode, this.host.conn.socket.remoteAddress))
       throw ProxyError.tlsRequired();
     const startup = interpretStartup(readStartupParams(buf, start, end), config.listen.ignoreStartupParameters);
-    if (startup.database !== this.deps.pool.upstream.database) throw ProxyError.unknownDatabase(startup.database);
+    // One public database name for every tenant, wherever it is routed: the default upstream's.
+    if (startup.database !== this.deps.upstreams.default.target.database)
+      throw ProxyError.unknownDatabase(startup.database);
     this.startup = startup;
     this.host.framer.setTyped(true, MAX_PASSWORD_BYTES);
     if (startup.token !== undefined) {

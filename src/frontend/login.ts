@@ -1,9 +1,12 @@
 // A client's login after its startup packet: the token verified, the tenant admitted, its startup settings judged.
 import type { TenantIdentity } from '../auth/identity.js';
 import { AuthFailure, type TenantTokenVerifier } from '../auth/tenant-token.js';
-import type { Pool } from '../backend/pool.js';
+import type { Logger } from 'pino';
 import type { SqlGuard } from '../guard/sql-guard.js';
 import { SqlState } from '../protocol/codes.js';
+import { ProxyError } from '../protocol/errors.js';
+import { routeLabel, type TenantRoute } from '../routing/route.js';
+import type { Upstream, Upstreams } from '../routing/upstreams.js';
 import type { TenantRegistry } from '../tenants/registry.js';
 import { judgeStartupSettings, type ClientStartup } from './startup.js';
 
@@ -11,7 +14,8 @@ export interface LoginDeps {
   verifier: TenantTokenVerifier;
   registry: TenantRegistry;
   guard: SqlGuard;
-  pool: Pool;
+  upstreams: Upstreams;
+  log: Logger;
   /** policy.guard */
   guardOn: boolean;
 }
@@ -22,6 +26,9 @@ export interface LoggedIn {
   settings: Map<string, string>;
   /** The upstream's ParameterStatus set, reported to the client at login. */
   defaults: ReadonlyMap<string, string>;
+  /** Where the registry routes the tenant, and that upstream. */
+  route: TenantRoute;
+  upstream: Upstream;
 }
 
 /**
@@ -38,13 +45,22 @@ export async function login(
     throw new AuthFailure('malformed', 'empty password: the tenant token is the password', SqlState.INVALID_PASSWORD);
   const identity = await deps.verifier.verify(token);
   if (!stillWanted()) return null;
-  await deps.registry.admit(identity);
+  const { route } = await deps.registry.admit(identity);
+  const upstream = deps.upstreams.resolve(route);
+  if (upstream === null) {
+    deps.log.error(
+      { tenant: identity.tenantId, upstream: routeLabel(route) },
+      "the registry routes this tenant to an upstream this proxy's config lacks",
+    );
+    throw ProxyError.unknownUpstream(identity.tenantId, routeLabel(route));
+  }
   if (!identity.guardBypass && deps.guardOn) judgeStartupSettings(deps.guard, startup.settings, identity.schema);
-  const settings = await deps.registry.canonicalSettings(startup.settings, identity.schema, identity.role);
-  const defaults = await deps.pool.parameterDefaults();
+  // Validated where the tenant's schema and role are: on its own upstream.
+  const settings = await deps.registry.canonicalSettings(startup.settings, identity.schema, identity.role, upstream);
+  const defaults = await upstream.pool.parameterDefaults();
   if (!stillWanted()) return null;
   // A suspension that arrived during the awaits above found no session of this tenant to end: refuse here.
   const withdrawn = deps.registry.recheck(identity);
   if (withdrawn !== null) throw withdrawn;
-  return { identity, settings, defaults };
+  return { identity, settings, defaults, route, upstream };
 }

@@ -103,9 +103,14 @@ export class PreparedStatements {
     private readonly schema: string,
     /** listen.maxPreparedBytes. */
     private readonly maxBytes: number,
-    /** The tenant's schema generation, shared with its other sessions. */
-    private readonly generation: SchemaGeneration,
+    /** The tenant's schema generation, shared with its other sessions on the same pool. */
+    private generation: SchemaGeneration,
   ) {}
+
+  /** The tenant's route moved it to another pool: DDL is counted where its statements are now cached. */
+  useGeneration(generation: SchemaGeneration): void {
+    this.generation = generation;
+  }
 
   /** The session forwarded a Sync, Query or FunctionCall: a new segment starts. */
   segmentSent(next: number): void {

@@ -3,10 +3,10 @@ import type tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { TenantTokenVerifier } from '../auth/tenant-token.js';
-import type { Pool } from '../backend/pool.js';
 import type { Config } from '../config/schema.js';
 import type { SqlGuard } from '../guard/sql-guard.js';
 import type { ProxyMetrics } from '../metrics/metrics.js';
+import type { Upstreams } from '../routing/upstreams.js';
 import type { TenantRegistry } from '../tenants/registry.js';
 import type { UsageBook } from '../usage/usage-book.js';
 import type { CancelRegistry } from './cancel.js';
@@ -36,7 +36,8 @@ export const SESSION_EDGES: Record<SessionState, readonly SessionState[]> = {
 
 export interface SessionDeps {
   config: Config;
-  pool: Pool;
+  /** Every upstream's pool; a session uses its tenant's (ClientParts.route). */
+  upstreams: Upstreams;
   verifier: TenantTokenVerifier;
   registry: TenantRegistry;
   guard: SqlGuard;

@@ -85,6 +85,11 @@ export class ClientSession implements LinkHost, HandshakeHost {
     return this.parts?.identity ?? null;
   }
 
+  /** The upstream its transactions go to, once logged in. */
+  get upstream(): string | null {
+    return this.parts?.route.label ?? null;
+  }
+
   get applicationName(): string | null {
     return this.parts?.settings.current.get('application_name') || null;
   }
@@ -249,7 +254,7 @@ export class ClientSession implements LinkHost, HandshakeHost {
     const identity = loggedIn.identity;
     this.meter = deps.metrics.tenant(identity.tenantId);
     this.usage = deps.usage.login(identity.tenantId);
-    this.parts = clientParts(this, deps, identity, loggedIn.settings, this.audit, this.meter);
+    this.parts = clientParts(this, deps, loggedIn, this.audit, this.meter);
     this.framer.setTyped(true, config.listen.maxMessageBytes);
     this.key = deps.cancels.issue(this);
     this.handshake.finished();
@@ -350,14 +355,14 @@ export class ClientSession implements LinkHost, HandshakeHost {
   private checkout(first: Buffer): void {
     this.transition(SessionState.Waiting);
     this.queued.push(first);
-    const parked = this.parkedServer;
+    const parked = this.parts!.route.follow(this.parkedServer, this, this.parts!.prepared);
     this.parkedServer = null;
-    if (parked !== null && this.deps.pool.reclaim(parked, this)) {
+    if (parked !== null && this.parts!.route.pool.reclaim(parked, this)) {
       // Still holding this client's session from its last transaction: no pin needed.
       this.onCheckedOut(parked, false);
       return;
     }
-    const idle = this.deps.pool.tryAcquire();
+    const idle = this.parts!.route.pool.tryAcquire();
     if (idle !== null) {
       this.onCheckedOut(idle);
       return;
@@ -367,7 +372,7 @@ export class ClientSession implements LinkHost, HandshakeHost {
   }
 
   private waitForServer(): void {
-    this.deps.pool.acquire(this.takesUnresetServer).then(
+    this.parts!.route.pool.acquire(this.takesUnresetServer).then(
       (server) => this.guarded(() => this.onCheckedOut(server)),
       (err: unknown) => this.guarded(() => this.onCheckoutFailed(ProxyError.internal(err))),
     );
@@ -375,12 +380,12 @@ export class ClientSession implements LinkHost, HandshakeHost {
 
   private onCheckedOut(server: ServerConn, needsPin = true): void {
     if (this.state !== SessionState.Waiting) {
-      this.deps.pool.giveBack(server);
+      this.parts!.route.pool.giveBack(server);
       return;
     }
     if (this.drainError !== null) {
       // Drained (suspended, shutting down) while it waited: its next transaction has not begun, so it never does.
-      this.deps.pool.giveBack(server);
+      this.parts!.route.pool.giveBack(server);
       this.fail(this.drainError);
       return;
     }
@@ -391,7 +396,7 @@ export class ClientSession implements LinkHost, HandshakeHost {
     }
     const link = this.parts!.link;
     if (server.needsReset && !this.takesUnresetServer()) {
-      this.deps.pool.giveBack(server);
+      this.parts!.route.pool.giveBack(server);
       this.waitForServer();
       return;
     }
@@ -479,7 +484,7 @@ export class ClientSession implements LinkHost, HandshakeHost {
     this.transition(SessionState.Closed);
     this.handshake.finished();
     if (this.key !== null) this.deps.cancels.revoke(this.key.pid, this.key.secret);
-    if (this.parkedServer !== null) this.deps.pool.release(this.parkedServer, this);
+    if (this.parkedServer !== null) this.parts!.route.pool.release(this.parkedServer, this);
     this.parkedServer = null;
     const link = this.parts?.link ?? null;
     link?.leave(terminated);

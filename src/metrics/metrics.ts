@@ -54,7 +54,8 @@ export class TenantMeter {
 
 /** What the metrics need to read from the running proxy at scrape time. */
 export interface MetricsSource {
-  poolStats(): PoolStats & { size: number };
+  /** One row per upstream pool (`upstream`: its name, or name/database for a dedicated database). */
+  poolStats(): Iterable<PoolStats & { size: number; upstream: string }>;
   /** Client sessions by tenant label and state. */
   clientCounts(): Iterable<{ tenant: string; state: string; count: number }>;
   auditState(): { failing: boolean; dropped: number } | null;
@@ -76,7 +77,7 @@ export class ProxyMetrics {
   readonly bytesIn: Counter<'tenant'>;
   readonly bytesOut: Counter<'tenant'>;
   private readonly auth: Counter<'outcome' | 'reason'>;
-  private readonly backendConnects: Counter<'outcome'>;
+  private readonly backendConnects: Counter<'upstream' | 'outcome'>;
   private readonly backendResets: Counter;
   private readonly startupsAbandoned: Counter;
   private readonly poolWait: Histogram;
@@ -128,8 +129,8 @@ export class ProxyMetrics {
     });
     this.backendConnects = new Counter({
       name: `${PREFIX}backend_connects_total`,
-      help: 'Connections opened to the upstream, by outcome (ok, failed)',
-      labelNames: ['outcome'],
+      help: 'Connections opened to an upstream, by upstream and outcome (ok, failed)',
+      labelNames: ['upstream', 'outcome'],
       registers,
     });
     this.backendResets = new Counter({
@@ -163,29 +164,33 @@ export class ProxyMetrics {
     });
     new Gauge({
       name: `${PREFIX}pool_servers`,
-      help: 'Backend connections by state (idle, parked, active, resetting, connecting)',
-      labelNames: ['state'],
+      help: 'Backend connections by upstream and state (idle, parked, active, resetting, connecting)',
+      labelNames: ['upstream', 'state'],
       registers,
       collect() {
-        const stats = metrics.source?.poolStats();
-        if (stats === undefined) return;
-        for (const state of ['idle', 'parked', 'active', 'resetting', 'connecting'] as const)
-          this.set({ state }, stats[state]);
+        for (const stats of metrics.source?.poolStats() ?? []) {
+          for (const state of ['idle', 'parked', 'active', 'resetting', 'connecting'] as const)
+            this.set({ upstream: stats.upstream, state }, stats[state]);
+        }
       },
     });
     const poolGauge = (name: string, help: string, value: (stats: PoolStats & { size: number }) => number): void => {
       new Gauge({
         name: `${PREFIX}${name}`,
         help,
+        labelNames: ['upstream'],
         registers,
         collect() {
-          const stats = metrics.source?.poolStats();
-          if (stats !== undefined) this.set(value(stats));
+          for (const stats of metrics.source?.poolStats() ?? []) this.set({ upstream: stats.upstream }, value(stats));
         },
       });
     };
-    poolGauge('pool_size', 'Configured maximum of backend connections (upstream.poolSize)', (stats) => stats.size);
-    poolGauge('pool_waiting_clients', 'Clients waiting for a backend', (stats) => stats.waiting);
+    poolGauge(
+      'pool_size',
+      'Configured maximum of backend connections, by upstream (upstream.poolSize, upstreams.<name>.poolSize)',
+      (stats) => stats.size,
+    );
+    poolGauge('pool_waiting_clients', 'Clients waiting for a backend, by upstream', (stats) => stats.waiting);
     new Gauge({
       name: `${PREFIX}audit_failing`,
       help: '1 while the audit destination fails to accept writes',
@@ -247,8 +252,8 @@ export class ProxyMetrics {
     this.auth.inc({ outcome, reason } satisfies LabelValues<'outcome' | 'reason'>);
   }
 
-  backendConnected(ok: boolean): void {
-    this.backendConnects.inc({ outcome: ok ? 'ok' : 'failed' });
+  backendConnected(ok: boolean, upstream = 'default'): void {
+    this.backendConnects.inc({ upstream, outcome: ok ? 'ok' : 'failed' });
   }
 
   backendReset(): void {

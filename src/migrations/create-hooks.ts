@@ -6,6 +6,7 @@ import type { Config } from '../config/schema.js';
 import type { SqlRunner } from '../tenants/provision.js';
 import type { CreatedTenant, TenantAdminOptions } from '../tenants/lifecycle-types.js';
 import { proxyRoleOf } from '../tenants/admin-connection.js';
+import { proxyRoleOn } from '../routing/upstream-admin.js';
 import { applyInOpenTransaction, applyWithoutTransaction, prepareFolder } from './runner.js';
 import { MigrationTracking } from './tracking.js';
 
@@ -31,23 +32,30 @@ export async function createMigrationHooks(
   const pinFor = (
     schema: string,
     role: string | null,
+    upstream?: string,
   ): { schema: string; role: string; lockTimeout: string; statementTimeout: string } => ({
     schema,
-    role: config.tenancy.roles && role !== null ? role : proxyRoleOf(config),
+    role:
+      config.tenancy.roles && role !== null
+        ? role
+        : upstream === undefined
+          ? proxyRoleOf(config)
+          : proxyRoleOn(config, upstream),
     lockTimeout: LOCK_TIMEOUT,
     statementTimeout: STATEMENT_TIMEOUT,
   });
   return {
-    async migrate(db, tenant) {
+    async migrate(db, tenant, registryDb) {
       for (const item of inside) {
         await applyInOpenTransaction(
           db,
           tracking,
           { id: tenant.id, schema: tenant.schema },
           item,
-          pinFor(tenant.schema, tenant.role),
+          pinFor(tenant.schema, tenant.role, tenant.upstream),
           actor,
           false,
+          registryDb,
         );
       }
       return inside.at(-1)?.migration.id ?? null;

@@ -1,10 +1,12 @@
 // The migrations runner: every missing migration into every selected tenant schema, pinned as the proxy pins, with
 // per-tenant failure isolation, tracked in the registry under a run lock.
-import pg from 'pg';
 import { quoteIdent, quoteLiteral, tenantSchemaShape } from '../auth/identity.js';
 import type { Config } from '../config/schema.js';
 import { loadParser } from '../guard/sql-guard.js';
-import { adminClientConfig, proxyRoleOf } from '../tenants/admin-connection.js';
+import { DEFAULT_UPSTREAM } from '../config/schema.js';
+import { inTransactions, MigrateConnections } from '../routing/migrate-connections.js';
+import { proxyRoleOn } from '../routing/upstream-admin.js';
+import { proxyRoleOf } from '../tenants/admin-connection.js';
 import type { SqlRunner } from '../tenants/provision.js';
 import { RegistryStore, TenantStatus, type TenantRecord } from '../tenants/registry-store.js';
 import { prepareMigration, type PreparedMigration } from './rewrite.js';
@@ -56,6 +58,8 @@ export interface MigrateOptions {
 /** A tenant whose migrations were planned. */
 export interface TenantPlan {
   tenant: string;
+  /** The upstream its schema is on (its route). */
+  upstream: string;
   schema: string;
   role: string | null;
   status: TenantStatus;
@@ -180,13 +184,15 @@ export async function applyInOpenTransaction(
   pin: Pin,
   actor: string,
   updateVersion: boolean,
+  /** Where the registry is when `db` is another upstream's: the record goes there, in its own open transaction. */
+  registryDb: SqlRunner = db,
 ): Promise<void> {
   for (const statement of pinStatements(pin, true)) await db.query(statement);
   await runStatements(db, item.prepared.forSchema(tenant.schema));
   // Back to the session's own settings for the rest of the transaction (create's goes on to write the registry).
   for (const statement of UNPIN) await db.query(statement);
   await tracking.record(
-    db,
+    registryDb,
     { tenant: tenant.id, migration: item.migration.id, checksum: item.migration.checksum, actor, noTransaction: false },
     updateVersion,
   );
@@ -200,6 +206,7 @@ export async function applyWithoutTransaction(
   item: { migration: Migration; prepared: PreparedMigration },
   pin: Pin,
   actor: string,
+  registryDb: SqlRunner = db,
 ): Promise<void> {
   for (const statement of pinStatements(pin, false)) await db.query(statement);
   try {
@@ -207,7 +214,7 @@ export async function applyWithoutTransaction(
   } finally {
     for (const statement of UNPIN) await db.query(statement).catch(() => undefined);
   }
-  await tracking.record(db, {
+  await tracking.record(registryDb, {
     tenant: tenant.id,
     migration: item.migration.id,
     checksum: item.migration.checksum,
@@ -302,6 +309,7 @@ export async function runMigrations(
     const proxyRole = proxyRoleOf(config);
     const plans: TenantPlan[] = selected.map((t) => ({
       tenant: t.id,
+      upstream: t.upstream,
       schema: t.schema,
       role: config.tenancy.roles && t.role !== null ? t.role : null,
       status: t.status,
@@ -328,12 +336,7 @@ export async function runMigrations(
     }
 
     const byId = new Map(items.map((i) => [i.migration.id, i]));
-    const pool = new pg.Pool({
-      ...adminClientConfig(config),
-      application_name: 'pg-tenant-proxy migrate',
-      max: Math.max(1, options.concurrency),
-    });
-    pool.on('error', () => undefined);
+    const connections = new MigrateConnections(config, Math.max(1, options.concurrency));
     progress.start(work.length);
     let stop = false;
     let next = 0;
@@ -341,12 +344,13 @@ export async function runMigrations(
       const t0 = Date.now();
       const pin: Pin = {
         schema: plan.schema,
-        role: plan.role ?? proxyRole,
+        role: plan.role ?? (plan.upstream === DEFAULT_UPSTREAM ? proxyRole : proxyRoleOn(config, plan.upstream)),
         lockTimeout: options.lockTimeout,
         statementTimeout: options.statementTimeout,
       };
       const appliedNow: string[] = [];
-      const client = await pool.connect();
+      const conn = await connections.acquire(plan.upstream);
+      const { client, registry } = conn;
       let broken: Error | undefined;
       try {
         for (const id of plan.missing) {
@@ -360,11 +364,11 @@ export async function runMigrations(
                 item,
                 pin,
                 options.actor,
+                registry,
               );
             } else {
-              await client.query('BEGIN');
-              try {
-                await applyInOpenTransaction(
+              await inTransactions(conn, plan.upstream, () =>
+                applyInOpenTransaction(
                   client,
                   tracking,
                   { id: plan.tenant, schema: plan.schema },
@@ -372,12 +376,13 @@ export async function runMigrations(
                   pin,
                   options.actor,
                   true,
-                );
-                await client.query('COMMIT');
-              } catch (err) {
-                await client.query('ROLLBACK').catch((e: Error) => (broken = e));
+                  registry,
+                ),
+              ).catch(async (err: unknown) => {
+                // A connection that cannot even answer ROLLBACK is not given back to the pool.
+                await client.query('SELECT 1').catch((e: Error) => (broken = e));
                 throw err;
-              }
+              });
             }
             appliedNow.push(id);
           } catch (err) {
@@ -401,7 +406,7 @@ export async function runMigrations(
         report.succeeded.push(success);
         progress.tenantDone({ ok: true, ...success });
       } finally {
-        client.release(broken);
+        conn.release(broken);
       }
     };
     const worker = async (): Promise<void> => {
@@ -436,7 +441,7 @@ export async function runMigrations(
       );
     } finally {
       progress.finish();
-      await pool.end().catch(() => undefined);
+      await connections.end();
     }
     const order = new Map(plans.map((p, i) => [p.tenant, i]));
     const byOrder = (a: { tenant: string }, b: { tenant: string }): number =>

@@ -79,11 +79,25 @@ export class ProxyError extends Error {
     );
   }
 
-  static upstreamUnavailable(reason: string): ProxyError {
+  /** `upstream`: the upstream's name (`default`, or one of `upstreams`), so a tenant on a down cluster knows which. */
+  static upstreamUnavailable(reason: string, upstream?: string): ProxyError {
     return new ProxyError(
       SqlState.SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
-      `cannot connect to the upstream server: ${reason}`,
+      upstream === undefined
+        ? `cannot connect to the upstream server: ${reason}`
+        : `cannot connect to upstream "${upstream}": ${reason}`,
       'ERROR',
+    );
+  }
+
+  /** The registry routes the tenant to an upstream this proxy's config does not name. */
+  static unknownUpstream(tenant: string, upstream: string): ProxyError {
+    return new ProxyError(
+      SqlState.SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+      `tenant "${tenant}" is routed to upstream "${upstream}", which this proxy's configuration does not have`,
+      'FATAL',
+      undefined,
+      `add upstreams.${upstream} to the config of every proxy sharing the registry, or change the tenant's route`,
     );
   }
 

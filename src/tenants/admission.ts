@@ -5,12 +5,27 @@ import { quoteIdent, type TenantIdentity } from '../auth/identity.js';
 import { AuthFailure, authFailureSqlState, issuerNotAllowed } from '../auth/tenant-token.js';
 import { SqlState } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
+import { DEFAULT_ROUTE, PLACEMENTS, sameRoute, type Placement, type TenantRoute } from '../routing/route.js';
 import { changeChannel } from './registry-schema.js';
 import { TenantStatus } from './registry-store.js';
 
+/** What the proxy acts on of an admitted tenant's registry record. */
+export interface TenantRecord {
+  /** Where its transactions go (DEFAULT_ROUTE without the registry). */
+  route: TenantRoute;
+}
+
 export interface Admission {
-  /** Resolves when the tenant may log in; throws AuthFailure (28000) when not, ProxyError 08001 when the upstream is down. */
-  admit(identity: TenantIdentity): Promise<void>;
+  /**
+   * Resolves with the tenant's record when it may log in; throws AuthFailure (28000) when not, ProxyError 08001 when
+   * the upstream is down.
+   */
+  admit(identity: TenantIdentity): Promise<TenantRecord>;
+  /**
+   * The tenant's route as the registry says now: read at each transaction's checkout, so a route changed in the
+   * registry (NOTIFY, or the poll) takes the tenant's next transaction to the new upstream.
+   */
+  route(tenantId: string): TenantRoute;
   /**
    * For a tenant admit() let in a moment ago: the refusal if its record has changed since (a suspension arriving
    * while the login finished), else null. Synchronous, so nothing can change between this answer and the login.
@@ -36,6 +51,29 @@ interface Entry {
   reason: string | null;
   /** The issuer (auth.issuers name) recorded for the tenant by `tenants create/update --issuer`, or null. */
   issuer: string | null;
+  route: TenantRoute;
+}
+
+/**
+ * The route columns (registry version 6), read through to_jsonb so a registry not yet upgraded still admits: its
+ * tenants go to the default upstream. Each ->> is null when the column does not exist.
+ */
+const ROUTE_COLUMNS = `to_jsonb(t) ->> 'upstream' AS upstream, to_jsonb(t) ->> 'database' AS database,
+  to_jsonb(t) ->> 'placement' AS placement`;
+
+interface RouteRow {
+  upstream: string | null;
+  database: string | null;
+  placement: string | null;
+}
+
+function routeOf(row: RouteRow): TenantRoute {
+  if (row.upstream === null && row.database === null) return DEFAULT_ROUTE;
+  return {
+    upstream: row.upstream ?? DEFAULT_ROUTE.upstream,
+    database: row.database,
+    placement: PLACEMENTS.includes(row.placement as Placement) ? (row.placement as Placement) : DEFAULT_ROUTE.placement,
+  };
 }
 
 /**
@@ -194,18 +232,22 @@ export function registryAdmission(
   };
 
   const readOne = async (tenantId: string): Promise<Entry | null> => {
-    let rows: Array<{ status: TenantStatus; suspended_reason: string | null; issuer: string | null }>;
+    let rows: Array<{ status: TenantStatus; suspended_reason: string | null; issuer: string | null } & RouteRow>;
     try {
-      ({ rows } = await reader.query(`SELECT status, suspended_reason, issuer FROM ${s}.tenants WHERE id = $1`, [
-        tenantId,
-      ]));
+      ({ rows } = await reader.query(
+        `SELECT status, suspended_reason, issuer, ${ROUTE_COLUMNS} FROM ${s}.tenants t WHERE id = $1`,
+        [tenantId],
+      ));
     } catch (err) {
       if (!registryMissing(err)) throw err;
       negative.set(tenantId, Date.now() + NEGATIVE_TTL_MS);
       return null;
     }
     const row = rows[0];
-    const entry = row === undefined ? null : { status: row.status, reason: row.suspended_reason, issuer: row.issuer };
+    const entry =
+      row === undefined
+        ? null
+        : { status: row.status, reason: row.suspended_reason, issuer: row.issuer, route: routeOf(row) };
     apply(tenantId, entry);
     return entry;
   };
@@ -224,23 +266,35 @@ export function registryAdmission(
         }
         // One statement: the counter and the rows come from one snapshot.
         const { rows } = await reader.query(
-          `SELECT r.change_count::text AS n, t.id, t.status, t.suspended_reason, t.issuer
+          `SELECT r.change_count::text AS n, t.id, t.status, t.suspended_reason, t.issuer, ${ROUTE_COLUMNS}
              FROM ${s}.registry_state r LEFT JOIN ${s}.tenants t ON true`,
         );
         const fresh = new Map<string, Entry>();
-        for (const row of rows as Array<{
-          id: string | null;
-          status: TenantStatus;
-          suspended_reason: string | null;
-          issuer: string | null;
-        }>) {
+        for (const row of rows as Array<
+          {
+            id: string | null;
+            status: TenantStatus;
+            suspended_reason: string | null;
+            issuer: string | null;
+          } & RouteRow
+        >) {
           if (row.id !== null)
-            fresh.set(row.id, { status: row.status, reason: row.suspended_reason, issuer: row.issuer });
+            fresh.set(row.id, {
+              status: row.status,
+              reason: row.suspended_reason,
+              issuer: row.issuer,
+              route: routeOf(row),
+            });
         }
         for (const id of [...entries.keys()]) if (!fresh.has(id)) apply(id, null);
         for (const [id, entry] of fresh) {
           const known = entries.get(id);
-          if (known?.status !== entry.status || known.reason !== entry.reason || known.issuer !== entry.issuer)
+          if (
+            known?.status !== entry.status ||
+            known.reason !== entry.reason ||
+            known.issuer !== entry.issuer ||
+            !sameRoute(known.route, entry.route)
+          )
             apply(id, entry);
         }
         seenChanges = (rows[0] as { n: string } | undefined)?.n ?? null;
@@ -328,6 +382,10 @@ export function registryAdmission(
       }
       const refused = admissionRefusal(identity, entry);
       if (refused !== null) throw refused;
+      return { route: entry!.route };
+    },
+    route(tenantId) {
+      return entries.get(tenantId)?.route ?? DEFAULT_ROUTE;
     },
     recheck(identity) {
       return admissionRefusal(identity, entries.get(identity.tenantId));
@@ -382,7 +440,9 @@ export function schemaAdmission(control: pg.Pool, ttlMs: number, registrySchema:
         schemas.set(key, { exists, until: now + (exists ? ttlMs : Math.min(NEGATIVE_TTL_MS, ttlMs)) });
       }
       if (!exists) throw notProvisioned();
+      return { route: DEFAULT_ROUTE };
     },
+    route: () => DEFAULT_ROUTE,
     recheck: () => null,
     onWithdrawn: () => undefined,
     close: () => Promise.resolve(),

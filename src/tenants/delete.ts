@@ -3,6 +3,7 @@ import { quoteIdent } from '../auth/identity.js';
 import type { Config } from '../config/schema.js';
 import type { SqlRunner } from './provision.js';
 import type { VerbBody } from './verb-runner.js';
+import { refuseOtherUpstream } from '../routing/upstream-admin.js';
 import { TenantStatus, type RegistryStore, type TenantRecord } from './registry-store.js';
 
 /** What the lifecycle session lends the deletion verbs: its registry, its actor and its way of running a verb. */
@@ -121,6 +122,7 @@ export async function deleteTenantVerb(
     const current = await ctx.store.get(db, id, true);
     if (current === null) throw ctx.fail('not_found', `tenant "${id}" is not registered`);
     if (current.status === TenantStatus.Deleted) throw ctx.fail('wrong_status', `tenant "${id}" was deleted already`);
+    refuseOtherUpstream('delete', current);
     if (current.status === TenantStatus.Deleting) {
       const row = await deletionRow(db, ctx.store, id);
       throw ctx.fail(
@@ -238,6 +240,7 @@ async function completeDeletion(
     if (tenant === null) throw ctx.fail('not_found', `tenant "${id}" is not registered`);
     if (tenant.status !== TenantStatus.Deleting)
       throw ctx.fail('wrong_status', `tenant "${id}" is ${tenant.status}, not being deleted`);
+    refuseOtherUpstream('delete', tenant);
     const request = await deletionRow(db, ctx.store, id);
     const started = await now(db);
     const schema = tenant.schema;

@@ -19,6 +19,7 @@ import { TenantStatus } from './registry-store.js';
 import { schemaDdl, tables } from './schema-ddl.js';
 import { eachLine } from './table-rows.js';
 import { TenantError } from './tenant-error.js';
+import { refuseOtherUpstream } from '../routing/upstream-admin.js';
 
 /** Exports a tenant's schema; the tenant may be active or suspended (suspend it first for a frozen copy). */
 export async function exportTenant(
@@ -72,12 +73,15 @@ async function tenantRecord(
   id: string,
 ): Promise<{ id: string; schema: string; role: string | null; status: string }> {
   const { rows } = await db.query(
-    `SELECT id, schema_name AS schema, role_name AS role, status FROM ${quoteIdent(admin.config.tenancy.registry.schema)}.tenants WHERE id = $1`,
+    `SELECT id, schema_name AS schema, role_name AS role, status, to_jsonb(t) ->> 'upstream' AS upstream
+       FROM ${quoteIdent(admin.config.tenancy.registry.schema)}.tenants t WHERE id = $1`,
     [id],
   );
-  const row = rows[0] as { id: string; schema: string; role: string | null; status: string } | undefined;
+  const row = rows[0] as
+    { id: string; schema: string; role: string | null; status: string; upstream: string | null } | undefined;
   if (row === undefined) throw new TenantError('not_found', `tenant "${id}" is not registered`);
   if (row.status === TenantStatus.Deleted) throw new TenantError('wrong_status', `tenant "${id}" was deleted`);
+  refuseOtherUpstream('export', row);
   return row;
 }
 

@@ -10,7 +10,12 @@ export interface TenantAdminOptions {
    * applied (recorded as migrationVersion). This is where the migrations runner plugs in. A failure undoes the
    * whole create, and names the step "migrations".
    */
-  migrate?: (db: SqlRunner, tenant: { id: string; schema: string; role: string | null }) => Promise<string | null>;
+  migrate?: (
+    db: SqlRunner,
+    tenant: { id: string; schema: string; role: string | null; upstream?: string },
+    /** Where the registry is, when `db` is another upstream's connection (migration tracking is recorded there). */
+    registryDb?: SqlRunner,
+  ) => Promise<string | null>;
   /**
    * Runs after create committed a new tenant, on the admin connection with no transaction open: the migrations that
    * cannot run in create's transaction (no-transaction files and what follows them). It drops the tenant again
@@ -29,6 +34,10 @@ export interface CreateTenantOptions {
   tier?: string;
   canary?: boolean;
   issuer?: string;
+  /** The upstream (a name of the config) whose cluster holds the tenant; default: `default`. */
+  upstream?: string;
+  /** Recorded as placement `dedicated` (an instance of its own) rather than `shared`. */
+  dedicated?: boolean;
 }
 
 export interface CreateTenantResult {

@@ -40,6 +40,9 @@ import {
 import { refuseGone, TenantError, toTenantError } from './tenant-error.js';
 import { checkIssuer, checkLabel, parseStatus, tenantNames } from './tenant-input.js';
 import { VerbRunner, type VerbBody } from './verb-runner.js';
+import { DEFAULT_UPSTREAM } from '../config/schema.js';
+import { routeInfo, type TenantRouteInfo } from '../routing/route-info.js';
+import { withUpstreamAdmin } from '../routing/upstream-admin.js';
 
 /**
  * A session of lifecycle verbs over one admin connection (admin.url), with the registry created or upgraded when
@@ -151,6 +154,20 @@ export class TenantAdmin {
     });
   }
 
+  /** Where the tenant's transactions go: its upstream, that upstream's database (or its own) and its placement. */
+  async route(id: string): Promise<TenantRouteInfo> {
+    tenantNames(this.config, id);
+    return this.runner.run<TenantRouteInfo>(
+      'route',
+      id,
+      async (db) => {
+        const tenant = await this.mustGet(db, id, false);
+        return { result: routeInfo(this.config, tenant), outcome: 'ok', details: {} };
+      },
+      false,
+    );
+  }
+
   async list(options: { status?: TenantStatus } = {}): Promise<TenantRecord[]> {
     if (options.status !== undefined) parseStatus(options.status);
     return this.runner.run<TenantRecord[]>(
@@ -171,7 +188,11 @@ export class TenantAdmin {
       id,
       async (db) => {
         const tenant = await this.mustGet(db, id, false);
-        const usage = await schemaUsage(db, tenant.schema);
+        // The schema is measured where it lives.
+        const usage =
+          tenant.upstream === DEFAULT_UPSTREAM
+            ? await schemaUsage(db, tenant.schema)
+            : await withUpstreamAdmin(this.config, tenant.upstream, (udb) => schemaUsage(udb, tenant.schema));
         const clients = await connectedClients(this.config, id);
         return { result: { ...tenant, ...usage, ...clients }, outcome: 'ok', details: {} };
       },

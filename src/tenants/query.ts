@@ -5,7 +5,8 @@ import { quoteIdent, quoteLiteral } from '../auth/identity.js';
 import type { Config } from '../config/schema.js';
 import { renderTable } from '../format/table.js';
 import { createSqlGuard, isRefusal, loadParser } from '../guard/sql-guard.js';
-import { adminClientConfig, proxyRoleOf } from './admin-connection.js';
+import { AdminPools } from '../routing/migrate-connections.js';
+import { proxyRoleOn } from '../routing/upstream-admin.js';
 import type { SqlRunner } from './provision.js';
 import { RegistryStore, TenantStatus, type TenantRecord } from './registry-store.js';
 
@@ -79,13 +80,8 @@ export async function queryTenants(
     if (unknown.length > 0) throw new TenantQueryError(`not registered (or being deleted): ${unknown.join(', ')}`);
     selected = [...new Set(options.tenants)].map((id) => byId.get(id)!);
   }
-  const proxyRole = proxyRoleOf(config);
-  const pool = new pg.Pool({
-    ...adminClientConfig(config),
-    application_name: 'pg-tenant-proxy tenants query',
-    max: Math.max(1, options.concurrency),
-  });
-  pool.on('error', () => undefined);
+  // Each tenant is asked on its own upstream, as its proxy role would be pinned there.
+  const pools = new AdminPools(config, Math.max(1, options.concurrency), 'pg-tenant-proxy tenants query');
   const perTenant = new Map<string, { fields: string[]; rows: unknown[][] } | TenantQueryFailure>();
   let next = 0;
   const one = async (t: TenantRecord): Promise<void> => {
@@ -99,8 +95,16 @@ export async function queryTenants(
       });
       return;
     }
-    const role = config.tenancy.roles && t.role !== null ? t.role : proxyRole;
-    const client = await pool.connect();
+    let role: string;
+    let client: pg.PoolClient;
+    try {
+      role = config.tenancy.roles && t.role !== null ? t.role : proxyRoleOn(config, t.upstream);
+      client = await pools.pool(t.upstream).connect();
+    } catch (err) {
+      // Its upstream is down, or not in this config: this tenant fails, the others are asked.
+      perTenant.set(t.id, { tenant: t.id, message: (err as Error).message, sqlstate: null, refused: false });
+      return;
+    }
     let broken: Error | undefined;
     try {
       await client.query('BEGIN READ ONLY');
@@ -136,7 +140,7 @@ export async function queryTenants(
       }),
     );
   } finally {
-    await pool.end().catch(() => undefined);
+    await pools.end();
   }
   const columns = ['tenant'];
   const rows: Array<Record<string, unknown>> = [];

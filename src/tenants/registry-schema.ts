@@ -104,11 +104,24 @@ const STEPS: readonly UpgradeStep[] = [
       `CREATE INDEX tenant_migrations_migration ON ${s}.tenant_migrations (migration_id, checksum)`,
     ],
   },
-  // Version 4 is per-tenant limits (issue 20, first half); 6 is routes.
+  // Version 4 is per-tenant limits.
   {
     version: 5,
     description: 'usage metering: hourly usage per tenant, per-instance peaks, flushes applied exactly once',
     sql: (s) => usageTables(s),
+  },
+  {
+    version: 6,
+    description: "tenant routes: each tenant's upstream, database and placement (shared or dedicated)",
+    sql: (s) => [
+      // In the tenants row itself: a route change is an UPDATE of it, so the triggers of version 1 notify and count it
+      // and every proxy's mirror follows (a move flips these columns). `placement` is not `tier`, which is free-form.
+      `ALTER TABLE ${s}.tenants
+         ADD COLUMN upstream text NOT NULL DEFAULT 'default' CHECK (upstream ~ '^[a-z][a-z0-9_-]{0,62}$'),
+         ADD COLUMN database text CHECK (database IS NULL OR length(database) BETWEEN 1 AND 63),
+         ADD COLUMN placement text NOT NULL DEFAULT 'shared' CHECK (placement IN ('shared', 'dedicated'))`,
+      `CREATE INDEX tenants_upstream ON ${s}.tenants (upstream)`,
+    ],
   },
 ];
 

@@ -1,5 +1,6 @@
 // The registry's rows as typed records: the queries the lifecycle verbs run on the admin connection.
 import { quoteIdent } from '../auth/identity.js';
+import type { Placement } from '../routing/route.js';
 import type { SqlRunner } from './provision.js';
 
 export const TenantStatus = {
@@ -30,6 +31,10 @@ export interface TenantRecord {
   migrationVersion: string | null;
   createdAt: string;
   updatedAt: string;
+  /** Where its transactions go: an upstream name of the proxies' config, and its database (null: the upstream's). */
+  upstream: string;
+  database: string | null;
+  placement: Placement;
 }
 
 /** Which columns a verb may change, and their spelling in SQL. */
@@ -40,11 +45,15 @@ const COLUMNS = {
   status: 'status',
   suspendedReason: 'suspended_reason',
   migrationVersion: 'migration_version',
+  upstream: 'upstream',
+  database: 'database',
+  placement: 'placement',
 } as const;
 export type TenantChange = Partial<Pick<TenantRecord, keyof typeof COLUMNS>>;
 
-const SELECT = `SELECT id, schema_name, role_name, status, tier, canary, issuer, suspended_reason, suspended_at,
-  migration_version, created_at, updated_at`;
+const COLUMN_LIST = `id, schema_name, role_name, status, tier, canary, issuer, suspended_reason, suspended_at,
+  migration_version, created_at, updated_at, upstream, database, placement`;
+const SELECT = `SELECT ${COLUMN_LIST}`;
 
 interface TenantRow {
   id: string;
@@ -59,6 +68,9 @@ interface TenantRow {
   migration_version: string | null;
   created_at: Date;
   updated_at: Date;
+  upstream: string;
+  database: string | null;
+  placement: Placement;
 }
 
 function toRecord(row: TenantRow): TenantRecord {
@@ -75,6 +87,9 @@ function toRecord(row: TenantRow): TenantRecord {
     migrationVersion: row.migration_version,
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString(),
+    upstream: row.upstream,
+    database: row.database,
+    placement: row.placement,
   };
 }
 
@@ -110,14 +125,26 @@ export class RegistryStore {
 
   async insert(
     db: SqlRunner,
-    tenant: Pick<TenantRecord, 'id' | 'schema' | 'role' | 'tier' | 'canary' | 'issuer' | 'migrationVersion'>,
+    tenant: Pick<TenantRecord, 'id' | 'schema' | 'role' | 'tier' | 'canary' | 'issuer' | 'migrationVersion'> &
+      Partial<Pick<TenantRecord, 'upstream' | 'database' | 'placement'>>,
   ): Promise<TenantRecord> {
     const { rows } = await db.query(
-      `INSERT INTO ${this.s}.tenants (id, schema_name, role_name, tier, canary, issuer, migration_version)
-       VALUES ($1, $2, $3, $4, $5, $6, $7)
-       RETURNING id, schema_name, role_name, status, tier, canary, issuer, suspended_reason, suspended_at,
-         migration_version, created_at, updated_at`,
-      [tenant.id, tenant.schema, tenant.role, tenant.tier, tenant.canary, tenant.issuer, tenant.migrationVersion],
+      `INSERT INTO ${this.s}.tenants (id, schema_name, role_name, tier, canary, issuer, migration_version, upstream,
+         database, placement)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, 'default'), $9, coalesce($10, 'shared'))
+       RETURNING ${COLUMN_LIST}`,
+      [
+        tenant.id,
+        tenant.schema,
+        tenant.role,
+        tenant.tier,
+        tenant.canary,
+        tenant.issuer,
+        tenant.migrationVersion,
+        tenant.upstream ?? null,
+        tenant.database ?? null,
+        tenant.placement ?? null,
+      ],
     );
     return toRecord(rows[0] as TenantRow);
   }
@@ -136,9 +163,7 @@ export class RegistryStore {
     }
     sets.push('updated_at = now()');
     const { rows } = await db.query(
-      `UPDATE ${this.s}.tenants SET ${sets.join(', ')} WHERE id = $1
-       RETURNING id, schema_name, role_name, status, tier, canary, issuer, suspended_reason, suspended_at,
-         migration_version, created_at, updated_at`,
+      `UPDATE ${this.s}.tenants SET ${sets.join(', ')} WHERE id = $1 RETURNING ${COLUMN_LIST}`,
       values,
     );
     if (rows.length === 0) throw new Error(`tenant "${id}" vanished from the registry during the update`);

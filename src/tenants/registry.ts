@@ -10,14 +10,17 @@ import { setStatement } from '../backend/pin.js';
 import type { Config } from '../config/schema.js';
 import { Lru } from '../guard/lru.js';
 import { ProxyError } from '../protocol/errors.js';
-import { registryAdmission, schemaAdmission, type Admission } from './admission.js';
+import type { TenantRoute } from '../routing/route.js';
+import { registryAdmission, schemaAdmission, type Admission, type TenantRecord } from './admission.js';
 
 export interface TenantRegistry {
   /**
    * Resolves when the verified tenant may log in: with tenancy.registry.enabled, registered and active; otherwise its
    * schema (and role, when roles are on) exist. Throws AuthFailure (28000) or ProxyError (08001, upstream down).
    */
-  admit(identity: TenantIdentity): Promise<void>;
+  admit(identity: TenantIdentity): Promise<TenantRecord>;
+  /** The tenant's current route (synchronous, from the mirror; the default route without the registry). */
+  route(tenantId: string): TenantRoute;
   /** Synchronous re-check just before a login completes: a refusal that arrived since admit(), else null. */
   recheck(identity: TenantIdentity): AuthFailure | null;
   /** Called with each tenant that stopped being admitted (suspended, deleted) and the FATAL its sessions get. */
@@ -25,11 +28,13 @@ export interface TenantRegistry {
   /**
    * Validates a client's startup settings where its pin will apply them (the tenant's search_path and role) and
    * returns their values as PostgreSQL spells them (DateStyle ISO → "ISO, MDY"); PostgreSQL's refusal as FATAL.
+   * `upstream`: the tenant's upstream (its control pool and name), where its schema and role are; default's otherwise.
    */
   canonicalSettings(
     settings: ReadonlyMap<string, string>,
     schema: string,
     role: string | null,
+    upstream?: { label: string; control: pg.Pool },
   ): Promise<Map<string, string>>;
   /** Resolves when the upstream answers a query within timeoutMs (readiness). */
   ping(timeoutMs: number): Promise<void>;
@@ -71,13 +76,14 @@ export function createTenantRegistry(target: UpstreamTarget, tenancy: Config['te
 
   return {
     admit: (identity) => admission.admit(identity),
+    route: (tenantId) => admission.route(tenantId),
     recheck: (identity) => admission.recheck(identity),
     onWithdrawn: (listener) => admission.onWithdrawn(listener),
 
-    async canonicalSettings(settings, schema, role) {
+    async canonicalSettings(settings, schema, role, upstream) {
       const out = new Map<string, string>();
       const unknown: Array<[string, string]> = [];
-      const context = `${schema}\0${role ?? ''}\0`;
+      const context = `${upstream?.label ?? ''}\0${schema}\0${role ?? ''}\0`;
       for (const [name, value] of settings) {
         const hit = canonical.get(`${context}${name}=${value}`);
         if (hit === undefined) unknown.push([name, value]);
@@ -86,9 +92,9 @@ export function createTenantRegistry(target: UpstreamTarget, tenancy: Config['te
       if (unknown.length === 0) return out;
       let client: pg.PoolClient;
       try {
-        client = await control.connect();
+        client = await (upstream?.control ?? control).connect();
       } catch (err) {
-        throw ProxyError.upstreamUnavailable((err as Error).message);
+        throw ProxyError.upstreamUnavailable((err as Error).message, upstream?.label);
       }
       try {
         // SET LOCAL inside a rolled-back transaction: validates and canonicalises without changing the control session.
@@ -110,7 +116,7 @@ export function createTenantRegistry(target: UpstreamTarget, tenancy: Config['te
         // PostgreSQL's own refusal (42704 unrecognized, 22023 invalid value, 42501 not permitted…), fatal as at its login.
         const e = err as { code?: string; message: string };
         throw e.code === undefined
-          ? ProxyError.upstreamUnavailable(e.message)
+          ? ProxyError.upstreamUnavailable(e.message, upstream?.label)
           : new ProxyError(e.code, e.message, 'FATAL');
       } finally {
         await client.query('ROLLBACK').catch(() => undefined);

@@ -4,8 +4,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, Registry } from 'prom-client';
-import { buildStatus, type StatusSnapshot } from '../admin/status.js';
-import type { PoolStats } from '../backend/pool.js';
+import { buildStatus, sumPools, type StatusSnapshot } from '../admin/status.js';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { startOpsServer, type OpsServer, type Readiness } from '../metrics/http.js';
@@ -194,19 +193,8 @@ export function combineReadiness(answers: ReadonlyArray<Readiness | null>, stopp
 
 /** One snapshot for every worker: pool counts added up, every client listed, the audit failing if any worker's is. */
 export function combineStatus(parts: readonly StatusSnapshot[], config: Config, startedAt: number): StatusSnapshot {
-  const pool: PoolStats & { size: number } = {
-    idle: 0,
-    parked: 0,
-    active: 0,
-    resetting: 0,
-    connecting: 0,
-    waiting: 0,
-    size: 0,
-  };
-  for (const part of parts)
-    for (const key of Object.keys(pool) as Array<keyof typeof pool>) pool[key] += part.pool[key];
   return buildStatus(
-    pool,
+    sumPools(parts.flatMap((part) => part.upstreams)),
     parts.flatMap((part) => part.clients),
     {
       enabled: config.audit.enabled,

@@ -1,4 +1,4 @@
-// What one of several worker processes runs with: its share of the server pool and of the client limit.
+// What one of several worker processes runs with: its share of every upstream's server pool and of the client limit.
 import { ConfigError } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 
@@ -13,19 +13,27 @@ export function shareOf(total: number, index: number, count: number): number {
  * refused, as it would be at start.
  */
 export function workerConfig(config: Config, index: number, count: number): Config {
-  for (const [key, total] of [
+  const totals: Array<[string, number]> = [
     ['upstream.poolSize', config.upstream.poolSize],
     ['listen.maxClients', config.listen.maxClients],
-  ] as const) {
+    ...Object.entries(config.upstreams).map(([name, u]): [string, number] => [
+      `upstreams.${name}.poolSize`,
+      u.poolSize,
+    ]),
+  ];
+  for (const [key, total] of totals) {
     if (total < count) throw new ConfigError(`${total} cannot be shared by the ${count} running workers`, key);
   }
+  // Every upstream's pool is split alike: PostgreSQL sees the configured total per upstream, whatever the count.
+  const share = <U extends Config['upstream']>(u: U): U => ({
+    ...u,
+    poolSize: shareOf(u.poolSize, index, count),
+    minIdle: shareOf(u.minIdle, index, count),
+  });
   return {
     ...config,
     listen: { ...config.listen, maxClients: shareOf(config.listen.maxClients, index, count) },
-    upstream: {
-      ...config.upstream,
-      poolSize: shareOf(config.upstream.poolSize, index, count),
-      minIdle: shareOf(config.upstream.minIdle, index, count),
-    },
+    upstream: share(config.upstream),
+    upstreams: Object.fromEntries(Object.entries(config.upstreams).map(([name, u]) => [name, share(u)])),
   };
 }

@@ -299,7 +299,7 @@ describe('the pg-tenant-proxy command', () => {
       (m) => [m[1], Number(m[2])],
     );
     expect(Object.fromEntries(connected)).toEqual({ a: 2, b: 2 });
-    expect(metrics).toMatch(/^pgtp_pool_size 2$/m);
+    expect(metrics).toMatch(/^pgtp_pool_size{upstream="default"} 2$/m);
     const status = (await (
       await fetch(`${ops}/admin/status`, { headers: { authorization: `Bearer ${adminToken}` } })
     ).json()) as {
@@ -323,7 +323,9 @@ describe('the pg-tenant-proxy command', () => {
     let size = 0;
     for (let i = 0; i < 50 && size !== 4; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      size = Number(/^pgtp_pool_size (\d+)$/m.exec(await (await fetch(`${ops}/metrics`)).text())?.[1]);
+      size = Number(
+        /^pgtp_pool_size{upstream="default"} (\d+)$/m.exec(await (await fetch(`${ops}/metrics`)).text())?.[1],
+      );
     }
     expect(size).toBe(4);
 

@@ -362,8 +362,10 @@ describe('metrics', () => {
     expect(sample(text, 'pgtp_client_connections', { tenant: 'other', state: 'idle' })).toBe(1);
     expect(sample(text, 'pgtp_client_received_bytes_total', { tenant: 'a' })).toBeGreaterThan(5 * 40);
     expect(sample(text, 'pgtp_client_sent_bytes_total', { tenant: 'a' })).toBeGreaterThan(5 * 40);
-    expect(sample(text, 'pgtp_pool_size')).toBe(2);
-    expect(sample(text, 'pgtp_backend_connects_total', { outcome: 'ok' })).toBeGreaterThanOrEqual(1);
+    expect(sample(text, 'pgtp_pool_size', { upstream: 'default' })).toBe(2);
+    expect(sample(text, 'pgtp_backend_connects_total', { upstream: 'default', outcome: 'ok' })).toBeGreaterThanOrEqual(
+      1,
+    );
     expect(sample(text, 'pgtp_process_resident_memory_bytes')).toBeGreaterThan(0);
     expect(text).toContain('# TYPE pgtp_pool_wait_seconds histogram');
   });
@@ -400,14 +402,15 @@ describe('metrics', () => {
     const before = await scrape(tp.proxy.metricsPort!);
     const waiting = b.query('SELECT 1');
     await waitFor(
-      async () => sample(await scrape(tp!.proxy.metricsPort!), 'pgtp_pool_waiting_clients') === 1,
+      async () =>
+        sample(await scrape(tp!.proxy.metricsPort!), 'pgtp_pool_waiting_clients', { upstream: 'default' }) === 1,
       'one waiting client',
     );
     await a.query('COMMIT');
     await waiting;
     const text = await scrape(tp.proxy.metricsPort!);
     expect(sample(text, 'pgtp_pool_wait_seconds_count') - sample(before, 'pgtp_pool_wait_seconds_count')).toBe(1);
-    expect(sample(text, 'pgtp_pool_waiting_clients')).toBe(0);
+    expect(sample(text, 'pgtp_pool_waiting_clients', { upstream: 'default' })).toBe(0);
     expect(sample(text, 'pgtp_backend_resets_total')).toBeGreaterThanOrEqual(1);
   });
 

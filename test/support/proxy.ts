@@ -31,6 +31,7 @@ export function testConfig(overrides: Overrides = {}, upstreamUrl = inject('pg')
   const raw = {
     listen: { host: '127.0.0.1', port: 0, ...overrides.listen },
     upstream: { url: upstreamUrl, poolSize: 2, ...overrides.upstream },
+    ...(overrides.upstreams !== undefined && { upstreams: overrides.upstreams }),
     auth:
       overrides.auth?.issuers !== undefined
         ? { issuers: overrides.auth.issuers }

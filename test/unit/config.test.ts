@@ -32,6 +32,8 @@ describe('config', () => {
       .map((k) => k.key)
       .filter((key) => {
         const parts = key.split('.');
+        // A top-level leaf (upstreams, a mapping of named entries) is its own section.
+        if (parts.length === 1) return !sections.has(key);
         return !new RegExp(`^\\s*(#\\s*)?${parts[parts.length - 1]}:`, 'm').test(sections.get(parts[0]!) ?? '');
       });
     expect(missing).toEqual([]);

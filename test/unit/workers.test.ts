@@ -38,6 +38,35 @@ describe('worker shares', () => {
     });
     expect(() => workerConfig(small, 1, 2)).toThrow(/upstream\.poolSize: 1 cannot be shared by the 2 running workers/);
   });
+
+  it("give each worker its share of every upstream's pool", () => {
+    const config = validateConfig({
+      upstream: { url: 'postgres://p@127.0.0.1:5432/app', poolSize: 20 },
+      upstreams: { b: { url: 'postgres://p@10.0.0.2:5432/app', poolSize: 5, minIdle: 3 } },
+      auth: { jwt: { secret: 'x'.repeat(32) } },
+    });
+    const shares = [0, 1, 2].map((i) => workerConfig(config, i, 3).upstreams['b']!);
+    expect(shares.map((u) => u.poolSize)).toEqual([2, 2, 1]);
+    expect(shares.map((u) => u.minIdle)).toEqual([1, 1, 1]);
+    expect(shares[0]!.url).toBe(config.upstreams['b']!.url);
+    const small = validateConfig({
+      upstream: { url: 'postgres://p@127.0.0.1:5432/app', poolSize: 20 },
+      upstreams: { b: { url: 'postgres://p@10.0.0.2:5432/app', poolSize: 1 } },
+      auth: { jwt: { secret: 'x'.repeat(32) } },
+    });
+    expect(() => workerConfig(small, 1, 2)).toThrow(
+      /upstreams\.b\.poolSize: 1 cannot be shared by the 2 running workers/,
+    );
+    // At start the same is refused by the schema, naming listen.workers.
+    expect(() =>
+      validateConfig({
+        listen: { workers: 2 },
+        upstream: { url: 'postgres://p@127.0.0.1:5432/app', poolSize: 20 },
+        upstreams: { b: { url: 'postgres://p@10.0.0.2:5432/app', poolSize: 1 } },
+        auth: { jwt: { secret: 'x'.repeat(32) } },
+      }),
+    ).toThrow(/listen\.workers/);
+  });
 });
 
 describe('cancel keys across workers', () => {
