@@ -13,7 +13,7 @@ import {
   SEQUENCE_FUNCTIONS,
   WRAPPED_FUNCTIONS,
 } from '../catalog/surfaces.js';
-import type { Json } from './tree-nodes.js';
+import { isParam, type Json } from './tree-nodes.js';
 
 /** Replace bytes [start, end) of the statement text with `text` (start === end: an insertion). */
 export interface Splice {
@@ -84,10 +84,16 @@ export class CatalogRefs {
     const at = node.location;
     if (typeEnd < 0 || argStart < 0 || typeof at !== 'number') return `${what} the proxy cannot rewrite`;
     const wrapper = `${CATALOG_SCHEMA}.${type}_in(`;
+    // A parameter is given as text: PostgreSQL infers an untyped one as text (not as the reg* type, whose input
+    // would resolve the bound value at Bind) and one the client typed (an oid, a name) converts to text explicitly.
+    const asText = isParam(arg) ? '::pg_catalog.text' : '';
     const src = this.source;
     if (src[at] === 0x3a /* : */ && src[at + 1] === 0x3a && argStart < at) {
       // x::regclass → pgtp_catalog.regclass_in(x)
-      this.splices.push({ start: argStart, end: argStart, text: wrapper }, { start: at, end: typeEnd, text: ')' });
+      this.splices.push(
+        { start: argStart, end: argStart, text: wrapper },
+        { start: at, end: typeEnd, text: `${asText})` },
+      );
       return null;
     }
     if (src.toString('latin1', at, at + 4).toLowerCase() === 'cast') {
@@ -102,7 +108,7 @@ export class CatalogRefs {
         open >= argStart
       )
         return `${what} the proxy cannot rewrite`;
-      this.splices.push({ start: at, end: open + 1, text: wrapper }, { start: as - 1, end: typeEnd, text: '' });
+      this.splices.push({ start: at, end: open + 1, text: wrapper }, { start: as - 1, end: typeEnd, text: asText });
       return null;
     }
     return `${what} the proxy cannot rewrite (write it as x::${type})`;

@@ -45,7 +45,8 @@ function jdbcJar(): string | null {
 
 const PYTHON = psycopgPython();
 const JAR = jdbcJar();
-if (PYTHON === null) console.warn('tool-introspection: psycopg 3 tests skipped: /usr/bin/python3 cannot import psycopg');
+if (PYTHON === null)
+  console.warn('tool-introspection: psycopg 3 tests skipped: /usr/bin/python3 cannot import psycopg');
 if (JAR === null) console.warn('tool-introspection: Hibernate tests skipped: no pgjdbc jar in ~/.m2');
 const DRIZZLE_KIT = fileURLToPath(new URL('../../node_modules/drizzle-kit/bin.cjs', import.meta.url));
 
@@ -115,7 +116,7 @@ function prismaQueries(): FixtureQuery[] {
  * getTypeParser for the results.
  */
 function declared(oids: number[]): { types: pg.CustomTypesConfig } {
-  return { types: Object.assign([...oids], { getTypeParser: pg.types.getTypeParser }) as never };
+  return { types: Object.assign([...oids], { getTypeParser: pg.types.getTypeParser }) };
 }
 const TEXT_ARRAY = 1009;
 
@@ -197,6 +198,38 @@ for (const mode of MODES) {
       90_000,
     );
 
+    it("a parameter cast to a reg* type resolves the tenant's own names, and another tenant's as missing ones", async () => {
+      const client = await tp.connect('inta');
+      const outcome = async (sql: string, value: unknown): Promise<unknown> => {
+        try {
+          return { rows: (await client.query(sql, [value])).rows };
+        } catch (err) {
+          const e = err as { code?: string; message: string };
+          return { code: e.code, message: e.message.replaceAll('zzzz', 'intb') };
+        }
+      };
+      const own = await outcome('SELECT $1::regclass::text AS r, $1::regclass::oid > 0 AS found', 'inta_table');
+      expect(own).toEqual({ rows: [{ r: 'inta_table', found: true }] });
+      expect(await outcome('SELECT CAST($1 AS regtype)::text AS r', 'tenant_inta.inta_mood')).toEqual({
+        rows: [{ r: 'inta_mood' }],
+      });
+      const intb = (await admin.query("SELECT 'tenant_intb.intb_table'::regclass::oid::int AS oid")).rows[0] as {
+        oid: number;
+      };
+      const pairs: Array<[string, unknown, unknown]> = [
+        ['SELECT $1::regclass AS r', 'tenant_intb.intb_table', 'tenant_zzzz.intb_table'],
+        ['SELECT $1::regtype AS r', 'tenant_intb.intb_mood', 'tenant_zzzz.intb_mood'],
+        ['SELECT $1::regproc AS r', 'tenant_intb.intb_fn', 'tenant_zzzz.intb_fn'],
+        ['SELECT $1::regnamespace AS r', 'tenant_intb', 'tenant_zzzz'],
+        ['SELECT $1::regtype AS r', 'intb_mood', 'zzzz_mood'],
+        // An oid bound as a number: another tenant's reads as no object at all.
+        ['SELECT $1::int::regclass AS r', intb.oid, 2_000_000_000],
+      ];
+      // The answers (an error naming what the client gave, or NULL) are the same as for names nobody has.
+      for (const [sql, other, missing] of pairs)
+        expect(await outcome(sql, other), `${sql} ${String(other)}`).toEqual(await outcome(sql, missing));
+    });
+
     it("drizzle-kit pull writes the tenant's own tables, enums, columns and foreign keys, and nothing of another tenant", async () => {
       const out = mkdtempSync(join(tmpdir(), 'pgtp-drizzle-pull-'));
       try {
@@ -218,14 +251,18 @@ for (const mode of MODES) {
         const relations = readFileSync(join(out, 'relations.ts'), 'utf8');
         expect(schema + relations).not.toMatch(LEAK);
         expect(schema).toContain('export const tenantInta = pgSchema("tenant_inta");');
-        expect(schema).toMatch(/export const intaMoodInTenantInta = tenantInta\.enum\("inta_mood", \[\s*'inta_happy',\s*'inta_sad'\s*\]\)/);
+        expect(schema).toMatch(
+          /export const intaMoodInTenantInta = tenantInta\.enum\("inta_mood", \[\s*'inta_happy',\s*'inta_sad'\s*\]\)/,
+        );
         expect(schema).toContain('export const intaTableInTenantInta = tenantInta.table("inta_table", {');
-        expect(schema).toContain('name: text().default(\'inta_default\').notNull(),');
+        expect(schema).toContain("name: text().default('inta_default').notNull(),");
         expect(schema).toContain('mood: intaMoodInTenantInta(),');
         expect(schema).toContain('export const intaChildInTenantInta = tenantInta.table("inta_child", {');
         expect(schema).toContain('note: varchar({ length: 40 }),');
         expect(schema).toMatch(/amount: numeric\(\{ precision: 10, scale: +2 \}\),/);
-        expect(schema).toMatch(/foreignKey\(\{\s*columns: \[table\.parentId\],\s*foreignColumns: \[intaTableInTenantInta\.id\],\s*name: "inta_child_parent_id_fkey"\s*\}\)\.onDelete\("cascade"\)/);
+        expect(schema).toMatch(
+          /foreignKey\(\{\s*columns: \[table\.parentId\],\s*foreignColumns: \[intaTableInTenantInta\.id\],\s*name: "inta_child_parent_id_fkey"\s*\}\)\.onDelete\("cascade"\)/,
+        );
         expect(schema).toContain('uniqueIndex("inta_name_idx")');
         expect(schema).toContain('index("inta_child_parent_idx")');
         expect(schema).toContain('check("inta_note_check"');
@@ -276,10 +313,16 @@ for (const mode of MODES) {
         [...new Set(results[name]!.map((r) => (r as Record<string, unknown>)[column]))].sort();
       expect(names('namespaces', 'namespace_name')).toEqual(['tenant_inta']);
       expect(names('tables', 'table_name')).toEqual(['inta_child', 'inta_table']);
-      expect(results.tables).toContainEqual(expect.objectContaining({ table_name: 'inta_table', description: 'inta_comment' }));
+      expect(results.tables).toContainEqual(
+        expect.objectContaining({ table_name: 'inta_table', description: 'inta_comment' }),
+      );
       expect(names('constraints', 'constraint_name')).toEqual(['inta_note_check']);
       expect(results.views).toEqual([
-        expect.objectContaining({ view_name: 'inta_view', namespace: 'tenant_inta', view_sql: expect.stringContaining('inta_hidden') }),
+        expect.objectContaining({
+          view_name: 'inta_view',
+          namespace: 'tenant_inta',
+          view_sql: expect.stringContaining('inta_hidden'),
+        }),
       ]);
       expect(results.enums).toEqual([
         { name: 'inta_mood', value: 'inta_happy', namespace: 'tenant_inta', description: 'inta_typecomment' },
@@ -294,7 +337,12 @@ for (const mode of MODES) {
         }),
       );
       expect(results.columns).toContainEqual(
-        expect.objectContaining({ table_name: 'inta_table', column_name: 'mood', full_data_type: 'inta_mood', type_schema_name: 'tenant_inta' }),
+        expect.objectContaining({
+          table_name: 'inta_table',
+          column_name: 'mood',
+          full_data_type: 'inta_mood',
+          type_schema_name: 'tenant_inta',
+        }),
       );
       expect(results.columns).toContainEqual(
         expect.objectContaining({ table_name: 'inta_child', column_name: 'id', is_identity: 'YES' }),
@@ -310,15 +358,28 @@ for (const mode of MODES) {
           table_name: 'inta_child',
         }),
       ]);
-      expect(names('indexes', 'index_name')).toEqual(['inta_child_parent_idx', 'inta_child_pkey', 'inta_name_idx', 'inta_table_pkey']);
+      expect(names('indexes', 'index_name')).toEqual([
+        'inta_child_parent_idx',
+        'inta_child_pkey',
+        'inta_name_idx',
+        'inta_table_pkey',
+      ]);
       expect(results.indexes).toContainEqual(
-        expect.objectContaining({ index_name: 'inta_child_parent_idx', column_name: 'parent_id', column_order: 'DESC' }),
+        expect.objectContaining({
+          index_name: 'inta_child_parent_idx',
+          column_name: 'parent_id',
+          column_order: 'DESC',
+        }),
       );
       expect(names('procedures', 'name')).toEqual(['inta_fn']);
-      expect(results.procedures).toEqual([expect.objectContaining({ definition: expect.stringContaining('inta_body') })]);
+      expect(results.procedures).toEqual([
+        expect.objectContaining({ definition: expect.stringContaining('inta_body') }),
+      ]);
       // information_schema.sequences leaves out identity columns' sequences (inta_child_id_seq).
       expect(names('sequences', 'sequence_name')).toEqual(['inta_seq', 'inta_table_id_seq']);
-      expect(results.sequences).toContainEqual(expect.objectContaining({ sequence_name: 'inta_seq', start_value: '100' }));
+      expect(results.sequences).toContainEqual(
+        expect.objectContaining({ sequence_name: 'inta_seq', start_value: '100' }),
+      );
       expect(names('extensions', 'extension_name')).toContain('plpgsql');
     });
 
@@ -363,10 +424,11 @@ for (const mode of MODES) {
             .split(', ')
             .filter((r) => r.includes('sequence_schema:tenant_inta|'));
         expect(own(proxied.sequences!)).toEqual(own(direct.sequences!));
-        expect(own(proxied.sequences!).map((r) => /sequence_name:([^|]+)/.exec(r)![1]).sort()).toEqual([
-          'inta_seq',
-          'inta_table_id_seq',
-        ]);
+        expect(
+          own(proxied.sequences!)
+            .map((r) => /sequence_name:([^|]+)/.exec(r)![1])
+            .sort(),
+        ).toEqual(['inta_seq', 'inta_table_id_seq']);
         expect(proxied['tenant_inta.tables']).toContain('TABLE_NAME:inta_view|TABLE_TYPE:VIEW');
         expect(proxied['tenant_inta.primaryKeys']).toContain('PK_NAME:inta_table_pkey');
         expect(proxied['tenant_inta.foreignKeys']).toContain('FK_NAME:inta_child_parent_id_fkey');
