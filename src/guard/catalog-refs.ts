@@ -13,7 +13,7 @@ import {
   SEQUENCE_FUNCTIONS,
   WRAPPED_FUNCTIONS,
 } from '../catalog/surfaces.js';
-import { isParam, type Json } from './tree-nodes.js';
+import type { Json } from './tree-nodes.js';
 
 /** Replace bytes [start, end) of the statement text with `text` (start === end: an insertion). */
 export interface Splice {
@@ -83,17 +83,14 @@ export class CatalogRefs {
     const argStart = arg === undefined ? -1 : firstLocation(arg);
     const at = node.location;
     if (typeEnd < 0 || argStart < 0 || typeof at !== 'number') return `${what} the proxy cannot rewrite`;
+    // A parameter ($1::regclass) becomes the wrapper's argument too: PostgreSQL resolves an untyped one to the text
+    // overload (the string category wins for an unknown argument), never to the reg* type whose input would look the
+    // bound value up at Bind; one the client typed as a number goes to the oid overload.
     const wrapper = `${CATALOG_SCHEMA}.${type}_in(`;
-    // A parameter is given as text: PostgreSQL infers an untyped one as text (not as the reg* type, whose input
-    // would resolve the bound value at Bind) and one the client typed (an oid, a name) converts to text explicitly.
-    const asText = isParam(arg) ? '::pg_catalog.text' : '';
     const src = this.source;
     if (src[at] === 0x3a /* : */ && src[at + 1] === 0x3a && argStart < at) {
       // x::regclass → pgtp_catalog.regclass_in(x)
-      this.splices.push(
-        { start: argStart, end: argStart, text: wrapper },
-        { start: at, end: typeEnd, text: `${asText})` },
-      );
+      this.splices.push({ start: argStart, end: argStart, text: wrapper }, { start: at, end: typeEnd, text: ')' });
       return null;
     }
     if (src.toString('latin1', at, at + 4).toLowerCase() === 'cast') {
@@ -108,7 +105,7 @@ export class CatalogRefs {
         open >= argStart
       )
         return `${what} the proxy cannot rewrite`;
-      this.splices.push({ start: at, end: open + 1, text: wrapper }, { start: as - 1, end: typeEnd, text: asText });
+      this.splices.push({ start: at, end: open + 1, text: wrapper }, { start: as - 1, end: typeEnd, text: '' });
       return null;
     }
     return `${what} the proxy cannot rewrite (write it as x::${type})`;

@@ -213,6 +213,10 @@ for (const mode of MODES) {
       expect(await outcome('SELECT CAST($1 AS regtype)::text AS r', 'tenant_inta.inta_mood')).toEqual({
         rows: [{ r: 'inta_mood' }],
       });
+      // Still of the reg* type: compared with an oid column, cast on, and as a parenthesized parameter.
+      expect(
+        await outcome('SELECT pg_typeof(($1)::regclass)::text AS t, ($1)::regclass::text AS r', 'inta_child'),
+      ).toEqual({ rows: [{ t: 'regclass', r: 'inta_child' }] });
       const intb = (await admin.query("SELECT 'tenant_intb.intb_table'::regclass::oid::int AS oid")).rows[0] as {
         oid: number;
       };

@@ -46,11 +46,12 @@ describe('catalog rewrite', () => {
     // by the reg* type's input at Bind.
     [
       'SELECT oid FROM pg_type t WHERE t.oid = $1::regtype',
-      'SELECT oid FROM pgtp_catalog.pg_type t WHERE t.oid = pgtp_catalog.regtype_in($1::pg_catalog.text)',
+      'SELECT oid FROM pgtp_catalog.pg_type t WHERE t.oid = pgtp_catalog.regtype_in($1)',
     ],
-    ['SELECT $1::pg_catalog.regclass', 'SELECT pgtp_catalog.regclass_in($1::pg_catalog.text)'],
-    ['SELECT $1::text::regnamespace', 'SELECT pgtp_catalog.regnamespace_in($1::text::pg_catalog.text)'],
-    ['SELECT CAST($1 AS regclass)', 'SELECT pgtp_catalog.regclass_in($1 ::pg_catalog.text)'],
+    ['SELECT $1::pg_catalog.regclass', 'SELECT pgtp_catalog.regclass_in($1)'],
+    ['SELECT ($1)::regclass', 'SELECT (pgtp_catalog.regclass_in($1))'],
+    ['SELECT $1::text::regnamespace', 'SELECT pgtp_catalog.regnamespace_in($1::text)'],
+    ['SELECT CAST($1 AS regclass)', 'SELECT pgtp_catalog.regclass_in($1 )'],
     ['SELECT $1::regclass[]', 'REFUSED 42501: a cast to regclass[] is not allowed through pg-tenant-proxy'],
     [
       'SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a',
