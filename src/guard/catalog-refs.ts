@@ -83,6 +83,9 @@ export class CatalogRefs {
     const argStart = arg === undefined ? -1 : firstLocation(arg);
     const at = node.location;
     if (typeEnd < 0 || argStart < 0 || typeof at !== 'number') return `${what} the proxy cannot rewrite`;
+    // A parameter ($1::regclass) becomes the wrapper's argument too: PostgreSQL resolves an untyped one to the text
+    // overload (the string category wins for an unknown argument), never to the reg* type whose input would look the
+    // bound value up at Bind; one the client typed as a number goes to the oid overload.
     const wrapper = `${CATALOG_SCHEMA}.${type}_in(`;
     const src = this.source;
     if (src[at] === 0x3a /* : */ && src[at + 1] === 0x3a && argStart < at) {

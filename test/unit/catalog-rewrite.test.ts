@@ -42,6 +42,17 @@ describe('catalog rewrite', () => {
     ["SELECT 'items'::regclass", "SELECT 'items'::regclass"],
     ["SELECT 'x'::regrole", "SELECT pgtp_catalog.regrole_in('x')"],
     ['SELECT CAST(c.oid AS regtype) FROM t c', 'SELECT pgtp_catalog.regtype_in(c.oid ) FROM t c'],
+    // A parameter (psycopg's TypeInfo.fetch: WHERE t.oid = %(name)s::regtype) is resolved by the wrapper as text, never
+    // by the reg* type's input at Bind.
+    [
+      'SELECT oid FROM pg_type t WHERE t.oid = $1::regtype',
+      'SELECT oid FROM pgtp_catalog.pg_type t WHERE t.oid = pgtp_catalog.regtype_in($1)',
+    ],
+    ['SELECT $1::pg_catalog.regclass', 'SELECT pgtp_catalog.regclass_in($1)'],
+    ['SELECT ($1)::regclass', 'SELECT (pgtp_catalog.regclass_in($1))'],
+    ['SELECT $1::text::regnamespace', 'SELECT pgtp_catalog.regnamespace_in($1::text)'],
+    ['SELECT CAST($1 AS regclass)', 'SELECT pgtp_catalog.regclass_in($1 )'],
+    ['SELECT $1::regclass[]', 'REFUSED 42501: a cast to regclass[] is not allowed through pg-tenant-proxy'],
     [
       'SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a',
       'SELECT pgtp_catalog.format_type(a.atttypid, a.atttypmod) FROM pgtp_catalog.pg_attribute a',
