@@ -12,6 +12,7 @@ import { CancelRegistry, type CancelPartition } from './frontend/cancel.js';
 import { ClientSession } from './frontend/session.js';
 import { catalogFilterProblem } from './catalog/readiness.js';
 import { createSqlGuard, loadParser, type SqlGuard } from './guard/sql-guard.js';
+import { TenantLimits } from './limits/tenant-limits.js';
 import { startOpsServer, type OpsServer, type Readiness } from './metrics/http.js';
 import { ProxyMetrics, UNAUTHENTICATED } from './metrics/metrics.js';
 import { listen, type Listener } from './net/listener.js';
@@ -94,6 +95,9 @@ export async function startProxy(
   const pool = new Pool(target, poolOptions(config), log.child({ component: 'pool' }), metrics);
   const registry: TenantRegistry = createTenantRegistry(target, config.tenancy, log.child({ component: 'registry' }));
   const cancels = new CancelRegistry(worker);
+  const limits = new TenantLimits(config.limits, metrics, log.child({ component: 'limits' }), worker);
+  // A tenant's tier or limits changed in the registry (`tenants limits`, `tenants update --tier`): its sessions follow.
+  registry.onChanged((tenantId, record) => limits.changed(tenantId, record));
   const sessions = new Set<ClientSession>();
   // A suspended (or deleted) tenant's sessions end as their transactions end; idle ones at once.
   registry.onWithdrawn((tenantId, error) => {
@@ -132,6 +136,7 @@ export async function startProxy(
         log,
         audit,
         metrics,
+        limits,
         secureContext: () => secureContext,
         onClosed: (s) => sessions.delete(s),
       });
@@ -155,6 +160,7 @@ export async function startProxy(
       return counts.values();
     },
     auditState: () => audit.state,
+    tenantShares: () => limits.counts(),
   });
   const status = (): StatusSnapshot =>
     buildStatus(
@@ -248,6 +254,7 @@ export async function startProxy(
       if (typeof catalogProblem === 'string') guard.catalogFilterMissing(catalogProblem);
       secureContext = nextContext;
       pool.reconfigure(poolOptions(next));
+      limits.reconfigure(next.limits);
       audit.reconfigure(next);
       previous.close();
       log.info('configuration reloaded');

@@ -90,7 +90,10 @@ function walk(schema: z.ZodType, prefix: string, out: Leaf[]): void {
     return;
   }
   // A list is one leaf: its elements have no dotted names. A list of mappings is set whole, as JSON, from the env.
-  const ofObjects = def.type === 'array' && def.element !== undefined && unwrap(def.element).def.type === 'object';
+  // A record (limits.tiers) is set whole, as JSON, too: its keys are names the schema cannot list.
+  const ofObjects =
+    def.type === 'record' ||
+    (def.type === 'array' && def.element !== undefined && unwrap(def.element).def.type === 'object');
   const kind = ofObjects
     ? 'json'
     : def.type === 'number' || def.type === 'boolean' || def.type === 'array'
@@ -143,7 +146,7 @@ function coerce(value: string, leaf: Leaf): unknown {
       try {
         return JSON.parse(value) as unknown;
       } catch {
-        throw new ConfigError(`${envNameFor(leaf.key)} must be a JSON list`, leaf.key);
+        throw new ConfigError(`${envNameFor(leaf.key)} must be a JSON list or mapping`, leaf.key);
       }
     case 'string':
       return value;

@@ -2,6 +2,8 @@
 import type { ConnectionAudit } from '../audit/audit-log.js';
 import type { TenantIdentity } from '../auth/identity.js';
 import { ClientLink, type LinkHost } from '../backend/link.js';
+import type { TenantShare } from '../limits/share.js';
+import type { TenantRecord } from '../tenants/admission.js';
 import type { TenantMeter } from '../metrics/metrics.js';
 import { StatementJudge } from './judge.js';
 import { PreparedStatements } from './prepared.js';
@@ -19,6 +21,8 @@ export interface ClientParts {
   /** What each statement is and when it completes, when the audit or the metrics want it. */
   tracker: StatementTracker | null;
   recorder: StatementRecorder | null;
+  /** The tenant's limits and counts in this process (its client counted until the link leaves). */
+  share: TenantShare;
 }
 
 export function clientParts(
@@ -28,8 +32,11 @@ export function clientParts(
   startupSettings: Map<string, string>,
   audit: ConnectionAudit,
   meter: TenantMeter,
+  record: TenantRecord,
 ): ClientParts {
   const config = deps.config;
+  // First: past the tenant's maxClients this throws (FATAL 53300) before anything else is built.
+  const share = deps.limits.join(identity.tenantId, record);
   const settings = new SessionSettings(startupSettings);
   const prepared = new PreparedStatements(
     identity.schema,
@@ -59,6 +66,8 @@ export function clientParts(
     tracker,
     recorder,
     judge: (code, buf, start, end) => judge.verdict(code, buf, start, end),
+    share,
+    leave: () => deps.limits.leave(share),
   });
-  return { identity, settings, judge, prepared, link, tracker, recorder };
+  return { identity, settings, judge, prepared, link, tracker, recorder, share };
 }

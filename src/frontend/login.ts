@@ -4,6 +4,7 @@ import { AuthFailure, type TenantTokenVerifier } from '../auth/tenant-token.js';
 import type { Pool } from '../backend/pool.js';
 import type { SqlGuard } from '../guard/sql-guard.js';
 import { SqlState } from '../protocol/codes.js';
+import type { TenantRecord } from '../tenants/admission.js';
 import type { TenantRegistry } from '../tenants/registry.js';
 import { judgeStartupSettings, type ClientStartup } from './startup.js';
 
@@ -22,6 +23,8 @@ export interface LoggedIn {
   settings: Map<string, string>;
   /** The upstream's ParameterStatus set, reported to the client at login. */
   defaults: ReadonlyMap<string, string>;
+  /** What the registry records of the tenant (tier, limits). */
+  record: TenantRecord;
 }
 
 /**
@@ -38,7 +41,7 @@ export async function login(
     throw new AuthFailure('malformed', 'empty password: the tenant token is the password', SqlState.INVALID_PASSWORD);
   const identity = await deps.verifier.verify(token);
   if (!stillWanted()) return null;
-  await deps.registry.admit(identity);
+  const record = await deps.registry.admit(identity);
   if (!identity.guardBypass && deps.guardOn) judgeStartupSettings(deps.guard, startup.settings, identity.schema);
   const settings = await deps.registry.canonicalSettings(startup.settings, identity.schema, identity.role);
   const defaults = await deps.pool.parameterDefaults();
@@ -46,5 +49,5 @@ export async function login(
   // A suspension that arrived during the awaits above found no session of this tenant to end: refuse here.
   const withdrawn = deps.registry.recheck(identity);
   if (withdrawn !== null) throw withdrawn;
-  return { identity, settings, defaults };
+  return { identity, settings, defaults, record };
 }

@@ -6,6 +6,7 @@ import type { TenantTokenVerifier } from '../auth/tenant-token.js';
 import type { Pool } from '../backend/pool.js';
 import type { Config } from '../config/schema.js';
 import type { SqlGuard } from '../guard/sql-guard.js';
+import type { TenantLimits } from '../limits/tenant-limits.js';
 import type { ProxyMetrics } from '../metrics/metrics.js';
 import type { TenantRegistry } from '../tenants/registry.js';
 import type { CancelRegistry } from './cancel.js';
@@ -43,6 +44,8 @@ export interface SessionDeps {
   log: Logger;
   audit: AuditLog;
   metrics: ProxyMetrics;
+  /** Per-tenant limits: each tenant's share, which its sessions hold. */
+  limits: TenantLimits;
   secureContext(): tls.SecureContext | null;
   onClosed(session: ClientSession): void;
 }

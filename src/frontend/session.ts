@@ -250,7 +250,7 @@ export class ClientSession implements LinkHost, HandshakeHost {
     const config = deps.config;
     const identity = loggedIn.identity;
     this.meter = deps.metrics.tenant(identity.tenantId);
-    this.parts = clientParts(this, deps, identity, loggedIn.settings, this.audit, this.meter);
+    this.parts = clientParts(this, deps, identity, loggedIn.settings, this.audit, this.meter, loggedIn.record);
     this.framer.setTyped(true, config.listen.maxMessageBytes);
     this.key = deps.cancels.issue(this);
     if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
@@ -359,7 +359,7 @@ export class ClientSession implements LinkHost, HandshakeHost {
       this.onCheckedOut(parked, false);
       return;
     }
-    const idle = this.deps.pool.tryAcquire();
+    const idle = this.deps.pool.tryAcquire(this.parts!.share);
     if (idle !== null) {
       this.onCheckedOut(idle);
       return;
@@ -369,7 +369,7 @@ export class ClientSession implements LinkHost, HandshakeHost {
   }
 
   private waitForServer(): void {
-    this.deps.pool.acquire(this.takesUnresetServer).then(
+    this.deps.pool.acquire(this.takesUnresetServer, this.parts!.share).then(
       (server) => this.guarded(() => this.onCheckedOut(server)),
       (err: unknown) => this.guarded(() => this.onCheckoutFailed(ProxyError.internal(err))),
     );

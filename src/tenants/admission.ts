@@ -5,12 +5,24 @@ import { quoteIdent, type TenantIdentity } from '../auth/identity.js';
 import { AuthFailure, authFailureSqlState, issuerNotAllowed } from '../auth/tenant-token.js';
 import { SqlState } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
+import { parseOverrides, type LimitOverrides } from '../limits/limits.js';
 import { changeChannel } from './registry-schema.js';
 import { TenantStatus } from './registry-store.js';
 
+/** What admission knows of an admitted tenant that its sessions need (added to, field by field, as features need). */
+export interface TenantRecord {
+  /** The registry's free-form tier (`tenants create/update --tier`), or null. */
+  tier: string | null;
+  /** Its own limits (`tenants limits`), overriding its tier's and limits.default, or null. */
+  limits: LimitOverrides | null;
+}
+
+/** A tenant without a registry record (tenancy.registry.enabled false): limits.default applies. */
+export const UNREGISTERED: TenantRecord = Object.freeze({ tier: null, limits: null });
+
 export interface Admission {
   /** Resolves when the tenant may log in; throws AuthFailure (28000) when not, ProxyError 08001 when the upstream is down. */
-  admit(identity: TenantIdentity): Promise<void>;
+  admit(identity: TenantIdentity): Promise<TenantRecord>;
   /**
    * For a tenant admit() let in a moment ago: the refusal if its record has changed since (a suspension arriving
    * while the login finished), else null. Synchronous, so nothing can change between this answer and the login.
@@ -18,6 +30,8 @@ export interface Admission {
   recheck(identity: TenantIdentity): AuthFailure | null;
   /** Called with a tenant that was active and no longer is, and the FATAL its connected sessions get. */
   onWithdrawn(listener: (tenantId: string, error: ProxyError) => void): void;
+  /** Called when a tenant's record changed (null: it is gone), after the change is applied. */
+  onChanged(listener: (tenantId: string, record: TenantRecord | null) => void): void;
   close(): Promise<void>;
 }
 
@@ -36,7 +50,34 @@ interface Entry {
   reason: string | null;
   /** The issuer (auth.issuers name) recorded for the tenant by `tenants create/update --issuer`, or null. */
   issuer: string | null;
+  record: TenantRecord;
+  /** The limits column as read, to tell a change. */
+  limitsText: string;
 }
+
+interface TenantRow {
+  status: TenantStatus;
+  suspended_reason: string | null;
+  issuer: string | null;
+  tier: string | null;
+  limits: unknown;
+}
+
+function toEntry(row: TenantRow): Entry {
+  return {
+    status: row.status,
+    reason: row.suspended_reason,
+    issuer: row.issuer,
+    record: { tier: row.tier, limits: parseOverrides(row.limits) },
+    limitsText: JSON.stringify(row.limits ?? null),
+  };
+}
+
+/**
+ * The registry columns read per tenant. `limits` came with registry version 4: read through to_jsonb so a registry
+ * not yet upgraded (the tenants commands upgrade it) reads as no overrides rather than failing every login.
+ */
+const COLUMNS = "t.status, t.suspended_reason, t.issuer, t.tier, pg_catalog.to_jsonb(t) -> 'limits' AS limits";
 
 /**
  * With auth.issuers, whether the verifying issuer may speak for a registered tenant: a tenant whose record names an
@@ -117,6 +158,7 @@ export function registryAdmission(
   const negative = new Map<string, number>();
   const lookups = new Map<string, Promise<Entry | null>>();
   const listeners: Array<(tenantId: string, error: ProxyError) => void> = [];
+  const changeListeners: Array<(tenantId: string, record: TenantRecord | null) => void> = [];
   let seenChanges: string | null = null;
   /** What was last logged about the registry's availability, so each change is logged once. */
   let health: 'unknown' | 'ok' | 'absent' | 'forbidden' | 'unreachable' = 'unknown';
@@ -180,6 +222,7 @@ export function registryAdmission(
       entries.set(tenantId, next);
       negative.delete(tenantId);
     }
+    for (const changed of changeListeners) changed(tenantId, next?.record ?? null);
     // Also when nothing was known before: the mirror is emptied while the registry cannot be read, and a suspension
     // made meanwhile must still end the sessions admitted earlier.
     if (previous !== undefined && previous.status !== TenantStatus.Active) return;
@@ -194,18 +237,16 @@ export function registryAdmission(
   };
 
   const readOne = async (tenantId: string): Promise<Entry | null> => {
-    let rows: Array<{ status: TenantStatus; suspended_reason: string | null; issuer: string | null }>;
+    let rows: TenantRow[];
     try {
-      ({ rows } = await reader.query(`SELECT status, suspended_reason, issuer FROM ${s}.tenants WHERE id = $1`, [
-        tenantId,
-      ]));
+      ({ rows } = await reader.query(`SELECT ${COLUMNS} FROM ${s}.tenants t WHERE t.id = $1`, [tenantId]));
     } catch (err) {
       if (!registryMissing(err)) throw err;
       negative.set(tenantId, Date.now() + NEGATIVE_TTL_MS);
       return null;
     }
     const row = rows[0];
-    const entry = row === undefined ? null : { status: row.status, reason: row.suspended_reason, issuer: row.issuer };
+    const entry = row === undefined ? null : toEntry(row);
     apply(tenantId, entry);
     return entry;
   };
@@ -224,23 +265,23 @@ export function registryAdmission(
         }
         // One statement: the counter and the rows come from one snapshot.
         const { rows } = await reader.query(
-          `SELECT r.change_count::text AS n, t.id, t.status, t.suspended_reason, t.issuer
+          `SELECT r.change_count::text AS n, t.id, ${COLUMNS}
              FROM ${s}.registry_state r LEFT JOIN ${s}.tenants t ON true`,
         );
         const fresh = new Map<string, Entry>();
-        for (const row of rows as Array<{
-          id: string | null;
-          status: TenantStatus;
-          suspended_reason: string | null;
-          issuer: string | null;
-        }>) {
-          if (row.id !== null)
-            fresh.set(row.id, { status: row.status, reason: row.suspended_reason, issuer: row.issuer });
+        for (const row of rows as Array<TenantRow & { id: string | null }>) {
+          if (row.id !== null) fresh.set(row.id, toEntry(row));
         }
         for (const id of [...entries.keys()]) if (!fresh.has(id)) apply(id, null);
         for (const [id, entry] of fresh) {
           const known = entries.get(id);
-          if (known?.status !== entry.status || known.reason !== entry.reason || known.issuer !== entry.issuer)
+          if (
+            known?.status !== entry.status ||
+            known.reason !== entry.reason ||
+            known.issuer !== entry.issuer ||
+            known.record.tier !== entry.record.tier ||
+            known.limitsText !== entry.limitsText
+          )
             apply(id, entry);
         }
         seenChanges = (rows[0] as { n: string } | undefined)?.n ?? null;
@@ -328,12 +369,16 @@ export function registryAdmission(
       }
       const refused = admissionRefusal(identity, entry);
       if (refused !== null) throw refused;
+      return entry!.record;
     },
     recheck(identity) {
       return admissionRefusal(identity, entries.get(identity.tenantId));
     },
     onWithdrawn(listen) {
       listeners.push(listen);
+    },
+    onChanged(listen) {
+      changeListeners.push(listen);
     },
     async close() {
       closed = true;
@@ -382,9 +427,11 @@ export function schemaAdmission(control: pg.Pool, ttlMs: number, registrySchema:
         schemas.set(key, { exists, until: now + (exists ? ttlMs : Math.min(NEGATIVE_TTL_MS, ttlMs)) });
       }
       if (!exists) throw notProvisioned();
+      return UNREGISTERED;
     },
     recheck: () => null,
     onWithdrawn: () => undefined,
+    onChanged: () => undefined,
     close: () => Promise.resolve(),
   };
 }

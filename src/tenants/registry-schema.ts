@@ -103,6 +103,15 @@ const STEPS: readonly UpgradeStep[] = [
       `CREATE INDEX tenant_migrations_migration ON ${s}.tenant_migrations (migration_id, checksum)`,
     ],
   },
+  {
+    version: 4,
+    description: 'per-tenant limits: overrides of limits.default and the tier, set by `tenants limits`',
+    sql: (s) => [
+      // On the tenants row itself: the row's NOTIFY and change-count triggers carry a change to every proxy.
+      `ALTER TABLE ${s}.tenants
+         ADD COLUMN limits jsonb NOT NULL DEFAULT '{}' CHECK (pg_catalog.jsonb_typeof(limits) = 'object')`,
+    ],
+  },
 ];
 
 /** The registry version this build writes and reads. */

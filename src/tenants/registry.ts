@@ -10,18 +10,20 @@ import { setStatement } from '../backend/pin.js';
 import type { Config } from '../config/schema.js';
 import { Lru } from '../guard/lru.js';
 import { ProxyError } from '../protocol/errors.js';
-import { registryAdmission, schemaAdmission, type Admission } from './admission.js';
+import { registryAdmission, schemaAdmission, type Admission, type TenantRecord } from './admission.js';
 
 export interface TenantRegistry {
   /**
    * Resolves when the verified tenant may log in: with tenancy.registry.enabled, registered and active; otherwise its
    * schema (and role, when roles are on) exist. Throws AuthFailure (28000) or ProxyError (08001, upstream down).
    */
-  admit(identity: TenantIdentity): Promise<void>;
+  admit(identity: TenantIdentity): Promise<TenantRecord>;
   /** Synchronous re-check just before a login completes: a refusal that arrived since admit(), else null. */
   recheck(identity: TenantIdentity): AuthFailure | null;
   /** Called with each tenant that stopped being admitted (suspended, deleted) and the FATAL its sessions get. */
   onWithdrawn(listener: (tenantId: string, error: ProxyError) => void): void;
+  /** Called with each tenant whose record changed (tier, limits…), null when it is gone. */
+  onChanged(listener: (tenantId: string, record: TenantRecord | null) => void): void;
   /**
    * Validates a client's startup settings where its pin will apply them (the tenant's search_path and role) and
    * returns their values as PostgreSQL spells them (DateStyle ISO → "ISO, MDY"); PostgreSQL's refusal as FATAL.
@@ -73,6 +75,7 @@ export function createTenantRegistry(target: UpstreamTarget, tenancy: Config['te
     admit: (identity) => admission.admit(identity),
     recheck: (identity) => admission.recheck(identity),
     onWithdrawn: (listener) => admission.onWithdrawn(listener),
+    onChanged: (listener) => admission.onChanged(listener),
 
     async canonicalSettings(settings, schema, role) {
       const out = new Map<string, string>();
