@@ -348,7 +348,10 @@ export class ClientLink implements ServerClient, Pausable, TimeoutHost {
    */
   onStatementTimeout(): void {
     const server = this.server;
-    if (server === null || this.abandoned || this.heldSegment !== null) return;
+    // A held segment (behind a pipelined reset and pin) counts too: PostgreSQL sends the pin's replies only with the
+    // statement's, so waiting for them would let the statement run unbounded. Should the cancel hit the reset
+    // instead, the statement never ran and goes to another server (onHandOverFailed).
+    if (server === null || this.abandoned) return;
     this.host.log.info({ tenant: this.host.identity.tenantId }, 'statement timeout: cancelling the statement');
     if (server.replies.owed > 1) {
       this.host.fail(LimitErrors.statementTimeoutPipelined());

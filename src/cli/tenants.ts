@@ -22,6 +22,7 @@ import {
   type CliOutput,
   type Options,
 } from './admin-command.js';
+import { LIMITS_OPTIONS, LIMITS_USAGE, limitsChange, renderLimits } from './tenants-limits.js';
 import {
   DELETE_USAGE,
   DELETE_VERBS,
@@ -43,6 +44,7 @@ verbs:
   show ID                                            status, tier, schema size and tables, connected clients
   suspend ID --reason TEXT                           refuse new logins, end sessions as their transactions end
   resume ID                                          admit the tenant again (cancels a scheduled deletion)
+${LIMITS_USAGE}
 ${DELETE_USAGE}
 --actor names who acts in the registry's events and the audit trail (default: the OS user).
 Connects with admin.url (PGTP_ADMIN_URL, password PGTP_ADMIN_PASSWORD); creates or upgrades the registry first.
@@ -65,6 +67,7 @@ const VERBS: Record<string, { options: Options; id: boolean }> = {
   show: { options: {}, id: true },
   suspend: { options: { reason: { type: 'string' } }, id: true },
   resume: { options: {}, id: true },
+  limits: { options: LIMITS_OPTIONS, id: true },
   ...DELETE_VERBS,
 };
 
@@ -89,6 +92,8 @@ export async function runTenants(
     const config = loadConfig(values['config'], env);
     if (id !== null) tenantNames(config, id);
     const json = values['json'] === true;
+    // Bad values are refused before anything connects.
+    const change = verb === 'limits' ? limitsChange(values) : null;
     if (verb in DELETE_VERBS) await preflightDeletion(verb, id, values, confirm);
     const adminOptions: TenantAdminOptions = typeof values['actor'] === 'string' ? { actor: values['actor'] } : {};
     // A new tenant is a structural copy of a template schema, or else gets every migration of tenancy.migrationsDir.
@@ -111,6 +116,12 @@ export async function runTenants(
         const { text, status } = await dispatchDeletion(admin, verb, id, values, json, confirm);
         out.stdout(text);
         return status;
+      }
+      if (change !== null) {
+        const { tenantLimitsVerb } = await import('../limits/limits-verb.js');
+        const result = await tenantLimitsVerb(admin, id!, change);
+        out.stdout(json ? `${JSON.stringify(result, null, 2)}\n` : renderLimits(result));
+        return 0;
       }
       out.stdout(await dispatch(admin, verb, id, values, json));
     } finally {

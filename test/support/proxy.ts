@@ -44,6 +44,7 @@ export function testConfig(overrides: Overrides = {}, upstreamUrl = inject('pg')
     metrics: { ...overrides.metrics },
     pool: { ...overrides.pool },
     admin: { ...overrides.admin },
+    limits: { ...overrides.limits },
     log: { level: process.env.PGTP_TEST_LOG ?? 'silent' },
   };
   return validateConfig(raw);
