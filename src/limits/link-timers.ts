@@ -53,6 +53,8 @@ export class LinkTimers {
   ready(owed: number, inTransaction: boolean): void {
     this.cancelledByTimeout = false;
     const limits = this.share.limits;
+    // The next pipelined segment starts a transaction of its own: it counts against the rate budget too.
+    if (owed > 0 && !inTransaction && limits.transactionsPerSecond > 0) this.share.charge();
     if (owed > 0 && limits.statementTimeoutMs > 0) this.start(STATEMENT, limits.statementTimeoutMs);
     else if (owed === 0 && inTransaction && limits.idleInTransactionTimeoutMs > 0)
       this.start(IDLE_IN_TRANSACTION, limits.idleInTransactionTimeoutMs);

@@ -95,6 +95,16 @@ export class TenantShare {
   }
 
   /**
+   * A transaction that could not be made to wait (pipelined behind another on the same server): its token is taken
+   * anyway, as debt, so the tenant's next checkout waits for it instead.
+   */
+  charge(): void {
+    if (this.limits.transactionsPerSecond === 0) return;
+    this.refill();
+    this.tokens -= 1;
+  }
+
+  /**
    * Takes one transaction's token: 0 when it may start now, else the milliseconds until its reserved token exists,
    * or the refusal when that is past `maxWaitMs` (upstream.queueTimeoutMs) or too many already wait.
    */

@@ -58,7 +58,7 @@ export class TenantLimits {
   /** SIGHUP: limits.default and limits.tiers again for every tenant. */
   reconfigure(config: Config['limits']): void {
     this.config = config;
-    for (const share of this.shares.values()) this.apply(share, share);
+    for (const share of this.shares.values()) this.apply(share, { tier: share.tier, limits: share.overrides });
   }
 
   /** Held servers and waiting transactions by tenant label, for the metrics. */

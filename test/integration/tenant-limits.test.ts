@@ -349,18 +349,20 @@ describe('limits changed at run time', () => {
       expect(await sqlstateOrError(() => tp!.connect('lim_a'))).toMatchObject({ code: '53300' }),
     );
 
-    // SIGHUP: a new limits.tiers applies to the tenant's share without a restart.
+    // SIGHUP: a new limits.tiers applies to the tenant's share without a restart, connected sessions included.
+    expect((await first.query('SELECT pg_sleep(0.5), 1 AS n')).rows[0].n).toBe(1);
     await tp.proxy.reload(
       testConfig(
         {
           upstream: { url: rdb.upstreamUrl, poolSize: 4 },
           tenancy: { registry: { enabled: true } },
           admin: { url: rdb.adminUrl },
-          limits: { default: { maxClients: 10 }, tiers: { small: { maxClients: 2 } } },
+          limits: { default: { maxClients: 10 }, tiers: { small: { maxClients: 2, statementTimeoutMs: 200 } } },
         },
         rdb.upstreamUrl,
       ),
     );
+    expect(await sqlstateOf(() => first.query('SELECT pg_sleep(0.5)'))).toBe('57014');
     await (await tp.connect('lim_a')).end();
   });
 
