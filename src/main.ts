@@ -97,7 +97,10 @@ export async function startProxy(
   const cancels = new CancelRegistry(worker);
   const limits = new TenantLimits(config.limits, metrics, log.child({ component: 'limits' }), worker);
   // A tenant's tier or limits changed in the registry (`tenants limits`, `tenants update --tier`): its sessions follow.
-  registry.onChanged((tenantId, record) => limits.changed(tenantId, record));
+  registry.onChanged((tenantId, record) => {
+    limits.changed(tenantId, record);
+    pool.limitsChanged();
+  });
   const sessions = new Set<ClientSession>();
   // A suspended (or deleted) tenant's sessions end as their transactions end; idle ones at once.
   registry.onWithdrawn((tenantId, error) => {
@@ -253,8 +256,8 @@ export async function startProxy(
       guard = guardFor(next);
       if (typeof catalogProblem === 'string') guard.catalogFilterMissing(catalogProblem);
       secureContext = nextContext;
-      pool.reconfigure(poolOptions(next));
       limits.reconfigure(next.limits);
+      pool.reconfigure(poolOptions(next));
       audit.reconfigure(next);
       previous.close();
       log.info('configuration reloaded');

@@ -110,6 +110,11 @@ export class Pool implements ServerOwner {
     this.fillWaiters();
   }
 
+  /** A tenant's limits changed: waiters its old maxServers held back may be served now. */
+  limitsChanged(): void {
+    this.fillWaiters();
+  }
+
   /** The upstream's ParameterStatus set, connecting one server if none has been seen yet. */
   async parameterDefaults(): Promise<ReadonlyMap<string, string>> {
     if (this.defaults !== null) return this.defaults;
@@ -379,6 +384,12 @@ export class Pool implements ServerOwner {
     if (this.filling) return;
     this.filling = true;
     try {
+      // Idle servers and waiters that could take them meet when a tenant's count or limit changes.
+      while (this.idle.length > 0) {
+        const waiter = this.queue.next();
+        if (waiter === undefined) break;
+        this.serve(waiter, this.idle.pop()!);
+      }
       let resetting = 0;
       for (const server of this.busy) if (server.state === ServerState.Resetting) resetting++;
       for (const [server] of this.parked) {
@@ -415,13 +426,7 @@ export class Pool implements ServerOwner {
     if (share === null) return;
     server.holder = null;
     share.held--;
-    if (share.queue.length === 0) return;
-    while (this.idle.length > 0) {
-      const waiter = this.queue.next();
-      if (waiter === undefined) break;
-      this.serve(waiter, this.idle.pop()!);
-    }
-    this.fillWaiters();
+    if (share.queue.length > 0) this.fillWaiters();
   }
 
   /** Gives `server` to `waiter`, the head of its tenant's queue. */

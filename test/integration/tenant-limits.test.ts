@@ -109,6 +109,20 @@ describe('maxServers and fair queueing', () => {
     expect(order.indexOf('b3')).toBeLessThan(order.length - 1);
   });
 
+  it('raising maxServers at run time serves the transactions its old limit held back at once', async () => {
+    tp = await limitsProxy({ maxServers: 1 });
+    const holder = await tp.connect('a');
+    const waiter = await tp.connect('a');
+    await holder.query('BEGIN');
+    const waiting = track(waiter.query('SELECT 1'));
+    await sleep(100);
+    expect(waiting.settled).toBe(false);
+    await tp.proxy.reload(testConfig({ upstream: { poolSize: 4 }, limits: { default: { maxServers: 2 } } }));
+    await waiting.done;
+    expect(waiting.error).toBeNull();
+    await holder.query('COMMIT');
+  });
+
   it('parking does not let a busy tenant keep servers while another waits (the queue, not the park, decides)', async () => {
     tp = await limitsProxy({}, { poolSize: 1 });
     const a = await tp.connect('a');
