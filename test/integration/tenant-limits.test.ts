@@ -9,7 +9,6 @@ import { stringify } from 'yaml';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runTenants } from '../../src/cli/tenants.js';
 import { createTenant } from '../../src/tenants/lifecycle-api.js';
-import { adminClient } from '../support/postgres.js';
 import { sqlstateOf, startTestProxy, TEST_SECRET, testConfig, type TestProxy } from '../support/proxy.js';
 import { createRegistryDatabase, type RegistryDatabase } from '../support/registry.js';
 
@@ -19,14 +18,41 @@ afterEach(async () => {
   tp = null;
 });
 
+// A database of its own: other test files count and signal the shared fixture's tenants' backends.
+let rdb: RegistryDatabase;
+let dir: string;
+beforeAll(async () => {
+  rdb = await createRegistryDatabase('pgtp_limits');
+  dir = mkdtempSync(join(tmpdir(), 'pgtp-limits-'));
+  const config = testConfig({ admin: { url: rdb.adminUrl } }, rdb.upstreamUrl);
+  for (const id of ['lim_a', 'lim_b']) await createTenant(config, id, { actor: 'limits-test' });
+  const db = await rdb.connect();
+  try {
+    await db.query(
+      "CREATE TABLE tenant_lim_a.items (id int PRIMARY KEY, name text); INSERT INTO tenant_lim_a.items VALUES (1, 'one'), (2, 'two')",
+    );
+  } finally {
+    await db.end();
+  }
+}, 60_000);
+afterAll(async () => {
+  await rdb?.drop(['tenant_lim_']);
+});
+
 type Limits = Record<string, number>;
 
 function limitsProxy(defaults: Limits, extra: { poolSize?: number; queueTimeoutMs?: number } = {}): Promise<TestProxy> {
-  return startTestProxy({
-    upstream: { poolSize: extra.poolSize ?? 4, ...(extra.queueTimeoutMs && { queueTimeoutMs: extra.queueTimeoutMs }) },
-    limits: { default: defaults },
-    metrics: {},
-  });
+  return startTestProxy(
+    {
+      upstream: {
+        url: rdb.upstreamUrl,
+        poolSize: extra.poolSize ?? 4,
+        ...(extra.queueTimeoutMs && { queueTimeoutMs: extra.queueTimeoutMs }),
+      },
+      limits: { default: defaults },
+    },
+    rdb.upstreamUrl,
+  );
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -54,9 +80,9 @@ function metricValue(text: string, name: string, labels: string): number {
 describe('maxServers and fair queueing', () => {
   it('a burst of one tenant never holds more than maxServers servers, while another tenant is served at once', async () => {
     tp = await limitsProxy({ maxServers: 2 }, { poolSize: 6 });
-    const burst = await Promise.all(Array.from({ length: 8 }, () => tp!.connect('a')));
-    const b = await tp.connect('b');
-    const admin = await adminClient();
+    const burst = await Promise.all(Array.from({ length: 8 }, () => tp!.connect('lim_a')));
+    const b = await tp.connect('lim_b');
+    const admin = await rdb.connect();
     try {
       const running = burst.map((c) => track(c.query('SELECT pg_sleep(0.3) AS burst_marker')));
       let most = 0;
@@ -68,7 +94,7 @@ describe('maxServers and fair queueing', () => {
         most = Math.max(most, rows[0].n as number);
         if (!servedB) {
           // Served while tenant a's burst still waits: a's queue does not hold it up.
-          expect((await b.query('SELECT current_schema() AS s')).rows[0].s).toBe('tenant_b');
+          expect((await b.query('SELECT current_schema() AS s')).rows[0].s).toBe('tenant_lim_b');
           expect(running.some((r) => !r.settled)).toBe(true);
           servedB = true;
         }
@@ -78,7 +104,7 @@ describe('maxServers and fair queueing', () => {
       expect(most).toBeLessThanOrEqual(2);
       expect(most).toBeGreaterThan(0);
       const metrics = await tp.proxy.metrics.text();
-      expect(metricValue(metrics, 'pgtp_tenant_queued_total', 'tenant="a"')).toBeGreaterThanOrEqual(6);
+      expect(metricValue(metrics, 'pgtp_tenant_queued_total', 'tenant="lim_a"')).toBeGreaterThanOrEqual(6);
     } finally {
       await admin.end();
     }
@@ -86,8 +112,8 @@ describe('maxServers and fair queueing', () => {
 
   it('a freed server goes to the next tenant in turn: a trickle of one tenant is not stuck behind a burst of another', async () => {
     tp = await limitsProxy({}, { poolSize: 2 });
-    const burst = await Promise.all(Array.from({ length: 16 }, () => tp!.connect('a')));
-    const trickle = await tp.connect('b');
+    const burst = await Promise.all(Array.from({ length: 16 }, () => tp!.connect('lim_a')));
+    const trickle = await tp.connect('lim_b');
     const order: string[] = [];
     const running = burst.map((c, i) =>
       c.query('SELECT pg_sleep(0.05)').then(() => {
@@ -111,13 +137,18 @@ describe('maxServers and fair queueing', () => {
 
   it('raising maxServers at run time serves the transactions its old limit held back at once', async () => {
     tp = await limitsProxy({ maxServers: 1 });
-    const holder = await tp.connect('a');
-    const waiter = await tp.connect('a');
+    const holder = await tp.connect('lim_a');
+    const waiter = await tp.connect('lim_a');
     await holder.query('BEGIN');
     const waiting = track(waiter.query('SELECT 1'));
     await sleep(100);
     expect(waiting.settled).toBe(false);
-    await tp.proxy.reload(testConfig({ upstream: { poolSize: 4 }, limits: { default: { maxServers: 2 } } }));
+    await tp.proxy.reload(
+      testConfig(
+        { upstream: { url: rdb.upstreamUrl, poolSize: 4 }, limits: { default: { maxServers: 2 } } },
+        rdb.upstreamUrl,
+      ),
+    );
     await waiting.done;
     expect(waiting.error).toBeNull();
     await holder.query('COMMIT');
@@ -125,8 +156,8 @@ describe('maxServers and fair queueing', () => {
 
   it('parking does not let a busy tenant keep servers while another waits (the queue, not the park, decides)', async () => {
     tp = await limitsProxy({}, { poolSize: 1 });
-    const a = await tp.connect('a');
-    const b = await tp.connect('b');
+    const a = await tp.connect('lim_a');
+    const b = await tp.connect('lim_b');
     await a.query('BEGIN');
     const waiting = track(b.query('SELECT 1'));
     await sleep(50);
@@ -141,31 +172,31 @@ describe('maxServers and fair queueing', () => {
 describe('maxClients and maxWaiting', () => {
   it('refuses a connection past maxClients with FATAL 53300 naming the tenant and its limit; others are not counted', async () => {
     tp = await limitsProxy({ maxClients: 2 });
-    const one = await tp.connect('a');
-    await tp.connect('a');
-    const err = await sqlstateOrError(() => tp!.connect('a'));
+    const one = await tp.connect('lim_a');
+    await tp.connect('lim_a');
+    const err = await sqlstateOrError(() => tp!.connect('lim_a'));
     expect(err).toMatchObject({
       code: '53300',
-      message: 'too many connections for tenant "a": its limit is 2 (maxClients)',
+      message: 'too many connections for tenant "lim_a": its limit is 2 (maxClients)',
     });
     // Another tenant has its own count.
-    await tp.connect('b');
+    await tp.connect('lim_b');
     await one.end();
-    await eventually(() => tp!.connect('a'));
+    await eventually(() => tp!.connect('lim_a'));
   });
 
   it('refuses a transaction past maxWaiting with ERROR 53400; the client stays connected and goes on', async () => {
     tp = await limitsProxy({ maxServers: 1, maxWaiting: 1 });
-    const holder = await tp.connect('a');
-    const waiter = await tp.connect('a');
-    const third = await tp.connect('a');
+    const holder = await tp.connect('lim_a');
+    const waiter = await tp.connect('lim_a');
+    const third = await tp.connect('lim_a');
     await holder.query('BEGIN');
     const waiting = track(waiter.query('SELECT 1'));
     await sleep(50);
     const err = await sqlstateOrError(() => third.query('SELECT 1'));
     expect(err).toMatchObject({
       code: '53400',
-      message: 'too many transactions of tenant "a" waiting: its limit is 1 (maxWaiting)',
+      message: 'too many transactions of tenant "lim_a" waiting: its limit is 1 (maxWaiting)',
     });
     await holder.query('COMMIT');
     await waiting.done;
@@ -177,17 +208,17 @@ describe('maxClients and maxWaiting', () => {
 describe('rate budget', () => {
   it('transactions beyond transactionsPerSecond wait for their token; past queueTimeoutMs they get 53400 naming the budget', async () => {
     tp = await limitsProxy({ transactionsPerSecond: 5 });
-    const a = await tp.connect('a');
+    const a = await tp.connect('lim_a');
     const since = Date.now();
     // A second's burst (5) at once, then 5 per second: 15 take at least 2 s.
     for (let i = 0; i < 15; i++) await a.query('SELECT 1');
     expect(Date.now() - since).toBeGreaterThanOrEqual(1500);
     const metrics = await tp.proxy.metrics.text();
-    expect(metricValue(metrics, 'pgtp_tenant_throttled_total', 'tenant="a"')).toBeGreaterThanOrEqual(5);
+    expect(metricValue(metrics, 'pgtp_tenant_throttled_total', 'tenant="lim_a"')).toBeGreaterThanOrEqual(5);
     await tp.close();
 
     tp = await limitsProxy({ transactionsPerSecond: 1 }, { queueTimeoutMs: 500 });
-    const clients = await Promise.all(Array.from({ length: 4 }, () => tp!.connect('a')));
+    const clients = await Promise.all(Array.from({ length: 4 }, () => tp!.connect('lim_a')));
     const results = await Promise.all(
       clients.map((c) =>
         c.query('SELECT 1').then(
@@ -200,17 +231,17 @@ describe('rate budget', () => {
     expect(refused.length).toBeGreaterThanOrEqual(2);
     expect(refused[0]).toMatchObject({
       code: '53400',
-      message: 'tenant "a" is over its budget of 1 transactions per second (transactionsPerSecond)',
+      message: 'tenant "lim_a" is over its budget of 1 transactions per second (transactionsPerSecond)',
     });
     // Another tenant has its own budget.
-    expect((await (await tp.connect('b')).query('SELECT 1 AS n')).rows[0].n).toBe(1);
+    expect((await (await tp.connect('lim_b')).query('SELECT 1 AS n')).rows[0].n).toBe(1);
   });
 });
 
 describe('timeouts the tenant cannot raise', () => {
   it('cancels a statement past statementTimeoutMs with 57014, despite SET statement_timeout = 0, a startup parameter or a function SET', async () => {
     tp = await limitsProxy({ statementTimeoutMs: 300 }, { poolSize: 1 });
-    const a = await tp.connect('a');
+    const a = await tp.connect('lim_a');
     await a.query('SET statement_timeout = 0');
     const err = await sqlstateOrError(() => a.query('SELECT pg_sleep(5)'));
     expect(err).toMatchObject({ code: '57014', message: 'canceling statement due to statement timeout' });
@@ -220,12 +251,12 @@ describe('timeouts the tenant cannot raise', () => {
     expect(await sqlstateOf(() => a.query('SELECT pg_sleep(5)'))).toBe('57014');
     await a.query('ROLLBACK');
 
-    const viaStartup = await tp.connect('a', { options: '-c statement_timeout=0' });
+    const viaStartup = await tp.connect('lim_a', { options: '-c statement_timeout=0' });
     expect((await viaStartup.query('SHOW statement_timeout')).rows[0].statement_timeout).toBe('0');
     expect(await sqlstateOf(() => viaStartup.query('SELECT pg_sleep(5)'))).toBe('57014');
 
     // Behind a server handed over unreset (its reset and the pin pipelined in front of the statement).
-    const b = await tp.connect('b');
+    const b = await tp.connect('lim_b');
     await b.query('BEGIN');
     const handedOver = track(viaStartup.query('SELECT pg_sleep(5)'));
     await sleep(50);
@@ -245,7 +276,7 @@ describe('timeouts the tenant cannot raise', () => {
 
   it('a cancel for a statement that finished just in time never hits the statement after it', async () => {
     tp = await limitsProxy({ statementTimeoutMs: 100 }, { poolSize: 1 });
-    const a = await tp.connect('a');
+    const a = await tp.connect('lim_a');
     let cancelled = 0;
     for (let i = 0; i < 12; i++) {
       // Around the timeout: sometimes cancelled, sometimes not; the statement right behind it must always run.
@@ -260,7 +291,7 @@ describe('timeouts the tenant cannot raise', () => {
 
   it('ends a client idle in a transaction past idleInTransactionTimeoutMs with FATAL 25P03 and rolls its transaction back', async () => {
     tp = await limitsProxy({ idleInTransactionTimeoutMs: 300 }, { poolSize: 1 });
-    const a = await tp.connect('a');
+    const a = await tp.connect('lim_a');
     const ended = new Promise<Error & { code?: string }>((resolve) => a.on('error', resolve));
     await a.query('BEGIN');
     await a.query("INSERT INTO items VALUES (9001, 'idle-in-tx')");
@@ -270,7 +301,7 @@ describe('timeouts the tenant cannot raise', () => {
       message: 'terminating connection due to idle-in-transaction timeout',
     });
     // The only server came back, rolled back and reset.
-    const b = await tp.connect('a');
+    const b = await tp.connect('lim_a');
     expect((await b.query('SELECT count(*)::int AS n FROM items WHERE id = 9001')).rows[0].n).toBe(0);
     // A client that keeps working inside its transaction is not touched.
     await b.query('BEGIN');
@@ -283,16 +314,6 @@ describe('timeouts the tenant cannot raise', () => {
 });
 
 describe('limits changed at run time', () => {
-  let rdb: RegistryDatabase;
-  let dir: string;
-  beforeAll(async () => {
-    rdb = await createRegistryDatabase('pgtp_limits');
-    dir = mkdtempSync(join(tmpdir(), 'pgtp-limits-'));
-  }, 60_000);
-  afterAll(async () => {
-    await rdb?.drop(['tenant_lim_']);
-  });
-
   function registryConfig(limits: Record<string, unknown>): Record<string, unknown> {
     return {
       upstream: { url: rdb.upstreamUrl, poolSize: 4 },
@@ -329,38 +350,38 @@ describe('limits changed at run time', () => {
       },
       rdb.upstreamUrl,
     );
-    await createTenant(tp.config, 'lim_a', { actor: 'limits-test', tier: 'small' });
-    const first = await eventually(() => tp!.connect('lim_a'));
-    expect(await sqlstateOrError(() => tp!.connect('lim_a'))).toMatchObject({
+    await createTenant(tp.config, 'lim_r', { actor: 'limits-test', tier: 'small' });
+    const first = await eventually(() => tp!.connect('lim_r'));
+    expect(await sqlstateOrError(() => tp!.connect('lim_r'))).toMatchObject({
       code: '53300',
-      message: 'too many connections for tenant "lim_a": its limit is 1 (maxClients)',
+      message: 'too many connections for tenant "lim_r": its limit is 1 (maxClients)',
     });
 
-    const shown = await cli(file, ['limits', 'lim_a']);
+    const shown = await cli(file, ['limits', 'lim_r']);
     expect(shown.code).toBe(0);
     expect(shown.stdout).toMatch(/maxClients\s+1\s+tier small/);
     expect(shown.stdout).toMatch(/maxServers\s+no limit\s+default/);
 
-    const set = await cli(file, ['limits', 'lim_a', '--max-clients', '3', '--statement-timeout', '300ms']);
+    const set = await cli(file, ['limits', 'lim_r', '--max-clients', '3', '--statement-timeout', '300ms']);
     expect(set).toMatchObject({ code: 0, stderr: '' });
-    expect(set.stdout).toMatch(/^updated limits of tenant lim_a \(tier small\)/);
+    expect(set.stdout).toMatch(/^updated limits of tenant lim_r \(tier small\)/);
     expect(set.stdout).toMatch(/maxClients\s+3\s+tenant override/);
     expect(set.stdout).toMatch(/statementTimeoutMs\s+300ms\s+tenant override/);
-    const second = await eventually(() => tp!.connect('lim_a'));
+    const second = await eventually(() => tp!.connect('lim_r'));
     // The session connected before the change has the new statement timeout too.
     await eventually(async () => expect(await sqlstateOf(() => first.query('SELECT pg_sleep(3)'))).toBe('57014'));
     await second.end();
 
-    const json = await cli(file, ['limits', 'lim_a', '--clear', '--json']);
+    const json = await cli(file, ['limits', 'lim_r', '--clear', '--json']);
     expect(JSON.parse(json.stdout)).toMatchObject({
-      tenant: 'lim_a',
+      tenant: 'lim_r',
       tier: 'small',
       outcome: 'updated',
       overrides: {},
       effective: { maxClients: { value: 1, source: 'tier' }, statementTimeoutMs: { value: 0, source: 'default' } },
     });
     await eventually(async () =>
-      expect(await sqlstateOrError(() => tp!.connect('lim_a'))).toMatchObject({ code: '53300' }),
+      expect(await sqlstateOrError(() => tp!.connect('lim_r'))).toMatchObject({ code: '53300' }),
     );
 
     // SIGHUP: a new limits.tiers applies to the tenant's share without a restart, connected sessions included.
@@ -377,7 +398,7 @@ describe('limits changed at run time', () => {
       ),
     );
     expect(await sqlstateOf(() => first.query('SELECT pg_sleep(0.5)'))).toBe('57014');
-    await (await tp.connect('lim_a')).end();
+    await (await tp.connect('lim_r')).end();
   });
 
   it('`tenants limits` refuses bad input with exit status 2 and a message naming the flag, and an unknown tenant with 1', async () => {
@@ -392,7 +413,7 @@ describe('limits changed at run time', () => {
       [['--max-sockets', '3'], /unknown option --max-sockets/],
     ];
     for (const [args, message] of cases) {
-      const run = await cli(file, ['limits', 'lim_a', ...args]);
+      const run = await cli(file, ['limits', 'lim_r', ...args]);
       expect(run.code, args.join(' ')).toBe(2);
       expect(run.stderr).toMatch(message);
       expect(run.stdout).toBe('');
