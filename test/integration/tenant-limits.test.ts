@@ -154,6 +154,18 @@ describe('maxServers and fair queueing', () => {
     await holder.query('COMMIT');
   });
 
+  it('a tenant at maxServers through a server parked for its idle client gets that server, not a new one or a stall', async () => {
+    tp = await limitsProxy({ maxServers: 1 });
+    const first = await tp.connect('lim_a');
+    const second = await tp.connect('lim_a');
+    const pid = (await first.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+    // first's server is parked for it and counts as held: second's transaction is handed that server.
+    expect((await second.query('SELECT pg_backend_pid() AS pid')).rows[0].pid).toBe(pid);
+    expect((await first.query('SELECT pg_backend_pid() AS pid')).rows[0].pid).toBe(pid);
+    const stats = tp.proxy.pool.stats();
+    expect(stats.idle + stats.parked + stats.active + stats.resetting + stats.connecting).toBe(1);
+  });
+
   it('parking does not let a busy tenant keep servers while another waits (the queue, not the park, decides)', async () => {
     tp = await limitsProxy({}, { poolSize: 1 });
     const a = await tp.connect('lim_a');
