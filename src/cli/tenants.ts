@@ -120,7 +120,11 @@ export async function runTenants(
       if (change !== null) {
         const { tenantLimitsVerb } = await import('../limits/limits-verb.js');
         const result = await tenantLimitsVerb(admin, id!, change);
-        out.stdout(json ? `${JSON.stringify(result, null, 2)}\n` : renderLimits(result));
+        // Without the registry proxies admit by schema and read no record: the tenant's own limits wait for it.
+        const unread = config.tenancy.registry.enabled
+          ? ''
+          : 'note: tenancy.registry.enabled is false in this config: proxies apply limits.default to every tenant\n';
+        out.stdout(json ? `${JSON.stringify(result, null, 2)}\n` : renderLimits(result) + unread);
         return 0;
       }
       out.stdout(await dispatch(admin, verb, id, values, json));
