@@ -185,10 +185,12 @@ export class Pool implements ServerOwner {
 
   /** Clears a server of its last client's session; onResetDone makes it idle again. */
   resetServer(server: ServerConn, rollback: boolean): void {
-    this.unassign(server);
+    // Counted as busy before its tenant's waiters are looked after, or they could open a server past the size.
     this.busy.add(server);
+    const wake = this.unassign(server);
     this.events.backendReset();
     server.reset(planReset(server, rollback));
+    if (wake) this.fillWaiters();
   }
 
   /**
@@ -279,8 +281,9 @@ export class Pool implements ServerOwner {
       return;
     }
     this.busy.delete(server);
-    this.unassign(server);
+    const wake = this.unassign(server);
     if (server.state === ServerState.Idle) this.makeIdle(server);
+    if (wake) this.fillWaiters();
   }
 
   onResetDone(server: ServerConn): void {
@@ -420,13 +423,16 @@ export class Pool implements ServerOwner {
     share.held++;
   }
 
-  /** The server no longer counts against its tenant; that tenant's waiters may now be served. */
-  private unassign(server: ServerConn): void {
+  /**
+   * The server no longer counts against its tenant. True when that tenant has waiters its maxServers may have held
+   * back: the caller runs fillWaiters once the server is on the list it belongs to.
+   */
+  private unassign(server: ServerConn): boolean {
     const share = server.holder;
-    if (share === null) return;
+    if (share === null) return false;
     server.holder = null;
     share.held--;
-    if (share.queue.length > 0) this.fillWaiters();
+    return share.queue.length > 0;
   }
 
   /** Gives `server` to `waiter`, the head of its tenant's queue. */

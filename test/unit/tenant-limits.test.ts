@@ -2,7 +2,7 @@
 // comes from, the registry column's parsing, and the split between workers.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ServerConn } from '../../src/backend/server-conn.js';
-import { validateConfig } from '../../src/config/load.js';
+import { loadConfig, validateConfig } from '../../src/config/load.js';
 import { FairQueue } from '../../src/limits/fair-queue.js';
 import { effectiveLimits, NO_LIMITS, parseOverrides, workerShare } from '../../src/limits/limits.js';
 import { NO_METER, TenantShare, type QueuedWaiter } from '../../src/limits/share.js';
@@ -145,6 +145,24 @@ describe('effective limits', () => {
     expect(source).toMatchObject({ maxServers: 'tier', maxClients: 'tier', statementTimeoutMs: 'tenant' });
     expect(source.maxWaiting).toBe('default');
     expect(effectiveLimits(config, 'unknown-tier', null).limits.maxServers).toBe(5);
+  });
+
+  it('takes limits.tiers from the environment as JSON, and refuses a negative limit naming the key', () => {
+    const env = {
+      PGTP_UPSTREAM_URL: 'postgres://u@localhost/db',
+      PGTP_AUTH_JWT_SECRET: 'x'.repeat(32),
+      PGTP_LIMITS_TIERS: '{"free": {"maxServers": 2}}',
+      PGTP_LIMITS_DEFAULT_STATEMENT_TIMEOUT_MS: '30000',
+    };
+    const loaded = loadConfig(undefined, env).limits;
+    expect(loaded.tiers).toEqual({ free: { maxServers: 2 } });
+    expect(loaded.default.statementTimeoutMs).toBe(30000);
+    expect(() => loadConfig(undefined, { ...env, PGTP_LIMITS_DEFAULT_MAX_SERVERS: '-1' })).toThrow(
+      /limits\.default\.maxServers/,
+    );
+    expect(() => loadConfig(undefined, { ...env, PGTP_LIMITS_TIERS: '{"free": {"maxSockets": 2}}' })).toThrow(
+      /limits\.tiers\.free/,
+    );
   });
 
   it('reads the registry column leniently: unknown keys and bad values are ignored', () => {
