@@ -9,6 +9,8 @@ import { stringify } from 'yaml';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runTenants } from '../../src/cli/tenants.js';
 import { createTenant } from '../../src/tenants/lifecycle-api.js';
+import { bind, errorFields, execute, parse, sync } from '../support/frames.js';
+import { RawClient } from '../support/raw-client.js';
 import { sqlstateOf, startTestProxy, TEST_SECRET, testConfig, type TestProxy } from '../support/proxy.js';
 import { createRegistryDatabase, type RegistryDatabase } from '../support/registry.js';
 
@@ -299,6 +301,36 @@ describe('timeouts the tenant cannot raise', () => {
       expect((await a.query('SELECT 42 AS n')).rows[0].n).toBe(42);
     }
     expect(cancelled).toBeLessThan(12);
+  });
+
+  it('a timed-out statement with more pipelined behind it ends the connection (FATAL 57014) rather than risk cancelling one of them', async () => {
+    tp = await limitsProxy({ statementTimeoutMs: 300 });
+    const raw = await RawClient.connect(tp.port);
+    raw.startup({ user: 'app', database: 'pgtp_limits', tenant_token: await tp.token('lim_a') });
+    await raw.waitFor('Z');
+    raw.messages.length = 0;
+    raw.socket.write(
+      Buffer.concat([
+        parse('', 'SELECT pg_sleep(5)'),
+        bind(''),
+        execute,
+        sync,
+        parse('', 'SELECT 1'),
+        bind(''),
+        execute,
+        sync,
+      ]),
+    );
+    const error = await raw.waitFor('E');
+    expect(errorFields(error!)).toMatchObject({
+      S: 'FATAL',
+      C: '57014',
+      M: 'terminating connection due to statement timeout',
+    });
+    for (let i = 0; i < 50 && !raw.closed; i++) await sleep(20);
+    expect(raw.closed).toBe(true);
+    // Other clients of the tenant go on.
+    expect((await (await tp.connect('lim_a')).query('SELECT 1 AS n')).rows[0].n).toBe(1);
   });
 
   it('ends a client idle in a transaction past idleInTransactionTimeoutMs with FATAL 25P03 and rolls its transaction back', async () => {
