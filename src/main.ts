@@ -12,6 +12,7 @@ import { CancelRegistry, type CancelPartition } from './frontend/cancel.js';
 import { ClientSession } from './frontend/session.js';
 import { catalogFilterProblem } from './catalog/readiness.js';
 import { createSqlGuard, loadParser, type SqlGuard } from './guard/sql-guard.js';
+import { TenantLimits } from './limits/tenant-limits.js';
 import { startOpsServer, type OpsServer, type Readiness } from './metrics/http.js';
 import { ProxyMetrics, UNAUTHENTICATED } from './metrics/metrics.js';
 import { listen, type Listener } from './net/listener.js';
@@ -126,6 +127,12 @@ export async function startProxy(
     : null;
   if (config.usage.enabled && !metering) log.info('usage metering is off: it needs tenancy.registry.enabled');
   const cancels = new CancelRegistry(worker);
+  const limits = new TenantLimits(config.limits, metrics, log.child({ component: 'limits' }), worker);
+  // A tenant's tier or limits changed in the registry (`tenants limits`, `tenants update --tier`): its sessions follow.
+  registry.onChanged((tenantId, record) => {
+    limits.changed(tenantId, record);
+    for (const upstream of upstreams.all()) upstream.pool.limitsChanged();
+  });
   const sessions = new Set<ClientSession>();
   // A suspended (or deleted) tenant's sessions end as their transactions end; idle ones at once.
   registry.onWithdrawn((tenantId, error) => {
@@ -165,6 +172,7 @@ export async function startProxy(
         audit,
         metrics,
         usage,
+        limits,
         secureContext: () => secureContext,
         onClosed: (s) => sessions.delete(s),
       });
@@ -188,6 +196,7 @@ export async function startProxy(
     },
     auditState: () => audit.state,
     usageState: () => usageFlusher?.state ?? null,
+    tenantShares: () => limits.counts(),
   });
   const status = (): StatusSnapshot =>
     buildStatus(
@@ -283,6 +292,7 @@ export async function startProxy(
       guard = guardFor(next);
       if (typeof catalogProblem === 'string') guard.catalogFilterMissing(catalogProblem);
       secureContext = nextContext;
+      limits.reconfigure(next.limits);
       upstreams.reconfigure(next);
       audit.reconfigure(next);
       previous.close();

@@ -16,6 +16,9 @@ import type { SessionSettings } from '../frontend/session-settings.js';
 import type { StatementRecorder } from '../frontend/statement-recorder.js';
 import type { StatementSource, StatementTracker } from '../frontend/statement-tracker.js';
 import { isSchemaPath } from '../frontend/startup.js';
+import { LimitErrors } from '../limits/errors.js';
+import { LinkTimers, type TimeoutHost } from '../limits/link-timers.js';
+import type { TenantShare } from '../limits/share.js';
 import { PIPELINED_RESET, planPin, type PinPlan } from './pin.js';
 import type { ParkedClient, Pool } from './pool.js';
 import { Route } from './replies.js';
@@ -41,7 +44,7 @@ export interface LinkHost extends ParkedClient {
   pauseClient(): void;
   resumeClient(): void;
   /** The link gave its server back between transactions, parked for the client's next one: the client is idle. */
-  unlinked(parked: ServerConn): void;
+  unlinked(parked: ServerConn | null): void;
   /** A hand-over's reset failed and the held segment never ran: it waits for another server. */
   handOverFailed(segment: Buffer[]): void;
   /** Runs a continuation of a server reply; a failure in it ends the session, nothing else. */
@@ -64,6 +67,10 @@ export interface LinkParts {
   tracker: StatementTracker | null;
   recorder: StatementRecorder | null;
   judge(code: number, buf: Buffer, start: number, end: number): ProxyError | StatementSource | null;
+  /** The tenant's limits (its timeouts are enforced here). */
+  share: TenantShare;
+  /** The client is gone: it no longer counts against its tenant's maxClients. */
+  leave(): void;
 }
 
 /**
@@ -72,7 +79,7 @@ export interface LinkParts {
  * server's ReplyLedger and written in runs; ServerConn routes each reply through the ledger and hands the client's
  * control replies to onServerControl below; the ReadyForQuery that ends the transaction releases the server (park).
  */
-export class ClientLink implements ServerClient, Pausable {
+export class ClientLink implements ServerClient, Pausable, TimeoutHost {
   #server: ServerConn | null = null;
   /** The server's last ReadyForQuery status. */
   txStatus: number = TxStatus.Idle;
@@ -90,6 +97,7 @@ export class ClientLink implements ServerClient, Pausable {
   private readonly requests: LinkRequests;
   private readonly follow: SettingsFollow;
   private readonly tap: UsageTap;
+  private readonly timers: LinkTimers;
 
   constructor(
     private readonly host: LinkHost,
@@ -109,6 +117,7 @@ export class ClientLink implements ServerClient, Pausable {
       (server) => this.server === server,
       () => this.settingsFollowed(),
     );
+    this.timers = new LinkTimers(parts.share, this);
   }
 
   get server(): ServerConn | null {
@@ -143,6 +152,7 @@ export class ClientLink implements ServerClient, Pausable {
       if (this.server !== server || this.abandoned) return;
       this.requests.frame(server, frame);
     }
+    this.timers.working();
   }
 
   /**
@@ -155,6 +165,7 @@ export class ClientLink implements ServerClient, Pausable {
     server.pinAfterReset(this, PIPELINED_RESET, this.pinPlan(server));
     this.heldSegment = segment;
     for (const frame of segment) server.send(frame, this);
+    this.timers.working();
   }
 
   private link(server: ServerConn): void {
@@ -170,8 +181,15 @@ export class ClientLink implements ServerClient, Pausable {
 
   /** Pass-through while linked: frames judged and accounted one by one, written in runs. */
   forward(): void {
-    if (this.follow.busy || this.heldSegment !== null || this.server === null) return;
-    this.requests.forward(this.server);
+    const server = this.server;
+    if (this.follow.busy || this.heldSegment !== null || server === null) return;
+    if (this.timers.holding) {
+      // A cancel for a timed-out statement is in flight: what the client sends now must not be what it hits.
+      this.host.pauseClient();
+      return;
+    }
+    this.requests.forward(server);
+    if (this.server === server && (server.replies.owed > 0 || server.replies.unsynced)) this.timers.working();
   }
 
   // ── ServerClient ────────────────────────────────────────────────────────────
@@ -256,7 +274,9 @@ export class ClientLink implements ServerClient, Pausable {
     this.tap.failed();
     this.parts.recorder?.done(replies.done, null, fields.code);
     if (fields.severity === 'FATAL' || fields.severity === 'PANIC') this.serverSentFatal = true;
-    this.sendToClient(buf.subarray(start, end));
+    // The proxy's cancel of a statement past the tenant's timeout: PostgreSQL's words for a statement_timeout.
+    const timedOut = this.timers.cancelledByTimeout && fields.code === SqlState.QUERY_CANCELED;
+    this.sendToClient(timedOut ? LimitErrors.statementTimeout().encode() : buf.subarray(start, end));
   }
 
   private onReady(buf: Buffer, start: number, end: number): void {
@@ -267,6 +287,7 @@ export class ClientLink implements ServerClient, Pausable {
     this.tap.ready(this.txStatus);
     this.parts.prepared.segmentDone(done - 1, this.txStatus);
     this.parts.tracker?.segmentsFinished(done, this.txStatus !== TxStatus.Idle);
+    this.timers.ready(server.replies.owed, this.txStatus !== TxStatus.Idle);
     if (this.abandoned) {
       // The client left; its last statements have now run.
       if (server.replies.owed === 0) {
@@ -338,6 +359,45 @@ export class ClientLink implements ServerClient, Pausable {
     server.cancel();
   }
 
+  // ── Limits: the tenant's timeouts ───────────────────────────────────────────
+
+  /**
+   * Cancels the statement past the tenant's statement timeout. A cancel request races with the statement finishing,
+   * so until PostgreSQL has received it nothing more of the client's reaches this server: it lands on this
+   * statement or on an idle backend (ignored), never on the next one. With more segments already pipelined behind
+   * it, it could hit one of those instead: the server is closed and the client ends with the timeout (FATAL).
+   */
+  onStatementTimeout(): void {
+    const server = this.server;
+    // A held segment (behind a pipelined reset and pin) counts too: PostgreSQL sends the pin's replies only with the
+    // statement's, so waiting for them would let the statement run unbounded. Should the cancel hit the reset
+    // instead, the statement never ran and goes to another server (onHandOverFailed).
+    if (server === null || this.abandoned) return;
+    this.host.log.info({ tenant: this.host.identity.tenantId }, 'statement timeout: cancelling the statement');
+    if (server.replies.owed > 1) {
+      this.host.fail(LimitErrors.statementTimeoutPipelined());
+      return;
+    }
+    this.timers.cancelledByTimeout = true;
+    this.timers.holding = true;
+    server.cancel();
+    void server.cancelLanded().then(() =>
+      this.host.guarded(() => {
+        this.timers.holding = false;
+        if (this.abandoned) return;
+        if (this.server === null || (!this.pausedForServer && !this.follow.busy && this.heldSegment === null))
+          this.host.resumeClient();
+      }),
+    );
+  }
+
+  onIdleInTransactionTimeout(): void {
+    const server = this.server;
+    if (server === null || this.abandoned || this.txStatus === TxStatus.Idle || server.replies.owed > 0) return;
+    // Its server is rolled back and reset as for any client that leaves mid-transaction (leave → abandon).
+    this.host.fail(LimitErrors.idleInTransactionTimeout());
+  }
+
   // ── Release and abandon ─────────────────────────────────────────────────────
 
   /**
@@ -368,6 +428,12 @@ export class ClientLink implements ServerClient, Pausable {
     this.server = null;
     server.forget(this);
     this.pausedForServer = false;
+    if (server.cancelling) {
+      // A timeout's cancel may still land: reset (which waits for it) rather than park for the next statement.
+      this.host.unlinked(null);
+      this.parts.pool.resetServer(server, false);
+      return;
+    }
     this.host.unlinked(server);
     this.parts.pool.park(server, this.host);
   }
@@ -380,6 +446,8 @@ export class ClientLink implements ServerClient, Pausable {
    */
   leave(terminated: boolean): void {
     this.abandoned = true;
+    this.timers.stop();
+    this.parts.leave();
     const server = this.server;
     if (server === null) return;
     if (this.heldSegment !== null) {

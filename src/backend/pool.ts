@@ -1,6 +1,9 @@
-// The backend pool: idle list, active set, waiters queue, size limit; checkout and release of ServerConns.
+// The backend pool: idle list, active set, per-tenant waiter queues served round-robin, size limit; checkout and release.
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
+import { LimitErrors } from '../limits/errors.js';
+import { FairQueue } from '../limits/fair-queue.js';
+import { NO_METER, TenantShare, type QueuedWaiter } from '../limits/share.js';
 import { ProxyError } from '../protocol/errors.js';
 import { TERMINATE } from '../protocol/static.js';
 import { connectServer, type UpstreamTarget } from './connect.js';
@@ -18,14 +21,6 @@ const PARK_MS = 1000;
 /** A client its server is parked for, told when the server ends with an error of its own (terminated, say). */
 export interface ParkedClient {
   parkedServerEnded(server: ServerConn, error: ProxyError): void;
-}
-
-interface Waiter {
-  resolve(server: ServerConn): void;
-  /** Asked when a server could go to this waiter unreset, its reset riding with the waiter's first statement. */
-  acceptsUnreset: (() => boolean) | undefined;
-  reject(err: ProxyError): void;
-  timer: NodeJS.Timeout;
 }
 
 export interface PoolStats {
@@ -72,7 +67,12 @@ export class Pool implements ServerOwner {
   private readonly busy = new Set<ServerConn>();
   /** Unpinned servers still holding one client's session, oldest first, with the client they belong to. */
   private readonly parked = new Map<ServerConn, ParkedClient>();
-  private readonly waiters: Waiter[] = [];
+  /** Waiters in their tenants' queues, served round-robin by tenant. */
+  private readonly queue = new FairQueue();
+  /** fillWaiters is running (resets it starts call back into it). */
+  private filling = false;
+  /** The share of the pool's own checkouts (parameterDefaults). */
+  private readonly system = new TenantShare('', NO_METER);
   private connecting = 0;
   private closed = false;
   /** ParameterStatus values of the first server, reported to clients at login. */
@@ -96,7 +96,7 @@ export class Pool implements ServerOwner {
       active: this.busy.size - resetting,
       resetting,
       connecting: this.connecting,
-      waiting: this.waiters.length,
+      waiting: this.queue.size,
     };
   }
 
@@ -110,10 +110,15 @@ export class Pool implements ServerOwner {
     this.fillWaiters();
   }
 
+  /** A tenant's limits changed: waiters its old maxServers held back may be served now. */
+  limitsChanged(): void {
+    this.fillWaiters();
+  }
+
   /** The upstream's ParameterStatus set, connecting one server if none has been seen yet. */
   async parameterDefaults(): Promise<ReadonlyMap<string, string>> {
     if (this.defaults !== null) return this.defaults;
-    const server = await this.acquire();
+    const server = await this.acquire(undefined, this.system);
     this.giveBack(server);
     return this.defaults ?? new Map();
   }
@@ -126,7 +131,9 @@ export class Pool implements ServerOwner {
   park(server: ServerConn, owner: ParkedClient): void {
     this.busy.delete(server);
     server.park();
-    if (this.closed || this.waiters.length > 0) {
+    // Waiters only a tenant at its maxServers has gain nothing from this server unless that tenant is its holder.
+    const wanted = this.queue.hasEligible() || (server.holder?.queue.length ?? 0) > 0;
+    if (this.closed || wanted) {
       if (!this.handOver(server)) this.resetParked(server);
       return;
     }
@@ -139,21 +146,27 @@ export class Pool implements ServerOwner {
    * hand-over than resetting first.
    */
   private handOver(server: ServerConn): boolean {
-    const waiter = this.waiters[0];
+    // Its last tenant's count drops first: that tenant's own waiter may be the one whose turn it is.
+    this.unassign(server);
+    const waiter = this.queue.next();
     if (this.closed || waiter === undefined || !canHandOver(server) || waiter.acceptsUnreset?.() !== true) return false;
-    this.waiters.shift();
-    clearTimeout(waiter.timer);
     planHandOver(server);
     server.markHandedOver();
-    this.busy.add(server);
     this.events.backendReset();
-    waiter.resolve(server);
+    this.serve(waiter, server);
     return true;
   }
 
-  /** The parked server back for the client that left it, or false when it was reset or lost meanwhile. */
+  /**
+   * The parked server back for the client that left it, or false when it was reset or lost meanwhile, when a cancel
+   * for it is still in flight (it could hit the next statement), or when other transactions wait: then this one
+   * queues like theirs and the parked server goes to whoever's turn it is, so parking cannot jump the queue.
+   */
   reclaim(server: ServerConn, owner: ParkedClient): boolean {
-    if (this.parked.get(server) !== owner) return false;
+    if (this.parked.get(server) !== owner || server.cancelling || this.queue.hasEligible()) return false;
+    // A throttled tenant's next transaction waits for its token like any other (and loses its parked server).
+    const share = server.holder;
+    if (share !== null && share.limits.transactionsPerSecond > 0 && !share.tryToken()) return false;
     this.parked.delete(server);
     this.busy.add(server);
     return true;
@@ -172,42 +185,91 @@ export class Pool implements ServerOwner {
 
   /** Clears a server of its last client's session; onResetDone makes it idle again. */
   resetServer(server: ServerConn, rollback: boolean): void {
+    // Counted as busy before its tenant's waiters are looked after, or they could open a server past the size.
     this.busy.add(server);
+    const wake = this.unassign(server);
     this.events.backendReset();
     server.reset(planReset(server, rollback));
+    if (wake) this.fillWaiters();
   }
 
-  /** The hot path: a clean idle server right now, or null. Never jumps ahead of queued waiters. */
-  tryAcquire(): ServerConn | null {
-    if (this.closed || this.waiters.length > 0) return null;
+  /**
+   * The hot path: a clean idle server for the share's tenant right now, or null. Never jumps ahead of a waiter that
+   * could be served, past the tenant's maxServers, or past its rate budget.
+   */
+  tryAcquire(share: TenantShare): ServerConn | null {
+    if (this.closed || share.atServerLimit || this.queue.hasEligible() || this.idle.length === 0) return null;
+    if (share.limits.transactionsPerSecond > 0 && !share.tryToken()) return null;
+    return this.checkOut(share);
+  }
+
+  /**
+   * Checks out a clean idle server, connecting a new one while under the size limit; else waits for the tenant's rate
+   * budget and then in its tenant's queue (ERROR 53400 past the tenant's maxWaiting or its budget).
+   */
+  acquire(acceptsUnreset: (() => boolean) | undefined, share: TenantShare): Promise<ServerConn> {
+    if (this.closed) return Promise.reject(ProxyError.shuttingDown());
+    const server = this.tryAcquire(share);
+    if (server !== null) return Promise.resolve(server);
+    const since = performance.now();
+    const wait = share.takeToken(this.options.queueTimeoutMs);
+    if (wait instanceof ProxyError) return Promise.reject(wait);
+    if (wait === 0) return this.queueFor(acceptsUnreset, share, since);
+    share.meter.throttled();
+    share.waiting++;
+    return new Promise<void>((resolve) => setTimeout(resolve, wait).unref()).then(() => {
+      share.waiting--;
+      return this.closed ? Promise.reject(ProxyError.shuttingDown()) : this.queueFor(acceptsUnreset, share, since);
+    });
+  }
+
+  private checkOut(share: TenantShare): ServerConn | null {
     const server = this.idle.pop();
     if (server === undefined) return null;
     this.busy.add(server);
+    this.assign(server, share);
     return server;
   }
 
-  /** Checks out a clean idle server, connecting a new one while under the size limit, else waits in FIFO order. */
-  acquire(acceptsUnreset?: () => boolean): Promise<ServerConn> {
-    if (this.closed) return Promise.reject(ProxyError.shuttingDown());
-    const server = this.tryAcquire();
-    if (server !== null) return Promise.resolve(server);
-    const since = performance.now();
+  /** A transaction with its rate token: an idle server, else its tenant's queue for what is left of queueTimeoutMs. */
+  private queueFor(
+    acceptsUnreset: (() => boolean) | undefined,
+    share: TenantShare,
+    since: number,
+  ): Promise<ServerConn> {
+    if (!share.atServerLimit && !this.queue.hasEligible()) {
+      const server = this.checkOut(share);
+      if (server !== null) {
+        if (since !== 0) share.meter.waited((performance.now() - since) / 1000);
+        return Promise.resolve(server);
+      }
+    }
+    const refused = share.waitRefusal();
+    if (refused !== null) return Promise.reject(refused);
+    share.meter.queued();
+    const ms = Math.max(1, this.options.queueTimeoutMs - Math.round(performance.now() - since));
     return new Promise<ServerConn>((resolve, reject) => {
-      const waiter: Waiter = {
+      const waiter: QueuedWaiter = {
+        share,
         acceptsUnreset,
         resolve: (server) => {
-          this.events.waitedForBackend((performance.now() - since) / 1000);
+          const seconds = (performance.now() - since) / 1000;
+          this.events.waitedForBackend(seconds);
+          share.meter.waited(seconds);
           resolve(server);
         },
         reject,
         timer: setTimeout(() => {
-          const at = this.waiters.indexOf(waiter);
-          if (at >= 0) this.waiters.splice(at, 1);
-          reject(ProxyError.poolTimeout(this.options.queueTimeoutMs));
-        }, this.options.queueTimeoutMs),
+          if (!this.queue.remove(waiter)) return;
+          const total = this.options.queueTimeoutMs;
+          if (share.atServerLimit) {
+            share.meter.limitRefused('queue_timeout');
+            reject(LimitErrors.serverLimitTimeout(share.tenantId, share.limits.maxServers, total));
+          } else reject(ProxyError.poolTimeout(total));
+        }, ms),
       };
       waiter.timer.unref();
-      this.waiters.push(waiter);
+      this.queue.push(waiter);
       this.fillWaiters();
     });
   }
@@ -219,7 +281,9 @@ export class Pool implements ServerOwner {
       return;
     }
     this.busy.delete(server);
+    const wake = this.unassign(server);
     if (server.state === ServerState.Idle) this.makeIdle(server);
+    if (wake) this.fillWaiters();
   }
 
   onResetDone(server: ServerConn): void {
@@ -239,6 +303,7 @@ export class Pool implements ServerOwner {
     this.busy.delete(server);
     const parkedFor = this.parked.get(server);
     this.parked.delete(server);
+    this.unassign(server);
     if (parkedFor !== undefined && error !== null) parkedFor.parkedServerEnded(server, error);
     const at = this.idle.indexOf(server);
     if (at >= 0) this.idle.splice(at, 1);
@@ -287,10 +352,7 @@ export class Pool implements ServerOwner {
 
   close(): void {
     this.closed = true;
-    for (const waiter of this.waiters.splice(0)) {
-      clearTimeout(waiter.timer);
-      waiter.reject(ProxyError.shuttingDown());
-    }
+    for (const waiter of this.queue.drain()) waiter.reject(ProxyError.shuttingDown());
     for (const server of this.idle.splice(0)) server.terminate(TERMINATE, 'pool closed');
     for (const [server] of this.parked) server.terminate(TERMINATE, 'pool closed');
     this.parked.clear();
@@ -307,30 +369,78 @@ export class Pool implements ServerOwner {
   }
 
   private makeIdle(server: ServerConn): void {
-    const waiter = this.waiters.shift();
+    const waiter = this.queue.next();
     if (waiter !== undefined) {
-      clearTimeout(waiter.timer);
-      this.busy.add(server);
-      waiter.resolve(server);
+      this.serve(waiter, server);
       return;
     }
     server.markUsed();
     this.idle.push(server);
   }
 
-  /** Finds servers for waiters: parked ones are reset for them first, then new connections while there is room. */
+  /**
+   * Finds servers for waiters that could be served: parked ones are handed over or reset for them first (and for a
+   * tenant waiting at its maxServers, its own parked ones whatever else waits, or it would wait for them to expire),
+   * then new connections while there is room.
+   */
   private fillWaiters(): void {
-    let resetting = 0;
-    for (const server of this.busy) if (server.state === ServerState.Resetting) resetting++;
-    for (const [server] of this.parked) {
-      if (this.waiters.length <= this.connecting + resetting) break;
-      this.parked.delete(server);
-      this.resetParked(server);
-      resetting++;
+    if (this.filling) return;
+    this.filling = true;
+    try {
+      // Idle servers and waiters that could take them meet when a tenant's count or limit changes.
+      while (this.idle.length > 0) {
+        const waiter = this.queue.next();
+        if (waiter === undefined) break;
+        this.serve(waiter, this.idle.pop()!);
+      }
+      let resetting = 0;
+      for (const server of this.busy) if (server.state === ServerState.Resetting) resetting++;
+      for (const [server] of this.parked) {
+        const holder = server.holder;
+        const ownTenantWaits = holder !== null && holder.queue.length > 0 && holder.atServerLimit;
+        if (!ownTenantWaits && this.queue.eligibleDemand() <= this.connecting + resetting) continue;
+        this.parked.delete(server);
+        if (this.handOver(server)) continue;
+        this.resetParked(server);
+        resetting++;
+      }
+      while (
+        !this.closed &&
+        this.queue.eligibleDemand() > this.connecting + resetting &&
+        this.total() < this.options.size
+      ) {
+        this.connectOne();
+      }
+    } finally {
+      this.filling = false;
     }
-    while (!this.closed && this.waiters.length > this.connecting + resetting && this.total() < this.options.size) {
-      this.connectOne();
-    }
+  }
+
+  // ── Tenants: what each holds, and whose turn it is ──────────────────────────
+
+  private assign(server: ServerConn, share: TenantShare): void {
+    server.holder = share;
+    share.held++;
+  }
+
+  /**
+   * The server no longer counts against its tenant. True when that tenant has waiters its maxServers may have held
+   * back: the caller runs fillWaiters once the server is on the list it belongs to.
+   */
+  private unassign(server: ServerConn): boolean {
+    const share = server.holder;
+    if (share === null) return false;
+    server.holder = null;
+    share.held--;
+    return share.queue.length > 0;
+  }
+
+  /** Gives `server` to `waiter`, the head of its tenant's queue. */
+  private serve(waiter: QueuedWaiter, server: ServerConn): void {
+    this.queue.take(waiter);
+    this.busy.add(server);
+    this.assign(server, waiter.share);
+    waiter.resolve(server);
   }
 
   private connectOne(): void {
@@ -353,9 +463,9 @@ export class Pool implements ServerOwner {
         this.events.backendConnected(false);
         this.log.warn({ err: err.message }, 'upstream connection failed');
         // Fail one waiter per failed attempt so clients learn fast when the upstream is down.
-        const waiter = this.waiters.shift();
+        const waiter = this.queue.next();
         if (waiter !== undefined) {
-          clearTimeout(waiter.timer);
+          this.queue.remove(waiter);
           waiter.reject(ProxyError.upstreamUnavailable(err.message, this.target.name));
         }
       },

@@ -10,6 +10,7 @@ import { sendCancel, type ConnectedServer, type UpstreamTarget } from './connect
 import type { PinPlan, ResetPlan } from './pin.js';
 import { ReplyLedger, Route } from './replies.js';
 import { ServerStatements } from './server-statements.js';
+import type { TenantShare } from '../limits/share.js';
 
 export type { ServerStatement } from './server-statements.js';
 
@@ -92,6 +93,8 @@ export class ServerConn implements Pausable {
   readonly replies = new ReplyLedger();
   /** Prepared statements the proxy created here (see frontend/prepared). */
   readonly statements = new ServerStatements();
+  /** The tenant this server counts against while pinned to or parked for its clients (kept by the Pool). */
+  holder: TenantShare | null = null;
 
   #state: ServerState = ServerState.Idle;
   #lastUsedAt = Date.now();
@@ -109,6 +112,7 @@ export class ServerConn implements Pausable {
   #resetDone = false;
   /** Cancel requests for this server still on their way to PostgreSQL: it must not serve anyone new meanwhile. */
   #cancelsInFlight = 0;
+  #cancelled: Promise<void> = Promise.resolve();
   /** When a hand-over's DISCARD ALL went out; 0 once the pool has cancelled it for taking too long. */
   #discardSentAt = 0;
   readonly #socket: net.Socket;
@@ -326,12 +330,17 @@ export class ServerConn implements Pausable {
    */
   cancel(): void {
     this.#cancelsInFlight++;
-    sendCancel(this.target, this.pid, this.secret)
+    this.#cancelled = sendCancel(this.target, this.pid, this.secret)
       .catch((err: Error) => this.owner.onCancelFailed(this, err))
       .finally(() => {
         this.#cancelsInFlight--;
         this.#finishReset();
       });
+  }
+
+  /** Settles once the last cancel sent has reached PostgreSQL (or failed): what comes next cannot be hit by it. */
+  cancelLanded(): Promise<void> {
+    return this.#cancelled;
   }
 
   /** The hand-over's DISCARD ALL has run too long (a lock it waits for): cancelled, it fails like any other error. */

@@ -23,6 +23,7 @@ import {
   type CliOutput,
   type Options,
 } from './admin-command.js';
+import { LIMITS_OPTIONS, LIMITS_USAGE, limitsChange, renderLimits } from './tenants-limits.js';
 import {
   DELETE_USAGE,
   DELETE_VERBS,
@@ -48,6 +49,7 @@ verbs:
   show ID                                            status, tier, schema size and tables, connected clients
   suspend ID --reason TEXT                           refuse new logins, end sessions as their transactions end
   resume ID                                          admit the tenant again (cancels a scheduled deletion)
+${LIMITS_USAGE}
 ${DELETE_USAGE}
   usage [--since DATE] [--until DATE] [--tenant ID] [--storage] [--format table|csv|json]
                                                      usage per tenant and hour (pg-tenant-proxy tenants usage --help)
@@ -75,6 +77,7 @@ const VERBS: Record<string, { options: Options; id: boolean }> = {
   show: { options: {}, id: true },
   suspend: { options: { reason: { type: 'string' } }, id: true },
   resume: { options: {}, id: true },
+  limits: { options: LIMITS_OPTIONS, id: true },
   ...DELETE_VERBS,
 };
 
@@ -99,6 +102,8 @@ export async function runTenants(
     const config = loadConfig(values['config'], env);
     if (id !== null) tenantNames(config, id);
     const json = values['json'] === true;
+    // Bad values are refused before anything connects.
+    const change = verb === 'limits' ? limitsChange(values) : null;
     if (verb in DELETE_VERBS) await preflightDeletion(verb, id, values, confirm);
     const adminOptions: TenantAdminOptions = typeof values['actor'] === 'string' ? { actor: values['actor'] } : {};
     // A new tenant is a structural copy of a template schema, or else gets every migration of tenancy.migrationsDir.
@@ -122,6 +127,16 @@ export async function runTenants(
         const { text, status } = await dispatchDeletion(admin, verb, id, values, json, confirm);
         out.stdout(text);
         return status;
+      }
+      if (change !== null) {
+        const { tenantLimitsVerb } = await import('../limits/limits-verb.js');
+        const result = await tenantLimitsVerb(admin, id!, change);
+        // Without the registry proxies admit by schema and read no record: the tenant's own limits wait for it.
+        const unread = config.tenancy.registry.enabled
+          ? ''
+          : 'note: tenancy.registry.enabled is false in this config: proxies apply limits.default to every tenant\n';
+        out.stdout(json ? `${JSON.stringify(result, null, 2)}\n` : renderLimits(result) + unread);
+        return 0;
       }
       out.stdout(await dispatch(admin, verb, id, values, json));
     } finally {

@@ -91,7 +91,7 @@ function walk(schema: z.ZodType, prefix: string, out: Leaf[]): void {
   }
   // A list is one leaf: its elements have no dotted names. A list of mappings is set whole, as JSON, from the env.
   const ofObjects = def.type === 'array' && def.element !== undefined && unwrap(def.element).def.type === 'object';
-  // A mapping of named entries (upstreams) has no fixed dotted names either: JSON too, merged into the file's.
+  // A mapping of named entries (upstreams, limits.tiers) has no fixed dotted names either: JSON too.
   const kind =
     ofObjects || def.type === 'record'
       ? 'json'
@@ -148,10 +148,7 @@ function coerce(value: string, leaf: Leaf): unknown {
       try {
         return JSON.parse(value) as unknown;
       } catch {
-        throw new ConfigError(
-          `${envNameFor(leaf.key)} must be ${leaf.key === 'upstreams' ? 'a JSON mapping' : 'a JSON list'}`,
-          leaf.key,
-        );
+        throw new ConfigError(`${envNameFor(leaf.key)} must be a JSON list or mapping`, leaf.key);
       }
     case 'string':
       return value;

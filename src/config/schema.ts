@@ -327,6 +327,48 @@ const usageSchema = z.strictObject({
   flushIntervalMs: z.number().int().min(1000).max(3_600_000).default(10_000),
 });
 
+/** One set of per-tenant limits; 0 means no limit for every key (and a key left out of a tier falls back to default). */
+const limitValue = z.number().int().min(0);
+const limitFields = {
+  /** Servers of the shared pool the tenant holds at once (pinned or parked for its clients); more transactions wait. */
+  maxServers: limitValue,
+  /** Client connections of the tenant; more get FATAL 53300. */
+  maxClients: limitValue,
+  /** Transactions of the tenant waiting (for a server or for its rate budget); more get ERROR 53400. */
+  maxWaiting: limitValue,
+  /** Statements running longer are cancelled by the proxy (57014), whatever statement_timeout the tenant sets. */
+  statementTimeoutMs: limitValue,
+  /** A client idle inside a transaction longer is disconnected (FATAL 25P03) and its transaction rolled back. */
+  idleInTransactionTimeoutMs: limitValue,
+  /** Transactions the tenant may start per second (a token bucket holding one second's worth); more wait. */
+  transactionsPerSecond: limitValue,
+};
+export const LIMIT_KEYS = Object.keys(limitFields) as Array<keyof typeof limitFields>;
+const defaultLimitsSchema = z.strictObject({
+  maxServers: limitFields.maxServers.default(0),
+  maxClients: limitFields.maxClients.default(0),
+  maxWaiting: limitFields.maxWaiting.default(0),
+  statementTimeoutMs: limitFields.statementTimeoutMs.default(0),
+  idleInTransactionTimeoutMs: limitFields.idleInTransactionTimeoutMs.default(0),
+  transactionsPerSecond: limitFields.transactionsPerSecond.default(0),
+});
+/** A tier's limits: only the keys it sets replace limits.default's. */
+export const limitOverridesSchema = z.strictObject({
+  maxServers: limitValue.optional(),
+  maxClients: limitValue.optional(),
+  maxWaiting: limitValue.optional(),
+  statementTimeoutMs: limitValue.optional(),
+  idleInTransactionTimeoutMs: limitValue.optional(),
+  transactionsPerSecond: limitValue.optional(),
+});
+
+const limitsSchema = z.strictObject({
+  /** Every tenant's limits unless its tier or its own registry record says otherwise. */
+  default: defaultLimitsSchema.default(defaultLimitsSchema.parse({})),
+  /** By the registry's tier (`tenants create/update --tier`): keys set here replace default's for that tier. */
+  tiers: z.record(z.string().min(1), limitOverridesSchema).default({}),
+});
+
 const logSchema = z.strictObject({
   level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -367,6 +409,7 @@ export const configSchema = z
     audit: auditSchema.default(auditSchema.parse({})),
     admin: adminSchema.default(adminSchema.parse({})),
     usage: usageSchema.default(usageSchema.parse({})),
+    limits: limitsSchema.default(limitsSchema.parse({})),
     log: logSchema.default(logSchema.parse({})),
   })
   .refine(

@@ -2,6 +2,7 @@
 import type { ConnectionAudit } from '../audit/audit-log.js';
 import type { TenantIdentity } from '../auth/identity.js';
 import { ClientLink, type LinkHost } from '../backend/link.js';
+import type { TenantShare } from '../limits/share.js';
 import type { TenantMeter } from '../metrics/metrics.js';
 import { SessionRoute } from '../routing/session-route.js';
 import type { LoggedIn } from './login.js';
@@ -23,6 +24,8 @@ export interface ClientParts {
   /** What each statement is and when it completes, when the audit or the metrics want it. */
   tracker: StatementTracker | null;
   recorder: StatementRecorder | null;
+  /** The tenant's limits and counts in this process (its client counted until the link leaves). */
+  share: TenantShare;
 }
 
 export function clientParts(
@@ -34,11 +37,13 @@ export function clientParts(
 ): ClientParts {
   const config = deps.config;
   const identity: TenantIdentity = loggedIn.identity;
+  // First: past the tenant's maxClients this throws (FATAL 53300) before anything else is built.
+  const share = deps.limits.join(identity.tenantId, loggedIn.record);
   const settings = new SessionSettings(loggedIn.settings);
   const route = new SessionRoute(
     identity.tenantId,
     loggedIn.upstream,
-    loggedIn.route,
+    loggedIn.record.route,
     deps.upstreams,
     deps.registry,
     identity.schema,
@@ -74,6 +79,8 @@ export function clientParts(
     tracker,
     recorder,
     judge: (code, buf, start, end) => judge.verdict(code, buf, start, end),
+    share,
+    leave: () => deps.limits.leave(share),
   });
-  return { identity, settings, judge, prepared, link, route, tracker, recorder };
+  return { identity, settings, judge, prepared, link, route, tracker, recorder, share };
 }

@@ -5,8 +5,9 @@ import type { Logger } from 'pino';
 import type { SqlGuard } from '../guard/sql-guard.js';
 import { SqlState } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
-import { routeLabel, type TenantRoute } from '../routing/route.js';
+import { routeLabel } from '../routing/route.js';
 import type { Upstream, Upstreams } from '../routing/upstreams.js';
+import type { TenantRecord } from '../tenants/admission.js';
 import type { TenantRegistry } from '../tenants/registry.js';
 import { judgeStartupSettings, type ClientStartup } from './startup.js';
 
@@ -26,8 +27,8 @@ export interface LoggedIn {
   settings: Map<string, string>;
   /** The upstream's ParameterStatus set, reported to the client at login. */
   defaults: ReadonlyMap<string, string>;
-  /** Where the registry routes the tenant, and that upstream. */
-  route: TenantRoute;
+  /** What the registry records of the tenant (route, tier, limits), and the upstream it routes the tenant to. */
+  record: TenantRecord;
   upstream: Upstream;
 }
 
@@ -45,7 +46,8 @@ export async function login(
     throw new AuthFailure('malformed', 'empty password: the tenant token is the password', SqlState.INVALID_PASSWORD);
   const identity = await deps.verifier.verify(token);
   if (!stillWanted()) return null;
-  const { route } = await deps.registry.admit(identity);
+  const record = await deps.registry.admit(identity);
+  const route = record.route;
   const upstream = deps.upstreams.resolve(route);
   if (upstream === null) {
     deps.log.error(
@@ -62,5 +64,5 @@ export async function login(
   // A suspension that arrived during the awaits above found no session of this tenant to end: refuse here.
   const withdrawn = deps.registry.recheck(identity);
   if (withdrawn !== null) throw withdrawn;
-  return { identity, settings, defaults, route, upstream };
+  return { identity, settings, defaults, record, upstream };
 }

@@ -5,6 +5,7 @@ import type { AuditLog } from '../audit/audit-log.js';
 import type { TenantTokenVerifier } from '../auth/tenant-token.js';
 import type { Config } from '../config/schema.js';
 import type { SqlGuard } from '../guard/sql-guard.js';
+import type { TenantLimits } from '../limits/tenant-limits.js';
 import type { ProxyMetrics } from '../metrics/metrics.js';
 import type { Upstreams } from '../routing/upstreams.js';
 import type { TenantRegistry } from '../tenants/registry.js';
@@ -46,6 +47,8 @@ export interface SessionDeps {
   audit: AuditLog;
   metrics: ProxyMetrics;
   usage: UsageBook;
+  /** Per-tenant limits: each tenant's share, which its sessions hold. */
+  limits: TenantLimits;
   secureContext(): tls.SecureContext | null;
   onClosed(session: ClientSession): void;
 }

@@ -362,7 +362,7 @@ export class ClientSession implements LinkHost, HandshakeHost {
       this.onCheckedOut(parked, false);
       return;
     }
-    const idle = this.parts!.route.pool.tryAcquire();
+    const idle = this.parts!.route.pool.tryAcquire(this.parts!.share);
     if (idle !== null) {
       this.onCheckedOut(idle);
       return;
@@ -372,7 +372,7 @@ export class ClientSession implements LinkHost, HandshakeHost {
   }
 
   private waitForServer(): void {
-    this.parts!.route.pool.acquire(this.takesUnresetServer).then(
+    this.parts!.route.pool.acquire(this.takesUnresetServer, this.parts!.share).then(
       (server) => this.guarded(() => this.onCheckedOut(server)),
       (err: unknown) => this.guarded(() => this.onCheckoutFailed(ProxyError.internal(err))),
     );

@@ -41,6 +41,26 @@ export class TenantMeter {
     this.metrics.refusals.inc({ tenant: this.label, rule });
   }
 
+  /** A transaction that had to wait for a server (its tenant at maxServers, or the pool busy). */
+  queued(): void {
+    this.metrics.limitQueued.inc({ tenant: this.label });
+  }
+
+  /** A transaction that had to wait for its tenant's rate budget (transactionsPerSecond). */
+  throttled(): void {
+    this.metrics.limitThrottled.inc({ tenant: this.label });
+  }
+
+  /** Refused by a tenant limit: max_clients, max_waiting, rate, queue_timeout. */
+  limitRefused(limit: string): void {
+    this.metrics.limitRefused.inc({ tenant: this.label, limit });
+  }
+
+  /** How long a transaction waited before it got a server (rate budget and pool together). */
+  waited(seconds: number): void {
+    this.metrics.limitWait.observe({ tenant: this.label }, seconds);
+  }
+
   /** @internal scrape time */
   flushBytes(): void {
     if (this.bytesIn > this.reportedIn)
@@ -61,6 +81,8 @@ export interface MetricsSource {
   auditState(): { failing: boolean; dropped: number } | null;
   /** Usage flushes to the registry (null when metering is off): failed attempts so far, a batch unconfirmed now. */
   usageState?(): { failures: number; pending: boolean } | null;
+  /** Servers held and transactions waiting, by tenant label (per-tenant limits). */
+  tenantShares?(): Iterable<{ tenant: string; held: number; waiting: number }>;
 }
 
 export class ProxyMetrics {
@@ -76,6 +98,10 @@ export class ProxyMetrics {
   readonly refusals: Counter<'tenant' | 'rule'>;
   readonly bytesIn: Counter<'tenant'>;
   readonly bytesOut: Counter<'tenant'>;
+  readonly limitQueued: Counter<'tenant'>;
+  readonly limitThrottled: Counter<'tenant'>;
+  readonly limitRefused: Counter<'tenant' | 'limit'>;
+  readonly limitWait: Histogram<'tenant'>;
   private readonly auth: Counter<'outcome' | 'reason'>;
   private readonly backendConnects: Counter<'upstream' | 'outcome'>;
   private readonly backendResets: Counter;
@@ -121,6 +147,31 @@ export class ProxyMetrics {
       registers,
       collect: flushAll,
     });
+    this.limitQueued = new Counter({
+      name: `${PREFIX}tenant_queued_total`,
+      help: 'Transactions that waited for a server (the tenant at limits maxServers, or the pool busy), by tenant',
+      labelNames: ['tenant'],
+      registers,
+    });
+    this.limitThrottled = new Counter({
+      name: `${PREFIX}tenant_throttled_total`,
+      help: 'Transactions that waited for the tenant rate budget (limits transactionsPerSecond), by tenant',
+      labelNames: ['tenant'],
+      registers,
+    });
+    this.limitRefused = new Counter({
+      name: `${PREFIX}tenant_refused_total`,
+      help: 'Connections and transactions refused by a tenant limit (max_clients, max_waiting, rate, queue_timeout)',
+      labelNames: ['tenant', 'limit'],
+      registers,
+    });
+    this.limitWait = new Histogram({
+      name: `${PREFIX}tenant_wait_seconds`,
+      help: 'Time transactions waited for their tenant rate budget and a server, by tenant (waits only)',
+      labelNames: ['tenant'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
     this.auth = new Counter({
       name: `${PREFIX}auth_total`,
       help: 'Client authentication attempts by outcome (ok, failed) and reason',
@@ -162,6 +213,20 @@ export class ProxyMetrics {
         for (const { tenant, state, count } of metrics.source?.clientCounts() ?? []) this.inc({ tenant, state }, count);
       },
     });
+    const shareGauge = (name: string, help: string, field: 'held' | 'waiting'): void => {
+      new Gauge({
+        name: `${PREFIX}${name}`,
+        help,
+        labelNames: ['tenant'],
+        registers,
+        collect() {
+          this.reset();
+          for (const share of metrics.source?.tenantShares?.() ?? []) this.inc({ tenant: share.tenant }, share[field]);
+        },
+      });
+    };
+    shareGauge('tenant_servers_held', 'Servers held by each tenant (pinned, or parked for its clients)', 'held');
+    shareGauge('tenant_waiting', 'Transactions of each tenant waiting for a server or its rate budget', 'waiting');
     new Gauge({
       name: `${PREFIX}pool_servers`,
       help: 'Backend connections by upstream and state (idle, parked, active, resetting, connecting)',

@@ -5,6 +5,7 @@ import { quoteIdent, type TenantIdentity } from '../auth/identity.js';
 import { AuthFailure, authFailureSqlState, issuerNotAllowed } from '../auth/tenant-token.js';
 import { SqlState } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
+import { parseOverrides, type LimitOverrides } from '../limits/limits.js';
 import { DEFAULT_ROUTE, PLACEMENTS, sameRoute, type Placement, type TenantRoute } from '../routing/route.js';
 import { changeChannel } from './registry-schema.js';
 import { TenantStatus } from './registry-store.js';
@@ -13,7 +14,14 @@ import { TenantStatus } from './registry-store.js';
 export interface TenantRecord {
   /** Where its transactions go (DEFAULT_ROUTE without the registry). */
   route: TenantRoute;
+  /** The registry's free-form tier (`tenants create/update --tier`), or null. */
+  tier: string | null;
+  /** Its own limits (`tenants limits`), overriding its tier's and limits.default, or null. */
+  limits: LimitOverrides | null;
 }
+
+/** A tenant without a registry record (tenancy.registry.enabled false): the default route, limits.default. */
+export const UNREGISTERED: TenantRecord = Object.freeze({ route: DEFAULT_ROUTE, tier: null, limits: null });
 
 export interface Admission {
   /**
@@ -33,6 +41,8 @@ export interface Admission {
   recheck(identity: TenantIdentity): AuthFailure | null;
   /** Called with a tenant that was active and no longer is, and the FATAL its connected sessions get. */
   onWithdrawn(listener: (tenantId: string, error: ProxyError) => void): void;
+  /** Called when a tenant's record changed (null: it is gone), after the change is applied. */
+  onChanged(listener: (tenantId: string, record: TenantRecord | null) => void): void;
   close(): Promise<void>;
 }
 
@@ -51,20 +61,42 @@ interface Entry {
   reason: string | null;
   /** The issuer (auth.issuers name) recorded for the tenant by `tenants create/update --issuer`, or null. */
   issuer: string | null;
-  route: TenantRoute;
+  record: TenantRecord;
+  /** The limits column as read, to tell a change. */
+  limitsText: string;
 }
 
 /**
- * The route columns (registry version 6), read through to_jsonb so a registry not yet upgraded still admits: its
- * tenants go to the default upstream. Each ->> is null when the column does not exist.
+ * The registry columns read per tenant. `limits` (version 4) and the route (version 6) are read through to_jsonb, so a
+ * registry not yet upgraded (the tenants commands upgrade it) still admits: no overrides, the default upstream. Each
+ * -> is null when its column does not exist.
  */
-const ROUTE_COLUMNS = `to_jsonb(t) ->> 'upstream' AS upstream, to_jsonb(t) ->> 'database' AS database,
-  to_jsonb(t) ->> 'placement' AS placement`;
+const COLUMNS = `t.status, t.suspended_reason, t.issuer, t.tier, pg_catalog.to_jsonb(t) -> 'limits' AS limits,
+  pg_catalog.to_jsonb(t) ->> 'upstream' AS upstream, pg_catalog.to_jsonb(t) ->> 'database' AS database,
+  pg_catalog.to_jsonb(t) ->> 'placement' AS placement`;
 
 interface RouteRow {
   upstream: string | null;
   database: string | null;
   placement: string | null;
+}
+
+interface TenantRow extends RouteRow {
+  status: TenantStatus;
+  suspended_reason: string | null;
+  issuer: string | null;
+  tier: string | null;
+  limits: unknown;
+}
+
+function toEntry(row: TenantRow): Entry {
+  return {
+    status: row.status,
+    reason: row.suspended_reason,
+    issuer: row.issuer,
+    record: { route: routeOf(row), tier: row.tier, limits: parseOverrides(row.limits) },
+    limitsText: JSON.stringify(row.limits ?? null),
+  };
 }
 
 function routeOf(row: RouteRow): TenantRoute {
@@ -155,6 +187,7 @@ export function registryAdmission(
   const negative = new Map<string, number>();
   const lookups = new Map<string, Promise<Entry | null>>();
   const listeners: Array<(tenantId: string, error: ProxyError) => void> = [];
+  const changeListeners: Array<(tenantId: string, record: TenantRecord | null) => void> = [];
   let seenChanges: string | null = null;
   /** What was last logged about the registry's availability, so each change is logged once. */
   let health: 'unknown' | 'ok' | 'absent' | 'forbidden' | 'unreachable' = 'unknown';
@@ -218,6 +251,7 @@ export function registryAdmission(
       entries.set(tenantId, next);
       negative.delete(tenantId);
     }
+    for (const changed of changeListeners) changed(tenantId, next?.record ?? null);
     // Also when nothing was known before: the mirror is emptied while the registry cannot be read, and a suspension
     // made meanwhile must still end the sessions admitted earlier.
     if (previous !== undefined && previous.status !== TenantStatus.Active) return;
@@ -232,22 +266,16 @@ export function registryAdmission(
   };
 
   const readOne = async (tenantId: string): Promise<Entry | null> => {
-    let rows: Array<{ status: TenantStatus; suspended_reason: string | null; issuer: string | null } & RouteRow>;
+    let rows: TenantRow[];
     try {
-      ({ rows } = await reader.query(
-        `SELECT status, suspended_reason, issuer, ${ROUTE_COLUMNS} FROM ${s}.tenants t WHERE id = $1`,
-        [tenantId],
-      ));
+      ({ rows } = await reader.query(`SELECT ${COLUMNS} FROM ${s}.tenants t WHERE t.id = $1`, [tenantId]));
     } catch (err) {
       if (!registryMissing(err)) throw err;
       negative.set(tenantId, Date.now() + NEGATIVE_TTL_MS);
       return null;
     }
     const row = rows[0];
-    const entry =
-      row === undefined
-        ? null
-        : { status: row.status, reason: row.suspended_reason, issuer: row.issuer, route: routeOf(row) };
+    const entry = row === undefined ? null : toEntry(row);
     apply(tenantId, entry);
     return entry;
   };
@@ -266,25 +294,12 @@ export function registryAdmission(
         }
         // One statement: the counter and the rows come from one snapshot.
         const { rows } = await reader.query(
-          `SELECT r.change_count::text AS n, t.id, t.status, t.suspended_reason, t.issuer, ${ROUTE_COLUMNS}
+          `SELECT r.change_count::text AS n, t.id, ${COLUMNS}
              FROM ${s}.registry_state r LEFT JOIN ${s}.tenants t ON true`,
         );
         const fresh = new Map<string, Entry>();
-        for (const row of rows as Array<
-          {
-            id: string | null;
-            status: TenantStatus;
-            suspended_reason: string | null;
-            issuer: string | null;
-          } & RouteRow
-        >) {
-          if (row.id !== null)
-            fresh.set(row.id, {
-              status: row.status,
-              reason: row.suspended_reason,
-              issuer: row.issuer,
-              route: routeOf(row),
-            });
+        for (const row of rows as Array<TenantRow & { id: string | null }>) {
+          if (row.id !== null) fresh.set(row.id, toEntry(row));
         }
         for (const id of [...entries.keys()]) if (!fresh.has(id)) apply(id, null);
         for (const [id, entry] of fresh) {
@@ -293,7 +308,9 @@ export function registryAdmission(
             known?.status !== entry.status ||
             known.reason !== entry.reason ||
             known.issuer !== entry.issuer ||
-            !sameRoute(known.route, entry.route)
+            !sameRoute(known.record.route, entry.record.route) ||
+            known.record.tier !== entry.record.tier ||
+            known.limitsText !== entry.limitsText
           )
             apply(id, entry);
         }
@@ -382,16 +399,19 @@ export function registryAdmission(
       }
       const refused = admissionRefusal(identity, entry);
       if (refused !== null) throw refused;
-      return { route: entry!.route };
+      return entry!.record;
     },
     route(tenantId) {
-      return entries.get(tenantId)?.route ?? DEFAULT_ROUTE;
+      return entries.get(tenantId)?.record.route ?? DEFAULT_ROUTE;
     },
     recheck(identity) {
       return admissionRefusal(identity, entries.get(identity.tenantId));
     },
     onWithdrawn(listen) {
       listeners.push(listen);
+    },
+    onChanged(listen) {
+      changeListeners.push(listen);
     },
     async close() {
       closed = true;
@@ -440,11 +460,12 @@ export function schemaAdmission(control: pg.Pool, ttlMs: number, registrySchema:
         schemas.set(key, { exists, until: now + (exists ? ttlMs : Math.min(NEGATIVE_TTL_MS, ttlMs)) });
       }
       if (!exists) throw notProvisioned();
-      return { route: DEFAULT_ROUTE };
+      return UNREGISTERED;
     },
     route: () => DEFAULT_ROUTE,
     recheck: () => null,
     onWithdrawn: () => undefined,
+    onChanged: () => undefined,
     close: () => Promise.resolve(),
   };
 }

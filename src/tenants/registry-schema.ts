@@ -104,7 +104,15 @@ const STEPS: readonly UpgradeStep[] = [
       `CREATE INDEX tenant_migrations_migration ON ${s}.tenant_migrations (migration_id, checksum)`,
     ],
   },
-  // Version 4 is per-tenant limits.
+  {
+    version: 4,
+    description: 'per-tenant limits: overrides of limits.default and the tier, set by `tenants limits`',
+    sql: (s) => [
+      // On the tenants row itself: the row's NOTIFY and change-count triggers carry a change to every proxy.
+      `ALTER TABLE ${s}.tenants
+         ADD COLUMN limits jsonb NOT NULL DEFAULT '{}' CHECK (pg_catalog.jsonb_typeof(limits) = 'object')`,
+    ],
+  },
   {
     version: 5,
     description: 'usage metering: hourly usage per tenant, per-instance peaks, flushes applied exactly once',

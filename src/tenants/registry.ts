@@ -25,6 +25,8 @@ export interface TenantRegistry {
   recheck(identity: TenantIdentity): AuthFailure | null;
   /** Called with each tenant that stopped being admitted (suspended, deleted) and the FATAL its sessions get. */
   onWithdrawn(listener: (tenantId: string, error: ProxyError) => void): void;
+  /** Called with each tenant whose record changed (tier, limits…), null when it is gone. */
+  onChanged(listener: (tenantId: string, record: TenantRecord | null) => void): void;
   /**
    * Validates a client's startup settings where its pin will apply them (the tenant's search_path and role) and
    * returns their values as PostgreSQL spells them (DateStyle ISO → "ISO, MDY"); PostgreSQL's refusal as FATAL.
@@ -79,6 +81,7 @@ export function createTenantRegistry(target: UpstreamTarget, tenancy: Config['te
     route: (tenantId) => admission.route(tenantId),
     recheck: (identity) => admission.recheck(identity),
     onWithdrawn: (listener) => admission.onWithdrawn(listener),
+    onChanged: (listener) => admission.onChanged(listener),
 
     async canonicalSettings(settings, schema, role, upstream) {
       const out = new Map<string, string>();

@@ -46,6 +46,7 @@ export function testConfig(overrides: Overrides = {}, upstreamUrl = inject('pg')
     pool: { ...overrides.pool },
     admin: { ...overrides.admin },
     usage: { ...overrides.usage },
+    limits: { ...overrides.limits },
     log: { level: process.env.PGTP_TEST_LOG ?? 'silent' },
   };
   return validateConfig(raw);
