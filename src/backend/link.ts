@@ -20,7 +20,7 @@ import { LimitErrors } from '../limits/errors.js';
 import { LinkTimers, type TimeoutHost } from '../limits/link-timers.js';
 import type { TenantShare } from '../limits/share.js';
 import { PIPELINED_RESET, planPin, type PinPlan } from './pin.js';
-import type { ParkedClient, Pool } from './pool.js';
+import type { Pool } from './pool.js';
 import { Route } from './replies.js';
 import { LinkRequests } from './link-requests.js';
 import { SettingsFollow } from './settings-follow.js';
@@ -31,7 +31,7 @@ const DEALLOCATE_COMPLETE = encodeCommandComplete('DEALLOCATE');
 const ABANDON_DRAIN_MS = 10_000;
 
 /** What the link needs of its client session. */
-export interface LinkHost extends ParkedClient {
+export interface LinkHost {
   /** The client's write side. */
   readonly conn: Conn;
   /** The client's frames, read while linked. */

@@ -18,11 +18,6 @@ const HAND_OVER_DEADLINE_MS = 5_000;
 /** A parked server waits this long for its client's next transaction before it is reset for everyone. */
 const PARK_MS = 1000;
 
-/** A client its server is parked for, told when the server ends with an error of its own (terminated, say). */
-export interface ParkedClient {
-  parkedServerEnded(server: ServerConn, error: ProxyError): void;
-}
-
 export interface PoolStats {
   idle: number;
   parked: number;
@@ -66,7 +61,7 @@ export class Pool implements ServerOwner {
   /** Servers pinned to a client or being reset: everything open that is neither idle nor parked. */
   private readonly busy = new Set<ServerConn>();
   /** Unpinned servers still holding one client's session, oldest first, with the client they belong to. */
-  private readonly parked = new Map<ServerConn, ParkedClient>();
+  private readonly parked = new Map<ServerConn, object>();
   /** Waiters in their tenants' queues, served round-robin by tenant. */
   private readonly queue = new FairQueue();
   /** fillWaiters is running (resets it starts call back into it). */
@@ -128,7 +123,7 @@ export class Pool implements ServerOwner {
    * client's next transaction, which then needs no pin and the server no reset. Anyone else gets it only after a
    * reset: at once when clients are waiting, else after PARK_MS or when its client leaves.
    */
-  park(server: ServerConn, owner: ParkedClient): void {
+  park(server: ServerConn, owner: object): void {
     this.busy.delete(server);
     server.park();
     // Waiters only a tenant at its maxServers has gain nothing from this server unless that tenant is its holder.
@@ -162,7 +157,7 @@ export class Pool implements ServerOwner {
    * for it is still in flight (it could hit the next statement), or when other transactions wait: then this one
    * queues like theirs and the parked server goes to whoever's turn it is, so parking cannot jump the queue.
    */
-  reclaim(server: ServerConn, owner: ParkedClient): boolean {
+  reclaim(server: ServerConn, owner: object): boolean {
     if (this.parked.get(server) !== owner || server.cancelling || this.queue.hasEligible()) return false;
     // A throttled tenant's next transaction waits for its token like any other (and loses its parked server).
     const share = server.holder;
@@ -173,7 +168,7 @@ export class Pool implements ServerOwner {
   }
 
   /** The client a server is parked for has gone: reset it for everyone. */
-  release(server: ServerConn, owner: ParkedClient): void {
+  release(server: ServerConn, owner: object): void {
     if (this.parked.get(server) !== owner) return;
     this.parked.delete(server);
     this.resetParked(server);
@@ -299,12 +294,10 @@ export class Pool implements ServerOwner {
     this.log.warn({ err: err.message }, 'cancel request to upstream failed');
   }
 
-  onClosed(server: ServerConn, reason: string, error: ProxyError | null): void {
+  onClosed(server: ServerConn, reason: string): void {
     this.busy.delete(server);
-    const parkedFor = this.parked.get(server);
     this.parked.delete(server);
     this.unassign(server);
-    if (parkedFor !== undefined && error !== null) parkedFor.parkedServerEnded(server, error);
     const at = this.idle.indexOf(server);
     if (at >= 0) this.idle.splice(at, 1);
     this.log.debug({ server: server.id, pid: server.pid, reason }, 'server closed');

@@ -52,8 +52,7 @@ export interface ServerClient {
 /** Pool-side hooks a server reports to. */
 export interface ServerOwner {
   onResetDone(server: ServerConn): void;
-  /** `error`: the FATAL the server itself sent before it went (null: the proxy closed it, or the connection broke). */
-  onClosed(server: ServerConn, reason: string, error: ProxyError | null): void;
+  onClosed(server: ServerConn, reason: string): void;
   onCancelFailed(server: ServerConn, err: Error): void;
 }
 
@@ -357,18 +356,15 @@ export class ServerConn implements Pausable {
     if (this.#state !== ServerState.Closed) this.#socket.resume();
   }
 
-  /**
-   * `err` is what the pinned client hears (by default: its server was lost); `serverError`, the FATAL the server sent
-   * when it ended the session itself.
-   */
-  close(reason: string, err = ProxyError.serverLost(reason), serverError: ProxyError | null = null): void {
+  /** `err` is what the pinned client hears (by default: its server was lost). */
+  close(reason: string, err = ProxyError.serverLost(reason)): void {
     if (this.#state === ServerState.Closed) return;
     const client = this.#client;
     this.#transition(ServerState.Closed);
     this.#client = null;
     this.#socket.destroy();
     client?.onServerLost(err);
-    this.owner.onClosed(this, reason, serverError);
+    this.owner.onClosed(this, reason);
   }
 
   /** Graceful close for idle servers: Terminate, then the socket ends. */
@@ -443,8 +439,7 @@ export class ServerConn implements Pausable {
       case BackendCode.ErrorResponse: {
         // Outside any statement: the server is going away (e.g. terminated while idle).
         const error = this.replies.lastError!;
-        const reason = `server error while idle: ${error.code} ${error.message}`;
-        this.close(reason, undefined, new ProxyError(error.code, error.message, 'FATAL'));
+        this.close(`server error while idle: ${error.code} ${error.message}`);
         return;
       }
       case BackendCode.ReadyForQuery:

@@ -9,7 +9,7 @@ import { ServerState, type ServerConn } from '../backend/server-conn.js';
 import { UNAUTHENTICATED, type TenantMeter } from '../metrics/metrics.js';
 import { Conn } from '../net/conn.js';
 import { UNMETERED, type TenantUsage } from '../usage/tenant-usage.js';
-import { FrontendCode, SqlState } from '../protocol/codes.js';
+import { FrontendCode } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
 import { FrameLengthError, Framer } from '../protocol/framer.js';
 import { EMPTY_QUERY_IDLE, PARSE_COMPLETE, READY_FOR_QUERY_IDLE } from '../protocol/static.js';
@@ -129,13 +129,6 @@ export class ClientSession implements LinkHost, HandshakeHost {
   unlinked(parked: ServerConn | null): void {
     this.transition(SessionState.Idle);
     this.parkedServer = parked;
-  }
-
-  /** Its parked server was terminated (pg_terminate_backend from its own tenant, an operator): so is the client. */
-  parkedServerEnded(server: ServerConn, error: ProxyError): void {
-    if (this.parkedServer !== server) return;
-    this.parkedServer = null;
-    if (this.state === SessionState.Idle && error.sqlstate === SqlState.ADMIN_SHUTDOWN) this.fail(error);
   }
 
   handOverFailed(segment: Buffer[]): void {

@@ -1,5 +1,5 @@
 // Which upstream a logged-in client's transactions go to, followed from the registry at each checkout.
-import type { ParkedClient, Pool } from '../backend/pool.js';
+import type { Pool } from '../backend/pool.js';
 import type { ServerConn } from '../backend/server-conn.js';
 import type { PreparedStatements } from '../frontend/prepared.js';
 import { ProxyError } from '../protocol/errors.js';
@@ -39,7 +39,7 @@ export class SessionRoute {
    * goes back to its old pool (returned: null) and the session moves. A route to an upstream this proxy lacks ends
    * the session (FATAL) rather than serve the tenant from where it no longer lives.
    */
-  follow(parked: ServerConn | null, owner: ParkedClient, prepared: PreparedStatements): ServerConn | null {
+  follow(parked: ServerConn | null, owner: object, prepared: PreparedStatements): ServerConn | null {
     const now = this.registry.route(this.tenantId);
     // The mirror replaces a record when it changes: the same object means the same route, and costs one comparison.
     if (now === this.route) return parked;

@@ -204,25 +204,6 @@ for (const mode of MODES) {
       expect(await sqlstateOf(() => self.query('SELECT pg_terminate_backend(pg_backend_pid())'))).toBe('57P01');
     });
 
-    it('terminates an idle client through the server parked for it, which PostgreSQL shows as idle', async () => {
-      // The killer holds its own server first, so the idle client's stays parked for it (not reset for the killer).
-      const killer = await connect('a');
-      await killer.query('BEGIN');
-      const idle = await connect('a');
-      const ended = new Promise<string | undefined>((resolve) =>
-        idle.once('error', (e) => resolve((e as { code?: string }).code)),
-      );
-      const pid = (await idle.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
-      const { rows } = await killer.query(
-        "SELECT pid, pg_terminate_backend(pid) AS killed FROM pg_stat_activity WHERE state = 'idle'",
-      );
-      expect(rows).toEqual([{ pid, killed: true }]);
-      // PostgreSQL's own FATAL, as a direct connection hears it; the killer's session goes on.
-      expect(await ended).toBe('57P01');
-      expect((await killer.query('SELECT count(*)::int AS n FROM items')).rows[0].n).toBe(2);
-      await killer.query('COMMIT');
-    });
-
     it("a pid a knew goes stale once its server is reset: b's next transaction there is never signalled", async () => {
       // One server: a's client leaves, the server is reset and serves b; a (through another proxy) still has its pid.
       const single = await startTestProxy(
