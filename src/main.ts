@@ -5,6 +5,7 @@ import { buildStatus, type StatusSnapshot } from './admin/status.js';
 import { AuditLog } from './audit/audit-log.js';
 import { createTenantTokenVerifier, type TenantTokenVerifier } from './auth/tenant-token.js';
 import { upstreamTarget } from './backend/connect.js';
+import { ChannelHub } from './channels/hub.js';
 import { Pool, poolOptions } from './backend/pool.js';
 import { loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
@@ -17,7 +18,7 @@ import { ProxyMetrics, UNAUTHENTICATED } from './metrics/metrics.js';
 import { listen, type Listener } from './net/listener.js';
 import { loadSecureContext } from './net/tls.js';
 import { ProxyError } from './protocol/errors.js';
-import { createTenantRegistry, type TenantRegistry } from './tenants/registry.js';
+import { controlConnection, createTenantRegistry, type TenantRegistry } from './tenants/registry.js';
 import { workerConfig } from './workers/share.js';
 
 export interface Proxy {
@@ -94,6 +95,8 @@ export async function startProxy(
   const pool = new Pool(target, poolOptions(config), log.child({ component: 'pool' }), metrics);
   const registry: TenantRegistry = createTenantRegistry(target, config.tenancy, log.child({ component: 'registry' }));
   const cancels = new CancelRegistry(worker);
+  // Connects on a tenant's first LISTEN. With several upstreams, one per upstream (a tenant's is its login's).
+  const channelHub = new ChannelHub(controlConnection(target), log.child({ component: 'channels' }));
   const sessions = new Set<ClientSession>();
   // A suspended (or deleted) tenant's sessions end as their transactions end; idle ones at once.
   registry.onWithdrawn((tenantId, error) => {
@@ -133,6 +136,7 @@ export async function startProxy(
         audit,
         metrics,
         secureContext: () => secureContext,
+        channelHub: () => channelHub,
         onClosed: (s) => sessions.delete(s),
       });
       sessions.add(session);
@@ -261,6 +265,7 @@ export async function startProxy(
           await new Promise((resolve) => setTimeout(resolve, 50));
         }
         for (const session of [...sessions]) session.fail(ProxyError.shuttingDown());
+        channelHub.close();
         clearInterval(janitor);
         pool.destroy();
         verifier.close();

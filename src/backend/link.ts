@@ -1,6 +1,7 @@
 // A client linked to a server: its frames in (judged, rewritten, entered in the server's ledger), replies out, and the
 // release-or-abandon decision when the transaction or the client ends.
 import type { Logger } from 'pino';
+import type { ClientChannels } from '../channels/client-channels.js';
 import type { TenantIdentity } from '../auth/identity.js';
 import type { Config } from '../config/schema.js';
 import type { TenantMeter } from '../metrics/metrics.js';
@@ -51,10 +52,14 @@ export interface LinkHost extends ParkedClient {
   readonly drainError: ProxyError | null;
   /** The session keeps its server across transactions (pool.mode session). */
   readonly sessionMode: boolean;
+  /** Waiting for a server, or linked and inside a transaction or statement. */
+  readonly busy: boolean;
 }
 
 export interface LinkParts {
   config: Config;
+  /** The client's LISTENs and notifications; null when its statements are not rewritten (unguarded). */
+  channels: ClientChannels | null;
   pool: Pool;
   prepared: PreparedStatements;
   settings: SessionSettings;
@@ -211,6 +216,12 @@ export class ClientLink implements ServerClient, Pausable {
         // CommandComplete, EmptyQueryResponse, PortalSuspended.
         prepared.statementCompleted();
         const frame = route === Route.AsDeallocate ? DEALLOCATE_COMPLETE : buf.subarray(start, end);
+        const channels = this.parts.channels;
+        if (channels?.awaiting === true)
+          channels.completed(
+            code === BackendCode.CommandComplete ? readCString(frame, 5, frame.length)[0] : null,
+            this.server!.replies.done,
+          );
         if (this.parts.recorder !== null)
           this.parts.recorder.done(
             this.server!.replies.done,
@@ -225,6 +236,7 @@ export class ClientLink implements ServerClient, Pausable {
   private onError(route: Route, buf: Buffer, start: number, end: number): void {
     const replies = this.server!.replies;
     const fields = replies.lastError!;
+    if (this.parts.channels?.awaiting === true) this.parts.channels.failed(replies.done);
     if (route === Route.AsRefusal) {
       // The rest of the segment is skipped by the server: none of it ran.
       this.parts.tracker?.dropSegment(replies.done);
@@ -246,6 +258,7 @@ export class ClientLink implements ServerClient, Pausable {
     this.txStatus = buf[start + 5]!;
     this.parts.prepared.segmentDone(done - 1, this.txStatus);
     this.parts.tracker?.segmentsFinished(done, this.txStatus !== TxStatus.Idle);
+    if (this.parts.channels?.awaiting === true) this.parts.channels.ready(done, this.txStatus);
     if (this.abandoned) {
       // The client left; its last statements have now run.
       if (server.replies.owed === 0) {
@@ -255,6 +268,8 @@ export class ClientLink implements ServerClient, Pausable {
       return;
     }
     this.sendToClient(buf.subarray(start, end));
+    // Notifications that came during the transaction go out after its end, as PostgreSQL sends them.
+    this.parts.channels?.flush();
     this.releaseIfDone();
   }
 
@@ -276,6 +291,7 @@ export class ClientLink implements ServerClient, Pausable {
 
   onServerLost(err: ProxyError): void {
     this.parts.recorder?.unfinished(SqlState.CONNECTION_FAILURE);
+    this.parts.channels?.serverLost();
     this.server = null;
     this.heldSegment = null;
     if (this.abandoned) return;

@@ -2,6 +2,7 @@
 import type { ConnectionAudit } from '../audit/audit-log.js';
 import type { TenantIdentity } from '../auth/identity.js';
 import { ClientLink, type LinkHost } from '../backend/link.js';
+import { ClientChannels } from '../channels/client-channels.js';
 import type { TenantMeter } from '../metrics/metrics.js';
 import { StatementJudge } from './judge.js';
 import { PreparedStatements } from './prepared.js';
@@ -19,6 +20,8 @@ export interface ClientParts {
   /** What each statement is and when it completes, when the audit or the metrics want it. */
   tracker: StatementTracker | null;
   recorder: StatementRecorder | null;
+  /** LISTEN/UNLISTEN answered by the proxy and notifications (null for a client whose statements are not rewritten). */
+  channels: ClientChannels | null;
 }
 
 export function clientParts(
@@ -51,8 +54,23 @@ export function clientParts(
     host.log,
     recording,
   );
+  const hub = config.policy.guard && !identity.guardBypass ? (deps.channelHub?.(identity) ?? null) : null;
+  const channels =
+    hub === null
+      ? null
+      : new ClientChannels(hub, identity.schema, {
+          write(buf) {
+            meter.bytesOut += buf.length;
+            host.conn.write(buf);
+          },
+          get busy() {
+            return host.busy;
+          },
+          log: host.log,
+        });
   const link: ClientLink = new ClientLink(host, {
     config,
+    channels,
     pool: deps.pool,
     prepared,
     settings,
@@ -60,5 +78,5 @@ export function clientParts(
     recorder,
     judge: (code, buf, start, end) => judge.verdict(code, buf, start, end),
   });
-  return { identity, settings, judge, prepared, link, tracker, recorder };
+  return { identity, settings, judge, prepared, link, tracker, recorder, channels };
 }

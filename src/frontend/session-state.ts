@@ -3,7 +3,9 @@ import type tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { TenantTokenVerifier } from '../auth/tenant-token.js';
+import type { TenantIdentity } from '../auth/identity.js';
 import type { Pool } from '../backend/pool.js';
+import type { ChannelHub } from '../channels/hub.js';
 import type { Config } from '../config/schema.js';
 import type { SqlGuard } from '../guard/sql-guard.js';
 import type { ProxyMetrics } from '../metrics/metrics.js';
@@ -44,5 +46,7 @@ export interface SessionDeps {
   audit: AuditLog;
   metrics: ProxyMetrics;
   secureContext(): tls.SecureContext | null;
+  /** The listening connection for a tenant's channels (its upstream's); absent: LISTEN is answered but never hears. */
+  channelHub?: (identity: TenantIdentity) => ChannelHub;
   onClosed(session: ClientSession): void;
 }

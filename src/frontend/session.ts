@@ -5,16 +5,18 @@ import type { ConnectionAudit } from '../audit/audit-log.js';
 import type { Logger } from 'pino';
 import type { TenantIdentity } from '../auth/identity.js';
 import type { ClientLink, LinkHost } from '../backend/link.js';
+import type { ChannelAction } from '../guard/analysis.js';
 import { ServerState, type ServerConn } from '../backend/server-conn.js';
 import { UNAUTHENTICATED, type TenantMeter } from '../metrics/metrics.js';
 import { Conn } from '../net/conn.js';
 import { FrontendCode, SqlState } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
 import { FrameLengthError, Framer } from '../protocol/framer.js';
-import { EMPTY_QUERY_IDLE, PARSE_COMPLETE, READY_FOR_QUERY_IDLE } from '../protocol/static.js';
+import { EMPTY_QUERY_IDLE, READY_FOR_QUERY_IDLE } from '../protocol/static.js';
 import { clientParts, type ClientParts } from './client-parts.js';
 import { Handshake, type HandshakeHost } from './handshake.js';
 import type { LoggedIn } from './login.js';
+import { answerParse } from './local-answers.js';
 import { isPipelinableSegment } from './pipelinable.js';
 import type { StatementSource } from './statement-tracker.js';
 import { refuseUnlessGone } from './startup.js';
@@ -99,10 +101,7 @@ export class ClientSession implements LinkHost, HandshakeHost {
     return this.state === SessionState.Active && this.parts!.link.busy;
   }
 
-  /**
-   * Graceful end (shutdown, or its tenant suspended): the session ends with `error` now if it is between
-   * transactions, else as soon as its transaction ends.
-   */
+  /** Graceful end (shutdown, tenant suspended): the session ends with `error` now, or when its transaction ends. */
   drain(error: ProxyError = ProxyError.shuttingDown()): void {
     this.drainError ??= error;
     if (!this.busy) this.fail(this.drainError);
@@ -303,7 +302,13 @@ export class ClientSession implements LinkHost, HandshakeHost {
           this.sendToClient(EMPTY_QUERY_IDLE);
           return;
         }
-        if (code === FrontendCode.Parse && this.answerParse(buf, start, end, verdict)) return;
+        const local =
+          code === FrontendCode.Parse ? answerParse(this.parts!, this.framer, buf, start, end, verdict) : null;
+        if (local instanceof ProxyError) return this.refuseLocally(local, code);
+        if (local !== null) return this.sendToClient(local);
+        const channels = verdict?.analysis?.channels;
+        if (code === FrontendCode.Query && channels?.only === true && this.parts!.channels !== null)
+          return this.answerChannels(channels.actions);
         const frame = buf.subarray(start, end);
         this.approved = { frame, source: verdict };
         this.checkout(frame);
@@ -323,21 +328,18 @@ export class ClientSession implements LinkHost, HandshakeHost {
     }
   }
 
-  /**
-   * A named Parse outside a transaction with its Sync or Flush right behind it is answered without a server
-   * (PreparedStatements.answerParse): libpq's PQprepare blocks its thread on the answer, and a thread of pgbench
-   * clients waiting for a server its own clients held mid-transaction never got one.
-   */
-  private answerParse(buf: Buffer, start: number, end: number, verdict: StatementSource | null): boolean {
-    const next = buf === this.framer.buffer && end === this.framer.end ? this.framer.peekCode() : -1;
-    const answer = this.parts!.prepared.answerParse(buf, start, end, verdict?.analysis, next);
-    if (answer === null) return false;
-    if (answer instanceof ProxyError) this.refuseLocally(answer, FrontendCode.Parse);
-    else {
-      this.parts!.tracker?.parsed(answer, verdict!);
-      this.sendToClient(PARSE_COMPLETE);
-    }
-    return true;
+  /** LISTEN/UNLISTEN between transactions, answered once the proxy listens (ClientChannels.answer); frames wait. */
+  private answerChannels(actions: readonly ChannelAction[]): void {
+    this.transition(SessionState.Waiting);
+    this.clientSocket.pause();
+    const answered = (reply: Buffer): void => {
+      if (this.state !== SessionState.Waiting) return;
+      this.transition(SessionState.Idle);
+      this.sendToClient(reply);
+      if (this.drainError !== null) this.fail(this.drainError);
+      else this.replay(this.queued.splice(0));
+    };
+    void this.parts!.channels!.answer(actions).then((reply) => this.guarded(() => answered(reply)));
   }
 
   /** An ERROR with no server involved: simple protocol gets ReadyForQuery, extended skips to the next Sync. */
@@ -485,6 +487,7 @@ export class ClientSession implements LinkHost, HandshakeHost {
     this.parkedServer = null;
     const link = this.parts?.link ?? null;
     link?.leave(terminated);
+    this.parts?.channels?.close();
     this.clientSocket.end();
     // end() waits for the peer; a client that never reads must not hold the socket open.
     setTimeout(() => this.clientSocket.destroy(), 5000).unref();
