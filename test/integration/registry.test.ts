@@ -283,7 +283,7 @@ describe("the registry is out of every tenant's reach", () => {
       // pg_notify goes through the catalog filter's wrapper, not installed in this database: refused, never sent raw.
       expect(await sqlstateOf(() => e.query("SELECT pg_catalog.pg_notify('pgtp_changes', 'reg_e')"))).toBe('42501');
       await direct.query("NOTIFY pgtp_changes, 'probe'");
-      await eventually(async () => expect(heard).toEqual(['probe']));
+      await eventually(() => Promise.resolve().then(() => expect(heard).toEqual(['probe'])));
     } finally {
       await direct.end();
     }
