@@ -150,6 +150,27 @@ describe('channels per tenant', () => {
     expect(l.heard.map((h) => h.channel)).toEqual(['committed', 'probe']);
   });
 
+  it('keeps commit and rollback semantics for LISTEN as a named prepared statement and inside a mixed Query', async () => {
+    const l = await listener('a', 'probe');
+    const notifier = await connect('a');
+    const listenExt = { name: 'listen_ext', text: 'LISTEN ext' };
+    await l.client.query('BEGIN');
+    expect((await l.client.query(listenExt)).command).toBe('LISTEN');
+    await l.client.query('ROLLBACK');
+    await notifier.query("NOTIFY ext, 'not yet'; NOTIFY probe, 'p1'");
+    await l.next('probe', 'p1');
+    await l.client.query('BEGIN');
+    await l.client.query(listenExt);
+    await l.client.query('COMMIT');
+    // One string with LISTEN and other statements goes through a server; it counts once the string commits.
+    const mixed = await l.client.query('SELECT 1 AS one; LISTEN mixed; SELECT 2 AS two');
+    expect((mixed as unknown as pg.QueryResult[]).map((r) => r.command)).toEqual(['SELECT', 'LISTEN', 'SELECT']);
+    await sqlstateOf(() => l.client.query('LISTEN mixed_failed; SELECT 1/0'));
+    await notifier.query("NOTIFY ext, 'e'; NOTIFY mixed_failed, 'f'; NOTIFY mixed, 'm'; NOTIFY probe, 'p2'");
+    await l.next('probe', 'p2');
+    expect(l.heard.map((h) => h.payload)).toEqual(['p1', 'e', 'm', 'p2']);
+  });
+
   it('stops delivering after UNLISTEN and UNLISTEN *', async () => {
     const l = await listener('a', 'one', 'two', 'probe');
     const notifier = await connect('a');
