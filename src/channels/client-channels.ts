@@ -3,7 +3,7 @@
 import type { Logger } from 'pino';
 import type { ChannelAction } from '../guard/analysis.js';
 import type { StatementAnalysis } from '../guard/sql-guard.js';
-import { SqlState, TxStatus } from '../protocol/codes.js';
+import { TxStatus } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
 import { encodeCommandComplete } from '../protocol/messages.js';
 import { READY_FOR_QUERY_IDLE } from '../protocol/static.js';
@@ -171,9 +171,8 @@ export class ClientChannels implements ChannelSubscriber {
       this.client.log.warn({ err: (err as Error).message }, 'LISTEN failed on the channel listening connection');
       for (const channel of this.listening) if (!before.has(channel)) this.listening.delete(channel);
       for (const channel of touched) void this.reconcile(channel).catch(() => undefined);
-      const error = new ProxyError(
-        SqlState.CONNECTION_FAILURE,
-        `could not listen: the proxy's channel listening connection is unavailable (${(err as Error).message})`,
+      const error = ProxyError.upstreamUnavailable(
+        `LISTEN needs the proxy's channel listening connection (${(err as Error).message})`,
       );
       return Buffer.concat([error.encode(), READY_FOR_QUERY_IDLE, ...this.takeHeld()]);
     }
