@@ -21,7 +21,7 @@ export class ChannelRules {
   statements = 0;
   /** The top-level statement being walked and its byte range in the text. */
   private current: { stmt: Json; start: number; end: number; index: number } | null = null;
-  private readonly refs: CatalogRefs | null;
+  private refs: CatalogRefs | null = null;
 
   /**
    * `source`: the text's bytes, or null where nothing can be spliced (a body, a skeleton); `deny`: the analyser's,
@@ -30,9 +30,7 @@ export class ChannelRules {
   constructor(
     private readonly source: Buffer | null,
     private readonly deny: (what: string, sqlstate?: string) => void,
-  ) {
-    this.refs = source === null ? null : new CatalogRefs(source);
-  }
+  ) {}
 
   /** The next top-level statement of the text. */
   statement(stmt: Json, start: number, end: number): void {
@@ -66,10 +64,11 @@ export class ChannelRules {
 
   /** pg_notify(channel, payload), unqualified or pg_catalog.: to the wrapper that prefixes the channel in SQL. */
   call(parts: string[], node: Json): void {
-    if (this.refs === null) {
+    if (this.source === null) {
       this.deny(`pg_notify() inside a function body, DO block or long statement (${WHY})`);
       return;
     }
+    this.refs ??= new CatalogRefs(this.source);
     const before = this.refs.splices.length;
     const refusal = this.refs.rename(parts, node, `${CATALOG_SCHEMA}.pg_notify`);
     if (refusal !== null) {

@@ -280,8 +280,9 @@ describe("the registry is out of every tenant's reach", () => {
       await direct.query('LISTEN pgtp_changes');
       await e.query('LISTEN pgtp_changes');
       await e.query("NOTIFY pgtp_changes, 'reg_e'");
-      // pg_notify goes through the catalog filter's wrapper, not installed in this database: refused, never sent raw.
-      expect(await sqlstateOf(() => e.query("SELECT pg_catalog.pg_notify('pgtp_changes', 'reg_e')"))).toBe('42501');
+      // pg_notify goes through the catalog filter's wrapper: namespaced where the lifecycle installed the filter in
+      // this database, refused (never sent raw) where it did not.
+      await e.query("SELECT pg_catalog.pg_notify('pgtp_changes', 'reg_e')").catch(() => undefined);
       await direct.query("NOTIFY pgtp_changes, 'probe'");
       await eventually(() => Promise.resolve().then(() => expect(heard).toEqual(['probe'])));
     } finally {
