@@ -5,7 +5,6 @@ import type { ConnectionAudit } from '../audit/audit-log.js';
 import type { Logger } from 'pino';
 import type { TenantIdentity } from '../auth/identity.js';
 import type { ClientLink, LinkHost } from '../backend/link.js';
-import type { ChannelAction } from '../guard/analysis.js';
 import { ServerState, type ServerConn } from '../backend/server-conn.js';
 import { UNAUTHENTICATED, type TenantMeter } from '../metrics/metrics.js';
 import { Conn } from '../net/conn.js';
@@ -16,7 +15,7 @@ import { EMPTY_QUERY_IDLE, READY_FOR_QUERY_IDLE } from '../protocol/static.js';
 import { clientParts, type ClientParts } from './client-parts.js';
 import { Handshake, type HandshakeHost } from './handshake.js';
 import type { LoggedIn } from './login.js';
-import { answerParse } from './local-answers.js';
+import { answerLocally } from './local-answers.js';
 import { isPipelinableSegment } from './pipelinable.js';
 import type { StatementSource } from './statement-tracker.js';
 import { refuseUnlessGone } from './startup.js';
@@ -302,13 +301,10 @@ export class ClientSession implements LinkHost, HandshakeHost {
           this.sendToClient(EMPTY_QUERY_IDLE);
           return;
         }
-        const local =
-          code === FrontendCode.Parse ? answerParse(this.parts!, this.framer, buf, start, end, verdict) : null;
+        const local = answerLocally(this.parts!, this.framer, code, buf, start, end, verdict);
+        if (local instanceof Promise) return this.answerLater(local);
         if (local instanceof ProxyError) return this.refuseLocally(local, code);
         if (local !== null) return this.sendToClient(local);
-        const channels = verdict?.analysis?.channels;
-        if (code === FrontendCode.Query && channels?.only === true && this.parts!.channels !== null)
-          return this.answerChannels(channels.actions);
         const frame = buf.subarray(start, end);
         this.approved = { frame, source: verdict };
         this.checkout(frame);
@@ -328,8 +324,8 @@ export class ClientSession implements LinkHost, HandshakeHost {
     }
   }
 
-  /** LISTEN/UNLISTEN between transactions, answered once the proxy listens (ClientChannels.answer); frames wait. */
-  private answerChannels(actions: readonly ChannelAction[]): void {
+  /** An answer the proxy gives itself once ready (LISTEN: when it listens); frames that arrive meanwhile wait. */
+  private answerLater(answer: Promise<Buffer>): void {
     this.transition(SessionState.Waiting);
     this.clientSocket.pause();
     const answered = (reply: Buffer): void => {
@@ -339,7 +335,7 @@ export class ClientSession implements LinkHost, HandshakeHost {
       if (this.drainError !== null) this.fail(this.drainError);
       else this.replay(this.queued.splice(0));
     };
-    void this.parts!.channels!.answer(actions).then((reply) => this.guarded(() => answered(reply)));
+    void answer.then((reply) => this.guarded(() => answered(reply)));
   }
 
   /** An ERROR with no server involved: simple protocol gets ReadyForQuery, extended skips to the next Sync. */
