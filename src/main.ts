@@ -6,6 +6,7 @@ import { AuditLog } from './audit/audit-log.js';
 import { createTenantTokenVerifier, type TenantTokenVerifier } from './auth/tenant-token.js';
 import { upstreamTarget } from './backend/connect.js';
 import type { Pool } from './backend/pool.js';
+import { ChannelHub } from './channels/hub.js';
 import { loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { CancelRegistry, type CancelPartition } from './frontend/cancel.js';
@@ -19,7 +20,7 @@ import { listen, type Listener } from './net/listener.js';
 import { loadSecureContext } from './net/tls.js';
 import { ProxyError } from './protocol/errors.js';
 import { readinessChecks } from './routing/readiness.js';
-import { Upstreams } from './routing/upstreams.js';
+import { Upstreams, type Upstream } from './routing/upstreams.js';
 import { controlConnection, createTenantRegistry, type TenantRegistry } from './tenants/registry.js';
 import { UsageBook } from './usage/usage-book.js';
 import { flushConnector, UsageFlusher, type FlushResult } from './usage/usage-flusher.js';
@@ -133,6 +134,19 @@ export async function startProxy(
     limits.changed(tenantId, record);
     for (const upstream of upstreams.all()) upstream.pool.limitsChanged();
   });
+  // Connects on the first LISTEN of a tenant logged in to an upstream: one listening connection per upstream.
+  const channelHubs = new Map<string, ChannelHub>();
+  const channelHub = (upstream: Upstream): ChannelHub => {
+    let hub = channelHubs.get(upstream.label);
+    if (hub === undefined) {
+      hub = new ChannelHub(
+        controlConnection(upstream.target),
+        log.child({ component: 'channels', upstream: upstream.label }),
+      );
+      channelHubs.set(upstream.label, hub);
+    }
+    return hub;
+  };
   const sessions = new Set<ClientSession>();
   // A suspended (or deleted) tenant's sessions end as their transactions end; idle ones at once.
   registry.onWithdrawn((tenantId, error) => {
@@ -174,6 +188,7 @@ export async function startProxy(
         usage,
         limits,
         secureContext: () => secureContext,
+        channelHub,
         onClosed: (s) => sessions.delete(s),
       });
       sessions.add(session);
@@ -307,6 +322,7 @@ export async function startProxy(
           await new Promise((resolve) => setTimeout(resolve, 50));
         }
         for (const session of [...sessions]) session.fail(ProxyError.shuttingDown());
+        for (const hub of channelHubs.values()) hub.close();
         clearInterval(janitor);
         await upstreams.destroy();
         verifier.close();

@@ -1,5 +1,6 @@
 // The client-to-server direction of a link: each frame judged, rewritten where the proxy must, entered in the ledger.
 import { FrontendCode } from '../protocol/codes.js';
+import { channelPrefix } from '../channels/names.js';
 import { catalogFrame } from '../guard/rewrite-frame.js';
 import { ProxyError } from '../protocol/errors.js';
 import { encodeQuery, encodeUnnamedParse, readCString } from '../protocol/messages.js';
@@ -23,6 +24,11 @@ export class LinkRequests {
     /** Whether the client is still linked to `server` (the session may fail or close while a frame is handled). */
     private readonly linked: (server: ServerConn) => boolean,
   ) {}
+
+  /** The tenant's channel prefix, for a NOTIFY's rewrite. */
+  private get channelPrefix(): string {
+    return channelPrefix(this.host.identity.schema);
+  }
 
   approve(frame: Buffer, source: StatementSource | null): void {
     this.approved = { frame, source };
@@ -106,11 +112,13 @@ export class LinkRequests {
         const verdict = this.judge(code, buf, start, end);
         if (verdict instanceof ProxyError) return this.refuse(server, verdict, REFUSAL_QUERY);
         tracker?.query(verdict ?? NO_SOURCE, replies.sent);
+        if (verdict?.analysis?.channels != null) this.parts.channels?.query(verdict.analysis, replies.sent);
         const substitute = this.substitute(server, verdict, 'query');
         if (substitute !== null) return substitute;
         this.trackSessionChanges(server, verdict);
-        // Catalog references go to the filtered views (guard/rewrite-frame.ts); null for every other statement.
-        return catalogFrame(buf, start, end, verdict);
+        // Catalog references go to the filtered views, channels to the tenant's (guard/rewrite-frame.ts); null for
+        // every other statement.
+        return catalogFrame(buf, start, end, verdict, this.channelPrefix);
       }
       case FrontendCode.FunctionCall:
         this.refuseInsideBatch(server, code);
@@ -121,7 +129,7 @@ export class LinkRequests {
         if (verdict instanceof ProxyError) return this.refuse(server, verdict, REFUSAL_PARSE);
         const substitute = buf[start + 5] === 0 ? this.substitute(server, verdict, 'parse') : null;
         const ddl = verdict?.analysis?.changesSchema === true;
-        const rewritten = catalogFrame(buf, start, end, verdict);
+        const rewritten = catalogFrame(buf, start, end, verdict, this.channelPrefix);
         const frame =
           substitute ??
           (rewritten === null
@@ -131,9 +139,16 @@ export class LinkRequests {
         // Only a Parse the proxy lets through changes the session or names a statement the tracker must keep.
         if (substitute === null) this.trackSessionChanges(server, verdict);
         tracker?.parsed(readCString(buf, start + 5, end)[0], verdict ?? NO_SOURCE);
+        const channels = this.parts.channels;
+        if (channels !== null && (verdict?.analysis?.channels != null || channels.mirroring))
+          channels.parsed(readCString(buf, start + 5, end)[0], verdict?.analysis);
         return frame;
       }
       case FrontendCode.Bind:
+        if (this.parts.channels?.mirroring === true) {
+          const [portal, afterPortal] = readCString(buf, start + 5, end);
+          this.parts.channels.bound(portal, readCString(buf, afterPortal, end)[0]);
+        }
         if (tracker !== null) {
           const [portal, afterPortal] = readCString(buf, start + 5, end);
           tracker.bound(portal, readCString(buf, afterPortal, end)[0]);
@@ -143,9 +158,13 @@ export class LinkRequests {
         return this.orRefuse(server, prepared.describe(buf, start, end, server));
       case FrontendCode.Close:
         tracker?.closed(buf[start + 5] === 0x53 ? 'S' : 'P', readCString(buf, start + 6, end)[0]);
+        if (this.parts.channels?.mirroring === true)
+          this.parts.channels.closedStatement(buf[start + 5] === 0x53 ? 'S' : 'P', readCString(buf, start + 6, end)[0]);
         return prepared.close(buf, start, end);
       case FrontendCode.Execute:
         tracker?.executed(readCString(buf, start + 5, end)[0], replies.sent);
+        if (this.parts.channels?.mirroring === true)
+          this.parts.channels.executed(readCString(buf, start + 5, end)[0], replies.sent);
         prepared.execute(buf, start, server);
         return null;
       case FrontendCode.Sync:

@@ -1,6 +1,7 @@
 // A client linked to a server: its frames in (judged, rewritten, entered in the server's ledger), replies out, and the
 // release-or-abandon decision when the transaction or the client ends.
 import type { Logger } from 'pino';
+import type { ClientChannels } from '../channels/client-channels.js';
 import type { TenantIdentity } from '../auth/identity.js';
 import type { Config } from '../config/schema.js';
 import type { TenantMeter } from '../metrics/metrics.js';
@@ -57,10 +58,14 @@ export interface LinkHost {
   readonly drainError: ProxyError | null;
   /** The session keeps its server across transactions (pool.mode session). */
   readonly sessionMode: boolean;
+  /** Waiting for a server, or linked and inside a transaction or statement. */
+  readonly busy: boolean;
 }
 
 export interface LinkParts {
   config: Config;
+  /** The client's LISTENs and notifications; null when its statements are not rewritten (unguarded). */
+  channels: ClientChannels | null;
   pool: Pool;
   prepared: PreparedStatements;
   settings: SessionSettings;
@@ -248,6 +253,12 @@ export class ClientLink implements ServerClient, Pausable, TimeoutHost {
         prepared.statementCompleted();
         if (code === BackendCode.CommandComplete) this.tap.completed(buf, start, end);
         const frame = route === Route.AsDeallocate ? DEALLOCATE_COMPLETE : buf.subarray(start, end);
+        const channels = this.parts.channels;
+        if (channels?.awaiting === true)
+          channels.completed(
+            code === BackendCode.CommandComplete ? readCString(frame, 5, frame.length)[0] : null,
+            this.server!.replies.done,
+          );
         if (this.parts.recorder !== null)
           this.parts.recorder.done(
             this.server!.replies.done,
@@ -262,6 +273,7 @@ export class ClientLink implements ServerClient, Pausable, TimeoutHost {
   private onError(route: Route, buf: Buffer, start: number, end: number): void {
     const replies = this.server!.replies;
     const fields = replies.lastError!;
+    if (this.parts.channels?.awaiting === true) this.parts.channels.failed(replies.done);
     if (route === Route.AsRefusal) {
       // The rest of the segment is skipped by the server: none of it ran.
       this.parts.tracker?.dropSegment(replies.done);
@@ -288,6 +300,7 @@ export class ClientLink implements ServerClient, Pausable, TimeoutHost {
     this.parts.prepared.segmentDone(done - 1, this.txStatus);
     this.parts.tracker?.segmentsFinished(done, this.txStatus !== TxStatus.Idle);
     this.timers.ready(server.replies.owed, this.txStatus !== TxStatus.Idle);
+    if (this.parts.channels?.awaiting === true) this.parts.channels.ready(done, this.txStatus);
     if (this.abandoned) {
       // The client left; its last statements have now run.
       if (server.replies.owed === 0) {
@@ -297,6 +310,8 @@ export class ClientLink implements ServerClient, Pausable, TimeoutHost {
       return;
     }
     this.sendToClient(buf.subarray(start, end));
+    // Notifications that came during the transaction go out after its end, as PostgreSQL sends them.
+    this.parts.channels?.flush();
     this.releaseIfDone();
   }
 
@@ -318,6 +333,7 @@ export class ClientLink implements ServerClient, Pausable, TimeoutHost {
 
   onServerLost(err: ProxyError): void {
     this.parts.recorder?.unfinished(SqlState.CONNECTION_FAILURE);
+    this.parts.channels?.serverLost();
     this.server = null;
     this.heldSegment = null;
     if (this.abandoned) return;

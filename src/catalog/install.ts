@@ -5,6 +5,7 @@
 // session may see, in both tenancy modes. Shared schemas and information_schema are added here, from the config.
 // Views and functions are generated from the server's own catalogs (their columns, each wrapped function's
 // overloads), so each keeps the name, columns and signature of what it stands for on this server version.
+import { channelFunctions } from './channel-sql.js';
 import { quoteIdent, quoteLiteral } from '../auth/identity.js';
 import type { SqlRunner } from '../tenants/provision.js';
 import {
@@ -112,7 +113,7 @@ async function filterStatements(client: SqlRunner, shared: readonly string[]): P
     out.push(view(name, 'information_schema', cols, informationSchemaFilter(cols)));
   }
   for (const type of REG_TYPES) out.push(...regTypeFunctions(type));
-  out.push(...(await wrappers(client)));
+  out.push(...(await wrappers(client)), ...channelFunctions());
   out.push(
     `CREATE OR REPLACE FUNCTION ${S}.filter_version() RETURNS pg_catalog.int4 LANGUAGE sql IMMUTABLE AS 'SELECT ${CATALOG_FILTER_VERSION}'`,
   );

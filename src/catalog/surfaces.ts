@@ -12,7 +12,7 @@ export const CATALOG_SCHEMA = 'pgtp_catalog';
  * Version of what install.ts creates; the installer replaces everything when the installed one is older. Bump it
  * whenever a view's filter or a wrapper changes.
  */
-export const CATALOG_FILTER_VERSION = 4;
+export const CATALOG_FILTER_VERSION = 5;
 
 /**
  * The tenant marker: every pin takes a session-level shared advisory lock (TENANT_MARKER_CLASS, the oid of the

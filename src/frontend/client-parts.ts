@@ -3,6 +3,7 @@ import type { ConnectionAudit } from '../audit/audit-log.js';
 import type { TenantIdentity } from '../auth/identity.js';
 import { ClientLink, type LinkHost } from '../backend/link.js';
 import type { TenantShare } from '../limits/share.js';
+import { ClientChannels } from '../channels/client-channels.js';
 import type { TenantMeter } from '../metrics/metrics.js';
 import { SessionRoute } from '../routing/session-route.js';
 import type { LoggedIn } from './login.js';
@@ -26,6 +27,8 @@ export interface ClientParts {
   recorder: StatementRecorder | null;
   /** The tenant's limits and counts in this process (its client counted until the link leaves). */
   share: TenantShare;
+  /** LISTEN/UNLISTEN answered by the proxy and notifications (null for a client whose statements are not rewritten). */
+  channels: ClientChannels | null;
 }
 
 export function clientParts(
@@ -68,8 +71,23 @@ export function clientParts(
     host.log,
     recording,
   );
+  const hub = config.policy.guard && !identity.guardBypass ? (deps.channelHub?.(loggedIn.upstream) ?? null) : null;
+  const channels =
+    hub === null
+      ? null
+      : new ClientChannels(hub, identity.schema, {
+          write(buf) {
+            meter.bytesOut += buf.length;
+            host.conn.write(buf);
+          },
+          get busy() {
+            return host.busy;
+          },
+          log: host.log,
+        });
   const link: ClientLink = new ClientLink(host, {
     config,
+    channels,
     // Read at each park and reset: the route may have moved the session since the link was made.
     get pool() {
       return route.pool;
@@ -82,5 +100,5 @@ export function clientParts(
     share,
     leave: () => deps.limits.leave(share),
   });
-  return { identity, settings, judge, prepared, link, route, tracker, recorder, share };
+  return { identity, settings, judge, prepared, link, route, tracker, recorder, share, channels };
 }

@@ -3,11 +3,12 @@ import type tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { TenantTokenVerifier } from '../auth/tenant-token.js';
+import type { ChannelHub } from '../channels/hub.js';
 import type { Config } from '../config/schema.js';
 import type { SqlGuard } from '../guard/sql-guard.js';
 import type { TenantLimits } from '../limits/tenant-limits.js';
 import type { ProxyMetrics } from '../metrics/metrics.js';
-import type { Upstreams } from '../routing/upstreams.js';
+import type { Upstream, Upstreams } from '../routing/upstreams.js';
 import type { TenantRegistry } from '../tenants/registry.js';
 import type { UsageBook } from '../usage/usage-book.js';
 import type { CancelRegistry } from './cancel.js';
@@ -50,5 +51,7 @@ export interface SessionDeps {
   /** Per-tenant limits: each tenant's share, which its sessions hold. */
   limits: TenantLimits;
   secureContext(): tls.SecureContext | null;
+  /** The listening connection for channels on the upstream a tenant logged in to; absent: LISTEN never hears. */
+  channelHub?: (upstream: Upstream) => ChannelHub;
   onClosed(session: ClientSession): void;
 }

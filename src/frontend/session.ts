@@ -12,10 +12,11 @@ import { UNMETERED, type TenantUsage } from '../usage/tenant-usage.js';
 import { FrontendCode } from '../protocol/codes.js';
 import { ProxyError } from '../protocol/errors.js';
 import { FrameLengthError, Framer } from '../protocol/framer.js';
-import { EMPTY_QUERY_IDLE, PARSE_COMPLETE, READY_FOR_QUERY_IDLE } from '../protocol/static.js';
+import { EMPTY_QUERY_IDLE, READY_FOR_QUERY_IDLE } from '../protocol/static.js';
 import { clientParts, type ClientParts } from './client-parts.js';
 import { Handshake, type HandshakeHost } from './handshake.js';
 import type { LoggedIn } from './login.js';
+import { answerLocally } from './local-answers.js';
 import { isPipelinableSegment } from './pipelinable.js';
 import type { StatementSource } from './statement-tracker.js';
 import { refuseUnlessGone } from './startup.js';
@@ -100,10 +101,7 @@ export class ClientSession implements LinkHost, HandshakeHost {
     return this.state === SessionState.Active && this.parts!.link.busy;
   }
 
-  /**
-   * Graceful end (shutdown, or its tenant suspended): the session ends with `error` now if it is between
-   * transactions, else as soon as its transaction ends.
-   */
+  /** Graceful end (shutdown, tenant suspended): the session ends with `error` now, or when its transaction ends. */
   drain(error: ProxyError = ProxyError.shuttingDown()): void {
     this.drainError ??= error;
     if (!this.busy) this.fail(this.drainError);
@@ -299,7 +297,10 @@ export class ClientSession implements LinkHost, HandshakeHost {
           this.sendToClient(EMPTY_QUERY_IDLE);
           return;
         }
-        if (code === FrontendCode.Parse && this.answerParse(buf, start, end, verdict)) return;
+        const local = answerLocally(this.parts!, this.framer, code, buf, start, end, verdict);
+        if (local instanceof Promise) return this.answerLater(local);
+        if (local instanceof ProxyError) return this.refuseLocally(local, code);
+        if (local !== null) return this.sendToClient(local);
         const frame = buf.subarray(start, end);
         this.approved = { frame, source: verdict };
         this.checkout(frame);
@@ -319,21 +320,18 @@ export class ClientSession implements LinkHost, HandshakeHost {
     }
   }
 
-  /**
-   * A named Parse outside a transaction with its Sync or Flush right behind it is answered without a server
-   * (PreparedStatements.answerParse): libpq's PQprepare blocks its thread on the answer, and a thread of pgbench
-   * clients waiting for a server its own clients held mid-transaction never got one.
-   */
-  private answerParse(buf: Buffer, start: number, end: number, verdict: StatementSource | null): boolean {
-    const next = buf === this.framer.buffer && end === this.framer.end ? this.framer.peekCode() : -1;
-    const answer = this.parts!.prepared.answerParse(buf, start, end, verdict?.analysis, next);
-    if (answer === null) return false;
-    if (answer instanceof ProxyError) this.refuseLocally(answer, FrontendCode.Parse);
-    else {
-      this.parts!.tracker?.parsed(answer, verdict!);
-      this.sendToClient(PARSE_COMPLETE);
-    }
-    return true;
+  /** An answer the proxy gives itself once ready (LISTEN: when it listens); frames that arrive meanwhile wait. */
+  private answerLater(answer: Promise<Buffer>): void {
+    this.transition(SessionState.Waiting);
+    this.clientSocket.pause();
+    const answered = (reply: Buffer): void => {
+      if (this.state !== SessionState.Waiting) return;
+      this.transition(SessionState.Idle);
+      this.sendToClient(reply);
+      if (this.drainError !== null) this.fail(this.drainError);
+      else this.replay(this.queued.splice(0));
+    };
+    void answer.then((reply) => this.guarded(() => answered(reply)));
   }
 
   /** An ERROR with no server involved: simple protocol gets ReadyForQuery, extended skips to the next Sync. */
@@ -482,6 +480,7 @@ export class ClientSession implements LinkHost, HandshakeHost {
     const link = this.parts?.link ?? null;
     link?.leave(terminated);
     if (link !== null) this.usage.disconnected();
+    this.parts?.channels?.close();
     this.clientSocket.end();
     // end() waits for the peer; a client that never reads must not hold the socket open.
     setTimeout(() => this.clientSocket.destroy(), 5000).unref();

@@ -1,5 +1,6 @@
 // What the guard's analysis of a statement records, and what its rule modules may do to it while it is walked.
 import type { CatalogRefs, Splice } from './catalog-refs.js';
+import type { Json } from './tree-nodes.js';
 /** Bounded rule names: they become metric labels and audit fields. */
 export type GuardRule =
   | 'schema'
@@ -52,9 +53,22 @@ export interface Analysis {
   changesSchema: boolean;
   /**
    * With policy.catalogFilter, the splices that point the statement's catalog references at the filtered views
-   * (byte offsets in its UTF-8 text, sorted); null when it names no catalog, so other statements pay nothing.
+   * (byte offsets in its UTF-8 text, sorted), with those of channels (channel-rules.ts); `filtered`: it needs the
+   * catalog filter's objects. Null when it names no catalog and no channel, so other statements pay nothing.
    */
-  catalog: { splices: readonly Splice[] } | null;
+  catalog: { splices: readonly Splice[]; filtered: boolean } | null;
+  /**
+   * The text's LISTEN and UNLISTEN statements, in order, which the proxy answers itself (channels/client-channels.ts);
+   * `only`: the text holds nothing else. Null when it has none.
+   */
+  channels: { actions: readonly ChannelAction[]; only: boolean } | null;
+}
+
+/** A LISTEN (or UNLISTEN; channel null: UNLISTEN *) at top-level statement `index` of its text. */
+export interface ChannelAction {
+  listen: boolean;
+  channel: string | null;
+  index: number;
 }
 
 /** Prefix of the names the proxy gives prepared statements on servers; clients may not name them in SQL. */
@@ -81,4 +95,6 @@ export interface RuleContext {
   /** Catalog references being collected (policy.catalogFilter), else null. */
   readonly catalog: CatalogRefs | null;
   catalogRefusal(what: string | null): void;
+  /** pg_notify(): to the wrapper that namespaces its channel (channel-rules.ts). */
+  channelCall(parts: string[], node: Json): void;
 }

@@ -17,6 +17,7 @@ import {
 import { functionSetting, variableSet } from './settings-rules.js';
 import { sharedObjectWrite, settingsViewWrite } from './shared-objects.js';
 import { CatalogRefs, isFilteredRelation, orderSplices } from './catalog-refs.js';
+import { ChannelRules } from './channel-rules.js';
 import { skeletonFor, type Skeleton } from './skeleton.js';
 import { constantString, listItems, stringList, stringValue, type Json } from './tree-nodes.js';
 
@@ -63,6 +64,9 @@ class Analyzer implements RuleContext {
   /** Catalog references of the top-level text; null when the filter is off. */
   catalog: CatalogRefs | null = null;
   private topLevelCatalog: CatalogRefs | null = null;
+  /** NOTIFY/LISTEN/pg_notify of the text being walked; those of the top-level text are its rewrite. */
+  private channels = this.channelRules(null);
+  private topLevelChannels: ChannelRules | null = null;
   /** Relations a statement creates (CREATE TABLE pg_x …): named in the tenant's schema, never rewritten. */
   private readonly created = new WeakSet<object>();
 
@@ -78,18 +82,34 @@ class Analyzer implements RuleContext {
       empty: this.empty,
       changesSchema: this.changesSchema,
       catalog: this.catalogRewrite(),
+      channels: this.channelActions(),
     };
   }
 
   private catalogRewrite(): Analysis['catalog'] {
-    const splices = this.topLevelCatalog?.splices ?? [];
-    if (splices.length === 0 || this.denial !== null) return null;
-    const ordered = orderSplices(splices);
+    const catalogSplices = this.topLevelCatalog?.splices ?? [];
+    const channelSplices = this.topLevelChannels?.splices ?? [];
+    if ((catalogSplices.length === 0 && channelSplices.length === 0) || this.denial !== null) return null;
+    const ordered = orderSplices([...catalogSplices, ...channelSplices]);
     if (ordered === null) {
       this.deny('catalog', 'a catalog reference the proxy cannot rewrite');
       return null;
     }
-    return { splices: ordered };
+    return { splices: ordered, filtered: catalogSplices.length > 0 || this.topLevelChannels!.usesCatalog };
+  }
+
+  private channelActions(): Analysis['channels'] {
+    const rules = this.topLevelChannels;
+    if (rules === null || rules.actions.length === 0 || this.denial !== null) return null;
+    return { actions: rules.actions, only: rules.actions.length === rules.statements };
+  }
+
+  channelCall(parts: string[], node: Json): void {
+    this.channels.call(parts, node);
+  }
+
+  private channelRules(source: Buffer | null): ChannelRules {
+    return new ChannelRules(source, (what, sqlstate) => this.deny('unsupported', what, sqlstate));
   }
 
   /** Reports a catalog rule's refusal. */
@@ -151,6 +171,9 @@ class Analyzer implements RuleContext {
     const statements = tree.stmts ?? [];
     if (depth === 0) this.empty = statements.length === 0;
     const outerCatalog = this.catalog;
+    const outerChannels = this.channels;
+    this.channels = this.channelRules(depth === 0 && skeleton === null ? bytes : null);
+    if (depth === 0) this.topLevelChannels = this.channels;
     if (this.catalogFilter) {
       // Only the top-level text's own bytes can be spliced; a skeleton's offsets are not the text's.
       this.catalog = new CatalogRefs(depth === 0 && skeleton === null ? bytes : null);
@@ -164,11 +187,13 @@ class Analyzer implements RuleContext {
       if (depth === 0 && isSchemaChange(entry.stmt)) this.changesSchema = true;
       const start = entry.stmt_location ?? 0;
       const end = entry.stmt_len === undefined || entry.stmt_len === 0 ? bytes.length : start + entry.stmt_len;
+      this.channels.statement(entry.stmt, start, end);
       const statementText = (): string =>
         skeleton === null ? bytes.toString('utf8', start, end) : skeleton.source(bytes.toString('utf8', start, end));
       this.walk(entry.stmt, depth, statementText);
     }
     this.catalog = outerCatalog;
+    this.channels = outerChannels;
   }
 
   deny(rule: GuardRule, what: string, sqlstate: string = SqlState.INSUFFICIENT_PRIVILEGE): void {
@@ -285,13 +310,12 @@ class Analyzer implements RuleContext {
         if (node.filename !== undefined || node.is_program === true)
           this.deny('file_access', 'COPY to or from a server file or program');
         return;
+      case 'NotifyStmt':
       case 'ListenStmt':
-        this.deny(
-          'unsupported',
-          'LISTEN in transaction pooling mode (notifications would reach a pooled connection, not you)',
-          SqlState.FEATURE_NOT_SUPPORTED,
-        );
+      case 'UnlistenStmt': {
+        this.channels.command(type, node);
         return;
+      }
       case 'DoStmt':
         doStmt(this, node, depth);
         return;

@@ -20,6 +20,8 @@ export interface Splice {
   start: number;
   end: number;
   text: string;
+  /** The text depends on the tenant: built from its channel prefix when the frame goes out (see channel-rules.ts). */
+  tenant?: (channelPrefix: string) => string;
 }
 
 /** What a rule reports back: a refusal's message, or null. */
@@ -111,12 +113,23 @@ export class CatalogRefs {
     return `${what} the proxy cannot rewrite (write it as x::${type})`;
   }
 
-  private replaceName(location: unknown, parts: string[], target: string, what: string): CatalogRefusal {
+  /** A call of the function `parts` pointed at `target` (a schema-qualified name). */
+  rename(parts: string[], node: Json, target: string): CatalogRefusal {
+    return this.replaceName(node.location, parts, parts.join('.'), 'the function', target);
+  }
+
+  private replaceName(
+    location: unknown,
+    parts: string[],
+    target: string,
+    what: string,
+    qualified = `${CATALOG_SCHEMA}.${target}`,
+  ): CatalogRefusal {
     const shown = parts.join('.');
     if (this.source === null) return `${what} ${shown} inside a function body or a long statement`;
     const end = this.nameEnd(location, parts);
     if (end < 0) return `${what} ${shown} written in a form the proxy cannot rewrite`;
-    this.splices.push({ start: location as number, end, text: `${CATALOG_SCHEMA}.${target}` });
+    this.splices.push({ start: location as number, end, text: qualified });
     return null;
   }
 
@@ -140,12 +153,14 @@ export class CatalogRefs {
   }
 }
 
-/** Applies splices (sorted, non-overlapping) to a statement's bytes. */
-export function applySplices(text: Buffer, splices: readonly Splice[]): Buffer {
+/** Applies splices (sorted, non-overlapping) to a statement's bytes; `channelPrefix`: the tenant's (channels/names). */
+export function applySplices(text: Buffer, splices: readonly Splice[], channelPrefix = ''): Buffer {
   const pieces: Buffer[] = [];
   let copied = 0;
   for (const s of splices) {
-    pieces.push(text.subarray(copied, s.start), Buffer.from(s.text, 'latin1'));
+    const spliced =
+      s.tenant === undefined ? Buffer.from(s.text, 'latin1') : Buffer.from(s.tenant(channelPrefix), 'utf8');
+    pieces.push(text.subarray(copied, s.start), spliced);
     copied = s.end;
   }
   pieces.push(text.subarray(copied));

@@ -19,6 +19,10 @@ export function funcCall(a: RuleContext, node: Json): void {
   // pg_cancel_backend/pg_terminate_backend reach other backends: only through the filter's wrappers, which signal
   // nothing but the tenant's own (see catalog/install.ts signalWrapper); refused when the filter is off.
   const wrappedSignal = a.catalog !== null && WRAPPED_FUNCTIONS[name] === 'signal';
+  if (name === 'pg_notify') {
+    a.channelCall(parts, node);
+    return;
+  }
   const rule =
     (wrappedSignal ? undefined : DENIED_FUNCTIONS.get(name)) ??
     DENIED_FUNCTION_PREFIXES.find(([prefix]) => name.startsWith(prefix))?.[1] ??

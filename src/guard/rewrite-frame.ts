@@ -14,6 +14,8 @@ export function catalogFrame(
   start: number,
   end: number,
   source: { analysis?: StatementAnalysis | null } | null | undefined,
+  /** The tenant's channel prefix (channels/names.ts), for a NOTIFY's splice. */
+  channelPrefix: string,
 ): Buffer | null {
   const catalog = source?.analysis?.catalog;
   if (catalog === null || catalog === undefined) return null;
@@ -23,7 +25,7 @@ export function catalogFrame(
   const textEnd = buf.indexOf(0, textStart);
   // The guard read its text from this frame, so this cannot fail; if it did, the frame must not go out unrewritten.
   if (textStart <= 0 || textEnd < 0 || textEnd >= end) throw new Error('a catalog statement frame without its text');
-  const text = applySplices(buf.subarray(textStart, textEnd), catalog.splices);
+  const text = applySplices(buf.subarray(textStart, textEnd), catalog.splices, channelPrefix);
   const frame = Buffer.allocUnsafe(end - start + text.length - (textEnd - textStart));
   buf.copy(frame, 0, start, textStart);
   text.copy(frame, textStart - start);

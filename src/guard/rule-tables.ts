@@ -57,7 +57,6 @@ export const DENIED_STATEMENTS: Record<string, [GuardRule, string]> = {
   CreateTransformStmt: ['server_admin', 'CREATE TRANSFORM'],
   CreateConversionStmt: ['server_admin', 'CREATE CONVERSION'],
   DiscardStmt: ['session_state', 'DISCARD'],
-  NotifyStmt: ['unsupported', 'NOTIFY (channels are shared by every tenant in the database)'],
 };
 
 /** Functions that reach files, other sessions, the server, database-wide objects or run SQL the guard cannot see. */
@@ -125,7 +124,6 @@ export const DENIED_FUNCTIONS = new Map<string, GuardRule>([
     'pg_advisory_unlock',
     'pg_advisory_unlock_shared',
     'pg_advisory_unlock_all',
-    'pg_notify',
     'pg_create_physical_replication_slot',
     'pg_create_logical_replication_slot',
     'pg_drop_replication_slot',

@@ -148,7 +148,7 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
     // A session the guard does not check is audited, not rewritten: it reads the catalogs as they are.
     describe(text) {
       const analysis = analyze(text);
-      return analysis.catalog === null ? analysis : { ...analysis, catalog: null };
+      return analysis.catalog === null ? analysis : { ...analysis, catalog: null, channels: null };
     },
     catalogFilterMissing(reason) {
       catalogMissing = reason;
@@ -161,7 +161,7 @@ export function createSqlGuard(policy: GuardPolicy): SqlGuard {
         error.position = denial.position;
         return { rule: denial.rule, error, analysis };
       }
-      if (catalogMissing !== null && analysis.catalog !== null) {
+      if (catalogMissing !== null && analysis.catalog?.filtered === true) {
         return {
           rule: 'catalog',
           analysis,

@@ -1,5 +1,6 @@
 // verify-isolation's statement cases as tenant a: b's names in every position, oracles, session identity, escape
 // hatches and shared objects.
+import { channelPrefix } from '../channels/names.js';
 import { markerIn } from './probe.js';
 import type { AttackCase, Facts } from './types.js';
 
@@ -347,7 +348,10 @@ export function sharedCases(f: Facts): AttackCase[] {
   ];
 }
 
-/** Channels: b listens (when the proxy lets it), a notifies on the same name; b must not hear it. */
+/**
+ * Channels: b listens (when the proxy lets it); a notifies on the same name with NOTIFY and pg_notify, and on the
+ * name b's channel has on the server (channels/names.ts); b must hear none of it.
+ */
 export function channelCases(f: Facts): AttackCase[] {
   return [
     {
@@ -356,6 +360,7 @@ export function channelCases(f: Facts): AttackCase[] {
       rule: 'unsupported',
       run: async (ctx) => {
         const channel = `${f.secret}_chan`;
+        const spelled = `${channelPrefix(f.b.schema)}${channel}`;
         const heard: string[] = [];
         const listener = (msg: { channel: string }): void => void heard.push(msg.channel);
         ctx.b.on('notification', listener);
@@ -364,14 +369,25 @@ export function channelCases(f: Facts): AttackCase[] {
             () => true,
             () => false,
           );
-          const sent = await ctx.a.query(`NOTIFY ${channel}, 'from tenant a'`).then(
-            () => null,
-            (err: { code?: string; message?: string }) => err,
-          );
+          // Refused only when every attempt was; one that ran is judged by what b heard.
+          let sent: { code?: string; message?: string } | null = null;
+          let ran = false;
+          for (const sql of [
+            `NOTIFY ${channel}, 'from tenant a'`,
+            `SELECT pg_notify('${channel}', 'from tenant a')`,
+            `NOTIFY "${spelled}", 'from tenant a'`,
+          ]) {
+            const error = await ctx.a.query(sql).then(
+              () => null,
+              (err: { code?: string; message?: string }) => err,
+            );
+            if (error === null) ran = true;
+            else sent = error;
+          }
           await new Promise((resolve) => setTimeout(resolve, 300));
           await ctx.b.query(`UNLISTEN ${channel}`).catch(() => undefined);
           if (heard.length > 0) return { outcome: 'leaked', detail: "tenant b heard tenant a's notification" };
-          if (sent !== null)
+          if (!ran && sent !== null)
             return { outcome: 'refused', sqlstate: sent.code ?? 'unknown', detail: sent.message ?? '' };
           return {
             outcome: 'harmless',

@@ -1646,17 +1646,23 @@ describe.each(MODES)('isolation: $title', (mode) => {
     await Promise.all([a.end().catch(() => undefined), b.end()]);
   });
 
-  it('LISTEN/NOTIFY and session advisory locks reach other sessions: always refused', async () => {
+  it("LISTEN/NOTIFY stay in the tenant's own namespace; session advisory locks are always refused", async () => {
     const { client: a } = await connect(ctx, 'a');
-    judge(ctx, 'LISTEN iso_chan', { kind: 'guard', code: '0A000' }, await runSql(a, 'LISTEN iso_chan'));
-    for (const sql of [
-      "NOTIFY iso_chan, 'from-a'",
-      "SELECT pg_notify('iso_chan', 'from-a')",
-      'SELECT pg_advisory_lock(42)',
-    ]) {
-      judge(ctx, sql, GUARD, await runSql(a, sql));
+    const { client: b } = await connect(ctx, 'b');
+    const heard: string[] = [];
+    b.on('notification', (n) => heard.push(n.payload ?? ''));
+    await b.query('LISTEN iso_chan');
+    for (const sql of ['LISTEN iso_chan', "NOTIFY iso_chan, 'from-a'", "SELECT pg_notify('iso_chan', 'from-a')"]) {
+      judge(ctx, sql, { kind: 'ok' }, await runSql(a, sql));
     }
-    await a.end();
+    judge(ctx, 'SELECT pg_advisory_lock(42)', GUARD, await runSql(a, 'SELECT pg_advisory_lock(42)'));
+    const { client: b2 } = await connect(ctx, 'b');
+    await b2.query("NOTIFY iso_chan, 'from-b'");
+    for (const deadline = Date.now() + 10_000; !heard.includes('from-b') && Date.now() < deadline;)
+      await new Promise((r) => setTimeout(r, 20));
+    // b hears its own notification, and none of a's sent before it.
+    expect(heard).toEqual(['from-b']);
+    await Promise.all([a.end(), b.end(), b2.end()]);
   });
 
   describe('state left on a pooled backend (pool of one)', () => {

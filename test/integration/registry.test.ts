@@ -264,16 +264,30 @@ describe("the registry is out of every tenant's reach", () => {
       'TABLE pgtp.events',
       'SELECT change_count FROM pgtp.registry_state',
       "SELECT 'pgtp.tenants'::regclass",
-      "SELECT pg_catalog.pg_notify('pgtp_changes', 'reg_e')",
-      'NOTIFY pgtp_changes',
       "SELECT * FROM pg_catalog.pg_class WHERE relnamespace = 'pgtp'::regnamespace",
       'INSERT INTO pgtp.tenants (id, schema_name) VALUES ($1, $2)',
     ]) {
       const params = sql.includes('$1') ? ['reg_x', 'tenant_reg_x'] : undefined;
       expect({ sql, code: await sqlstateOf(() => e.query(sql, params)) }).toEqual({ sql, code: '42501' });
     }
-    // LISTEN is refused before anything reaches PostgreSQL (it cannot work through transaction pooling).
-    expect(await sqlstateOf(() => e.query('LISTEN pgtp_changes'))).toBe('0A000');
+    // Its change channel is out of reach too: a tenant's channels are its own (namespaced), so NOTIFY and LISTEN of
+    // that name run, in the tenant's namespace, and the registry's listener never hears them.
+    const direct = new pg.Client({ connectionString: tp.config.upstream.url, password: tp.config.upstream.password });
+    await direct.connect();
+    try {
+      const heard: string[] = [];
+      direct.on('notification', (n) => heard.push(n.payload ?? ''));
+      await direct.query('LISTEN pgtp_changes');
+      await e.query('LISTEN pgtp_changes');
+      await e.query("NOTIFY pgtp_changes, 'reg_e'");
+      // pg_notify goes through the catalog filter's wrapper: namespaced where the lifecycle installed the filter in
+      // this database, refused (never sent raw) where it did not.
+      await e.query("SELECT pg_catalog.pg_notify('pgtp_changes', 'reg_e')").catch(() => undefined);
+      await direct.query("NOTIFY pgtp_changes, 'probe'");
+      await eventually(() => Promise.resolve().then(() => expect(heard).toEqual(['probe'])));
+    } finally {
+      await direct.end();
+    }
     // Refusals cost the session nothing.
     expect((await e.query('SELECT current_schema() AS s')).rows[0].s).toBe('tenant_reg_e');
   });

@@ -23,8 +23,42 @@ function rewrite(sql: string): string {
   const verdict = guard.check(sql, 'tenant_a');
   if (isRefusal(verdict)) return `REFUSED ${verdict.error.sqlstate}: ${verdict.error.message}`;
   if (verdict.catalog === null) return sql;
-  return applySplices(Buffer.from(sql), verdict.catalog.splices).toString();
+  return applySplices(Buffer.from(sql), verdict.catalog.splices, 'pgtp:0123456789abcdef:').toString();
 }
+
+describe('channel rewrite', () => {
+  it.each([
+    ["NOTIFY jobs, 'it''s \\ done'", `NOTIFY "pgtp:0123456789abcdef:jobs", E'it''s \\\\ done'`],
+    ['  NOTIFY "Jobs" ; SELECT 1', '  NOTIFY "pgtp:0123456789abcdef:Jobs"; SELECT 1'],
+    ["SELECT pg_notify('jobs', 'x')", "SELECT pgtp_catalog.pg_notify('jobs', 'x')"],
+    ['SELECT pg_catalog . pg_notify($1, $2)', 'SELECT pgtp_catalog.pg_notify($1, $2)'],
+    ['LISTEN jobs', 'LISTEN pgtp_listen_stand_in'],
+    ['BEGIN; UNLISTEN *; COMMIT', 'BEGIN; UNLISTEN pgtp_listen_stand_in; COMMIT'],
+  ])('%s', (sql, expected) => {
+    expect(rewrite(sql)).toBe(expected);
+  });
+
+  it('records LISTEN and UNLISTEN for the proxy to answer, and whether the text holds nothing else', () => {
+    const only = guard.check('LISTEN a; UNLISTEN *', 'tenant_a');
+    expect(isRefusal(only) ? null : only.channels).toEqual({
+      actions: [
+        { listen: true, channel: 'a', index: 0 },
+        { listen: false, channel: null, index: 1 },
+      ],
+      only: true,
+    });
+    const mixed = guard.check('BEGIN; LISTEN "B"', 'tenant_a');
+    expect(isRefusal(mixed) ? null : mixed.channels).toEqual({
+      actions: [{ listen: true, channel: 'B', index: 1 }],
+      only: false,
+    });
+    // Only pg_notify needs the catalog filter's objects.
+    const notify = guard.check('NOTIFY x', 'tenant_a');
+    expect(isRefusal(notify) ? null : notify.catalog?.filtered).toBe(false);
+    const call = guard.check("SELECT pg_notify('x', '')", 'tenant_a');
+    expect(isRefusal(call) ? null : call.catalog?.filtered).toBe(true);
+  });
+});
 
 describe('catalog rewrite', () => {
   it.each([
@@ -109,7 +143,7 @@ describe('catalog rewrite', () => {
     const verdict = guard.check('SELECT * FROM items WHERE id = 1', 'tenant_a');
     expect(isRefusal(verdict)).toBe(false);
     const frame = Buffer.from('Q\0\0\0\0SELECT 1\0');
-    expect(catalogFrame(frame, 0, frame.length, { analysis: verdict as never })).toBeNull();
+    expect(catalogFrame(frame, 0, frame.length, { analysis: verdict as never }, '')).toBeNull();
   });
 
   it('rewrites the text of Query and Parse frames and fixes their length', () => {
@@ -117,12 +151,12 @@ describe('catalog rewrite', () => {
     const analysis = guard.check(sql, 'tenant_a');
     const query = Buffer.concat([Buffer.from('Q\0\0\0\0'), Buffer.from(sql), Buffer.from([0])]);
     query.writeUInt32BE(query.length - 1, 1);
-    const out = catalogFrame(query, 0, query.length, { analysis: analysis as never })!;
+    const out = catalogFrame(query, 0, query.length, { analysis: analysis as never }, '')!;
     expect(out.readUInt32BE(1)).toBe(out.length - 1);
     expect(out.subarray(5, out.length - 1).toString()).toBe('SELECT relname FROM pgtp_catalog.pg_class');
     const parse = Buffer.concat([Buffer.from('P\0\0\0\0s1\0'), Buffer.from(sql), Buffer.from([0, 0, 1, 0, 0, 0, 23])]);
     parse.writeUInt32BE(parse.length - 1, 1);
-    const rewritten = catalogFrame(parse, 0, parse.length, { analysis: analysis as never })!;
+    const rewritten = catalogFrame(parse, 0, parse.length, { analysis: analysis as never }, '')!;
     expect(rewritten.readUInt32BE(1)).toBe(rewritten.length - 1);
     expect(rewritten.subarray(5).toString('latin1')).toBe(
       's1\0SELECT relname FROM pgtp_catalog.pg_class\0\0\u0001\0\0\0\u0017',
