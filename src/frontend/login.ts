@@ -57,8 +57,10 @@ export async function login(
     throw ProxyError.unknownUpstream(identity.tenantId, routeLabel(route));
   }
   if (!identity.guardBypass && deps.guardOn) judgeStartupSettings(deps.guard, startup.settings, identity.schema);
-  // Validated where the tenant's schema and role are: on its own upstream.
-  const settings = await deps.registry.canonicalSettings(startup.settings, identity.schema, identity.role, upstream);
+  // Validated where the tenant's schema and role are: on its own upstream (default's through the registry's own
+  // control connection, warm from admission).
+  const elsewhere = upstream === deps.upstreams.default ? undefined : upstream;
+  const settings = await deps.registry.canonicalSettings(startup.settings, identity.schema, identity.role, elsewhere);
   const defaults = await upstream.pool.parameterDefaults();
   if (!stillWanted()) return null;
   // A suspension that arrived during the awaits above found no session of this tenant to end: refuse here.
