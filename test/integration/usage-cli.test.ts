@@ -187,7 +187,8 @@ const Y_0000 = {
   rows_affected: 0,
 };
 
-describe('pg-tenant-proxy tenants usage', () => {
+// Each test starts the CLI a few times; a loaded machine (the full suite) takes seconds per start.
+describe('pg-tenant-proxy tenants usage', { timeout: 120_000 }, () => {
   it('json: one object per tenant and hour, peaks combined across instances that overlapped', async () => {
     expect(JSON.parse(await ok(['--format', 'json']))).toEqual([X_2300, X_1000, Y_0000]);
     expect(JSON.parse(await ok(['--json', '--tenant', 'cli_y']))).toEqual([Y_0000]);
@@ -268,12 +269,14 @@ describe('pg-tenant-proxy tenants usage', () => {
       [['--bogus'], /unknown option --bogus for tenants usage/],
       [['cli_x'], /takes no arguments/],
     ];
-    for (const [args, message] of cases) {
-      const r = await cli(['--config', config, ...args]);
+    // Each run is a process of its own: in parallel, or a loaded machine spends the timeout starting them.
+    const runs = await Promise.all(cases.map(([args]) => cli(['--config', config, ...args])));
+    cases.forEach(([args, message], i) => {
+      const r = runs[i]!;
       expect({ args, code: r.code, stdout: r.stdout }).toEqual({ args, code: 2, stdout: '' });
       expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
       expect(r.stderr).toMatch(message);
-    }
+    });
     const noConfig = await cli(['--json']);
     expect(noConfig.code).toBe(2);
     expect(noConfig.stderr).toMatch(/needs --config FILE/);
