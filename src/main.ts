@@ -20,6 +20,7 @@ import { listen, type Listener } from './net/listener.js';
 import { loadSecureContext } from './net/tls.js';
 import { ProxyError } from './protocol/errors.js';
 import { readinessChecks } from './routing/readiness.js';
+import { routeLabel } from './routing/route.js';
 import { Upstreams, type Upstream } from './routing/upstreams.js';
 import { controlConnection, createTenantRegistry, type TenantRegistry } from './tenants/registry.js';
 import { UsageBook } from './usage/usage-book.js';
@@ -219,7 +220,8 @@ export async function startProxy(
       [...sessions].map((s) => ({
         session: s.id,
         tenant: s.tenant?.tenantId ?? null,
-        upstream: s.upstream,
+        // Where the registry routes it now: a session follows a changed route at its next transaction.
+        upstream: s.tenant === null ? null : routeLabel(registry.route(s.tenant.tenantId)),
         state: s.state,
         client: `${s.clientSocket.remoteAddress}:${s.clientSocket.remotePort}`,
         connected_at: new Date(s.connectedAt).toISOString(),

@@ -86,11 +86,6 @@ export class ClientSession implements LinkHost, HandshakeHost {
     return this.parts?.identity ?? null;
   }
 
-  /** The upstream its transactions go to, once logged in. */
-  get upstream(): string | null {
-    return this.parts?.route.label ?? null;
-  }
-
   get applicationName(): string | null {
     return this.parts?.settings.current.get('application_name') || null;
   }

@@ -30,10 +30,6 @@ export class SessionRoute {
     return this.upstream.pool;
   }
 
-  get label(): string {
-    return this.upstream.label;
-  }
-
   /**
    * Called before each checkout: when the registry now routes the tenant elsewhere, the server parked for this client
    * goes back to its old pool (returned: null) and the session moves. A route to an upstream this proxy lacks ends
