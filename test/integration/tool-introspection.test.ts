@@ -417,8 +417,11 @@ for (const mode of MODES) {
           'tenant_inta',
         ]);
         expect(Object.values(proxied).join('\n')).not.toMatch(LEAK);
-        for (const step of ['schemas', 'tables', 'columns', 'primaryKeys', 'foreignKeys', 'indexes'])
+        // Hibernate's index query has no ORDER BY: its rows come in the plan's order, which the filter's views change.
+        const unordered = (rows: string | undefined): string[] => (rows ?? '').slice(1, -1).split(', ').sort();
+        for (const step of ['schemas', 'tables', 'columns', 'primaryKeys', 'foreignKeys'])
           expect(proxied[`tenant_inta.${step}`], step).toBe(direct[`tenant_inta.${step}`]);
+        expect(unordered(proxied['tenant_inta.indexes']), 'indexes').toEqual(unordered(direct['tenant_inta.indexes']));
         // Another tenant's schema: as one that does not exist, every step empty.
         for (const step of ['schemas', 'tables', 'columns', 'primaryKeys', 'foreignKeys', 'indexes'])
           expect(proxied[`tenant_intb.${step}`], `tenant_intb ${step}`).toBe('[]');
