@@ -20,7 +20,7 @@ import { listen, type Listener } from './net/listener.js';
 import { loadSecureContext } from './net/tls.js';
 import { ProxyError } from './protocol/errors.js';
 import { readinessChecks } from './routing/readiness.js';
-import { routeLabel } from './routing/route.js';
+import { DEFAULT_ROUTE, routeLabel } from './routing/route.js';
 import { Upstreams, type Upstream } from './routing/upstreams.js';
 import { controlConnection, createTenantRegistry, type TenantRegistry } from './tenants/registry.js';
 import { UsageBook } from './usage/usage-book.js';
@@ -221,7 +221,7 @@ export async function startProxy(
         session: s.id,
         tenant: s.tenant?.tenantId ?? null,
         // Where the registry routes it now: a session follows a changed route at its next transaction.
-        upstream: s.tenant === null ? null : routeLabel(registry.route(s.tenant.tenantId)),
+        upstream: s.tenant === null ? null : routeLabel(registry.route(s.tenant.tenantId) ?? DEFAULT_ROUTE),
         state: s.state,
         client: `${s.clientSocket.remoteAddress}:${s.clientSocket.remotePort}`,
         connected_at: new Date(s.connectedAt).toISOString(),

@@ -9,7 +9,7 @@ export interface StatusClient {
   client: string;
   connected_at: string;
   application_name: string | null;
-  /** The upstream its transactions go to (null before login). */
+  /** The upstream the registry routes its tenant to (null before login); a session follows at its next checkout. */
   upstream: string | null;
 }
 

@@ -127,7 +127,7 @@ export class Pool implements ServerOwner {
     this.busy.delete(server);
     server.park();
     // Waiters only a tenant at its maxServers has gain nothing from this server unless that tenant is its holder.
-    const wanted = this.queue.hasEligible() || (server.holder?.queue.length ?? 0) > 0;
+    const wanted = this.queue.hasEligible() || this.queue.waitingOf(server.holder) > 0;
     if (this.closed || wanted) {
       if (!this.handOver(server)) this.resetParked(server);
       return;
@@ -390,7 +390,7 @@ export class Pool implements ServerOwner {
       for (const server of this.busy) if (server.state === ServerState.Resetting) resetting++;
       for (const [server] of this.parked) {
         const holder = server.holder;
-        const ownTenantWaits = holder !== null && holder.queue.length > 0 && holder.atServerLimit;
+        const ownTenantWaits = holder !== null && this.queue.waitingOf(holder) > 0 && holder.atServerLimit;
         if (!ownTenantWaits && this.queue.eligibleDemand() <= this.connecting + resetting) continue;
         this.parked.delete(server);
         if (this.handOver(server)) continue;
@@ -425,7 +425,7 @@ export class Pool implements ServerOwner {
     if (share === null) return false;
     server.holder = null;
     share.held--;
-    return share.queue.length > 0;
+    return this.queue.waitingOf(share) > 0;
   }
 
   /** Gives `server` to `waiter`, the head of its tenant's queue. */

@@ -35,13 +35,12 @@ export function clientParts(
   host: LinkHost,
   deps: SessionDeps,
   loggedIn: LoggedIn,
+  share: TenantShare,
   audit: ConnectionAudit,
   meter: TenantMeter,
 ): ClientParts {
   const config = deps.config;
   const identity: TenantIdentity = loggedIn.identity;
-  // First: past the tenant's maxClients this throws (FATAL 53300) before anything else is built.
-  const share = deps.limits.join(identity.tenantId, loggedIn.record);
   const settings = new SessionSettings(loggedIn.settings);
   const route = new SessionRoute(
     identity.tenantId,
@@ -78,6 +77,7 @@ export function clientParts(
       : new ClientChannels(hub, identity.schema, {
           write(buf) {
             meter.bytesOut += buf.length;
+            host.usage.bytesOut += buf.length;
             host.conn.write(buf);
           },
           get busy() {

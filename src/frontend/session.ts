@@ -239,8 +239,10 @@ export class ClientSession implements LinkHost, HandshakeHost {
     const config = deps.config;
     const identity = loggedIn.identity;
     this.meter = deps.metrics.tenant(identity.tenantId);
+    // First: past the tenant's maxClients (FATAL 53300) the login is refused before it counts anywhere.
+    const share = deps.limits.join(identity.tenantId, loggedIn.record);
     this.usage = deps.usage.login(identity.tenantId);
-    this.parts = clientParts(this, deps, loggedIn, this.audit, this.meter);
+    this.parts = clientParts(this, deps, loggedIn, share, this.audit, this.meter);
     this.framer.setTyped(true, config.listen.maxMessageBytes);
     this.key = deps.cancels.issue(this);
     this.handshake.finished();

@@ -154,7 +154,7 @@ export class CatalogRefs {
 }
 
 /** Applies splices (sorted, non-overlapping) to a statement's bytes; `channelPrefix`: the tenant's (channels/names). */
-export function applySplices(text: Buffer, splices: readonly Splice[], channelPrefix = ''): Buffer {
+export function applySplices(text: Buffer, splices: readonly Splice[], channelPrefix: string): Buffer {
   const pieces: Buffer[] = [];
   let copied = 0;
   for (const s of splices) {

@@ -9,6 +9,11 @@ import type { QueuedWaiter, TenantShare } from './share.js';
 export class FairQueue {
   /** Tenants with transactions waiting, in the order they are served. */
   private readonly ring: TenantShare[] = [];
+  /**
+   * Each tenant's waiters in this pool. Kept here, not on the share: a tenant whose route moved has sessions waiting
+   * in two pools at once, and each pool must serve only its own.
+   */
+  private readonly queues = new Map<TenantShare, QueuedWaiter[]>();
   /** The ring position served next. */
   private cursor = 0;
   /** Waiters of every tenant. */
@@ -19,7 +24,7 @@ export class FairQueue {
     const ring = this.ring;
     for (let i = 0; i < ring.length; i++) {
       const share = ring[(this.cursor + i) % ring.length]!;
-      if (!share.atServerLimit) return share.queue[0];
+      if (!share.atServerLimit) return this.queues.get(share)![0];
     }
     return undefined;
   }
@@ -31,38 +36,45 @@ export class FairQueue {
     return false;
   }
 
+  /** How many transactions of the tenant wait in this pool. */
+  waitingOf(share: TenantShare | null): number {
+    return share === null ? 0 : (this.queues.get(share)?.length ?? 0);
+  }
+
   /** Waiters that a server would let start now: each tenant's, up to what its maxServers leaves room for. */
   eligibleDemand(): number {
     if (this.size === 0) return 0;
     let demand = 0;
     for (const share of this.ring) {
       const max = share.limits.maxServers;
-      demand += max === 0 ? share.queue.length : Math.max(0, Math.min(share.queue.length, max - share.held));
+      const waiting = this.queues.get(share)!.length;
+      demand += max === 0 ? waiting : Math.max(0, Math.min(waiting, max - share.held));
     }
     return demand;
   }
 
   push(waiter: QueuedWaiter): void {
     const share = waiter.share;
-    share.queue.push(waiter);
+    const queue = this.queues.get(share);
+    if (queue === undefined) {
+      this.queues.set(share, [waiter]);
+      this.ring.push(share);
+    } else queue.push(waiter);
     share.waiting++;
     this.size++;
-    if (!share.queued) {
-      share.queued = true;
-      this.ring.push(share);
-    }
   }
 
   /** Takes a waiter out of its queue (timed out, failed); false when it was no longer there. */
   remove(waiter: QueuedWaiter): boolean {
     const share = waiter.share;
-    const at = share.queue.indexOf(waiter);
+    const queue = this.queues.get(share);
+    const at = queue?.indexOf(waiter) ?? -1;
     if (at < 0) return false;
-    share.queue.splice(at, 1);
+    queue!.splice(at, 1);
     share.waiting--;
     this.size--;
     clearTimeout(waiter.timer);
-    if (share.queue.length === 0) this.unring(share);
+    if (queue!.length === 0) this.unring(share);
     return true;
   }
 
@@ -77,10 +89,11 @@ export class FairQueue {
   drain(): QueuedWaiter[] {
     const all: QueuedWaiter[] = [];
     for (const share of this.ring.splice(0)) {
-      share.queued = false;
-      share.waiting -= share.queue.length;
-      all.push(...share.queue.splice(0));
+      const queue = this.queues.get(share)!;
+      share.waiting -= queue.length;
+      all.push(...queue);
     }
+    this.queues.clear();
     this.size = 0;
     this.cursor = 0;
     for (const waiter of all) clearTimeout(waiter.timer);
@@ -91,7 +104,7 @@ export class FairQueue {
     const at = this.ring.indexOf(share);
     if (at < 0) return;
     this.ring.splice(at, 1);
-    share.queued = false;
+    this.queues.delete(share);
     if (at < this.cursor) this.cursor--;
     if (this.cursor >= this.ring.length) this.cursor = 0;
   }

@@ -17,7 +17,7 @@ export const NO_METER: ShareMeter = {
   waited: () => undefined,
 };
 
-/** A transaction waiting in the pool for a server, in its tenant's FIFO queue. */
+/** A transaction waiting in a pool for a server, in its tenant's FIFO queue there (FairQueue). */
 export interface QueuedWaiter {
   readonly share: TenantShare;
   resolve(server: ServerConn): void;
@@ -39,10 +39,6 @@ export class TenantShare {
   held = 0;
   /** Transactions waiting: for a server (in `queue`) or for the rate budget. */
   waiting = 0;
-  /** Its transactions waiting for a server, first come first served. */
-  readonly queue: QueuedWaiter[] = [];
-  /** In the pool's round-robin ring of tenants with waiters. */
-  queued = false;
   /** The rate budget: tokens left (negative: reserved by transactions waiting for them) as of refilledAt. */
   private tokens = 0;
   private refilledAt = 0;

@@ -37,8 +37,8 @@ export class SessionRoute {
    */
   follow(parked: ServerConn | null, owner: object, prepared: PreparedStatements): ServerConn | null {
     const now = this.registry.route(this.tenantId);
-    // The mirror replaces a record when it changes: the same object means the same route, and costs one comparison.
-    if (now === this.route) return parked;
+    // One comparison on the hot path: the mirror keeps a record's route object until the record changes.
+    if (now === null || now === this.route) return parked;
     this.route = now;
     const next = this.upstreams.resolve(now);
     if (next === null) throw ProxyError.unknownUpstream(this.tenantId, routeLabel(now));

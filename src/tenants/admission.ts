@@ -31,9 +31,10 @@ export interface Admission {
   admit(identity: TenantIdentity): Promise<TenantRecord>;
   /**
    * The tenant's route as the registry says now: read at each transaction's checkout, so a route changed in the
-   * registry (NOTIFY, or the poll) takes the tenant's next transaction to the new upstream.
+   * registry (NOTIFY, or the poll) takes the tenant's next transaction to the new upstream. Null while the mirror
+   * does not hold the tenant (the registry unreadable, say): that is no reason to move its sessions anywhere.
    */
-  route(tenantId: string): TenantRoute;
+  route(tenantId: string): TenantRoute | null;
   /**
    * For a tenant admit() let in a moment ago: the refusal if its record has changed since (a suspension arriving
    * while the login finished), else null. Synchronous, so nothing can change between this answer and the login.
@@ -243,6 +244,14 @@ export function registryAdmission(
 
   const apply = (tenantId: string, next: Entry | null): void => {
     const previous = entries.get(tenantId);
+    const changed =
+      previous === undefined ||
+      next === null ||
+      previous.record.tier !== next.record.tier ||
+      previous.limitsText !== next.limitsText ||
+      !sameRoute(previous.record.route, next.record.route);
+    // The same route keeps its object: sessions compare routes by identity at every checkout.
+    if (!changed) next.record.route = previous.record.route;
     if (next === null) {
       entries.delete(tenantId);
       if (negative.size >= MAX_NEGATIVE) negative.clear();
@@ -251,7 +260,7 @@ export function registryAdmission(
       entries.set(tenantId, next);
       negative.delete(tenantId);
     }
-    for (const changed of changeListeners) changed(tenantId, next?.record ?? null);
+    if (changed) for (const listen of changeListeners) listen(tenantId, next?.record ?? null);
     // Also when nothing was known before: the mirror is emptied while the registry cannot be read, and a suspension
     // made meanwhile must still end the sessions admitted earlier.
     if (previous !== undefined && previous.status !== TenantStatus.Active) return;
@@ -402,7 +411,7 @@ export function registryAdmission(
       return entry!.record;
     },
     route(tenantId) {
-      return entries.get(tenantId)?.record.route ?? DEFAULT_ROUTE;
+      return entries.get(tenantId)?.record.route ?? null;
     },
     recheck(identity) {
       return admissionRefusal(identity, entries.get(identity.tenantId));

@@ -19,8 +19,8 @@ export interface TenantRegistry {
    * schema (and role, when roles are on) exist. Throws AuthFailure (28000) or ProxyError (08001, upstream down).
    */
   admit(identity: TenantIdentity): Promise<TenantRecord>;
-  /** The tenant's current route (synchronous, from the mirror; the default route without the registry). */
-  route(tenantId: string): TenantRoute;
+  /** The tenant's current route (synchronous, from the mirror; the default route without the registry; null: unknown). */
+  route(tenantId: string): TenantRoute | null;
   /** Synchronous re-check just before a login completes: a refusal that arrived since admit(), else null. */
   recheck(identity: TenantIdentity): AuthFailure | null;
   /** Called with each tenant that stopped being admitted (suspended, deleted) and the FATAL its sessions get. */

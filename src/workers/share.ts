@@ -24,7 +24,8 @@ export function workerConfig(config: Config, index: number, count: number): Conf
   for (const [key, total] of totals) {
     if (total < count) throw new ConfigError(`${total} cannot be shared by the ${count} running workers`, key);
   }
-  // Every upstream's pool is split alike: PostgreSQL sees the configured total per upstream, whatever the count.
+  // Every upstream's pool is split alike: PostgreSQL sees the configured total per upstream, whatever the count (per
+  // database: a route naming a database of its own gets a pool of the upstream's size there too).
   const share = <U extends Config['upstream']>(u: U): U => ({
     ...u,
     poolSize: shareOf(u.poolSize, index, count),

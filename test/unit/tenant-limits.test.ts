@@ -86,8 +86,21 @@ describe('FairQueue', () => {
     expect(queue.remove(w)).toBe(true);
     expect(queue.remove(w)).toBe(false);
     expect(queue.size).toBe(0);
-    expect(a.queued).toBe(false);
+    expect(queue.waitingOf(a)).toBe(0);
+    expect(a.waiting).toBe(0);
     expect(queue.next()).toBeUndefined();
+  });
+
+  it('keeps a tenant waiting in two pools (its route moved) in each pool’s own queue', () => {
+    const old = new FairQueue();
+    const moved = new FairQueue();
+    const a = share('a');
+    old.push(waiter(a, 'a-old'));
+    moved.push(waiter(a, 'a-new'));
+    // Each pool serves only the waiter that asked it: a server of the old upstream never goes to the new one's.
+    expect(serve(old, 5)).toEqual(['a-old']);
+    expect(serve(moved, 5)).toEqual(['a-new']);
+    expect([old.waitingOf(a), moved.waitingOf(a), a.waiting]).toEqual([0, 0, 0]);
   });
 });
 
