@@ -131,10 +131,6 @@ export async function startProxy(
   const cancels = new CancelRegistry(worker);
   const limits = new TenantLimits(config.limits, metrics, log.child({ component: 'limits' }), worker);
   // A tenant's tier or limits changed in the registry (`tenants limits`, `tenants update --tier`): its sessions follow.
-  registry.onChanged((tenantId, record) => {
-    limits.changed(tenantId, record);
-    for (const upstream of upstreams.all()) upstream.pool.limitsChanged();
-  });
   // Connects on the first LISTEN of a tenant logged in to an upstream: one listening connection per upstream.
   const channelHubs = new Map<string, ChannelHub>();
   const channelHub = (upstream: Upstream): ChannelHub => {
@@ -149,6 +145,17 @@ export async function startProxy(
     return hub;
   };
   const sessions = new Set<ClientSession>();
+  // A tenant's tier, limits or route changed in the registry (`tenants limits`, `tenants update --tier`, a move).
+  registry.onChanged((tenantId, record) => {
+    limits.changed(tenantId, record);
+    for (const upstream of upstreams.all()) upstream.pool.limitsChanged();
+    // Its listeners follow a new route at once: a LISTEN-only connection may never run another transaction.
+    const upstream = record === null ? null : upstreams.resolve(record.route);
+    if (upstream === null) return;
+    for (const session of sessions) {
+      if (session.tenant?.tenantId === tenantId) session.channels?.moveTo(channelHub(upstream));
+    }
+  });
   // A suspended (or deleted) tenant's sessions end as their transactions end; idle ones at once.
   registry.onWithdrawn((tenantId, error) => {
     const deadlineMs = config.tenancy.registry.withdrawTimeoutMs;

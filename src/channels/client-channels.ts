@@ -55,7 +55,7 @@ export class ClientChannels implements ChannelSubscriber {
   private closed = false;
 
   constructor(
-    private readonly hub: ChannelHub,
+    private hub: ChannelHub,
     schema: string,
     private readonly client: ChannelClient,
   ) {
@@ -234,14 +234,33 @@ export class ClientChannels implements ChannelSubscriber {
     this.client.write(held.length === 1 ? held[0]! : Buffer.concat(held));
   }
 
+  /**
+   * Its tenant's route moved to another upstream: the tenant's NOTIFYs run there from its next transaction, so its
+   * channels are heard on that upstream's listening connection from now on.
+   */
+  moveTo(hub: ChannelHub): void {
+    if (hub === this.hub || this.closed) return;
+    const channels = this.heard();
+    for (const channel of channels) this.hub.unsubscribe(this.prefix + channel, this);
+    this.hub = hub;
+    for (const channel of channels) this.subscribe(channel);
+  }
+
   /** The client left: it hears nothing more, and the hub stops listening on what nobody else needs. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    const channels = new Set([...this.listening, ...this.pending.map((p) => p.action.channel)]);
+    const channels = this.heard();
     this.listening.clear();
     this.pending = [];
     this.held = [];
-    for (const channel of channels) if (channel !== null) this.hub.unsubscribe(this.prefix + channel, this);
+    for (const channel of channels) this.hub.unsubscribe(this.prefix + channel, this);
+  }
+
+  /** The channels the hub hears for this client: those it listens on, and those of LISTENs pending. */
+  private heard(): string[] {
+    const channels = new Set(this.listening);
+    for (const p of this.pending) if (p.action.listen && p.action.channel !== null) channels.add(p.action.channel);
+    return [...channels];
   }
 }

@@ -5,6 +5,7 @@ import type { ConnectionAudit } from '../audit/audit-log.js';
 import type { Logger } from 'pino';
 import type { TenantIdentity } from '../auth/identity.js';
 import type { ClientLink, LinkHost } from '../backend/link.js';
+import type { ClientChannels } from '../channels/client-channels.js';
 import { ServerState, type ServerConn } from '../backend/server-conn.js';
 import { UNAUTHENTICATED, type TenantMeter } from '../metrics/metrics.js';
 import { Conn } from '../net/conn.js';
@@ -84,6 +85,11 @@ export class ClientSession implements LinkHost, HandshakeHost {
   /** The tenant, once logged in. */
   get tenant(): TenantIdentity | null {
     return this.parts?.identity ?? null;
+  }
+
+  /** Its LISTENs and notifications, once logged in (null for a client whose statements are not rewritten). */
+  get channels(): ClientChannels | null {
+    return this.parts?.channels ?? null;
   }
 
   get applicationName(): string | null {

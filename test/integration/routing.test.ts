@@ -219,6 +219,11 @@ describe('routing table', () => {
     await plant(onB, 'rt_mover', 'b');
     tp = await routedProxy();
     const mover = await tp.connect('rt_mover');
+    // A LISTEN-only connection of the tenant: it runs no transaction after the move, yet must hear the tenant there.
+    const listener = await tp.connect('rt_mover');
+    const heard: string[] = [];
+    listener.on('notification', (n) => heard.push(`${n.channel}:${n.payload ?? ''}`));
+    await listener.query('LISTEN moves');
     expect((await mover.query('SELECT cluster FROM marker')).rows).toEqual([{ cluster: 'default' }]);
     await onCluster(onDefault, "UPDATE pgtp.tenants SET upstream = 'b' WHERE id = 'rt_mover'");
     await waitFor(
@@ -226,6 +231,11 @@ describe('routing table', () => {
       'the route change to reach the session',
     );
     expect(await portOf(mover)).toBe(b.port);
+    await waitFor(async () => {
+      await mover.query("NOTIFY moves, 'on b'");
+      return heard.includes('moves:on b');
+    }, 'the listener to hear its tenant on the new upstream');
+    await listener.end();
     // A route to an upstream this proxy's config lacks: FATAL at login, naming it.
     await onCluster(onDefault, "UPDATE pgtp.tenants SET upstream = 'nowhere' WHERE id = 'rt_mover'");
     await waitFor(async () => {
