@@ -1,11 +1,11 @@
 // The upstreams of one proxy process: a backend pool per upstream (and per dedicated database), found by a tenant's route.
-import pg from 'pg';
+import type pg from 'pg';
 import type { Logger } from 'pino';
 import { targetOf, type UpstreamTarget } from '../backend/connect.js';
 import { Pool, poolOptions, type PoolEvents, type PoolStats } from '../backend/pool.js';
 import { DEFAULT_UPSTREAM, type Config } from '../config/schema.js';
 import type { ProxyMetrics } from '../metrics/metrics.js';
-import { controlConnection } from '../tenants/registry.js';
+import { controlPool } from '../tenants/registry.js';
 import { routeLabel, upstreamSettings, type TenantRoute } from './route.js';
 
 /** One upstream's pool and its small control pool (startup-setting checks, readiness). */
@@ -119,13 +119,7 @@ export class Upstreams {
       backendReset: () => metrics.backendReset(),
       waitedForBackend: (seconds) => metrics.waitedForBackend(seconds),
     };
-    const control = new pg.Pool({
-      ...controlConnection(target),
-      max: 2,
-      idleTimeoutMillis: 30_000,
-      application_name: 'pg-tenant-proxy control',
-    });
-    control.on('error', (err) => log.warn({ err: err.message }, 'control connection error'));
+    const control = controlPool(target, log);
     const upstream: Upstream = {
       label,
       name,

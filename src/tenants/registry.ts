@@ -60,7 +60,8 @@ export function controlConnection(target: UpstreamTarget): pg.ClientConfig {
   };
 }
 
-export function createTenantRegistry(target: UpstreamTarget, tenancy: Config['tenancy'], log: Logger): TenantRegistry {
+/** A small pool of control connections to an upstream (settings checks, schema lookups, readiness). */
+export function controlPool(target: UpstreamTarget, log: Logger): pg.Pool {
   const control = new pg.Pool({
     ...controlConnection(target),
     max: 2,
@@ -68,6 +69,11 @@ export function createTenantRegistry(target: UpstreamTarget, tenancy: Config['te
     application_name: 'pg-tenant-proxy control',
   });
   control.on('error', (err) => log.warn({ err: err.message }, 'control connection error'));
+  return control;
+}
+
+export function createTenantRegistry(target: UpstreamTarget, tenancy: Config['tenancy'], log: Logger): TenantRegistry {
+  const control = controlPool(target, log);
   const admission: Admission = tenancy.registry.enabled
     ? registryAdmission(controlConnection(target), tenancy.registry.schema, new RegExp(tenancy.tenantPattern), log)
     : schemaAdmission(control, tenancy.schemaCacheTtlMs, tenancy.registry.schema);
