@@ -6,9 +6,6 @@
 // or role name (tenant_<anything but cata>).
 
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pg from 'pg';
@@ -18,47 +15,12 @@ import { FILTERED_RELATIONS, INFORMATION_SCHEMA_RELATIONS, WRAPPED_FUNCTIONS } f
 import { createTenantSchema, provisionTenant } from '../../src/tenants/provision.js';
 import { withDatabase } from '../support/postgres.js';
 import { sqlstateOf, startTestProxy, type TestProxy } from '../support/proxy.js';
+import { ISOLATION_MODES, jdbcJar, type IsolationMode } from '../support/modes.js';
 
 const run = promisify(execFile);
 
-/** The pgjdbc jar of the local Maven repository, as test/integration/drivers.test.ts finds it. */
-function jdbcJar(): string | null {
-  const dir = join(homedir(), '.m2/repository/org/postgresql/postgresql');
-  if (!existsSync(dir)) return null;
-  for (const version of readdirSync(dir).sort().reverse()) {
-    const jar = join(dir, version, `postgresql-${version}.jar`);
-    if (existsSync(jar)) return jar;
-  }
-  return null;
-}
-
 /** Any other tenant's names: catb's objects, and every tenant schema or role but cata's own. */
 const LEAK = /catb|tenant_(?!cata(?![a-z0-9_]))/;
-
-interface Mode {
-  title: string;
-  roles: boolean;
-  database: () => string;
-  upstreamUrl: () => string;
-  proxyRole: () => string;
-}
-
-const MODES: Mode[] = [
-  {
-    title: 'guard only (every tenant shares the login role)',
-    roles: false,
-    database: () => inject('pg').database,
-    upstreamUrl: () => inject('pg').upstreamUrl,
-    proxyRole: () => inject('pg').proxyRole,
-  },
-  {
-    title: 'tenancy.roles: true',
-    roles: true,
-    database: () => inject('pgRoles').database,
-    upstreamUrl: () => inject('pgRoles').upstreamUrl,
-    proxyRole: () => inject('pgRoles').proxyRole,
-  },
-];
 
 /** One object of every kind the catalogs describe, named after the tenant. */
 function objects(t: string): string[] {
@@ -89,10 +51,10 @@ function objects(t: string): string[] {
 interface Ctx {
   tp: TestProxy;
   admin: pg.Client;
-  mode: Mode;
+  mode: IsolationMode;
 }
 
-for (const mode of MODES) {
+for (const mode of ISOLATION_MODES) {
   describe(`catalog privacy, ${mode.title}`, () => {
     const ctx = {} as Ctx;
 

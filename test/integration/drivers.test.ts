@@ -1,31 +1,18 @@
 // Driver scenario suites through a pool smaller than the number of clients: what applications actually do.
 import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
 import { afterEach, describe, expect, it } from 'vitest';
 import { adminClient } from '../support/postgres.js';
 import { startTestProxy, type TestProxy } from '../support/proxy.js';
+import { jdbcJar } from '../support/modes.js';
 
 let tp: TestProxy | null = null;
 afterEach(async () => {
   await tp?.close();
   tp = null;
 });
-
-/** The pgjdbc jar of the local Maven repository (present on this project's machines; the suite needs no network). */
-function jdbcJar(): string | null {
-  const dir = join(homedir(), '.m2/repository/org/postgresql/postgresql');
-  if (!existsSync(dir)) return null;
-  for (const version of readdirSync(dir).sort().reverse()) {
-    const jar = join(dir, version, `postgresql-${version}.jar`);
-    if (existsSync(jar)) return jar;
-  }
-  return null;
-}
 
 describe('node-postgres', () => {
   it('reuses named prepared statements across 1,000 transactions of 50 clients of two tenants on 4 servers', async () => {

@@ -9,8 +9,8 @@
 // "intb" nor any other tenant's schema name.
 
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -19,6 +19,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createTenantSchema, provisionTenant } from '../../src/tenants/provision.js';
 import { withDatabase } from '../support/postgres.js';
 import { startTestProxy, type TestProxy } from '../support/proxy.js';
+import { ISOLATION_MODES, jdbcJar } from '../support/modes.js';
 
 const run = promisify(execFile);
 
@@ -32,48 +33,12 @@ function psycopgPython(): string | null {
   return probe.status === 0 ? python : null;
 }
 
-/** The pgjdbc jar of the local Maven repository, as test/integration/drivers.test.ts finds it. */
-function jdbcJar(): string | null {
-  const dir = join(homedir(), '.m2/repository/org/postgresql/postgresql');
-  if (!existsSync(dir)) return null;
-  for (const version of readdirSync(dir).sort().reverse()) {
-    const jar = join(dir, version, `postgresql-${version}.jar`);
-    if (existsSync(jar)) return jar;
-  }
-  return null;
-}
-
 const PYTHON = psycopgPython();
 const JAR = jdbcJar();
 if (PYTHON === null)
   console.warn('tool-introspection: psycopg 3 tests skipped: /usr/bin/python3 cannot import psycopg');
 if (JAR === null) console.warn('tool-introspection: Hibernate tests skipped: no pgjdbc jar in ~/.m2');
 const DRIZZLE_KIT = fileURLToPath(new URL('../../node_modules/drizzle-kit/bin.cjs', import.meta.url));
-
-interface Mode {
-  title: string;
-  roles: boolean;
-  database: () => string;
-  upstreamUrl: () => string;
-  proxyRole: () => string;
-}
-
-const MODES: Mode[] = [
-  {
-    title: 'guard only (every tenant shares the login role)',
-    roles: false,
-    database: () => inject('pg').database,
-    upstreamUrl: () => inject('pg').upstreamUrl,
-    proxyRole: () => inject('pg').proxyRole,
-  },
-  {
-    title: 'tenancy.roles: true',
-    roles: true,
-    database: () => inject('pgRoles').database,
-    upstreamUrl: () => inject('pgRoles').upstreamUrl,
-    proxyRole: () => inject('pgRoles').proxyRole,
-  },
-];
 
 /** A small application schema, named after the tenant: what the tools introspect. */
 function objects(t: string): string[] {
@@ -120,7 +85,7 @@ function declared(oids: number[]): { types: pg.CustomTypesConfig } {
 }
 const TEXT_ARRAY = 1009;
 
-for (const mode of MODES) {
+for (const mode of ISOLATION_MODES) {
   describe(`tool introspection, ${mode.title}`, () => {
     let tp: TestProxy;
     let admin: pg.Client;
